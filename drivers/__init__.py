@@ -1,0 +1,1 @@
+"""Drivers turn what devices send into typed readings and events."""

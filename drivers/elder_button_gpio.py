@@ -1,0 +1,135 @@
+"""The one-touch elder alarm button on a GPIO pin, with an optional LED for feedback.
+
+A short press raises the alarm; a press held for `long_press_s` cancels it. Edges are
+timestamped in gpiozero's thread and handed to the event loop, where debouncing and
+press classification run on the injected clock. The LED blinks while the alarm is open
+and stays lit once someone acknowledged it: the elder sees that help is coming.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+from typing import Any
+
+from gpiozero import LED, Button
+
+from drivers.intake import Intake
+from drivers.kinds import make_event
+from gateway.clock import Clock
+from gateway.config import GpioDevice
+from gateway.counters import Counters
+from gateway.model import Alert, AlertState, DeviceKind
+
+log = logging.getLogger(__name__)
+
+PRESS = "press"
+CANCEL = "cancel"
+
+
+class Indication(enum.StrEnum):
+    OFF = "off"
+    BLINKING = "blinking"
+    STEADY = "steady"
+
+
+class ElderButtonGpio:
+    """Owns one button pin (and LED pin) for as long as `run` runs."""
+
+    def __init__(
+        self, device: GpioDevice, clock: Clock, counters: Counters, pin_factory: Any = None
+    ) -> None:
+        self.device = device
+        self._clock = clock
+        self._counters = counters
+        self._pin_factory = pin_factory
+        self._edges: asyncio.Queue[tuple[bool, float, int]] = asyncio.Queue()
+        self._pressed_at: float | None = None
+        self._last_edge: float | None = None
+        self._led: LED | None = None
+        self._wanted = Indication.OFF
+        self._indication_changed = asyncio.Event()
+        self.indication = Indication.OFF
+
+    @property
+    def name(self) -> str:
+        return f"gpio[{self.device.id}]"
+
+    def on_alert(self, alert: Alert) -> None:
+        """Local feedback for an alert transition of this button."""
+        self._wanted = {
+            AlertState.FIRING: Indication.BLINKING,
+            AlertState.ACKNOWLEDGED: Indication.STEADY,
+            AlertState.RESOLVED: Indication.OFF,
+        }[alert.state]
+        self._indication_changed.set()
+
+    async def run(self, intake: Intake) -> None:
+        loop = asyncio.get_running_loop()
+        settings = self.device.gpio
+
+        def edge(pressed: bool) -> None:  # gpiozero's thread: stamp now, handle on the loop
+            stamp = (pressed, self._clock.monotonic(), self._clock.now_ms())
+            loop.call_soon_threadsafe(self._edges.put_nowait, stamp)
+
+        button = Button(settings.pin, pull_up=settings.pull_up, bounce_time=None,
+                        pin_factory=self._pin_factory)
+        button.when_pressed = lambda: edge(True)
+        button.when_released = lambda: edge(False)
+        if settings.led_pin is not None:
+            self._led = LED(settings.led_pin, pin_factory=self._pin_factory)
+        log.info("elder button %s on GPIO %d ready", self.device.id, settings.pin)
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self._feedback(), name=f"{self.name}.led")
+                while True:
+                    pressed, mono, ts = await self._edges.get()
+                    press = self._classify(pressed, mono)
+                    if press is not None:
+                        event_type, held = press
+                        await intake.event(
+                            make_event(DeviceKind.ELDER_BUTTON, self.device.id, event_type, ts,
+                                       {"duration_ms": round(held * 1000)})
+                        )
+        finally:
+            button.close()
+            if self._led is not None:
+                self._led.close()
+
+    def _classify(self, pressed: bool, mono: float) -> tuple[str, float] | None:
+        """(event type, seconds held) when a release ends a press; None otherwise."""
+        debounce = self.device.gpio.debounce_ms / 1000
+        if self._last_edge is not None and mono - self._last_edge < debounce:
+            self._counters.inc("gpio_bounces", device=self.device.id)
+            return None
+        if pressed:
+            if self._pressed_at is None:
+                self._pressed_at = mono
+                self._last_edge = mono
+            return None
+        if self._pressed_at is None:
+            return None  # a release without a press: the pin started low
+        self._last_edge = mono
+        held = mono - self._pressed_at
+        self._pressed_at = None
+        return (CANCEL if held >= self.device.gpio.long_press_s else PRESS), held
+
+    async def _feedback(self) -> None:
+        while True:
+            await self._indication_changed.wait()
+            self._indication_changed.clear()
+            wanted = self._wanted
+            if self._led is not None and wanted is not self.indication:
+                # stopping a blink joins gpiozero's blink thread: keep that off the loop
+                await asyncio.to_thread(self._apply, self._led, wanted)
+            self.indication = wanted
+
+    def _apply(self, led: LED, wanted: Indication) -> None:
+        settings = self.device.gpio
+        if wanted is Indication.BLINKING:
+            led.blink(on_time=settings.blink_on_s, off_time=settings.blink_off_s)
+        elif wanted is Indication.STEADY:
+            led.on()
+        else:
+            led.off()

@@ -1,0 +1,80 @@
+"""`scgw`: run the gateway, check a configuration, or watch the demo."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from gateway.config import ConfigError, GatewayConfig, load_config
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Smart-community gateway: devices to MQTT, alerts and a time-series store.")
+err = Console(stderr=True)
+
+EXIT_CONFIG = 2
+
+ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="The gateway's TOML file.")]
+
+
+def _load(file: Path) -> GatewayConfig:
+    try:
+        return load_config(file)
+    except ConfigError as exc:
+        err.print(f"[bold red]{exc.file}: {len(exc.problems)} problem(s)[/bold red]")
+        for problem in exc.problems:
+            err.print(f"  {problem}", markup=False, highlight=False)
+        raise typer.Exit(EXIT_CONFIG) from exc
+
+
+def _logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@app.command("check-config")
+def check_config(file: Annotated[Path, typer.Argument(help="The gateway's TOML file.")]) -> None:
+    """Validate a configuration file; print every problem with its key path (exit 2)."""
+    config = _load(file)
+    Console().print(f"{file}: OK, site {config.site}, {len(config.devices)} device(s)")
+
+
+@app.command()
+def run(
+    config: ConfigOption,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error")] = "info",
+) -> None:
+    """Run the gateway in the foreground; SIGTERM or Ctrl-C stops it cleanly."""
+    cfg = _load(config)
+    _logging(log_level)
+    asyncio.run(_serve(cfg))
+
+
+async def _serve(config: GatewayConfig) -> None:
+    from gateway.supervisor import Gateway
+
+    gateway = Gateway(config)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, gateway.stop)
+    await gateway.run()
+
+
+@app.command()
+def demo(
+    workdir: Annotated[Path, typer.Option(help="Where the demo keeps its servers' data.")] = Path(
+        ".demo"),
+    duration: Annotated[float | None, typer.Option(
+        help="Stop after this many seconds (default: run until Ctrl-C).")] = None,
+    log_level: Annotated[str, typer.Option(help="The gateway's log level.")] = "warning",
+) -> None:
+    """Start a private Mosquitto and VictoriaMetrics and the gateway on simulated devices."""
+    from gateway.demo import run_demo
+
+    _logging(log_level)
+    asyncio.run(run_demo(workdir.resolve(), duration, Console()))

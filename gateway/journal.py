@@ -1,0 +1,286 @@
+"""The durable, ordered journal: an append-only SQLite log in WAL mode with a cursor per consumer.
+
+Every append is committed with synchronous=FULL before the awaiting caller resumes, so a
+record the gateway has accepted survives a crash or power cut. Appends that arrive while a
+commit is running are grouped into the next transaction: one fsync serves many records.
+All SQLite work runs on one dedicated thread, never on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import msgspec
+
+from gateway.model import Record, decode, delivery_class, encode
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS records (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    cls TEXT NOT NULL,
+    body BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS cursors (
+    consumer TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS state (
+    key TEXT PRIMARY KEY,
+    value BLOB NOT NULL
+);
+"""
+
+
+class JournalClosedError(Exception):
+    """The journal was closed; nothing more can be appended."""
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    seq: int
+    record: Record
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """Records read for a consumer; `upto` is the last sequence number looked at."""
+
+    entries: list[Entry]
+    upto: int
+
+
+@dataclass(slots=True)
+class _Commit:
+    records: Sequence[Record]
+    cursor: tuple[str, int] | None
+    state: dict[str, bytes | None]
+    done: asyncio.Future[list[int]]
+    encoded: list[tuple[str, bytes]] = field(default_factory=list)
+
+
+class Journal:
+    """Append-only log with consumer cursors and a small key-value store for rule state."""
+
+    def __init__(self, path: Path, *, max_group: int = 512) -> None:
+        self._path = path
+        self._max_group = max_group
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
+        self._db: sqlite3.Connection | None = None
+        self._pending: list[_Commit] = []
+        self._wake = asyncio.Event()
+        self._committer: asyncio.Task[None] | None = None
+        self._last_seq = 0
+        self._listeners: list[asyncio.Event] = []
+        self._closing = False
+        self.commits = 0
+        self.records_written = 0
+
+    async def __aenter__(self) -> Journal:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def open(self) -> None:
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        self._last_seq = await self._run(self._open_sync)
+        self._committer = asyncio.create_task(self._commit_loop(), name="journal.commit")
+
+    async def close(self) -> None:
+        """Commit what is pending, then close the database."""
+        if self._committer is None:
+            return
+        self._closing = True
+        self._wake.set()
+        try:
+            await self._committer
+        finally:
+            self._committer = None
+            await self._run(self._close_sync)
+            self._executor.shutdown(wait=True)
+
+    @property
+    def last_seq(self) -> int:
+        return self._last_seq
+
+    def listen(self) -> asyncio.Event:
+        """An event set after every commit that appended records."""
+        event = asyncio.Event()
+        self._listeners.append(event)
+        return event
+
+    async def append(self, record: Record) -> int:
+        """Append one record; returns its sequence number once it is on disk."""
+        (seq,) = await self.commit([record])
+        return seq
+
+    async def commit(
+        self,
+        records: Sequence[Record] = (),
+        *,
+        cursor: tuple[str, int] | None = None,
+        state: dict[str, bytes | None] | None = None,
+    ) -> list[int]:
+        """Atomically append `records`, move one consumer's cursor and update state keys."""
+        if self._closing or self._committer is None:
+            raise JournalClosedError(str(self._path))
+        done: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
+        job = _Commit(records, cursor, state or {}, done)
+        # encode on the loop: cheap, and keeps bad records from reaching the database thread
+        job.encoded = [(delivery_class(r).value, encode(r)) for r in records]
+        self._pending.append(job)
+        self._wake.set()
+        return await asyncio.shield(done)
+
+    async def move_cursor(self, consumer: str, seq: int) -> None:
+        await self.commit(cursor=(consumer, seq))
+
+    async def cursor(self, consumer: str) -> int:
+        return await self._run(self._cursor_sync, consumer)
+
+    async def read(self, consumer: str, limit: int = 500) -> Batch:
+        """Records after `consumer`'s cursor, oldest first."""
+        return await self._run(self._read_sync, consumer, limit)
+
+    async def read_state(self, key: str) -> bytes | None:
+        return await self._run(self._state_sync, key)
+
+    async def backlog(self, consumer: str) -> int:
+        return self._last_seq - await self.cursor(consumer)
+
+    async def prune(self, consumers: Iterable[str]) -> int:
+        """Delete records every named consumer has passed; returns how many went."""
+        return await self._run(self._prune_sync, list(consumers))
+
+    # -- the committer ---------------------------------------------------------------
+
+    async def _commit_loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._pending:
+                group, self._pending = (
+                    self._pending[: self._max_group],
+                    self._pending[self._max_group :],
+                )
+                try:
+                    seqs = await self._run(self._commit_sync, group)
+                except Exception as exc:  # a failed commit fails its callers, not the journal
+                    log.error("journal commit of %d record(s) failed: %s", len(group), exc)
+                    for job in group:
+                        if not job.done.done():
+                            job.done.set_exception(exc)
+                    continue
+                for job, job_seqs in zip(group, seqs, strict=True):
+                    if not job.done.done():
+                        job.done.set_result(job_seqs)
+                if any(job.records for job in group):
+                    for listener in self._listeners:
+                        listener.set()
+            if self._closing:
+                return
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    # -- on the journal thread -------------------------------------------------------
+
+    def _open_sync(self) -> int:
+        db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        db.executescript(_SCHEMA)
+        self._db = db
+        row = db.execute("SELECT seq FROM sqlite_sequence WHERE name='records'").fetchone()
+        return int(row[0]) if row else 0
+
+    def _close_sync(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    def _commit_sync(self, group: list[_Commit]) -> list[list[int]]:
+        db = self._conn()
+        out: list[list[int]] = []
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for job in group:
+                seqs = []
+                for cls, body in job.encoded:
+                    cur = db.execute("INSERT INTO records (cls, body) VALUES (?, ?)", (cls, body))
+                    seqs.append(int(cur.lastrowid or 0))
+                if job.cursor is not None:
+                    db.execute(
+                        "INSERT INTO cursors (consumer, seq) VALUES (?, ?) "
+                        "ON CONFLICT(consumer) DO UPDATE SET seq=max(seq, excluded.seq)",
+                        job.cursor,
+                    )
+                for key, value in job.state.items():
+                    if value is None:
+                        db.execute("DELETE FROM state WHERE key=?", (key,))
+                    else:
+                        db.execute(
+                            "INSERT INTO state (key, value) VALUES (?, ?) "
+                            "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                            (key, value),
+                        )
+                out.append(seqs)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        written = sum(len(s) for s in out)
+        self.commits += 1
+        self.records_written += written
+        if written:
+            self._last_seq = max(self._last_seq, max(s[-1] for s in out if s))
+        return out
+
+    def _cursor_sync(self, consumer: str) -> int:
+        row = self._conn().execute(
+            "SELECT seq FROM cursors WHERE consumer=?", (consumer,)
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    def _read_sync(self, consumer: str, limit: int) -> Batch:
+        after = self._cursor_sync(consumer)
+        rows = self._conn().execute(
+            "SELECT seq, body FROM records WHERE seq > ? ORDER BY seq LIMIT ?", (after, limit)
+        ).fetchall()
+        entries = []
+        upto = after
+        for seq, body in rows:
+            upto = int(seq)
+            try:
+                entries.append(Entry(int(seq), decode(body)))
+            except msgspec.MsgspecError as exc:  # written by a newer schema, or damaged
+                log.error("journal record %d cannot be decoded (%s); skipped", seq, exc)
+        return Batch(entries, upto)
+
+    def _state_sync(self, key: str) -> bytes | None:
+        row = self._conn().execute("SELECT value FROM state WHERE key=?", (key,)).fetchone()
+        return bytes(row[0]) if row else None
+
+    def _prune_sync(self, consumers: list[str]) -> int:
+        if not consumers:
+            return 0
+        floor = min(self._cursor_sync(c) for c in consumers)
+        cur = self._conn().execute("DELETE FROM records WHERE seq <= ?", (floor,))
+        return cur.rowcount
+
+    def _conn(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise JournalClosedError(str(self._path))
+        return self._db

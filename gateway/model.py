@@ -1,0 +1,130 @@
+"""The typed records that cross every boundary: readings, device events, alerts, acks.
+
+Each is a frozen msgspec struct with a schema version `v`, a unique `id` and a UTC
+epoch-millisecond `ts`. The same encoding is used on MQTT, in the journal and in tests.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+from typing import Final
+
+import msgspec
+
+SCHEMA_VERSION: Final = 1
+
+Scalar = float | int | bool | str
+
+
+class DeviceKind(enum.StrEnum):
+    SMOKE = "smoke"
+    ACCESS = "access"
+    MANHOLE = "manhole"
+    ELDER_BUTTON = "elder_button"
+    TEMP_GATE = "temp_gate"
+
+
+class DeliveryClass(enum.StrEnum):
+    """How hard the gateway works to keep a record: alarms are never evicted."""
+
+    ALARM = "alarm"
+    EVENT = "event"
+    TELEMETRY = "telemetry"
+
+
+class AlertState(enum.StrEnum):
+    FIRING = "firing"
+    ACKNOWLEDGED = "acknowledged"
+    RESOLVED = "resolved"
+
+
+class Severity(enum.StrEnum):
+    CRITICAL = "critical"
+    MAJOR = "major"
+    MINOR = "minor"
+    INFO = "info"
+
+
+def new_id(ts_ms: int) -> str:
+    """A unique, time-ordered id: 12 hex digits of milliseconds, 20 of randomness."""
+    return f"{ts_ms & 0xFFFFFFFFFFFF:012x}{os.urandom(10).hex()}"
+
+
+class Reading(msgspec.Struct, frozen=True, kw_only=True, tag="reading", tag_field="rec"):
+    """Telemetry from one device at one instant."""
+
+    v: int = SCHEMA_VERSION
+    id: str
+    ts: int
+    kind: DeviceKind
+    device: str
+    values: dict[str, Scalar]
+
+
+class DeviceEvent(msgspec.Struct, frozen=True, kw_only=True, tag="event", tag_field="rec"):
+    """Something a device reported happening: a press, an alarm, a door forced open."""
+
+    v: int = SCHEMA_VERSION
+    id: str
+    ts: int
+    kind: DeviceKind
+    device: str
+    type: str
+    cls: DeliveryClass = DeliveryClass.EVENT
+    fields: dict[str, Scalar] = msgspec.field(default_factory=dict)
+
+
+class Alert(msgspec.Struct, frozen=True, kw_only=True, tag="alert", tag_field="rec"):
+    """One transition of an alert; `id` names the alert, `ts` the transition."""
+
+    v: int = SCHEMA_VERSION
+    id: str
+    ts: int
+    rule: str
+    device: str
+    kind: DeviceKind
+    state: AlertState
+    severity: Severity
+    since: int
+    value: Scalar | None = None
+    message: str = ""
+    by: str | None = None
+    cause: str | None = None
+
+
+class AckCommand(msgspec.Struct, frozen=True, kw_only=True, tag="ack", tag_field="rec"):
+    """A person's acknowledgement of the alert of `rule` on `device`."""
+
+    v: int = SCHEMA_VERSION
+    id: str
+    ts: int
+    rule: str
+    device: str
+    by: str
+
+
+Record = Reading | DeviceEvent | Alert | AckCommand
+
+_encoder = msgspec.json.Encoder()
+_record_decoder = msgspec.json.Decoder(Record)
+
+
+def encode(record: Record) -> bytes:
+    return _encoder.encode(record)
+
+
+def decode(data: bytes | str) -> Record:
+    """Decode any record; raises msgspec.ValidationError or msgspec.DecodeError."""
+    record: Record = _record_decoder.decode(data)
+    return record
+
+
+def delivery_class(record: Record) -> DeliveryClass:
+    if isinstance(record, Reading):
+        return DeliveryClass.TELEMETRY
+    if isinstance(record, Alert):
+        return DeliveryClass.ALARM
+    if isinstance(record, DeviceEvent):
+        return record.cls
+    return DeliveryClass.EVENT

@@ -1,0 +1,149 @@
+"""Publishes journalled events and alerts, telemetry and device status on MQTT.
+
+This task is the only publisher, so retained topics are written in one order. After every
+new connection it re-asserts the retained state (gateway online, device status, active
+alerts) first, because the broker may have restarted without persistence.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from gateway.counters import Counters
+from gateway.journal import Journal
+from gateway.model import Alert, DeviceEvent, Reading, Record, encode
+from gateway.mqtt_link import LinkDownError, MqttLink, Session
+from gateway.status import Status, StatusBoard
+from gateway.telemetry import TelemetryBuffer
+from gateway.topics import Topics
+from gateway.waiting import first_of
+
+log = logging.getLogger(__name__)
+
+CONSUMER = "mqtt"
+
+
+class MqttSink:
+    """At-least-once publishing: the journal cursor moves only after the broker's PUBACK."""
+
+    def __init__(
+        self,
+        link: MqttLink,
+        journal: Journal,
+        telemetry: TelemetryBuffer,
+        board: StatusBoard,
+        topics: Topics,
+        counters: Counters,
+        batch: int = 100,
+    ) -> None:
+        self._link = link
+        self._journal = journal
+        self._telemetry = telemetry
+        self._board = board
+        self._topics = topics
+        self._counters = counters
+        self._batch = batch
+        self._journal_wake = journal.listen()
+        self._telemetry_wake = telemetry.register(CONSUMER)
+        self._alerts: dict[str, bytes] = {}  # retained alert topic -> current state
+        self._published_status: dict[str, Status] = {}
+        self._cursor = 0
+        self.moved = asyncio.Event()  # set whenever the cursor advances
+
+    def seed(self, alerts: list[Alert]) -> None:
+        """Active alerts restored at start, re-asserted on every connection."""
+        for alert in alerts:
+            self._alerts[self._topics.alert(alert.rule, alert.device)] = encode(alert)
+
+    async def run(self) -> None:
+        self._cursor = await self._journal.cursor(CONSUMER)
+        current = 0
+        while True:
+            session = await self._link.session()
+            try:
+                if session.number != current:
+                    await self._reassert(session)
+                    current = session.number
+                busy = await self._publish_status(session)
+                busy = await self._publish_journal(session) or busy
+                busy = await self._publish_telemetry(session) or busy
+            except LinkDownError:
+                continue
+            if not busy:
+                await first_of(self._journal_wake, self._telemetry_wake, self._board.changed,
+                               session.lost)
+                self._journal_wake.clear()
+                self._telemetry_wake.clear()
+                self._board.changed.clear()
+
+    @property
+    def cursor(self) -> int:
+        return self._cursor
+
+    async def _reassert(self, session: Session) -> None:
+        self._published_status.clear()
+        await self._link.publish_on(session, self._topics.gateway_status,
+                                    Status.ONLINE.encode(), retain=True)
+        for topic, payload in list(self._alerts.items()):
+            await self._link.publish_on(session, topic, payload, retain=True)
+
+    async def _publish_status(self, session: Session) -> bool:
+        changed = [
+            (device, kind, status)
+            for device, kind, status in self._board.statuses()
+            if self._published_status.get(device) is not status
+        ]
+        for device, kind, status in changed:
+            await self._link.publish_on(session, self._topics.status(kind, device),
+                                        status.encode(), retain=True)
+            self._published_status[device] = status
+        return bool(changed)
+
+    async def _publish_journal(self, session: Session) -> bool:
+        batch = await self._journal.read(CONSUMER, self._batch)
+        if batch.upto <= self._cursor:
+            return False
+        sends = []
+        for entry in batch.entries:
+            message = self._message(entry.record)
+            if message is None:
+                continue
+            topic, payload, retain = message
+            if retain:
+                self._alerts[topic] = payload
+            # issued in journal order, so per-device order is kept on the wire
+            sends.append(asyncio.ensure_future(
+                self._link.publish_on(session, topic, payload, qos=1, retain=retain)))
+        results = await asyncio.gather(*sends, return_exceptions=True)
+        errors = [r for r in results if isinstance(r, BaseException)]
+        if errors:
+            raise errors[0]  # the cursor stays: the whole batch goes again, at least once
+        await self._journal.move_cursor(CONSUMER, batch.upto)
+        self._cursor = batch.upto
+        self.moved.set()
+        self._counters.inc("mqtt_published", len(sends))
+        return True
+
+    async def _publish_telemetry(self, session: Session) -> bool:
+        readings, upto = self._telemetry.peek(CONSUMER, self._batch)
+        if not readings:
+            return False
+        for reading in readings:
+            # QoS 0: telemetry is the class the gateway may drop
+            await self._link.publish_on(
+                session, self._topics.telemetry(reading.kind, reading.device), encode(reading),
+                qos=0,
+            )
+        self._telemetry.take(CONSUMER, upto)
+        return True
+
+    def _message(self, record: Record) -> tuple[str, bytes, bool] | None:
+        if isinstance(record, DeviceEvent):
+            return self._topics.event(record.kind, record.device), encode(record), False
+        if isinstance(record, Alert):
+            topic = self._topics.alert(record.rule, record.device)
+            return topic, encode(record), True
+        if isinstance(record, Reading):
+            return self._topics.telemetry(record.kind, record.device), encode(record), False
+        return None  # acks are commands, not published back

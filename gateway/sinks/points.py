@@ -1,0 +1,86 @@
+"""Records as time-series points in InfluxDB line protocol (see docs/data-model.md).
+
+Timestamps come from the record, never from the time of writing, and tags are fixed
+per record, so writing the same record twice produces the same point.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from gateway.config import Location
+from gateway.model import AckCommand, Alert, AlertState, DeviceEvent, Reading, Record, Scalar
+
+ALERT_STATE_CODE = {AlertState.FIRING: 1, AlertState.ACKNOWLEDGED: 2, AlertState.RESOLVED: 3}
+
+_KEY_ESCAPES = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ ", "\n": " "})
+_MEASUREMENT_ESCAPES = str.maketrans({",": r"\,", " ": r"\ ", "\n": " "})
+
+
+class PointMaker:
+    """Turns records into line protocol (millisecond precision) for one site."""
+
+    def __init__(self, site: str, location: Callable[[str], Location | None]) -> None:
+        self._site = site
+        self._location = location
+
+    def line(self, record: Record) -> str | None:
+        """The record's point, or None for records that have no point (acks, text-only)."""
+        if isinstance(record, Alert):
+            measurement = "sc_alert"
+            tags = {"rule": record.rule, "severity": record.severity.value,
+                    "state": record.state.value, "alert": record.id}
+            fields: dict[str, int | float] = {
+                "state_code": ALERT_STATE_CODE[record.state], "since": record.since}
+            if _numeric(record.value):
+                fields["value"] = _number(record.value)
+        elif isinstance(record, DeviceEvent):
+            measurement = "sc_event"
+            tags = {"type": record.type, "class": record.cls.value}
+            fields = {"count": 1}
+            fields.update({k: _number(v) for k, v in record.fields.items() if _numeric(v)})
+        elif isinstance(record, Reading):
+            measurement = f"sc_{record.kind.value}"
+            tags = {}
+            # the v2 write API of VictoriaMetrics keeps numeric fields only; text stays on MQTT
+            fields = {k: _number(v) for k, v in record.values.items() if _numeric(v)}
+            if not fields:
+                return None
+        else:
+            assert isinstance(record, AckCommand)
+            return None
+        tags |= {"site": self._site, "kind": record.kind.value, "device": record.device}
+        location = self._location(record.device)
+        if location is not None:
+            if location.building is not None:
+                tags["building"] = location.building
+            if location.unit is not None:
+                tags["unit"] = location.unit
+            if location.floor is not None:
+                tags["floor"] = str(location.floor)
+        return _line(measurement, tags, fields, record.ts)
+
+
+def _line(measurement: str, tags: dict[str, str], fields: dict[str, int | float], ts: int) -> str:
+    tag_part = "".join(
+        f",{k.translate(_KEY_ESCAPES)}={v.translate(_KEY_ESCAPES)}"
+        for k, v in sorted(tags.items()) if v
+    )
+    field_part = ",".join(
+        f"{k.translate(_KEY_ESCAPES)}={v}i" if isinstance(v, int)
+        else f"{k.translate(_KEY_ESCAPES)}={v!r}"
+        for k, v in sorted(fields.items())
+    )
+    return f"{measurement.translate(_MEASUREMENT_ESCAPES)}{tag_part} {field_part} {ts}"
+
+
+def _numeric(value: Scalar | None) -> bool:
+    return isinstance(value, bool | int | float) and value == value and value not in (
+        float("inf"), float("-inf"))
+
+
+def _number(value: Scalar | None) -> int | float:
+    if isinstance(value, bool):
+        return int(value)
+    assert isinstance(value, int | float)
+    return value

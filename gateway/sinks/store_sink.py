@@ -1,0 +1,121 @@
+"""Pushes journalled events and alerts, and buffered telemetry, to the time-series store.
+
+Batches are bounded by size and by time; a batch holding an alarm goes at once. A failed
+write is retried with capped backoff and jitter, for as long as it takes: the journal
+cursor moves only after the store answered 2xx, so nothing accepted is ever dropped here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Protocol
+
+from gateway.backoff import Backoff
+from gateway.clock import Clock
+from gateway.config import StoreConfig
+from gateway.counters import Counters
+from gateway.journal import Journal
+from gateway.model import DeliveryClass, delivery_class
+from gateway.sinks.points import PointMaker
+from gateway.sinks.store_writer import StoreWriteError
+from gateway.telemetry import TelemetryBuffer
+from gateway.waiting import first_of
+
+log = logging.getLogger(__name__)
+
+CONSUMER = "store"
+
+
+class Writer(Protocol):
+    async def write(self, lines: list[str]) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class StoreSink:
+    """The store's consumer of the journal and of the telemetry buffer."""
+
+    def __init__(
+        self,
+        config: StoreConfig,
+        writer: Writer,
+        points: PointMaker,
+        journal: Journal,
+        telemetry: TelemetryBuffer,
+        clock: Clock,
+        counters: Counters,
+    ) -> None:
+        self._config = config
+        self._writer = writer
+        self._points = points
+        self._journal = journal
+        self._telemetry = telemetry
+        self._clock = clock
+        self._counters = counters
+        self._journal_wake = journal.listen()
+        self._telemetry_wake = telemetry.register(CONSUMER)
+        self._backoff = Backoff(config.retry_min_s, config.retry_max_s)
+        self._cursor = 0
+        self.moved = asyncio.Event()  # set whenever the cursor advances
+
+    @property
+    def cursor(self) -> int:
+        return self._cursor
+
+    async def run(self) -> None:
+        self._cursor = await self._journal.cursor(CONSUMER)
+        try:
+            while True:
+                if not await self._send_one_batch():
+                    await first_of(self._journal_wake, self._telemetry_wake)
+                    self._journal_wake.clear()
+                    self._telemetry_wake.clear()
+        finally:
+            await self._writer.close()
+
+    async def _send_one_batch(self) -> bool:
+        size = self._config.batch_size
+        batch = await self._journal.read(CONSUMER, size)
+        urgent = any(delivery_class(e.record) is DeliveryClass.ALARM for e in batch.entries)
+        if not urgent and len(batch.entries) < size and self._telemetry.pending(CONSUMER) < size:
+            # let a batch fill up for one interval, unless an alarm is waiting
+            pending = batch.upto > self._cursor or self._telemetry.pending(CONSUMER) > 0
+            if not pending:
+                return False
+            await self._clock.sleep(self._config.flush_interval_s)
+            batch = await self._journal.read(CONSUMER, size)
+        readings, tele_upto = self._telemetry.peek(CONSUMER, max(size - len(batch.entries), 0))
+        lines = [line for e in batch.entries if (line := self._points.line(e.record))]
+        lines += [line for r in readings if (line := self._points.line(r))]
+        if lines:
+            await self._write_until_accepted(lines)
+        if batch.upto > self._cursor:
+            await self._journal.move_cursor(CONSUMER, batch.upto)
+            self._cursor = batch.upto
+            self.moved.set()
+        self._telemetry.take(CONSUMER, tele_upto)
+        return True
+
+    async def _write_until_accepted(self, lines: list[str]) -> None:
+        while True:
+            try:
+                await self._writer.write(lines)
+            except StoreWriteError as exc:
+                if not exc.retryable:
+                    # the store parsed and refused these points: retrying cannot help
+                    self._counters.inc("store_rejected", len(lines), status=str(exc.status))
+                    log.error("store rejected %d point(s): %s", len(lines), exc)
+                    return
+                self._counters.inc("store_retries", reason=str(exc.status or "unreachable"))
+                delay = self._backoff.next_delay()
+                if self._backoff.attempt == 1 or self._backoff.attempt % 20 == 0:
+                    log.warning("store write failed (%s); retry %d in %.1f s", exc,
+                                self._backoff.attempt, delay)
+                await self._clock.sleep(delay)
+                continue
+            if self._backoff.attempt:
+                log.info("store write succeeded after %d retries", self._backoff.attempt)
+            self._backoff.reset()
+            self._counters.inc("store_points_written", len(lines))
+            return

@@ -1,0 +1,83 @@
+"""Device online/offline state and the supervisor that derives it from heartbeats."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+from dataclasses import dataclass
+
+from gateway.clock import Clock
+from gateway.model import DeviceKind
+
+log = logging.getLogger(__name__)
+
+
+class Status(enum.StrEnum):
+    ONLINE = "online"
+    OFFLINE = "offline"
+
+
+@dataclass(slots=True)
+class _Device:
+    kind: DeviceKind
+    heartbeat_s: float
+    last_seen: float  # monotonic; the time of adding until a first message arrives
+    status: Status | None = None
+
+
+class StatusBoard:
+    """The current status of every device; publishers are woken on every change."""
+
+    def __init__(self) -> None:
+        self._devices: dict[str, _Device] = {}
+        self.changed = asyncio.Event()
+
+    def add(self, device: str, kind: DeviceKind, heartbeat_s: float, now: float) -> None:
+        self._devices[device] = _Device(kind, heartbeat_s, now)
+
+    def set(self, device: str, status: Status) -> None:
+        entry = self._devices[device]
+        if entry.status is not status:
+            entry.status = status
+            log.info("device %s is %s", device, status)
+            self.changed.set()
+
+    def seen(self, device: str, now: float) -> None:
+        """A good message arrived from `device` at monotonic time `now`."""
+        entry = self._devices.get(device)
+        if entry is None:
+            return
+        entry.last_seen = now
+        self.set(device, Status.ONLINE)
+
+    def statuses(self) -> list[tuple[str, DeviceKind, Status]]:
+        return [(d, e.kind, e.status) for d, e in self._devices.items() if e.status is not None]
+
+    def get(self, device: str) -> Status | None:
+        return self._devices[device].status
+
+    def expire(self, now: float) -> list[str]:
+        """Mark offline every device silent for two heartbeat intervals; returns them."""
+        gone = []
+        for device, entry in self._devices.items():
+            if entry.heartbeat_s <= 0 or entry.status is Status.OFFLINE:
+                continue
+            if now - entry.last_seen > 2 * entry.heartbeat_s:
+                self.set(device, Status.OFFLINE)
+                gone.append(device)
+        return gone
+
+    def tick_interval(self) -> float | None:
+        beats = [e.heartbeat_s for e in self._devices.values() if e.heartbeat_s > 0]
+        return min(beats) / 4 if beats else None
+
+
+async def supervise(board: StatusBoard, clock: Clock) -> None:
+    """Check heartbeats often enough that silence is noticed within two intervals."""
+    interval = board.tick_interval()
+    if interval is None:
+        return
+    while True:
+        await clock.sleep(interval)
+        board.expire(clock.monotonic())

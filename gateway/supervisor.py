@@ -1,0 +1,217 @@
+"""The running gateway: wires drivers, journal, rules and sinks, and owns their tasks."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from typing import Any
+
+import aiomqtt
+import msgspec
+
+from drivers.elder_button_gpio import ElderButtonGpio
+from drivers.mqtt_ingress import MqttIngress
+from gateway.clock import Clock, SystemClock
+from gateway.config import GatewayConfig, GpioDevice, Location, MqttDevice
+from gateway.counters import Counters
+from gateway.journal import Journal
+from gateway.model import AckCommand, Alert, DeviceEvent, Reading, new_id
+from gateway.mqtt_link import LastWill, MqttLink
+from gateway.sinks.mqtt_sink import MqttSink
+from gateway.sinks.points import PointMaker
+from gateway.sinks.store_sink import StoreSink, Writer
+from gateway.sinks.store_writer import InfluxWriter
+from gateway.status import Status, StatusBoard, supervise
+from gateway.telemetry import TelemetryBuffer
+from gateway.topics import Topics
+from gateway.waiting import first_of
+from rules.elder_sos import ElderSos
+from rules.runner import RuleRunner
+
+log = logging.getLogger(__name__)
+
+
+class _AckPayload(msgspec.Struct):
+    by: str
+
+
+_ack_decoder = msgspec.json.Decoder(_AckPayload)
+
+
+class Gateway:
+    """One compound's gateway. `run` until `stop()`; SIGTERM handling lives in the CLI."""
+
+    def __init__(
+        self,
+        config: GatewayConfig,
+        *,
+        clock: Clock | None = None,
+        pin_factory: Any = None,
+        writer: Writer | None = None,
+    ) -> None:
+        self.config = config
+        self.clock = clock or SystemClock()
+        self.counters = Counters()
+        self.topics = Topics(config.site)
+        self.journal = Journal(config.journal.path)
+        self.telemetry = TelemetryBuffer(config.journal.telemetry_capacity, self.counters)
+        self.board = StatusBoard()
+        self.link = MqttLink(
+            config.broker,
+            config.client_id,
+            LastWill(self.topics.gateway_status, Status.OFFLINE.encode()),
+            self.clock,
+            self.counters,
+        )
+        self.rules = ElderSos(self._describe)
+        self.runner = RuleRunner(self.journal, self.rules, self._feedback)
+        self.mqtt_sink = MqttSink(self.link, self.journal, self.telemetry, self.board,
+                                  self.topics, self.counters)
+        token = os.environ.get(config.store.token_env, "") if config.store.token_env else ""
+        self.store_sink = StoreSink(
+            config.store,
+            writer or InfluxWriter(config.store, token),
+            PointMaker(config.site, self._location),
+            self.journal,
+            self.telemetry,
+            self.clock,
+            self.counters,
+        )
+        self.pin_factory = pin_factory if pin_factory is not None else _pin_factory(config)
+        self.buttons = {
+            d.id: ElderButtonGpio(d, self.clock, self.counters, self.pin_factory)
+            for d in config.devices
+            if isinstance(d, GpioDevice)
+        }
+        self.ingress = MqttIngress(
+            [d for d in config.devices if isinstance(d, MqttDevice)], self, self.clock,
+            self.counters,
+        )
+        for topic in self.ingress.topics:
+            self.link.subscribe(topic, self.ingress.handle)
+        self.link.subscribe(self.topics.alert_ack_filter, self._on_ack_message)
+        self.ready = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._accepting = True
+
+    # -- Intake, for the drivers --------------------------------------------------------
+
+    async def event(self, event: DeviceEvent) -> None:
+        if not self._accepting:
+            self.counters.inc("refused", reason="shutting_down", device=event.device)
+            raise RuntimeError("the gateway is shutting down")
+        await self.journal.append(event)
+        self.seen(event.device)
+        self.counters.inc("events_accepted", cls=event.cls.value)
+
+    def reading(self, reading: Reading) -> None:
+        self.telemetry.push(reading)
+        self.seen(reading.device)
+
+    def seen(self, device: str) -> None:
+        self.board.seen(device, self.clock.monotonic())
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> None:
+        async with self.journal, asyncio.TaskGroup() as group:
+            await self.runner.restore()
+            active = self.rules.active()
+            self.mqtt_sink.seed(active)
+            for alert in active:
+                self._feedback(alert)
+            now = self.clock.monotonic()
+            for device in self.config.devices:
+                self.board.add(device.id, device.kind, device.heartbeat_s, now)
+                if isinstance(device, GpioDevice):
+                    self.board.set(device.id, Status.ONLINE)  # wired: present while we run
+            core = [
+                group.create_task(self.link.run(), name="gw.mqtt.link"),
+                group.create_task(self.runner.run(), name="gw.rules"),
+                group.create_task(self.mqtt_sink.run(), name="gw.sink.mqtt"),
+                group.create_task(self.store_sink.run(), name="gw.sink.store"),
+                group.create_task(supervise(self.board, self.clock), name="gw.liveness"),
+            ]
+            drivers = [
+                group.create_task(button.run(self), name=f"gw[{device}].gpio")
+                for device, button in self.buttons.items()
+            ]
+            log.info("gateway for site %s running with %d device(s)", self.config.site,
+                     len(self.config.devices))
+            self.ready.set()
+            await self._stop.wait()
+            await self._shutdown(drivers, core)
+
+    async def _shutdown(self, drivers: list[asyncio.Task[None]], core: list[asyncio.Task[None]]
+                        ) -> None:
+        log.info("stopping: intake closed, draining the journal to the sinks")
+        self._accepting = False
+        for task in drivers:
+            task.cancel()
+        await asyncio.gather(*drivers, return_exceptions=True)
+        try:
+            async with asyncio.timeout(self.config.shutdown_timeout_s):
+                await self.runner.caught_up()
+                while (self.mqtt_sink.cursor < self.journal.last_seq
+                       or self.store_sink.cursor < self.journal.last_seq):
+                    self.mqtt_sink.moved.clear()
+                    self.store_sink.moved.clear()
+                    await first_of(self.mqtt_sink.moved, self.store_sink.moved)
+        except TimeoutError:
+            log.warning("shutdown bound reached; %d record(s) stay in the journal for the "
+                        "next start", self.journal.last_seq - min(self.mqtt_sink.cursor,
+                                                                  self.store_sink.cursor))
+        await self.link.close((self.topics.gateway_status, Status.OFFLINE.encode()))
+        for task in core:
+            task.cancel()
+
+    # -- wiring -------------------------------------------------------------------------
+
+    async def _on_ack_message(self, message: aiomqtt.Message) -> None:
+        topic = str(message.topic)
+        parsed = self.topics.parse_ack(topic)
+        if parsed is None:
+            return
+        payload = message.payload
+        try:
+            if not isinstance(payload, bytes | bytearray | str):
+                raise msgspec.DecodeError("empty payload")
+            body = _ack_decoder.decode(payload)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            self.counters.inc("ack_rejected", topic=topic)
+            self.counters.log_once(log, ("ack", topic), "ack on %s rejected: %s "
+                                   '(expected {"by": "..."})', topic, exc)
+            return
+        await self.ack(*parsed, by=body.by)
+
+    async def ack(self, rule: str, device: str, by: str) -> None:
+        """Journal an acknowledgement; the rules apply it in order with everything else."""
+        ts = self.clock.now_ms()
+        await self.journal.append(AckCommand(id=new_id(ts), ts=ts, rule=rule, device=device,
+                                             by=by))
+
+    def _feedback(self, alert: Alert) -> None:
+        button = self.buttons.get(alert.device)
+        if button is not None:
+            button.on_alert(alert)
+
+    def _location(self, device_id: str) -> Location | None:
+        device = self.config.device(device_id)
+        return device.location if device is not None else None
+
+    def _describe(self, device_id: str) -> str:
+        location = self._location(device_id)
+        return f"{device_id} ({location.label()})" if location is not None else device_id
+
+
+def _pin_factory(config: GatewayConfig) -> Any:
+    if config.gpio_factory != "mock" or not any(isinstance(d, GpioDevice) for d in config.devices):
+        return None
+    from gpiozero.pins.mock import MockFactory
+
+    return MockFactory()
+

@@ -1,0 +1,1 @@
+"""Rules: turn device events into alert transitions."""

@@ -1,0 +1,1 @@
+"""Simulated devices and people, speaking the same protocols as the real ones."""
