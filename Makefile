@@ -1,0 +1,56 @@
+# Smart-community gateway: `make demo` runs it on simulated devices, `make test` tests it.
+# Both install what they need on Debian / Raspberry Pi OS (apt-get, with sudo when not root).
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT_PACKAGES := mosquitto victoria-metrics influxdb
+STAMP  := $(VENV)/.installed
+
+.PHONY: all deps system-deps venv demo run test lint pytest bench clean
+
+all: test
+
+deps: system-deps venv
+
+# Servers the tests and the demo start privately on free loopback ports.
+system-deps:
+	@need=""; \
+	for bin in mosquitto victoria-metrics influxd; do \
+	  command -v $$bin >/dev/null 2>&1 || [ -x /usr/sbin/$$bin ] || need=1; \
+	done; \
+	$(PYTHON) -c 'import ensurepip, venv' >/dev/null 2>&1 || need=1; \
+	if [ -n "$$need" ]; then \
+	  echo "installing $(APT_PACKAGES) python3-venv with apt-get"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
+	    $(APT_PACKAGES) python3-venv >/dev/null; \
+	fi
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python >= 3.11 needed"'
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: deps
+	$(BIN)/scgw demo
+
+test: deps lint pytest
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+pytest: deps
+	$(BIN)/pytest -q
+
+bench: deps
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) .demo .pytest_cache .mypy_cache .ruff_cache

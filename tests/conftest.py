@@ -1,0 +1,26 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from gateway.services import Mosquitto, VictoriaMetrics
+
+
+@pytest.fixture(scope="session")
+def victoria(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VictoriaMetrics]:
+    """One real VictoriaMetrics for the session; tests keep apart by site label."""
+    store = VictoriaMetrics(tmp_path_factory.mktemp("victoria-metrics"))
+    store.start()
+    yield store
+    store.stop()
+
+
+@pytest.fixture
+def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
+    """A real Mosquitto per test, so a test may kill and restart it."""
+    broker = Mosquitto(tmp_path / "mosquitto")
+    broker.start()
+    yield broker
+    broker.stop()

@@ -1,0 +1,143 @@
+"""Shared test helpers: configs, a running gateway, an MQTT watcher, bounded waits."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+
+from gateway.config import GatewayConfig, parse_config
+from gateway.supervisor import Gateway
+
+_sites = itertools.count(1)
+
+
+def unique_site(prefix: str = "t") -> str:
+    return f"{prefix}{next(_sites)}"
+
+
+def make_config(
+    tmp_path: Path,
+    *,
+    site: str,
+    broker_port: int = 1883,
+    store_url: str = "http://127.0.0.1:9",
+    devices: list[dict[str, Any]] | None = None,
+    **extra: Any,
+) -> GatewayConfig:
+    raw: dict[str, Any] = {
+        "site": site,
+        "gpio_factory": "mock",
+        "broker": {"host": "127.0.0.1", "port": broker_port, "reconnect_min_s": 0.1,
+                   "reconnect_max_s": 0.5, "publish_timeout_s": 5},
+        "store": {"url": store_url, "flush_interval_s": 0.2, "retry_min_s": 0.1,
+                  "retry_max_s": 0.5},
+        "journal": {"path": str(tmp_path / "journal.db")},
+        "devices": devices if devices is not None else [elder_gpio("elder-1", pin=17)],
+    }
+    raw.update(extra)
+    return parse_config(raw, tmp_path / "test.toml", {})
+
+
+def elder_gpio(device: str, pin: int, led_pin: int | None = None, **gpio: Any) -> dict[str, Any]:
+    settings: dict[str, Any] = {"pin": pin, "debounce_ms": 0, "long_press_s": 2.0, **gpio}
+    if led_pin is not None:
+        settings["led_pin"] = led_pin
+    return {"id": device, "kind": "elder_button", "transport": "gpio",
+            "location": {"building": "3", "unit": "1", "floor": 5}, "gpio": settings}
+
+
+def sos_mqtt(device: str, topic: str, heartbeat_s: float = 0) -> dict[str, Any]:
+    return {"id": device, "kind": "elder_button", "transport": "mqtt", "heartbeat_s": heartbeat_s,
+            "mqtt": {"topic": topic, "event_key": "action",
+                     "events": {"single": "press", "hold": "cancel"},
+                     "readings": ["battery"]}}
+
+
+@contextlib.asynccontextmanager
+async def running(gateway: Gateway) -> AsyncIterator[Gateway]:
+    task = asyncio.create_task(gateway.run(), name="test.gateway")
+    ready = asyncio.ensure_future(gateway.ready.wait())
+    await asyncio.wait((task, ready), timeout=10, return_when=asyncio.FIRST_COMPLETED)
+    if task.done():
+        task.result()  # raises what stopped it
+    assert gateway.ready.is_set(), "gateway did not become ready"
+    try:
+        yield gateway
+    finally:
+        gateway.stop()
+        await asyncio.wait_for(task, timeout=gateway.config.shutdown_timeout_s + 5)
+
+
+async def eventually(predicate: Callable[[], bool | Awaitable[bool]], timeout: float = 10.0,
+                     what: str = "condition") -> None:
+    """Wait (bounded) for a condition the system under test makes true by itself."""
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                result = predicate()
+                if not isinstance(result, bool):
+                    result = await result
+                if result:
+                    return
+                await asyncio.sleep(0.02)
+    except TimeoutError:
+        raise AssertionError(f"timed out after {timeout} s waiting for {what}") from None
+
+
+@dataclass(frozen=True)
+class Seen:
+    topic: str
+    payload: bytes
+    retain: bool
+
+
+class Watcher:
+    """A separate MQTT client that records what it receives on a filter."""
+
+    def __init__(self, port: int, topic_filter: str, name: str = "watcher") -> None:
+        self._port = port
+        self._filter = topic_filter
+        self._name = name
+        self.queue: asyncio.Queue[Seen] = asyncio.Queue()
+        self.client: aiomqtt.Client | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> Watcher:
+        self.client = aiomqtt.Client("127.0.0.1", self._port,
+                                     identifier=f"{self._name}-{next(_sites)}")
+        await self.client.__aenter__()
+        await self.client.subscribe(self._filter, qos=1)
+        self._task = asyncio.create_task(self._collect(), name=f"test.{self._name}")
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._task is not None and self.client is not None
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
+            await self._task
+        with contextlib.suppress(aiomqtt.MqttError):
+            await self.client.__aexit__(None, None, None)
+
+    async def _collect(self) -> None:
+        assert self.client is not None
+        async for message in self.client.messages:
+            payload = message.payload if isinstance(message.payload, bytes) else b""
+            await self.queue.put(Seen(str(message.topic), payload, message.retain))
+
+    async def next(self, match: Callable[[Seen], bool], timeout: float = 10.0) -> Seen:
+        async with asyncio.timeout(timeout):
+            while True:
+                seen = await self.queue.get()
+                if match(seen):
+                    return seen
+
+    async def publish(self, topic: str, payload: bytes, qos: int = 1) -> None:
+        assert self.client is not None
+        await self.client.publish(topic, payload, qos=qos)
