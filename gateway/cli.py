@@ -26,9 +26,10 @@ def _load(file: Path) -> GatewayConfig:
     try:
         return load_config(file)
     except ConfigError as exc:
-        err.print(f"[bold red]{exc.file}: {len(exc.problems)} problem(s)[/bold red]")
+        err.print(f"{exc.file}: {len(exc.problems)} problem(s)", style="bold red",
+                  soft_wrap=True, markup=False)
         for problem in exc.problems:
-            err.print(f"  {problem}", markup=False, highlight=False)
+            err.print(f"  {problem}", soft_wrap=True, markup=False, highlight=False)
         raise typer.Exit(EXIT_CONFIG) from exc
 
 
@@ -78,3 +79,7 @@ def demo(
 
     _logging(log_level)
     asyncio.run(run_demo(workdir.resolve(), duration, Console()))
+
+
+if __name__ == "__main__":
+    app()

@@ -153,6 +153,7 @@ class Gateway:
         for task in drivers:
             task.cancel()
         await asyncio.gather(*drivers, return_exceptions=True)
+        self.store_sink.flush()
         try:
             async with asyncio.timeout(self.config.shutdown_timeout_s):
                 await self.runner.caught_up()

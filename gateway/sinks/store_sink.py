@@ -58,10 +58,15 @@ class StoreSink:
         self._backoff = Backoff(config.retry_min_s, config.retry_max_s)
         self._cursor = 0
         self.moved = asyncio.Event()  # set whenever the cursor advances
+        self._flushing = asyncio.Event()
 
     @property
     def cursor(self) -> int:
         return self._cursor
+
+    def flush(self) -> None:
+        """From now on send every batch without waiting for it to fill (for shutdown)."""
+        self._flushing.set()
 
     async def run(self) -> None:
         self._cursor = await self._journal.cursor(CONSUMER)
@@ -83,7 +88,12 @@ class StoreSink:
             pending = batch.upto > self._cursor or self._telemetry.pending(CONSUMER) > 0
             if not pending:
                 return False
-            await self._clock.sleep(self._config.flush_interval_s)
+            if not self._flushing.is_set():
+                interval = asyncio.ensure_future(self._clock.sleep(self._config.flush_interval_s))
+                try:
+                    await first_of(interval, self._flushing)
+                finally:
+                    interval.cancel()
             batch = await self._journal.read(CONSUMER, size)
         readings, tele_upto = self._telemetry.peek(CONSUMER, max(size - len(batch.entries), 0))
         lines = [line for e in batch.entries if (line := self._points.line(e.record))]

@@ -1,0 +1,121 @@
+"""Configuration validation: every problem reported with its key path and device."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gateway.config import ConfigError, load_config
+
+GOOD = """
+site = "c1"
+[store]
+url = "http://127.0.0.1:8428"
+[[devices]]
+id = "elder-1"
+kind = "elder_button"
+transport = "gpio"
+gpio = { pin = 17, led_pin = 27 }
+[[devices]]
+id = "sos-2"
+kind = "elder_button"
+transport = "mqtt"
+heartbeat_s = 60
+mqtt = { topic = "zigbee2mqtt/sos-2", event_key = "action", events = { single = "press" } }
+"""
+
+# three deliberate errors: an unknown top-level key, a pin out of range, a bad kind
+THREE_ERRORS = """
+site = "c1"
+colour = "blue"
+[store]
+url = "http://127.0.0.1:8428"
+[[devices]]
+id = "elder-1"
+kind = "elder_button"
+transport = "gpio"
+gpio = { pin = 99 }
+[[devices]]
+id = "smoke-7"
+kind = "toaster"
+transport = "mqtt"
+mqtt = { topic = "a/b" }
+"""
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "gateway.toml"
+    path.write_text(text)
+    return path
+
+
+def test_good_config_loads(tmp_path: Path) -> None:
+    config = load_config(_write(tmp_path, GOOD))
+    assert config.site == "c1"
+    assert [d.id for d in config.devices] == ["elder-1", "sos-2"]
+    assert config.client_id == "scgw-c1"
+
+
+def test_three_errors_are_all_reported_with_key_paths_and_devices(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(_write(tmp_path, THREE_ERRORS))
+    problems = {(p.path, p.device) for p in caught.value.problems}
+    assert problems == {
+        ("colour", None),
+        ("devices[0].gpio.pin", "elder-1"),
+        ("devices[1].kind", "smoke-7"),
+    }
+    assert "unknown key" in str(caught.value)
+
+
+def test_cross_field_problems_name_the_device(tmp_path: Path) -> None:
+    text = GOOD.replace("led_pin = 27", "led_pin = 17").replace(
+        'id = "sos-2"', 'id = "elder-1"')
+    with pytest.raises(ConfigError) as caught:
+        load_config(_write(tmp_path, text))
+    messages = [str(p) for p in caught.value.problems]
+    assert any("devices[1].id (device elder-1): duplicate device id" in m for m in messages)
+    assert any("GPIO 17 is already used by device elder-1" in m for m in messages)
+
+
+def test_toml_syntax_error_names_line(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(_write(tmp_path, 'site = "c1"\n[store\n'))
+    assert "line 2" in str(caught.value)
+
+
+def test_missing_token_variable_is_reported(tmp_path: Path) -> None:
+    text = GOOD.replace('url = "http://127.0.0.1:8428"',
+                        'url = "http://127.0.0.1:8428"\ntoken_env = "SCGW_TEST_NO_SUCH_VAR"')
+    with pytest.raises(ConfigError) as caught:
+        load_config(_write(tmp_path, text), env={})
+    assert [p.path for p in caught.value.problems] == ["store.token_env"]
+
+
+def _scgw(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "gateway.cli", *args], capture_output=True,
+                          text=True, timeout=60, check=False)
+
+
+def test_check_config_cli_prints_every_problem_and_exits_2(tmp_path: Path) -> None:
+    result = _scgw("check-config", str(_write(tmp_path, THREE_ERRORS)))
+    assert result.returncode == 2
+    assert "3 problem(s)" in result.stderr
+    for path in ("colour", "devices[0].gpio.pin (device elder-1)",
+                 "devices[1].kind (device smoke-7)"):
+        assert path in result.stderr
+
+
+def test_run_refuses_to_start_on_a_bad_config(tmp_path: Path) -> None:
+    result = _scgw("run", "--config", str(_write(tmp_path, THREE_ERRORS)))
+    assert result.returncode == 2
+    assert "devices[0].gpio.pin" in result.stderr
+
+
+def test_check_config_accepts_a_good_file(tmp_path: Path) -> None:
+    result = _scgw("check-config", str(_write(tmp_path, GOOD)))
+    assert result.returncode == 0, result.stderr
+    assert "OK" in result.stdout

@@ -1,0 +1,60 @@
+"""Third-party MQTT devices: mapping JSON to events and telemetry, rejecting bad payloads."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from gateway.model import DeliveryClass, DeviceEvent
+from gateway.services import Mosquitto
+from gateway.supervisor import Gateway
+from tests.helpers import Watcher, eventually, make_config, running, sos_mqtt, unique_site
+
+
+async def test_malformed_json_is_counted_logged_once_and_the_gateway_keeps_running(
+    tmp_path: Path, mosquitto: Mosquitto, caplog: pytest.LogCaptureFixture
+) -> None:
+    site = unique_site("ing")
+    topic = f"vendor/{site}/sos-9"
+    config = make_config(tmp_path, site=site, broker_port=mosquitto.port,
+                         devices=[sos_mqtt("sos-9", topic)], shutdown_timeout_s=0.5)
+    caplog.set_level(logging.WARNING, logger="drivers.mqtt_ingress")
+    async with running(Gateway(config)) as gateway, Watcher(
+        mosquitto.port, f"sc/{site}/elder_button/sos-9/event", "events"
+    ) as watcher:
+        await eventually(lambda: gateway.link.connected, what="connected")
+        for bad in (b"{not json", b"[1, 2]", b"\xff\xfe"):
+            await watcher.publish(topic, bad)
+        await watcher.publish(topic, b'{"action": "single", "battery": 87}')
+
+        seen = await watcher.next(lambda s: True)
+        event = msgspec.json.decode(seen.payload, type=DeviceEvent)
+        assert (event.device, event.type, event.cls) == ("sos-9", "press", DeliveryClass.ALARM)
+        assert event.fields == {"battery": 87}
+        assert gateway.counters.get("ingress_rejected", reason="malformed_json", topic=topic) == 3
+        assert gateway.counters.get("ingress_messages", device="sos-9") == 1
+        logged = [r for r in caplog.records if topic in r.getMessage()]
+        assert len(logged) == 1
+        assert "malformed_json" in logged[0].getMessage()
+        assert gateway.rules.active()[0].device == "sos-9"
+
+
+async def test_unmapped_event_value_is_rejected_but_telemetry_is_kept(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    site = unique_site("ing")
+    topic = f"vendor/{site}/sos-3"
+    config = make_config(tmp_path, site=site, broker_port=mosquitto.port,
+                         devices=[sos_mqtt("sos-3", topic)], shutdown_timeout_s=0.5)
+    async with running(Gateway(config)) as gateway, Watcher(
+        mosquitto.port, f"sc/{site}/elder_button/sos-3/telemetry", "telemetry"
+    ) as watcher:
+        await eventually(lambda: gateway.link.connected, what="connected")
+        await watcher.publish(topic, b'{"action": "triple", "battery": 50}')
+        seen = await watcher.next(lambda s: True)
+        assert msgspec.json.decode(seen.payload)["values"] == {"battery": 50}
+        assert gateway.counters.get("ingress_rejected", reason="unmapped_event") == 1
+        assert gateway.rules.active() == []
