@@ -118,7 +118,8 @@ class Watcher:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        assert self._task is not None and self.client is not None
+        assert self._task is not None
+        assert self.client is not None
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
             await self._task

@@ -34,7 +34,10 @@ path = "{journal_path}"
 id = "sos-1"
 kind = "elder_button"
 transport = "mqtt"
-mqtt = {{ topic = "{topic}", event_key = "action", events = {{ single = "press", double = "low_battery" }} }}
+[devices.mqtt]
+topic = "{topic}"
+event_key = "action"
+events = {{ single = "press", double = "low_battery" }}
 """)
     async with Watcher(mosquitto.port, f"sc/{site}/#", "observer") as watcher:
         proc = await asyncio.create_subprocess_exec(

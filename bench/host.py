@@ -1,0 +1,161 @@
+"""The gateway under test, in a process of its own: `python -m bench.host CONFIG.json`.
+
+The benchmark drives it over a pipe: one JSON request per line on stdin, one JSON answer
+per line on stdout. Keeping the gateway apart from the load generators means its memory
+and CPU time are its own, and the subscriber and publisher do not share its event loop.
+The simulated elders live here because gpiozero's mock pins exist only in this process.
+
+Requests: {"op": "press", "devices": [...], "hold_s": 0.05} presses those buttons at once
+and answers with each release time; {"op": "stats"}; {"op": "stop"} (or end of input)
+stops the gateway cleanly and answers with final stats.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import resource
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from gateway.config import GpioDevice, parse_config
+from gateway.supervisor import Gateway
+from simulators.elder_button import SimulatedElder
+
+COUNTERS = ("ingress_messages", "ingress_rejected", "events_accepted", "mqtt_published",
+            "mqtt_publish_failed", "mqtt_disconnects", "store_points_written", "store_retries",
+            "store_rejected", "handler_errors", "gpio_bounces", "refused")
+
+
+def process_status() -> dict[str, int]:
+    """VmRSS, VmHWM (peak RSS) in KiB and the thread count, from /proc/self/status."""
+    wanted = {"VmRSS": "rss_kib", "VmHWM": "hwm_kib", "Threads": "threads"}
+    out: dict[str, int] = {}
+    with open("/proc/self/status", encoding="ascii") as status:  # procfs: no disk wait
+        for line in status:
+            key, _, value = line.partition(":")
+            if key in wanted:
+                out[wanted[key]] = int(value.split()[0])
+    return out
+
+
+class Host:
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+        self.elders = {
+            d.id: SimulatedElder(gateway.pin_factory, d.gpio.pin, gateway.clock)
+            for d in gateway.config.devices if isinstance(d, GpioDevice)
+        }
+
+    def stats(self) -> dict[str, Any]:
+        gw = self.gateway
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        counters = {name: gw.counters.get(name) for name in COUNTERS}
+        counters["dropped_mqtt"] = gw.counters.get("dropped", sink="mqtt")
+        counters["dropped_store"] = gw.counters.get("dropped", sink="store")
+        return {
+            "mono": time.monotonic(),
+            "cpu_s": usage.ru_utime + usage.ru_stime,
+            "ctx_switches": usage.ru_nvcsw + usage.ru_nivcsw,
+            **process_status(),
+            "counters": counters,
+            "journal_commits": gw.journal.commits,
+            "journal_records": gw.journal.records_written,
+            "last_seq": gw.journal.last_seq,
+            "mqtt_cursor": gw.mqtt_sink.cursor,
+            "store_cursor": gw.store_sink.cursor,
+            "telemetry_pending": {c: gw.telemetry.pending(c) for c in ("mqtt", "store")},
+            "telemetry_buffered": len(gw.telemetry),
+            "suppressed": gw.rules.suppressed,
+            "connected": gw.link.connected,
+        }
+
+    async def press(self, devices: list[str], hold_s: float) -> dict[str, Any]:
+        """Press the buttons together; each release is stamped just before the pin goes up."""
+
+        async def one(device: str) -> tuple[float, int]:
+            elder = self.elders[device]
+            elder.down()
+            await self.gateway.clock.sleep(hold_s)
+            released = (time.monotonic(), time.time_ns() // 1_000_000)
+            elder.up()
+            return released
+
+        done = await asyncio.gather(*(one(d) for d in devices))
+        return {"released": {d: {"mono": m, "ms": ms} for d, (m, ms) in zip(devices, done,
+                                                                              strict=True)}}
+
+    async def handle(self, request: dict[str, Any]) -> dict[str, Any]:
+        op = request.get("op")
+        if op == "stats":
+            return self.stats()
+        if op == "press":
+            return await self.press(list(request["devices"]), float(request["hold_s"]))
+        raise ValueError(f"unknown op {op!r}")
+
+
+async def serve(config_path: Path) -> None:
+    raw = json.loads(await asyncio.to_thread(config_path.read_text, encoding="utf-8"))
+    gateway = Gateway(parse_config(raw, config_path, os.environ))
+    host = Host(gateway)
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    transport, protocol = await loop.connect_write_pipe(asyncio.streams.FlowControlMixin,
+                                                        sys.stdout)
+    writer = asyncio.StreamWriter(transport, protocol, None, loop)
+
+    async def answer(body: dict[str, Any]) -> None:
+        writer.write(json.dumps(body).encode() + b"\n")
+        await writer.drain()
+
+    run = asyncio.create_task(gateway.run(), name="bench.host.gateway")
+    ready = asyncio.ensure_future(gateway.ready.wait())
+    await asyncio.wait((run, ready), timeout=30, return_when=asyncio.FIRST_COMPLETED)
+    if run.done():
+        run.result()  # raises what stopped it
+    if not gateway.ready.is_set():
+        raise RuntimeError("the gateway did not become ready in 30 s")
+    await answer({"ok": True, "event": "ready", "pid": os.getpid()})
+    try:
+        while True:
+            line = asyncio.ensure_future(reader.readline())
+            await asyncio.wait((line, run), return_when=asyncio.FIRST_COMPLETED)
+            if run.done():
+                line.cancel()
+                run.result()
+                raise RuntimeError("the gateway stopped by itself")
+            data = line.result()
+            if not data:
+                break  # the benchmark went away: stop
+            request = json.loads(data)
+            if request.get("op") == "stop":
+                break
+            try:
+                reply = {"ok": True, **await host.handle(request)}
+            except Exception as exc:
+                reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+            await answer(reply)
+    finally:
+        gateway.stop()
+        await asyncio.wait_for(run, timeout=gateway.config.shutdown_timeout_s + 10)
+    await answer({"ok": True, "event": "stopped", **host.stats()})
+    writer.close()
+
+
+def main() -> int:
+    if len(sys.argv) != 2:
+        print("usage: python -m bench.host CONFIG.json", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    asyncio.run(serve(Path(sys.argv[1])))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

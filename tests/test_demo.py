@@ -1,0 +1,40 @@
+"""`scgw demo`: within 10 s an alarm is raised, acknowledged, and read back from the store."""
+
+from __future__ import annotations
+
+import re
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def test_demo_shows_alarm_ack_and_store_points_within_ten_seconds(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "demo", "--workdir", str(tmp_path / "demo"),
+         "--duration", "11"],
+        capture_output=True, text=True, timeout=90, check=False,
+    )
+    out = result.stdout
+    assert result.returncode == 0, out + result.stderr
+
+    def at(pattern: str) -> float:
+        found = re.search(r"\[\s*([\d.]+)s\] " + pattern, out)
+        assert found, f"{pattern!r} not in demo output:\n{out}"
+        return float(found.group(1))
+
+    fired = at("ALERT elder.sos FIRING")
+    acked = at("ALERT elder.sos ACKNOWLEDGED by duty-office")
+    assert fired < acked < 10.0
+    assert "Alert points read back from VictoriaMetrics with:" in out
+    assert re.search(r"curl 'http://127\.0\.0\.1:\d+/api/v1/export\?match", out)
+    table = out.split("Alert points read back")[1]
+    assert re.search(r"elder-3-1-502\s*│\s*firing\s*│\s*1\s*│", table)
+    assert re.search(r"elder-3-1-502\s*│\s*acknowledged\s*│\s*2\s*│", table)
+    assert "Stopped everything the demo started." in out
+    # the servers it started are gone: their ports refuse connections
+    for port in re.findall(r"(?:mqtt|http)://127\.0\.0\.1:(\d+)", out)[:2]:
+        with pytest.raises(OSError), socket.create_connection(("127.0.0.1", int(port)), 1):
+            pass

@@ -1,0 +1,134 @@
+"""The GPIO elder button on gpiozero's MockFactory, timed by a manual clock."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from gpiozero.pins.mock import MockFactory
+
+from drivers.elder_button_gpio import ElderButtonGpio, Indication
+from gateway.clock import ManualClock
+from gateway.config import GpioDevice
+from gateway.counters import Counters
+from gateway.model import (
+    Alert,
+    AlertState,
+    DeliveryClass,
+    DeviceEvent,
+    DeviceKind,
+    Reading,
+    Severity,
+)
+from tests.helpers import elder_gpio, eventually, make_config
+
+
+class Collected:
+    """Intake that keeps what the driver hands over."""
+
+    def __init__(self) -> None:
+        self.events: list[DeviceEvent] = []
+        self.arrived = asyncio.Event()
+
+    async def event(self, event: DeviceEvent) -> None:
+        self.events.append(event)
+        self.arrived.set()
+
+    def reading(self, reading: Reading) -> None:
+        raise AssertionError("a GPIO button sends no telemetry")
+
+    def seen(self, device: str) -> None:
+        pass
+
+
+@pytest.fixture
+async def button(tmp_path: Path) -> AsyncIterator[tuple[ElderButtonGpio, MockFactory,
+                                                        ManualClock, Collected]]:
+    config = make_config(tmp_path, site="g", devices=[
+        elder_gpio("e1", pin=17, led_pin=27, debounce_ms=50, long_press_s=3.0,
+                   blink_on_s=0.01, blink_off_s=0.01)])
+    device = config.devices[0]
+    assert isinstance(device, GpioDevice)
+    factory = MockFactory()
+    clock = ManualClock()
+    driver = ElderButtonGpio(device, clock, Counters(), factory)
+    intake = Collected()
+    task = asyncio.create_task(driver.run(intake))
+    await eventually(lambda: factory.pin(17).state is True or task.done(), what="pin set up")
+    await asyncio.sleep(0)
+    yield driver, factory, clock, intake
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+async def _next_event(intake: Collected) -> DeviceEvent:
+    await asyncio.wait_for(intake.arrived.wait(), 5)
+    intake.arrived.clear()
+    return intake.events[-1]
+
+
+async def test_short_press_is_an_alarm(button: tuple) -> None:
+    _, factory, clock, intake = button
+    pin = factory.pin(17)
+    pin.drive_low()
+    clock.advance(0.4)
+    pin.drive_high()
+    event = await _next_event(intake)
+    assert (event.kind, event.device, event.type, event.cls) == (
+        DeviceKind.ELDER_BUTTON, "e1", "press", DeliveryClass.ALARM)
+    assert event.fields == {"duration_ms": 400}
+    assert event.ts == clock.now_ms()
+
+
+async def test_long_press_cancels(button: tuple) -> None:
+    _, factory, clock, intake = button
+    pin = factory.pin(17)
+    pin.drive_low()
+    clock.advance(3.5)
+    pin.drive_high()
+    event = await _next_event(intake)
+    assert (event.type, event.cls) == ("cancel", DeliveryClass.EVENT)
+
+
+async def test_contact_bounce_is_ignored(button: tuple) -> None:
+    driver, factory, clock, intake = button
+    pin = factory.pin(17)
+    pin.drive_low()
+    clock.advance(0.005)
+    pin.drive_high()  # bounce
+    clock.advance(0.005)
+    pin.drive_low()  # bounce
+    clock.advance(0.5)
+    pin.drive_high()
+    event = await _next_event(intake)
+    assert event.type == "press"
+    assert event.fields == {"duration_ms": 510}
+    assert len(intake.events) == 1
+    assert driver._counters.get("gpio_bounces") == 2
+
+
+def _alert(state: AlertState) -> Alert:
+    return Alert(id="a1", ts=1, rule="elder.sos", device="e1", kind=DeviceKind.ELDER_BUTTON,
+                 state=state, severity=Severity.CRITICAL, since=1)
+
+
+async def test_led_blinks_while_open_and_stays_lit_once_acknowledged(button: tuple) -> None:
+    driver, factory, _, _ = button
+    led = factory.pin(27)
+    assert led.state is False
+    driver.on_alert(_alert(AlertState.FIRING))
+    await eventually(lambda: driver.indication is Indication.BLINKING, what="blinking")
+    # gpiozero's blink thread toggles the pin: both levels are seen
+    levels: set[bool] = set()
+    await eventually(lambda: levels.add(bool(led.state)) or len(levels) == 2, what="toggling")
+
+    driver.on_alert(_alert(AlertState.ACKNOWLEDGED))
+    await eventually(lambda: driver.indication is Indication.STEADY, what="steady")
+    assert led.state is True
+
+    driver.on_alert(_alert(AlertState.RESOLVED))
+    await eventually(lambda: driver.indication is Indication.OFF, what="off")
+    assert led.state is False

@@ -1,0 +1,132 @@
+"""The store sink against a scripted HTTP store: faults a real store will not show on demand."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+from drivers.kinds import make_event
+from gateway.clock import SystemClock
+from gateway.config import Location, StoreConfig
+from gateway.counters import Counters
+from gateway.journal import Journal
+from gateway.model import Alert, AlertState, DeliveryClass, DeviceKind, Severity
+from gateway.services import free_port
+from gateway.sinks.points import PointMaker
+from gateway.sinks.store_sink import StoreSink
+from gateway.sinks.store_writer import InfluxWriter
+from gateway.telemetry import TelemetryBuffer
+from tests.helpers import eventually
+
+
+class ScriptedStore:
+    """Answers /api/v2/write with the next scripted status; 'hang' outlasts the timeout."""
+
+    def __init__(self, script: list[int | str], then: int = 204) -> None:
+        self.script = script
+        self.then = then
+        self.bodies: list[str] = []
+        self.port = free_port()
+
+    async def write(self, request: web.Request) -> web.Response:
+        self.bodies.append(await request.text())
+        step = self.script.pop(0) if self.script else self.then
+        if step == "hang":
+            await asyncio.sleep(1.0)  # the writer's timeout is 0.3 s
+            step = 204
+        assert isinstance(step, int)
+        return web.Response(status=step, text="" if step == 204 else '{"message":"scripted"}')
+
+
+@pytest.fixture
+async def store_server() -> AsyncIterator[ScriptedStore]:
+    store = ScriptedStore([])
+    app = web.Application()
+    app.router.add_post("/api/v2/write", store.write)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", store.port).start()
+    yield store
+    await runner.cleanup()
+
+
+async def _sink(tmp_path: Path, store: ScriptedStore) -> tuple[StoreSink, Journal, Counters]:
+    config = StoreConfig(url=f"http://127.0.0.1:{store.port}", flush_interval_s=0.05,
+                         timeout_s=0.3, retry_min_s=0.01, retry_max_s=0.05)
+    counters = Counters()
+    journal = Journal(tmp_path / "j.db")
+    await journal.open()
+    points = PointMaker("c1", lambda device: Location(building="3"))
+    sink = StoreSink(config, InfluxWriter(config, "token"), points, journal,
+                     TelemetryBuffer(100, counters), SystemClock(), counters)
+    return sink, journal, counters
+
+
+async def test_failed_writes_are_retried_and_the_cursor_waits_for_2xx(
+    tmp_path: Path, store_server: ScriptedStore
+) -> None:
+    store_server.script = [500, 429, "hang", 503]
+    sink, journal, counters = await _sink(tmp_path, store_server)
+    task = asyncio.create_task(sink.run())
+    try:
+        await journal.commit([make_event(DeviceKind.SMOKE, f"s{n}", "alarm", 1000 + n)
+                              for n in range(3)])
+        await eventually(lambda: len(store_server.bodies) >= 2, what="first retries")
+        assert sink.cursor == 0  # nothing confirmed yet
+        await eventually(lambda: sink.cursor == 3, what="cursor after the 2xx")
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await journal.close()
+    assert len(store_server.bodies) == 5
+    first = store_server.bodies[0]
+    assert all(body == first for body in store_server.bodies)  # the same batch, unchanged
+    assert first.count("\n") == 2
+    assert "sc_event," in first
+    assert counters.get("store_retries", reason="500") == 1
+    assert counters.get("store_retries", reason="429") == 1
+    assert counters.get("store_retries", reason="unreachable") == 1  # the timeout
+    assert counters.get("store_retries", reason="503") == 1
+    assert counters.get("store_points_written") == 3
+
+
+async def test_a_batch_the_store_refuses_is_counted_and_passed(
+    tmp_path: Path, store_server: ScriptedStore
+) -> None:
+    store_server.script = [400]
+    sink, journal, counters = await _sink(tmp_path, store_server)
+    task = asyncio.create_task(sink.run())
+    try:
+        await journal.append(make_event(DeviceKind.SMOKE, "s1", "alarm", 1000))
+        await eventually(lambda: sink.cursor == 1, what="refused batch passed")
+        await journal.append(make_event(DeviceKind.SMOKE, "s1", "alarm", 2000))
+        await eventually(lambda: sink.cursor == 2, what="next batch written")
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await journal.close()
+    assert counters.get("store_rejected", status="400") == 1
+    assert counters.get("store_points_written") == 1
+
+
+def test_points_are_deterministic_and_escaped() -> None:
+    maker = PointMaker("c 1", lambda device: Location(building="3,A", unit="1", floor=5))
+    event = make_event(DeviceKind.SMOKE, "smoke=1", "alarm", 1_700_000_000_123,
+                       {"obscuration": 4.5, "battery_low": True, "label": "text"})
+    assert event.cls is DeliveryClass.ALARM
+    line = maker.line(event)
+    assert line == (
+        r"sc_event,building=3\,A,class=alarm,device=smoke\=1,floor=5,kind=smoke,site=c\ 1,"
+        r"type=alarm,unit=1 battery_low=1i,count=1i,obscuration=4.5 1700000000123"
+    )
+    assert maker.line(event) == line
+    alert = Alert(id="a1", ts=5, rule="elder.sos", device="e1", kind=DeviceKind.ELDER_BUTTON,
+                  state=AlertState.ACKNOWLEDGED, severity=Severity.CRITICAL, since=4, value=1)
+    assert maker.line(alert) == (
+        "sc_alert,alert=a1,building=3\\,A,device=e1,floor=5,kind=elder_button,rule=elder.sos,"
+        "severity=critical,site=c\\ 1,state=acknowledged,unit=1 since=4i,state_code=2i,value=1i 5"
+    )
