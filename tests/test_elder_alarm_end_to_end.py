@@ -105,3 +105,23 @@ async def test_alarm_raised_while_broker_is_down_is_published_after_it_returns(
                 and _alert(s.payload).state is AlertState.ACKNOWLEDGED)
         assert _alert(acked.payload).by == "guard"
         assert gateway.counters.get("mqtt_disconnects") >= 1
+
+
+async def test_ack_sent_while_the_gateway_restarts_is_kept_by_its_persistent_session(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    site = unique_site("sess")
+    config = make_config(tmp_path, site=site, broker_port=mosquitto.port, shutdown_timeout_s=0.5)
+    alert_topic = f"sc/{site}/alerts/elder.sos/elder-1"
+    async with running(Gateway(config)) as gateway:
+        await eventually(lambda: gateway.link.connected, what="connected")
+        _press(gateway, 17)
+        await eventually(lambda: gateway.mqtt_sink.cursor >= gateway.journal.last_seq > 0,
+                         what="alert published")
+    async with Watcher(mosquitto.port, alert_topic, "office") as office:
+        await office.publish(f"{alert_topic}/ack", b'{"by": "night-shift"}')
+        async with running(Gateway(config)) as again:
+            acked = await office.next(
+                lambda s: _alert(s.payload).state is AlertState.ACKNOWLEDGED)
+            assert again.counters.get("mqtt_disconnects") == 0
+    assert _alert(acked.payload).by == "night-shift"
