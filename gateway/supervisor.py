@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiomqtt
@@ -18,6 +20,7 @@ from gateway.counters import Counters
 from gateway.journal import Journal
 from gateway.model import AckCommand, Alert, DeviceEvent, Reading, new_id
 from gateway.mqtt_link import LastWill, MqttLink
+from gateway.restart import keep_running
 from gateway.sinks.mqtt_sink import MqttSink
 from gateway.sinks.points import PointMaker
 from gateway.sinks.store_sink import StoreSink, Writer
@@ -65,7 +68,7 @@ class Gateway:
             self.counters,
         )
         self.rules = ElderSos(self._describe)
-        self.runner = RuleRunner(self.journal, self.rules, self._feedback)
+        self.runner = RuleRunner(self.journal, self.rules, self._feedback, self.counters)
         self.mqtt_sink = MqttSink(self.link, self.journal, self.telemetry, self.board,
                                   self.topics, self.counters)
         token = os.environ.get(config.store.token_env, "") if config.store.token_env else ""
@@ -93,14 +96,10 @@ class Gateway:
         self.link.subscribe(self.topics.alert_ack_filter, self._on_ack_message)
         self.ready = asyncio.Event()
         self._stop = asyncio.Event()
-        self._accepting = True
 
     # -- Intake, for the drivers --------------------------------------------------------
 
     async def event(self, event: DeviceEvent) -> None:
-        if not self._accepting:
-            self.counters.inc("refused", reason="shutting_down", device=event.device)
-            raise RuntimeError("the gateway is shutting down")
         await self.journal.append(event)
         self.seen(event.device)
         self.counters.inc("events_accepted", cls=event.cls.value)
@@ -129,15 +128,19 @@ class Gateway:
                 self.board.add(device.id, device.kind, device.heartbeat_s, now)
                 if isinstance(device, GpioDevice):
                     self.board.set(device.id, Status.ONLINE)  # wired: present while we run
+            def task(name: str, run: Callable[[], Awaitable[None]]) -> asyncio.Task[None]:
+                return group.create_task(keep_running(name, run, self.clock, self.counters),
+                                         name=name)
+
             core = [
                 group.create_task(self.link.run(), name="gw.mqtt.link"),
-                group.create_task(self.runner.run(), name="gw.rules"),
-                group.create_task(self.mqtt_sink.run(), name="gw.sink.mqtt"),
-                group.create_task(self.store_sink.run(), name="gw.sink.store"),
+                task("gw.rules", self.runner.run),
+                task("gw.sink.mqtt", self.mqtt_sink.run),
+                task("gw.sink.store", self.store_sink.run),
                 group.create_task(supervise(self.board, self.clock), name="gw.liveness"),
             ]
             drivers = [
-                group.create_task(button.run(self), name=f"gw[{device}].gpio")
+                task(f"gw[{device}].gpio", functools.partial(button.run, self))
                 for device, button in self.buttons.items()
             ]
             log.info("gateway for site %s running with %d device(s)", self.config.site,
@@ -148,8 +151,7 @@ class Gateway:
 
     async def _shutdown(self, drivers: list[asyncio.Task[None]], core: list[asyncio.Task[None]]
                         ) -> None:
-        log.info("stopping: intake closed, draining the journal to the sinks")
-        self._accepting = False
+        log.info("stopping: buttons released, draining the journal to the sinks")
         for task in drivers:
             task.cancel()
         await asyncio.gather(*drivers, return_exceptions=True)

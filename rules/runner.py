@@ -6,8 +6,9 @@ import asyncio
 import logging
 from collections.abc import Callable
 
+from gateway.counters import Counters
 from gateway.journal import Journal
-from gateway.model import AckCommand, Alert, DeviceEvent
+from gateway.model import AckCommand, Alert, DeviceEvent, Record
 from rules.seam import RuleSet
 
 log = logging.getLogger(__name__)
@@ -24,8 +25,10 @@ class RuleRunner:
         journal: Journal,
         rules: RuleSet,
         on_transition: Callable[[Alert], None],
+        counters: Counters,
         batch: int = 256,
     ) -> None:
+        self._counters = counters
         self._journal = journal
         self._rules = rules
         self._on_transition = on_transition
@@ -52,11 +55,7 @@ class RuleRunner:
             self._idle.clear()
             transitions: list[Alert] = []
             for entry in batch.entries:
-                record = entry.record
-                if isinstance(record, DeviceEvent):
-                    transitions += self._rules.on_event(record)
-                elif isinstance(record, AckCommand):
-                    transitions += self._rules.on_ack(record)
+                transitions += self._evaluate(entry.seq, entry.record)
             await self._journal.commit(
                 transitions,
                 cursor=(CONSUMER, batch.upto),
@@ -67,6 +66,18 @@ class RuleRunner:
                 log.info("alert %s %s on %s: %s", alert.rule, alert.state, alert.device,
                          alert.message)
                 self._on_transition(alert)
+
+    def _evaluate(self, seq: int, record: Record) -> list[Alert]:
+        try:
+            if isinstance(record, DeviceEvent):
+                return self._rules.on_event(record)
+            if isinstance(record, AckCommand):
+                return self._rules.on_ack(record)
+        except Exception:  # one record a rule cannot handle must not stop all rules
+            self._counters.inc("rule_errors")
+            log.exception("rules failed on journal record %d (%s); skipped", seq,
+                          type(record).__name__)
+        return []
 
     async def caught_up(self) -> None:
         """Wait until every journalled record has been evaluated."""

@@ -36,5 +36,5 @@ def test_demo_shows_alarm_ack_and_store_points_within_ten_seconds(tmp_path: Path
     assert "Stopped everything the demo started." in out
     # the servers it started are gone: their ports refuse connections
     for port in re.findall(r"(?:mqtt|http)://127\.0\.0\.1:(\d+)", out)[:2]:
-        with pytest.raises(ConnectionRefusedError), socket.create_connection(("127.0.0.1", int(port)), 1):
-            pass
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", int(port)), 1).close()

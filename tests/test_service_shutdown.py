@@ -61,7 +61,7 @@ events = {{ single = "press", double = "low_battery" }}
                 proc.kill()
                 await proc.wait()
     output = (await proc.stdout.read()).decode() if proc.stdout else ""
-    assert "stopping: intake closed" in output
+    assert "stopping: buttons released, draining the journal" in output
     async with Journal(journal_path) as journal:
         assert journal.last_seq == 5
         assert await journal.cursor(mqtt_sink.CONSUMER) == journal.last_seq

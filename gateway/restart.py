@@ -1,0 +1,35 @@
+"""Keep a long-running task alive: restart it with backoff after an unexpected error."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from gateway.backoff import Backoff
+from gateway.clock import Clock
+from gateway.counters import Counters
+
+log = logging.getLogger(__name__)
+
+
+async def keep_running(
+    name: str,
+    run: Callable[[], Awaitable[None]],
+    clock: Clock,
+    counters: Counters,
+    backoff: Backoff | None = None,
+) -> None:
+    """Run `run()` until cancelled; a crash is logged, counted and followed by a restart.
+
+    Cancellation is never caught here: it ends the task as asked.
+    """
+    backoff = backoff or Backoff(0.5, 30.0)
+    while True:
+        try:
+            await run()
+            return
+        except Exception:
+            counters.inc("task_restarts", task=name)
+            delay = backoff.next_delay()
+            log.exception("task %s failed; restarting in %.1f s", name, delay)
+            await clock.sleep(delay)
