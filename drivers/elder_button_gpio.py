@@ -16,10 +16,10 @@ from typing import Any
 from gpiozero import LED, Button
 
 from drivers.intake import Intake
-from drivers.kinds import make_event
 from gateway.clock import Clock
 from gateway.config import GpioDevice
 from gateway.counters import Counters
+from gateway.kinds import make_event
 from gateway.model import Alert, AlertState, DeviceKind
 
 log = logging.getLogger(__name__)

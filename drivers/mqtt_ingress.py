@@ -13,10 +13,10 @@ import aiomqtt
 import msgspec
 
 from drivers.intake import Intake
-from drivers.kinds import make_event
 from gateway.clock import Clock
 from gateway.config import MqttDevice
 from gateway.counters import Counters
+from gateway.kinds import make_event
 from gateway.model import Reading, Scalar, new_id
 
 log = logging.getLogger(__name__)

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from gateway.kinds import MODELS
 from gateway.model import DeviceKind
 
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
@@ -251,6 +252,13 @@ def _cross_checks(config: GatewayConfig, base: Path, env: Any) -> list[Problem]:
                     )
                 )
             topics[topic] = device.id
+            model = MODELS[device.kind]
+            for raw, event_type in device.mqtt.events.items():
+                if event_type not in model.events:
+                    problems.append(Problem(
+                        f"devices[{index}].mqtt.events.{raw}",
+                        f"{event_type!r} is not an event of {device.kind} devices "
+                        f"(known: {', '.join(sorted(model.events))})", device.id))
             if device.mqtt.events and not device.mqtt.event_key:
                 problems.append(
                     Problem(f"devices[{index}].mqtt.event_key", "events need an event_key",

@@ -81,6 +81,14 @@ def test_cross_field_problems_name_the_device(tmp_path: Path) -> None:
     assert any("GPIO 17 is already used by device elder-1" in m for m in messages)
 
 
+def test_ingress_event_types_must_exist_in_the_kind_model(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(_write(tmp_path, GOOD.replace('single = "press"', 'single = "explode"')))
+    (problem,) = caught.value.problems
+    assert (problem.path, problem.device) == ("devices[1].mqtt.events.single", "sos-2")
+    assert "'explode' is not an event of elder_button devices" in problem.message
+
+
 def test_toml_syntax_error_names_line(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_config(_write(tmp_path, 'site = "c1"\n[store\n'))

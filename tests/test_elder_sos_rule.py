@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from drivers.kinds import make_event
+from gateway.kinds import make_event
 from gateway.model import AckCommand, AlertState, DeliveryClass, DeviceKind, Severity
 from rules.elder_sos import ElderSos
 

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from drivers.kinds import make_event
 from gateway.clock import SystemClock
 from gateway.config import Location, StoreConfig
 from gateway.counters import Counters
 from gateway.journal import Journal
+from gateway.kinds import make_event
 from gateway.model import Alert, AlertState, DeliveryClass, DeviceKind, Severity
 from gateway.services import free_port
 from gateway.sinks.points import PointMaker
