@@ -11,7 +11,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from gateway.config import ConfigError, GatewayConfig, load_config
+from gateway.config import GatewayConfig, load_config
+from gateway.problems import ConfigError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Smart-community gateway: devices to MQTT, alerts and a time-series store.")

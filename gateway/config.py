@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import os
-import re
 import tomllib
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from drivers.profile import BUILTIN, ProfileLibrary
 from gateway.kinds import MODELS
 from gateway.model import DeviceKind
+from gateway.problems import ConfigError, Problem, problem_from_pydantic
 
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
-_name_re = re.compile(_NAME)
 
 
 class _Strict(BaseModel):
@@ -100,11 +99,54 @@ class MqttIngressSettings(_Strict):
         return value
 
 
+class ModbusBusConfig(_Strict):
+    """One physical Modbus bus (an RS-485 port, or a Modbus TCP gateway): one owner task."""
+
+    id: str = Field(pattern=_NAME)
+    type: Literal["rtu", "tcp"]
+    port: str | None = None  # rtu: the serial device, e.g. /dev/serial0
+    host: str | None = None  # tcp
+    tcp_port: int = Field(default=502, ge=1, le=65535)
+    baudrate: int = Field(default=9600, ge=1200, le=921_600)
+    parity: Literal["N", "E", "O"] = "N"
+    stopbits: Literal[1, 2] = 1
+    bytesize: Literal[7, 8] = 8
+    timeout_s: float = Field(default=0.5, gt=0, le=30)
+    inter_frame_ms: float = Field(default=5.0, ge=0, le=1000)
+    retry_max_s: float = Field(default=60.0, gt=0, le=3600)
+
+
+class ModbusSettings(_Strict):
+    bus: str
+    unit: int = Field(ge=1, le=247)
+    poll_s: float = Field(default=10.0, gt=0, le=3600)
+    alarm_poll_s: float = Field(default=1.0, gt=0, le=3600)
+
+
+class SerialSettings(_Strict):
+    port: str = Field(min_length=1)
+    baudrate: int = Field(default=9600, ge=1200, le=921_600)
+    parity: Literal["N", "E", "O"] = "N"
+    stopbits: Literal[1, 2] = 1
+    bytesize: Literal[7, 8] = 8
+
+
+class HttpSettings(_Strict):
+    token: str = Field(min_length=16)
+
+
+class HttpServerConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+    max_body_bytes: int = Field(default=16_384, ge=256, le=10_485_760)
+
+
 class _DeviceBase(_Strict):
     id: str = Field(pattern=_NAME)
     kind: DeviceKind
     location: Location = Location()
     heartbeat_s: float = Field(default=0, ge=0, le=86_400)
+    profile: str | None = None
 
 
 class GpioDevice(_DeviceBase):
@@ -117,7 +159,23 @@ class MqttDevice(_DeviceBase):
     mqtt: MqttIngressSettings
 
 
-DeviceConfig = Annotated[GpioDevice | MqttDevice, Field(discriminator="transport")]
+class ModbusDevice(_DeviceBase):
+    transport: Literal["modbus"]
+    modbus: ModbusSettings
+
+
+class SerialDevice(_DeviceBase):
+    transport: Literal["serial"]
+    serial: SerialSettings
+
+
+class HttpDevice(_DeviceBase):
+    transport: Literal["http"]
+    http: HttpSettings
+
+
+AnyDevice = GpioDevice | MqttDevice | ModbusDevice | SerialDevice | HttpDevice
+DeviceConfig = Annotated[AnyDevice, Field(discriminator="transport")]
 
 
 class GatewayConfig(_Strict):
@@ -128,40 +186,21 @@ class GatewayConfig(_Strict):
     store: StoreConfig
     journal: JournalConfig = JournalConfig()
     rule_files: list[Path] = Field(default_factory=list)
+    profile_dirs: list[Path] = Field(default_factory=list)
+    pseudonym_key_env: str | None = None
+    http: HttpServerConfig | None = None
+    buses: list[ModbusBusConfig] = Field(default_factory=list)
     devices: list[DeviceConfig] = Field(default_factory=list)
 
     @property
     def client_id(self) -> str:
         return self.broker.client_id or f"scgw-{self.site}"
 
-    def device(self, device_id: str) -> GpioDevice | MqttDevice | None:
+    def device(self, device_id: str) -> AnyDevice | None:
         for device in self.devices:
             if device.id == device_id:
                 return device
         return None
-
-
-@dataclass(frozen=True, slots=True)
-class Problem:
-    """One thing wrong with a config file, located by key path and device."""
-
-    path: str
-    message: str
-    device: str | None = None
-
-    def __str__(self) -> str:
-        where = f"{self.path} (device {self.device})" if self.device else self.path
-        return f"{where}: {self.message}"
-
-
-class ConfigError(Exception):
-    """The configuration file has problems; `problems` lists every one."""
-
-    def __init__(self, file: Path, problems: list[Problem]) -> None:
-        self.file = file
-        self.problems = problems
-        lines = "\n".join(f"  {p}" for p in problems)
-        super().__init__(f"{file}: {len(problems)} problem(s)\n{lines}")
 
 
 def load_config(file: Path, env: dict[str, str] | None = None) -> GatewayConfig:
@@ -179,43 +218,11 @@ def parse_config(raw: dict[str, Any], file: Path, env: Any) -> GatewayConfig:
     try:
         config = GatewayConfig.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(file, [_problem(err, raw) for err in exc.errors()]) from exc
+        raise ConfigError(file, [problem_from_pydantic(err, raw) for err in exc.errors()]) from exc
     problems = _cross_checks(config, file.parent, env)
     if problems:
         raise ConfigError(file, problems)
     return config
-
-
-def _problem(err: Any, raw: dict[str, Any]) -> Problem:
-    loc: tuple[Any, ...] = err["loc"]
-    device = None
-    if len(loc) >= 2 and loc[0] == "devices" and isinstance(loc[1], int):
-        entry = raw["devices"][loc[1]]
-        if isinstance(entry, dict):
-            if isinstance(entry.get("id"), str):
-                device = entry["id"]
-            # pydantic puts the transport tag into the path; the file does not have it
-            if len(loc) >= 3 and loc[2] == entry.get("transport"):
-                loc = (*loc[:2], *loc[3:])
-    return Problem(_path(loc), _message(err), device)
-
-
-def _path(loc: tuple[Any, ...]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += f".{part}" if out else str(part)
-    return out or "<root>"
-
-
-def _message(err: Any) -> str:
-    if err["type"] == "extra_forbidden":
-        return "unknown key"
-    if err["type"] == "missing":
-        return "required key is missing"
-    return str(err["msg"])
 
 
 def _cross_checks(config: GatewayConfig, base: Path, env: Any) -> list[Problem]:
@@ -224,34 +231,24 @@ def _cross_checks(config: GatewayConfig, base: Path, env: Any) -> list[Problem]:
     for index, device in enumerate(config.devices):
         if ids[device.id] > 1:
             problems.append(Problem(f"devices[{index}].id", "duplicate device id", device.id))
-    pins: dict[int, str] = {}
-    topics: dict[str, str] = {}
+    claimed: dict[tuple[str, str], str] = {}  # (what, value) -> device that has it
+    buses = {b.id: b for b in config.buses}
+
+    def claim(index: int, device: AnyDevice, key: str, what: str, value: object) -> None:
+        holder = claimed.get((what, str(value)))
+        claimed[(what, str(value))] = device.id
+        if holder is not None:
+            problems.append(Problem(f"devices[{index}].{key}",
+                                    f"{what} {value} is already used by device {holder}",
+                                    device.id))
+
     for index, device in enumerate(config.devices):
         if isinstance(device, GpioDevice):
-            used = [("pin", device.gpio.pin)]
+            claim(index, device, "gpio.pin", "GPIO", device.gpio.pin)
             if device.gpio.led_pin is not None:
-                used.append(("led_pin", device.gpio.led_pin))
-            for key, pin in used:
-                if pin in pins:
-                    problems.append(
-                        Problem(
-                            f"devices[{index}].gpio.{key}",
-                            f"GPIO {pin} is already used by device {pins[pin]}",
-                            device.id,
-                        )
-                    )
-                pins[pin] = device.id
-        else:
-            topic = device.mqtt.topic
-            if topic in topics:
-                problems.append(
-                    Problem(
-                        f"devices[{index}].mqtt.topic",
-                        f"topic already mapped to device {topics[topic]}",
-                        device.id,
-                    )
-                )
-            topics[topic] = device.id
+                claim(index, device, "gpio.led_pin", "GPIO", device.gpio.led_pin)
+        elif isinstance(device, MqttDevice):
+            claim(index, device, "mqtt.topic", "topic", device.mqtt.topic)
             model = MODELS[device.kind]
             for raw, event_type in device.mqtt.events.items():
                 if event_type not in model.events:
@@ -260,16 +257,56 @@ def _cross_checks(config: GatewayConfig, base: Path, env: Any) -> list[Problem]:
                         f"{event_type!r} is not an event of {device.kind} devices "
                         f"(known: {', '.join(sorted(model.events))})", device.id))
             if device.mqtt.events and not device.mqtt.event_key:
-                problems.append(
-                    Problem(f"devices[{index}].mqtt.event_key", "events need an event_key",
-                            device.id)
-                )
+                problems.append(Problem(f"devices[{index}].mqtt.event_key",
+                                        "events need an event_key", device.id))
+            inline = device.mqtt.event_key or device.mqtt.events or device.mqtt.readings
+            if device.profile is not None and inline:
+                problems.append(Problem(f"devices[{index}].mqtt",
+                                        "give a profile or an inline mapping, not both",
+                                        device.id))
+        elif isinstance(device, ModbusDevice):
+            if device.modbus.bus not in buses:
+                problems.append(Problem(f"devices[{index}].modbus.bus",
+                                        f"no bus {device.modbus.bus!r} in [[buses]]", device.id))
+            claim(index, device, "modbus.unit", f"unit id on bus {device.modbus.bus}",
+                  device.modbus.unit)
+            if device.modbus.alarm_poll_s > device.modbus.poll_s:
+                problems.append(Problem(f"devices[{index}].modbus.alarm_poll_s",
+                                        "must be <= poll_s", device.id))
+        elif isinstance(device, SerialDevice):
+            claim(index, device, "serial.port", "serial port", device.serial.port)
+        elif isinstance(device, HttpDevice):
+            # the token itself is a secret: compare it, never print it
+            holder = claimed.get(("token", device.http.token))
+            claimed[("token", device.http.token)] = device.id
+            if holder is not None:
+                problems.append(Problem(f"devices[{index}].http.token",
+                                        f"the same token as device {holder}", device.id))
+            if config.http is None:
+                problems.append(Problem(f"devices[{index}].http",
+                                        "HTTP push devices need an [http] section", device.id))
+        if not isinstance(device, GpioDevice | MqttDevice) and device.profile is None:
+            problems.append(Problem(f"devices[{index}].profile",
+                                    f"{device.transport} devices need a profile", device.id))
+    bus_ids = Counter(b.id for b in config.buses)
+    for index, bus in enumerate(config.buses):
+        if bus_ids[bus.id] > 1:
+            problems.append(Problem(f"buses[{index}].id", f"duplicate bus id {bus.id}"))
+        if bus.type == "rtu" and not bus.port:
+            problems.append(Problem(f"buses[{index}].port", "an rtu bus needs a serial port"))
+        if bus.type == "tcp" and not bus.host:
+            problems.append(Problem(f"buses[{index}].host", "a tcp bus needs a host"))
+        if bus.type == "rtu" and bus.port and ("serial port", bus.port) in claimed:
+            problems.append(Problem(f"buses[{index}].port", f"{bus.port} is also used by "
+                                    f"device {claimed[('serial port', bus.port)]}"))
+    problems += _profile_checks(config, base)
     if config.broker.reconnect_max_s < config.broker.reconnect_min_s:
         problems.append(Problem("broker.reconnect_max_s", "must be >= broker.reconnect_min_s"))
     if config.store.retry_max_s < config.store.retry_min_s:
         problems.append(Problem("store.retry_max_s", "must be >= store.retry_min_s"))
     for key, name in (("store.token_env", config.store.token_env),
-                      ("broker.password_env", config.broker.password_env)):
+                      ("broker.password_env", config.broker.password_env),
+                      ("pseudonym_key_env", config.pseudonym_key_env)):
         if name and name not in env:
             problems.append(Problem(key, f"environment variable {name} is not set"))
     for index, rule_file in enumerate(config.rule_files):
@@ -284,5 +321,31 @@ def _cross_checks(config: GatewayConfig, base: Path, env: Any) -> list[Problem]:
     return problems
 
 
-def is_valid_name(value: str) -> bool:
-    return bool(_name_re.match(value))
+_PROFILE_TRANSPORT = {"mqtt": "json", "http": "json", "modbus": "modbus", "serial": "serial"}
+
+
+def _profile_checks(config: GatewayConfig, base: Path) -> list[Problem]:
+    dirs = [BUILTIN, *(d if d.is_absolute() else base / d for d in config.profile_dirs)]
+    library = ProfileLibrary(dirs)
+    problems: list[Problem] = []
+    for index, device in enumerate(config.devices):
+        if device.profile is None:
+            continue
+        key = f"devices[{index}].profile"
+        try:
+            profile = library.get(device.profile)
+        except KeyError:
+            problems.append(Problem(key, f"no profile {device.profile!r} (known: "
+                                    f"{', '.join(library.names()) or 'none'})", device.id))
+            continue
+        except ConfigError as exc:
+            problems.append(Problem(key, f"profile {device.profile} is broken: {exc}",
+                                    device.id))
+            continue
+        if profile.kind != device.kind:
+            problems.append(Problem(key, f"profile {profile.name} is for {profile.kind} "
+                                    f"devices, not {device.kind}", device.id))
+        if profile.transport != _PROFILE_TRANSPORT.get(device.transport):
+            problems.append(Problem(key, f"profile {profile.name} speaks {profile.transport}, "
+                                    f"not {device.transport}", device.id))
+    return problems

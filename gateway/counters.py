@@ -31,6 +31,17 @@ class Counters:
             for (name, lbls), value in sorted(self._values.items())
         }
 
+    def reject(self, logger: logging.Logger, device: str, reason: str, detail: str) -> None:
+        """Count bad input from `device`; log it once per device and reason until it recovers."""
+        self.inc("rejected", device=device, reason=reason)
+        self.log_once(logger, ("rejected", device, reason),
+                      "%s: input rejected (%s): %s; repeats are counted until it recovers",
+                      device, reason, detail)
+
+    def recovered(self, device: str) -> None:
+        """`device` sent good input again: its next rejection is logged again."""
+        self._logged = {k for k in self._logged if not (k[0] == "rejected" and k[1] == device)}
+
     def log_once(
         self, logger: logging.Logger, key: tuple[str, ...], msg: str, *args: object
     ) -> None:

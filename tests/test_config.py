@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import ConfigError, load_config
+from gateway.config import load_config
+from gateway.problems import ConfigError
 
 GOOD = """
 site = "c1"
@@ -78,7 +79,8 @@ def test_cross_field_problems_name_the_device(tmp_path: Path) -> None:
         load_config(_write(tmp_path, text))
     messages = [str(p) for p in caught.value.problems]
     assert any("devices[1].id (device elder-1): duplicate device id" in m for m in messages)
-    assert any("GPIO 17 is already used by device elder-1" in m for m in messages)
+    assert "devices[0].gpio.led_pin (device elder-1): GPIO 17 is already used by device " \
+        "elder-1" in messages
 
 
 def test_ingress_event_types_must_exist_in_the_kind_model(tmp_path: Path) -> None:

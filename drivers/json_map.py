@@ -1,0 +1,158 @@
+"""Mapping JSON payloads (MQTT ingress, HTTP push) onto a kind's readings and events.
+
+A mapping is data: dotted paths into the payload, the reading or event each feeds, scaling,
+and which path carries a card number (pseudonymised here, before anything else sees it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from drivers.pseudonym import Pseudonymiser
+from gateway.kinds import MODELS, make_event
+from gateway.model import DeviceEvent, DeviceKind, Reading, Scalar, new_id
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class JsonReading(_Strict):
+    path: str = Field(min_length=1)
+    reading: str
+    scale: float = 1.0
+    offset: float = 0.0
+
+
+class JsonEvent(_Strict):
+    """An event from one path: either `equals` + `event`, or a `map` of values to events."""
+
+    path: str = Field(min_length=1)
+    equals: bool | int | float | str | None = None
+    event: str | None = None
+    map: dict[str, str] = Field(default_factory=dict)
+    on_change: bool = False  # for devices that report their whole state every time
+
+
+class JsonMap(_Strict):
+    readings: list[JsonReading] = Field(default_factory=list)
+    events: list[JsonEvent] = Field(default_factory=list)
+    card: str | None = None  # path of a card number; published only as a pseudonym
+    ignore: list[str] = Field(default_factory=list)  # personal data that must never be mapped
+
+    def problems(self, kind: DeviceKind) -> list[tuple[str, str]]:
+        """(key path, message) for every name the kind's model does not know."""
+        model = MODELS[kind]
+        out = []
+        for i, r in enumerate(self.readings):
+            if r.reading not in model.readings:
+                out.append((f"readings[{i}].reading",
+                            f"{r.reading!r} is not a reading of {kind} devices"))
+        for i, e in enumerate(self.events):
+            if (e.event is None) == (not e.map):
+                out.append((f"events[{i}]", "give either event (with equals) or map"))
+            for name in ([e.event] if e.event else []) + list(e.map.values()):
+                if name not in model.events:
+                    out.append((f"events[{i}]", f"{name!r} is not an event of {kind} devices"))
+        return out
+
+
+@dataclass(slots=True)
+class Decoded:
+    reading: Reading | None = None
+    events: list[DeviceEvent] = field(default_factory=list)
+    problems: list[tuple[str, str]] = field(default_factory=list)  # (reason, detail)
+
+
+_MISSING = object()
+
+
+def lookup(body: Any, path: str) -> Any:
+    """The value at a dotted path (`a.b.0.c`), or _MISSING."""
+    node = body
+    for part in path.split("."):
+        if isinstance(node, dict):
+            node = node.get(part, _MISSING)
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return _MISSING
+        if node is _MISSING:
+            return _MISSING
+    return node
+
+
+class JsonMapper:
+    """Decodes one device's payloads; remembers the last value of `on_change` paths."""
+
+    def __init__(self, mapping: JsonMap, kind: DeviceKind, device: str,
+                 pseudonymise: Pseudonymiser | None = None) -> None:
+        self._map = mapping
+        self._kind = kind
+        self._device = device
+        self._specs = MODELS[kind].readings
+        self._pseudonymise = pseudonymise
+        self._last: dict[str, Any] = {}
+
+    def decode(self, body: Any, ts: int) -> Decoded:
+        out = Decoded()
+        if not isinstance(body, dict):
+            out.problems.append(("malformed_payload", "the payload is not a JSON object"))
+            return out
+        values: dict[str, Scalar] = {}
+        for r in self._map.readings:
+            raw = lookup(body, r.path)
+            if raw is _MISSING or raw is None:
+                continue
+            if isinstance(raw, bool):
+                raw = int(raw)
+            if not isinstance(raw, int | float):
+                out.problems.append(("bad_value", f"{r.path}={raw!r} is not a number"))
+                continue
+            value = raw * r.scale + r.offset
+            spec = self._specs[r.reading]
+            if not spec.accepts(value):
+                out.problems.append(("out_of_range", f"{r.reading}={value} outside "
+                                     f"[{spec.low}, {spec.high}] {spec.unit}"))
+                continue
+            values[r.reading] = round(value) if spec.integer else round(value, 6)
+        fields: dict[str, Scalar] = dict(values)
+        if self._map.card is not None:
+            card = lookup(body, self._map.card)
+            if isinstance(card, str | int) and not isinstance(card, bool):
+                if self._pseudonymise is None:
+                    out.problems.append(("no_pseudonym_key", "a card number arrived but the "
+                                         "site has no pseudonym_key; it was dropped"))
+                else:
+                    fields["card"] = self._pseudonymise(str(card))
+        for e in self._map.events:
+            raw = lookup(body, e.path)
+            if raw is _MISSING:
+                continue
+            if e.on_change:
+                changed = self._last.get(e.path, _MISSING) != raw
+                self._last[e.path] = raw
+                if not changed:
+                    continue
+            if e.event is not None:
+                if raw == e.equals:
+                    out.events.append(make_event(self._kind, self._device, e.event, ts, fields))
+            else:
+                name = e.map.get(_key(raw))
+                if name is None:
+                    out.problems.append(("unmapped_event", f"{e.path}={raw!r} is not mapped"))
+                else:
+                    out.events.append(make_event(self._kind, self._device, name, ts, fields))
+        if values:
+            out.reading = Reading(id=new_id(ts), ts=ts, kind=self._kind, device=self._device,
+                                  values=values)
+        return out
+
+
+def _key(raw: Any) -> str:
+    if isinstance(raw, bool):
+        return "true" if raw else "false"
+    return str(raw)
