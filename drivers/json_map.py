@@ -95,7 +95,7 @@ class JsonMapper:
         self._device = device
         self._specs = MODELS[kind].readings
         self._pseudonymise = pseudonymise
-        self._last: dict[str, Any] = {}
+        self._last: dict[int, Any] = {}  # last value seen per on_change event entry
 
     def decode(self, body: Any, ts: int) -> Decoded:
         out = Decoded()
@@ -128,13 +128,13 @@ class JsonMapper:
                                          "site has no pseudonym_key; it was dropped"))
                 else:
                     fields["card"] = self._pseudonymise(str(card))
-        for e in self._map.events:
+        for index, e in enumerate(self._map.events):
             raw = lookup(body, e.path)
             if raw is _MISSING:
                 continue
             if e.on_change:
-                changed = self._last.get(e.path, _MISSING) != raw
-                self._last[e.path] = raw
+                changed = self._last.get(index, _MISSING) != raw
+                self._last[index] = raw
                 if not changed:
                     continue
             if e.event is not None:

@@ -68,6 +68,51 @@ async def _serve(config: GatewayConfig) -> None:
 
 
 @app.command()
+def status(config: ConfigOption) -> None:
+    """Show the running gateway's devices, rejected input, backlog and alerts."""
+    import time
+
+    from rich.table import Table
+
+    from gateway.status_report import read_status, status_path
+
+    cfg = _load(config)
+    path = status_path(cfg.journal.path)
+    try:
+        snap = read_status(path)
+    except FileNotFoundError:
+        err.print(f"no status at {path}: is the gateway running with this config?")
+        raise typer.Exit(1) from None
+    out = Console()
+    age = time.time() - snap.ts / 1000
+    stale = " [bold red](stale: is the gateway running?)[/]" if age > 10 else ""
+    out.print(f"site {snap.site}, status of {age:.0f} s ago{stale}; broker "
+              f"{'connected' if snap.broker_connected else '[bold red]disconnected[/]'}; "
+              f"{snap.active_alerts} active alert(s)")
+    backlog = Table("sink", "journal backlog")
+    for sink, cursor in snap.cursors.items():
+        backlog.add_row(sink, str(snap.journal_last_seq - cursor))
+    out.print(backlog)
+    rejected: dict[str, dict[str, int]] = {}
+    for key, value in snap.counters.items():
+        if key.startswith("rejected{"):
+            labels = dict(part.split("=", 1) for part in key[9:-1].split(","))
+            rejected.setdefault(labels["device"], {})[labels["reason"]] = value
+    devices = Table("device", "kind", "transport", "status", "rejected input")
+    for d in snap.devices:
+        reasons = rejected.get(d["id"], {})
+        devices.add_row(d["id"], d["kind"], d["transport"], d["status"],
+                        ", ".join(f"{r}: {n}" for r, n in sorted(reasons.items())) or "-")
+    out.print(devices)
+    others = {k: v for k, v in snap.counters.items() if not k.startswith("rejected{")}
+    if others:
+        counters = Table("counter", "value")
+        for key, value in others.items():
+            counters.add_row(key, str(value))
+        out.print(counters)
+
+
+@app.command()
 def demo(
     workdir: Annotated[Path, typer.Option(help="Where the demo keeps its servers' data.")] = Path(
         ".demo"),

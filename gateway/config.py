@@ -222,7 +222,15 @@ def parse_config(raw: dict[str, Any], file: Path, env: Any) -> GatewayConfig:
     problems = _cross_checks(config, file.parent, env)
     if problems:
         raise ConfigError(file, problems)
-    return config
+    # paths in the file are relative to the file, wherever the gateway is started from
+    return config.model_copy(update={
+        "profile_dirs": [_beside(file, d) for d in config.profile_dirs],
+        "rule_files": [_beside(file, f) for f in config.rule_files],
+    })
+
+
+def _beside(file: Path, path: Path) -> Path:
+    return path if path.is_absolute() else file.parent / path
 
 
 def _cross_checks(config: GatewayConfig, base: Path, env: Any) -> list[Problem]:

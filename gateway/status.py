@@ -32,6 +32,9 @@ class StatusBoard:
     def __init__(self) -> None:
         self._devices: dict[str, _Device] = {}
         self.changed = asyncio.Event()
+        # (device, kind, old, new) for every change; the gateway journals them as events
+        self.transitions: asyncio.Queue[tuple[str, DeviceKind, Status | None, Status]] = (
+            asyncio.Queue())
 
     def add(self, device: str, kind: DeviceKind, heartbeat_s: float, now: float) -> None:
         self._devices[device] = _Device(kind, heartbeat_s, now)
@@ -39,6 +42,7 @@ class StatusBoard:
     def set(self, device: str, status: Status) -> None:
         entry = self._devices[device]
         if entry.status is not status:
+            self.transitions.put_nowait((device, entry.kind, entry.status, status))
             entry.status = status
             log.info("device %s is %s", device, status)
             self.changed.set()

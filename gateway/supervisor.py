@@ -13,11 +13,16 @@ import aiomqtt
 import msgspec
 
 from drivers.elder_button_gpio import ElderButtonGpio
-from drivers.mqtt_ingress import MqttIngress
+from drivers.json_map import JsonMap
+from drivers.mqtt_ingress import MqttIngress, inline_mapping
+from drivers.profile import BUILTIN, ProfileLibrary
+from drivers.pseudonym import Pseudonymiser
+from drivers.registry import Context, build_drivers
 from gateway.clock import Clock, SystemClock
-from gateway.config import GatewayConfig, GpioDevice, Location, MqttDevice
+from gateway.config import AnyDevice, GatewayConfig, GpioDevice, Location, ModbusDevice, MqttDevice
 from gateway.counters import Counters
 from gateway.journal import Journal
+from gateway.kinds import make_event
 from gateway.model import AckCommand, Alert, DeviceEvent, Reading, new_id
 from gateway.mqtt_link import LastWill, MqttLink
 from gateway.restart import keep_running
@@ -26,6 +31,7 @@ from gateway.sinks.points import PointMaker
 from gateway.sinks.store_sink import StoreSink, Writer
 from gateway.sinks.store_writer import InfluxWriter
 from gateway.status import Status, StatusBoard, supervise
+from gateway.status_report import StatusSnapshot, keep_writing, status_path
 from gateway.telemetry import TelemetryBuffer
 from gateway.topics import Topics
 from gateway.waiting import first_of
@@ -82,14 +88,14 @@ class Gateway:
             self.counters,
         )
         self.pin_factory = pin_factory if pin_factory is not None else _pin_factory(config)
-        self.buttons = {
-            d.id: ElderButtonGpio(d, self.clock, self.counters, self.pin_factory)
-            for d in config.devices
-            if isinstance(d, GpioDevice)
-        }
+        self.profiles = ProfileLibrary([BUILTIN, *config.profile_dirs])
+        self.pseudonymise = _pseudonymiser(config)
+        self.drivers = build_drivers(Context(config, self.profiles, self.clock, self.counters,
+                                             self.pseudonymise, self.pin_factory))
+        self.buttons = {d.device.id: d for d in self.drivers if isinstance(d, ElderButtonGpio)}
         self.ingress = MqttIngress(
-            [d for d in config.devices if isinstance(d, MqttDevice)], self, self.clock,
-            self.counters,
+            [d for d in config.devices if isinstance(d, MqttDevice)], self._json_mapping, self,
+            self.clock, self.counters, self.pseudonymise,
         )
         for topic in self.ingress.topics:
             self.link.subscribe(topic, self.ingress.handle)
@@ -125,9 +131,10 @@ class Gateway:
                 self._feedback(alert)
             now = self.clock.monotonic()
             for device in self.config.devices:
-                self.board.add(device.id, device.kind, device.heartbeat_s, now)
+                self.board.add(device.id, device.kind, self._heartbeat(device), now)
                 if isinstance(device, GpioDevice):
                     self.board.set(device.id, Status.ONLINE)  # wired: present while we run
+
             def task(name: str, run: Callable[[], Awaitable[None]]) -> asyncio.Task[None]:
                 return group.create_task(keep_running(name, run, self.clock, self.counters),
                                          name=name)
@@ -138,10 +145,14 @@ class Gateway:
                 task("gw.sink.mqtt", self.mqtt_sink.run),
                 task("gw.sink.store", self.store_sink.run),
                 group.create_task(supervise(self.board, self.clock), name="gw.liveness"),
+                task("gw.status.events", self._journal_status_changes),
+                group.create_task(keep_writing(status_path(self.config.journal.path),
+                                               self.snapshot, self.clock),
+                                  name="gw.status.file"),
             ]
             drivers = [
-                task(f"gw[{device}].gpio", functools.partial(button.run, self))
-                for device, button in self.buttons.items()
+                task(f"gw.{driver.name}", functools.partial(driver.run, self))
+                for driver in self.drivers
             ]
             log.info("gateway for site %s running with %d device(s)", self.config.site,
                      len(self.config.devices))
@@ -174,6 +185,41 @@ class Gateway:
 
     # -- wiring -------------------------------------------------------------------------
 
+    def _heartbeat(self, device: AnyDevice) -> float:
+        """The device's own interval; else its profile's; polled devices: the poll interval."""
+        if device.heartbeat_s:
+            return device.heartbeat_s
+        if isinstance(device, ModbusDevice):
+            return device.modbus.poll_s
+        if device.profile is not None:
+            return self.profiles.get(device.profile).heartbeat_s
+        return 0.0
+
+    async def _journal_status_changes(self) -> None:
+        """Offline and back-online become events, in the journal like any other."""
+        while True:
+            device, kind, old, new = await self.board.transitions.get()
+            if old is None and new is Status.ONLINE:
+                continue  # a device found at start is news to nobody
+            ts = self.clock.now_ms()
+            await self.journal.append(make_event(kind, device, new.value, ts))
+
+    def snapshot(self) -> StatusSnapshot:
+        return StatusSnapshot(
+            ts=self.clock.now_ms(),
+            site=self.config.site,
+            broker_connected=self.link.connected,
+            journal_last_seq=self.journal.last_seq,
+            cursors={"mqtt": self.mqtt_sink.cursor, "store": self.store_sink.cursor},
+            devices=[
+                {"id": d.id, "kind": d.kind.value, "transport": d.transport,
+                 "status": (self.board.get(d.id) or "unknown")}
+                for d in self.config.devices
+            ],
+            active_alerts=len(self.rules.active()),
+            counters=self.counters.snapshot(),
+        )
+
     async def _on_ack_message(self, message: aiomqtt.Message) -> None:
         topic = str(message.topic)
         parsed = self.topics.parse_ack(topic)
@@ -202,6 +248,13 @@ class Gateway:
         if button is not None:
             button.on_alert(alert)
 
+    def _json_mapping(self, device: MqttDevice) -> JsonMap:
+        if device.profile is None:
+            return inline_mapping(device)
+        mapping = self.profiles.get(device.profile).mapping
+        assert isinstance(mapping, JsonMap)
+        return mapping
+
     def _location(self, device_id: str) -> Location | None:
         device = self.config.device(device_id)
         return device.location if device is not None else None
@@ -209,6 +262,12 @@ class Gateway:
     def _describe(self, device_id: str) -> str:
         location = self._location(device_id)
         return f"{device_id} ({location.label()})" if location is not None else device_id
+
+
+def _pseudonymiser(config: GatewayConfig) -> Pseudonymiser | None:
+    if config.pseudonym_key_env is None:
+        return None
+    return Pseudonymiser(os.environ[config.pseudonym_key_env].encode())
 
 
 def _pin_factory(config: GatewayConfig) -> Any:

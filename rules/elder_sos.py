@@ -20,7 +20,7 @@ from gateway.model import (
 log = logging.getLogger(__name__)
 
 RULE = "elder.sos"
-PRESS = "press"
+PRESSES = frozenset({"press", "long_press"})
 CANCEL = "cancel"
 
 
@@ -36,7 +36,7 @@ class ElderSos:
         if event.kind is not DeviceKind.ELDER_BUTTON:
             return []
         current = self._active.get(event.device)
-        if event.type == PRESS:
+        if event.type in PRESSES:
             if current is not None:
                 self.suppressed += 1
                 return []

@@ -1,0 +1,47 @@
+"""A snapshot of the running gateway, written beside the journal for `scgw status`."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from gateway.clock import Clock
+
+STATUS_FILE = "status.json"
+
+
+class StatusSnapshot(msgspec.Struct, kw_only=True):
+    ts: int
+    site: str
+    broker_connected: bool
+    journal_last_seq: int
+    cursors: dict[str, int]
+    devices: list[dict[str, str]]
+    active_alerts: int
+    counters: dict[str, int]
+
+
+def status_path(journal_path: Path) -> Path:
+    return journal_path.parent / STATUS_FILE
+
+
+def write_status(path: Path, snapshot: StatusSnapshot) -> None:
+    """Atomically replace the status file (blocking: call from a thread)."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(msgspec.json.encode(snapshot))
+    os.replace(tmp, path)
+
+
+def read_status(path: Path) -> StatusSnapshot:
+    return msgspec.json.decode(path.read_bytes(), type=StatusSnapshot)
+
+
+async def keep_writing(path: Path, snapshot: Any, clock: Clock, interval_s: float = 2.0) -> None:
+    """Write `snapshot()` every `interval_s` seconds until cancelled."""
+    while True:
+        await asyncio.to_thread(write_status, path, snapshot())
+        await clock.sleep(interval_s)
