@@ -58,7 +58,7 @@ def _put(body: dict[str, Any], path: str, value: Any) -> None:
 
 
 def _raw_number(value: float) -> int | float:
-    return int(round(value)) if abs(value - round(value)) < 1e-9 else value
+    return round(value) if abs(value - round(value)) < 1e-9 else value
 
 
 def _unkey(key: str) -> Any:
