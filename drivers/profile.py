@@ -21,6 +21,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from drivers.json_map import JsonMap
+from drivers.modbus import parse_modbus_map
+from drivers.serial_frames import parse_serial_format
 from gateway.model import DeviceKind
 from gateway.problems import ConfigError, Problem, problem_from_pydantic
 
@@ -51,7 +53,11 @@ def _json(raw: dict[str, Any], kind: DeviceKind) -> tuple[BaseModel, list[tuple[
 
 # transport -> parser of its mapping section: validated model, and (path, message) problems
 MAPPINGS: dict[str, Callable[[dict[str, Any], DeviceKind],
-                             tuple[BaseModel, list[tuple[str, str]]]]] = {"json": _json}
+                             tuple[BaseModel, list[tuple[str, str]]]]] = {
+    "json": _json,
+    "modbus": parse_modbus_map,
+    "serial": parse_serial_format,
+}
 
 
 @dataclass(frozen=True, slots=True)

@@ -121,10 +121,39 @@ def demo(
     log_level: Annotated[str, typer.Option(help="The gateway's log level.")] = "warning",
 ) -> None:
     """Start a private Mosquitto and VictoriaMetrics and the gateway on simulated devices."""
-    from gateway.demo import run_demo
+    from gateway.demo import run_site
 
     _logging(log_level)
-    asyncio.run(run_demo(workdir.resolve(), duration, Console()))
+    asyncio.run(run_site(workdir.resolve(), ["elder-sos"], duration, Console(), officer=True))
+
+
+@app.command()
+def simulate(
+    scenario: Annotated[list[str], typer.Option(
+        help="Scenario to play (repeat for several); see --list.")] = [],  # noqa: B006
+    list_: Annotated[bool, typer.Option("--list", help="List the scenarios.")] = False,
+    workdir: Annotated[Path, typer.Option(help="Where the servers keep their data.")] = Path(
+        ".demo"),
+    duration: Annotated[float | None, typer.Option(
+        help="Stop after this many seconds (default: when the scenarios are over).")] = None,
+    ack: Annotated[bool, typer.Option(help="A simulated duty officer acks alerts.")] = False,
+    log_level: Annotated[str, typer.Option(help="The gateway's log level.")] = "warning",
+) -> None:
+    """Play scenarios on a simulated compound: private servers, gateway, devices."""
+    from simulators.scenarios import SCENARIOS
+
+    if list_ or not scenario:
+        for name, s in SCENARIOS.items():
+            Console().print(f"{name:16} {s.summary}")
+        raise typer.Exit(0 if list_ else 2)
+    unknown = [s for s in scenario if s not in SCENARIOS]
+    if unknown:
+        err.print(f"unknown scenario(s): {', '.join(unknown)}; known: {', '.join(SCENARIOS)}")
+        raise typer.Exit(2)
+    from gateway.demo import run_site
+
+    _logging(log_level)
+    asyncio.run(run_site(workdir.resolve(), scenario, duration, Console(), officer=ack))
 
 
 if __name__ == "__main__":

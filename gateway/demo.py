@@ -1,4 +1,4 @@
-"""`scgw demo`: a private broker and store, the gateway on simulated devices, live alerts."""
+"""`scgw demo` and `scgw simulate`: private servers, the gateway, a simulated compound."""
 
 from __future__ import annotations
 
@@ -7,61 +7,29 @@ import contextlib
 import signal
 from pathlib import Path
 
+import aiomqtt
+import msgspec
 from rich.console import Console
 from rich.table import Table
 
-from gateway.config import GatewayConfig, GpioDevice, load_config
-from gateway.model import Alert, AlertState
+from gateway.config import GatewayConfig, load_config
+from gateway.model import Alert, AlertState, DeviceEvent
 from gateway.services import Mosquitto, VictoriaMetrics
 from gateway.store_query import export, export_url
 from gateway.supervisor import Gateway
 from simulators.duty_officer import DutyOfficer
-from simulators.elder_button import SimulatedElder
+from simulators.scenarios import SCENARIOS
+from simulators.site import SITE, SimulatedSite, site_config
 
-SITE = "demo"
 ALERT_MATCH = '{__name__=~"sc_alert_state_code"}'
 
 _STYLE = {AlertState.FIRING: "bold red", AlertState.ACKNOWLEDGED: "yellow",
           AlertState.RESOLVED: "green"}
 
 
-def demo_config(workdir: Path, broker_port: int, store_url: str) -> str:
-    return f"""\
-# Written by `scgw demo`; `scgw run --config {workdir}/gateway.toml` runs the same gateway.
-site = "{SITE}"
-gpio_factory = "mock"   # simulated GPIO pins
-
-[broker]
-host = "127.0.0.1"
-port = {broker_port}
-reconnect_min_s = 0.2
-reconnect_max_s = 2.0
-
-[store]
-url = "{store_url}"
-bucket = "scgw"
-flush_interval_s = 0.5
-
-[journal]
-path = "{workdir}/journal.db"
-
-[[devices]]
-id = "elder-3-1-502"
-kind = "elder_button"
-transport = "gpio"
-location = {{ building = "3", unit = "1", floor = 5 }}
-gpio = {{ pin = 17, led_pin = 27, long_press_s = 3.0 }}
-
-[[devices]]
-id = "elder-5-2-101"
-kind = "elder_button"
-transport = "gpio"
-location = {{ building = "5", unit = "2", floor = 1 }}
-gpio = {{ pin = 22, led_pin = 23, long_press_s = 3.0 }}
-"""
-
-
-async def run_demo(workdir: Path, duration: float | None, console: Console) -> None:
+async def run_site(workdir: Path, scenarios: list[str], duration: float | None,
+                   console: Console, *, officer: bool) -> None:
+    """Start Mosquitto and VictoriaMetrics under `workdir`, the gateway, and the scenarios."""
     mosquitto = Mosquitto(workdir / "mosquitto")
     store = VictoriaMetrics(workdir / "victoria-metrics")
     try:
@@ -72,51 +40,55 @@ async def run_demo(workdir: Path, duration: float | None, console: Console) -> N
         console.print(f"  mosquitto        mqtt://127.0.0.1:{mosquitto.port}")
         console.print(f"  victoria-metrics {store.url}")
         config_file = workdir / "gateway.toml"
-        config_file.write_text(demo_config(workdir, mosquitto.port, store.url))
-        await _run(load_config(config_file), mosquitto.port, store.url, duration, console)
+        config_file.write_text(site_config(workdir, mosquitto.port, store.url))
+        config = await asyncio.to_thread(load_config, config_file)
+        await _run(config, store.url, scenarios, duration, console, officer)
     finally:
         await asyncio.to_thread(mosquitto.stop)
         await asyncio.to_thread(store.stop)
         console.print("[bold]Stopped everything the demo started.[/bold]")
 
 
-async def _run(config: GatewayConfig, broker_port: int, store_url: str,
-               duration: float | None, console: Console) -> None:
+async def _run(config: GatewayConfig, store_url: str, scenarios: list[str],
+               duration: float | None, console: Console, officer: bool) -> None:
     gateway = Gateway(config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    buttons = [d for d in config.devices if isinstance(d, GpioDevice)]
-    elders = {d.id: SimulatedElder(gateway.pin_factory, d.gpio.pin, gateway.clock)
-              for d in buttons}
-    officer = DutyOfficer("127.0.0.1", broker_port, config.site)
     started = loop.time()
 
+    def say(text: str) -> None:
+        console.print(f"[cyan]{_t(loop.time() - started)} {text}[/cyan]")
+
     async def watch() -> None:
-        async for alert in officer.watch():
+        async for alert in DutyOfficer("127.0.0.1", config.broker.port, config.site,
+                                       ack_after_s=2.0 if officer else None).watch():
             _print_alert(console, alert, loop.time() - started)
             if alert.state is AlertState.ACKNOWLEDGED:
                 await _show_points(console, store_url)
 
-    async def scenario() -> None:
+    async def play() -> None:
         await gateway.ready.wait()
-        await asyncio.sleep(1.0)
-        first, second = buttons[0].id, buttons[1].id
-        console.print(f"[cyan]{_t(loop.time() - started)} elder presses the SOS button "
-                      f"{first}[/cyan]")
-        await elders[first].press(0.3)
-        await asyncio.sleep(4.0)
-        console.print(f"[cyan]{_t(loop.time() - started)} elder at {second} presses by "
-                      "mistake, then holds the button 3 s to cancel[/cyan]")
-        await elders[second].press(0.3)
-        await asyncio.sleep(0.7)
-        await elders[second].press(3.2)
+        async with contextlib.AsyncExitStack() as stack:
+            devices = await SimulatedSite(config, gateway.pin_factory,
+                                          gateway.clock).attach(stack)
+            await asyncio.sleep(1.0)
+            for name in scenarios:
+                say(f"scenario {name}: {SCENARIOS[name].summary}")
+                await SCENARIOS[name].run(devices, asyncio.sleep, say)
+            if duration is None and scenarios:
+                await asyncio.sleep(3.0)  # let the last alerts arrive
+                stop.set()
+            else:
+                await asyncio.Event().wait()
 
     async with asyncio.TaskGroup() as group:
         run = group.create_task(gateway.run(), name="demo.gateway")
         helpers = [group.create_task(watch(), name="demo.watch"),
-                   group.create_task(scenario(), name="demo.scenario")]
+                   group.create_task(_events(config, console, loop.time, started),
+                                     name="demo.events"),
+                   group.create_task(play(), name="demo.scenarios")]
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(duration):
                 await stop.wait()
@@ -125,6 +97,27 @@ async def _run(config: GatewayConfig, broker_port: int, store_url: str,
         gateway.stop()
         await run
     console.print("[bold]Gateway stopped cleanly.[/bold]")
+
+
+async def _events(config: GatewayConfig, console: Console, now: object, started: float
+                  ) -> None:
+    """Print device events and status changes as they appear on MQTT."""
+    assert callable(now)
+    async with aiomqtt.Client("127.0.0.1", config.broker.port, identifier="demo-events") as c:
+        await c.subscribe(f"sc/{config.site}/+/+/event", qos=1)
+        await c.subscribe(f"sc/{config.site}/+/+/status", qos=1)
+        async for message in c.messages:
+            at = _t(float(now()) - started)
+            topic = str(message.topic)
+            payload = message.payload if isinstance(message.payload, bytes) else b""
+            if topic.endswith("/status"):
+                console.print(f"{at} device {topic.split('/')[3]} is {payload.decode()}",
+                              style="dim")
+                continue
+            event = msgspec.json.decode(payload, type=DeviceEvent)
+            style = "magenta" if event.cls == "alarm" else "dim"
+            console.print(f"{at} event {event.type} ({event.cls}) from {event.device}",
+                          style=style)
 
 
 def _t(seconds: float) -> str:
@@ -150,3 +143,5 @@ async def _show_points(console: Console, store_url: str) -> None:
                           f"{value:g}", str(ts))
     console.print(table)
 
+
+__all__ = ["SITE", "run_site"]

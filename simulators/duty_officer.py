@@ -21,7 +21,7 @@ class DutyOfficer:
         port: int,
         site: str,
         name: str = "duty-office",
-        ack_after_s: float = 2.0,
+        ack_after_s: float | None = 2.0,  # None: only watch
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._host = host
@@ -42,7 +42,8 @@ class DutyOfficer:
                     continue
                 alert = msgspec.json.decode(message.payload, type=Alert)
                 yield alert
-                if alert.state is AlertState.FIRING and alert.id not in self._acked:
+                if (self._ack_after_s is not None and alert.state is AlertState.FIRING
+                        and alert.id not in self._acked):
                     self._acked.add(alert.id)
                     task = asyncio.create_task(self._ack(client, str(message.topic)),
                                                name=f"sim[{self.name}].ack")
@@ -50,5 +51,6 @@ class DutyOfficer:
                     task.add_done_callback(pending.discard)
 
     async def _ack(self, client: aiomqtt.Client, topic: str) -> None:
+        assert self._ack_after_s is not None
         await self._sleep(self._ack_after_s)
         await client.publish(f"{topic}/ack", msgspec.json.encode({"by": self.name}), qos=1)

@@ -108,11 +108,11 @@ async def test_silent_device_goes_offline_with_an_event_and_comes_back(
         device = MqttDeviceSimulator(watcher.client, topic, LIBRARY.get("zigbee-sos-button"))
         await device.report({"battery_pct": 80})
         await watcher.next(lambda s: s.topic.endswith("/status") and s.payload == b"online")
-        clock.advance(115)  # under two intervals: nothing happens
+        clock.advance(100)  # one missed heartbeat: still online
         await device.report({"battery_pct": 80})  # a heartbeat resets the timer
         await watcher.next(lambda s: s.topic.endswith("/telemetry"))
-        for _ in range(9):
-            clock.advance(15)  # 135 s of silence > 2 x 60 s
+        for _ in range(8):
+            clock.advance(15)  # 120 s of silence: two intervals
         offline = await watcher.next(lambda s: s.topic.endswith("/status"))
         assert offline.payload == b"offline"
         event = await watcher.next(lambda s: s.topic.endswith("/event"))

@@ -1,0 +1,167 @@
+"""Devices that push JSON over HTTP: one aiohttp server for all of them.
+
+`POST /push/{device}` with `Authorization: Bearer <the device's token>`. The body is decoded
+with the device's json profile (the same JsonMapper as MQTT ingress). Events are on disk
+before the device gets its 200, so an accepted push is never lost; a push that carried only
+telemetry is answered 202 (queued, and dropped first under pressure). `GET /health` answers
+while the server runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+from dataclasses import dataclass, field
+
+import msgspec
+from aiohttp import web
+
+from drivers.intake import Intake
+from drivers.json_map import JsonMap, JsonMapper
+from drivers.profile import Profile
+from drivers.pseudonym import Pseudonymiser
+from gateway.clock import Clock
+from gateway.config import HttpDevice, HttpServerConfig
+from gateway.counters import Counters
+
+log = logging.getLogger(__name__)
+
+# reasons for which nothing in the push could be used
+_UNUSABLE = frozenset({"malformed_payload"})
+
+
+@dataclass(slots=True)
+class _Pusher:
+    device: HttpDevice
+    token: bytes
+    mapper: JsonMapper
+    # one push at a time per device: its events reach the journal in the order they arrived
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+class HttpPushReceiver:
+    """Serves every HTTP push device on one address; `ready` is set while it listens."""
+
+    def __init__(
+        self,
+        server: HttpServerConfig,
+        devices: list[tuple[HttpDevice, Profile]],
+        clock: Clock,
+        counters: Counters,
+        pseudonymise: Pseudonymiser | None = None,
+        *,
+        shutdown_timeout_s: float = 5.0,
+    ) -> None:
+        self._server = server
+        self._clock = clock
+        self._counters = counters
+        self._shutdown_timeout_s = shutdown_timeout_s
+        self._pushers: dict[str, _Pusher] = {}
+        for device, profile in devices:
+            if not isinstance(profile.mapping, JsonMap):
+                raise ValueError(f"{device.id}: profile {profile.name} is not a json profile")
+            if profile.kind != device.kind:
+                raise ValueError(f"{device.id}: profile {profile.name} is for {profile.kind} "
+                                 f"devices, not {device.kind}")
+            mapper = JsonMapper(profile.mapping, device.kind, device.id, pseudonymise)
+            self._pushers[device.id] = _Pusher(device, device.http.token.encode(), mapper)
+        self._intake: Intake | None = None
+        self.ready = asyncio.Event()
+
+    @property
+    def name(self) -> str:
+        return "http_push"
+
+    async def run(self, intake: Intake) -> None:
+        self._intake = intake
+        app = web.Application(client_max_size=self._server.max_body_bytes)
+        app.router.add_post("/push/{device}", self._push)
+        app.router.add_get("/health", self._health)
+        runner = web.AppRunner(app, shutdown_timeout=self._shutdown_timeout_s)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, self._server.host, self._server.port)
+            await site.start()
+            log.info("HTTP push receiver on %s:%d for %d device(s)", self._server.host,
+                     self._server.port, len(self._pushers))
+            self.ready.set()
+            await asyncio.Event().wait()  # serve until cancelled
+        finally:
+            self.ready.clear()
+            await runner.cleanup()
+
+    async def _health(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok", "devices": len(self._pushers)})
+
+    async def _push(self, request: web.Request) -> web.Response:
+        pusher = self._pushers.get(request.match_info["device"])
+        if pusher is None:
+            self._counters.inc("http_unknown_device")
+            self._counters.log_once(log, ("http_push", "unknown_device"),
+                                    "push for an unknown device refused (404); later ones are "
+                                    "only counted")
+            return _answer(404, error="unknown device")
+        device = pusher.device.id
+        if not _authorised(request, pusher.token):
+            # the header may hold a real token of another device: never log it
+            self._counters.reject(log, device, "unauthorised", "missing or wrong bearer token")
+            return _answer(401, error="unauthorised",
+                           headers={"WWW-Authenticate": 'Bearer realm="push"'})
+        limit = self._server.max_body_bytes
+        too_large = f"body larger than {limit} bytes"
+        if request.content_length is not None and request.content_length > limit:
+            self._counters.reject(log, device, "body_too_large", too_large)
+            return _answer(413, error=too_large)
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:  # chunked, with no length announced
+            self._counters.reject(log, device, "body_too_large", too_large)
+            return _answer(413, error=too_large)
+        try:
+            payload = msgspec.json.decode(body)
+        except msgspec.DecodeError as exc:
+            self._counters.reject(log, device, "malformed_json", f"not JSON: {exc}")
+            return _answer(400, error="malformed JSON")
+        return await self._accept(pusher, payload)
+
+    async def _accept(self, pusher: _Pusher, payload: object) -> web.Response:
+        assert self._intake is not None
+        device = pusher.device.id
+        async with pusher.lock:
+            decoded = pusher.mapper.decode(payload, self._clock.now_ms())
+            problems = [{"reason": reason, "detail": detail}
+                        for reason, detail in decoded.problems]
+            for reason, detail in decoded.problems:
+                self._counters.reject(log, device, reason, detail)
+            if any(p["reason"] in _UNUSABLE for p in problems):
+                return _answer(400, error="the payload is not a JSON object", rejected=problems)
+            self._intake.seen(device)
+            accepted: list[str] = []
+            for event in decoded.events:
+                await self._intake.event(event)  # durable before the device hears "OK"
+                accepted.append(event.id)
+            if decoded.reading is not None:
+                self._intake.reading(decoded.reading)
+        self._counters.inc("http_pushes", device=device)
+        if not problems:
+            self._counters.recovered(device)
+        if accepted:
+            return _answer(200, accepted=accepted, rejected=problems)
+        if decoded.reading is not None:
+            return _answer(202, accepted=[], reading=decoded.reading.id, rejected=problems)
+        if problems:
+            return _answer(422, error="nothing in the push could be used", rejected=problems)
+        return _answer(200, accepted=[])
+
+
+def _authorised(request: web.Request, token: bytes) -> bool:
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer":
+        return False
+    return hmac.compare_digest(given.strip().encode("utf-8", "replace"), token)
+
+
+def _answer(status: int, *, headers: dict[str, str] | None = None,
+            **body: object) -> web.Response:
+    return web.json_response(body, status=status, headers=headers)

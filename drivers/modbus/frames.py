@@ -1,0 +1,88 @@
+"""Modbus framing facts the driver needs beyond pymodbus: CRC-16 and naming a bad answer.
+
+pymodbus discards an RTU answer with a bad CRC, a frame from another unit or a truncated
+frame silently and reports only that no answer came. The bytes that did arrive tell which
+it was; the driver counts each kind separately.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+_POLY: Final = 0xA001  # CRC-16/MODBUS, reflected
+
+
+def _table() -> tuple[int, ...]:
+    out = []
+    for byte in range(256):
+        crc = byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ _POLY if crc & 1 else crc >> 1
+        out.append(crc)
+    return tuple(out)
+
+
+_TABLE: Final = _table()
+
+
+def crc16(data: bytes) -> int:
+    """CRC-16/MODBUS of `data`; it goes on the wire low byte first."""
+    crc = 0xFFFF
+    for byte in data:
+        crc = (crc >> 8) ^ _TABLE[(crc ^ byte) & 0xFF]
+    return crc
+
+
+def rtu_frame(unit: int, pdu: bytes) -> bytes:
+    """An RTU frame: unit id, PDU, CRC."""
+    body = bytes([unit]) + pdu
+    return body + crc16(body).to_bytes(2, "little")
+
+
+def crc_ok(frame: bytes) -> bool:
+    return len(frame) >= 4 and crc16(frame[:-2]) == int.from_bytes(frame[-2:], "little")
+
+
+def rtu_answer_length(frame: bytes) -> int | None:
+    """Length of a read answer (or exception) starting at frame[0]; None if not yet known."""
+    if len(frame) < 2:
+        return None
+    if frame[1] & 0x80:
+        return 5
+    if len(frame) < 3:
+        return None
+    return 3 + frame[2] + 2
+
+
+def classify_rtu(rx: bytes, unit: int, function: int) -> tuple[str, str]:
+    """(reason, detail) for the bytes that arrived instead of a valid answer."""
+    if not rx:
+        return "timeout", "no answer"
+    shown = rx[:32].hex(" ")
+    length = rtu_answer_length(rx)
+    if rx[0] == unit and len(rx) >= 2 and rx[1] & 0x7F == function:
+        if length is None or len(rx) < length:
+            return "truncated", f"{len(rx)} of {length or '?'} bytes: {shown}"
+        if crc_ok(rx[:length]):
+            return "decode", f"a well-formed answer that could not be decoded: {shown}"
+        return "crc", f"CRC mismatch: {shown}"
+    if length is not None and len(rx) >= length and crc_ok(rx[:length]):
+        return "wrong_unit", f"answer from unit {rx[0]} to a request for unit {unit}: {shown}"
+    return "garbage", f"{len(rx)} unparseable byte(s): {shown}"
+
+
+def classify_tcp(rx: bytes, unit: int) -> tuple[str, str]:
+    """(reason, detail) for Modbus TCP bytes that arrived instead of a valid answer."""
+    if not rx:
+        return "timeout", "no answer"
+    shown = rx[:32].hex(" ")
+    if len(rx) >= 7 and rx[2:4] == b"\0\0":  # MBAP: protocol id 0
+        if rx[6] != unit:
+            return "wrong_unit", f"answer from unit {rx[6]} to a request for unit {unit}: {shown}"
+        length = 6 + int.from_bytes(rx[4:6], "big")
+        if len(rx) < length:
+            return "truncated", f"{len(rx)} of {length} bytes: {shown}"
+        return "decode", f"a well-formed answer that could not be decoded: {shown}"
+    if len(rx) < 7:
+        return "truncated", f"{len(rx)} bytes, not even a header: {shown}"
+    return "garbage", f"{len(rx)} unparseable byte(s): {shown}"
