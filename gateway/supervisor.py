@@ -33,6 +33,7 @@ from gateway.sinks.store_writer import InfluxWriter
 from gateway.status import Status, StatusBoard, supervise
 from gateway.status_report import StatusSnapshot, keep_writing, status_path
 from gateway.telemetry import TelemetryBuffer
+from gateway.timeline import Timeline
 from gateway.topics import Topics
 from gateway.waiting import first_of
 from rules.elder_sos import ElderSos
@@ -102,15 +103,23 @@ class Gateway:
         self.link.subscribe(self.topics.alert_ack_filter, self._on_ack_message)
         self.ready = asyncio.Event()
         self._stop = asyncio.Event()
+        self._events_timeline = Timeline()
+        self._readings_timeline = Timeline()
 
     # -- Intake, for the drivers --------------------------------------------------------
 
     async def event(self, event: DeviceEvent) -> None:
+        ts = self._events_timeline.stamp(event.device, event.ts)
+        if ts != event.ts:
+            event = msgspec.structs.replace(event, ts=ts)
         await self.journal.append(event)
         self.seen(event.device)
         self.counters.inc("events_accepted", cls=event.cls.value)
 
     def reading(self, reading: Reading) -> None:
+        ts = self._readings_timeline.stamp(reading.device, reading.ts)
+        if ts != reading.ts:
+            reading = msgspec.structs.replace(reading, ts=ts)
         self.telemetry.push(reading)
         self.seen(reading.device)
 
