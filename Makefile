@@ -8,7 +8,7 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := mosquitto victoria-metrics influxdb
 STAMP  := $(VENV)/.installed
 
-.PHONY: all deps system-deps venv demo run test lint pytest bench clean
+.PHONY: all deps system-deps venv demo run test test-faults lint pytest bench clean
 
 all: test
 
@@ -48,6 +48,9 @@ lint: venv
 
 pytest: deps
 	$(BIN)/pytest -q
+
+test-faults: deps
+	$(BIN)/pytest -q -s tests/faults
 
 bench: deps
 	$(BIN)/python -m bench

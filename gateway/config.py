@@ -40,6 +40,9 @@ class BrokerConfig(_Strict):
     reconnect_min_s: float = Field(default=0.5, gt=0, le=60)
     reconnect_max_s: float = Field(default=30.0, gt=0, le=3600)
     publish_timeout_s: float = Field(default=10.0, gt=0, le=600)
+    # after a lost connection, publish again what the broker confirmed this long before the
+    # loss: a broker that crashes may have acknowledged messages it never delivered
+    replay_window_s: float = Field(default=30.0, ge=0, le=3600)
 
 
 class StoreConfig(_Strict):

@@ -154,6 +154,10 @@ class Journal:
         """Records after `consumer`'s cursor, oldest first."""
         return await self._run(self._read_sync, consumer, limit)
 
+    async def read_after(self, seq: int, limit: int = 500) -> Batch:
+        """Records after sequence number `seq`, oldest first."""
+        return await self._run(self._read_after_sync, seq, limit)
+
     async def read_state(self, key: str) -> bytes | None:
         return await self._run(self._state_sync, key)
 
@@ -255,7 +259,9 @@ class Journal:
         return int(row[0]) if row else 0
 
     def _read_sync(self, consumer: str, limit: int) -> Batch:
-        after = self._cursor_sync(consumer)
+        return self._read_after_sync(self._cursor_sync(consumer), limit)
+
+    def _read_after_sync(self, after: int, limit: int) -> Batch:
         rows = self._conn().execute(
             "SELECT seq, body FROM records WHERE seq > ? ORDER BY seq LIMIT ?", (after, limit)
         ).fetchall()

@@ -41,6 +41,7 @@ class Session:
     client: aiomqtt.Client
     lost: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop()
                                        .create_future())
+    lost_at: float | None = None  # monotonic time the connection was lost
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +70,7 @@ class MqttLink:
         self._session: Session | None = None
         self._connected = asyncio.Event()
         self._sessions = 0
+        self._previous_loss: float | None = None
         self._backoff = Backoff(config.reconnect_min_s, config.reconnect_max_s)
 
     def subscribe(self, topic_filter: str, handler: Handler) -> None:
@@ -78,6 +80,11 @@ class MqttLink:
     @property
     def connected(self) -> bool:
         return self._connected.is_set()
+
+    @property
+    def previous_loss(self) -> float | None:
+        """When the connection before the current one was lost (None for the first)."""
+        return self._previous_loss
 
     async def session(self) -> Session:
         """The current connection, waiting for one if the broker is away."""
@@ -122,8 +129,10 @@ class MqttLink:
 
     async def run(self) -> None:
         """Connect, and reconnect after every loss, until cancelled."""
-        client = self._make_client()
         while True:
+            # a fresh client each time: paho would otherwise re-send its own in-flight
+            # messages first, out of order with the sink's replay from the journal
+            client = self._make_client()
             try:
                 async with client:
                     await self._serve(client)
@@ -134,6 +143,7 @@ class MqttLink:
             finally:
                 self._connected.clear()
                 if self._session is not None and not self._session.lost.done():
+                    self._session.lost_at = self._clock.monotonic()
                     self._session.lost.set_result(None)
             delay = self._backoff.next_delay()
             log.info("reconnecting to the MQTT broker in %.1f s", delay)
@@ -152,6 +162,8 @@ class MqttLink:
         for topic_filter, _ in self._subscriptions:
             await client.subscribe(topic_filter, qos=1)
         self._sessions += 1
+        if self._session is not None:
+            self._previous_loss = self._session.lost_at
         self._session = Session(self._sessions, client)
         self._backoff.reset()
         self._connected.set()

@@ -77,7 +77,8 @@ class Gateway:
         self.rules = ElderSos(self._describe)
         self.runner = RuleRunner(self.journal, self.rules, self._feedback, self.counters)
         self.mqtt_sink = MqttSink(self.link, self.journal, self.telemetry, self.board,
-                                  self.topics, self.counters)
+                                  self.topics, self.counters, self.clock,
+                                  config.broker.replay_window_s)
         token = os.environ.get(config.store.token_env, "") if config.store.token_env else ""
         self.store_sink = StoreSink(
             config.store,

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 
+from gateway.clock import Clock
 from gateway.counters import Counters
 from gateway.journal import Journal
 from gateway.model import Alert, DeviceEvent, Reading, Record, encode
@@ -35,8 +37,12 @@ class MqttSink:
         board: StatusBoard,
         topics: Topics,
         counters: Counters,
+        clock: Clock,
+        replay_window_s: float,
         batch: int = 100,
     ) -> None:
+        self._clock = clock
+        self._window_s = replay_window_s
         self._link = link
         self._journal = journal
         self._telemetry = telemetry
@@ -48,7 +54,9 @@ class MqttSink:
         self._telemetry_wake = telemetry.register(CONSUMER)
         self._alerts: dict[str, bytes] = {}  # retained alert topic -> current state
         self._published_status: dict[str, Status] = {}
-        self._cursor = 0
+        self._cursor = 0  # durable: everything up to here was confirmed by the broker
+        self._position = 0  # where reading goes on; behind the cursor while replaying
+        self._confirmed: deque[tuple[float, int]] = deque()  # (when, first seq) per batch
         self.moved = asyncio.Event()  # set whenever the cursor advances
 
     def seed(self, alerts: list[Alert]) -> None:
@@ -57,12 +65,13 @@ class MqttSink:
             self._alerts[self._topics.alert(alert.rule, alert.device)] = encode(alert)
 
     async def run(self) -> None:
-        self._cursor = await self._journal.cursor(CONSUMER)
+        self._cursor = self._position = await self._journal.cursor(CONSUMER)
         current = 0
         while True:
             session = await self._link.session()
             try:
                 if session.number != current:
+                    self._rewind(self._link.previous_loss)
                     await self._reassert(session)
                     current = session.number
                 busy = await self._publish_status(session)
@@ -80,6 +89,21 @@ class MqttSink:
     @property
     def cursor(self) -> int:
         return self._cursor
+
+    def _rewind(self, lost_at: float | None) -> None:
+        """Go back to the first batch the broker confirmed within the window before the loss."""
+        if lost_at is None:
+            return
+        since = lost_at - self._window_s
+        while self._confirmed and self._confirmed[0][0] < since:
+            self._confirmed.popleft()
+        if self._confirmed:
+            first = self._confirmed[0][1]
+            self._position = min(self._position, first - 1)
+            self._counters.inc("mqtt_replayed_batches", len(self._confirmed))
+            log.info("broker connection was lost: publishing again from journal record %d",
+                     first)
+        self._confirmed.clear()
 
     async def _reassert(self, session: Session) -> None:
         self._published_status.clear()
@@ -101,8 +125,8 @@ class MqttSink:
         return bool(changed)
 
     async def _publish_journal(self, session: Session) -> bool:
-        batch = await self._journal.read(CONSUMER, self._batch)
-        if batch.upto <= self._cursor:
+        batch = await self._journal.read_after(self._position, self._batch)
+        if batch.upto <= self._position:
             return False
         sends = []
         for entry in batch.entries:
@@ -119,9 +143,17 @@ class MqttSink:
         errors = [r for r in results if isinstance(r, BaseException)]
         if errors:
             raise errors[0]  # the cursor stays: the whole batch goes again, at least once
-        await self._journal.move_cursor(CONSUMER, batch.upto)
-        self._cursor = batch.upto
-        self.moved.set()
+        self._position = batch.upto
+        if self._window_s > 0:
+            self._confirmed.append((self._clock.monotonic(), batch.entries[0].seq
+                                    if batch.entries else batch.upto))
+            while self._confirmed and self._confirmed[0][0] < self._clock.monotonic() - \
+                    self._window_s:
+                self._confirmed.popleft()
+        if batch.upto > self._cursor:
+            await self._journal.move_cursor(CONSUMER, batch.upto)
+            self._cursor = batch.upto
+            self.moved.set()
         self._counters.inc("mqtt_published", len(sends))
         return True
 

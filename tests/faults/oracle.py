@@ -1,0 +1,107 @@
+"""The oracle of the fault scenarios: what was accepted, what reached MQTT and the store."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiomqtt
+import msgspec
+
+from gateway.journal import Journal
+from gateway.model import DeliveryClass, DeviceEvent
+from gateway.store_query import export
+
+
+class Observer:
+    """A subscriber that never gives up: reconnects at once and records every event id."""
+
+    def __init__(self, port: int, site: str) -> None:
+        self._port = port
+        self._site = site
+        self.events: list[DeviceEvent] = []
+        self.connected = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> Observer:
+        self._task = asyncio.create_task(self._run(), name="oracle.observer")
+        await asyncio.wait_for(self.connected.wait(), 10)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
+    async def _run(self) -> None:
+        client = aiomqtt.Client("127.0.0.1", self._port, identifier=f"oracle-{self._site}")
+        while True:
+            try:
+                async with client:
+                    await client.subscribe(f"sc/{self._site}/+/+/event", qos=1)
+                    self.connected.set()
+                    async for message in client.messages:
+                        if isinstance(message.payload, bytes):
+                            self.events.append(
+                                msgspec.json.decode(message.payload, type=DeviceEvent))
+            except aiomqtt.MqttError:
+                self.connected.clear()
+                await asyncio.sleep(0.02)  # far quicker than the gateway's reconnect
+
+
+@dataclass
+class Verdict:
+    accepted: int
+    lost_mqtt: int
+    lost_store: int
+    store_duplicates: int
+    order_violations: int
+    extra: dict[str, int] = field(default_factory=dict)
+
+    def print(self, scenario: str) -> None:
+        print(f"[{scenario}] accepted alarms={self.accepted} lost(mqtt)={self.lost_mqtt} "
+              f"lost(store)={self.lost_store} store duplicates={self.store_duplicates} "
+              f"order violations={self.order_violations} {self.extra}")
+
+
+async def accepted_alarms(journal_path: Path) -> list[DeviceEvent]:
+    """Every alarm-class event the gateway journalled, i.e. accepted."""
+    async with Journal(journal_path) as journal:
+        out: list[DeviceEvent] = []
+        consumer = "oracle"
+        while True:
+            batch = await journal.read(consumer, 5000)
+            if batch.upto <= await journal.cursor(consumer):
+                return out
+            out += [e.record for e in batch.entries if isinstance(e.record, DeviceEvent)
+                    and e.record.cls is DeliveryClass.ALARM]
+            await journal.move_cursor(consumer, batch.upto)
+
+
+async def judge(accepted: list[DeviceEvent], observed: list[DeviceEvent], store_url: str,
+                site: str) -> Verdict:
+    seen_ids = {e.id for e in observed}
+    lost_mqtt = sum(1 for e in accepted if e.id not in seen_ids)
+    # order per device: first deliveries come in the order the gateway accepted them
+    first: dict[str, list[int]] = defaultdict(list)
+    done: set[str] = set()
+    for e in observed:
+        if e.id not in done:
+            done.add(e.id)
+            first[e.device].append(e.ts)
+    order_violations = sum(
+        1 for tss in first.values() for a, b in zip(tss, tss[1:], strict=False) if b <= a)
+    series = await asyncio.to_thread(export, store_url, f'sc_event_count{{site="{site}"}}')
+    stored: dict[tuple[str, int], int] = defaultdict(int)
+    for s in series:
+        for ts in s.timestamps:
+            stored[(s.labels["device"], ts)] += 1
+    lost_store = sum(1 for e in accepted if (e.device, e.ts) not in stored)
+    duplicates = sum(n - 1 for n in stored.values()) + max(0, len(stored) - len(
+        {(e.device, e.ts) for e in accepted}))
+    return Verdict(len(accepted), lost_mqtt, lost_store, duplicates, order_violations,
+                   {"mqtt_messages": len(observed)})
