@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -94,7 +95,7 @@ async def judge(accepted: list[DeviceEvent], observed: list[DeviceEvent], store_
             done.add(e.id)
             first[e.device].append(e.ts)
     order_violations = sum(
-        1 for tss in first.values() for a, b in zip(tss, tss[1:], strict=False) if b <= a)
+        1 for tss in first.values() for a, b in itertools.pairwise(tss) if b <= a)
     series = await asyncio.to_thread(export, store_url, f'sc_event_count{{site="{site}"}}')
     stored: dict[tuple[str, int], int] = defaultdict(int)
     for s in series:
