@@ -171,6 +171,10 @@ class MqttLink:
                  self._config.port, self._client_id, self._sessions)
         async for message in client.messages:
             await self._dispatch(message)
+            if message.qos > 0:
+                # acknowledged only now that the handler has journalled it: a crash before
+                # this point makes the broker deliver the message again
+                client._client.ack(message.mid, message.qos)  # noqa: SLF001
 
     async def _dispatch(self, message: aiomqtt.Message) -> None:
         for topic_filter, handler in self._subscriptions:
@@ -195,7 +199,7 @@ class MqttLink:
                 tls_context.load_cert_chain(
                     str(cfg.tls.cert_file), str(cfg.tls.key_file) if cfg.tls.key_file else None
                 )
-        return aiomqtt.Client(
+        client = aiomqtt.Client(
             cfg.host,
             cfg.port,
             identifier=self._client_id,
@@ -209,3 +213,6 @@ class MqttLink:
             tls_context=tls_context,
             timeout=cfg.publish_timeout_s,
         )
+        # paho would acknowledge an incoming QoS 1 message before we have stored it
+        client._client.manual_ack_set(True)  # noqa: SLF001
+        return client

@@ -73,14 +73,14 @@ async def accepted_alarms(journal_path: Path) -> list[DeviceEvent]:
     """Every alarm-class event the gateway journalled, i.e. accepted."""
     async with Journal(journal_path) as journal:
         out: list[DeviceEvent] = []
-        consumer = "oracle"
+        upto = 0
         while True:
-            batch = await journal.read(consumer, 5000)
-            if batch.upto <= await journal.cursor(consumer):
+            batch = await journal.read_after(upto, 5000)
+            if batch.upto <= upto:
                 return out
             out += [e.record for e in batch.entries if isinstance(e.record, DeviceEvent)
                     and e.record.cls is DeliveryClass.ALARM]
-            await journal.move_cursor(consumer, batch.upto)
+            upto = batch.upto
 
 
 async def judge(accepted: list[DeviceEvent], observed: list[DeviceEvent], store_url: str,
