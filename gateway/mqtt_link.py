@@ -174,7 +174,7 @@ class MqttLink:
             if message.qos > 0:
                 # acknowledged only now that the handler has journalled it: a crash before
                 # this point makes the broker deliver the message again
-                client._client.ack(message.mid, message.qos)  # noqa: SLF001
+                client._client.ack(message.mid, message.qos)
 
     async def _dispatch(self, message: aiomqtt.Message) -> None:
         for topic_filter, handler in self._subscriptions:
@@ -214,5 +214,5 @@ class MqttLink:
             timeout=cfg.publish_timeout_s,
         )
         # paho would acknowledge an incoming QoS 1 message before we have stored it
-        client._client.manual_ack_set(True)  # noqa: SLF001
+        client._client.manual_ack_set(True)
         return client
