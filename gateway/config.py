@@ -144,6 +144,11 @@ class HttpServerConfig(_Strict):
     max_body_bytes: int = Field(default=16_384, ge=256, le=10_485_760)
 
 
+class MetricsConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(default=9108, ge=1, le=65535)
+
+
 class _DeviceBase(_Strict):
     id: str = Field(pattern=_NAME)
     kind: DeviceKind
@@ -192,6 +197,7 @@ class GatewayConfig(_Strict):
     profile_dirs: list[Path] = Field(default_factory=list)
     pseudonym_key_env: str | None = None
     http: HttpServerConfig | None = None
+    metrics: MetricsConfig | None = None
     buses: list[ModbusBusConfig] = Field(default_factory=list)
     devices: list[DeviceConfig] = Field(default_factory=list)
 

@@ -25,6 +25,9 @@ class Counters:
             if n == name and want.issubset(lbls)
         )
 
+    def items(self) -> list[tuple[str, tuple[tuple[str, str], ...], int]]:
+        return [(name, labels, value) for (name, labels), value in self._values.items()]
+
     def snapshot(self) -> dict[str, int]:
         return {
             name + ("{" + ",".join(f"{k}={v}" for k, v in lbls) + "}" if lbls else ""): value

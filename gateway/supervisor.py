@@ -23,6 +23,7 @@ from gateway.config import AnyDevice, GatewayConfig, GpioDevice, Location, Modbu
 from gateway.counters import Counters
 from gateway.journal import Journal
 from gateway.kinds import make_event
+from gateway.metrics import MetricsServer
 from gateway.model import AckCommand, Alert, DeviceEvent, Reading, new_id
 from gateway.mqtt_link import LastWill, MqttLink
 from gateway.restart import keep_running
@@ -160,6 +161,9 @@ class Gateway:
                                                self.snapshot, self.clock),
                                   name="gw.status.file"),
             ]
+            if self.config.metrics is not None:
+                server = MetricsServer(self, self.config.metrics)
+                core.append(task("gw.metrics", server.run))
             drivers = [
                 task(f"gw.{driver.name}", functools.partial(driver.run, self))
                 for driver in self.drivers
@@ -214,13 +218,16 @@ class Gateway:
             ts = self.clock.now_ms()
             await self.journal.append(make_event(kind, device, new.value, ts))
 
+    def sink_cursors(self) -> dict[str, int]:
+        return {"mqtt": self.mqtt_sink.cursor, "store": self.store_sink.cursor}
+
     def snapshot(self) -> StatusSnapshot:
         return StatusSnapshot(
             ts=self.clock.now_ms(),
             site=self.config.site,
             broker_connected=self.link.connected,
             journal_last_seq=self.journal.last_seq,
-            cursors={"mqtt": self.mqtt_sink.cursor, "store": self.store_sink.cursor},
+            cursors=self.sink_cursors(),
             devices=[
                 {"id": d.id, "kind": d.kind.value, "transport": d.transport,
                  "status": (self.board.get(d.id) or "unknown")}

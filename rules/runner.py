@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from gateway.counters import Counters
 from gateway.journal import Journal
@@ -15,6 +17,12 @@ log = logging.getLogger(__name__)
 
 CONSUMER = "rules"
 _STATE_KEY = "rules.state"
+
+
+@dataclass
+class RuleStats:
+    evaluations: int = 0
+    seconds: float = 0.0
 
 
 class RuleRunner:
@@ -36,6 +44,7 @@ class RuleRunner:
         self._wake = journal.listen()
         self._idle = asyncio.Event()
         self._cursor = 0
+        self.stats = RuleStats()
 
     async def restore(self) -> None:
         self._cursor = await self._journal.cursor(CONSUMER)
@@ -54,8 +63,11 @@ class RuleRunner:
                 continue
             self._idle.clear()
             transitions: list[Alert] = []
+            started = time.perf_counter()
             for entry in batch.entries:
                 transitions += self._evaluate(entry.seq, entry.record)
+            self.stats.seconds += time.perf_counter() - started
+            self.stats.evaluations += len(batch.entries)
             await self._journal.commit(
                 transitions,
                 cursor=(CONSUMER, batch.upto),
