@@ -126,8 +126,8 @@ class JsonMapper:
                 if self._pseudonymise is None:
                     out.problems.append(("no_pseudonym_key", "a card number arrived but the "
                                          "site has no pseudonym_key; it was dropped"))
-                else:
-                    fields["card"] = self._pseudonymise(str(card))
+                elif (pseudonym := self._pseudonymise(str(card))) is not None:
+                    fields["card"] = pseudonym
         for index, e in enumerate(self._map.events):
             raw = lookup(body, e.path)
             if raw is _MISSING:

@@ -14,6 +14,11 @@ class Pseudonymiser:
             raise ValueError("the pseudonymisation key needs at least 16 bytes")
         self._key = key
 
-    def __call__(self, card: str) -> str:
-        digest = hmac.new(self._key, card.strip().encode(), hashlib.sha256).hexdigest()
+    def __call__(self, card: str) -> str | None:
+        """The card's pseudonym; None for an empty or all-zero card number (no card)."""
+        # one card, one pseudonym, whether a reader sends it as BCD, binary or padded text
+        normal = card.strip().lstrip("0")
+        if not normal:
+            return None
+        digest = hmac.new(self._key, normal.encode(), hashlib.sha256).hexdigest()
         return f"p:{digest[:20]}"

@@ -6,11 +6,14 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from drivers.elder_button_gpio import ElderButtonGpio
+from drivers.http_push import HttpPushReceiver
 from drivers.intake import Intake
-from drivers.profile import ProfileLibrary
+from drivers.modbus import ModbusBusDriver
+from drivers.profile import Profile, ProfileLibrary
 from drivers.pseudonym import Pseudonymiser
+from drivers.serial_frames.driver import SerialFrameDriver
 from gateway.clock import Clock
-from gateway.config import GatewayConfig, GpioDevice
+from gateway.config import GatewayConfig, GpioDevice, HttpDevice, ModbusDevice, SerialDevice
 from gateway.counters import Counters
 
 
@@ -38,4 +41,23 @@ def build_drivers(ctx: Context) -> list[Driver]:
         ElderButtonGpio(d, ctx.clock, ctx.counters, ctx.pin_factory)
         for d in config.devices if isinstance(d, GpioDevice)
     ]
+    for bus in config.buses:
+        on_bus = [(d, _profile(ctx, d)) for d in config.devices
+                  if isinstance(d, ModbusDevice) and d.modbus.bus == bus.id]
+        if on_bus:
+            drivers.append(ModbusBusDriver(bus, on_bus, ctx.clock, ctx.counters))
+    drivers += [
+        SerialFrameDriver(d, _profile(ctx, d), ctx.clock, ctx.counters, ctx.pseudonymise)
+        for d in config.devices if isinstance(d, SerialDevice)
+    ]
+    pushed = [(d, _profile(ctx, d)) for d in config.devices if isinstance(d, HttpDevice)]
+    if pushed and config.http is not None:
+        drivers.append(HttpPushReceiver(config.http, pushed, ctx.clock, ctx.counters,
+                                        ctx.pseudonymise,
+                                        shutdown_timeout_s=config.shutdown_timeout_s))
     return drivers
+
+
+def _profile(ctx: Context, device: ModbusDevice | SerialDevice | HttpDevice) -> Profile:
+    assert device.profile is not None  # the config check requires one
+    return ctx.profiles.get(device.profile)

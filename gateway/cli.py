@@ -37,6 +37,8 @@ def _load(file: Path) -> GatewayConfig:
 def _logging(level: str) -> None:
     logging.basicConfig(level=level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # pymodbus logs every timeout with a hex dump; the drivers count those and log once
+    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
 
 
 @app.command("check-config")

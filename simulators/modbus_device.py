@@ -58,9 +58,9 @@ class SimulatedDevice(ModbusDeviceContext):
             raise ValueError(f"profile {profile.name} is not a modbus profile")
         self.unit = unit
         self.profile = profile
-        self.map: ModbusMap = profile.mapping
+        self.register_map: ModbusMap = profile.mapping
         top: dict[str, int] = dict.fromkeys(_CODE, 1)
-        for point in self.map.points.values():
+        for point in self.register_map.points.values():
             top[point.function] = max(top[point.function], point.address + point.span)
         # pymodbus' device context adds 1 to every address: the blocks start at 1. Reads
         # past the last point are answered with "illegal data address", as devices do.
@@ -71,15 +71,12 @@ class SimulatedDevice(ModbusDeviceContext):
         self.fault: Fault | None = None
         self.delay_s = 0.0
         specs = MODELS[profile.kind].readings
-        for name, point in self.map.points.items():
+        for name, point in self.register_map.points.items():
             if point.reading is not None and not point.is_flag:
+                # zero where the reading allows it, else (a body temperature) mid-range
                 spec = specs[point.reading]
-                if spec.accepts(0):
-                    self.set_value(name, 0)
-                else:  # e.g. a body temperature: start in the middle of the range
-                    low = spec.low if spec.low is not None else 0.0
-                    self.set_value(name, (low + (spec.high if spec.high is not None
-                                                 else low)) / 2)
+                bounds = [b for b in (spec.low, spec.high) if b is not None]
+                self.set_value(name, 0 if spec.accepts(0) else sum(bounds) / len(bounds))
 
     # -- values -----------------------------------------------------------------------
 
@@ -194,12 +191,12 @@ class SimulatedDevice(ModbusDeviceContext):
 
     def _point(self, name: str) -> Point:
         try:
-            return self.map.points[name]
+            return self.register_map.points[name]
         except KeyError:
             raise KeyError(f"profile {self.profile.name} has no point {name!r}") from None
 
     def _feeding(self, reading: str) -> str:
-        for name, point in self.map.points.items():
+        for name, point in self.register_map.points.items():
             if point.reading == reading:
                 return name
         raise KeyError(f"no point of profile {self.profile.name} feeds {reading!r}")

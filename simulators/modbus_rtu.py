@@ -62,9 +62,9 @@ class RtuBusSimulator:
             raise RuntimeError("the line is not up: use `async with`")
         return self._port
 
-    def frame_s(self, nbytes: int) -> float:
-        """Seconds `nbytes` take on the wire."""
-        return nbytes * self._char_s
+    def frame_s(self, chars: float) -> float:
+        """Seconds `chars` characters take on the wire."""
+        return chars * self._char_s
 
     async def __aenter__(self) -> Self:
         self._master, self._slave = os.openpty()
@@ -101,7 +101,7 @@ class RtuBusSimulator:
             task.add_done_callback(self._answered)
 
     def _frames(self) -> list[bytes]:
-        """Complete requests at the front of the buffer; noise is skipped byte by byte."""
+        # complete requests at the front of the buffer; noise is skipped byte by byte
         out = []
         while len(self._buffer) >= 4:
             length = _request_length(self._buffer)

@@ -4,7 +4,11 @@ Modbus TCP connection and polls each device on its own schedule.
 A device that does not answer costs at most one timeout per cycle: its remaining blocks
 are skipped and it is retried with capped backoff while the others are served. Every
 failure is counted per device and reason (timeout, crc, garbage, truncated, wrong_unit,
-exception_code, decode, out_of_range) and logged once until the device recovers.
+exception_code, decode, out_of_range, unmapped_value) and logged once until the device
+answers a whole poll cleanly again.
+
+Scheduling runs on the injected clock; the silence between frames and the answer timeout
+are physical and run on the event loop's time.
 """
 
 from __future__ import annotations
@@ -45,7 +49,7 @@ _EXCEPTIONS: Final = {1: "illegal function", 2: "illegal data address", 3: "ille
 _NEVER: Final = 2**62
 
 
-class DeviceFault(Exception):
+class DeviceFaultError(Exception):
     """A device gave no usable answer to one request."""
 
     def __init__(self, reason: str, detail: str) -> None:
@@ -54,7 +58,7 @@ class DeviceFault(Exception):
         self.detail = detail
 
 
-class LinkDown(Exception):
+class BusDownError(Exception):
     """The serial port or TCP connection itself is gone."""
 
 
@@ -86,8 +90,11 @@ class ModbusBusDriver:
                 plan=plan_map(mapping), poll_s=settings.poll_s,
                 alarm_poll_s=settings.alarm_poll_s,
                 backoff=Backoff(min(settings.alarm_poll_s, bus.retry_max_s), bus.retry_max_s)))
+        if not self._devices:
+            raise ValueError(f"bus {bus.id} has no devices")
         self._rx = b""  # what arrived for the request in flight, to name a bad answer
         self._quiet_until = 0.0  # loop time before which the line must stay silent
+        self._silence_s = _silence_s(bus)
 
     @property
     def name(self) -> str:
@@ -114,7 +121,7 @@ class ModbusBusDriver:
                 backoff.reset()
                 try:
                     await self._serve(client, intake)
-                except LinkDown as exc:
+                except BusDownError as exc:
                     log.warning("bus %s: %s lost (%s); reconnecting", self._bus.id,
                                 self._where(), exc)
                     down = True
@@ -139,11 +146,11 @@ class ModbusBusDriver:
                     device: PolledDevice, due: Due, intake: Intake) -> None:
         values: dict[str, Value] = {}
         problems: list[tuple[str, str]] = []
-        fault: DeviceFault | None = None
+        fault: DeviceFaultError | None = None
         for block in due.blocks:
             try:
                 data = await self._read(client, device.unit, block)
-            except DeviceFault as exc:
+            except DeviceFaultError as exc:
                 fault = exc
                 break  # the rest would only cost more timeouts
             for name in block.points:
@@ -162,6 +169,7 @@ class ModbusBusDriver:
             intake.reading(outcome.reading)
         for event in outcome.events:
             await intake.event(event)
+        self._counters.inc("modbus_polls", bus=self._bus.id, device=device.id)
         now = self._clock.monotonic()
         if fault is not None:
             self._counters.reject(log, device.id, fault.reason, fault.detail)
@@ -173,7 +181,6 @@ class ModbusBusDriver:
 
     async def _read(self, client: AsyncModbusSerialClient | AsyncModbusTcpClient, unit: int,
                      block: Block) -> list[int] | list[bool]:
-        """One request; DeviceFault if the device gives no usable answer."""
         loop = asyncio.get_running_loop()
         # the bus's own silence between frames: physical time, not the scheduling clock
         gap = self._quiet_until - loop.time()
@@ -190,32 +197,32 @@ class ModbusBusDriver:
         except ModbusIOException as exc:
             _propagate_cancellation()
             if not client.connected:
-                raise LinkDown(str(exc)) from exc
+                raise BusDownError(str(exc)) from exc
             raise self._no_answer(unit, block) from exc
         except ConnectionException as exc:
-            raise LinkDown(str(exc)) from exc
+            raise BusDownError(str(exc)) from exc
         finally:
-            self._quiet_until = loop.time() + self._bus.inter_frame_ms / 1000
+            self._quiet_until = loop.time() + self._silence_s
         where = f"{block.function} {block.address}+{block.count}"
         if response.isError():
             code = response.exception_code
-            raise DeviceFault("exception_code", f"exception {code} "
+            raise DeviceFaultError("exception_code", f"exception {code} "
                               f"({_EXCEPTIONS.get(code, 'unknown')}) to a read of {where}")
         data: list[int] | list[bool] = (response.bits[:block.count]
                                         if block.function in ("coils", "discrete_inputs")
                                         else response.registers)
         if len(data) != block.count:
-            raise DeviceFault("decode", f"{len(data)} values for a read of {where}")
+            raise DeviceFaultError("decode", f"{len(data)} values for a read of {where}")
         return data
 
-    def _no_answer(self, unit: int, block: Block) -> DeviceFault:
+    def _no_answer(self, unit: int, block: Block) -> DeviceFaultError:
         if self._bus.type == "rtu":
             reason, detail = classify_rtu(self._rx, unit, _FUNCTION_CODE[block.function])
         else:
             reason, detail = classify_tcp(self._rx, unit)
         if reason == "timeout":
             detail = f"no answer within {self._bus.timeout_s} s"
-        return DeviceFault(reason, f"{detail} (read of {block.function} "
+        return DeviceFaultError(reason, f"{detail} (read of {block.function} "
                                    f"{block.address}+{block.count})")
 
     def _trace(self, sending: bool, data: bytes) -> bytes:
@@ -243,8 +250,17 @@ class ModbusBusDriver:
         return (bus.port or "?") if bus.type == "rtu" else f"{bus.host}:{bus.tcp_port}"
 
 
+def _silence_s(bus: ModbusBusConfig) -> float:
+    if bus.type == "tcp":
+        return bus.inter_frame_ms / 1000
+    # RTU frames end with 3.5 characters of silence; above 19200 baud the spec fixes it
+    # at 1.75 ms. A configured gap shorter than that would run frames together.
+    char_s = (1 + bus.bytesize + (bus.parity != "N") + bus.stopbits) / bus.baudrate
+    return max(bus.inter_frame_ms / 1000, 3.5 * char_s if bus.baudrate <= 19_200 else 0.00175)
+
+
 def _propagate_cancellation() -> None:
-    """pymodbus turns a cancelled request into ModbusIOException: turn it back."""
+    # pymodbus turns a cancelled request into ModbusIOException: turn it back
     task = asyncio.current_task()
     if task is not None and task.cancelling():
         raise asyncio.CancelledError

@@ -125,6 +125,6 @@ class PolledDevice:
 
 
 def _next(due: float, interval: float, now: float) -> float:
-    """The next slot after `due`; a slot missed while the bus was busy is skipped."""
+    # keep the rhythm; a slot missed while the bus was busy is skipped, not made up for
     following = due + interval
     return following if following > now else now + interval

@@ -145,6 +145,8 @@ class ModbusMap(_Strict):
         if p.map:
             if p.is_flag or p.type == "float32":
                 out.append((".map", "an enumeration needs an integer value"))
+            if p.scale != 1.0 or p.offset != 0.0:
+                out.append((".map", "an enumeration maps the device's raw values: no scale"))
             for key in p.map:
                 if not _is_int(key):
                     out.append((f".map.{key}", "keys are the device's integer values"))

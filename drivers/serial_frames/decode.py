@@ -61,8 +61,8 @@ class FrameDecoder:
             if self._pseudonymise is None:
                 out.problems.append(("no_pseudonym_key", "a card number arrived but the site "
                                      "has no pseudonym_key; it was dropped"))
-            else:
-                fields["card"] = self._pseudonymise(card)
+            elif (pseudonym := self._pseudonymise(card)) is not None:
+                fields["card"] = pseudonym
         out.events = [make_event(self._kind, self._device, name, ts, fields) for name in names]
         if values:
             out.reading = Reading(id=new_id(ts), ts=ts, kind=self._kind, device=self._device,

@@ -147,7 +147,11 @@ class SerialFrameDriver:
                 await self._handle(scanner.close(), intake)
                 self._count_dropped(scanner.dropped - dropped)
                 return item
-            results = scanner.expire(now) if item is None else scanner.feed(item, now)
+            if item is None:
+                results = scanner.expire(now)
+            else:
+                self._counters.inc("serial_bytes", len(item), device=self.device.id)
+                results = scanner.feed(item, now)
             self._count_dropped(scanner.dropped - dropped)
             await self._handle(results, intake)
             if not paused and chunks.qsize() > _HIGH_WATER:

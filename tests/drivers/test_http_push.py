@@ -1,0 +1,236 @@
+"""HTTP push devices against the real aiohttp receiver on a free loopback port."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from drivers.http_push import HttpPushReceiver
+from drivers.profile import BUILTIN, ProfileLibrary
+from drivers.pseudonym import Pseudonymiser
+from gateway.clock import ManualClock
+from gateway.config import HttpDevice
+from gateway.counters import Counters
+from gateway.model import DeliveryClass, DeviceEvent, DeviceKind, Reading, encode
+from gateway.services import free_port
+from simulators.http_pusher import HttpPusher, PushFault
+from tests.helpers import make_config
+
+KEY = Pseudonymiser(b"site-secret-key-for-tests-only!!")
+TOKENS = {"door-h1": "door-token-0123456789abcdef", "gate-h1": "gate-token-0123456789abcdef"}
+PROFILES = {"door-h1": ("access", "http-access-controller"),
+            "gate-h1": ("temp_gate", "http-temp-gate")}
+CARD = "0012345678"
+NAME = "Li Na"
+MAX_BODY = 1024
+
+
+class Collected:
+    """Intake that keeps what the receiver hands over; `gate` can hold the journal shut."""
+
+    def __init__(self) -> None:
+        self.events: list[DeviceEvent] = []
+        self.readings: list[Reading] = []
+        self.alive: set[str] = set()
+        self.gate = asyncio.Event()
+        self.gate.set()
+        self.waiting = asyncio.Event()
+
+    async def event(self, event: DeviceEvent) -> None:
+        self.waiting.set()
+        await self.gate.wait()
+        self.events.append(event)
+
+    def reading(self, reading: Reading) -> None:
+        self.readings.append(reading)
+
+    def seen(self, device: str) -> None:
+        self.alive.add(device)
+
+
+@dataclass
+class Rig:
+    url: str
+    counters: Counters
+    intake: Collected
+    pushers: dict[str, HttpPusher]
+
+    def rejected(self, device: str, reason: str) -> int:
+        return self.counters.get("rejected", device=device, reason=reason)
+
+
+@pytest.fixture
+async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
+    port = free_port()
+    config = make_config(
+        tmp_path, site="h", http={"host": "127.0.0.1", "port": port, "max_body_bytes": MAX_BODY},
+        devices=[{"id": device, "kind": kind, "transport": "http", "profile": profile,
+                  "http": {"token": TOKENS[device]}}
+                 for device, (kind, profile) in PROFILES.items()])
+    assert config.http is not None
+    library = ProfileLibrary([BUILTIN])
+    devices = []
+    for device in config.devices:
+        assert isinstance(device, HttpDevice)
+        assert device.profile is not None
+        devices.append((device, library.get(device.profile)))
+    counters = Counters()
+    receiver = HttpPushReceiver(config.http, devices, ManualClock(), counters, KEY)
+    intake = Collected()
+    task = asyncio.create_task(receiver.run(intake), name="test.http_push")
+    ready = asyncio.create_task(receiver.ready.wait(), name="test.http_push.ready")
+    await asyncio.wait((task, ready), timeout=5, return_when=asyncio.FIRST_COMPLETED)
+    if task.done():
+        task.result()
+    url = f"http://127.0.0.1:{port}"
+    async with contextlib.AsyncExitStack() as stack:
+        pushers = {device.id: await stack.enter_async_context(
+            HttpPusher(profile, url, device.id, TOKENS[device.id], max_body_bytes=MAX_BODY))
+            for device, profile in devices}
+        try:
+            yield Rig(url, counters, intake, pushers)
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+async def test_access_controller_pushes_become_typed_events(rig: Rig) -> None:
+    door = rig.pushers["door-h1"]
+    granted = await door.push({"event.code": 0, "event.card": CARD, "event.door": 2,
+                               "holder.name": NAME, "door_open": 1})
+    forced = await door.push({"event.code": 20, "door_open": 1})
+    held = await door.push({"event.code": 21, "door_open": 1})
+    denied = await door.push({"event.code": 6, "event.card": CARD})
+    assert [r.status for r in (granted, forced, held, denied)] == [200] * 4
+    events = rig.intake.events
+    assert [(e.type, e.cls) for e in events] == [
+        ("granted", DeliveryClass.EVENT), ("forced_open", DeliveryClass.ALARM),
+        ("held_open", DeliveryClass.EVENT), ("denied", DeliveryClass.EVENT)]
+    assert [r.body["accepted"] for r in (granted, forced, held, denied)] == [[e.id] for e in
+                                                                              events]
+    assert all(e.kind is DeviceKind.ACCESS and e.device == "door-h1" for e in events)
+    assert events[0].fields == {"door_open": 1, "card": KEY(CARD)}
+    assert events[1].fields == {"door_open": 1}
+    assert events[3].fields["card"] == events[0].fields["card"]
+    assert rig.intake.alive == {"door-h1"}
+    records: list[DeviceEvent | Reading] = [*events, *rig.intake.readings]
+    for record in records:
+        assert CARD.encode() not in encode(record)
+        assert NAME.encode() not in encode(record)
+    assert rig.counters.get("rejected") == 0
+
+
+async def test_temperature_gate_pushes_become_readings_and_alarms(rig: Rig) -> None:
+    gate = rig.pushers["gate-h1"]
+    normal = await gate.push({"temp_x10": 36.5, "abnormal": 0, "mask": 1, "passages": 77,
+                              "person.name": NAME, "person.id": "resident-0042"})
+    fever = await gate.push({"temp_x10": 38.9, "abnormal": 1, "mask": 0, "passages": 78,
+                             "person.name": NAME})
+    # telemetry only: queued, not journalled, hence 202
+    assert (normal.status, normal.body["accepted"]) == (202, [])
+    assert fever.status == 200
+    first, second = rig.intake.readings
+    assert first.values == {"body_temp_c": 36.5, "abnormal": 0, "mask": 1, "passage_count": 77}
+    assert second.values == {"body_temp_c": 38.9, "abnormal": 1, "mask": 0, "passage_count": 78}
+    assert [(e.type, e.cls) for e in rig.intake.events] == [("fever", DeliveryClass.ALARM),
+                                                            ("no_mask", DeliveryClass.EVENT)]
+    assert fever.body["accepted"] == [e.id for e in rig.intake.events]
+    records: list[DeviceEvent | Reading] = [*rig.intake.events, first, second]
+    for record in records:
+        assert NAME.encode() not in encode(record)
+        assert b"resident-0042" not in encode(record)
+
+
+@pytest.mark.parametrize(("fault", "status", "reason"), [
+    (PushFault.WRONG_TOKEN, 401, "unauthorised"),
+    (PushFault.OVERSIZED, 413, "body_too_large"),
+    (PushFault.MALFORMED_JSON, 400, "malformed_json"),
+    (PushFault.OUT_OF_RANGE, 202, "out_of_range"),
+])
+async def test_every_fault_is_rejected_counted_and_logged_once(
+    rig: Rig, caplog: pytest.LogCaptureFixture, fault: PushFault, status: int, reason: str
+) -> None:
+    gate, door = rig.pushers["gate-h1"], rig.pushers["door-h1"]
+    caplog.set_level(logging.DEBUG)
+    for sent in range(1, 4):
+        result = await gate.push(fault=fault)
+        assert result.status == status
+        # the other device is served all the while
+        assert (await door.push({"event.code": 20})).status == 200
+        assert rig.rejected("gate-h1", reason) == sent
+    logged = [r for r in caplog.records if "gate-h1" in r.getMessage()
+              and reason in r.getMessage()]
+    assert len(logged) == 1
+    assert rig.counters.get("rejected", device="door-h1") == 0
+    for token in TOKENS.values():
+        assert token not in caplog.text
+        assert token[::-1] not in caplog.text
+    gate_readings = [r for r in rig.intake.readings if r.device == "gate-h1"]
+    if fault is PushFault.OUT_OF_RANGE:
+        # the bad value is refused, the rest of the push is kept
+        assert result.body["rejected"][0]["reason"] == "out_of_range"
+        assert all("body_temp_c" not in r.values for r in gate_readings)
+    else:
+        assert gate_readings == []
+    assert (await gate.push({"abnormal": 1})).status == 200
+
+
+async def test_unknown_device_missing_token_and_chunked_oversize(rig: Rig) -> None:
+    async with aiohttp.ClientSession() as session:
+        async with session.post(f"{rig.url}/push/nobody", json={},
+                                headers={"Authorization": f"Bearer {TOKENS['door-h1']}"}) as r:
+            assert r.status == 404
+        async with session.post(f"{rig.url}/push/door-h1", json={"event": {"code": 20}}) as r:
+            assert r.status == 401
+            assert r.headers["WWW-Authenticate"].startswith("Bearer")
+        # another device's token is no key to this one
+        async with session.post(f"{rig.url}/push/door-h1", json={"event": {"code": 20}},
+                                headers={"Authorization": f"Bearer {TOKENS['gate-h1']}"}) as r:
+            assert r.status == 401
+
+        async def chunks() -> AsyncIterator[bytes]:
+            for _ in range(4):
+                yield b" " * (MAX_BODY // 2)
+
+        async with session.post(f"{rig.url}/push/door-h1", data=chunks(),
+                                headers={"Authorization": f"Bearer {TOKENS['door-h1']}"}) as r:
+            assert r.status == 413
+        async with session.post(f"{rig.url}/push/door-h1", data=b"[1, 2]",
+                                headers={"Authorization": f"Bearer {TOKENS['door-h1']}"}) as r:
+            assert r.status == 400
+        async with session.get(f"{rig.url}/health") as r:
+            assert r.status == 200
+            assert (await r.json())["status"] == "ok"
+    assert rig.counters.get("http_unknown_device") == 1
+    assert rig.rejected("door-h1", "unauthorised") == 2
+    assert rig.rejected("door-h1", "body_too_large") == 1
+    assert rig.rejected("door-h1", "malformed_payload") == 1
+    assert rig.intake.events == []
+
+
+async def test_unmapped_codes_are_refused_when_nothing_else_is_usable(rig: Rig) -> None:
+    result = await rig.pushers["door-h1"].push({"event.code": 55, "door_open": None})
+    assert result.status == 422
+    assert result.body["rejected"][0]["reason"] == "unmapped_event"
+    assert rig.rejected("door-h1", "unmapped_event") == 1
+
+
+async def test_the_answer_waits_until_the_event_is_journalled(rig: Rig) -> None:
+    rig.intake.gate.clear()
+    push = asyncio.create_task(rig.pushers["door-h1"].push({"event.code": 20}),
+                               name="test.push")
+    await asyncio.wait_for(rig.intake.waiting.wait(), 5)
+    done, _ = await asyncio.wait({push}, timeout=0.2)
+    assert not done, "the device heard OK before its event was durable"
+    rig.intake.gate.set()
+    result = await asyncio.wait_for(push, 5)
+    assert result.status == 200
+    assert result.body["accepted"] == [rig.intake.events[0].id]
