@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,7 +43,7 @@ def make_config(
         "devices": devices if devices is not None else [elder_gpio("elder-1", pin=17)],
     }
     raw.update(extra)
-    return parse_config(raw, tmp_path / "test.toml", {})
+    return parse_config(raw, tmp_path / "test.toml", os.environ)
 
 
 def elder_gpio(device: str, pin: int, led_pin: int | None = None, **gpio: Any) -> dict[str, Any]:
