@@ -1,0 +1,71 @@
+"""`scgw status` shows rejected input per device and reason, device status and backlog."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from pathlib import Path
+
+from gateway.services import Mosquitto
+from gateway.status_report import read_status, status_path
+from gateway.supervisor import Gateway
+from tests.helpers import Watcher, eventually, running, unique_site
+
+
+async def test_status_lists_rejections_per_device_and_reason(tmp_path: Path,
+                                                              mosquitto: Mosquitto) -> None:
+    site = unique_site("st")
+    config_file = tmp_path / "gateway.toml"
+    config_file.write_text(f"""
+site = "{site}"
+shutdown_timeout_s = 0.5
+[broker]
+port = {mosquitto.port}
+[store]
+url = "http://127.0.0.1:9"
+[journal]
+path = "{tmp_path / 'journal.db'}"
+[[devices]]
+id = "smoke-1"
+kind = "smoke"
+transport = "mqtt"
+profile = "zigbee-smoke"
+mqtt = {{ topic = "z2m/{site}/smoke-1" }}
+[[devices]]
+id = "smoke-2"
+kind = "smoke"
+transport = "mqtt"
+profile = "zigbee-smoke"
+mqtt = {{ topic = "z2m/{site}/smoke-2" }}
+""")
+    from gateway.config import load_config
+
+    config = load_config(config_file)
+    async with running(Gateway(config)) as gateway, Watcher(
+        mosquitto.port, f"sc/{site}/#", "w"
+    ) as watcher:
+        await eventually(lambda: gateway.link.connected, what="connected")
+        for _ in range(2):
+            await watcher.publish(f"z2m/{site}/smoke-1", b"{oops")
+        await watcher.publish(f"z2m/{site}/smoke-1", b'{"battery": 250}')  # out of range
+        await watcher.publish(f"z2m/{site}/smoke-2", b'{"battery": 90, "smoke": false}')
+        await eventually(lambda: gateway.counters.get("ingress_messages", device="smoke-2") == 1,
+                         what="smoke-2 served")
+        path = status_path(config.journal.path)
+
+        def written() -> bool:
+            return path.exists() and read_status(path).counters.get(
+                "rejected{device=smoke-1,reason=out_of_range}") == 1
+
+        await eventually(written, timeout=10, what="status file with the rejections")
+        result = await asyncio.to_thread(
+            subprocess.run, [sys.executable, "-m", "gateway.cli", "status", "--config",
+                             str(config_file)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    lines = {line.split("│")[1].strip(): line for line in result.stdout.splitlines()
+             if line.count("│") >= 5}
+    assert "malformed_json: 2" in lines["smoke-1"]
+    assert "out_of_range: 1" in lines["smoke-1"]
+    assert "online" in lines["smoke-2"]
+    assert lines["smoke-2"].rstrip("│ ").endswith("-")
