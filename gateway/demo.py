@@ -19,7 +19,7 @@ from gateway.store_query import export, export_url
 from gateway.supervisor import Gateway
 from simulators.duty_officer import DutyOfficer
 from simulators.scenarios import SCENARIOS
-from simulators.site import SITE, SimulatedSite, site_config
+from simulators.site import SITE, SimulatedSite
 
 ALERT_MATCH = '{__name__=~"sc_alert_state_code"}'
 
@@ -39,18 +39,20 @@ async def run_site(workdir: Path, scenarios: list[str], duration: float | None,
         await asyncio.to_thread(store.start)
         console.print(f"  mosquitto        mqtt://127.0.0.1:{mosquitto.port}")
         console.print(f"  victoria-metrics {store.url}")
-        config_file = workdir / "gateway.toml"
-        config_file.write_text(site_config(workdir, mosquitto.port, store.url))
-        config = await asyncio.to_thread(load_config, config_file)
-        await _run(config, store.url, scenarios, duration, console, officer)
+        async with SimulatedSite(workdir) as site:
+            config_file = workdir / "gateway.toml"
+            config_file.write_text(site.config(mosquitto.port, store.url))
+            config = await asyncio.to_thread(load_config, config_file)
+            await _run(config, site, store.url, scenarios, duration, console, officer)
     finally:
         await asyncio.to_thread(mosquitto.stop)
         await asyncio.to_thread(store.stop)
         console.print("[bold]Stopped everything the demo started.[/bold]")
 
 
-async def _run(config: GatewayConfig, store_url: str, scenarios: list[str],
-               duration: float | None, console: Console, officer: bool) -> None:
+async def _run(config: GatewayConfig, site: SimulatedSite, store_url: str,
+               scenarios: list[str], duration: float | None, console: Console,
+               officer: bool) -> None:
     gateway = Gateway(config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -70,18 +72,16 @@ async def _run(config: GatewayConfig, store_url: str, scenarios: list[str],
 
     async def play() -> None:
         await gateway.ready.wait()
-        async with contextlib.AsyncExitStack() as stack:
-            devices = await SimulatedSite(config, gateway.pin_factory,
-                                          gateway.clock).attach(stack)
-            await asyncio.sleep(1.0)
-            for name in scenarios:
-                say(f"scenario {name}: {SCENARIOS[name].summary}")
-                await SCENARIOS[name].run(devices, asyncio.sleep, say)
-            if duration is None and scenarios:
-                await asyncio.sleep(3.0)  # let the last alerts arrive
-                stop.set()
-            else:
-                await asyncio.Event().wait()
+        devices = await site.attach(config, gateway.pin_factory, gateway.clock)
+        await asyncio.sleep(1.0)
+        for name in scenarios:
+            say(f"scenario {name}: {SCENARIOS[name].summary}")
+            await SCENARIOS[name].run(devices, asyncio.sleep, say)
+        if duration is None and scenarios:
+            await asyncio.sleep(3.0)  # let the last alerts arrive
+            stop.set()
+        else:
+            await asyncio.Event().wait()
 
     async with asyncio.TaskGroup() as group:
         run = group.create_task(gateway.run(), name="demo.gateway")

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from drivers.modbus import ModbusMap
 from gateway.clock import Clock
 from simulators.elder_button import SimulatedElder
+from simulators.http_pusher import HttpPusher
+from simulators.modbus_device import Fault as ModbusFault
+from simulators.modbus_device import SimulatedDevice
 from simulators.mqtt_device import MqttDeviceSimulator
+from simulators.serial_device import SerialDeviceSimulator
 
 
 class SimDevice(Protocol):
@@ -61,3 +66,104 @@ class GpioButtonHandle:
 
     async def revive(self) -> None:
         pass
+
+
+class ModbusHandle:
+    """A Modbus device: readings set registers, events set the bits that raise them."""
+
+    def __init__(self, device: SimulatedDevice) -> None:
+        self.device = device
+        mapping = device.profile.mapping
+        assert isinstance(mapping, ModbusMap)
+        self._points = mapping.points
+
+    async def report(self, readings: dict[str, float] | None = None,
+                     event: str | None = None) -> None:
+        for name, value in (readings or {}).items():
+            self.device.set_reading(name, value)
+        if event is None:
+            return
+        for name, point in self._points.items():
+            if point.on_set == event:
+                self.device.raise_alarm(name)
+                return
+            if point.on_clear == event:
+                self.device.clear_alarm(name)
+                return
+            if event in point.map.values():
+                self.device.set_state(name, event)
+                return
+        raise ValueError(f"{self.device.profile.name} cannot report {event}")
+
+    async def die(self) -> None:
+        self.device.fail(ModbusFault.NO_ANSWER)
+
+    async def revive(self) -> None:
+        self.device.heal()
+
+
+class SerialHandle:
+    """A serial device: sends the frame whose fields carry the event and readings."""
+
+    def __init__(self, device: SerialDeviceSimulator) -> None:
+        self.device = device
+
+    async def report(self, readings: dict[str, float] | None = None,
+                     event: str | None = None) -> None:
+        if not self.device.connected:
+            return
+        wanted = dict(readings or {})
+        for spec in self.device.format.frames:
+            values: dict[str, float | int | str] = {}
+            carries = event is not None and spec.event == event
+            for field in spec.fields:
+                if field.reading in wanted:
+                    values[field.name] = wanted[field.reading]
+                if event is not None and field.event == event:
+                    values[field.name] = field.equals if field.equals is not None else 1
+                    carries = True
+                for code, name in field.map.items():
+                    if name == event:
+                        values[field.name] = int(code) if code.isdigit() else code
+                        carries = True
+            if carries or (event is None and values):
+                await self.device.send(spec.name, values)
+                return
+        raise ValueError(f"{self.device.profile.name} has no frame for {event} {wanted}")
+
+    async def die(self) -> None:
+        self.device.disconnect()
+
+    async def revive(self) -> None:
+        self.device.reconnect()
+
+
+class HttpHandle:
+    """An HTTP-pushing device: one push per report."""
+
+    def __init__(self, pusher: HttpPusher) -> None:
+        self.pusher = pusher
+        self.dead = False
+
+    async def report(self, readings: dict[str, float] | None = None,
+                     event: str | None = None) -> None:
+        if self.dead:
+            return
+        values: dict[str, object] = {}
+        mapping = self.pusher.mapping
+        for name, value in (readings or {}).items():
+            values[next(r.path for r in mapping.readings if r.reading == name)] = value
+        if event is not None:
+            for e in mapping.events:
+                if e.event == event:
+                    values[e.path] = e.equals
+                for code, name in e.map.items():
+                    if name == event:
+                        values[e.path] = int(code) if code.isdigit() else code
+        await self.pusher.push(values)
+
+    async def die(self) -> None:
+        self.dead = True
+
+    async def revive(self) -> None:
+        self.dead = False

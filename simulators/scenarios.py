@@ -30,19 +30,30 @@ async def _elder_sos(d: Mapping[str, SimDevice], sleep: Sleep, say: Say) -> None
 
 
 async def _fire_building_3(d: Mapping[str, SimDevice], sleep: Sleep, say: Say) -> None:
-    say("smoke sensor smoke-3-1 in building 3 alarms")
+    say("Zigbee smoke sensor smoke-3-1 in building 3 alarms")
     await d["smoke-3-1"].report({"battery_pct": 92}, event="alarm")
     await sleep(20)
-    say("20 s later a second sensor in building 3, smoke-3-2, alarms")
-    await d["smoke-3-2"].report({"battery_pct": 88}, event="alarm")
+    say("20 s later the RS-485 smoke detector smoke-3-2, also in building 3, alarms")
+    await d["smoke-3-2"].report({"obscuration_pct_ft": 4.2}, event="alarm")
+    await sleep(2)  # polled: the next alarm poll reads it
 
 
 async def _manhole_theft(d: Mapping[str, SimDevice], sleep: Sleep, say: Say) -> None:
-    say("the cover of manhole-n1 is lifted: tilt 35 degrees, sustained")
-    await d["manhole-n1"].report({"tilt_deg": 35.0, "installed_tilt_deg": 1.0}, event="open")
-    for _ in range(5):
-        await sleep(2)
-        await d["manhole-n1"].report({"tilt_deg": 35.0, "installed_tilt_deg": 1.0})
+    say("the cover of manhole-s2 is lifted: tilt 35 degrees, sustained")
+    await d["manhole-s2"].report({"tilt_deg": 35.0, "installed_tilt_deg": 1.0}, event="open")
+    await sleep(10)
+
+
+async def _fever_at_gate(d: Mapping[str, SimDevice], sleep: Sleep, say: Say) -> None:
+    say("a resident passes the east gate with 37.8 degrees")
+    await d["gate-east"].report({"body_temp_c": 37.8}, event="fever")
+    await sleep(1)
+
+
+async def _door_forced(d: Mapping[str, SimDevice], sleep: Sleep, say: Say) -> None:
+    say("the door of building 3, unit 1 is forced open")
+    await d["door-3-1"].report(event="forced_open")
+    await sleep(1)
 
 
 async def _quiet_night(d: Mapping[str, SimDevice], sleep: Sleep, say: Say) -> None:
@@ -54,13 +65,12 @@ async def _quiet_night(d: Mapping[str, SimDevice], sleep: Sleep, say: Say) -> No
 
 
 async def _device_dies(d: Mapping[str, SimDevice], sleep: Sleep, say: Say) -> None:
-    say("smoke-3-1 reports, then its battery dies")
-    await d["smoke-3-1"].report({"battery_pct": 3})
-    await d["smoke-3-1"].die()
-    await sleep(25)  # its heartbeat in the simulated site is 10 s: offline within 20 s
-    say("a new battery: smoke-3-1 reports again")
-    await d["smoke-3-1"].revive()
-    await d["smoke-3-1"].report({"battery_pct": 100})
+    say("the RS-485 smoke detector smoke-3-2 stops answering")
+    await d["smoke-3-2"].die()
+    await sleep(10)  # polled every 2 s: offline within 4 s
+    say("smoke-3-2 is repaired and answers again")
+    await d["smoke-3-2"].revive()
+    await sleep(6)  # retried with backoff: back within a few seconds
 
 
 SCENARIOS: Mapping[str, Scenario] = {
@@ -71,9 +81,12 @@ SCENARIOS: Mapping[str, Scenario] = {
         Scenario("fire-building-3", "two smoke sensors in building 3 alarm 20 s apart",
                  ("smoke-3-1", "smoke-3-2"), _fire_building_3),
         Scenario("manhole-theft", "a manhole cover lifted, tilt 35 degrees sustained",
-                 ("manhole-n1",), _manhole_theft),
+                 ("manhole-s2",), _manhole_theft),
+        Scenario("fever-at-gate", "37.8 degrees at the east gate", ("gate-east",),
+                 _fever_at_gate),
+        Scenario("door-forced", "a door forced open", ("door-3-1",), _door_forced),
         Scenario("quiet-night", "telemetry only", ("smoke-3-1", "manhole-n1"), _quiet_night),
-        Scenario("device-dies", "a smoke sensor stops reporting, then comes back",
-                 ("smoke-3-1",), _device_dies),
+        Scenario("device-dies", "a polled smoke detector stops answering, then comes back",
+                 ("smoke-3-2",), _device_dies),
     )
 }

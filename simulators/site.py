@@ -1,29 +1,96 @@
-"""A simulated compound: a gateway config with devices on every transport, and their simulators."""
+"""A simulated compound: devices on every transport, their simulators, and the gateway config.
+
+    async with SimulatedSite(workdir) as site:          # simulators up, ports known
+        text = site.config(broker_port, store_url)      # the gateway's TOML
+        ...start the gateway...
+        devices = await site.attach(gateway)            # one handle per device id
+"""
 
 from __future__ import annotations
 
 import contextlib
+import os
+import secrets
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 import aiomqtt
 
 from drivers.profile import ProfileLibrary
-from gateway.config import GatewayConfig, GpioDevice, MqttDevice
+from gateway.config import GatewayConfig, GpioDevice, HttpDevice, MqttDevice
+from gateway.services import free_port
 from simulators.elder_button import SimulatedElder
-from simulators.handles import GpioButtonHandle, MqttHandle, SimDevice
+from simulators.handles import (
+    GpioButtonHandle,
+    HttpHandle,
+    ModbusHandle,
+    MqttHandle,
+    SerialHandle,
+    SimDevice,
+)
+from simulators.http_pusher import HttpPusher
+from simulators.modbus_device import SimulatedDevice
+from simulators.modbus_rtu import RtuBusSimulator
+from simulators.modbus_tcp import TcpBusSimulator
 from simulators.mqtt_device import MqttDeviceSimulator
+from simulators.serial_device import SerialDeviceSimulator
 
 SITE = "demo"
+KEY_ENV = "SCGW_PSEUDONYM_KEY"
+HTTP_TOKENS = {"gate-east": "gate-east-push-token-0001", "door-7-1": "door-7-1-push-token-0001"}
 
 
-def site_config(workdir: Path, broker_port: int, store_url: str) -> str:
-    """The TOML of the simulated compound's gateway."""
-    return f"""\
-# Written by the simulated compound; `scgw run --config {workdir}/gateway.toml` runs the
-# same gateway (the simulators must be running for devices to report).
+class SimulatedSite:
+    """Owns the transport simulators of the compound while in use."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.profiles = ProfileLibrary()
+        self._stack = contextlib.AsyncExitStack()
+        self.modbus = {
+            "smoke-3-2": SimulatedDevice(2, self.profiles.get("modbus-smoke-detector")),
+            "door-5-1": SimulatedDevice(5, self.profiles.get("modbus-door-io")),
+            "manhole-s2": SimulatedDevice(1, self.profiles.get("modbus-manhole-monitor")),
+            "gate-north": SimulatedDevice(4, self.profiles.get("modbus-temp-gate")),
+        }
+        self.rtu = RtuBusSimulator([self.modbus["smoke-3-2"], self.modbus["door-5-1"]])
+        self.tcp = TcpBusSimulator([self.modbus["manhole-s2"], self.modbus["gate-north"]])
+        self.serial = {
+            "door-3-1": SerialDeviceSimulator(self.profiles.get("serial-access-controller"),
+                                              workdir / "tty-door-3-1"),
+            "gate-west": SerialDeviceSimulator(self.profiles.get("serial-temp-gate"),
+                                               workdir / "tty-gate-west"),
+        }
+        self.http_port = free_port()
+        self.devices: dict[str, SimDevice] = {}
+
+    async def __aenter__(self) -> SimulatedSite:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        key_file = self.workdir / "pseudonym.key"
+        if not key_file.exists():
+            key_file.write_text(secrets.token_hex(32))
+            key_file.chmod(0o600)
+        os.environ.setdefault(KEY_ENV, key_file.read_text().strip())
+        await self._stack.enter_async_context(self.rtu)
+        await self._stack.enter_async_context(self.tcp)
+        for simulator in self.serial.values():
+            await self._stack.enter_async_context(simulator)
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        await self._stack.aclose()
+
+    def config(self, broker_port: int, store_url: str) -> str:
+        """The TOML of the compound's gateway."""
+        w = self.workdir
+        return f"""\
+# Written by the simulated compound; `scgw run --config {w}/gateway.toml` runs the same
+# gateway (the simulators must be running for devices to report).
 site = "{SITE}"
 gpio_factory = "mock"   # simulated GPIO pins
+pseudonym_key_env = "{KEY_ENV}"
 
 [broker]
 host = "127.0.0.1"
@@ -37,7 +104,27 @@ bucket = "scgw"
 flush_interval_s = 0.5
 
 [journal]
-path = "{workdir}/journal.db"
+path = "{w}/journal.db"
+
+[http]
+host = "127.0.0.1"
+port = {self.http_port}
+
+[[buses]]
+id = "rs485-1"
+type = "rtu"
+port = "{self.rtu.port}"
+baudrate = 9600
+timeout_s = 0.3
+retry_max_s = 4.0
+
+[[buses]]
+id = "tcp-1"
+type = "tcp"
+host = "127.0.0.1"
+tcp_port = {self.tcp.port}
+timeout_s = 0.5
+retry_max_s = 4.0
 
 [[devices]]
 id = "elder-3-1-502"
@@ -66,17 +153,24 @@ id = "smoke-3-1"
 kind = "smoke"
 transport = "mqtt"
 profile = "zigbee-smoke"
-heartbeat_s = 10
 location = {{ building = "3", unit = "1", floor = 1 }}
 mqtt = {{ topic = "zigbee2mqtt/smoke-3-1" }}
 
 [[devices]]
 id = "smoke-3-2"
 kind = "smoke"
-transport = "mqtt"
-profile = "zigbee-smoke"
+transport = "modbus"
+profile = "modbus-smoke-detector"
 location = {{ building = "3", unit = "2", floor = 4 }}
-mqtt = {{ topic = "zigbee2mqtt/smoke-3-2" }}
+modbus = {{ bus = "rs485-1", unit = 2, poll_s = 2.0, alarm_poll_s = 0.5 }}
+
+[[devices]]
+id = "door-5-1"
+kind = "access"
+transport = "modbus"
+profile = "modbus-door-io"
+location = {{ building = "5", unit = "1" }}
+modbus = {{ bus = "rs485-1", unit = 5, poll_s = 2.0, alarm_poll_s = 0.5 }}
 
 [[devices]]
 id = "manhole-n1"
@@ -85,30 +179,79 @@ transport = "mqtt"
 profile = "nbiot-manhole"
 location = {{ building = "north-gate" }}
 mqtt = {{ topic = "nbiot/manhole-n1/up" }}
+
+[[devices]]
+id = "manhole-s2"
+kind = "manhole"
+transport = "modbus"
+profile = "modbus-manhole-monitor"
+location = {{ building = "south-road" }}
+modbus = {{ bus = "tcp-1", unit = 1, poll_s = 2.0, alarm_poll_s = 0.5 }}
+
+[[devices]]
+id = "gate-north"
+kind = "temp_gate"
+transport = "modbus"
+profile = "modbus-temp-gate"
+location = {{ building = "north-gate" }}
+modbus = {{ bus = "tcp-1", unit = 4, poll_s = 2.0, alarm_poll_s = 0.5 }}
+
+[[devices]]
+id = "door-3-1"
+kind = "access"
+transport = "serial"
+profile = "serial-access-controller"
+location = {{ building = "3", unit = "1" }}
+serial = {{ port = "{self.serial['door-3-1'].link}" }}
+
+[[devices]]
+id = "gate-west"
+kind = "temp_gate"
+transport = "serial"
+profile = "serial-temp-gate"
+location = {{ building = "west-gate" }}
+serial = {{ port = "{self.serial['gate-west'].link}" }}
+
+[[devices]]
+id = "gate-east"
+kind = "temp_gate"
+transport = "http"
+profile = "http-temp-gate"
+location = {{ building = "east-gate" }}
+http = {{ token = "{HTTP_TOKENS['gate-east']}" }}
+
+[[devices]]
+id = "door-7-1"
+kind = "access"
+transport = "http"
+profile = "http-access-controller"
+location = {{ building = "7", unit = "1" }}
+http = {{ token = "{HTTP_TOKENS['door-7-1']}" }}
 """
 
-
-class SimulatedSite:
-    """Attaches a simulator to every device of a running gateway's config."""
-
-    def __init__(self, config: GatewayConfig, pin_factory: Any, clock: Any) -> None:
-        self._config = config
-        self._pin_factory = pin_factory
-        self._clock = clock
-        self._profiles = ProfileLibrary()
-        self.devices: dict[str, SimDevice] = {}
-
-    async def attach(self, stack: contextlib.AsyncExitStack) -> dict[str, SimDevice]:
-        broker = self._config.broker
+    async def attach(self, config: GatewayConfig, pin_factory: Any, clock: Any
+                     ) -> dict[str, SimDevice]:
+        """A handle for every device of the running gateway's config."""
+        broker = config.broker
         client = aiomqtt.Client(broker.host, broker.port, identifier="sim-devices")
-        await stack.enter_async_context(client)
-        for device in self._config.devices:
+        await self._stack.enter_async_context(client)
+        for device in config.devices:
             if isinstance(device, GpioDevice):
-                elder = SimulatedElder(self._pin_factory, device.gpio.pin, self._clock)
-                self.devices[device.id] = GpioButtonHandle(elder, self._clock,
+                elder = SimulatedElder(pin_factory, device.gpio.pin, clock)
+                self.devices[device.id] = GpioButtonHandle(elder, clock,
                                                            device.gpio.long_press_s)
             elif isinstance(device, MqttDevice) and device.profile is not None:
                 sim = MqttDeviceSimulator(client, device.mqtt.topic,
-                                          self._profiles.get(device.profile))
+                                          self.profiles.get(device.profile))
                 self.devices[device.id] = MqttHandle(sim)
+            elif isinstance(device, HttpDevice) and device.profile is not None:
+                pusher = HttpPusher(self.profiles.get(device.profile),
+                                    f"http://127.0.0.1:{self.http_port}", device.id,
+                                    device.http.token)
+                await self._stack.enter_async_context(pusher)
+                self.devices[device.id] = HttpHandle(pusher)
+        for device_id, modbus in self.modbus.items():
+            self.devices[device_id] = ModbusHandle(modbus)
+        for device_id, serial in self.serial.items():
+            self.devices[device_id] = SerialHandle(serial)
         return self.devices

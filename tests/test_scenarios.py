@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +15,7 @@ from gateway.model import Alert, AlertState, DeviceEvent
 from gateway.services import Mosquitto
 from gateway.supervisor import Gateway
 from simulators.scenarios import SCENARIOS
-from simulators.site import SimulatedSite, site_config
+from simulators.site import SimulatedSite
 from tests.helpers import Seen, Watcher, eventually, running
 
 # scenario -> the (device, event type) pairs it must produce, in this order per device
@@ -24,14 +23,17 @@ EXPECTED = {
     "elder-sos": [("elder-3-1-502", "press"), ("elder-5-2-101", "press"),
                   ("elder-5-2-101", "cancel")],
     "fire-building-3": [("smoke-3-1", "alarm"), ("smoke-3-2", "alarm")],
-    "manhole-theft": [("manhole-n1", "open")],
+    "manhole-theft": [("manhole-s2", "open")],
+    "fever-at-gate": [("gate-east", "fever")],
+    "door-forced": [("door-3-1", "forced_open")],
     "quiet-night": [],
     "device-dies": [],
 }
 
 
-TELEMETRY = {"elder-sos": 0, "fire-building-3": 2, "manhole-theft": 6, "quiet-night": 10,
-             "device-dies": 2}
+# scenario -> readings that must arrive from the devices it drives (polled devices report more)
+TELEMETRY: dict[str, dict[str, int]] = {
+    "quiet-night": {"smoke-3-1": 5, "manhole-n1": 5}, "fire-building-3": {"smoke-3-1": 1}}
 
 
 def test_every_scenario_has_expectations() -> None:
@@ -40,39 +42,46 @@ def test_every_scenario_has_expectations() -> None:
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 async def test_scenario(tmp_path: Path, mosquitto: Mosquitto, name: str) -> None:
-    config_file = tmp_path / "gateway.toml"
-    config_file.write_text(site_config(tmp_path, mosquitto.port, "http://127.0.0.1:9"))
-    # no store here: do not wait for it at shutdown
-    config = load_config(config_file).model_copy(update={"shutdown_timeout_s": 0.3})
     said: list[str] = []
 
     async def instant(seconds: float) -> None:
         # time compressed, yet a real pause: presses 0 ms apart would be contact bounce
         await asyncio.sleep(min(seconds, 0.1))
 
-    async with running(Gateway(config)) as gateway, Watcher(
-        mosquitto.port, f"sc/{config.site}/#", "observer"
-    ) as watcher, contextlib.AsyncExitStack() as stack:
-        await eventually(lambda: gateway.link.connected, what="connected")
-        devices = await SimulatedSite(config, gateway.pin_factory, gateway.clock).attach(stack)
-        await SCENARIOS[name].run(devices, instant, said.append)
-        await eventually(lambda: gateway.mqtt_sink.cursor >= gateway.journal.last_seq
-                         and gateway.telemetry.pending("mqtt") == 0, what="all published")
-        seen: list[Seen] = []
+    async with SimulatedSite(tmp_path / "site") as site:
+        config_file = tmp_path / "gateway.toml"
+        config_file.write_text(site.config(mosquitto.port, "http://127.0.0.1:9"))
+        # no store here: do not wait for it at shutdown
+        config = load_config(config_file).model_copy(update={"shutdown_timeout_s": 0.3})
+        async with running(Gateway(config)) as gateway, Watcher(
+            mosquitto.port, f"sc/{config.site}/#", "observer"
+        ) as watcher:
+            await eventually(lambda: gateway.link.connected, what="connected")
+            devices = await site.attach(config, gateway.pin_factory, gateway.clock)
+            await SCENARIOS[name].run(devices, instant, said.append)
+            seen: list[Seen] = []
 
-        async def all_arrived() -> bool:
-            while not watcher.queue.empty():
-                seen.append(watcher.queue.get_nowait())
-            return (sum(s.topic.endswith("/telemetry") for s in seen) >= TELEMETRY[name]
-                    and sum(s.topic.endswith("/event") for s in seen) >= len(EXPECTED[name]))
+            def count(suffix: str, device: str | None = None) -> int:
+                return sum(1 for s in seen if s.topic.endswith(suffix)
+                           and (device is None or s.topic.split("/")[3] == device))
 
-        # the last edges may still be on their way through the driver and the journal
-        await eventually(all_arrived, what="what the scenario sent")
-        # a marker of our own, published after everything: when it arrives, so has the rest
-        marker = f"sc/{config.site}/test/marker"
-        await watcher.publish(marker, b"end", qos=1)
-        while not seen or seen[-1].topic != marker:
-            seen.append(await watcher.next(lambda s: True))
+            async def all_arrived() -> bool:
+                while not watcher.queue.empty():
+                    seen.append(watcher.queue.get_nowait())
+                events = [msgspec.json.decode(s.payload, type=DeviceEvent) for s in seen
+                          if s.topic.endswith("/event")]
+                return (sum(e.type not in ("online", "offline") for e in events)
+                        >= len(EXPECTED[name])
+                        and all(count("/telemetry", d) >= n
+                                for d, n in TELEMETRY.get(name, {}).items()))
+
+            # the last edges and polls may still be on their way through the journal
+            await eventually(all_arrived, what="what the scenario sent")
+            # a marker of our own, published after everything: when it arrives, so has the rest
+            marker = f"sc/{config.site}/test/marker"
+            await watcher.publish(marker, b"end", qos=1)
+            while not seen or seen[-1].topic != marker:
+                seen.append(await watcher.next(lambda s: True))
     events = [msgspec.json.decode(s.payload, type=DeviceEvent) for s in seen
               if s.topic.endswith("/event")]
     assert [(e.device, e.type) for e in events if e.type not in ("online", "offline")] == \
@@ -84,12 +93,8 @@ async def test_scenario(tmp_path: Path, mosquitto: Mosquitto, name: str) -> None
         assert {(a.device, a.state) for a in alerts} == {
             ("elder-3-1-502", AlertState.FIRING), ("elder-5-2-101", AlertState.FIRING),
             ("elder-5-2-101", AlertState.RESOLVED)}
-    telemetry = [s for s in seen if s.topic.endswith("/telemetry")]
-    if name == "quiet-night":
-        assert len(telemetry) == 10
-    if name == "device-dies":
-        assert [msgspec.json.decode(s.payload)["values"]["battery_pct"] for s in telemetry] == [
-            3, 100]
+    for device, n in TELEMETRY.get(name, {}).items():
+        assert count("/telemetry", device) == n
 
 
 def test_simulate_lists_scenarios_and_refuses_unknown_ones() -> None:

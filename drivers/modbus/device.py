@@ -104,8 +104,11 @@ class PolledDevice:
                 continue
             previous = self._last.get(name)
             self._last[name] = value
-            # the first answer reports the current state too: rules reconcile after a restart
             if previous is not None and previous == value:
+                continue
+            # the first answer reports a condition that is present (an alarm standing since
+            # before the start), not the quiet ones: a restart must not flood "cleared" events
+            if previous is None and not point.map and not value:
                 continue
             if point.map:
                 event = point.events_by_value.get(int(value))
