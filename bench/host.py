@@ -6,8 +6,9 @@ and CPU time are its own, and the subscriber and publisher do not share its even
 The simulated elders live here because gpiozero's mock pins exist only in this process.
 
 Requests: {"op": "press", "devices": [...], "hold_s": 0.05} presses those buttons at once
-and answers with each release time; {"op": "stats"}; {"op": "stop"} (or end of input)
-stops the gateway cleanly and answers with final stats.
+and answers with each release time; {"op": "store_accepted", "device": ..., "since_ms": ...}
+answers when the store accepted a firing alert point of that device; {"op": "stats"};
+{"op": "stop"} (or end of input) stops the gateway cleanly and answers with final stats.
 """
 
 from __future__ import annotations
@@ -16,19 +17,23 @@ import asyncio
 import json
 import logging
 import os
+import re
 import resource
 import sys
 import time
+from collections import defaultdict, deque
 from pathlib import Path
 from typing import Any
 
-from gateway.config import GpioDevice, parse_config
+from gateway.config import GatewayConfig, GpioDevice, parse_config
+from gateway.sinks.store_sink import Writer
+from gateway.sinks.store_writer import InfluxWriter
 from gateway.supervisor import Gateway
 from simulators.elder_button import SimulatedElder
 
-COUNTERS = ("ingress_messages", "ingress_rejected", "events_accepted", "mqtt_published",
+COUNTERS = ("ingress_messages", "rejected", "events_accepted", "mqtt_published",
             "mqtt_publish_failed", "mqtt_disconnects", "store_points_written", "store_retries",
-            "store_rejected", "handler_errors", "gpio_bounces", "refused")
+            "store_rejected", "handler_errors", "gpio_bounces", "task_restarts", "rule_errors")
 
 
 def process_status() -> dict[str, int]:
@@ -43,9 +48,58 @@ def process_status() -> dict[str, int]:
     return out
 
 
+_DEVICE_TAG = re.compile(r",device=([^,\s]+)")
+
+
+class TimedWriter:
+    """The gateway's own store writer, noting when the store accepted each firing alert point.
+
+    Only the bookkeeping after a successful write is added; what is written, and when, is
+    the gateway's doing.
+    """
+
+    def __init__(self, inner: Writer) -> None:
+        self._inner = inner
+        self._accepted: defaultdict[str, deque[tuple[int, float]]] = defaultdict(
+            lambda: deque(maxlen=16))
+        self._changed = asyncio.Event()
+
+    async def write(self, lines: list[str]) -> None:
+        await self._inner.write(lines)
+        accepted = time.monotonic()
+        for line in lines:
+            if line.startswith("sc_alert,") and ",state=firing" in line:
+                device = _DEVICE_TAG.search(line)
+                if device is not None:
+                    ts = int(line.rsplit(" ", 1)[1])
+                    self._accepted[device.group(1)].append((ts, accepted))
+        self._changed.set()
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+    async def accepted(self, device: str, since_ms: int, within_s: float) -> float:
+        """When (time.monotonic()) a firing point of `device` stamped >= since_ms went in."""
+        async with asyncio.timeout(within_s):
+            while True:
+                for ts, accepted in self._accepted[device]:
+                    if ts >= since_ms:
+                        return accepted
+                self._changed.clear()
+                await self._changed.wait()
+
+
+def timed_writer(config: GatewayConfig) -> TimedWriter:
+    """The writer the gateway would make itself, wrapped."""
+    token_env = config.store.token_env
+    token = os.environ.get(token_env, "") if token_env else ""
+    return TimedWriter(InfluxWriter(config.store, token))
+
+
 class Host:
-    def __init__(self, gateway: Gateway) -> None:
+    def __init__(self, gateway: Gateway, writer: TimedWriter) -> None:
         self.gateway = gateway
+        self.writer = writer
         self.elders = {
             d.id: SimulatedElder(gateway.pin_factory, d.gpio.pin, gateway.clock)
             for d in gateway.config.devices if isinstance(d, GpioDevice)
@@ -95,23 +149,30 @@ class Host:
             return self.stats()
         if op == "press":
             return await self.press(list(request["devices"]), float(request["hold_s"]))
+        if op == "store_accepted":
+            accepted = await self.writer.accepted(str(request["device"]),
+                                                  int(request["since_ms"]),
+                                                  float(request.get("wait_s", 10.0)))
+            return {"mono": accepted}
         raise ValueError(f"unknown op {op!r}")
 
 
 async def serve(config_path: Path) -> None:
     raw = json.loads(await asyncio.to_thread(config_path.read_text, encoding="utf-8"))
-    gateway = Gateway(parse_config(raw, config_path, os.environ))
-    host = Host(gateway)
+    config = parse_config(raw, config_path, os.environ)
+    store_writer = timed_writer(config)
+    gateway = Gateway(config, writer=store_writer)
+    host = Host(gateway, store_writer)
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     transport, protocol = await loop.connect_write_pipe(asyncio.streams.FlowControlMixin,
                                                         sys.stdout)
-    writer = asyncio.StreamWriter(transport, protocol, None, loop)
+    out = asyncio.StreamWriter(transport, protocol, None, loop)
 
     async def answer(body: dict[str, Any]) -> None:
-        writer.write(json.dumps(body).encode() + b"\n")
-        await writer.drain()
+        out.write(json.dumps(body).encode() + b"\n")
+        await out.drain()
 
     run = asyncio.create_task(gateway.run(), name="bench.host.gateway")
     ready = asyncio.ensure_future(gateway.ready.wait())
@@ -144,7 +205,7 @@ async def serve(config_path: Path) -> None:
         gateway.stop()
         await asyncio.wait_for(run, timeout=gateway.config.shutdown_timeout_s + 10)
     await answer({"ok": True, "event": "stopped", **host.stats()})
-    writer.close()
+    out.close()
 
 
 def main() -> int:

@@ -105,7 +105,7 @@ class GatewayProcess:
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=self._log,
             cwd=REPO, start_new_session=True,  # Ctrl-C goes to us; we stop it in order
         )
-        hello = await self._read(timeout=60)
+        hello = await self._read(within_s=60)
         if hello.get("event") != "ready":
             raise BenchError(f"gateway process {self.name}: unexpected greeting {hello}")
 
@@ -115,13 +115,13 @@ class GatewayProcess:
             raise BenchError(f"gateway process {self.name} is not running")
         return self._proc.pid
 
-    async def request(self, op: str, timeout: float = 30.0, **args: Any) -> dict[str, Any]:
+    async def request(self, op: str, answer_within_s: float = 30.0, **args: Any) -> dict[str, Any]:
         async with self._lock:
             proc = self._running()
             assert proc.stdin is not None
             proc.stdin.write(json.dumps({"op": op, **args}).encode() + b"\n")
             await proc.stdin.drain()
-            reply = await self._read(timeout)
+            reply = await self._read(answer_within_s)
         if not reply.get("ok"):
             raise BenchError(f"gateway process {self.name}: {op} failed: {reply.get('error')}")
         return reply
@@ -130,18 +130,25 @@ class GatewayProcess:
         return Stats.parse(await self.request("stats"))
 
     async def press(self, devices: list[str], hold_s: float) -> dict[str, Release]:
-        reply = await self.request("press", timeout=hold_s + 30, devices=devices, hold_s=hold_s)
+        reply = await self.request("press", answer_within_s=hold_s + 30, devices=devices,
+                                   hold_s=hold_s)
         return {d: Release(float(r["mono"]), int(r["ms"])) for d, r in reply["released"].items()}
 
-    async def stop(self, timeout: float = 60.0) -> Stats:
+    async def store_accepted(self, device: str, since_ms: int, within_s: float = 10.0) -> float:
+        """When the store accepted the firing point of `device` stamped >= since_ms."""
+        reply = await self.request("store_accepted", answer_within_s=within_s + 5,
+                                   device=device, since_ms=since_ms, wait_s=within_s)
+        return float(reply["mono"])
+
+    async def stop(self, within_s: float = 60.0) -> Stats:
         """Stop the gateway cleanly (it drains its journal); returns its last stats."""
         async with self._lock:
             proc = self._running()
             assert proc.stdin is not None
             proc.stdin.write(b'{"op": "stop"}\n')
             await proc.stdin.drain()
-            reply = await self._read(timeout)
-            await asyncio.wait_for(proc.wait(), timeout)
+            reply = await self._read(within_s)
+            await asyncio.wait_for(proc.wait(), within_s)
         if reply.get("event") != "stopped":
             raise BenchError(f"gateway process {self.name}: unexpected answer to stop: {reply}")
         self.final = Stats.parse(reply)
@@ -152,20 +159,32 @@ class GatewayProcess:
             raise BenchError(f"gateway process {self.name} is not running; see {self.log_path}")
         return self._proc
 
-    async def _read(self, timeout: float) -> dict[str, Any]:
+    async def _read(self, within_s: float) -> dict[str, Any]:
         proc = self._running()
         assert proc.stdout is not None
         try:
-            line = await asyncio.wait_for(proc.stdout.readline(), timeout)
+            line = await asyncio.wait_for(proc.stdout.readline(), within_s)
         except TimeoutError:
-            raise BenchError(f"gateway process {self.name} did not answer in {timeout} s; "
+            raise BenchError(f"gateway process {self.name} did not answer in {within_s} s; "
                              f"see {self.log_path}") from None
         if not line:
-            raise BenchError(f"gateway process {self.name} exited; see {self.log_path}")
+            last_words = await asyncio.to_thread(self._last_words)
+            raise BenchError(f"gateway process {self.name} exited: {last_words}; "
+                             f"see {self.log_path}")
         body = json.loads(line)
         if not isinstance(body, dict):
             raise BenchError(f"gateway process {self.name}: bad answer {line!r}")
         return body
+
+    def _last_words(self) -> str:
+        """The last line the process logged (its exception, when it died of one)."""
+        if self._log is not None:
+            self._log.flush()
+        try:
+            lines = self.log_path.read_text(errors="replace").strip().splitlines()
+        except OSError:
+            return "no log"
+        return lines[-1] if lines else "nothing logged"
 
     async def _end(self) -> None:
         """Make sure the process is gone: close its input, then SIGTERM, then SIGKILL."""
@@ -182,12 +201,12 @@ class GatewayProcess:
                 self._log = None
 
 
-async def _wait_or_signal(proc: asyncio.subprocess.Process, timeout: float,
+async def _wait_or_signal(proc: asyncio.subprocess.Process, within_s: float,
                           then: signal.Signals) -> None:
     if proc.returncode is not None:
         return
     with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(asyncio.shield(proc.wait()), timeout)
+        await asyncio.wait_for(asyncio.shield(proc.wait()), within_s)
         return
     with contextlib.suppress(ProcessLookupError):
         proc.send_signal(then)

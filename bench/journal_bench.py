@@ -14,8 +14,8 @@ from pathlib import Path
 
 from bench.report import Row
 from bench.stats import Summary
-from drivers.kinds import make_event
 from gateway.journal import Journal
+from gateway.kinds import make_event
 from gateway.model import DeliveryClass, DeviceEvent, DeviceKind
 
 WARMUP_RECORDS = 20

@@ -24,6 +24,7 @@ class Machine:
     workdir_fs: str
     mosquitto: str
     victoria_metrics: str
+    revision: str
 
     def items(self) -> list[tuple[str, str]]:
         return [
@@ -35,6 +36,7 @@ class Machine:
             ("work dir", f"{self.workdir} ({self.workdir_fs})"),
             ("mosquitto", self.mosquitto),
             ("victoria-metrics", self.victoria_metrics),
+            ("gateway revision", self.revision),
         ]
 
 
@@ -51,6 +53,7 @@ def describe(workdir: Path) -> Machine:
         workdir_fs=_filesystem(workdir),
         mosquitto=_version(["mosquitto", "-h"], r"mosquitto version (\S+)"),
         victoria_metrics=_version(["victoria-metrics", "-version"], r"(v\d[\w.\-+]*)"),
+        revision=_revision(),
     )
 
 
@@ -101,6 +104,20 @@ def _version(command: list[str], pattern: str) -> str:
         return match.group(1)
     package = _deb_version(Path(binary).name)
     return package or "unknown version"
+
+
+def _revision() -> str:
+    """The git commit measured, with `+changes` when the working tree differs from it."""
+    repo = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", "HEAD"],
+                              capture_output=True, timeout=10, check=True)
+        dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain",
+                                "--untracked-files=no"], capture_output=True, timeout=10,
+                               check=True)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown (not a git checkout)"
+    return head.stdout.decode().strip() + (" +changes" if dirty.stdout.strip() else "")
 
 
 def _deb_version(package: str) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from bench.machine import Machine
@@ -18,7 +18,7 @@ class Row:
     case: str
     result: str
     detail: str = ""
-    data: dict[str, Value] = field(default_factory=dict)
+    data: Mapping[str, Value] = field(default_factory=dict)
 
 
 _HEADER = ("Benchmark", "Case", "Result", "Detail")

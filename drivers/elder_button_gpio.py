@@ -11,9 +11,10 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from gpiozero import LED, Button
+from gpiozero import LED, DigitalInputDevice
 
 from drivers.intake import Intake
 from gateway.clock import Clock
@@ -50,6 +51,9 @@ class ElderButtonGpio:
         self._led: LED | None = None
         self._wanted = Indication.OFF
         self._indication_changed = asyncio.Event()
+        # every LED call runs on this one thread, in order: gpiozero's blink thread must not
+        # be started and stopped from two threads at once
+        self._led_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="led")
         self.indication = Indication.OFF
 
     @property
@@ -73,14 +77,15 @@ class ElderButtonGpio:
             stamp = (pressed, self._clock.monotonic(), self._clock.now_ms())
             loop.call_soon_threadsafe(self._edges.put_nowait, stamp)
 
-        button = Button(settings.pin, pull_up=settings.pull_up, bounce_time=None,
-                        pin_factory=self._pin_factory)
-        button.when_pressed = lambda: edge(True)
-        button.when_released = lambda: edge(False)
-        if settings.led_pin is not None:
-            self._led = LED(settings.led_pin, pin_factory=self._pin_factory)
-        log.info("elder button %s on GPIO %d ready", self.device.id, settings.pin)
+        # a plain input: gpiozero's Button would run a hold-timer thread per button
+        button = DigitalInputDevice(settings.pin, pull_up=settings.pull_up, bounce_time=None,
+                                    pin_factory=self._pin_factory)
+        button.when_activated = lambda: edge(True)
+        button.when_deactivated = lambda: edge(False)
         try:
+            if settings.led_pin is not None:
+                self._led = LED(settings.led_pin, pin_factory=self._pin_factory)
+            log.info("elder button %s on GPIO %d ready", self.device.id, settings.pin)
             async with asyncio.TaskGroup() as group:
                 group.create_task(self._feedback(), name=f"{self.name}.led")
                 while True:
@@ -93,9 +98,12 @@ class ElderButtonGpio:
                                        {"duration_ms": round(held * 1000)})
                         )
         finally:
+            # pins go back to the factory whatever ended the task, so a restart can claim them
             button.close()
             if self._led is not None:
-                self._led.close()
+                led, self._led = self._led, None
+                # on the LED's own thread: after any change still running there
+                await loop.run_in_executor(self._led_thread, led.close)
 
     def _classify(self, pressed: bool, mono: float) -> tuple[str, float] | None:
         """(event type, seconds held) when a release ends a press; None otherwise."""
@@ -122,7 +130,8 @@ class ElderButtonGpio:
             wanted = self._wanted
             if self._led is not None and wanted is not self.indication:
                 # stopping a blink joins gpiozero's blink thread: keep that off the loop
-                await asyncio.to_thread(self._apply, self._led, wanted)
+                await asyncio.get_running_loop().run_in_executor(
+                    self._led_thread, self._apply, self._led, wanted)
             self.indication = wanted
 
     def _apply(self, led: LED, wanted: Indication) -> None:

@@ -8,6 +8,7 @@ even though the session is persistent, because the broker may have lost it.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 import os
@@ -27,6 +28,29 @@ from gateway.counters import Counters
 log = logging.getLogger(__name__)
 
 Handler = Callable[[aiomqtt.Message], Awaitable[None]]
+
+PIPELINE = 256  # incoming QoS 1 messages in flight, unacknowledged
+QOS0_BACKLOG = 10_000  # incoming QoS 0 messages queued before more are dropped
+
+
+def _forget(chains: dict[str, asyncio.Task[None]], handlers: set[asyncio.Task[None]],
+            topic: str, task: asyncio.Task[None]) -> None:
+    handlers.discard(task)
+    if chains.get(topic) is task:
+        del chains[topic]
+
+
+def _incoming_queue(counters: Counters) -> type[asyncio.Queue[aiomqtt.Message]]:
+    class IncomingQueue(asyncio.Queue[aiomqtt.Message]):
+        """QoS 1 is bounded by the broker's receive maximum; a QoS 0 flood is cut here."""
+
+        def put_nowait(self, item: aiomqtt.Message) -> None:
+            if item.qos == 0 and self.qsize() >= QOS0_BACKLOG:
+                counters.inc("dropped", cls="telemetry", reason="incoming_backlog")
+                return
+            super().put_nowait(item)
+
+    return IncomingQueue
 
 
 class LinkDownError(Exception):
@@ -169,12 +193,55 @@ class MqttLink:
         self._connected.set()
         log.info("connected to MQTT broker %s:%d as %s (session %d)", self._config.host,
                  self._config.port, self._client_id, self._sessions)
-        async for message in client.messages:
-            await self._dispatch(message)
-            if message.qos > 0:
-                # acknowledged only now that the handler has journalled it: a crash before
-                # this point makes the broker deliver the message again
+        # messages are handled concurrently across topics (so their journal commits group)
+        # and in order within a topic; acknowledgements go out in arrival order, each only
+        # once its handler has journalled the message
+        received: asyncio.Queue[tuple[aiomqtt.Message, asyncio.Task[None]]] = asyncio.Queue(
+            maxsize=PIPELINE)
+        chains: dict[str, asyncio.Task[None]] = {}
+        handlers: set[asyncio.Task[None]] = set()
+        acker = asyncio.create_task(self._ack_in_order(client, received), name="gw.mqtt.ack")
+        try:
+            async for message in client.messages:
+                topic = str(message.topic)
+                task = asyncio.create_task(self._handle_after(chains.get(topic), message),
+                                           name=f"gw.mqtt.in[{topic}]")
+                chains[topic] = task
+                handlers.add(task)
+                task.add_done_callback(functools.partial(_forget, chains, handlers, topic))
+                await received.put((message, task))  # back-pressure past PIPELINE messages
+        finally:
+            acker.cancel()
+            for task in handlers:
+                task.cancel()
+            await asyncio.gather(acker, *handlers, return_exceptions=True)
+
+    async def _handle_after(self, previous: asyncio.Task[None] | None,
+                            message: aiomqtt.Message) -> None:
+        if previous is not None:
+            await asyncio.wait([previous])
+        await self._dispatch(message)
+
+    @staticmethod
+    async def _ack_in_order(
+        client: aiomqtt.Client,
+        received: asyncio.Queue[tuple[aiomqtt.Message, asyncio.Task[None]]],
+    ) -> None:
+        while True:
+            message, task = await received.get()
+            await asyncio.wait([task])
+            if message.qos > 0 and not task.cancelled():
+                # a crash before this point makes the broker deliver the message again
                 client._client.ack(message.mid, message.qos)
+
+    async def publish_fast(self, session: Session, topic: str, payload: bytes) -> None:
+        """QoS 0, for telemetry: no acknowledgement to wait for."""
+        if session.lost.done():
+            raise LinkDownError(topic)
+        try:
+            await session.client.publish(topic, payload, qos=0)
+        except aiomqtt.MqttError as exc:
+            raise LinkDownError(topic) from exc
 
     async def _dispatch(self, message: aiomqtt.Message) -> None:
         for topic_filter, handler in self._subscriptions:
@@ -190,6 +257,8 @@ class MqttLink:
         password = os.environ.get(cfg.password_env) if cfg.password_env else None
         properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         properties.SessionExpiryInterval = cfg.session_expiry_s
+        # the broker sends at most this many unacknowledged QoS 1 messages: flow control
+        properties.ReceiveMaximum = PIPELINE
         tls_context = None
         if cfg.tls is not None:
             tls_context = ssl.create_default_context(
@@ -212,6 +281,7 @@ class MqttLink:
             will=aiomqtt.Will(self._will.topic, self._will.payload, qos=1, retain=True),
             tls_context=tls_context,
             timeout=cfg.publish_timeout_s,
+            queue_type=_incoming_queue(self._counters),
         )
         # paho would acknowledge an incoming QoS 1 message before we have stored it
         client._client.manual_ack_set(True)

@@ -7,6 +7,7 @@ reading goes first, and every sink that had not yet taken it counts a drop.
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections import deque
 
 from gateway.counters import Counters
@@ -49,12 +50,17 @@ class TelemetryBuffer:
         """Up to `limit` readings the consumer has not taken, and the position after them."""
         pos = self._positions[consumer]
         start = pos + 1 - self._first_seq
-        out = [self._items[i] for i in range(start, min(start + limit, len(self._items)))]
+        out = list(itertools.islice(self._items, start, start + limit))
         return out, pos + len(out)
 
     def take(self, consumer: str, upto: int) -> None:
         """Mark readings up to position `upto` as delivered by the consumer."""
         self._positions[consumer] = max(self._positions[consumer], upto)
+        # what every consumer has delivered is not kept: memory follows the real backlog
+        done = min(self._positions.values())
+        while self._items and self._first_seq <= done:
+            self._items.popleft()
+            self._first_seq += 1
 
     def pending(self, consumer: str) -> int:
         return self._first_seq + len(self._items) - 1 - self._positions[consumer]

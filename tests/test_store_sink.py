@@ -130,3 +130,30 @@ def test_points_are_deterministic_and_escaped() -> None:
         "sc_alert,alert=a1,building=3\\,A,device=e1,floor=5,kind=elder_button,rule=elder.sos,"
         "severity=critical,site=c\\ 1,state=acknowledged,unit=1 since=4i,state_code=2i,value=1i 5"
     )
+
+
+async def test_an_alarm_cuts_the_batch_interval_short(
+    tmp_path: Path, store_server: ScriptedStore
+) -> None:
+    from gateway.clock import ManualClock
+
+    config = StoreConfig(url=f"http://127.0.0.1:{store_server.port}", flush_interval_s=60,
+                         retry_min_s=0.01, retry_max_s=0.05)
+    counters = Counters()
+    clock = ManualClock()
+    async with Journal(tmp_path / "j.db") as journal:
+        sink = StoreSink(config, InfluxWriter(config, "t"), PointMaker("c1", lambda d: None),
+                         journal, TelemetryBuffer(10, counters), clock, counters)
+        task = asyncio.create_task(sink.run())
+        try:
+            await journal.append(make_event(DeviceKind.SMOKE, "s1", "low_battery", 1000))
+            await asyncio.sleep(0.05)  # the sink is now waiting out its 60 s interval
+            assert store_server.bodies == []
+            await journal.append(make_event(DeviceKind.SMOKE, "s1", "alarm", 1001))
+            await eventually(lambda: sink.cursor == 2, what="written without the interval")
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    assert len(store_server.bodies) == 1
+    assert "type=low_battery" in store_server.bodies[0]
+    assert "type=alarm" in store_server.bodies[0]

@@ -42,3 +42,23 @@ async def test_peek_does_not_consume_until_take() -> None:
     assert ring.pending("s") == 2
     ring.take("s", upto)
     assert ring.pending("s") == 1
+
+
+async def test_readings_every_sink_delivered_are_not_kept() -> None:
+    ring = TelemetryBuffer(100, Counters())
+    ring.register("mqtt")
+    ring.register("store")
+    for n in range(10):
+        ring.push(_reading(n))
+    _, upto = ring.peek("mqtt", 10)
+    ring.take("mqtt", upto)
+    assert len(ring) == 10  # the store still needs them
+    _, upto = ring.peek("store", 4)
+    ring.take("store", upto)
+    assert len(ring) == 6
+    rest, upto = ring.peek("store", 10)
+    assert [r.ts for r in rest] == [4, 5, 6, 7, 8, 9]
+    ring.take("store", upto)
+    assert len(ring) == 0
+    ring.push(_reading(10))
+    assert [r.ts for r in ring.peek("mqtt", 10)[0]] == [10]

@@ -163,10 +163,8 @@ class MqttSink:
             return False
         for reading in readings:
             # QoS 0: telemetry is the class the gateway may drop
-            await self._link.publish_on(
-                session, self._topics.telemetry(reading.kind, reading.device), encode(reading),
-                qos=0,
-            )
+            await self._link.publish_fast(
+                session, self._topics.telemetry(reading.kind, reading.device), encode(reading))
         self._telemetry.take(CONSUMER, upto)
         return True
 

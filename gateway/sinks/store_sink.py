@@ -15,7 +15,7 @@ from gateway.backoff import Backoff
 from gateway.clock import Clock
 from gateway.config import StoreConfig
 from gateway.counters import Counters
-from gateway.journal import Journal
+from gateway.journal import Batch, Journal
 from gateway.model import DeliveryClass, delivery_class
 from gateway.sinks.points import PointMaker
 from gateway.sinks.store_writer import StoreWriteError
@@ -82,19 +82,22 @@ class StoreSink:
     async def _send_one_batch(self) -> bool:
         size = self._config.batch_size
         batch = await self._journal.read(CONSUMER, size)
-        urgent = any(delivery_class(e.record) is DeliveryClass.ALARM for e in batch.entries)
-        if not urgent and len(batch.entries) < size and self._telemetry.pending(CONSUMER) < size:
-            # let a batch fill up for one interval, unless an alarm is waiting
+        if not self._urgent(batch) and len(batch.entries) < size \
+                and self._telemetry.pending(CONSUMER) < size:
             pending = batch.upto > self._cursor or self._telemetry.pending(CONSUMER) > 0
             if not pending:
                 return False
-            if not self._flushing.is_set():
-                interval = asyncio.ensure_future(self._clock.sleep(self._config.flush_interval_s))
-                try:
-                    await first_of(interval, self._flushing)
-                finally:
-                    interval.cancel()
-            batch = await self._journal.read(CONSUMER, size)
+            # let a batch fill up for one interval; an alarm arriving meanwhile cuts it short
+            interval = asyncio.ensure_future(self._clock.sleep(self._config.flush_interval_s))
+            try:
+                while not interval.done() and not self._flushing.is_set():
+                    self._journal_wake.clear()
+                    await first_of(interval, self._flushing, self._journal_wake)
+                    batch = await self._journal.read(CONSUMER, size)
+                    if self._urgent(batch) or len(batch.entries) >= size:
+                        break
+            finally:
+                interval.cancel()
         readings, tele_upto = self._telemetry.peek(CONSUMER, max(size - len(batch.entries), 0))
         lines = [line for e in batch.entries if (line := self._points.line(e.record))]
         lines += [line for r in readings if (line := self._points.line(r))]
@@ -106,6 +109,10 @@ class StoreSink:
             self.moved.set()
         self._telemetry.take(CONSUMER, tele_upto)
         return True
+
+    @staticmethod
+    def _urgent(batch: Batch) -> bool:
+        return any(delivery_class(e.record) is DeliveryClass.ALARM for e in batch.entries)
 
     async def _write_until_accepted(self, lines: list[str]) -> None:
         while True:
