@@ -8,7 +8,7 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := mosquitto victoria-metrics influxdb
 STAMP  := $(VENV)/.installed
 
-.PHONY: all deps system-deps venv demo run test test-faults lint pytest bench clean
+.PHONY: all deps system-deps venv demo run test test-faults fuzz lint pytest bench clean
 
 all: test
 
@@ -51,6 +51,15 @@ pytest: deps
 
 test-faults: deps
 	$(BIN)/pytest -q -s tests/faults
+
+FUZZ_SECONDS ?= 600
+fuzz: deps
+	$(BIN)/pip install --quiet 'atheris>=2.3,<3'
+	for target in json_payload serial_stream modbus_answer config_file; do \
+	  mkdir -p .fuzz/$$target && \
+	  $(BIN)/python -m fuzz $$target --seconds $(FUZZ_SECONDS) --corpus .fuzz/$$target \
+	    || exit 1; \
+	done
 
 bench: deps
 	$(BIN)/python -m bench

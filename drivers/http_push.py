@@ -14,11 +14,10 @@ import hmac
 import logging
 from dataclasses import dataclass, field
 
-import msgspec
 from aiohttp import web
 
 from drivers.intake import Intake
-from drivers.json_map import JsonMap, JsonMapper
+from drivers.json_map import JsonMap, JsonMapper, MalformedJsonError, parse_json
 from drivers.profile import Profile
 from drivers.pseudonym import Pseudonymiser
 from gateway.clock import Clock
@@ -119,8 +118,8 @@ class HttpPushReceiver:
             self._counters.reject(log, device, "body_too_large", too_large)
             return _answer(413, error=too_large)
         try:
-            payload = msgspec.json.decode(body)
-        except msgspec.DecodeError as exc:
+            payload = parse_json(body)
+        except MalformedJsonError as exc:
             self._counters.reject(log, device, "malformed_json", f"not JSON: {exc}")
             return _answer(400, error="malformed JSON")
         return await self._accept(pusher, payload)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 from pydantic import BaseModel, ConfigDict, Field
 
 from drivers.pseudonym import Pseudonymiser
@@ -68,6 +69,20 @@ class Decoded:
 
 
 _MISSING = object()
+_json = msgspec.json.Decoder()
+
+
+class MalformedJsonError(ValueError):
+    """The bytes are not JSON (or not UTF-8)."""
+
+
+def parse_json(data: bytes | bytearray | str) -> Any:
+    """JSON from a device; MalformedJsonError for anything that is not."""
+    try:
+        return _json.decode(data)
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        # invalid UTF-8 inside a string surfaces as UnicodeDecodeError, not DecodeError
+        raise MalformedJsonError(str(exc)) from exc
 
 
 def lookup(body: Any, path: str) -> Any:

@@ -12,18 +12,22 @@ import logging
 from collections.abc import Callable
 
 import aiomqtt
-import msgspec
 
 from drivers.intake import Intake
-from drivers.json_map import JsonEvent, JsonMap, JsonMapper, JsonReading
+from drivers.json_map import (
+    JsonEvent,
+    JsonMap,
+    JsonMapper,
+    JsonReading,
+    MalformedJsonError,
+    parse_json,
+)
 from drivers.pseudonym import Pseudonymiser
 from gateway.clock import Clock
 from gateway.config import MqttDevice
 from gateway.counters import Counters
 
 log = logging.getLogger(__name__)
-
-_decoder = msgspec.json.Decoder()
 
 
 def inline_mapping(device: MqttDevice) -> JsonMap:
@@ -70,8 +74,8 @@ class MqttIngress:
             self._reject(device.id, topic, "empty_payload", "the payload is empty")
             return
         try:
-            body = _decoder.decode(payload)
-        except msgspec.DecodeError as exc:
+            body = parse_json(payload)
+        except MalformedJsonError as exc:
             self._reject(device.id, topic, "malformed_json", f"not JSON: {exc}")
             return
         decoded = self._mappers[topic].decode(body, self._clock.now_ms())

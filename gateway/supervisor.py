@@ -247,7 +247,7 @@ class Gateway:
             if not isinstance(payload, bytes | bytearray | str):
                 raise msgspec.DecodeError("empty payload")
             body = _ack_decoder.decode(payload)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
             self.counters.inc("ack_rejected", topic=topic)
             self.counters.log_once(log, ("ack", topic), "ack on %s rejected: %s "
                                    '(expected {"by": "..."})', topic, exc)

@@ -26,7 +26,8 @@ async def test_malformed_json_is_counted_logged_once_and_the_gateway_keeps_runni
         mosquitto.port, f"sc/{site}/elder_button/sos-9/event", "events"
     ) as watcher:
         await eventually(lambda: gateway.link.connected, what="connected")
-        for bad in (b"{not json", b"[1, 2]", b"\xff\xfe"):
+        # the last: invalid UTF-8 inside a JSON string (found by fuzzing)
+        for bad in (b"{not json", b"[1, 2]", b"\xff\xfe", b'{"action": "\xff\xff"}'):
             await watcher.publish(topic, bad)
         await watcher.publish(topic, b'{"action": "single", "battery": 87}')
 
@@ -35,11 +36,12 @@ async def test_malformed_json_is_counted_logged_once_and_the_gateway_keeps_runni
         assert (event.device, event.type, event.cls) == ("sos-9", "press", DeliveryClass.ALARM)
         assert event.fields == {"battery": 87}
         counts = gateway.counters
-        assert counts.get("rejected", device="sos-9", reason="malformed_json") == 2
+        assert counts.get("rejected", device="sos-9", reason="malformed_json") == 3
         assert counts.get("rejected", device="sos-9", reason="malformed_payload") == 1  # [1, 2]
         assert counts.get("ingress_messages", device="sos-9") == 1
         logged = [r.getMessage() for r in caplog.records if topic in r.getMessage()]
         assert len([m for m in logged if "malformed_json" in m]) == 1  # once, with its topic
+        assert counts.get("handler_errors") == 0
         assert gateway.rules.active()[0].device == "sos-9"
 
 

@@ -1,0 +1,126 @@
+"""One function per parser: bytes in, and only the parser's documented errors out.
+
+Each target raises AssertionError (a finding) when a parser fails in an unexpected way,
+e.g. an IndexError from a malformed frame, or a record that breaks the model's ranges.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tomllib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from drivers.json_map import JsonMap, JsonMapper, MalformedJsonError, parse_json
+from drivers.modbus import ModbusMap
+from drivers.modbus.frames import classify_rtu, classify_tcp, rtu_answer_length
+from drivers.modbus.planner import plan_map
+from drivers.modbus.values import decode_point
+from drivers.profile import ProfileLibrary
+from drivers.pseudonym import Pseudonymiser
+from drivers.serial_frames import SerialFormat
+from drivers.serial_frames.decode import FrameDecoder
+from drivers.serial_frames.scanner import FrameScanner, Rejected
+from gateway.config import parse_config
+from gateway.kinds import MODELS
+from gateway.model import Reading, decode, encode
+from gateway.problems import ConfigError
+
+LIBRARY = ProfileLibrary()
+KEY = Pseudonymiser(b"fuzzing-key-0123456789abcdef")
+
+
+def _check_reading(reading: Reading | None) -> None:
+    if reading is None:
+        return
+    specs = MODELS[reading.kind].readings
+    for name, value in reading.values.items():
+        assert isinstance(value, bool | int | float), (name, value)
+        assert specs[name].accepts(float(value)), (name, value)
+    assert decode(encode(reading)) == reading
+
+
+def _profiles(transport: str) -> list[Any]:
+    return [LIBRARY.get(n) for n in LIBRARY.names() if LIBRARY.get(n).transport == transport]
+
+
+def json_payload(data: bytes) -> None:
+    """MQTT ingress and HTTP push bodies through every JSON profile's mapping."""
+    try:
+        body = parse_json(data)
+    except MalformedJsonError:
+        return  # rejected as malformed_json by the drivers
+    for profile in _profiles("json"):
+        assert isinstance(profile.mapping, JsonMap)
+        decoded = JsonMapper(profile.mapping, profile.kind, "d1", KEY).decode(body, 1)
+        _check_reading(decoded.reading)
+        for event in decoded.events:
+            assert event.type in MODELS[profile.kind].events
+            card = event.fields.get("card")
+            assert card is None or str(card).startswith("p:")
+
+
+def serial_stream(data: bytes) -> None:
+    """Any byte stream through every serial profile's scanner and decoder."""
+    for profile in _profiles("serial"):
+        fmt = profile.mapping
+        assert isinstance(fmt, SerialFormat)
+        scanner = FrameScanner(fmt)
+        decoder = FrameDecoder(fmt, profile.kind, "d1", KEY)
+        half = len(data) // 2
+        scanned = scanner.feed(data[:half], 0.0) + scanner.feed(data[half:], 0.1)
+        scanned += scanner.expire(100.0) + scanner.close()
+        for item in scanned:
+            if isinstance(item, Rejected):
+                assert item.reason
+                continue
+            decoded = decoder.decode(item, 1)
+            _check_reading(decoded.reading)
+
+
+def modbus_answer(data: bytes) -> None:
+    """Any bytes as an RTU or TCP answer, and any register contents through every map."""
+    unit = data[0] if data else 1
+    function = data[1] if len(data) > 1 else 3
+    rtu_answer_length(data)
+    reason, detail = classify_rtu(data, unit, function)
+    assert isinstance(reason, str) and isinstance(detail, str)
+    reason, detail = classify_tcp(data, unit)
+    assert isinstance(reason, str) and isinstance(detail, str)
+    words = [int.from_bytes(data[i:i + 2], "big") for i in range(0, len(data) - 1, 2)]
+    for profile in _profiles("modbus"):
+        mapping = profile.mapping
+        assert isinstance(mapping, ModbusMap)
+        plan = plan_map(mapping)
+        for block in plan.full:
+            registers = (words * (block.count // max(len(words), 1) + 1))[:block.count] \
+                if words else [0] * block.count
+            bits = [bool(w & 1) for w in registers]
+            for name in block.points:
+                point = mapping.points[name]
+                # a float NaN or infinity is a ValueError: rejected as decode by the driver
+                with contextlib.suppress(ValueError):
+                    decode_point(point, block.address, bits if point.on_bits else registers)
+
+
+def config_file(data: bytes) -> None:
+    """Any text as the gateway's TOML configuration."""
+    try:
+        raw = tomllib.loads(data.decode("utf-8", "replace"))
+    except tomllib.TOMLDecodeError:
+        return
+    try:
+        parse_config(raw, Path("/nonexistent/fuzz.toml"), {})
+    except ConfigError as exc:
+        assert exc.problems
+        for problem in exc.problems:
+            assert problem.path and problem.message
+
+
+TARGETS: dict[str, Callable[[bytes], None]] = {
+    "json_payload": json_payload,
+    "serial_stream": serial_stream,
+    "modbus_answer": modbus_answer,
+    "config_file": config_file,
+}
