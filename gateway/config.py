@@ -60,6 +60,11 @@ class StoreConfig(_Strict):
 class JournalConfig(_Strict):
     path: Path = Path("journal.db")
     telemetry_capacity: int = Field(default=10_000, ge=10, le=10_000_000)
+    # disk space: events are refused (counted) first, alarms keep a reserve of their own
+    max_mb: float = Field(default=512.0, gt=0)
+    alarm_reserve_mb: float = Field(default=32.0, ge=0)
+    min_free_disk_mb: float = Field(default=64.0, ge=0)
+    prune_interval_s: float = Field(default=60.0, gt=0, le=86_400)
 
 
 class Location(_Strict):
@@ -319,6 +324,8 @@ def _cross_checks(config: GatewayConfig, base: Path, env: Any) -> list[Problem]:
     problems += _profile_checks(config, base)
     if config.broker.reconnect_max_s < config.broker.reconnect_min_s:
         problems.append(Problem("broker.reconnect_max_s", "must be >= broker.reconnect_min_s"))
+    if config.journal.alarm_reserve_mb >= config.journal.max_mb:
+        problems.append(Problem("journal.alarm_reserve_mb", "must be less than journal.max_mb"))
     if config.store.retry_max_s < config.store.retry_min_s:
         problems.append(Problem("store.retry_max_s", "must be >= store.retry_min_s"))
     for key, name in (("store.token_env", config.store.token_env),

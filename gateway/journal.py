@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -19,7 +20,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from gateway.model import Record, decode, delivery_class, encode
+from gateway.model import DeliveryClass, Record, decode, delivery_class, encode
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,26 @@ CREATE TABLE IF NOT EXISTS state (
 
 class JournalClosedError(Exception):
     """The journal was closed; nothing more can be appended."""
+
+
+class JournalFullError(Exception):
+    """No room for this record: its class's share of the quota or of the disk is used up."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class Quota:
+    """Events may fill the journal up to `max_bytes - alarm_reserve`; alarms up to all of it.
+
+    `min_free_disk` is kept free on the file system for events; alarms may use it too.
+    """
+
+    max_bytes: int = 512 * 2**20
+    alarm_reserve: int = 32 * 2**20
+    min_free_disk: int = 64 * 2**20
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,8 +93,11 @@ class _Commit:
 class Journal:
     """Append-only log with consumer cursors and a small key-value store for rule state."""
 
-    def __init__(self, path: Path, *, max_group: int = 512) -> None:
+    def __init__(self, path: Path, *, max_group: int = 512, quota: Quota | None = None) -> None:
         self._path = path
+        self._quota = quota or Quota()
+        self.used_bytes = 0  # pages in use by the database, refreshed after every commit
+        self.free_disk = 2**62  # free bytes on the journal's file system
         self._max_group = max_group
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
         self._db: sqlite3.Connection | None = None
@@ -136,6 +160,8 @@ class Journal:
         """Atomically append `records`, move one consumer's cursor and update state keys."""
         if self._closing or self._committer is None:
             raise JournalClosedError(str(self._path))
+        if records:
+            self._check_room(records)
         done: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
         job = _Commit(records, cursor, state or {}, done)
         # encode on the loop: cheap, and keeps bad records from reaching the database thread
@@ -143,6 +169,16 @@ class Journal:
         self._pending.append(job)
         self._wake.set()
         return await asyncio.shield(done)
+
+    def _check_room(self, records: Sequence[Record]) -> None:
+        q = self._quota
+        alarm = any(delivery_class(r) is DeliveryClass.ALARM for r in records)
+        if self.used_bytes >= q.max_bytes:
+            raise JournalFullError("journal_full")
+        if not alarm and self.used_bytes >= q.max_bytes - q.alarm_reserve:
+            raise JournalFullError("journal_quota")
+        if not alarm and self.free_disk < q.min_free_disk:
+            raise JournalFullError("disk_full")
 
     async def move_cursor(self, consumer: str, seq: int) -> None:
         await self.commit(cursor=(consumer, seq))
@@ -164,9 +200,9 @@ class Journal:
     async def backlog(self, consumer: str) -> int:
         return self._last_seq - await self.cursor(consumer)
 
-    async def prune(self, consumers: Iterable[str]) -> int:
-        """Delete records every named consumer has passed; returns how many went."""
-        return await self._run(self._prune_sync, list(consumers))
+    async def prune(self, consumers: Iterable[str], keep_from: int | None = None) -> int:
+        """Delete records every named consumer has passed, and older than `keep_from`."""
+        return await self._run(self._prune_sync, list(consumers), keep_from)
 
     # -- the committer ---------------------------------------------------------------
 
@@ -205,8 +241,10 @@ class Journal:
         db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=FULL")
+        db.execute("PRAGMA journal_size_limit=8388608")  # the WAL file shrinks back to 8 MiB
         db.executescript(_SCHEMA)
         self._db = db
+        self._measure(db)
         row = db.execute("SELECT seq FROM sqlite_sequence WHERE name='records'").fetchone()
         return int(row[0]) if row else 0
 
@@ -246,11 +284,21 @@ class Journal:
             db.execute("ROLLBACK")
             raise
         written = sum(len(s) for s in out)
+        self._measure(db)
         self.commits += 1
         self.records_written += written
         if written:
             self._last_seq = max(self._last_seq, max(s[-1] for s in out if s))
         return out
+
+    def _measure(self, db: sqlite3.Connection) -> None:
+        pages = db.execute("PRAGMA page_count").fetchone()[0]
+        free_pages = db.execute("PRAGMA freelist_count").fetchone()[0]
+        page_size = db.execute("PRAGMA page_size").fetchone()[0]
+        # the database as committed, WAL included; the WAL file itself is bounded apart
+        self.used_bytes = (pages - free_pages) * page_size
+        stat = os.statvfs(self._path.parent)
+        self.free_disk = stat.f_bavail * stat.f_frsize
 
     def _cursor_sync(self, consumer: str) -> int:
         row = self._conn().execute(
@@ -279,10 +327,12 @@ class Journal:
         row = self._conn().execute("SELECT value FROM state WHERE key=?", (key,)).fetchone()
         return bytes(row[0]) if row else None
 
-    def _prune_sync(self, consumers: list[str]) -> int:
+    def _prune_sync(self, consumers: list[str], keep_from: int | None) -> int:
         if not consumers:
             return 0
         floor = min(self._cursor_sync(c) for c in consumers)
+        if keep_from is not None:
+            floor = min(floor, keep_from - 1)
         cur = self._conn().execute("DELETE FROM records WHERE seq <= ?", (floor,))
         return cur.rowcount
 

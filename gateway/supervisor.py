@@ -21,7 +21,7 @@ from drivers.registry import Context, build_drivers
 from gateway.clock import Clock, SystemClock
 from gateway.config import AnyDevice, GatewayConfig, GpioDevice, Location, ModbusDevice, MqttDevice
 from gateway.counters import Counters
-from gateway.journal import Journal
+from gateway.journal import Journal, JournalFullError, Quota
 from gateway.kinds import make_event
 from gateway.metrics import MetricsServer
 from gateway.model import AckCommand, Alert, DeviceEvent, Reading, new_id
@@ -65,7 +65,11 @@ class Gateway:
         self.clock = clock or SystemClock()
         self.counters = Counters()
         self.topics = Topics(config.site)
-        self.journal = Journal(config.journal.path)
+        mb = 2**20
+        self.journal = Journal(config.journal.path, quota=Quota(
+            max_bytes=int(config.journal.max_mb * mb),
+            alarm_reserve=int(config.journal.alarm_reserve_mb * mb),
+            min_free_disk=int(config.journal.min_free_disk_mb * mb)))
         self.telemetry = TelemetryBuffer(config.journal.telemetry_capacity, self.counters)
         self.board = StatusBoard()
         self.link = MqttLink(
@@ -114,7 +118,15 @@ class Gateway:
         ts = self._events_timeline.stamp(event.device, event.ts)
         if ts != event.ts:
             event = msgspec.structs.replace(event, ts=ts)
-        await self.journal.append(event)
+        try:
+            await self.journal.append(event)
+        except JournalFullError as exc:
+            # the journal is refused to events before alarms: this is the counted loss
+            self.counters.inc("dropped", cls=event.cls.value, reason=exc.reason)
+            self.counters.log_once(log, ("journal", exc.reason), "journal has no room (%s): "
+                                   "%s events are refused and counted; alarms are still "
+                                   "accepted", exc.reason, event.cls.value)
+            return
         self.seen(event.device)
         self.counters.inc("events_accepted", cls=event.cls.value)
 
@@ -157,6 +169,7 @@ class Gateway:
                 task("gw.sink.store", self.store_sink.run),
                 group.create_task(supervise(self.board, self.clock), name="gw.liveness"),
                 task("gw.status.events", self._journal_status_changes),
+                task("gw.journal.prune", self._prune),
                 group.create_task(keep_writing(status_path(self.config.journal.path),
                                                self.snapshot, self.clock),
                                   name="gw.status.file"),
@@ -217,6 +230,15 @@ class Gateway:
                 continue  # a device found at start is news to nobody
             ts = self.clock.now_ms()
             await self.journal.append(make_event(kind, device, new.value, ts))
+
+    async def _prune(self) -> None:
+        """Delete what every consumer has passed; SQLite reuses the freed pages."""
+        while True:
+            await self.clock.sleep(self.config.journal.prune_interval_s)
+            gone = await self.journal.prune(["mqtt", "store", "rules"],
+                                            keep_from=self.mqtt_sink.replay_floor)
+            if gone:
+                log.debug("pruned %d journal record(s)", gone)
 
     def sink_cursors(self) -> dict[str, int]:
         return {"mqtt": self.mqtt_sink.cursor, "store": self.store_sink.cursor}

@@ -90,6 +90,11 @@ class MqttSink:
     def cursor(self) -> int:
         return self._cursor
 
+    @property
+    def replay_floor(self) -> int:
+        """The oldest record a replay after a broker loss may publish again."""
+        return self._confirmed[0][1] if self._confirmed else self._cursor + 1
+
     def _rewind(self, lost_at: float | None) -> None:
         """Go back to the first batch the broker confirmed within the window before the loss."""
         if lost_at is None:

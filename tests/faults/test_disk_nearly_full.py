@@ -1,0 +1,87 @@
+"""Disk nearly full and journal quota: events are refused first, alarms still get through."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import aiomqtt
+
+from gateway.journal import Journal, JournalFullError, Quota
+from gateway.kinds import make_event
+from gateway.model import DeviceKind
+from gateway.services import Mosquitto, VictoriaMetrics
+from gateway.supervisor import Gateway
+from tests.faults.oracle import Observer, accepted_alarms, judge
+from tests.helpers import eventually, make_config, running, sos_mqtt, unique_site
+
+
+async def test_disk_nearly_full_refuses_events_not_alarms(
+    tmp_path: Path, mosquitto: Mosquitto, victoria: VictoriaMetrics
+) -> None:
+    site = unique_site("fault-disk")
+    topic = f"vendor/{site}/sos-1"
+    stat = os.statvfs(tmp_path)
+    free_mb = stat.f_bavail * stat.f_frsize / 2**20
+    device = sos_mqtt("sos-1", topic)
+    device["mqtt"]["events"] = {"single": "press", "low": "low_battery"}
+    # the file system is "nearly full": less free space than the journal must keep free
+    config = make_config(tmp_path, site=site, broker_port=mosquitto.port,
+                         store_url=victoria.url, devices=[device],
+                         journal={"path": str(tmp_path / "journal.db"),
+                                  "min_free_disk_mb": free_mb + 1024})
+    async with Observer(mosquitto.port, site) as observer, running(Gateway(config)) as gateway, \
+            aiomqtt.Client("127.0.0.1", mosquitto.port, identifier=f"src-{site}") as source:
+        await eventually(lambda: gateway.link.connected, what="connected")
+        for n in range(100):
+            action = b"single" if n % 2 else b"low"
+            await source.publish(topic, b'{"action": "' + action + b'"}', qos=1)
+        await eventually(lambda: gateway.counters.get("ingress_messages") == 100,
+                         what="all handled")
+        assert gateway.counters.get("dropped", cls="event", reason="disk_full") == 50
+        assert gateway.counters.get("events_accepted", cls="alarm") == 50
+        await eventually(lambda: gateway.store_sink.cursor >= gateway.journal.last_seq
+                         and gateway.mqtt_sink.cursor >= gateway.journal.last_seq,
+                         what="sinks caught up")
+        accepted = await accepted_alarms(config.journal.path)
+
+        async def delivered() -> bool:
+            v = await judge(accepted, observer.events, victoria.url, site)
+            return v.lost_mqtt == 0 and v.lost_store == 0
+
+        await eventually(delivered, what="alarms delivered")
+        verdict = await judge(accepted, observer.events, victoria.url, site)
+    verdict.extra["refused_events"] = 50
+    verdict.print("disk nearly full")
+    assert verdict.accepted == 50
+    assert (verdict.lost_mqtt, verdict.lost_store, verdict.store_duplicates) == (0, 0, 0)
+
+
+async def test_quota_keeps_a_reserve_for_alarms(tmp_path: Path) -> None:
+    quota = Quota(max_bytes=400_000, alarm_reserve=200_000, min_free_disk=0)
+    async with Journal(tmp_path / "j.db", quota=quota) as journal:
+        big = {f"f{n}": n for n in range(60)}
+        events = 0
+        try:
+            while True:
+                await journal.append(make_event(DeviceKind.SMOKE, "s1", "fault", events, big))
+                events += 1
+        except JournalFullError as exc:
+            assert exc.reason == "journal_quota"
+        assert journal.used_bytes >= quota.max_bytes - quota.alarm_reserve
+        alarms = 0
+        try:
+            while True:
+                await journal.append(make_event(DeviceKind.SMOKE, "s1", "alarm", alarms, big))
+                alarms += 1
+        except JournalFullError as exc:
+            assert exc.reason == "journal_full"
+        assert events > 50
+        assert alarms > 50  # the reserve held room for alarms after events were refused
+        # once the sinks have passed them, records are pruned and the room comes back
+        for consumer in ("mqtt", "store", "rules"):
+            await journal.move_cursor(consumer, journal.last_seq)
+        assert await journal.prune(["mqtt", "store", "rules"]) == events + alarms
+        await journal.move_cursor("x", 0)  # any commit measures the journal again
+        assert journal.used_bytes < quota.max_bytes - quota.alarm_reserve
+        await journal.append(make_event(DeviceKind.SMOKE, "s1", "fault", 10**6, big))
