@@ -26,6 +26,11 @@ def main() -> None:
         parser.error(f"unknown target {args.target}; known: {', '.join(TARGETS)}")
     argv = [sys.argv[0], f"-max_total_time={args.seconds}", "-print_final_stats=1"]
     if args.corpus:
+        from pathlib import Path
+
+        from fuzz.seeds import write_seeds
+
+        write_seeds(args.target, Path(args.corpus))  # real payloads to start from
         argv.append(args.corpus)
     atheris.Setup(argv, TARGETS[args.target])
     atheris.Fuzz()
