@@ -108,26 +108,43 @@ class Mosquitto(_Process):
 
     name = "mosquitto"
 
-    def __init__(self, workdir: Path, port: int | None = None, *, persistence: bool = False
-                 ) -> None:
+    def __init__(self, workdir: Path, port: int | None = None, *, persistence: bool = False,
+                 tls: tuple[Path, Path, Path] | None = None,
+                 passwords: dict[str, str] | None = None) -> None:
+        """`tls` is (CA, certificate, key); `passwords` turns anonymous access off."""
         super().__init__(workdir, port)
         self.persistence = persistence
+        self.tls = tls
+        self.passwords = passwords
 
     def command(self) -> list[str]:
         conf = self.workdir / "mosquitto.conf"
         lines = [
             f"listener {self.port} 127.0.0.1",
-            "allow_anonymous true",
+            f"allow_anonymous {'false' if self.passwords else 'true'}",
             "max_queued_messages 100000",
             f"persistence {'true' if self.persistence else 'false'}",
             f"persistence_location {self.workdir}/",
         ]
         if os.geteuid() == 0:
             lines.append("user root")  # otherwise it drops to 'mosquitto', who cannot write here
+        if self.tls is not None:
+            ca, cert, key = self.tls
+            lines += [f"cafile {ca}", f"certfile {cert}", f"keyfile {key}"]
+        if self.passwords:
+            password_file = self.workdir / "passwords"
+            password_file.write_text("".join(f"{u}:{p}\n" for u, p in self.passwords.items()))
+            password_file.chmod(0o600)
+            # hash the plain-text entries in place
+            subprocess.run([find_binary("mosquitto_passwd"), "-U", str(password_file)],
+                           check=True, capture_output=True)
+            lines.append(f"password_file {password_file}")
         conf.write_text("\n".join(lines) + "\n")
         return [find_binary("mosquitto"), "-c", str(conf)]
 
     def ready(self) -> bool:
+        if self.tls is not None:  # a plain TCP connect would fill its log with TLS errors
+            return "running" in (self.workdir / f"{self.name}.log").read_text(errors="replace")
         with contextlib.suppress(OSError), socket.create_connection(
             ("127.0.0.1", self.port), timeout=0.2
         ):

@@ -1,0 +1,101 @@
+"""The local bus secured: TLS with server-certificate verification, credentials, no secrets
+in the logs."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from gateway.config import GatewayConfig
+from gateway.services import Mosquitto
+from gateway.supervisor import Gateway
+from tests.helpers import eventually, make_config, running, unique_site
+
+PASSWORD = "s3cret-Pa55word-not-for-logs"
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+def _ca(directory: Path, name: str) -> tuple[Path, Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+             "-subj", f"/CN={name}", "-keyout", "ca.key", "-out", "ca.crt", cwd=directory)
+    return directory / "ca.crt", directory / "ca.key"
+
+
+@pytest.fixture
+def pki(tmp_path: Path) -> dict[str, Path]:
+    ca_crt, _ = _ca(tmp_path / "ca", "compound test CA")
+    other_ca, _ = _ca(tmp_path / "other", "someone else's CA")
+    d = tmp_path / "ca"
+    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost",
+             "-keyout", "server.key", "-out", "server.csr", cwd=d)
+    (d / "ext.cnf").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    _openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+             "-CAcreateserial", "-days", "2", "-extfile", "ext.cnf", "-out", "server.crt",
+             cwd=d)
+    return {"ca": ca_crt, "cert": d / "server.crt", "key": d / "server.key",
+            "other_ca": other_ca}
+
+
+@pytest.fixture
+def secure_broker(tmp_path: Path, pki: dict[str, Path]) -> Iterator[Mosquitto]:
+    broker = Mosquitto(tmp_path / "mosquitto", tls=(pki["ca"], pki["cert"], pki["key"]),
+                       passwords={"gateway": PASSWORD})
+    broker.start()
+    yield broker
+    broker.stop()
+
+
+def _config(tmp_path: Path, port: int, ca: Path, monkeypatch: pytest.MonkeyPatch,
+            password: str = PASSWORD) -> GatewayConfig:
+    monkeypatch.setenv("SCGW_TEST_MQTT_PASSWORD", password)
+    return make_config(
+        tmp_path, site=unique_site("tls"), shutdown_timeout_s=0.3,
+        broker={"host": "127.0.0.1", "port": port, "username": "gateway",
+                "password_env": "SCGW_TEST_MQTT_PASSWORD", "tls": {"ca_file": str(ca)},
+                "reconnect_min_s": 0.1, "reconnect_max_s": 0.3})
+
+
+async def test_tls_with_credentials_connects(tmp_path: Path, secure_broker: Mosquitto,
+                                             pki: dict[str, Path],
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    config = _config(tmp_path, secure_broker.port, pki["ca"], monkeypatch)
+    async with running(Gateway(config)) as gateway:
+        await eventually(lambda: gateway.link.connected, what="connected over TLS")
+
+
+async def test_a_broker_with_a_certificate_from_another_ca_is_refused(
+    tmp_path: Path, secure_broker: Mosquitto, pki: dict[str, Path],
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:
+    config = _config(tmp_path, secure_broker.port, pki["other_ca"], monkeypatch)
+    caplog.set_level(logging.DEBUG)
+    async with running(Gateway(config)) as gateway:
+        await eventually(lambda: gateway.counters.get("mqtt_disconnects") >= 2,
+                         what="connection attempts refused")
+        assert not gateway.link.connected
+    assert "certificate verify failed" in caplog.text
+    assert PASSWORD not in caplog.text
+
+
+async def test_wrong_password_is_refused_and_never_logged(
+    tmp_path: Path, secure_broker: Mosquitto, pki: dict[str, Path],
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:
+    wrong = "Wr0ng-pa55word-also-secret"
+    config = _config(tmp_path, secure_broker.port, pki["ca"], monkeypatch, password=wrong)
+    caplog.set_level(logging.DEBUG)
+    async with running(Gateway(config)) as gateway:
+        await eventually(lambda: gateway.counters.get("mqtt_disconnects") >= 2,
+                         what="connection attempts refused")
+        assert not gateway.link.connected
+    assert "unavailable" in caplog.text
+    assert wrong not in caplog.text
+    assert PASSWORD not in caplog.text
