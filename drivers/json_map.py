@@ -52,6 +52,18 @@ class JsonMap(_Strict):
             if r.reading not in model.readings:
                 out.append((f"readings[{i}].reading",
                             f"{r.reading!r} is not a reading of {kind} devices"))
+        ignored = set(self.ignore)
+        used = [(f"readings[{i}].path", r.path) for i, r in enumerate(self.readings)]
+        used += [(f"events[{i}].path", e.path) for i, e in enumerate(self.events)]
+        if self.card is not None:
+            used.append(("card", self.card))
+        for key, path in used:
+            if path in ignored or any(path.startswith(p + ".") for p in ignored):
+                out.append((key, f"{path!r} is listed under ignore: personal data is never "
+                                 "mapped"))
+        if self.card is not None and kind is DeviceKind.TEMP_GATE:
+            out.append(("card", "temperature readings are never tied to a person: no card "
+                                "for temp_gate devices"))
         for i, e in enumerate(self.events):
             if (e.event is None) == (not e.map):
                 out.append((f"events[{i}]", "give either event (with equals) or map"))
@@ -148,9 +160,13 @@ class JsonMapper:
             if raw is _MISSING:
                 continue
             if e.on_change:
-                changed = self._last.get(index, _MISSING) != raw
+                previous = self._last.get(index, _MISSING)
                 self._last[index] = raw
-                if not changed:
+                if previous == raw:
+                    continue
+                # the first report after a start tells a present condition (an alarm
+                # standing), not every quiet flag: no flood of "cleared" events
+                if previous is _MISSING and not raw:
                     continue
             if e.event is not None:
                 if raw == e.equals:

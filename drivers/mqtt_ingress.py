@@ -84,7 +84,8 @@ class MqttIngress:
         if decoded.problems and decoded.reading is None and not decoded.events:
             return
         self._intake.seen(device.id)
-        self._counters.recovered(device.id)
+        if not decoded.problems:
+            self._counters.recovered(device.id)
         if decoded.reading is not None:
             self._intake.reading(decoded.reading)
         for event in decoded.events:

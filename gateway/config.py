@@ -278,6 +278,12 @@ def _cross_checks(config: GatewayConfig, base: Path, env: Any) -> list[Problem]:
                         f"devices[{index}].mqtt.events.{raw}",
                         f"{event_type!r} is not an event of {device.kind} devices "
                         f"(known: {', '.join(sorted(model.events))})", device.id))
+            for n, reading in enumerate(device.mqtt.readings):
+                if reading not in model.readings:
+                    problems.append(Problem(
+                        f"devices[{index}].mqtt.readings[{n}]",
+                        f"{reading!r} is not a reading of {device.kind} devices "
+                        f"(known: {', '.join(sorted(model.readings))})", device.id))
             if device.mqtt.events and not device.mqtt.event_key:
                 problems.append(Problem(f"devices[{index}].mqtt.event_key",
                                         "events need an event_key", device.id))
@@ -333,6 +339,10 @@ def _cross_checks(config: GatewayConfig, base: Path, env: Any) -> list[Problem]:
                       ("pseudonym_key_env", config.pseudonym_key_env)):
         if name and name not in env:
             problems.append(Problem(key, f"environment variable {name} is not set"))
+    key_env = config.pseudonym_key_env
+    if key_env and key_env in env and len(env[key_env].encode()) < 16:
+        problems.append(Problem("pseudonym_key_env", f"the key in {key_env} needs at least "
+                                "16 bytes"))
     for index, rule_file in enumerate(config.rule_files):
         path = rule_file if rule_file.is_absolute() else base / rule_file
         if not path.is_file():

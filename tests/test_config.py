@@ -91,6 +91,24 @@ def test_ingress_event_types_must_exist_in_the_kind_model(tmp_path: Path) -> Non
     assert "'explode' is not an event of elder_button devices" in problem.message
 
 
+def test_inline_readings_must_exist_in_the_kind_model(tmp_path: Path) -> None:
+    text = GOOD.replace('events = { single = "press" } }',
+                        'events = { single = "press" }, readings = ["batery"] }')
+    with pytest.raises(ConfigError) as caught:
+        load_config(_write(tmp_path, text))
+    (problem,) = caught.value.problems
+    assert problem.path == "devices[1].mqtt.readings[0]"
+    assert "'batery' is not a reading of elder_button devices" in problem.message
+
+
+def test_a_short_pseudonym_key_is_refused(tmp_path: Path) -> None:
+    text = 'pseudonym_key_env = "K"\n' + GOOD
+    with pytest.raises(ConfigError) as caught:
+        load_config(_write(tmp_path, text), env={"K": "short"})
+    assert [p.path for p in caught.value.problems] == ["pseudonym_key_env"]
+    load_config(_write(tmp_path, text), env={"K": "long-enough-key-0123"})
+
+
 def test_toml_syntax_error_names_line(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_config(_write(tmp_path, 'site = "c1"\n[store\n'))
