@@ -104,7 +104,43 @@ class AckCommand(msgspec.Struct, frozen=True, kw_only=True, tag="ack", tag_field
     by: str
 
 
-Record = Reading | DeviceEvent | Alert | AckCommand
+class NotifyReason(enum.StrEnum):
+    ESCALATION = "escalation"  # a step of the rule's escalation policy came due
+    RESOLVED = "resolved"  # the alert ended: tell every group that was told it began
+
+
+class Notify(msgspec.Struct, frozen=True, kw_only=True, tag="notify", tag_field="rec"):
+    """Tell one contact group about an alert.
+
+    `id` is deterministic, `{alert_id}:{step}:{round}` for escalation steps and
+    `{alert_id}:resolved:{group}` for the end, so a replayed intent is recognised as the
+    same one and delivered once.
+    """
+
+    v: int = SCHEMA_VERSION
+    id: str
+    ts: int
+    alert_id: str
+    rule: str
+    device: str  # the alert's key: a device id, or a place such as building-3
+    severity: Severity
+    reason: NotifyReason
+    step: int
+    round: int
+    group: str
+    targets: tuple[str, ...]  # apprise URLs or mqtt://topic; empty: nobody is set up
+    message: str
+
+    @staticmethod
+    def step_id(alert_id: str, step: int, round_: int) -> str:
+        return f"{alert_id}:{step}:{round_}"
+
+    @staticmethod
+    def resolved_id(alert_id: str, group: str) -> str:
+        return f"{alert_id}:resolved:{group}"
+
+
+Record = Reading | DeviceEvent | Alert | AckCommand | Notify
 
 _encoder = msgspec.json.Encoder()
 _record_decoder = msgspec.json.Decoder(Record)
@@ -123,7 +159,7 @@ def decode(data: bytes | str) -> Record:
 def delivery_class(record: Record) -> DeliveryClass:
     if isinstance(record, Reading):
         return DeliveryClass.TELEMETRY
-    if isinstance(record, Alert):
+    if isinstance(record, Alert | Notify):
         return DeliveryClass.ALARM
     if isinstance(record, DeviceEvent):
         return record.cls

@@ -64,6 +64,8 @@ class Count:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Rule:
+    """One rule, checked and compiled; docs/rules.md describes each part."""
+
     id: str
     file: Path
     line: int
@@ -81,6 +83,7 @@ class Rule:
     message: Template
     resolve_message: Template
     escalation: str | None = None
+    escalation_line: int = 0
     min_refire_ms: int = 0
 
     @property
@@ -90,6 +93,8 @@ class Rule:
 
 @dataclass(frozen=True, slots=True)
 class Step:
+    """Notify `group` once the alert has been firing for `after_ms`."""
+
     after_ms: int
     group: str
 

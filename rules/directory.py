@@ -12,6 +12,8 @@ from gateway.model import DeviceKind
 
 @dataclass(frozen=True, slots=True)
 class DeviceInfo:
+    """What the engine needs to know about a device besides its records."""
+
     kind: DeviceKind
     location: Location = field(default_factory=Location)
 

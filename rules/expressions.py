@@ -68,9 +68,11 @@ def compile_expression(
 ) -> tuple[Expression | None, list[ExprIssue]]:
     """Check `source` against the record's `fields` and compile it; every issue is listed."""
     try:
-        tree = ast.parse(source.strip(), mode="eval")
+        # parenthesised so that an expression may span lines; "(" keeps the line numbers
+        tree = ast.parse("(" + source.strip() + "\n)", mode="eval")
     except SyntaxError as exc:
-        offset = (exc.lineno or 1) - 1
+        # an unfinished expression is reported on the closing line we added: keep it on its own
+        offset = min((exc.lineno or 1) - 1, source.strip().count("\n"))
         return None, [ExprIssue(f"expression {source.strip()!r} is not valid: {exc.msg}",
                                 offset)]
     checker = _Checker(fields)
@@ -190,16 +192,17 @@ class _Checker:
         return (lambda v: op(left(v), right(v))), FieldType.NUMBER
 
     def _compare(self, node: ast.Compare) -> Checked:
+        refused = [cmp for cmp in node.ops if type(cmp) not in _COMPARE]
+        if refused:
+            names = {ast.In: "in", ast.NotIn: "not in", ast.Is: "is", ast.IsNot: "is not"}
+            self.issue(node, f"the comparison {names.get(type(refused[0]), '?')} is not "
+                             "allowed (use < <= > >= == !=)")
+            return None, FieldType.BOOL
         operands = [self.visit(node.left), *(self.visit(c) for c in node.comparators)]
         steps: list[tuple[Callable[[Any, Any], bool], Evaluator, Evaluator]] = []
         broken = False
         for index, cmp in enumerate(node.ops):
-            op = _COMPARE.get(type(cmp))
-            if op is None:
-                self.issue(node, f"the comparison {type(cmp).__name__.lower()} is not allowed "
-                                 "(use < <= > >= == !=)")
-                broken = True
-                continue
+            op = _COMPARE[type(cmp)]
             (lf, lt), (rf, rt) = operands[index], operands[index + 1]
             if lt is not None and rt is not None:
                 if lt is not rt:

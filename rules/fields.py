@@ -10,6 +10,8 @@ from gateway.model import DeviceKind
 
 
 class FieldType(enum.Enum):
+    """The type of a field or expression, as rule expressions see it."""
+
     NUMBER = "number"
     TEXT = "text"
     BOOL = "true/false"

@@ -6,56 +6,56 @@ A rules directory holds *.yaml files, each a mapping with `rules:` (a list) and/
 
 from __future__ import annotations
 
-import json
-import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TypeVar
 
-from gateway.kinds import MODELS
-from gateway.model import DeviceKind, Severity
-from rules.conditions import Condition, build_condition
 from rules.contacts import Contacts
-from rules.definition import READING, Clear, Count, EscalationPolicy, Match, Rule, RulePack, Step
-from rules.directory import KeyBy
-from rules.fields import FieldType, common_fields
+from rules.definition import EscalationPolicy, Rule, RulePack, Step
 from rules.problems import RuleError, RuleProblem
+from rules.rule_reader import RuleReader
 from rules.source import Node, parse_duration, parse_yaml
-from rules.templates import Template, check_template
-
-# rule ids become MQTT topic levels: no '/', '+' or '#'
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-_RULE_KEYS = ("id", "description", "match", "condition", "consecutive", "at_once", "for",
-              "count", "absence", "clear", "key", "severity", "message", "resolve_message",
-              "escalation", "min_refire")
-_MATCH_KEYS = ("kind", "type", "devices", "building", "unit", "floor")
-_CLEAR_KEYS = ("type", "condition", "after", "latch")
-ANY = "any"
-
-E = TypeVar("E", KeyBy, Severity)
 
 
-def load_pack(path: Path, contacts: Contacts | None = None) -> RulePack:
-    """Load every rule file under `path` (a directory or one file); raise RuleError if any
-    has a mistake."""
+def load_pack(path: Path | Sequence[Path], contacts: Contacts | None = None) -> RulePack:
+    """Load every rule file under `path` (a directory, a file, or a list of them); raise
+    RuleError if any has a mistake."""
     pack, problems = read_pack(path, contacts)
     if problems:
         raise RuleError(problems)
     return pack
 
 
-def read_pack(path: Path, contacts: Contacts | None = None) -> tuple[RulePack, list[RuleProblem]]:
+def read_pack(
+    path: Path | Sequence[Path], contacts: Contacts | None = None
+) -> tuple[RulePack, list[RuleProblem]]:
     """The rules that loaded cleanly, and every problem found."""
-    files = sorted([*path.glob("*.yaml"), *path.glob("*.yml")]) if path.is_dir() else [path]
     problems: list[RuleProblem] = []
-    if not files:
-        problems.append(RuleProblem(path, 1, None, "no rule files (*.yaml) here"))
-    rules: list[Rule] = []
-    policies: dict[str, tuple[EscalationPolicy, Path, int]] = {}
-    seen: dict[str, Rule] = {}
+    files: list[Path] = []
+    for place in [path] if isinstance(path, Path) else path:
+        found = sorted([*place.glob("*.yaml"), *place.glob("*.yml")]) if place.is_dir() \
+            else [place]
+        if not found:
+            problems.append(RuleProblem(place, 1, None, "no rule files (*.yaml) here"))
+        files += found
+    read = []
     for file in files:
         file_rules, file_policies, file_problems = _read_file(file)
         problems += file_problems
+        read.append((file, file_rules, file_policies))
+    pack, more = _assemble(read, contacts)
+    return pack, sorted(problems + more)
+
+
+def _assemble(
+    read: list[tuple[Path, list[Rule], dict[str, tuple[EscalationPolicy, int]]]],
+    contacts: Contacts | None,
+) -> tuple[RulePack, list[RuleProblem]]:
+    """One pack from the files' rules and policies, checking what spans files."""
+    problems: list[RuleProblem] = []
+    rules: list[Rule] = []
+    policies: dict[str, tuple[EscalationPolicy, Path, int]] = {}
+    seen: dict[str, Rule] = {}
+    for file, file_rules, file_policies in read:
         for rule in file_rules:
             if rule.id in seen:
                 first = seen[rule.id]
@@ -73,7 +73,7 @@ def read_pack(path: Path, contacts: Contacts | None = None) -> tuple[RulePack, l
             policies[name] = (policy, file, line)
     for rule in rules:
         if rule.escalation is not None and rule.escalation not in policies:
-            problems.append(RuleProblem(rule.file, rule.line, rule.id,
+            problems.append(RuleProblem(rule.file, rule.escalation_line, rule.id,
                                         f"no escalation policy {rule.escalation!r} (known: "
                                         f"{', '.join(sorted(policies)) or 'none'})"))
     if contacts is not None:
@@ -83,7 +83,16 @@ def read_pack(path: Path, contacts: Contacts | None = None) -> tuple[RulePack, l
                     problems.append(RuleProblem(file, line, None, f"escalation {name}: no "
                                                 f"contacts for group {step.group!r}"))
     ok = [r for r in rules if r.escalation is None or r.escalation in policies]
-    return RulePack(tuple(ok), {n: p for n, (p, _, _) in policies.items()}), sorted(problems)
+    return RulePack(tuple(ok), {n: p for n, (p, _, _) in policies.items()}), problems
+
+
+def pack_from_text(text: str, file: Path = Path("<rules>")) -> RulePack:
+    """A pack from the text of one rule file; raise RuleError if it has a mistake."""
+    rules, policies, problems = _read_text(text, file)
+    pack, more = _assemble([(file, rules, policies)], None)
+    if problems or more:
+        raise RuleError(sorted(problems + more))
+    return pack
 
 
 def _read_file(
@@ -93,6 +102,12 @@ def _read_file(
         text = file.read_text(encoding="utf-8")
     except OSError as exc:
         return [], {}, [RuleProblem(file, 1, None, f"cannot read: {exc.strerror}")]
+    return _read_text(text, file)
+
+
+def _read_text(
+    text: str, file: Path
+) -> tuple[list[Rule], dict[str, tuple[EscalationPolicy, int]], list[RuleProblem]]:
     root, problems = parse_yaml(text, file)
     if root is None:
         return [], {}, problems
@@ -111,7 +126,7 @@ def _read_file(
             problems.append(RuleProblem(file, rule_list.line, None, "rules: is a list"))
         else:
             for node in rule_list.value:
-                reader = _RuleReader(file, node)
+                reader = RuleReader(file, node)
                 rule = reader.read()
                 problems += reader.problems
                 if rule is not None:
@@ -183,334 +198,3 @@ def _read_policy(
     if not steps:
         return None
     return EscalationPolicy(name=name, steps=tuple(steps), repeat_ms=repeat_ms)
-
-
-class _RuleReader:
-    """Reads one rule, collecting every problem instead of stopping at the first."""
-
-    def __init__(self, file: Path, node: Node) -> None:
-        self.file = file
-        self.node = node
-        self.problems: list[RuleProblem] = []
-        self.rule_id: str | None = None
-
-    def report(self, line: int, message: str) -> None:
-        self.problems.append(RuleProblem(self.file, line, self.rule_id, message))
-
-    def read(self) -> Rule | None:
-        node = self.node
-        if not isinstance(node.value, dict):
-            self.report(node.line, "a rule is a mapping with id:, match:, message: ...")
-            return None
-        spec = node.value
-        id_node = spec.get("id")
-        if id_node is None or not isinstance(id_node.value, str) or not _ID.match(id_node.value):
-            self.report(id_node.line if id_node else node.line,
-                        "id: is required: letters, digits, '.', '_' or '-' (no '/')")
-        else:
-            self.rule_id = id_node.value
-        for key in spec:
-            if key not in _RULE_KEYS:
-                self.report(node.key_lines[key], _unknown(key, _RULE_KEYS))
-        start = len(self.problems)
-        match = self._match(spec.get("match"))
-        kinds = match.kinds if match else frozenset()
-        readings = bool(match and READING in match.types)
-        fields = common_fields(kinds, readings=readings) if kinds else {}
-        absence_ms = self._duration(spec, "absence", positive=True)
-        condition = self._condition(spec.get("condition"), fields, readings, match is not None)
-        at_once = self._condition(spec.get("at_once"), fields, readings, match is not None)
-        for_ms = self._duration(spec, "for") or 0
-        consecutive = self._int(spec.get("consecutive"), 1, low=1)
-        count = self._count(spec.get("count"))
-        clear = self._clear(spec.get("clear"), match, fields, readings)
-        key = self._choice(spec.get("key"), KeyBy, KeyBy.DEVICE, "key")
-        severity = self._choice(spec.get("severity"), Severity, Severity.MAJOR, "severity")
-        message = self._template(spec.get("message"), required=True)
-        resolve = self._template(spec.get("resolve_message"), required=False)
-        escalation = self._text(spec.get("escalation"), "escalation")
-        min_refire_ms = self._duration(spec, "min_refire") or 0
-        self._cross_check(spec, match, readings, condition, absence_ms, for_ms, consecutive,
-                          at_once, count, clear, key)
-        if len(self.problems) > start or self.rule_id is None or match is None \
-                or clear is None or message is None:
-            return None
-        return Rule(
-            id=self.rule_id, file=self.file, line=node.line,
-            fingerprint=json.dumps(node.plain(), sort_keys=True),
-            match=match, condition=condition, clear=clear, for_ms=for_ms,
-            consecutive=consecutive, at_once=at_once, count=count, absence_ms=absence_ms,
-            key=key, severity=severity, message=message,
-            resolve_message=resolve or Template("Resolved: " + message.text),
-            escalation=escalation, min_refire_ms=min_refire_ms,
-        )
-
-    # -- parts -----------------------------------------------------------------------
-
-    def _match(self, node: Node | None) -> Match | None:
-        if node is None or not isinstance(node.value, dict):
-            self.report(node.line if node else self.node.line,
-                        "match: is required: {kind: ..., type: ...}")
-            return None
-        spec = node.value
-        for key in spec:
-            if key not in _MATCH_KEYS:
-                self.report(node.key_lines[key], _unknown(key, _MATCH_KEYS))
-        kinds = self._kinds(spec.get("kind"), node)
-        types = self._types(spec.get("type"), node, kinds, "type", allow_any=True)
-        if kinds is None or types is None:
-            return None
-        devices = self._texts(spec.get("devices"), "devices")
-        buildings = self._texts(spec.get("building"), "building")
-        units = self._texts(spec.get("unit"), "unit")
-        floors = self._floors(spec.get("floor"))
-        return Match(kinds=kinds, types=types, devices=tuple(devices or ()),
-                     buildings=None if buildings is None else frozenset(buildings),
-                     units=None if units is None else frozenset(units),
-                     floors=floors)
-
-    def _kinds(self, node: Node | None, parent: Node) -> frozenset[DeviceKind] | None:
-        if node is None:
-            self.report(parent.line, f"match.kind is required ({', '.join(DeviceKind)} or any)")
-            return None
-        if node.value == ANY:
-            return frozenset(DeviceKind)
-        names = self._texts(node, "kind") or []
-        kinds: set[DeviceKind] = set()
-        for name in names:
-            try:
-                kinds.add(DeviceKind(name))
-            except ValueError:
-                self.report(node.line, f"unknown kind {name!r} (known: "
-                                       f"{', '.join(DeviceKind)}, any)")
-                return None
-        return frozenset(kinds) if kinds else None
-
-    def _types(
-        self, node: Node | None, parent: Node, kinds: frozenset[DeviceKind] | None, what: str,
-        *, allow_any: bool,
-    ) -> frozenset[str] | None:
-        if node is None:
-            self.report(parent.line, f"{what} is required: an event type, a list of them, "
-                                     f"or {READING}")
-            return None
-        names = self._texts(node, what)
-        if names is None or kinds is None:
-            return None
-        if allow_any and names == [ANY]:
-            return frozenset({READING, *(t for k in kinds for t in MODELS[k].events)})
-        out: set[str] = set()
-        for name in names:
-            if name == READING:
-                out.add(name)
-                continue
-            lacking = sorted(k for k in kinds if name not in MODELS[k].events)
-            if lacking:
-                known = sorted(set.intersection(*(set(MODELS[k].events) for k in kinds)))
-                self.report(node.line, f"{name!r} is not an event of {', '.join(lacking)} "
-                                       f"devices (known: {', '.join(known)}, {READING})")
-                return None
-            out.add(name)
-        if READING in out and len(out) > 1:
-            self.report(node.line, f"a rule matches either {READING} or event types, not both")
-            return None
-        return frozenset(out)
-
-    def _condition(
-        self, node: Node | None, fields: Mapping[str, FieldType], readings: bool, checkable: bool
-    ) -> Condition | None:
-        if node is None or not checkable:
-            return None
-        condition = build_condition(node, fields, self.report)
-        if condition is not None and condition.rate_per_ms is not None and not readings:
-            self.report(node.line, "a rate of change is computed from readings: match "
-                                   f"type: {READING}")
-            return None
-        return condition
-
-    def _clear(
-        self, node: Node | None, match: Match | None, fields: Mapping[str, FieldType],
-        readings: bool,
-    ) -> Clear | None:
-        if node is None:
-            return Clear()
-        if isinstance(node.value, str) or (isinstance(node.value, dict)
-                                           and ("field" in node.value or "rate" in node.value)):
-            condition = self._condition(node, fields, readings, match is not None)
-            return Clear(condition=condition) if condition is not None else None
-        if not isinstance(node.value, dict):
-            self.report(node.line, "clear: is a condition, or a mapping with type, condition, "
-                                   "after, latch")
-            return None
-        spec = node.value
-        for key in spec:
-            if key not in _CLEAR_KEYS:
-                self.report(node.key_lines[key], _unknown(key, _CLEAR_KEYS))
-        types: frozenset[str] = frozenset()
-        if "type" in spec:
-            found = self._types(spec["type"], node, match.kinds if match else None, "clear.type",
-                                allow_any=False)
-            if found is None:
-                return None
-            if READING in found:
-                self.report(spec["type"].line, "clear.type names event types")
-                return None
-            types = found
-        condition = self._condition(spec.get("condition"), fields, readings, match is not None)
-        if "condition" in spec and condition is None:
-            return None
-        after_ms = self._duration(spec, "after", parent=node)
-        latch = spec.get("latch")
-        if latch is not None and not isinstance(latch.value, bool):
-            self.report(latch.line, "latch: is true or false")
-            return None
-        return Clear(types=types, condition=condition, after_ms=after_ms,
-                     latch=bool(latch and latch.value))
-
-    def _count(self, node: Node | None) -> Count | None:
-        if node is None:
-            return None
-        if not isinstance(node.value, dict):
-            self.report(node.line, "count: is {at_least: 2, within: 60s}")
-            return None
-        spec = node.value
-        for key in spec:
-            if key not in ("at_least", "within", "distinct"):
-                self.report(node.key_lines[key], _unknown(key, ("at_least", "within",
-                                                                "distinct")))
-        at_least = self._int(spec.get("at_least"), 0, low=1)
-        within = self._duration(spec, "within", parent=node, positive=True)
-        distinct = spec.get("distinct")
-        if distinct is not None and not isinstance(distinct.value, bool):
-            self.report(distinct.line, "distinct: is true or false")
-        if "at_least" not in spec or within is None:
-            self.report(node.line, "count: needs at_least: and within:")
-            return None
-        return Count(at_least=at_least, within_ms=within,
-                     distinct=bool(distinct and distinct.value is True))
-
-    def _cross_check(
-        self, spec: dict[str, Node], match: Match | None, readings: bool,
-        condition: Condition | None, absence_ms: int | None, for_ms: int, consecutive: int,
-        at_once: Condition | None, count: Count | None, clear: Clear | None, key: KeyBy,
-    ) -> None:
-        line = self.node.line
-        if absence_ms is not None:
-            for other in ("condition", "for", "count", "consecutive", "at_once", "clear"):
-                if other in spec:
-                    self.report(self.node.key_lines[other], f"an absence rule takes no {other}: "
-                                "it fires on silence and clears on the next record")
-            if key is not KeyBy.DEVICE:
-                self.report(self.node.key_lines.get("key", line),
-                            "an absence rule is keyed by device")
-            return
-        if match is None or clear is None:
-            return
-        if READING in match.types and "condition" not in spec:
-            self.report(line, f"a rule on {READING}s needs a condition:")
-        if not readings and clear.condition is not None:
-            self.report(self.node.key_lines.get("clear", line),
-                        "a clear condition is tested on readings; an event rule clears with "
-                        "clear.type, clear.after or clear.latch")
-        if not readings and not (clear.types or clear.after_ms is not None or clear.latch):
-            self.report(line, "an event rule needs clear: an event type (type: alarm_cleared), "
-                              "a quiet time (after: 10m) or latch: true")
-        overlap = clear.types & match.types
-        if overlap:
-            self.report(self.node.key_lines.get("clear", line),
-                        f"{', '.join(sorted(overlap))} both meets and clears the rule")
-        if "at_once" in spec and consecutive <= 1 and for_ms == 0:
-            self.report(self.node.key_lines["at_once"],
-                        "at_once skips consecutive: or for:, and this rule has neither")
-        if count is not None and consecutive > 1:
-            self.report(self.node.key_lines["count"], "count: and consecutive: do not combine")
-        if at_once is not None and count is not None:
-            self.report(self.node.key_lines["at_once"], "at_once: and count: do not combine")
-
-    # -- scalars ---------------------------------------------------------------------
-
-    def _duration(self, spec: dict[str, Node], key: str, *, parent: Node | None = None,
-                  positive: bool = False) -> int | None:
-        node = spec.get(key)
-        if node is None:
-            return None
-        try:
-            ms = parse_duration(node.value)
-        except ValueError as exc:
-            self.report(node.line, f"{key}: {exc}")
-            return None
-        if positive and ms <= 0:
-            self.report(node.line, f"{key}: must be longer than zero")
-            return None
-        return ms
-
-    def _int(self, node: Node | None, default: int, *, low: int) -> int:
-        if node is None:
-            return default
-        if isinstance(node.value, bool) or not isinstance(node.value, int) or node.value < low:
-            self.report(node.line, f"{node.value!r} is not a whole number >= {low}")
-            return default
-        return node.value
-
-    def _text(self, node: Node | None, what: str) -> str | None:
-        if node is None:
-            return None
-        if not isinstance(node.value, str) or not node.value:
-            self.report(node.line, f"{what}: is text")
-            return None
-        return node.value
-
-    def _texts(self, node: Node | None, what: str) -> list[str] | None:
-        if node is None:
-            return None
-        items = node.value if isinstance(node.value, list) else [node]
-        out: list[str] = []
-        for item in items:
-            if isinstance(item.value, bool) or not isinstance(item.value, str | int):
-                self.report(item.line, f"{what}: {item.value!r} is not text")
-                continue
-            out.append(str(item.value))
-        return out
-
-    def _floors(self, node: Node | None) -> frozenset[int] | None:
-        if node is None:
-            return None
-        items = node.value if isinstance(node.value, list) else [node]
-        floors: set[int] = set()
-        for item in items:
-            if isinstance(item.value, bool) or not isinstance(item.value, int):
-                self.report(item.line, f"floor: {item.value!r} is not a whole number")
-                continue
-            floors.add(item.value)
-        return frozenset(floors)
-
-    def _choice(
-        self, node: Node | None, enum: type[E], default: E, what: str
-    ) -> E:
-        if node is None:
-            return default
-        try:
-            if not isinstance(node.value, str):
-                raise ValueError(node.value)
-            return enum(node.value)
-        except ValueError:
-            self.report(node.line, f"{what}: {node.value!r} is not one of "
-                                   f"{', '.join(e.value for e in enum)}")
-            return default
-
-    def _template(self, node: Node | None, *, required: bool) -> Template | None:
-        if node is None:
-            if required:
-                self.report(self.node.line, "message: is required")
-            return None
-        if not isinstance(node.value, str):
-            self.report(node.line, "a message is text")
-            return None
-        issues = check_template(node.value)
-        for issue in issues:
-            self.report(node.line, issue)
-        return None if issues else Template(node.value)
-
-
-def _unknown(key: str, known: Iterable[str]) -> str:
-    return f"unknown key {key!r} (known: {', '.join(known)})"

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from gateway.model import AckCommand, Alert, DeviceEvent
+from gateway.model import AckCommand, Alert, DeviceEvent, Reading
+from rules.notify import Notify
 
 
 class RuleSet(Protocol):
@@ -25,3 +26,23 @@ class RuleSet(Protocol):
     def snapshot(self) -> bytes: ...
 
     def restore(self, data: bytes) -> None: ...
+
+
+class TimedRuleSet(RuleSet, Protocol):
+    """A rule set that also reads telemetry, keeps timers and asks for notifications.
+
+    Time only moves through the records' `ts` and `on_time`: call `on_time(now_ms)` once the
+    journal is caught up and again at `next_deadline()`. Take the notification intents
+    with `take_notifications()` after each batch, and journal them together with the
+    transitions, the cursor and `snapshot()`.
+    """
+
+    def on_reading(self, reading: Reading) -> list[Alert]: ...
+
+    def on_time(self, now_ms: int) -> list[Alert]: ...
+
+    def next_deadline(self) -> int | None:
+        """Epoch ms of the next timer, or None when nothing is waiting."""
+        ...
+
+    def take_notifications(self) -> list[Notify]: ...

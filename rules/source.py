@@ -109,6 +109,7 @@ def parse_duration(value: object) -> int:
 
 
 def format_duration(ms: int) -> str:
+    """`120000` as `2m`: the shortest exact way to write a duration."""
     if ms % 3_600_000 == 0 and ms:
         return f"{ms // 3_600_000}h"
     if ms % 60_000 == 0 and ms:

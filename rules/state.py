@@ -59,11 +59,16 @@ class Slot(msgspec.Struct, kw_only=True):
 
 
 class RuleState(msgspec.Struct, kw_only=True):
+    """One rule's slots, and the definition they were built under."""
+
     fingerprint: str
+    key: str = "device"  # what the slots are keyed by, to judge a changed rule on restore
     slots: dict[str, Slot] = msgspec.field(default_factory=dict)
 
 
 class EngineState(msgspec.Struct, kw_only=True):
+    """Everything `RuleEngine.snapshot()` saves."""
+
     v: int = STATE_VERSION
     now: int | None = None  # the latest time the engine has seen
     fires: int = 0  # alerts fired so far: part of each alert's id

@@ -1,0 +1,151 @@
+"""pending -> firing -> acknowledged -> resolved; duplicates, flapping, latches, messages."""
+
+from __future__ import annotations
+
+from gateway.kinds import make_event
+from gateway.model import AlertState, Severity, decode, encode
+from tests.rules.sim import ACKED, FIRING, RESOLVED, Sim
+
+SOS = """
+rules:
+  - id: sos
+    match: {kind: elder_button, type: [press, long_press]}
+    clear: {type: cancel}
+    severity: critical
+    message: "SOS {device} ({location})"
+    resolve_message: "SOS over at {device}"
+"""
+
+
+def test_one_alert_through_its_life() -> None:
+    sim = Sim(SOS)
+    (fired,) = sim.event("elder-1", "press", 0)
+    assert (fired.state, fired.severity, fired.kind, fired.device) == (
+        FIRING, Severity.CRITICAL, "elder_button", "elder-1")
+    assert fired.message == "SOS elder-1 (building 3, unit 1, floor 5)"
+    (acked,) = sim.ack("sos", "elder-1", 30, by="duty")
+    assert (acked.id, acked.state, acked.by, acked.since) == (fired.id, ACKED, "duty",
+                                                              fired.since)
+    assert sim.ack("sos", "elder-1", 31) == []  # already acknowledged
+    (resolved,) = sim.event("elder-1", "cancel", 60)
+    assert (resolved.id, resolved.state, resolved.message, resolved.value) == (
+        fired.id, RESOLVED, "SOS over at elder-1", 0)
+    assert sim.engine.active() == []
+    # the transitions are ordinary alerts: same JSON as ever, no pending state in it
+    assert all(decode(encode(a)) == a for a in sim.alerts)
+    assert {a.state for a in sim.alerts} <= set(AlertState)
+
+
+def test_duplicates_are_suppressed_and_a_new_alert_follows_resolution() -> None:
+    sim = Sim(SOS)
+    first = sim.event("elder-1", "press", 0)[0]
+    assert sim.event("elder-1", "long_press", 5) == []
+    assert sim.engine.suppressed == 1
+    sim.event("elder-1", "cancel", 10)
+    second = sim.event("elder-1", "press", 20)[0]
+    assert second.id != first.id
+    assert len(sim.engine.active()) == 1
+
+
+def test_clear_event_without_an_alert_does_nothing() -> None:
+    sim = Sim(SOS)
+    assert sim.event("elder-1", "cancel", 0) == []
+    assert sim.ack("sos", "elder-1", 1) == []
+    assert sim.ack("unknown.rule", "elder-1", 2) == []
+
+
+def test_flapping_is_damped_by_min_refire() -> None:
+    sim = Sim("""
+rules:
+  - id: door
+    match: {kind: access, type: forced_open}
+    clear: {type: door_closed}
+    min_refire: 60s
+    message: "forced"
+""")
+    sim.event("door-1", "forced_open", 0)
+    sim.event("door-1", "door_closed", 5)
+    sim.event("door-1", "forced_open", 10)  # held back: within 60 s of the last firing
+    sim.event("door-1", "door_closed", 15)  # ...and it went away: never fired
+    sim.event("door-1", "forced_open", 30)
+    assert sim.states() == [("door", "door-1", FIRING, 0), ("door", "door-1", RESOLVED, 5)]
+    sim.until(60)  # still forced open when the minute is over: it fires now
+    assert sim.states()[-1] == ("door", "door-1", FIRING, 60)
+    assert sim.engine.counters["damped"] == 2
+
+
+def test_latched_alert_resolves_only_when_acknowledged() -> None:
+    sim = Sim("""
+rules:
+  - id: duress
+    match: {kind: access, type: duress}
+    clear: {latch: true}
+    severity: critical
+    message: "duress"
+""")
+    sim.event("door-1", "duress", 0)
+    sim.until(3600)
+    assert sim.states() == [("duress", "door-1", FIRING, 0)]
+    sim.ack("duress", "door-1", 3601, by="guard")
+    assert sim.states()[1:] == [("duress", "door-1", ACKED, 3601),
+                                ("duress", "door-1", RESOLVED, 3601)]
+
+
+def test_latched_alert_waits_for_its_clear_after_the_ack() -> None:
+    sim = Sim("""
+rules:
+  - id: fire
+    match: {kind: smoke, type: alarm}
+    clear: {type: alarm_cleared, latch: true}
+    message: "fire"
+""")
+    sim.event("smoke-3-1", "alarm", 0)
+    sim.event("smoke-3-1", "alarm_cleared", 10)  # cleared, but nobody has seen it yet
+    assert sim.states() == [("fire", "smoke-3-1", FIRING, 0)]
+    sim.ack("fire", "smoke-3-1", 20)
+    assert sim.states()[-1] == ("fire", "smoke-3-1", RESOLVED, 20)
+    sim.event("smoke-3-1", "alarm", 30)
+    sim.ack("fire", "smoke-3-1", 40)
+    assert sim.states()[-1] == ("fire", "smoke-3-1", ACKED, 40)
+    sim.event("smoke-3-1", "alarm_cleared", 50)
+    assert sim.states()[-1] == ("fire", "smoke-3-1", RESOLVED, 50)
+
+
+def test_quiet_time_clear_moves_with_every_new_trigger() -> None:
+    sim = Sim("""
+rules:
+  - id: denied
+    match: {kind: access, type: denied}
+    clear: {after: 5m}
+    message: "denied"
+""")
+    sim.event("door-1", "denied", 0)
+    sim.event("door-1", "denied", 200)
+    assert sim.until(499) == []
+    assert [a.state for a in sim.until(500)] == [RESOLVED]
+
+
+def test_pending_is_internal_and_acks_do_not_touch_it() -> None:
+    sim = Sim("""
+rules:
+  - id: held
+    match: {kind: access, type: door_opened}
+    for: 120s
+    clear: {type: door_closed}
+    message: "held"
+""")
+    sim.event("door-1", "door_opened", 0)
+    assert sim.engine.active() == []
+    assert sim.ack("held", "door-1", 10) == []
+    assert sim.engine.next_deadline() is not None
+    sim.until(120)
+    assert sim.states() == [("held", "door-1", FIRING, 120)]
+
+
+def test_transitions_never_go_back_in_time() -> None:
+    sim = Sim(SOS)
+    sim.event("elder-1", "press", 100)
+    # a record stamped earlier (a device clock behind) counts at the engine's time
+    out = sim.engine.on_event(make_event(sim.alerts[0].kind, "elder-1", "cancel",
+                                         sim.alerts[0].ts - 50_000))
+    assert out[0].ts == sim.alerts[0].ts
