@@ -198,7 +198,8 @@ class GatewayConfig(_Strict):
     broker: BrokerConfig = BrokerConfig()
     store: StoreConfig
     journal: JournalConfig = JournalConfig()
-    rule_files: list[Path] = Field(default_factory=list)
+    rule_files: list[Path] = Field(default_factory=list)  # files or directories; default pack
+    contacts_file: Path | None = None
     profile_dirs: list[Path] = Field(default_factory=list)
     pseudonym_key_env: str | None = None
     http: HttpServerConfig | None = None
@@ -240,6 +241,7 @@ def parse_config(raw: dict[str, Any], file: Path, env: Any) -> GatewayConfig:
     return config.model_copy(update={
         "profile_dirs": [_beside(file, d) for d in config.profile_dirs],
         "rule_files": [_beside(file, f) for f in config.rule_files],
+        "contacts_file": _beside(file, config.contacts_file) if config.contacts_file else None,
     })
 
 
@@ -345,8 +347,12 @@ def _cross_checks(config: GatewayConfig, base: Path, env: Any) -> list[Problem]:
                                 "16 bytes"))
     for index, rule_file in enumerate(config.rule_files):
         path = rule_file if rule_file.is_absolute() else base / rule_file
-        if not path.is_file():
-            problems.append(Problem(f"rule_files[{index}]", f"no such file: {path}"))
+        if not path.exists():
+            problems.append(Problem(f"rule_files[{index}]", f"no such file or directory: {path}"))
+    if config.contacts_file is not None:
+        path = config.contacts_file
+        if not (path if path.is_absolute() else base / path).is_file():
+            problems.append(Problem("contacts_file", f"no such file: {path}"))
     if config.broker.tls is not None:
         for key in ("ca_file", "cert_file", "key_file"):
             value = getattr(config.broker.tls, key)

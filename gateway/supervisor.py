@@ -28,6 +28,7 @@ from gateway.model import AckCommand, Alert, DeviceEvent, Reading, new_id
 from gateway.mqtt_link import LastWill, MqttLink
 from gateway.restart import keep_running
 from gateway.sinks.mqtt_sink import MqttSink
+from gateway.sinks.notify_sink import NotifySink
 from gateway.sinks.points import PointMaker
 from gateway.sinks.store_sink import StoreSink, Writer
 from gateway.sinks.store_writer import InfluxWriter
@@ -37,7 +38,12 @@ from gateway.telemetry import TelemetryBuffer
 from gateway.timeline import Timeline
 from gateway.topics import Topics
 from gateway.waiting import first_of
-from rules.elder_sos import ElderSos
+from rules.contacts import load_contacts
+from rules.directory import directory_from_config
+from rules.engine import RuleEngine
+from rules.loader import load_pack, rule_sources
+from rules.problems import RuleError
+from rules.runner import STATE_KEY as RULES_STATE_KEY
 from rules.runner import RuleRunner
 
 log = logging.getLogger(__name__)
@@ -79,8 +85,11 @@ class Gateway:
             self.clock,
             self.counters,
         )
-        self.rules = ElderSos(self._describe)
-        self.runner = RuleRunner(self.journal, self.rules, self._feedback, self.counters)
+        self.contacts = load_contacts(config.contacts_file) if config.contacts_file else None
+        self.rules = RuleEngine(load_pack(rule_sources(config), self.contacts),
+                                directory_from_config(config), self.contacts)
+        self.runner = RuleRunner(self.journal, self.rules, self.telemetry, self.clock,
+                                 self._feedback, self.counters)
         self.mqtt_sink = MqttSink(self.link, self.journal, self.telemetry, self.board,
                                   self.topics, self.counters, self.clock,
                                   config.broker.replay_window_s)
@@ -107,6 +116,7 @@ class Gateway:
         for topic in self.ingress.topics:
             self.link.subscribe(topic, self.ingress.handle)
         self.link.subscribe(self.topics.alert_ack_filter, self._on_ack_message)
+        self.notify_sink = NotifySink(self.journal, self.link, self.clock, self.counters)
         self.ready = asyncio.Event()
         self._stop = asyncio.Event()
         self._events_timeline = Timeline()
@@ -145,6 +155,23 @@ class Gateway:
     def stop(self) -> None:
         self._stop.set()
 
+    async def reload_rules(self) -> bool:
+        """Load the rule files again; keep the running rules when the new ones are invalid."""
+        try:
+            pack = await asyncio.to_thread(load_pack, rule_sources(self.config), self.contacts)
+        except RuleError as exc:
+            self.counters.inc("rule_reloads", result="rejected")
+            log.error("rules not reloaded, the running rules stay:\n%s", exc)
+            return False
+        transitions = self.rules.reload(pack)
+        await self.journal.commit([*transitions, *self.rules.take_notifications()],
+                                  state={RULES_STATE_KEY: self.rules.snapshot()})
+        for alert in transitions:
+            self._feedback(alert)
+        self.counters.inc("rule_reloads", result="applied")
+        log.info("rules reloaded: %d rule(s)", len(pack.rules))
+        return True
+
     async def run(self) -> None:
         async with self.journal, asyncio.TaskGroup() as group:
             await self.runner.restore()
@@ -167,6 +194,7 @@ class Gateway:
                 task("gw.rules", self.runner.run),
                 task("gw.sink.mqtt", self.mqtt_sink.run),
                 task("gw.sink.store", self.store_sink.run),
+                task("gw.sink.notify", self.notify_sink.run),
                 group.create_task(supervise(self.board, self.clock), name="gw.liveness"),
                 task("gw.status.events", self._journal_status_changes),
                 task("gw.journal.prune", self._prune),
@@ -297,10 +325,6 @@ class Gateway:
     def _location(self, device_id: str) -> Location | None:
         device = self.config.device(device_id)
         return device.location if device is not None else None
-
-    def _describe(self, device_id: str) -> str:
-        location = self._location(device_id)
-        return f"{device_id} ({location.label()})" if location is not None else device_id
 
 
 def _pseudonymiser(config: GatewayConfig) -> Pseudonymiser | None:

@@ -9,11 +9,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from gateway.config import GatewayConfig
 from rules.contacts import Contacts
 from rules.definition import EscalationPolicy, Rule, RulePack, Step
 from rules.problems import RuleError, RuleProblem
 from rules.rule_reader import RuleReader
 from rules.source import Node, parse_duration, parse_yaml
+
+PACKS = Path(__file__).parent / "packs"
+
+
+def rule_sources(config: GatewayConfig) -> list[Path]:
+    """The configured rule files and directories, or the default pack."""
+    return list(config.rule_files) or [PACKS]
 
 
 def load_pack(path: Path | Sequence[Path], contacts: Contacts | None = None) -> RulePack:

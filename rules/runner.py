@@ -1,4 +1,10 @@
-"""Feeds journal records to a rule set and journals the alert transitions it produces."""
+"""Feeds records to the rules and journals what they produce.
+
+Events and acks come from the journal (its own cursor), readings from the telemetry buffer,
+and time from the injected clock: timers (`for`, absence, escalation steps) fire when
+`next_deadline()` comes. Alert transitions, notification intents, the cursor and the rule
+state are committed in one transaction, so a restart resumes exactly where it stopped.
+"""
 
 from __future__ import annotations
 
@@ -8,15 +14,18 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from gateway.clock import Clock
 from gateway.counters import Counters
 from gateway.journal import Journal
-from gateway.model import AckCommand, Alert, DeviceEvent, Record
-from rules.seam import RuleSet
+from gateway.model import AckCommand, Alert, DeviceEvent, Reading, Record
+from gateway.telemetry import TelemetryBuffer
+from gateway.waiting import first_of
+from rules.seam import TimedRuleSet
 
 log = logging.getLogger(__name__)
 
 CONSUMER = "rules"
-_STATE_KEY = "rules.state"
+STATE_KEY = "rules.state"
 
 
 @dataclass
@@ -26,70 +35,113 @@ class RuleStats:
 
 
 class RuleRunner:
-    """Consumes the journal with its own cursor; transitions, cursor and state commit together."""
+    """The one task that owns the rule state."""
 
     def __init__(
         self,
         journal: Journal,
-        rules: RuleSet,
+        rules: TimedRuleSet,
+        telemetry: TelemetryBuffer,
+        clock: Clock,
         on_transition: Callable[[Alert], None],
         counters: Counters,
         batch: int = 256,
     ) -> None:
-        self._counters = counters
         self._journal = journal
-        self._rules = rules
+        self.rules = rules
+        self._telemetry = telemetry
+        self._clock = clock
         self._on_transition = on_transition
+        self._counters = counters
         self._batch = batch
         self._wake = journal.listen()
+        self._readings = telemetry.register(CONSUMER)
         self._idle = asyncio.Event()
         self._cursor = 0
+        self._saved = b""  # the rule state as last committed
         self.stats = RuleStats()
 
     async def restore(self) -> None:
         self._cursor = await self._journal.cursor(CONSUMER)
-        data = await self._journal.read_state(_STATE_KEY)
+        data = await self._journal.read_state(STATE_KEY)
         if data is not None:
-            self._rules.restore(data)
-            log.info("restored %d active alert(s)", len(self._rules.active()))
+            self.rules.restore(data)
+            self._saved = data
+            log.info("restored %d active alert(s)", len(self.rules.active()))
 
     async def run(self) -> None:
         while True:
-            batch = await self._journal.read(CONSUMER, self._batch)
-            if batch.upto <= self._cursor:
+            batch = await self._journal.read_after(self._cursor, self._batch)
+            readings, readings_upto = self._telemetry.peek(CONSUMER, self._batch)
+            caught_up = batch.upto <= self._cursor
+            deadline = self.rules.next_deadline()
+            due = caught_up and deadline is not None and deadline <= self._clock.now_ms()
+            if caught_up and not readings and not due:
                 self._idle.set()
-                await self._wake.wait()
-                self._wake.clear()
+                await self._wait(deadline)
                 continue
             self._idle.clear()
-            transitions: list[Alert] = []
             started = time.perf_counter()
+            transitions: list[Alert] = []
             for entry in batch.entries:
                 transitions += self._evaluate(entry.seq, entry.record)
+            for reading in readings:
+                transitions += self._evaluate(0, reading)
+            if due:
+                # timers run only once the journal is caught up: no record is overtaken
+                transitions += self.rules.on_time(self._clock.now_ms())
             self.stats.seconds += time.perf_counter() - started
-            self.stats.evaluations += len(batch.entries)
-            await self._journal.commit(
-                transitions,
-                cursor=(CONSUMER, batch.upto),
-                state={_STATE_KEY: self._rules.snapshot()},
-            )
-            self._cursor = batch.upto
+            self.stats.evaluations += len(batch.entries) + len(readings)
+            notifications = self.rules.take_notifications()
+            snapshot = self.rules.snapshot()
+            moved = batch.upto > self._cursor
+            # telemetry that changed nothing costs no fsync; a started timer does
+            if transitions or notifications or moved or snapshot != self._saved:
+                await self._journal.commit(
+                    [*transitions, *notifications],
+                    cursor=(CONSUMER, batch.upto) if moved else None,
+                    state={STATE_KEY: snapshot},
+                )
+                self._saved = snapshot
+            self._cursor = max(self._cursor, batch.upto)
+            self._telemetry.take(CONSUMER, readings_upto)
             for alert in transitions:
                 log.info("alert %s %s on %s: %s", alert.rule, alert.state, alert.device,
                          alert.message)
                 self._on_transition(alert)
 
+    async def _wait(self, deadline: int | None) -> None:
+        timer = None
+        waits: list[asyncio.Event | asyncio.Future[None]] = [self._wake, self._readings]
+        if deadline is not None:
+            delay = max(deadline - self._clock.now_ms(), 0) / 1000
+            timer = asyncio.ensure_future(self._clock.sleep(delay))
+            waits.append(timer)
+        try:
+            await first_of(*waits)
+        finally:
+            if timer is not None:
+                timer.cancel()
+        self._wake.clear()
+        self._readings.clear()
+
     def _evaluate(self, seq: int, record: Record) -> list[Alert]:
         try:
             if isinstance(record, DeviceEvent):
-                return self._rules.on_event(record)
+                return self.rules.on_event(record)
             if isinstance(record, AckCommand):
-                return self._rules.on_ack(record)
+                return self.rules.on_ack(record)
+            if isinstance(record, Reading):
+                return self.rules.on_reading(record)
         except Exception:  # one record a rule cannot handle must not stop all rules
             self._counters.inc("rule_errors")
-            log.exception("rules failed on journal record %d (%s); skipped", seq,
-                          type(record).__name__)
+            log.exception("rules failed on %s %s; skipped",
+                          type(record).__name__, seq or record.id)
         return []
+
+    def replace(self, rules: TimedRuleSet) -> None:
+        """Swap in reloaded rules (the caller journals what `reload` returned)."""
+        self.rules = rules
 
     async def caught_up(self) -> None:
         """Wait until every journalled record has been evaluated."""

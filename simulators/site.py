@@ -19,6 +19,7 @@ import aiomqtt
 
 from drivers.profile import ProfileLibrary
 from gateway.config import GatewayConfig, GpioDevice, HttpDevice, MqttDevice
+from gateway.kinds import MODELS
 from gateway.services import free_port
 from simulators.elder_button import SimulatedElder
 from simulators.handles import (
@@ -41,6 +42,25 @@ KEY_ENV = "SCGW_PSEUDONYM_KEY"
 HTTP_TOKENS = {"gate-east": "gate-east-push-token-0001", "door-7-1": "door-7-1-push-token-0001"}
 
 
+def _healthy(device: SimulatedDevice) -> None:
+    """A device at rest: full battery, level cover, normal temperatures, no alarm."""
+    for name in MODELS[device.profile.kind].readings:
+        if not any(p.reading == name for p in device.register_map.points.values()):
+            continue
+        if "battery" in name:
+            device.set_reading(name, 90)
+        elif name == "body_temp_c":
+            device.set_reading(name, 36.5)
+        elif name == "temperature_c":
+            device.set_reading(name, 22)
+        elif name in ("tilt_deg", "installed_tilt_deg"):
+            device.set_reading(name, 1.0)
+        elif name == "water_level_cm":
+            device.set_reading(name, 20)
+        elif name == "mask":
+            device.set_reading(name, 1)
+
+
 class SimulatedSite:
     """Owns the transport simulators of the compound while in use."""
 
@@ -54,6 +74,8 @@ class SimulatedSite:
             "manhole-s2": SimulatedDevice(1, self.profiles.get("modbus-manhole-monitor")),
             "gate-north": SimulatedDevice(4, self.profiles.get("modbus-temp-gate")),
         }
+        for device in self.modbus.values():
+            _healthy(device)
         self.rtu = RtuBusSimulator([self.modbus["smoke-3-2"], self.modbus["door-5-1"]])
         self.tcp = TcpBusSimulator([self.modbus["manhole-s2"], self.modbus["gate-north"]])
         self.serial = {

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from gateway.journal import Journal
+from gateway.model import DeviceEvent
 from gateway.services import Mosquitto, VictoriaMetrics
 from gateway.sinks import mqtt_sink, store_sink
 from tests.helpers import Watcher, unique_site
@@ -63,6 +64,8 @@ events = {{ single = "press", double = "low_battery" }}
     output = (await proc.stdout.read()).decode() if proc.stdout else ""
     assert "stopping: buttons released, draining the journal" in output
     async with Journal(journal_path) as journal:
-        assert journal.last_seq == 5
+        events = [e.record for e in (await journal.read_after(0, 100)).entries
+                  if isinstance(e.record, DeviceEvent)]
+        assert [e.type for e in events] == ["low_battery"] * 5
         assert await journal.cursor(mqtt_sink.CONSUMER) == journal.last_seq
         assert await journal.cursor(store_sink.CONSUMER) == journal.last_seq

@@ -9,7 +9,16 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from gateway.config import Location
-from gateway.model import AckCommand, Alert, AlertState, DeviceEvent, Reading, Record, Scalar
+from gateway.model import (
+    AckCommand,
+    Alert,
+    AlertState,
+    DeviceEvent,
+    Notify,
+    Reading,
+    Record,
+    Scalar,
+)
 
 ALERT_STATE_CODE = {AlertState.FIRING: 1, AlertState.ACKNOWLEDGED: 2, AlertState.RESOLVED: 3}
 
@@ -46,8 +55,8 @@ class PointMaker:
             fields = {k: _number(v) for k, v in record.values.items() if _numeric(v)}
             if not fields:
                 return None
-        else:
-            assert isinstance(record, AckCommand)
+        else:  # acks and notification intents are commands, not measurements
+            assert isinstance(record, AckCommand | Notify)
             return None
         tags |= {"site": self._site, "kind": record.kind.value, "device": record.device}
         location = self._location(record.device)

@@ -1,4 +1,4 @@
-"""The engine drops into today's RuleRunner: transitions and state commit together."""
+"""The engine under the RuleRunner: transitions, intents, cursor and state commit together."""
 
 from __future__ import annotations
 
@@ -7,10 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from gateway.clock import ManualClock
 from gateway.counters import Counters
 from gateway.journal import Journal
 from gateway.kinds import make_event
-from gateway.model import Alert, AlertState, DeviceKind
+from gateway.model import Alert, AlertState, DeviceKind, Notify
+from gateway.telemetry import TelemetryBuffer
 from rules.directory import directory_from_config
 from rules.engine import RuleEngine
 from rules.runner import RuleRunner
@@ -26,7 +28,8 @@ async def test_engine_runs_under_the_existing_runner(tmp_path: Path) -> None:
         as_rules: RuleSet = engine
         as_timed: TimedRuleSet = engine
         assert as_rules is as_timed
-        runner = RuleRunner(journal, engine, seen.append, Counters())
+        runner = RuleRunner(journal, engine, TelemetryBuffer(10, Counters()), ManualClock(T0),
+                            seen.append, Counters())
         await runner.restore()
         task = asyncio.create_task(runner.run(), name="test.rules")
         try:
@@ -39,12 +42,13 @@ async def test_engine_runs_under_the_existing_runner(tmp_path: Path) -> None:
 
     async with Journal(tmp_path / "journal.db") as journal:
         again = RuleEngine(default_pack(), DIRECTORY, CONTACTS)
-        await RuleRunner(journal, again, seen.append, Counters()).restore()
+        await RuleRunner(journal, again, TelemetryBuffer(10, Counters()), ManualClock(T0),
+                         seen.append, Counters()).restore()
         assert again.active() == engine.active()
-        # today's runner does not take notifications: they wait in the committed state, so
-        # the family step is not lost, and taking it empties the outbox
-        assert [n.group for n in again.take_notifications()] == ["family"]
+        # the family step was journalled with the transition: nothing waits in the state
         assert again.take_notifications() == []
+        records = [e.record for e in (await journal.read_after(0, 10)).entries]
+        assert [n.group for n in records if isinstance(n, Notify)] == ["family"]
 
 
 def test_directory_from_the_gateway_configuration(tmp_path: Path) -> None:
