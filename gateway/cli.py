@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -24,14 +25,30 @@ ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="The gateway'
 
 
 def _load(file: Path) -> GatewayConfig:
+    """The configuration, its rule files and contacts checked; exit 2 listing every problem."""
+    from rules.loader import rule_sources
+    from rules.tooling import check
+
     try:
-        return load_config(file)
+        config = load_config(file)
     except ConfigError as exc:
         err.print(f"{exc.file}: {len(exc.problems)} problem(s)", style="bold red",
                   soft_wrap=True, markup=False)
         for problem in exc.problems:
             err.print(f"  {problem}", soft_wrap=True, markup=False, highlight=False)
         raise typer.Exit(EXIT_CONFIG) from exc
+    rule_problems = check(rule_sources(config), config.contacts_file)
+    if rule_problems:
+        _print_rule_problems(rule_problems)
+        raise typer.Exit(EXIT_CONFIG)
+    return config
+
+
+def _print_rule_problems(problems: list[Any]) -> None:
+    err.print(f"{len(problems)} problem(s) in the rules", style="bold red", soft_wrap=True,
+              markup=False)
+    for problem in problems:
+        err.print(f"  {problem}", soft_wrap=True, markup=False, highlight=False)
 
 
 def _logging(level: str) -> None:
@@ -66,6 +83,14 @@ async def _serve(config: GatewayConfig) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, gateway.stop)
+    reloads: set[asyncio.Task[bool]] = set()
+
+    def reload() -> None:  # SIGHUP: `scgw rules reload`
+        task = asyncio.create_task(gateway.reload_rules(), name="gw.rules.reload")
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, reload)
     await gateway.run()
 
 
@@ -156,6 +181,127 @@ def simulate(
 
     _logging(log_level)
     asyncio.run(run_site(workdir.resolve(), scenario, duration, Console(), officer=ack))
+
+
+rules_app = typer.Typer(no_args_is_help=True, help="Check, test and reload alert rules.")
+alerts_app = typer.Typer(no_args_is_help=True, help="List and acknowledge alerts.")
+app.add_typer(rules_app, name="rules")
+app.add_typer(alerts_app, name="alerts")
+
+ContactsOption = Annotated[Path | None, typer.Option(help="A contacts file to check against.")]
+
+
+@rules_app.command("check")
+def rules_check(
+    paths: Annotated[list[Path], typer.Argument(help="Rule files or directories.")],
+    contacts: ContactsOption = None,
+) -> None:
+    """Validate rule files: every problem with file, line and rule id (exit 2)."""
+    from rules.tooling import check
+
+    problems = check(paths, contacts)
+    if problems:
+        _print_rule_problems(problems)
+        raise typer.Exit(EXIT_CONFIG)
+    Console().print(f"{', '.join(map(str, paths))}: OK")
+
+
+@rules_app.command("test")
+def rules_test(
+    paths: Annotated[list[Path], typer.Argument(help="Rule files or directories.")],
+    events: Annotated[Path, typer.Option(help="Recorded records, one JSON per line.")],
+    contacts: ContactsOption = None,
+    restarts: Annotated[bool, typer.Option(
+        help="Restore the rules from their saved state before every line.")] = False,
+) -> None:
+    """Replay recorded events on a simulated clock and print the alert transitions."""
+    from rules.problems import RuleError
+    from rules.tooling import replay
+
+    try:
+        lines = replay(paths, events, contacts, restarts=restarts)
+    except RuleError as exc:
+        _print_rule_problems(list(exc.problems))
+        raise typer.Exit(EXIT_CONFIG) from exc
+    for line in lines:
+        print(line)
+
+
+@rules_app.command("reload")
+def rules_reload(config: ConfigOption) -> None:
+    """Ask the running gateway to reload its rules (it keeps the old ones if invalid)."""
+    import os
+
+    snap = _status(_load(config))
+    os.kill(snap.pid, signal.SIGHUP)
+    Console().print(f"asked gateway (pid {snap.pid}) to reload its rules; see its log")
+
+
+@alerts_app.command("list")
+def alerts_list(config: ConfigOption) -> None:
+    """The active alerts of the running gateway."""
+    from rich.table import Table
+
+    snap = _status(_load(config))
+    table = Table("rule", "device", "state", "severity", "since (UTC)", "message")
+    for a in snap.alerts:
+        since = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(int(a["since"]) / 1000))
+        table.add_row(str(a["rule"]), str(a["device"]), str(a["state"]), str(a["severity"]),
+                      since, str(a["message"]))
+    Console().print(table)
+
+
+@alerts_app.command("ack")
+def alerts_ack(
+    rule: Annotated[str, typer.Argument(help="The rule id, e.g. elder.sos.")],
+    device: Annotated[str, typer.Argument(help="The device id or location key.")],
+    by: Annotated[str, typer.Option(help="Who acknowledges: shown to everyone.")],
+    config: ConfigOption,
+) -> None:
+    """Acknowledge an alert: sent on MQTT like any duty officer's ack."""
+    import msgspec
+
+    from gateway.topics import Topics
+
+    cfg = _load(config)
+    topic = Topics(cfg.site).alert_ack(rule, device)
+    asyncio.run(_publish_once(cfg, topic, msgspec.json.encode({"by": by})))
+    Console().print(f"acknowledged {rule} on {device} as {by}")
+
+
+async def _publish_once(config: GatewayConfig, topic: str, payload: bytes) -> None:
+    import os
+    import ssl
+
+    import aiomqtt
+
+    broker = config.broker
+    tls = None
+    if broker.tls is not None:
+        tls = ssl.create_default_context(
+            cafile=str(broker.tls.ca_file) if broker.tls.ca_file else None)
+        if broker.tls.cert_file:
+            tls.load_cert_chain(str(broker.tls.cert_file),
+                                str(broker.tls.key_file) if broker.tls.key_file else None)
+    password = os.environ.get(broker.password_env) if broker.password_env else None
+    async with aiomqtt.Client(broker.host, broker.port, username=broker.username,
+                              password=password, tls_context=tls) as client:
+        await client.publish(topic, payload, qos=1)
+
+
+def _status(config: GatewayConfig) -> Any:
+    from gateway.status_report import read_status, status_path
+
+    path = status_path(config.journal.path)
+    try:
+        snap = read_status(path)
+    except FileNotFoundError:
+        err.print(f"no status at {path}: is the gateway running with this config?")
+        raise typer.Exit(1) from None
+    if time.time() - snap.ts / 1000 > 10:
+        err.print(f"the status at {path} is stale: is the gateway running?")
+        raise typer.Exit(1)
+    return snap
 
 
 if __name__ == "__main__":

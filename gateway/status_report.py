@@ -23,6 +23,8 @@ class StatusSnapshot(msgspec.Struct, kw_only=True):
     devices: list[dict[str, str]]
     active_alerts: int
     counters: dict[str, int]
+    pid: int = 0
+    alerts: list[dict[str, str | int]] = msgspec.field(default_factory=list)
 
 
 def status_path(journal_path: Path) -> Path:

@@ -285,6 +285,10 @@ class Gateway:
             ],
             active_alerts=len(self.rules.active()),
             counters=self.counters.snapshot(),
+            pid=os.getpid(),
+            alerts=[{"rule": a.rule, "device": a.device, "state": a.state.value,
+                     "severity": a.severity.value, "since": a.since, "message": a.message}
+                    for a in self.rules.active()],
         )
 
     async def _on_ack_message(self, message: aiomqtt.Message) -> None:

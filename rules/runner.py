@@ -139,6 +139,11 @@ class RuleRunner:
                           type(record).__name__, seq or record.id)
         return []
 
+    @property
+    def idle(self) -> bool:
+        """Caught up with the journal and waiting for a record or a timer."""
+        return self._idle.is_set()
+
     def replace(self, rules: TimedRuleSet) -> None:
         """Swap in reloaded rules (the caller journals what `reload` returned)."""
         self.rules = rules

@@ -28,7 +28,8 @@ async def test_active_alert_and_led_survive_a_restart(tmp_path: Path) -> None:
         pending = gateway.journal.last_seq
         kinds = [type(e.record).__name__ for e in
                  (await gateway.journal.read_after(0, 100)).entries]
-        assert kinds.count("DeviceEvent") == 1 and kinds.count("AckCommand") == 1
+        assert kinds.count("DeviceEvent") == 1
+        assert kinds.count("AckCommand") == 1
         assert kinds.count("Alert") == 2  # firing, acknowledged
 
     async with running(Gateway(config)) as again:
