@@ -110,7 +110,8 @@ rules:
 
             await eventually(counted, timeout=10, what="reload applied")
             listed = await asyncio.to_thread(_scgw, "alerts", "list", "--config", str(config))
-            assert "elder.sos" in listed.stdout and "sos-1" in listed.stdout
+            assert "elder.sos" in listed.stdout
+            assert "sos-1" in listed.stdout
             acked = await asyncio.to_thread(_scgw, "alerts", "ack", "elder.sos", "sos-1",
                                             "--by", "night-shift", "--config", str(config))
             assert acked.returncode == 0, acked.stderr
