@@ -13,9 +13,9 @@ from rich.console import Console
 from rich.table import Table
 
 from gateway.config import GatewayConfig, load_config
-from gateway.model import Alert, AlertState, DeviceEvent
+from gateway.model import Alert, AlertState, DeviceEvent, Notify
 from gateway.services import Mosquitto, VictoriaMetrics
-from gateway.store_query import export, export_url
+from gateway.store_query import Series, export, export_url
 from gateway.supervisor import Gateway
 from simulators.duty_officer import DutyOfficer
 from simulators.scenarios import SCENARIOS
@@ -68,7 +68,7 @@ async def _run(config: GatewayConfig, site: SimulatedSite, store_url: str,
                                        ack_after_s=2.0 if officer else None).watch():
             _print_alert(console, alert, loop.time() - started)
             if alert.state is AlertState.ACKNOWLEDGED:
-                await _show_points(console, store_url)
+                await _show_points(console, store_url, alert)
 
     async def play() -> None:
         await gateway.ready.wait()
@@ -106,10 +106,16 @@ async def _events(config: GatewayConfig, console: Console, now: object, started:
     async with aiomqtt.Client("127.0.0.1", config.broker.port, identifier="demo-events") as c:
         await c.subscribe(f"sc/{config.site}/+/+/event", qos=1)
         await c.subscribe(f"sc/{config.site}/+/+/status", qos=1)
+        await c.subscribe(f"sc/{config.site}/notify/#", qos=1)
         async for message in c.messages:
             at = _t(float(now()) - started)
             topic = str(message.topic)
             payload = message.payload if isinstance(message.payload, bytes) else b""
+            if "/notify/" in topic:
+                note = msgspec.json.decode(payload, type=Notify)
+                console.print(f"{at} NOTIFY {topic.rsplit('/', 1)[1]} (step {note.step}): "
+                              f"{note.message}", style="blue")
+                continue
             if topic.endswith("/status"):
                 console.print(f"{at} device {topic.split('/')[3]} is {payload.decode()}",
                               style="dim")
@@ -130,10 +136,15 @@ def _print_alert(console: Console, alert: Alert, at: float) -> None:
                   f"{by}[/] {alert.severity} - {alert.message}")
 
 
-async def _show_points(console: Console, store_url: str) -> None:
-    await asyncio.sleep(1.0)  # let the store sink's batch interval pass
+async def _show_points(console: Console, store_url: str, alert: Alert) -> None:
     query = export_url(store_url, ALERT_MATCH)
-    series = await asyncio.to_thread(export, store_url, ALERT_MATCH)
+    series: list[Series] = []
+    for _ in range(50):  # until the store has the acknowledgement's point (about 1 s)
+        series = await asyncio.to_thread(export, store_url, ALERT_MATCH)
+        if any(s.labels.get("device") == alert.device and s.labels.get("state") == "acknowledged"
+               and alert.ts in s.timestamps for s in series):
+            break
+        await asyncio.sleep(0.1)
     console.print("Alert points read back from VictoriaMetrics with:")
     console.print(f"  curl '{query}'", soft_wrap=True, markup=False, highlight=False)
     table = Table("device", "state", "state_code", "timestamp (ms)")

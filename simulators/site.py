@@ -94,6 +94,11 @@ class SimulatedSite:
             key_file.write_text(secrets.token_hex(32))
             key_file.chmod(0o600)
         os.environ.setdefault(KEY_ENV, key_file.read_text().strip())
+        # every contact group is reached on the compound's own broker
+        groups = ("family", "duty_office", "clinic", "property_manager", "fire_warden",
+                  "maintenance")
+        (self.workdir / "contacts.yaml").write_text("groups:\n" + "".join(
+            f'  {g}: ["mqtt://sc/{SITE}/notify/{g.replace("_", "-")}"]\n' for g in groups))
         await self._stack.enter_async_context(self.rtu)
         await self._stack.enter_async_context(self.tcp)
         for simulator in self.serial.values():
@@ -113,6 +118,7 @@ class SimulatedSite:
 site = "{SITE}"
 gpio_factory = "mock"   # simulated GPIO pins
 pseudonym_key_env = "{KEY_ENV}"
+contacts_file = "{w}/contacts.yaml"
 
 [broker]
 host = "127.0.0.1"
