@@ -55,7 +55,7 @@ test-faults: deps
 FUZZ_SECONDS ?= 600
 fuzz: deps
 	$(BIN)/pip install --quiet 'atheris>=2.3,<3'
-	for target in json_payload serial_stream modbus_answer config_file; do \
+	for target in json_payload serial_stream modbus_answer config_file rule_file; do \
 	  mkdir -p .fuzz/$$target && \
 	  $(BIN)/python -m fuzz $$target --seconds $(FUZZ_SECONDS) --corpus .fuzz/$$target \
 	    || exit 1; \

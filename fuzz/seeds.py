@@ -27,6 +27,12 @@ def write_seeds(target: str, directory: Path) -> int:
         if target == "serial_stream" and isinstance(profile.mapping, SerialFormat):
             for spec in profile.mapping.frames:
                 seeds.append(build_frame(profile.mapping, spec.type, bytes(spec.min_payload)))
+    if target == "rule_file":
+        packs = Path(__file__).parent.parent / "rules" / "packs"
+        seeds += [f.read_bytes() for f in sorted(packs.glob("*.yaml"))]
+    if target == "config_file":
+        example = Path(__file__).parent.parent / "deploy" / "gateway.example.toml"
+        seeds.append(example.read_bytes())
     for n, seed in enumerate(seeds):
         (directory / f"seed-{n}").write_bytes(seed)
     return len(seeds)

@@ -26,6 +26,8 @@ from gateway.config import parse_config
 from gateway.kinds import MODELS
 from gateway.model import Reading, decode, encode
 from gateway.problems import ConfigError
+from rules.loader import pack_from_text
+from rules.problems import RuleError
 
 LIBRARY = ProfileLibrary()
 KEY = Pseudonymiser(b"fuzzing-key-0123456789abcdef")
@@ -118,9 +120,23 @@ def config_file(data: bytes) -> None:
             assert problem.path and problem.message
 
 
+def rule_file(data: bytes) -> None:
+    """Any text as a rule file: a pack, or RuleError naming every problem with its line."""
+    try:
+        pack = pack_from_text(data.decode("utf-8", "replace"))
+    except RuleError as exc:
+        assert exc.problems
+        for problem in exc.problems:
+            assert problem.line >= 1 and problem.message
+        return
+    for rule in pack.rules:
+        assert rule.id
+
+
 TARGETS: dict[str, Callable[[bytes], None]] = {
     "json_payload": json_payload,
     "serial_stream": serial_stream,
     "modbus_answer": modbus_answer,
     "config_file": config_file,
+    "rule_file": rule_file,
 }

@@ -39,7 +39,12 @@ class Node:
 
 def parse_yaml(text: str, file: Path) -> tuple[Node | None, list[RuleProblem]]:
     """The document in `text` as nodes; a syntax error is one problem with its line."""
-    loader = yaml.SafeLoader(text)
+    try:
+        # the reader checks the characters already here: a control character raises
+        loader = yaml.SafeLoader(text)
+    except yaml.YAMLError as exc:
+        line = text.count("\n", 0, getattr(exc, "position", 0)) + 1
+        return None, [RuleProblem(file, line, None, f"not valid YAML: {exc}")]
     problems: list[RuleProblem] = []
     try:
         root = loader.get_single_node()

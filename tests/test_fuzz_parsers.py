@@ -7,7 +7,7 @@ import json
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fuzz.targets import config_file, json_payload, modbus_answer, serial_stream
+from fuzz.targets import config_file, json_payload, modbus_answer, rule_file, serial_stream
 
 FUZZ = settings(max_examples=300, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow])
@@ -85,6 +85,27 @@ def _toml(value: object) -> str:
     if isinstance(value, list):
         return "[" + ", ".join(_toml(v) for v in value) + "]"
     return json.dumps(value)
+
+
+RULE_WORDS = ["rules:", "  - id: r1", "    match: {kind: smoke, type: alarm}",
+              "    match: {kind: manhole, type: reading}", "    condition: {field: tilt_deg,",
+              " above: 10}", "    condition: \"tilt_deg > 10 and\"", "    for: 3s",
+              "    for: -1s", "    clear: {type: alarm_cleared}", "    severity: critical",
+              "    message: \"{device} {nope}\"", "    escalation: missing",
+              "escalations:", "  e1:", "    steps:", "      - {after: 0s, notify: g}",
+              "    key: building", "    count: {at_least: 2, within: 60s}", "\t", "- ", ":"]
+
+
+@FUZZ
+@given(st.lists(st.sampled_from(RULE_WORDS) | st.text(max_size=12), max_size=25)
+       .map("\n".join))
+def test_rule_file(text: str) -> None:
+    rule_file(text.encode())
+
+
+def test_regression_control_character_in_a_rule_file() -> None:
+    # found by hypothesis: the YAML reader raised before the loader's error handling
+    rule_file(b"rules:\n  - id: r1\x08\n")
 
 
 def test_regression_invalid_utf8_inside_a_json_string() -> None:
