@@ -42,7 +42,7 @@ async def test_dead_unit_goes_offline_and_comes_back(tmp_path: Path,
                                          for d in devices), what="all online")
             units[1].fail(Fault.NO_ANSWER)
             died = time.monotonic()
-            offline = await watcher.next(lambda s: s.topic.endswith("smoke-2/status")
+            await watcher.next(lambda s: s.topic.endswith("smoke-2/status")
                                          and s.payload == b"offline")
             assert time.monotonic() - died <= 2 * POLL_S + 0.3  # within two intervals
             event = await watcher.next(lambda s: s.topic.endswith("smoke-2/event"))
