@@ -39,6 +39,7 @@ async def press_all(gateway: Gateway, during: Callable[[int], Awaitable[None]],
 
 async def verdict_after(gateway: Gateway, observer: Observer, store_url: str, site: str,
                         journal: Path) -> Verdict:
+    """Once both sinks caught up: what the oracle finds of every accepted alarm."""
     await eventually(lambda: gateway.mqtt_sink.cursor >= gateway.journal.last_seq
                      and gateway.store_sink.cursor >= gateway.journal.last_seq,
                      timeout=60, what="both sinks caught up")

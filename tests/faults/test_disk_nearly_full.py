@@ -12,7 +12,8 @@ from gateway.kinds import make_event
 from gateway.model import DeviceKind
 from gateway.services import Mosquitto, VictoriaMetrics
 from gateway.supervisor import Gateway
-from tests.faults.oracle import Observer, accepted_alarms, judge
+from tests.faults.burst import verdict_after
+from tests.faults.oracle import Observer
 from tests.helpers import eventually, make_config, running, sos_mqtt, unique_site
 
 
@@ -40,17 +41,8 @@ async def test_disk_nearly_full_refuses_events_not_alarms(
                          what="all handled")
         assert gateway.counters.get("dropped", cls="event", reason="disk_full") == 50
         assert gateway.counters.get("events_accepted", cls="alarm") == 50
-        await eventually(lambda: gateway.store_sink.cursor >= gateway.journal.last_seq
-                         and gateway.mqtt_sink.cursor >= gateway.journal.last_seq,
-                         what="sinks caught up")
-        accepted = await accepted_alarms(config.journal.path)
-
-        async def delivered() -> bool:
-            v = await judge(accepted, observer.events, victoria.url, site)
-            return v.lost_mqtt == 0 and v.lost_store == 0
-
-        await eventually(delivered, what="alarms delivered")
-        verdict = await judge(accepted, observer.events, victoria.url, site)
+        verdict = await verdict_after(gateway, observer, victoria.url, site,
+                                      config.journal.path)
     verdict.extra["refused_events"] = 50
     verdict.print("disk nearly full")
     assert verdict.accepted == 50

@@ -10,7 +10,8 @@ from drivers.serial_frames.driver import SerialFrameDriver
 from gateway.services import Mosquitto, VictoriaMetrics
 from gateway.supervisor import Gateway
 from simulators.serial_device import SerialDeviceSimulator
-from tests.faults.oracle import Observer, accepted_alarms, judge
+from tests.faults.burst import verdict_after
+from tests.faults.oracle import Observer
 from tests.helpers import eventually, make_config, running, unique_site
 
 FRAMES = 200  # door forced open: alarm class
@@ -42,17 +43,8 @@ async def test_serial_device_unplugged_and_back(tmp_path: Path, mosquitto: Mosqu
             await eventually(lambda: gateway.counters.get("events_accepted") == FRAMES,
                              timeout=30, what="every frame accepted")
             assert gateway.counters.get("serial_port_lost", device="door-1") >= 1
-            await eventually(lambda: gateway.store_sink.cursor >= gateway.journal.last_seq
-                             and gateway.mqtt_sink.cursor >= gateway.journal.last_seq,
-                             what="sinks caught up")
-            accepted = await accepted_alarms(config.journal.path)
-
-            async def delivered() -> bool:
-                v = await judge(accepted, observer.events, victoria.url, site)
-                return v.lost_mqtt == 0 and v.lost_store == 0
-
-            await eventually(delivered, what="alarms delivered")
-            verdict = await judge(accepted, observer.events, victoria.url, site)
+            verdict = await verdict_after(gateway, observer, victoria.url, site,
+                                          config.journal.path)
     verdict.extra["unplugged"] = 1
     verdict.print("serial device unplugged and back")
     assert verdict.accepted == FRAMES
