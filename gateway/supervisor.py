@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import os
@@ -217,13 +218,15 @@ class Gateway:
 
     async def _shutdown(self, drivers: list[asyncio.Task[None]], core: list[asyncio.Task[None]]
                         ) -> None:
+        """Stop intake, drain, say offline, stop the rest: each step bounded."""
+        bound = self.config.shutdown_timeout_s
         log.info("stopping: buttons released, draining the journal to the sinks")
         for task in drivers:
             task.cancel()
-        await asyncio.gather(*drivers, return_exceptions=True)
+        await _settle(drivers, bound, "driver")
         self.store_sink.flush()
         try:
-            async with asyncio.timeout(self.config.shutdown_timeout_s):
+            async with asyncio.timeout(bound):
                 await self.runner.caught_up()
                 while (self.mqtt_sink.cursor < self.journal.last_seq
                        or self.store_sink.cursor < self.journal.last_seq):
@@ -234,9 +237,12 @@ class Gateway:
             log.warning("shutdown bound reached; %d record(s) stay in the journal for the "
                         "next start", self.journal.last_seq - min(self.mqtt_sink.cursor,
                                                                   self.store_sink.cursor))
-        await self.link.close((self.topics.gateway_status, Status.OFFLINE.encode()))
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(max(bound, 1.0)):
+                await self.link.close((self.topics.gateway_status, Status.OFFLINE.encode()))
         for task in core:
             task.cancel()
+        await _settle(core, bound, "task")
 
     # -- wiring -------------------------------------------------------------------------
 
@@ -329,6 +335,15 @@ class Gateway:
     def _location(self, device_id: str) -> Location | None:
         device = self.config.device(device_id)
         return device.location if device is not None else None
+
+
+async def _settle(tasks: list[asyncio.Task[None]], bound: float, what: str) -> None:
+    """Wait for cancelled tasks, naming any that is slow to stop."""
+    if not tasks:
+        return
+    _, slow = await asyncio.wait(tasks, timeout=bound)
+    for task in slow:
+        log.warning("%s %s is slow to stop", what, task.get_name())
 
 
 def _pseudonymiser(config: GatewayConfig) -> Pseudonymiser | None:

@@ -73,7 +73,8 @@ async def running(gateway: Gateway) -> AsyncIterator[Gateway]:
         yield gateway
     finally:
         gateway.stop()
-        await asyncio.wait_for(task, timeout=gateway.config.shutdown_timeout_s + 5)
+        # every step of a shutdown is bounded; a loaded machine may still need a while
+        await asyncio.wait_for(task, timeout=4 * gateway.config.shutdown_timeout_s + 20)
 
 
 async def eventually(predicate: Callable[[], bool | Awaitable[bool]], timeout: float = 10.0,
