@@ -16,6 +16,7 @@ from typing import Any
 
 from gpiozero import LED, DigitalInputDevice
 
+from drivers.debounce import Debouncer, Release
 from drivers.intake import Intake
 from gateway.clock import Clock
 from gateway.config import GpioDevice
@@ -46,8 +47,8 @@ class ElderButtonGpio:
         self._counters = counters
         self._pin_factory = pin_factory
         self._edges: asyncio.Queue[tuple[bool, float, int]] = asyncio.Queue()
-        self._pressed_at: float | None = None
-        self._last_edge: float | None = None
+        self._debouncer = Debouncer(device.gpio.debounce_ms / 1000)
+        self._glitches_counted = 0
         self._led: LED | None = None
         self._wanted = Indication.OFF
         self._indication_changed = asyncio.Event()
@@ -89,14 +90,15 @@ class ElderButtonGpio:
             async with asyncio.TaskGroup() as group:
                 group.create_task(self._feedback(), name=f"{self.name}.led")
                 while True:
-                    pressed, mono, ts = await self._edges.get()
-                    press = self._classify(pressed, mono)
-                    if press is not None:
-                        event_type, held = press
-                        await intake.event(
-                            make_event(DeviceKind.ELDER_BUTTON, self.device.id, event_type, ts,
-                                       {"duration_ms": round(held * 1000)})
-                        )
+                    stamped = await self._next_edge()
+                    if stamped is None:  # quiet long enough: what was pending has settled
+                        deadline = self._debouncer.deadline
+                        assert deadline is not None
+                        await self._report(intake, self._debouncer.settle(deadline))
+                        continue
+                    pressed, mono, ts = stamped
+                    await self._report(intake, self._debouncer.settle(mono))
+                    self._debouncer.edge(pressed, mono, ts)
         finally:
             # pins go back to the factory whatever ended the task, so a restart can claim them
             button.close()
@@ -105,23 +107,36 @@ class ElderButtonGpio:
                 # on the LED's own thread: after any change still running there
                 await loop.run_in_executor(self._led_thread, led.close)
 
-    def _classify(self, pressed: bool, mono: float) -> tuple[str, float] | None:
-        """(event type, seconds held) when a release ends a press; None otherwise."""
-        debounce = self.device.gpio.debounce_ms / 1000
-        if self._last_edge is not None and mono - self._last_edge < debounce:
-            self._counters.inc("gpio_bounces", device=self.device.id)
+    async def _next_edge(self) -> tuple[bool, float, int] | None:
+        """The next edge, or None once a pending change has held still long enough."""
+        deadline = self._debouncer.deadline
+        if deadline is None:
+            return await self._edges.get()
+        if not self._edges.empty():
+            return self._edges.get_nowait()
+        wait = deadline - self._clock.monotonic()
+        if wait <= 0:
             return None
-        if pressed:
-            if self._pressed_at is None:
-                self._pressed_at = mono
-                self._last_edge = mono
-            return None
-        if self._pressed_at is None:
-            return None  # a release without a press: the pin started low
-        self._last_edge = mono
-        held = mono - self._pressed_at
-        self._pressed_at = None
-        return (CANCEL if held >= self.device.gpio.long_press_s else PRESS), held
+        getting = asyncio.ensure_future(self._edges.get())
+        sleeping = asyncio.ensure_future(self._clock.sleep(wait))
+        try:
+            await asyncio.wait((getting, sleeping), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeping.cancel()
+            if not getting.done():
+                getting.cancel()
+        return getting.result() if getting.done() and not getting.cancelled() else None
+
+    async def _report(self, intake: Intake, release: Release | None) -> None:
+        glitches = self._debouncer.glitches - self._glitches_counted
+        if glitches:
+            self._counters.inc("gpio_bounces", glitches, device=self.device.id)
+            self._glitches_counted += glitches
+        if release is None:
+            return
+        event_type = CANCEL if release.held_s >= self.device.gpio.long_press_s else PRESS
+        await intake.event(make_event(DeviceKind.ELDER_BUTTON, self.device.id, event_type,
+                                      release.ts, {"duration_ms": round(release.held_s * 1000)}))
 
     async def _feedback(self) -> None:
         while True:
