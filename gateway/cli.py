@@ -77,9 +77,13 @@ def run(
 
 
 async def _serve(config: GatewayConfig) -> None:
-    from gateway.supervisor import Gateway
+    from gateway.supervisor import Gateway, GpioUnavailableError
 
-    gateway = Gateway(config)
+    try:
+        gateway = Gateway(config)
+    except GpioUnavailableError as exc:
+        err.print(str(exc), soft_wrap=True, markup=False)
+        raise typer.Exit(EXIT_CONFIG) from exc
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, gateway.stop)
@@ -151,7 +155,8 @@ def demo(
     from gateway.demo import run_site
 
     _logging(log_level)
-    asyncio.run(run_site(workdir.resolve(), ["elder-sos"], duration, Console(), officer=True))
+    asyncio.run(run_site(workdir.resolve(), ["elder-sos"], duration, Console(), officer=True,
+                         stay=True))
 
 
 @app.command()
@@ -180,7 +185,8 @@ def simulate(
     from gateway.demo import run_site
 
     _logging(log_level)
-    asyncio.run(run_site(workdir.resolve(), scenario, duration, Console(), officer=ack))
+    asyncio.run(run_site(workdir.resolve(), scenario, duration, Console(), officer=ack,
+                         stay=False))
 
 
 rules_app = typer.Typer(no_args_is_help=True, help="Check, test and reload alert rules.")

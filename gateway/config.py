@@ -238,7 +238,16 @@ def parse_config(raw: dict[str, Any], file: Path, env: Any) -> GatewayConfig:
     if problems:
         raise ConfigError(file, problems)
     # paths in the file are relative to the file, wherever the gateway is started from
+    broker = config.broker
+    if broker.tls is not None:
+        tls = broker.tls.model_copy(update={
+            key: _beside(file, value) for key in ("ca_file", "cert_file", "key_file")
+            if (value := getattr(broker.tls, key)) is not None})
+        broker = broker.model_copy(update={"tls": tls})
     return config.model_copy(update={
+        "broker": broker,
+        "journal": config.journal.model_copy(
+            update={"path": _beside(file, config.journal.path)}),
         "profile_dirs": [_beside(file, d) for d in config.profile_dirs],
         "rule_files": [_beside(file, f) for f in config.rule_files],
         "contacts_file": _beside(file, config.contacts_file) if config.contacts_file else None,
@@ -268,6 +277,9 @@ def _cross_checks(config: GatewayConfig, base: Path, env: Any) -> list[Problem]:
 
     for index, device in enumerate(config.devices):
         if isinstance(device, GpioDevice):
+            if device.kind is not DeviceKind.ELDER_BUTTON:
+                problems.append(Problem(f"devices[{index}].kind",
+                                        "a GPIO device is an elder_button", device.id))
             claim(index, device, "gpio.pin", "GPIO", device.gpio.pin)
             if device.gpio.led_pin is not None:
                 claim(index, device, "gpio.led_pin", "GPIO", device.gpio.led_pin)

@@ -28,8 +28,13 @@ _STYLE = {AlertState.FIRING: "bold red", AlertState.ACKNOWLEDGED: "yellow",
 
 
 async def run_site(workdir: Path, scenarios: list[str], duration: float | None,
-                   console: Console, *, officer: bool) -> None:
-    """Start Mosquitto and VictoriaMetrics under `workdir`, the gateway, and the scenarios."""
+                   console: Console, *, officer: bool, stay: bool) -> None:
+    """Start Mosquitto and VictoriaMetrics under `workdir`, the gateway, and the scenarios.
+
+    With `stay`, keep running after the scenarios until Ctrl-C (or `duration`). Every run
+    starts with an empty journal: alerts left open by a previous run are not restored.
+    """
+    await asyncio.to_thread(_forget_journal, workdir)
     mosquitto = Mosquitto(workdir / "mosquitto")
     store = VictoriaMetrics(workdir / "victoria-metrics")
     try:
@@ -43,7 +48,7 @@ async def run_site(workdir: Path, scenarios: list[str], duration: float | None,
             config_file = workdir / "gateway.toml"
             config_file.write_text(site.config(mosquitto.port, store.url))
             config = await asyncio.to_thread(load_config, config_file)
-            await _run(config, site, store.url, scenarios, duration, console, officer)
+            await _run(config, site, store.url, scenarios, duration, console, officer, stay)
     finally:
         await asyncio.to_thread(mosquitto.stop)
         await asyncio.to_thread(store.stop)
@@ -52,7 +57,7 @@ async def run_site(workdir: Path, scenarios: list[str], duration: float | None,
 
 async def _run(config: GatewayConfig, site: SimulatedSite, store_url: str,
                scenarios: list[str], duration: float | None, console: Console,
-               officer: bool) -> None:
+               officer: bool, stay: bool) -> None:
     gateway = Gateway(config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -77,7 +82,7 @@ async def _run(config: GatewayConfig, site: SimulatedSite, store_url: str,
         for name in scenarios:
             say(f"scenario {name}: {SCENARIOS[name].summary}")
             await SCENARIOS[name].run(devices, asyncio.sleep, say)
-        if duration is None and scenarios:
+        if duration is None and not stay:
             await asyncio.sleep(3.0)  # let the last alerts arrive
             stop.set()
         else:
@@ -113,7 +118,8 @@ async def _events(config: GatewayConfig, console: Console, now: object, started:
             payload = message.payload if isinstance(message.payload, bytes) else b""
             if "/notify/" in topic:
                 note = msgspec.json.decode(payload, type=Notify)
-                console.print(f"{at} NOTIFY {topic.rsplit('/', 1)[1]} (step {note.step}): "
+                when = "resolved" if note.reason == "resolved" else f"step {note.step}"
+                console.print(f"{at} NOTIFY {topic.rsplit('/', 1)[1]} ({when}): "
                               f"{note.message}", style="blue")
                 continue
             if topic.endswith("/status"):
@@ -124,6 +130,11 @@ async def _events(config: GatewayConfig, console: Console, now: object, started:
             style = "magenta" if event.cls == "alarm" else "dim"
             console.print(f"{at} event {event.type} ({event.cls}) from {event.device}",
                           style=style)
+
+
+def _forget_journal(workdir: Path) -> None:
+    for old in workdir.glob("journal.db*"):
+        old.unlink()
 
 
 def _t(seconds: float) -> str:

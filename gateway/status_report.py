@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,8 @@ import msgspec
 from gateway.clock import Clock
 
 STATUS_FILE = "status.json"
+
+log = logging.getLogger(__name__)
 
 
 class StatusSnapshot(msgspec.Struct, kw_only=True):
@@ -45,5 +48,8 @@ def read_status(path: Path) -> StatusSnapshot:
 async def keep_writing(path: Path, snapshot: Any, clock: Clock, interval_s: float = 2.0) -> None:
     """Write `snapshot()` every `interval_s` seconds until cancelled."""
     while True:
-        await asyncio.to_thread(write_status, path, snapshot())
+        try:
+            await asyncio.to_thread(write_status, path, snapshot())
+        except OSError as exc:  # a full disk must not stop the gateway for a status file
+            log.warning("cannot write %s: %s", path, exc)
         await clock.sleep(interval_s)

@@ -191,17 +191,17 @@ class Gateway:
                                          name=name)
 
             core = [
-                group.create_task(self.link.run(), name="gw.mqtt.link"),
+                task("gw.mqtt.link", self.link.run),
                 task("gw.rules", self.runner.run),
                 task("gw.sink.mqtt", self.mqtt_sink.run),
                 task("gw.sink.store", self.store_sink.run),
                 task("gw.sink.notify", self.notify_sink.run),
-                group.create_task(supervise(self.board, self.clock), name="gw.liveness"),
+                task("gw.liveness", functools.partial(supervise, self.board, self.clock)),
                 task("gw.status.events", self._journal_status_changes),
                 task("gw.journal.prune", self._prune),
-                group.create_task(keep_writing(status_path(self.config.journal.path),
-                                               self.snapshot, self.clock),
-                                  name="gw.status.file"),
+                task("gw.status.file", functools.partial(
+                    keep_writing, status_path(self.config.journal.path), self.snapshot,
+                    self.clock)),
             ]
             if self.config.metrics is not None:
                 server = MetricsServer(self, self.config.metrics)
@@ -269,13 +269,14 @@ class Gateway:
         """Delete what every consumer has passed; SQLite reuses the freed pages."""
         while True:
             await self.clock.sleep(self.config.journal.prune_interval_s)
-            gone = await self.journal.prune(["mqtt", "store", "rules"],
+            gone = await self.journal.prune(["mqtt", "store", "rules", "notify"],
                                             keep_from=self.mqtt_sink.replay_floor)
             if gone:
                 log.debug("pruned %d journal record(s)", gone)
 
     def sink_cursors(self) -> dict[str, int]:
-        return {"mqtt": self.mqtt_sink.cursor, "store": self.store_sink.cursor}
+        return {"mqtt": self.mqtt_sink.cursor, "store": self.store_sink.cursor,
+                "notify": self.notify_sink.cursor}
 
     def snapshot(self) -> StatusSnapshot:
         return StatusSnapshot(
@@ -352,10 +353,29 @@ def _pseudonymiser(config: GatewayConfig) -> Pseudonymiser | None:
     return Pseudonymiser(os.environ[config.pseudonym_key_env].encode())
 
 
-def _pin_factory(config: GatewayConfig) -> Any:
-    if config.gpio_factory != "mock" or not any(isinstance(d, GpioDevice) for d in config.devices):
-        return None
-    from gpiozero.pins.mock import MockFactory
+class GpioUnavailableError(Exception):
+    """GPIO devices are configured but no GPIO pin library can be loaded."""
 
-    return MockFactory()
+
+def _pin_factory(config: GatewayConfig) -> Any:
+    if not any(isinstance(d, GpioDevice) for d in config.devices):
+        return None
+    if config.gpio_factory == "mock":
+        from gpiozero.pins.mock import MockFactory
+
+        return MockFactory()
+    import warnings
+
+    from gpiozero.devices import Device
+    from gpiozero.exc import BadPinFactory
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # one clear message below, not one per library
+            return Device._default_pin_factory()
+    except BadPinFactory as exc:
+        raise GpioUnavailableError(
+            "GPIO devices are configured but no GPIO library could be loaded: on a Raspberry "
+            "Pi install python3-lgpio and create the venv with --system-site-packages; "
+            'to simulate the pins, set gpio_factory = "mock"') from exc
 

@@ -147,3 +147,13 @@ def test_check_config_accepts_a_good_file(tmp_path: Path) -> None:
     result = _scgw("check-config", str(_write(tmp_path, GOOD)))
     assert result.returncode == 0, result.stderr
     assert "OK" in result.stdout
+
+
+def test_run_says_clearly_when_gpio_is_unavailable(tmp_path: Path) -> None:
+    # this machine has no GPIO pin library: a real Pi would need python3-lgpio
+    text = GOOD.replace('url = "http://127.0.0.1:8428"', 'url = "http://127.0.0.1:8428"\n'
+                        '[journal]\npath = "journal.db"')
+    result = _scgw("run", "--config", str(_write(tmp_path, text)))
+    assert result.returncode == 2
+    assert "no GPIO library could be loaded" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -121,14 +121,14 @@ def test_points_are_deterministic_and_escaped() -> None:
     line = maker.line(event)
     assert line == (
         r"sc_event,building=3\,A,class=alarm,device=smoke\=1,floor=5,kind=smoke,site=c\ 1,"
-        r"type=alarm,unit=1 battery_low=1i,count=1i,obscuration=4.5 1700000000123"
+        r"type=alarm,unit=1 battery_low=1.0,count=1i,obscuration=4.5 1700000000123"
     )
     assert maker.line(event) == line
     alert = Alert(id="a1", ts=5, rule="elder.sos", device="e1", kind=DeviceKind.ELDER_BUTTON,
                   state=AlertState.ACKNOWLEDGED, severity=Severity.CRITICAL, since=4, value=1)
     assert maker.line(alert) == (
         "sc_alert,alert=a1,building=3\\,A,device=e1,floor=5,kind=elder_button,rule=elder.sos,"
-        "severity=critical,site=c\\ 1,state=acknowledged,unit=1 since=4i,state_code=2i,value=1i 5"
+        "severity=critical,site=c\\ 1,state=acknowledged,unit=1 since=4i,state_code=2i,value=1.0 5"
     )
 
 

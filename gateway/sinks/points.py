@@ -42,17 +42,20 @@ class PointMaker:
             fields: dict[str, int | float] = {
                 "state_code": ALERT_STATE_CODE[record.state], "since": record.since}
             if _numeric(record.value):
-                fields["value"] = _number(record.value)
+                # always a float: InfluxDB refuses a field whose type changes between points
+                fields["value"] = float(_number(record.value))
         elif isinstance(record, DeviceEvent):
             measurement = "sc_event"
             tags = {"type": record.type, "class": record.cls.value}
             fields = {"count": 1}
-            fields.update({k: _number(v) for k, v in record.fields.items() if _numeric(v)})
+            # floats, so a field never changes type between points (InfluxDB refuses that)
+            fields.update({k: float(_number(v)) for k, v in record.fields.items()
+                           if _numeric(v)})
         elif isinstance(record, Reading):
             measurement = f"sc_{record.kind.value}"
             tags = {}
             # the v2 write API of VictoriaMetrics keeps numeric fields only; text stays on MQTT
-            fields = {k: _number(v) for k, v in record.values.items() if _numeric(v)}
+            fields = {k: float(_number(v)) for k, v in record.values.items() if _numeric(v)}
             if not fields:
                 return None
         else:  # acks and notification intents are commands, not measurements
