@@ -9,14 +9,21 @@ from pathlib import Path
 Report = Callable[[int, str], None]  # (line, message): a problem in the file being read
 
 
-@dataclass(frozen=True, slots=True, order=True)
+@dataclass(frozen=True, slots=True)
 class RuleProblem:
-    """One mistake in a rule or contacts file."""
+    """One mistake in a rule or contacts file; problems sort by file and line."""
 
     file: Path
     line: int
     rule: str | None
     message: str
+
+    def __lt__(self, other: RuleProblem) -> bool:
+        # a problem outside any rule has no rule id: it sorts before those of a rule
+        return self._key() < other._key()
+
+    def _key(self) -> tuple[str, int, str, str]:
+        return (str(self.file), self.line, self.rule or "", self.message)
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}"

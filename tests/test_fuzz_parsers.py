@@ -103,6 +103,17 @@ def test_rule_file(text: str) -> None:
     rule_file(text.encode())
 
 
+def test_regression_problems_with_and_without_a_rule_id_on_one_line() -> None:
+    # found by atheris: sorting such problems compared a rule id with None
+    rule_file(
+        b'rules:\n  - id: access.forced_open\n    match: {kind: access, '
+        b'type: forceds, type: forced_open}\n    clear: {type: door_clo'
+        b'sed}\n    severity: major\n    message: ")"\n    resolve_messag'
+        b'e: _open}\n    clear: {type: door_closed}\n    severity: major'
+        b'\n    message: ")"\n    resolve_message: rul'
+    )
+
+
 def test_regression_control_character_in_a_rule_file() -> None:
     # found by hypothesis: the YAML reader raised before the loader's error handling
     rule_file(b"rules:\n  - id: r1\x08\n")
