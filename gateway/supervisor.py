@@ -228,15 +228,15 @@ class Gateway:
         try:
             async with asyncio.timeout(bound):
                 await self.runner.caught_up()
-                while (self.mqtt_sink.cursor < self.journal.last_seq
-                       or self.store_sink.cursor < self.journal.last_seq):
+                while min(self.sink_cursors().values()) < self.journal.last_seq:
                     self.mqtt_sink.moved.clear()
                     self.store_sink.moved.clear()
-                    await first_of(self.mqtt_sink.moved, self.store_sink.moved)
+                    self.notify_sink.moved.clear()
+                    await first_of(self.mqtt_sink.moved, self.store_sink.moved,
+                                   self.notify_sink.moved)
         except TimeoutError:
             log.warning("shutdown bound reached; %d record(s) stay in the journal for the "
-                        "next start", self.journal.last_seq - min(self.mqtt_sink.cursor,
-                                                                  self.store_sink.cursor))
+                        "next start", self.journal.last_seq - min(self.sink_cursors().values()))
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(max(bound, 1.0)):
                 await self.link.close((self.topics.gateway_status, Status.OFFLINE.encode()))
@@ -263,7 +263,10 @@ class Gateway:
             if old is None and new is Status.ONLINE:
                 continue  # a device found at start is news to nobody
             ts = self.clock.now_ms()
-            await self.journal.append(make_event(kind, device, new.value, ts))
+            try:
+                await self.journal.append(make_event(kind, device, new.value, ts))
+            except JournalFullError as exc:
+                self.counters.inc("dropped", cls="event", reason=exc.reason)
 
     async def _prune(self) -> None:
         """Delete what every consumer has passed; SQLite reuses the freed pages."""

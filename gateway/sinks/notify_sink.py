@@ -41,6 +41,7 @@ class NotifySink:
         self._give_up_s = give_up_s
         self._wake = journal.listen()
         self.cursor = 0
+        self.moved = asyncio.Event()  # set whenever the cursor advances
 
     async def run(self) -> None:
         self.cursor = await self._journal.cursor(CONSUMER)
@@ -57,6 +58,7 @@ class NotifySink:
                     self.cursor = entry.seq
             await self._journal.move_cursor(CONSUMER, batch.upto)
             self.cursor = batch.upto
+            self.moved.set()
 
     async def _deliver(self, intent: Notify) -> None:
         if not intent.targets:
