@@ -19,7 +19,7 @@ def main() -> None:
     import pydantic  # noqa: F401
     import pymodbus  # noqa: F401
 
-    with atheris.instrument_imports(include=["drivers", "gateway", "fuzz"],
+    with atheris.instrument_imports(include=["drivers", "gateway", "rules", "fuzz"],
                                     enable_loader_override=False):
         from fuzz.targets import TARGETS
     if args.target not in TARGETS:
