@@ -125,6 +125,7 @@ class Mosquitto(_Process):
             "max_queued_messages 100000",
             f"persistence {'true' if self.persistence else 'false'}",
             f"persistence_location {self.workdir}/",
+            "autosave_interval 1",  # with persistence: sessions on disk within a second
         ]
         if os.geteuid() == 0:
             lines.append("user root")  # otherwise it drops to 'mosquitto', who cannot write here

@@ -24,3 +24,12 @@ def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
     broker.start()
     yield broker
     broker.stop()
+
+
+@pytest.fixture
+def persistent_mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
+    """A broker that saves its sessions every second, so they outlive a SIGKILL."""
+    broker = Mosquitto(tmp_path / "mosquitto-persistent", persistence=True)
+    broker.start()
+    yield broker
+    broker.stop()

@@ -30,6 +30,9 @@ class Observer:
     async def __aenter__(self) -> Observer:
         self._task = asyncio.create_task(self._run(), name="oracle.observer")
         await asyncio.wait_for(self.connected.wait(), 10)
+        # a persistent session: a broker with persistence keeps the subscription across its
+        # own SIGKILL, so nothing published before the observer reconnects is missed
+        await asyncio.sleep(1.5)  # the broker's autosave interval is 1 s
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -39,7 +42,8 @@ class Observer:
             await self._task
 
     async def _run(self) -> None:
-        client = aiomqtt.Client("127.0.0.1", self._port, identifier=f"oracle-{self._site}")
+        client = aiomqtt.Client("127.0.0.1", self._port, identifier=f"oracle-{self._site}",
+                                clean_session=False)
         while True:
             try:
                 async with client:

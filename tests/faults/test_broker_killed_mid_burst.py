@@ -15,8 +15,9 @@ BUTTONS = 10
 PRESSES = 100  # per button: 1,000 alarms
 
 
-async def test_broker_killed_mid_burst(tmp_path: Path, mosquitto: Mosquitto,
+async def test_broker_killed_mid_burst(tmp_path: Path, persistent_mosquitto: Mosquitto,
                                        victoria: VictoriaMetrics) -> None:
+    mosquitto = persistent_mosquitto
     site = unique_site("fault-kill")
     config = make_config(
         tmp_path, site=site, broker_port=mosquitto.port, store_url=victoria.url,

@@ -64,8 +64,10 @@ async def test_store_answers_500_429_and_slowly(tmp_path: Path, mosquitto: Mosqu
     assert verdict.extra["store_retries_unreachable"] == 2  # the slow answers timed out
 
 
-async def test_broker_flapping_every_two_seconds(tmp_path: Path, mosquitto: Mosquitto,
+async def test_broker_flapping_every_two_seconds(tmp_path: Path,
+                                                 persistent_mosquitto: Mosquitto,
                                                  victoria: VictoriaMetrics) -> None:
+    mosquitto = persistent_mosquitto
     site = unique_site("fault-flap")
     config = burst_config(tmp_path, site, mosquitto.port, victoria.url,
                           broker={"host": "127.0.0.1", "port": mosquitto.port,
