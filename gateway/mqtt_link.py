@@ -218,7 +218,7 @@ class MqttLink:
 
     async def _handle_after(self, previous: asyncio.Task[None] | None,
                             message: aiomqtt.Message) -> None:
-        if previous is not None:
+        if previous is not None and not previous.done():
             await asyncio.wait([previous])
         await self._dispatch(message)
 
@@ -229,7 +229,8 @@ class MqttLink:
     ) -> None:
         while True:
             message, task = await received.get()
-            await asyncio.wait([task])
+            if not task.done():
+                await asyncio.wait([task])
             if message.qos > 0 and not task.cancelled():
                 # a crash before this point makes the broker deliver the message again
                 client._client.ack(message.mid, message.qos)
