@@ -277,21 +277,15 @@ def alerts_ack(
 
 async def _publish_once(config: GatewayConfig, topic: str, payload: bytes) -> None:
     import os
-    import ssl
 
     import aiomqtt
 
+    from gateway.mqtt_link import client_tls
+
     broker = config.broker
-    tls = None
-    if broker.tls is not None:
-        tls = ssl.create_default_context(
-            cafile=str(broker.tls.ca_file) if broker.tls.ca_file else None)
-        if broker.tls.cert_file:
-            tls.load_cert_chain(str(broker.tls.cert_file),
-                                str(broker.tls.key_file) if broker.tls.key_file else None)
     password = os.environ.get(broker.password_env) if broker.password_env else None
     async with aiomqtt.Client(broker.host, broker.port, username=broker.username,
-                              password=password, tls_context=tls) as client:
+                              password=password, tls_context=client_tls(broker)) as client:
         await client.publish(topic, payload, qos=1)
 
 

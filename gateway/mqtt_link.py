@@ -33,6 +33,18 @@ PIPELINE = 256  # incoming QoS 1 messages in flight, unacknowledged
 QOS0_BACKLOG = 10_000  # incoming QoS 0 messages queued before more are dropped
 
 
+def client_tls(config: BrokerConfig) -> ssl.SSLContext | None:
+    """The TLS context for a broker: its certificate and host name are always verified."""
+    if config.tls is None:
+        return None
+    context = ssl.create_default_context(
+        cafile=str(config.tls.ca_file) if config.tls.ca_file else None)
+    if config.tls.cert_file:
+        context.load_cert_chain(str(config.tls.cert_file),
+                                str(config.tls.key_file) if config.tls.key_file else None)
+    return context
+
+
 def _forget(chains: dict[str, asyncio.Task[None]], handlers: set[asyncio.Task[None]],
             topic: str, task: asyncio.Task[None]) -> None:
     handlers.discard(task)
@@ -260,15 +272,7 @@ class MqttLink:
         properties.SessionExpiryInterval = cfg.session_expiry_s
         # the broker sends at most this many unacknowledged QoS 1 messages: flow control
         properties.ReceiveMaximum = PIPELINE
-        tls_context = None
-        if cfg.tls is not None:
-            tls_context = ssl.create_default_context(
-                cafile=str(cfg.tls.ca_file) if cfg.tls.ca_file else None
-            )
-            if cfg.tls.cert_file:
-                tls_context.load_cert_chain(
-                    str(cfg.tls.cert_file), str(cfg.tls.key_file) if cfg.tls.key_file else None
-                )
+        tls_context = client_tls(cfg)
         client = aiomqtt.Client(
             cfg.host,
             cfg.port,
