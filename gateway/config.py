@@ -211,12 +211,6 @@ class GatewayConfig(_Strict):
     def client_id(self) -> str:
         return self.broker.client_id or f"scgw-{self.site}"
 
-    def device(self, device_id: str) -> AnyDevice | None:
-        for device in self.devices:
-            if device.id == device_id:
-                return device
-        return None
-
 
 def load_config(file: Path, env: dict[str, str] | None = None) -> GatewayConfig:
     """Read and validate `file`; raise ConfigError naming every problem found."""

@@ -69,6 +69,7 @@ class Gateway:
         writer: Writer | None = None,
     ) -> None:
         self.config = config
+        self._locations = {d.id: d.location for d in config.devices}
         self.clock = clock or SystemClock()
         self.counters = Counters()
         self.topics = Topics(config.site)
@@ -337,8 +338,8 @@ class Gateway:
         return mapping
 
     def _location(self, device_id: str) -> Location | None:
-        device = self.config.device(device_id)
-        return device.location if device is not None else None
+        # called for every point written: a dict, not a scan of the device list
+        return self._locations.get(device_id)
 
 
 async def _settle(tasks: list[asyncio.Task[None]], bound: float, what: str) -> None:
