@@ -21,6 +21,7 @@ from gateway.sinks.store_sink import StoreSink
 from gateway.sinks.store_writer import InfluxWriter
 from gateway.telemetry import TelemetryBuffer
 from tests.helpers import eventually
+from tests.http_server import serving
 
 
 class ScriptedStore:
@@ -45,13 +46,8 @@ class ScriptedStore:
 @pytest.fixture
 async def store_server() -> AsyncIterator[ScriptedStore]:
     store = ScriptedStore([])
-    app = web.Application()
-    app.router.add_post("/api/v2/write", store.write)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", store.port).start()
-    yield store
-    await runner.cleanup()
+    async with serving(store.port, "/api/v2/write", store.write):
+        yield store
 
 
 async def _sink(tmp_path: Path, store: ScriptedStore) -> tuple[StoreSink, Journal, Counters]:

@@ -12,6 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from gateway.services import free_port
+from tests.http_server import serving
 
 
 @dataclass
@@ -35,12 +36,5 @@ class Webhook:
 @asynccontextmanager
 async def webhook() -> AsyncIterator[Webhook]:
     hook = Webhook()
-    app = web.Application()
-    app.router.add_post("/{path:.*}", hook.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", hook.port).start()
-    try:
+    async with serving(hook.port, "/{path:.*}", hook.handle):
         yield hook
-    finally:
-        await runner.cleanup()

@@ -10,6 +10,7 @@ import aiohttp
 from aiohttp import web
 
 from gateway.services import free_port
+from tests.http_server import serving
 
 
 class FaultProxy:
@@ -48,12 +49,5 @@ class FaultProxy:
 @asynccontextmanager
 async def fault_proxy(upstream: str, slow_s: float = 2.0) -> AsyncIterator[FaultProxy]:
     proxy = FaultProxy(upstream, slow_s)
-    app = web.Application()
-    app.router.add_post("/api/v2/write", proxy.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", proxy.port).start()
-    try:
+    async with serving(proxy.port, "/api/v2/write", proxy.handle):
         yield proxy
-    finally:
-        await runner.cleanup()
