@@ -17,7 +17,7 @@ from pymodbus.constants import ExcCodes
 from pymodbus.datastore import ModbusDeviceContext, ModbusSequentialDataBlock
 from pymodbus.exceptions import NoSuchIdException
 
-from drivers.modbus.frames import crc16
+from drivers.checksum import crc16_modbus
 from drivers.modbus.register_map import ModbusMap, Point
 from drivers.modbus.values import pack_words, raw_for, unpack_words
 from drivers.profile import Profile
@@ -169,7 +169,7 @@ class SimulatedDevice(ModbusDeviceContext):
             if framing == "tcp":
                 return adu[:6] + bytes([other]) + adu[7:]
             body = bytes([other]) + adu[1:-2]
-            return body + crc16(body).to_bytes(2, "little")
+            return body + crc16_modbus(body).to_bytes(2, "little")
         return adu
 
     # -- pymodbus datastore -------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Modbus framing facts the driver needs beyond pymodbus: CRC-16 and naming a bad answer.
+"""Modbus framing facts the driver needs beyond pymodbus: RTU frames and naming a bad answer.
 
 pymodbus discards an RTU answer with a bad CRC, a frame from another unit or a truncated
 frame silently and reports only that no answer came. The bytes that did arrive tell which
@@ -7,40 +7,17 @@ it was; the driver counts each kind separately.
 
 from __future__ import annotations
 
-from typing import Final
-
-_POLY: Final = 0xA001  # CRC-16/MODBUS, reflected
-
-
-def _table() -> tuple[int, ...]:
-    out = []
-    for byte in range(256):
-        crc = byte
-        for _ in range(8):
-            crc = (crc >> 1) ^ _POLY if crc & 1 else crc >> 1
-        out.append(crc)
-    return tuple(out)
-
-
-_TABLE: Final = _table()
-
-
-def crc16(data: bytes) -> int:
-    """CRC-16/MODBUS of `data`; it goes on the wire low byte first."""
-    crc = 0xFFFF
-    for byte in data:
-        crc = (crc >> 8) ^ _TABLE[(crc ^ byte) & 0xFF]
-    return crc
+from drivers.checksum import crc16_modbus
 
 
 def rtu_frame(unit: int, pdu: bytes) -> bytes:
     """An RTU frame: unit id, PDU, CRC."""
     body = bytes([unit]) + pdu
-    return body + crc16(body).to_bytes(2, "little")
+    return body + crc16_modbus(body).to_bytes(2, "little")
 
 
 def crc_ok(frame: bytes) -> bool:
-    return len(frame) >= 4 and crc16(frame[:-2]) == int.from_bytes(frame[-2:], "little")
+    return len(frame) >= 4 and crc16_modbus(frame[:-2]) == int.from_bytes(frame[-2:], "little")
 
 
 def rtu_answer_length(frame: bytes) -> int | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from drivers.serial_frames.checksum import ALGORITHMS
+from drivers.checksum import ALGORITHMS
 from drivers.serial_frames.datatypes import pack, unpack
 from drivers.serial_frames.frame_format import SerialFormat
 

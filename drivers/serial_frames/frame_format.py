@@ -36,7 +36,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from drivers.serial_frames.checksum import ALGORITHMS, Algorithm
+from drivers.checksum import ALGORITHMS, Algorithm
 from drivers.serial_frames.datatypes import INTEGERS, SIZED, Datatype, width
 from gateway.kinds import MODELS
 from gateway.model import DeviceKind

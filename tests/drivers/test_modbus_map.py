@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from drivers.checksum import crc16_modbus
 from drivers.modbus import ModbusMap, Point
-from drivers.modbus.frames import classify_rtu, classify_tcp, crc16, rtu_frame
+from drivers.modbus.frames import classify_rtu, classify_tcp, rtu_frame
 from drivers.modbus.values import decode_point, pack_words, raw_for
 from drivers.profile import ProfileLibrary, load_profile
 from gateway.problems import ConfigError
@@ -171,7 +172,7 @@ def test_a_float_that_is_not_a_number_is_a_decode_error() -> None:
 def test_crc_and_naming_bad_answers() -> None:
     # the example from the Modbus over serial line guide: unit 1, read 2 holding registers
     assert rtu_frame(1, bytes.fromhex("0300000002")).hex() == "010300000002c40b"
-    assert crc16(b"") == 0xFFFF
+    assert crc16_modbus(b"") == 0xFFFF
     good = rtu_frame(4, bytes.fromhex("03020102"))
     assert classify_rtu(b"", 4, 3)[0] == "timeout"
     assert classify_rtu(good[:4], 4, 3)[0] == "truncated"

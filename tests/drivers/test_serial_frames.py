@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from pymodbus.framer.rtu import FramerRTU
 
+from drivers.checksum import crc16_ccitt, crc16_modbus, sum8, xor8
 from drivers.profile import BUILTIN, load_profile
 from drivers.serial_frames import Frame, FrameScanner, Rejected, SerialFormat, build_frame
-from drivers.serial_frames.checksum import crc16_ccitt, crc16_modbus, sum8, xor8
 from drivers.serial_frames.datatypes import pack, unpack
 from gateway.problems import ConfigError
 
