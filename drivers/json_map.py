@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from drivers.pseudonym import Pseudonymiser
 from gateway.kinds import MODELS, make_event
+from gateway.kinds.base import OutOfRangeError
 from gateway.model import DeviceEvent, DeviceKind, Reading, Scalar, new_id
 
 
@@ -139,13 +140,11 @@ class JsonMapper:
             if not isinstance(raw, int | float):
                 out.problems.append(("bad_value", f"{r.path}={raw!r} is not a number"))
                 continue
-            value = raw * r.scale + r.offset
-            spec = self._specs[r.reading]
-            if not spec.accepts(value):
-                out.problems.append(("out_of_range", f"{r.reading}={value} outside "
-                                     f"[{spec.low}, {spec.high}] {spec.unit}"))
-                continue
-            values[r.reading] = round(value) if spec.integer else round(value, 6)
+            try:
+                values[r.reading] = self._specs[r.reading].checked(
+                    r.reading, raw * r.scale + r.offset)
+            except OutOfRangeError as exc:
+                out.problems.append(("out_of_range", str(exc)))
         fields: dict[str, Scalar] = dict(values)
         if self._map.card is not None:
             card = lookup(body, self._map.card)

@@ -12,7 +12,6 @@ Shipped profiles live in drivers/profiles/; a site may add its own directories.
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,7 @@ from drivers.json_map import JsonMap
 from drivers.modbus import parse_modbus_map
 from drivers.serial_frames import parse_serial_format
 from gateway.model import DeviceKind
-from gateway.problems import ConfigError, Problem, problem_from_pydantic
+from gateway.problems import ConfigError, Problem, problem_from_pydantic, read_toml
 
 BUILTIN = Path(__file__).parent / "profiles"
 
@@ -75,12 +74,7 @@ class Profile:
 
 def load_profile(file: Path) -> Profile:
     """Read and check one profile; ConfigError lists every problem with its key path."""
-    try:
-        raw = tomllib.loads(file.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(file, [Problem("<file>", f"cannot read: {exc.strerror}")]) from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(file, [Problem("<toml>", str(exc))]) from exc
+    raw = read_toml(file)
     try:
         header = _Header.model_validate(raw)
     except ValidationError as exc:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tomllib
 from collections import Counter
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -13,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from drivers.profile import BUILTIN, ProfileLibrary
 from gateway.kinds import MODELS
 from gateway.model import DeviceKind
-from gateway.problems import ConfigError, Problem, problem_from_pydantic
+from gateway.problems import ConfigError, Problem, problem_from_pydantic, read_toml
 
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
@@ -214,12 +213,7 @@ class GatewayConfig(_Strict):
 
 def load_config(file: Path, env: dict[str, str] | None = None) -> GatewayConfig:
     """Read and validate `file`; raise ConfigError naming every problem found."""
-    try:
-        raw = tomllib.loads(file.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(file, [Problem("<file>", f"cannot read: {exc.strerror}")]) from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(file, [Problem("<toml>", str(exc))]) from exc
+    raw = read_toml(file)
     return parse_config(raw, file, os.environ if env is None else env)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -70,3 +71,13 @@ def _message(err: Any) -> str:
     if err["type"] == "missing":
         return "required key is missing"
     return str(err["msg"])
+
+
+def read_toml(file: Path) -> dict[str, Any]:
+    """The TOML document in `file`; ConfigError when it cannot be read or parsed."""
+    try:
+        return tomllib.loads(file.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(file, [Problem("<file>", f"cannot read: {exc.strerror}")]) from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(file, [Problem("<toml>", str(exc))]) from exc

@@ -8,6 +8,7 @@ from drivers.modbus.planner import Block, Plan
 from drivers.modbus.register_map import ModbusMap
 from gateway.backoff import Backoff
 from gateway.kinds import MODELS, make_event
+from gateway.kinds.base import OutOfRangeError
 from gateway.model import DeviceEvent, DeviceKind, Reading, Scalar, new_id
 
 Value = bool | int | float
@@ -92,12 +93,11 @@ class PolledDevice:
             if point.reading is None:
                 continue
             number = int(value) if isinstance(value, bool) else value
-            spec = self._specs[point.reading]
-            if not spec.accepts(number):
-                out.problems.append(("out_of_range", f"{point.reading}={number} {spec.unit} "
-                                     f"outside [{spec.low}, {spec.high}] (point {name})"))
-                continue
-            readings[point.reading] = round(number) if spec.integer else round(number, 6)
+            try:
+                readings[point.reading] = self._specs[point.reading].checked(
+                    point.reading, number)
+            except OutOfRangeError as exc:
+                out.problems.append(("out_of_range", f"{exc} (point {name})"))
         for name, value in values.items():
             point = self.mapping.points[name]
             if point.on_set is None and point.on_clear is None and not point.map:

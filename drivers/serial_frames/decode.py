@@ -8,6 +8,7 @@ from drivers.serial_frames.datatypes import as_number, unpack
 from drivers.serial_frames.frame import Frame
 from drivers.serial_frames.frame_format import FieldSpec, FrameSpec, SerialFormat
 from gateway.kinds import MODELS, make_event
+from gateway.kinds.base import OutOfRangeError
 from gateway.model import DeviceKind, Reading, Scalar, new_id
 
 
@@ -88,13 +89,11 @@ class FrameDecoder:
     def _reading(self, field: FieldSpec, number: int, values: dict[str, Scalar],
                  out: Decoded) -> None:
         assert field.reading is not None
-        value = number * field.scale
-        spec = self._specs[field.reading]
-        if not spec.accepts(value):
-            out.problems.append(("out_of_range", f"{field.reading}={value:g} outside "
-                                 f"[{spec.low}, {spec.high}] {spec.unit}"))
-            return
-        values[field.reading] = round(value) if spec.integer else round(value, 6)
+        try:
+            values[field.reading] = self._specs[field.reading].checked(
+                field.reading, number * field.scale)
+        except OutOfRangeError as exc:
+            out.problems.append(("out_of_range", str(exc)))
 
 
 def _same(value: int | str, wanted: int | str) -> bool:

@@ -20,6 +20,17 @@ class ReadingSpec:
     def accepts(self, value: float) -> bool:
         return (self.low is None or value >= self.low) and (self.high is None or value <= self.high)
 
+    def checked(self, name: str, value: float) -> int | float:
+        """`value` as the model keeps it (rounded); OutOfRangeError outside the range."""
+        if not self.accepts(value):
+            raise OutOfRangeError(f"{name}={value:g} {self.unit} outside "
+                                  f"[{self.low}, {self.high}]")
+        return round(value) if self.integer else round(value, 6)
+
+
+class OutOfRangeError(ValueError):
+    """A reading outside the range its kind's model allows."""
+
 
 FLAG = ReadingSpec(unit="bool", low=0, high=1, integer=True)
 
