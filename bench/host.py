@@ -26,8 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.config import GatewayConfig, GpioDevice, parse_config
-from gateway.sinks.store_sink import Writer
-from gateway.sinks.store_writer import InfluxWriter
+from gateway.sinks.store_writer import Writer, writer_for
 from gateway.supervisor import Gateway
 from simulators.elder_button import SimulatedElder
 
@@ -91,9 +90,7 @@ class TimedWriter:
 
 def timed_writer(config: GatewayConfig) -> TimedWriter:
     """The writer the gateway would make itself, wrapped."""
-    token_env = config.store.token_env
-    token = os.environ.get(token_env, "") if token_env else ""
-    return TimedWriter(InfluxWriter(config.store, token))
+    return TimedWriter(writer_for(config.store, os.environ))
 
 
 class Host:

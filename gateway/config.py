@@ -45,10 +45,17 @@ class BrokerConfig(_Strict):
 
 
 class StoreConfig(_Strict):
+    # "v2": /api/v2/write (InfluxDB 2.x/3.x, Cloud, 1.8+, VictoriaMetrics);
+    # "v1": the 1.x /write endpoint (Debian's `influxdb` package)
+    api: Literal["v2", "v1"] = "v2"
     url: str = Field(pattern=r"^https?://")
-    org: str = "scgw"
-    bucket: str = "scgw"
-    token_env: str | None = None
+    org: str = "scgw"  # v2
+    bucket: str = "scgw"  # v2
+    token_env: str | None = None  # v2: the API token
+    database: str = Field(default="scgw", min_length=1)  # v1
+    retention_policy: str | None = None  # v1; None: the database's default
+    username: str | None = None  # v1, with the password in password_env
+    password_env: str | None = None  # v1
     batch_size: int = Field(default=500, ge=1, le=50_000)
     flush_interval_s: float = Field(default=1.0, gt=0, le=600)
     timeout_s: float = Field(default=10.0, gt=0, le=600)
@@ -336,7 +343,17 @@ def _cross_checks(config: GatewayConfig, base: Path, env: Any) -> list[Problem]:
         problems.append(Problem("journal.alarm_reserve_mb", "must be less than journal.max_mb"))
     if config.store.retry_max_s < config.store.retry_min_s:
         problems.append(Problem("store.retry_max_s", "must be >= store.retry_min_s"))
+    if config.store.api == "v1" and config.store.token_env:
+        problems.append(Problem("store.token_env", "the v1 API takes store.username and "
+                                "store.password_env, not a token"))
+    if config.store.api == "v2" and (config.store.username or config.store.password_env):
+        problems.append(Problem("store.username", "the v2 API takes store.token_env; "
+                                "username and password_env are for api = \"v1\""))
+    if bool(config.store.username) != bool(config.store.password_env):
+        problems.append(Problem("store.password_env", "store.username and store.password_env "
+                                "go together"))
     for key, name in (("store.token_env", config.store.token_env),
+                      ("store.password_env", config.store.password_env),
                       ("broker.password_env", config.broker.password_env),
                       ("pseudonym_key_env", config.pseudonym_key_env)):
         if name and name not in env:

@@ -1,4 +1,4 @@
-"""Private Mosquitto and VictoriaMetrics processes on free loopback ports.
+"""Private Mosquitto, VictoriaMetrics and InfluxDB 1.x processes on free loopback ports.
 
 Used by `scgw demo` and by the test suite: each starts its server under a directory of
 its own, waits until it answers, and can kill, restart and stop it.
@@ -6,16 +6,20 @@ its own, waits until it answers, and can kill, restart and stop it.
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import json
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import time
+import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 
 class ServiceError(Exception):
@@ -180,3 +184,91 @@ class VictoriaMetrics(_Process):
                 return bool(resp.status == 200)
         except OSError:
             return False
+
+
+class InfluxDB1(_Process):
+    """Debian's InfluxDB 1.x (`influxd`) with its own directories, HTTP on a free port.
+
+    It serves the 1.x `/write` endpoint and InfluxQL on `/query`. With `admin` (user,
+    password) authentication is on and that admin user is created at the first start.
+    """
+
+    name = "influxd"
+
+    def __init__(self, workdir: Path, port: int | None = None, *,
+                 admin: tuple[str, str] | None = None) -> None:
+        super().__init__(workdir, port)
+        self.rpc_port = free_port()
+        self.admin = admin
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def command(self) -> list[str]:
+        conf = self.workdir / "influxdb.conf"
+        conf.write_text(
+            "reporting-disabled = true\n"
+            f'bind-address = "127.0.0.1:{self.rpc_port}"\n'
+            f'[meta]\n  dir = "{self.workdir / "meta"}"\n'
+            f'[data]\n  dir = "{self.workdir / "data"}"\n'
+            f'  wal-dir = "{self.workdir / "wal"}"\n'
+            '  query-log-enabled = false\n'
+            f'[http]\n  bind-address = "127.0.0.1:{self.port}"\n'
+            "  log-enabled = false\n"
+            f"  auth-enabled = {'true' if self.admin else 'false'}\n"
+            "[monitor]\n  store-enabled = false\n"
+            "[continuous_queries]\n  enabled = false\n"
+        )
+        return [find_binary("influxd"), "run", "-config", str(conf)]
+
+    def ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.url}/ping", timeout=0.5) as resp:
+                return bool(resp.status == 204)
+        except OSError:
+            return False
+
+    def start(self, timeout: float = 15.0) -> None:
+        super().start(timeout)
+        if self.admin is None:
+            return
+        user, password = self.admin
+        statement = f"CREATE USER \"{user}\" WITH PASSWORD '{password}' WITH ALL PRIVILEGES"
+        deadline = time.monotonic() + timeout
+        while True:  # allowed without credentials while there is no user
+            try:
+                error = self.query(statement, anonymous=True)["results"][0].get("error")
+            except urllib.error.HTTPError as exc:
+                error = f"HTTP {exc.code}"
+            if not error:
+                return
+            if time.monotonic() > deadline:
+                self.stop()
+                raise ServiceError(f"{self.name}: could not create user {user}: {error}")
+            time.sleep(0.1)
+
+    def query(self, influxql: str, database: str | None = None, *,
+              anonymous: bool = False) -> dict[str, Any]:
+        """Run InfluxQL (GET for SELECT/SHOW, POST otherwise); the decoded JSON answer."""
+        params = {"q": influxql, "epoch": "ms"}
+        if database is not None:
+            params["db"] = database
+        data = urllib.parse.urlencode(params).encode()
+        verb = influxql.lstrip().split(None, 1)[0].upper()
+        if verb in ("SELECT", "SHOW"):
+            request = urllib.request.Request(f"{self.url}/query?{data.decode()}")
+        else:
+            request = urllib.request.Request(f"{self.url}/query", data=data, method="POST")
+        if self.admin is not None and not anonymous:
+            credentials = base64.b64encode(":".join(self.admin).encode()).decode()
+            request.add_header("Authorization", f"Basic {credentials}")
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            answer: dict[str, Any] = json.loads(resp.read())
+        return answer
+
+    def create_database(self, database: str) -> None:
+        answer = self.query(f'CREATE DATABASE "{database}"')
+        error = answer.get("results", [{}])[0].get("error")
+        if error:
+            raise ServiceError(f"CREATE DATABASE {database}: {error}")

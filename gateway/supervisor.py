@@ -31,8 +31,8 @@ from gateway.restart import keep_running
 from gateway.sinks.mqtt_sink import MqttSink
 from gateway.sinks.notify_sink import NotifySink
 from gateway.sinks.points import PointMaker
-from gateway.sinks.store_sink import StoreSink, Writer
-from gateway.sinks.store_writer import InfluxWriter
+from gateway.sinks.store_sink import StoreSink
+from gateway.sinks.store_writer import Writer, writer_for
 from gateway.status import Status, StatusBoard, supervise
 from gateway.status_report import StatusSnapshot, keep_writing, status_path
 from gateway.telemetry import TelemetryBuffer
@@ -95,10 +95,9 @@ class Gateway:
         self.mqtt_sink = MqttSink(self.link, self.journal, self.telemetry, self.board,
                                   self.topics, self.counters, self.clock,
                                   config.broker.replay_window_s)
-        token = os.environ.get(config.store.token_env, "") if config.store.token_env else ""
         self.store_sink = StoreSink(
             config.store,
-            writer or InfluxWriter(config.store, token),
+            writer or writer_for(config.store, os.environ),
             PointMaker(config.site, self._location),
             self.journal,
             self.telemetry,

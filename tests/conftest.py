@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.services import Mosquitto, VictoriaMetrics
+from gateway.services import InfluxDB1, Mosquitto, VictoriaMetrics
 
 
 @pytest.fixture(scope="session")
@@ -33,3 +33,12 @@ def persistent_mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
     broker.start()
     yield broker
     broker.stop()
+
+
+@pytest.fixture(scope="session")
+def influxdb1(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InfluxDB1]:
+    """One real InfluxDB 1.x (Debian's influxd) for the session; tests use own databases."""
+    store = InfluxDB1(tmp_path_factory.mktemp("influxdb1"))
+    store.start(timeout=30)
+    yield store
+    store.stop()

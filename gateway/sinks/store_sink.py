@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Protocol
 
 from gateway.backoff import Backoff
 from gateway.clock import Clock
@@ -18,19 +17,13 @@ from gateway.counters import Counters
 from gateway.journal import Batch, Journal
 from gateway.model import DeliveryClass, delivery_class
 from gateway.sinks.points import PointMaker
-from gateway.sinks.store_writer import StoreWriteError
+from gateway.sinks.store_writer import StoreWriteError, Writer
 from gateway.telemetry import TelemetryBuffer
 from gateway.waiting import first_of
 
 log = logging.getLogger(__name__)
 
 CONSUMER = "store"
-
-
-class Writer(Protocol):
-    async def write(self, lines: list[str]) -> None: ...
-
-    async def close(self) -> None: ...
 
 
 class StoreSink:

@@ -1,6 +1,10 @@
-"""Writing line protocol to a time-series store through the InfluxDB v2 write API."""
+"""Writing line protocol to a time-series store: the InfluxDB v2 write API or 1.x `/write`."""
 
 from __future__ import annotations
+
+import base64
+from collections.abc import Mapping
+from typing import Protocol
 
 import aiohttp
 from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
@@ -22,8 +26,25 @@ class StoreWriteError(Exception):
         self.retryable = retryable
 
 
+class Writer(Protocol):
+    """One batch of line protocol per call; raises StoreWriteError on anything but 2xx."""
+
+    async def write(self, lines: list[str]) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+def writer_for(config: StoreConfig, env: Mapping[str, str]) -> Writer:
+    """The writer for the configured API, its secret read from `env`."""
+    if config.api == "v1":
+        password = env.get(config.password_env, "") if config.password_env else ""
+        return InfluxV1Writer(config, password)
+    token = env.get(config.token_env, "") if config.token_env else ""
+    return InfluxWriter(config, token)
+
+
 class InfluxWriter:
-    """One batch per call; raises StoreWriteError on anything but 2xx."""
+    """The InfluxDB v2 write API (`/api/v2/write`) through influxdb-client."""
 
     def __init__(self, config: StoreConfig, token: str) -> None:
         self._config = config
@@ -59,6 +80,54 @@ class InfluxWriter:
         if self._client is not None:
             await self._client.close()  # type: ignore[no-untyped-call]
             self._client = None
+
+
+class InfluxV1Writer:
+    """The InfluxDB 1.x `/write` endpoint (Debian's `influxdb`), same line protocol.
+
+    A 404 (database not found) and 401/403 are retried like an outage: the points stay in
+    the journal until someone creates the database or fixes the credentials.
+    """
+
+    def __init__(self, config: StoreConfig, password: str) -> None:
+        self._config = config
+        self._url = config.url.rstrip("/") + "/write"
+        self._params = {"db": config.database, "precision": "ms"}
+        if config.retention_policy:
+            self._params["rp"] = config.retention_policy
+        self._headers: dict[str, str] = {}
+        if config.username:
+            credentials = base64.b64encode(f"{config.username}:{password}".encode()).decode()
+            self._headers["Authorization"] = f"Basic {credentials}"
+        self._session: aiohttp.ClientSession | None = None
+
+    async def write(self, lines: list[str]) -> None:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self._config.timeout_s),
+                headers=self._headers)
+        try:
+            async with self._session.post(self._url, params=self._params,
+                                          data="\n".join(lines).encode()) as resp:
+                if 200 <= resp.status < 300:
+                    return
+                text = (await resp.text(errors="replace"))[:200]
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise StoreWriteError(
+                f"store unreachable: {type(exc).__name__}: {exc}", status=None, retryable=True
+            ) from exc
+        hint = ""
+        if resp.status == 404:
+            hint = (f" (create it: influx -execute 'CREATE DATABASE \"{self._config.database}\"')")
+        elif resp.status in (401, 403):
+            hint = " (check store.username and the password in store.password_env)"
+        raise StoreWriteError(f"store answered {resp.status}: {text.strip()}{hint}",
+                              status=resp.status, retryable=resp.status not in _REJECTED)
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
 
 def _body(exc: ApiException) -> str:
