@@ -123,6 +123,26 @@ def test_missing_token_variable_is_reported(tmp_path: Path) -> None:
     assert [p.path for p in caught.value.problems] == ["store.token_env"]
 
 
+def test_store_credentials_must_fit_the_api(tmp_path: Path) -> None:
+    def problems(store: str) -> list[str]:
+        text = GOOD.replace('url = "http://127.0.0.1:8428"', store)
+        try:
+            load_config(_write(tmp_path, text), env={"P": "pw", "T": "token"})
+        except ConfigError as exc:
+            return [p.path for p in exc.problems]
+        return []
+
+    v1 = 'api = "v1"\nurl = "http://127.0.0.1:8086"\ndatabase = "scgw"'
+    assert problems(v1 + '\nusername = "scgw"\npassword_env = "P"') == []
+    assert problems(v1 + '\ntoken_env = "T"') == ["store.token_env"]
+    assert problems(v1 + '\nusername = "scgw"') == ["store.password_env"]
+    assert problems(v1 + '\nusername = "scgw"\npassword_env = "NOT_SET"') == [
+        "store.password_env"]
+    assert problems('url = "http://127.0.0.1:8086"\nusername = "scgw"\npassword_env = "P"') == [
+        "store.username"]
+    assert problems('api = "v3"\nurl = "http://127.0.0.1:8086"') == ["store.api"]
+
+
 def _scgw(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "gateway.cli", *args], capture_output=True,
                           text=True, timeout=60, check=False)
