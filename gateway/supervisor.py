@@ -156,6 +156,11 @@ class Gateway:
     def stop(self) -> None:
         self._stop.set()
 
+    @property
+    def stopping(self) -> asyncio.Event:
+        """Set once `stop()` was called: the gateway is shutting down."""
+        return self._stop
+
     async def reload_rules(self) -> bool:
         """Load the rule files again; keep the running rules when the new ones are invalid."""
         try:
@@ -376,7 +381,7 @@ def _pin_factory(config: GatewayConfig) -> Any:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # one clear message below, not one per library
             return Device._default_pin_factory()
-    except BadPinFactory as exc:
+    except (BadPinFactory, ImportError) as exc:  # ImportError: GPIOZERO_PIN_FACTORY's library
         raise GpioUnavailableError(
             "GPIO devices are configured but no GPIO library could be loaded: on a Raspberry "
             "Pi install python3-lgpio and create the venv with --system-site-packages; "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -143,9 +144,10 @@ def test_store_credentials_must_fit_the_api(tmp_path: Path) -> None:
     assert problems('api = "v3"\nurl = "http://127.0.0.1:8086"') == ["store.api"]
 
 
-def _scgw(*args: str) -> subprocess.CompletedProcess[str]:
+def _scgw(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "gateway.cli", *args], capture_output=True,
-                          text=True, timeout=60, check=False)
+                          text=True, timeout=60, check=False,
+                          env=None if env is None else os.environ | env)
 
 
 def test_check_config_cli_prints_every_problem_and_exits_2(tmp_path: Path) -> None:
@@ -174,6 +176,17 @@ def test_run_says_clearly_when_gpio_is_unavailable(tmp_path: Path) -> None:
     text = GOOD.replace('url = "http://127.0.0.1:8428"', 'url = "http://127.0.0.1:8428"\n'
                         '[journal]\npath = "journal.db"')
     result = _scgw("run", "--config", str(_write(tmp_path, text)))
+    assert result.returncode == 2
+    assert "no GPIO library could be loaded" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_run_says_clearly_when_the_named_pin_library_is_missing(tmp_path: Path) -> None:
+    # gpiozero's own switch naming a library this machine lacks raises ImportError
+    text = GOOD.replace('url = "http://127.0.0.1:8428"', 'url = "http://127.0.0.1:8428"\n'
+                        '[journal]\npath = "journal.db"')
+    result = _scgw("run", "--config", str(_write(tmp_path, text)),
+                   env={"GPIOZERO_PIN_FACTORY": "lgpio"})
     assert result.returncode == 2
     assert "no GPIO library could be loaded" in result.stderr
     assert "Traceback" not in result.stderr
