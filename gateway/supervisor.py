@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import json
 import logging
 import os
 from collections.abc import Awaitable, Callable
@@ -48,6 +49,8 @@ from rules.runner import STATE_KEY as RULES_STATE_KEY
 from rules.runner import RuleRunner
 
 log = logging.getLogger(__name__)
+
+OFFLINE_KEY = "status.offline"  # journal state: devices whose last status event was offline
 
 
 class _AckPayload(msgspec.Struct):
@@ -262,16 +265,28 @@ class Gateway:
         return 0.0
 
     async def _journal_status_changes(self) -> None:
-        """Offline and back-online become events, in the journal like any other."""
+        """Offline and back-online become events, in the journal like any other.
+
+        The devices last journalled offline are kept in the journal's state, so a device
+        that was offline when the gateway stopped is journalled back online when it
+        reappears after a restart.
+        """
+        stored = await self.journal.read_state(OFFLINE_KEY)
+        offline: set[str] = set(json.loads(stored)) if stored else set()
         while True:
             device, kind, old, new = await self.board.transitions.get()
-            if old is None and new is Status.ONLINE:
+            if old is None and new is Status.ONLINE and device not in offline:
                 continue  # a device found at start is news to nobody
+            after = offline | {device} if new is Status.OFFLINE else offline - {device}
             ts = self.clock.now_ms()
             try:
-                await self.journal.append(make_event(kind, device, new.value, ts))
+                await self.journal.commit(
+                    [make_event(kind, device, new.value, ts)],
+                    state={OFFLINE_KEY: json.dumps(sorted(after)).encode()})
             except JournalFullError as exc:
                 self.counters.inc("dropped", cls="event", reason=exc.reason)
+                continue
+            offline = after
 
     async def _prune(self) -> None:
         """Delete what every consumer has passed; SQLite reuses the freed pages."""

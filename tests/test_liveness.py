@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 from gateway.clock import ManualClock
-from gateway.model import DeviceKind
+from gateway.journal import Journal
+from gateway.model import DeviceEvent, DeviceKind
+from gateway.services import Mosquitto
 from gateway.status import Status, StatusBoard, supervise
+from gateway.supervisor import Gateway
+from tests.helpers import Watcher, eventually, make_config, running, sos_mqtt, unique_site
 
 
 async def _settle() -> None:
@@ -50,3 +55,49 @@ async def test_device_never_heard_from_goes_offline_after_two_intervals() -> Non
     clock.advance(1)
     assert board.expire(clock.monotonic()) == ["sos-2"]
     assert board.changed.is_set()
+
+
+async def _status_events(journal: Journal) -> list[str]:
+    batch = await journal.read_after(0, limit=1000)
+    return [f"{e.record.device}:{e.record.type}" for e in batch.entries
+            if isinstance(e.record, DeviceEvent) and e.record.type in ("online", "offline")]
+
+
+async def test_a_device_offline_at_shutdown_is_journalled_online_when_it_returns(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    site = unique_site("live")
+    topic = f"zigbee2mqtt/{site}/sos-1"
+    config = make_config(tmp_path, site=site, broker_port=mosquitto.port,
+                         devices=[sos_mqtt("sos-1", topic, heartbeat_s=60),
+                                  sos_mqtt("sos-2", topic + "b", heartbeat_s=60)],
+                         shutdown_timeout_s=0.3)
+    clock = ManualClock()
+    hello = b'{"battery": 90}'
+    async with running(Gateway(config, clock=clock)) as gateway, Watcher(
+            mosquitto.port, "none/#") as device:
+        await eventually(lambda: gateway.link.connected, what="connected")
+        for name in ("sos-1", "sos-2"):
+            await device.publish(topic if name == "sos-1" else topic + "b", hello)
+            await eventually(lambda n=name: gateway.board.get(n) is Status.ONLINE,  # type: ignore[misc]
+                             what=f"{name} online")
+        clock.advance(120)  # both silent for two heartbeats
+        await eventually(lambda: gateway.board.get("sos-1") is Status.OFFLINE, what="offline")
+        await device.publish(topic + "b", hello)  # sos-2 comes back before the restart
+        await eventually(lambda: gateway.board.get("sos-2") is Status.ONLINE, what="sos-2 back")
+        await eventually(lambda: gateway.runner.idle, what="rules idle")
+    async with running(Gateway(config, clock=ManualClock())) as gateway, Watcher(
+            mosquitto.port, "none/#") as device:
+        await eventually(lambda: gateway.link.connected, what="connected again")
+        await device.publish(topic, hello)
+        await device.publish(topic + "b", hello)
+        await eventually(lambda: gateway.board.get("sos-1") is Status.ONLINE
+                         and gateway.board.get("sos-2") is Status.ONLINE, what="both online")
+        # sos-1 was offline at shutdown, so its return is news; sos-2's is not
+        expected = ["sos-1:offline", "sos-2:offline", "sos-2:online", "sos-1:online"]
+
+        async def journalled() -> bool:
+            return await _status_events(gateway.journal) == expected
+
+        await eventually(journalled, what="sos-1 journalled online")
+        assert await _status_events(gateway.journal) == expected
