@@ -21,6 +21,8 @@ from gateway.model import (
 )
 
 ALERT_STATE_CODE = {AlertState.FIRING: 1, AlertState.ACKNOWLEDGED: 2, AlertState.RESOLVED: 3}
+# the `online` field of the gateway's status events; a float, like every other event field
+_STATUS_EVENTS = {"online": 1.0, "offline": 0.0}
 
 _KEY_ESCAPES = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ ", "\n": " "})
 _MEASUREMENT_ESCAPES = str.maketrans({",": r"\,", " ": r"\ ", "\n": " "})
@@ -51,6 +53,9 @@ class PointMaker:
             # floats, so a field never changes type between points (InfluxDB refuses that)
             fields.update({k: float(_number(v)) for k, v in record.fields.items()
                            if _numeric(v)})
+            if record.type in _STATUS_EVENTS:
+                # a tag cannot be last()-ed: the device's current status needs a field
+                fields["online"] = _STATUS_EVENTS[record.type]
         elif isinstance(record, Reading):
             measurement = f"sc_{record.kind.value}"
             tags = {}

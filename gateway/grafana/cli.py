@@ -1,0 +1,87 @@
+"""`scgw grafana`: write the provisioning files, or push everything to a running Grafana."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from gateway.grafana.files import DASHBOARDS_PATH, PASSWORD_ENV
+
+grafana_app = typer.Typer(no_args_is_help=True,
+                          help="The alarm dashboard: provisioning files, or push to Grafana.")
+_err = Console(stderr=True)
+
+DatasourceUrl = Annotated[str, typer.Option(
+    help="InfluxDB's URL as Grafana's server reaches it.")]
+Database = Annotated[str, typer.Option(
+    help="The store's database (store.database in gateway.toml).")]
+DatasourceUser = Annotated[str | None, typer.Option(
+    help="InfluxDB user, if InfluxDB has authentication on.")]
+
+
+@grafana_app.command("export")
+def export(
+    directory: Annotated[Path, typer.Argument(
+        help="Grafana's provisioning directory, e.g. /etc/grafana/provisioning.")],
+    datasource_url: DatasourceUrl = "http://localhost:8086",
+    database: Database = "scgw",
+    datasource_user: DatasourceUser = None,
+    password_env: Annotated[str, typer.Option(
+        help="With --datasource-user: the environment variable Grafana reads the "
+             "password from.")] = PASSWORD_ENV,
+    dashboards_path: Annotated[str, typer.Option(
+        help="Where Grafana finds the dashboard JSON (written under DIRECTORY/dashboards/"
+             "scgw/).")] = DASHBOARDS_PATH,
+) -> None:
+    """Write file provisioning: data source, dashboard provider, dashboard, alert rules."""
+    from gateway.grafana.datasource import InfluxSource
+    from gateway.grafana.files import provisioning_files, write_files
+
+    source = InfluxSource(url=datasource_url, database=database, user=datasource_user)
+    files = provisioning_files(source, dashboards_path=dashboards_path,
+                               password_env=password_env)
+    for path in write_files(directory, files):
+        Console().print(f"wrote {path}", highlight=False, soft_wrap=True, markup=False)
+
+
+@grafana_app.command("provision")
+def provision(
+    url: Annotated[str, typer.Option(help="Grafana's URL, e.g. http://localhost:3000.")],
+    token: Annotated[str, typer.Option(
+        envvar="SCGW_GRAFANA_TOKEN",
+        help="A service account token with the Admin role (or set SCGW_GRAFANA_TOKEN).")],
+    datasource_url: DatasourceUrl = "http://localhost:8086",
+    database: Database = "scgw",
+    datasource_user: DatasourceUser = None,
+    datasource_password_env: Annotated[str | None, typer.Option(
+        help="With --datasource-user: the environment variable holding the password.")
+    ] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for each answer.")] = 10.0,
+) -> None:
+    """Create or update the data source, folder, dashboard and alert rules in Grafana."""
+    from gateway.grafana.datasource import InfluxSource
+    from gateway.grafana.provision import ProvisionError, connect
+    from gateway.grafana.provision import provision as push
+
+    password = None
+    if datasource_password_env is not None:
+        password = os.environ.get(datasource_password_env)
+        if password is None:
+            _err.print(f"--datasource-password-env: {datasource_password_env} is not set",
+                       markup=False)
+            raise typer.Exit(2)
+    source = InfluxSource(url=datasource_url, database=database, user=datasource_user)
+    try:
+        steps = push(connect(url, token, timeout), url, source, password)
+    except ProvisionError as exc:
+        _err.print(str(exc), style="bold red", soft_wrap=True, markup=False, highlight=False)
+        raise typer.Exit(1) from exc
+    out = Console()
+    for step in steps:
+        out.print(f"{step.what}: {step.outcome}", highlight=False, markup=False)
+    out.print(f"Grafana at {url} is provisioned.", highlight=False, soft_wrap=True,
+              markup=False)

@@ -1,0 +1,44 @@
+"""The InfluxDB data source the dashboard reads, queried with InfluxQL."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Final
+
+DATASOURCE_UID: Final = "scgw-influxdb"
+DATASOURCE_NAME: Final = "Smart community InfluxDB"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InfluxSource:
+    """Where Grafana finds the gateway's store: the URL as Grafana's server reaches it."""
+
+    url: str = "http://localhost:8086"
+    database: str = "scgw"  # the store's database (gateway.toml [store] database)
+    user: str | None = None
+
+
+def datasource_model(source: InfluxSource, password: str | None = None) -> dict[str, Any]:
+    """The data source for Grafana's HTTP API (POST /api/datasources) and provisioning files.
+
+    `password` goes into secureJsonData, which Grafana stores encrypted and never returns.
+    """
+    model: dict[str, Any] = {
+        "uid": DATASOURCE_UID,
+        "name": DATASOURCE_NAME,
+        "type": "influxdb",
+        "access": "proxy",
+        "url": source.url,
+        # `database` for Grafana up to 8, jsonData.dbName from 9 on
+        "database": source.database,
+        "basicAuth": False,
+        "isDefault": False,
+        "jsonData": {"version": "InfluxQL", "dbName": source.database, "httpMode": "GET",
+                     # the store holds millisecond points; no finer grouping is useful
+                     "timeInterval": "1s"},
+    }
+    if source.user:
+        model["user"] = source.user
+        if password is not None:
+            model["secureJsonData"] = {"password": password}
+    return model
