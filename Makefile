@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-APT_PACKAGES := mosquitto victoria-metrics influxdb openssl
+APT_PACKAGES := mosquitto victoria-metrics influxdb openssl systemd passwd
 STAMP  := $(VENV)/.installed
 
 .PHONY: all deps system-deps venv demo run test test-faults fuzz lint pytest bench clean
@@ -14,10 +14,12 @@ all: test
 
 deps: system-deps venv
 
-# Servers the tests and the demo start privately on free loopback ports.
+# Servers the tests and the demo start privately on free loopback ports, and the tools the
+# installer tests use (systemd-analyze, useradd).
 system-deps:
 	@need=""; \
-	for bin in mosquitto victoria-metrics influxd openssl; do \
+	for bin in mosquitto mosquitto_passwd victoria-metrics influxd openssl \
+	           systemd-analyze useradd; do \
 	  command -v $$bin >/dev/null 2>&1 || [ -x /usr/sbin/$$bin ] || need=1; \
 	done; \
 	$(PYTHON) -c 'import ensurepip, venv' >/dev/null 2>&1 || need=1; \

@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 
 from gateway.config import GatewayConfig, load_config
+from gateway.grafana.cli import grafana_app
 from gateway.problems import ConfigError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -78,6 +79,7 @@ def run(
 
 async def _serve(config: GatewayConfig) -> None:
     from gateway.supervisor import Gateway, GpioUnavailableError
+    from gateway.systemd_notify import reporting_to_systemd
 
     try:
         gateway = Gateway(config)
@@ -95,7 +97,8 @@ async def _serve(config: GatewayConfig) -> None:
         task.add_done_callback(reloads.discard)
 
     loop.add_signal_handler(signal.SIGHUP, reload)
-    await gateway.run()
+    async with reporting_to_systemd(gateway):  # READY, watchdog, STOPPING under systemd
+        await gateway.run()
 
 
 @app.command()
@@ -141,6 +144,25 @@ def status(config: ConfigOption) -> None:
         for key, value in others.items():
             counters.add_row(key, str(value))
         out.print(counters)
+
+
+@app.command()
+def doctor(
+    config: ConfigOption,
+    json_: Annotated[bool, typer.Option("--json", help="Print the findings as JSON.")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds each check may take.")] = 5.0,
+) -> None:
+    """Check broker, store, serial ports, GPIO, clock, disk and config; a fix for each
+    failure (exit 1 if anything failed)."""
+    from gateway.doctor import diagnose, failed
+    from gateway.doctor.report import print_table, to_json
+
+    findings = asyncio.run(diagnose(config, timeout_s=timeout))
+    if json_:
+        print(to_json(findings))
+    else:
+        print_table(findings, Console())
+    raise typer.Exit(1 if failed(findings) else 0)
 
 
 @app.command()
@@ -193,6 +215,7 @@ rules_app = typer.Typer(no_args_is_help=True, help="Check, test and reload alert
 alerts_app = typer.Typer(no_args_is_help=True, help="List and acknowledge alerts.")
 app.add_typer(rules_app, name="rules")
 app.add_typer(alerts_app, name="alerts")
+app.add_typer(grafana_app, name="grafana")
 
 ContactsOption = Annotated[Path | None, typer.Option(help="A contacts file to check against.")]
 
@@ -302,6 +325,42 @@ def _status(config: GatewayConfig) -> Any:
         err.print(f"the status at {path} is stale: is the gateway running?")
         raise typer.Exit(1)
     return snap
+
+
+broker_app = typer.Typer(no_args_is_help=True,
+                         help="The broker users and ACL a configuration implies.")
+app.add_typer(broker_app, name="broker")
+
+ConsoleUserOption = Annotated[str, typer.Option(help="The duty console's broker user.")]
+
+
+def _broker_users(config: GatewayConfig, console_user: str) -> list[Any]:
+    from gateway.broker_acl import BrokerUsersError, broker_users, notify_topics
+
+    try:
+        return broker_users(config, console_user, notify_topics(config.contacts_file))
+    except BrokerUsersError as exc:
+        err.print(f"{len(exc.problems)} problem(s) with the broker users", style="bold red")
+        for problem in exc.problems:
+            err.print(f"  {problem}", soft_wrap=True, markup=False, highlight=False)
+        raise typer.Exit(EXIT_CONFIG) from exc
+
+
+@broker_app.command("users")
+def broker_users_command(config: ConfigOption,
+                         console_user: ConsoleUserOption = "duty-console") -> None:
+    """The broker users the configuration needs: role and name, tab-separated."""
+    for user in _broker_users(_load(config), console_user):
+        print(f"{user.role}\t{user.name}")
+
+
+@broker_app.command("acl")
+def broker_acl(config: ConfigOption,
+               console_user: ConsoleUserOption = "duty-console") -> None:
+    """The Mosquitto acl_file for those users, on stdout."""
+    from gateway.broker_acl import render_acl
+
+    print(render_acl(_broker_users(_load(config), console_user), source=str(config)), end="")
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from gateway.grafana.datasource import InfluxSource
 from gateway.grafana.files import DASHBOARDS_PATH, PASSWORD_ENV
 
 grafana_app = typer.Typer(no_args_is_help=True,
@@ -21,6 +22,17 @@ Database = Annotated[str, typer.Option(
     help="The store's database (store.database in gateway.toml).")]
 DatasourceUser = Annotated[str | None, typer.Option(
     help="InfluxDB user, if InfluxDB has authentication on.")]
+DatasourceToken = Annotated[bool, typer.Option(
+    "--datasource-token",
+    help="InfluxDB 2.x/3.x: authenticate with an API token (the secret is the token).")]
+
+
+def _source(url: str, database: str, user: str | None, token: bool) -> InfluxSource:
+    if user and token:
+        _err.print("--datasource-user and --datasource-token exclude each other: InfluxDB "
+                   "1.x takes a user and password, 2.x/3.x a token", markup=False)
+        raise typer.Exit(2)
+    return InfluxSource(url=url, database=database, user=user, token=token)
 
 
 @grafana_app.command("export")
@@ -30,18 +42,18 @@ def export(
     datasource_url: DatasourceUrl = "http://localhost:8086",
     database: Database = "scgw",
     datasource_user: DatasourceUser = None,
+    datasource_token: DatasourceToken = False,
     password_env: Annotated[str, typer.Option(
-        help="With --datasource-user: the environment variable Grafana reads the "
-             "password from.")] = PASSWORD_ENV,
+        help="With --datasource-user or --datasource-token: the environment variable "
+             "Grafana reads the password or token from.")] = PASSWORD_ENV,
     dashboards_path: Annotated[str, typer.Option(
         help="Where Grafana finds the dashboard JSON (written under DIRECTORY/dashboards/"
              "scgw/).")] = DASHBOARDS_PATH,
 ) -> None:
     """Write file provisioning: data source, dashboard provider, dashboard, alert rules."""
-    from gateway.grafana.datasource import InfluxSource
     from gateway.grafana.files import provisioning_files, write_files
 
-    source = InfluxSource(url=datasource_url, database=database, user=datasource_user)
+    source = _source(datasource_url, database, datasource_user, datasource_token)
     files = provisioning_files(source, dashboards_path=dashboards_path,
                                password_env=password_env)
     for path in write_files(directory, files):
@@ -57,13 +69,14 @@ def provision(
     datasource_url: DatasourceUrl = "http://localhost:8086",
     database: Database = "scgw",
     datasource_user: DatasourceUser = None,
+    datasource_token: DatasourceToken = False,
     datasource_password_env: Annotated[str | None, typer.Option(
-        help="With --datasource-user: the environment variable holding the password.")
+        help="With --datasource-user or --datasource-token: the environment variable "
+             "holding the password or token.")
     ] = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for each answer.")] = 10.0,
 ) -> None:
     """Create or update the data source, folder, dashboard and alert rules in Grafana."""
-    from gateway.grafana.datasource import InfluxSource
     from gateway.grafana.provision import ProvisionError, connect
     from gateway.grafana.provision import provision as push
 
@@ -74,7 +87,7 @@ def provision(
             _err.print(f"--datasource-password-env: {datasource_password_env} is not set",
                        markup=False)
             raise typer.Exit(2)
-    source = InfluxSource(url=datasource_url, database=database, user=datasource_user)
+    source = _source(datasource_url, database, datasource_user, datasource_token)
     try:
         steps = push(connect(url, token, timeout), url, source, password)
     except ProvisionError as exc:

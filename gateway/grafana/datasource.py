@@ -16,12 +16,16 @@ class InfluxSource:
     url: str = "http://localhost:8086"
     database: str = "scgw"  # the store's database (gateway.toml [store] database)
     user: str | None = None
+    # InfluxDB 2.x/3.x: InfluxQL through the 1.x compatibility API, authenticated with an
+    # API token (`Authorization: Token ...`); the secret is then the token
+    token: bool = False
 
 
 def datasource_model(source: InfluxSource, password: str | None = None) -> dict[str, Any]:
     """The data source for Grafana's HTTP API (POST /api/datasources) and provisioning files.
 
-    `password` goes into secureJsonData, which Grafana stores encrypted and never returns.
+    `password` (the user's password, or the API token with `source.token`) goes into
+    secureJsonData, which Grafana stores encrypted and never returns.
     """
     model: dict[str, Any] = {
         "uid": DATASOURCE_UID,
@@ -37,7 +41,11 @@ def datasource_model(source: InfluxSource, password: str | None = None) -> dict[
                      # the store holds millisecond points; no finer grouping is useful
                      "timeInterval": "1s"},
     }
-    if source.user:
+    if source.token:
+        model["jsonData"]["httpHeaderName1"] = "Authorization"
+        if password is not None:
+            model["secureJsonData"] = {"httpHeaderValue1": f"Token {password}"}
+    elif source.user:
         model["user"] = source.user
         if password is not None:
             model["secureJsonData"] = {"password": password}

@@ -29,10 +29,11 @@ def provisioning_files(source: InfluxSource, *, dashboards_path: str = DASHBOARD
                        password_env: str = PASSWORD_ENV) -> dict[str, str]:
     """File name (relative to the provisioning directory) -> content.
 
-    With a user, the password is left to Grafana to read from `password_env` at start, so
-    no secret is written to disk.
+    With a user or a token, the secret is left to Grafana to read from `password_env` at
+    start, so no secret is written to disk.
     """
-    datasource = datasource_model(source, f"${{{password_env}}}" if source.user else None)
+    secret = f"${{{password_env}}}" if source.user or source.token else None
+    datasource = datasource_model(source, secret)
     provider = {
         "name": "scgw",
         "orgId": 1,

@@ -235,6 +235,8 @@ class JsonData(_Strict):
     dbName: str = Field(min_length=1)
     httpMode: Literal["GET", "POST"]
     timeInterval: str = Field(pattern=r"^\d+(ms|s|m|h)$")
+    # a custom header: how Grafana sends InfluxDB 2.x/3.x's `Authorization: Token ...`
+    httpHeaderName1: Literal["Authorization"] | None = None
 
 
 class DataSource(_Strict):
@@ -248,7 +250,18 @@ class DataSource(_Strict):
     isDefault: bool
     jsonData: JsonData
     user: str | None = None
-    secureJsonData: dict[Literal["password"], str] | None = None
+    secureJsonData: dict[Literal["password", "httpHeaderValue1"], str] | None = None
+
+    @model_validator(mode="after")
+    def _header_has_its_value(self) -> DataSource:
+        secrets = self.secureJsonData or {}
+        if self.jsonData.httpHeaderName1 is not None:
+            assert self.user is None, "a token data source has no user"
+            value = secrets.get("httpHeaderValue1", "Token x")
+            assert value.startswith("Token "), "InfluxDB's token scheme is 'Token <token>'"
+        else:
+            assert "httpHeaderValue1" not in secrets, "a header value without its name"
+        return self
 
     model_config = ConfigDict(extra="forbid", strict=False)  # url as a string
 

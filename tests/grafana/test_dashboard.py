@@ -80,6 +80,11 @@ def test_datasource_is_a_valid_grafana_influxql_datasource() -> None:
     secured = DataSource.model_validate(datasource_model(
         InfluxSource(url="http://influx.lan:8086", database="c1", user="grafana"), "s3cret"))
     assert (secured.user, secured.secureJsonData) == ("grafana", {"password": "s3cret"})
+    token = DataSource.model_validate(datasource_model(
+        InfluxSource(url="http://influxdb:8086", token=True), "tok3n"))
+    assert token.user is None
+    assert token.jsonData.httpHeaderName1 == "Authorization"
+    assert token.secureJsonData == {"httpHeaderValue1": "Token tok3n"}
 
 
 def test_alert_rules_are_valid_provisioning_api_rules() -> None:
