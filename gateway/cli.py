@@ -123,6 +123,9 @@ def status(config: ConfigOption) -> None:
     out.print(f"site {snap.site}, status of {age:.0f} s ago{stale}; broker "
               f"{'connected' if snap.broker_connected else '[bold red]disconnected[/]'}; "
               f"{snap.active_alerts} active alert(s)")
+    if snap.clock_synchronised is False:
+        out.print("[bold red]system clock not synchronised[/]: timestamps may be wrong until "
+                  "NTP syncs (see `scgw doctor`)")
     backlog = Table("sink", "journal backlog")
     for sink, cursor in snap.cursors.items():
         backlog.add_row(sink, str(snap.journal_last_seq - cursor))

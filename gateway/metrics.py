@@ -59,6 +59,11 @@ class _GatewayCollector(Collector):
         connected = GaugeMetricFamily("scgw_broker_connected", "1 while the broker is connected")
         connected.add_metric([], 1 if gw.link.connected else 0)
         yield connected
+        if gw.clock_synchronised is not None:
+            synced = GaugeMetricFamily("scgw_clock_synchronised",
+                                       "1 while the system clock is NTP-synchronised")
+            synced.add_metric([], 1 if gw.clock_synchronised else 0)
+            yield synced
         rules = gw.runner.stats
         evaluations = CounterMetricFamily("scgw_rule_evaluations",
                                           "Records evaluated by the rules")

@@ -28,6 +28,7 @@ class StatusSnapshot(msgspec.Struct, kw_only=True):
     counters: dict[str, int]
     pid: int = 0
     alerts: list[dict[str, str | int]] = msgspec.field(default_factory=list)
+    clock_synchronised: bool | None = None  # None: unknown
 
 
 def status_path(journal_path: Path) -> Path:

@@ -21,6 +21,7 @@ from drivers.profile import BUILTIN, ProfileLibrary
 from drivers.pseudonym import Pseudonymiser
 from drivers.registry import Context, build_drivers
 from gateway.clock import Clock, SystemClock
+from gateway.clock_sync import ClockProbe, read_kernel_clock, trustworthy
 from gateway.config import AnyDevice, GatewayConfig, GpioDevice, Location, ModbusDevice, MqttDevice
 from gateway.counters import Counters
 from gateway.journal import Journal, JournalFullError, Quota
@@ -50,6 +51,7 @@ from rules.runner import RuleRunner
 
 log = logging.getLogger(__name__)
 
+CLOCK_CHECK_S = 30.0  # how often the clock's sync state is read
 OFFLINE_KEY = "status.offline"  # journal state: devices whose last status event was offline
 
 
@@ -70,8 +72,11 @@ class Gateway:
         clock: Clock | None = None,
         pin_factory: Any = None,
         writer: Writer | None = None,
+        clock_probe: ClockProbe = read_kernel_clock,
     ) -> None:
         self.config = config
+        self._clock_probe = clock_probe
+        self.clock_synchronised: bool | None = None  # None: not known (yet, or not Linux)
         self._locations = {d.id: d.location for d in config.devices}
         self.clock = clock or SystemClock()
         self.counters = Counters()
@@ -207,6 +212,7 @@ class Gateway:
                 task("gw.liveness", functools.partial(supervise, self.board, self.clock)),
                 task("gw.status.events", self._journal_status_changes),
                 task("gw.journal.prune", self._prune),
+                task("gw.clock.sync", self._watch_clock),
                 task("gw.status.file", functools.partial(
                     keep_writing, status_path(self.config.journal.path), self.snapshot,
                     self.clock)),
@@ -297,6 +303,29 @@ class Gateway:
             if gone:
                 log.debug("pruned %d journal record(s)", gone)
 
+    async def _watch_clock(self) -> None:
+        """Report whether the system clock can be trusted, and say so when that changes.
+
+        Records carry the system time: on a Pi that booted without network, that time may
+        be far off until NTP has synchronised.
+        """
+        while True:
+            try:
+                state = await asyncio.to_thread(self._clock_probe)
+            except OSError as exc:  # not Linux: the state is unknown, and stays so
+                log.info("cannot tell whether the clock is synchronised: %s", exc)
+                return
+            trusted = trustworthy(state)
+            if trusted != self.clock_synchronised:
+                if trusted:
+                    log.info("system clock synchronised (%s)", state.now.isoformat())
+                else:
+                    log.warning("system clock NOT synchronised (it says %s): timestamps of "
+                                "readings, events and alerts may be wrong until NTP syncs; "
+                                "see `scgw doctor`", state.now.isoformat())
+                self.clock_synchronised = trusted
+            await self.clock.sleep(CLOCK_CHECK_S)
+
     def sink_cursors(self) -> dict[str, int]:
         return {"mqtt": self.mqtt_sink.cursor, "store": self.store_sink.cursor,
                 "notify": self.notify_sink.cursor}
@@ -316,6 +345,7 @@ class Gateway:
             active_alerts=len(self.rules.active()),
             counters=self.counters.snapshot(),
             pid=os.getpid(),
+            clock_synchronised=self.clock_synchronised,
             alerts=[{"rule": a.rule, "device": a.device, "state": a.state.value,
                      "severity": a.severity.value, "since": a.since, "message": a.message}
                     for a in self.rules.active()],
