@@ -1,8 +1,11 @@
-"""`python -m bench`: measure the gateway and print a table of the figures.
+"""`python -m bench`: measure the gateway against its targets and its peers; print a table.
 
-    python -m bench                      # everything, default sizes (about 2 minutes)
-    python -m bench --only journal      # one benchmark (repeat --only for several)
-    python -m bench --presses 500 --ingress-messages 50000 --markdown
+    python -m bench                       # everything, 3 runs, medians (about 40 minutes)
+    python -m bench --runs 1 --only pipeline --only modbus
+    python -m bench --quick               # every benchmark, short, one run (a smoke test)
+
+Results go to bench/results/<benchmark>.json as well. The peers (Node-RED and ThingsBoard's
+IoT gateway) are installed into bench/.peers/ at first use; see docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -10,23 +13,38 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import shutil
 import signal
 import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
-from bench import configs, gateway_bench, journal_bench
-from bench.gateway_bench import Sizes
-from bench.hostctl import BenchError
-from bench.machine import describe
+from bench import (
+    alarm_load,
+    configs,
+    footprint,
+    gateway_bench,
+    journal_bench,
+    modbus_bench,
+    pipeline_bench,
+    replay,
+    rs485,
+)
+from bench.gateway_bench import Servers, Sizes
+from bench.hostctl import REPO, BenchError
+from bench.machine import Machine, describe
 from bench.report import Row, machine_text, table
+from bench.targets import HEADLINE, RESULT_FILES, judge
 from gateway.services import ServiceError
 
-BENCHMARKS = ("journal", "latency", "ingress", "memory", "idle")
+NEW = ("pipeline", "alarm-load", "modbus", "rs485", "footprint", "replay")
+OLD = ("journal", "latency", "ingress", "memory", "idle")
+BENCHMARKS = NEW + OLD
+RESULTS = REPO / "bench" / "results"
 
 
 def _counts(text: str) -> list[int]:
@@ -37,6 +55,17 @@ def _counts(text: str) -> list[int]:
                                          ) from None
     if not values or min(values) < 1:
         raise argparse.ArgumentTypeError("producer counts must be >= 1")
+    return values
+
+
+def _rates(text: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a comma-separated list of rates: {text}"
+                                         ) from None
+    if not values or values != sorted(values) or values[0] <= 0:
+        raise argparse.ArgumentTypeError("rates must be positive and increasing")
     return values
 
 
@@ -52,83 +81,218 @@ def _positive(kind: type[int] | type[float]) -> Callable[[str], int | float]:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m bench",
-        description="Benchmarks of the smart-community gateway: journal append throughput, "
-                    "end-to-end alarm latency, MQTT ingress throughput, memory and idle CPU. "
-                    "Starts a private Mosquitto and VictoriaMetrics on free loopback ports.")
+        description="Benchmarks of the smart-community gateway against its performance "
+                    "targets, side by side with Node-RED and ThingsBoard's IoT gateway. Starts "
+                    "a private Mosquitto and VictoriaMetrics on free loopback ports.")
     p.add_argument("--only", action="append", choices=BENCHMARKS, metavar="NAME",
-                   help=f"run only this benchmark ({', '.join(BENCHMARKS)}); may be repeated. "
-                        "memory is measured on the gateway that runs latency and ingress, so "
-                        "it runs those too")
-    p.add_argument("--producers", type=_counts, default=[1, 16, 256], metavar="N,N,...",
+                   help=f"run only this benchmark ({', '.join(BENCHMARKS)}); may be repeated")
+    p.add_argument("--runs", type=int, default=3, metavar="N",
+                   help="repeat everything N times and report medians (default 3)")
+    p.add_argument("--quick", action="store_true",
+                   help="short versions of everything, one run: a smoke test, not figures")
+    p.add_argument("--no-peers", action="store_true",
+                   help="skip Node-RED and ThingsBoard's gateway (no installs)")
+    g = p.add_argument_group("pipeline, alarm under load")
+    g.add_argument("--rates", type=_rates, default=pipeline_bench.RATES, metavar="R,R,...",
+                   help="pipeline: events/s to step through until one fails")
+    g.add_argument("--step-seconds", type=_positive(float), default=10.0, metavar="S",
+                   help="pipeline: length of each step (default 10)")
+    g.add_argument("--fever-share", type=_positive(float), default=0.02, metavar="F",
+                   help="pipeline: share of readings above 37.3 °C (default 0.02)")
+    g.add_argument("--store-batch", type=int, default=None, metavar="N",
+                   help="pipeline, alarm under load: the gateway's store.batch_size (default: "
+                        "the gateway's own default)")
+    g.add_argument("--alarm-presses", type=_positive(int), default=1000, metavar="N",
+                   help="alarm under load: measured presses (default 1000)")
+    g.add_argument("--alarm-rate", type=_positive(float), default=0.0, metavar="R",
+                   help="alarm under load: gate load in events/s (default: half the "
+                        "gateway's sustained rate of the same run, else 2000)")
+    g = p.add_argument_group("modbus, RS-485, footprint, replay")
+    g.add_argument("--modbus-poll-ms", type=int, default=100, metavar="MS",
+                   help="modbus: poll period of every device (default 100)")
+    g.add_argument("--modbus-seconds", type=_positive(float), default=20.0, metavar="S")
+    g.add_argument("--rs485-seconds", type=_positive(float), default=20.0, metavar="S")
+    g.add_argument("--footprint-devices", type=int, default=1000, metavar="N")
+    g.add_argument("--replay-points", type=int, default=100_000, metavar="N")
+    g = p.add_argument_group("journal, latency, ingress, memory, idle")
+    g.add_argument("--producers", type=_counts, default=[1, 16, 256], metavar="N,N,...",
                    help="journal: concurrent producers per run (default 1,16,256)")
-    p.add_argument("--journal-seconds", type=_positive(float), default=3.0, metavar="S",
-                   help="journal: seconds per producer count (default 3)")
-    p.add_argument("--presses", type=_positive(int), default=200, metavar="N",
-                   help="latency: measured button presses (default 200)")
-    p.add_argument("--buttons", type=int, default=10, choices=range(1, configs.MAX_BUTTONS + 1),
-                   metavar="N", help=f"latency: GPIO buttons, 1-{configs.MAX_BUTTONS} "
-                                     "(default 10)")
-    p.add_argument("--hold", type=_positive(float), default=0.05, metavar="S",
-                   help="latency: how long each press is held (default 0.05 s)")
-    p.add_argument("--store-presses", type=_positive(int), default=10, metavar="N",
-                   help="latency: presses timed until a store query returns the point "
-                        "(default 10; 0 skips)")
-    p.add_argument("--ingress-messages", type=_positive(int), default=20_000, metavar="N",
-                   help="ingress: telemetry messages (default 20000; 0 skips)")
-    p.add_argument("--ingress-devices", type=int, default=10, choices=range(1, 101),
-                   metavar="N", help="ingress: MQTT telemetry devices (default 10)")
-    p.add_argument("--event-messages", type=_positive(int), default=2_000, metavar="N",
-                   help="ingress: messages that each carry an event (default 2000; 0 skips)")
-    p.add_argument("--qos", type=int, choices=(0, 1), default=0,
-                   help="ingress: QoS the publisher uses (default 0)")
-    p.add_argument("--ingress-rate", type=_positive(float), default=0.0, metavar="N",
-                   help="ingress: messages/s the publisher holds (default 0: as fast as it "
-                        "can, which finds the gateway's limit)")
-    p.add_argument("--idle-seconds", type=_positive(float), default=10.0, metavar="S",
-                   help="idle: seconds of idle CPU measured (default 10)")
+    g.add_argument("--journal-seconds", type=_positive(float), default=3.0, metavar="S")
+    g.add_argument("--presses", type=_positive(int), default=200, metavar="N",
+                   help="latency: measured button presses without load (default 200)")
+    g.add_argument("--buttons", type=int, default=10, choices=range(1, configs.MAX_BUTTONS + 1),
+                   metavar="N", help=f"latency: GPIO buttons, 1-{configs.MAX_BUTTONS}")
+    g.add_argument("--hold", type=_positive(float), default=0.05, metavar="S",
+                   help="how long each press is held (default 0.05 s)")
+    g.add_argument("--store-presses", type=_positive(int), default=10, metavar="N")
+    g.add_argument("--ingress-messages", type=_positive(int), default=20_000, metavar="N")
+    g.add_argument("--ingress-devices", type=int, default=10, choices=range(1, 101),
+                   metavar="N")
+    g.add_argument("--event-messages", type=_positive(int), default=2_000, metavar="N")
+    g.add_argument("--qos", type=int, choices=(0, 1), default=0)
+    g.add_argument("--ingress-rate", type=_positive(float), default=0.0, metavar="N")
+    g.add_argument("--idle-seconds", type=_positive(float), default=10.0, metavar="S")
     p.add_argument("--tmpdir", type=Path, default=None, metavar="DIR",
-                   help="where the journals and the servers' data go (default: the system's "
-                        "temp dir); its file system decides what an fsync costs")
+                   help="where journals and the servers' data go (default: the system's temp "
+                        "dir); its file system decides what an fsync costs")
+    p.add_argument("--results", type=Path, default=RESULTS, metavar="DIR",
+                   help=f"where the JSON results go (default {RESULTS.relative_to(REPO)})")
     p.add_argument("--keep", action="store_true", help="keep the work dir (logs, journals)")
     p.add_argument("--markdown", action="store_true", help="print the table in Markdown")
-    p.add_argument("--json", type=Path, default=None, metavar="FILE",
-                   help="also write machine and figures as JSON to FILE")
     return p
+
+
+def _quick(args: argparse.Namespace) -> None:
+    args.runs = 1
+    args.rates, args.step_seconds = [2000.0, 4000.0, 8000.0], 4.0
+    args.alarm_presses, args.presses, args.store_presses = 50, 50, 3
+    args.modbus_seconds = args.rs485_seconds = 6.0
+    args.replay_points, args.journal_seconds = 20_000, 1.0
+    args.ingress_messages, args.event_messages, args.idle_seconds = 5000, 500, 3.0
 
 
 def _progress(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-async def run(args: argparse.Namespace, want: set[str], workdir: Path) -> list[Row]:
-    main = asyncio.current_task()
-    assert main is not None
-    loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGTERM, main.cancel)  # stop and clean up, as on Ctrl-C
+async def one_run(args: argparse.Namespace, want: set[str], workdir: Path) -> list[Row]:
     sizes = Sizes(presses=args.presses, buttons=args.buttons, hold_s=args.hold,
                   store_presses=args.store_presses, ingress_messages=args.ingress_messages,
                   ingress_devices=args.ingress_devices, event_messages=args.event_messages,
                   qos=args.qos, ingress_rate=args.ingress_rate, idle_seconds=args.idle_seconds)
+    peers = not args.no_peers
     rows: list[Row] = []
     if "journal" in want:
         _progress(f"journal append: producers {args.producers}, {args.journal_seconds:g} s each")
         journal_dir = workdir / "journal"
         await asyncio.to_thread(journal_dir.mkdir)
         rows += await journal_bench.run(journal_dir, args.producers, args.journal_seconds)
-    if want & {"idle", "latency", "ingress", "memory"}:
-        _progress("starting Mosquitto and VictoriaMetrics")
-        async with gateway_bench.servers(workdir) as srv:
-            if "idle" in want:
-                rows += await gateway_bench.idle(srv, workdir, sizes, _progress)
-            rows += await gateway_bench.loaded(srv, workdir, sizes, want, _progress)
+    _progress("starting Mosquitto and VictoriaMetrics")
+    async with gateway_bench.servers(workdir) as srv:
+        if "pipeline" in want:
+            rows += await pipeline_bench.run(srv, workdir, _progress, rates=args.rates,
+                                             seconds=args.step_seconds,
+                                             fever_share=args.fever_share, peers=peers,
+                                             store_batch=args.store_batch)
+        if "alarm-load" in want:
+            rows += await alarm_load.run(srv, workdir, _progress, rate=_alarm_rate(args, rows),
+                                         presses=args.alarm_presses,
+                                         sizes=replace(sizes, gap_s=0.02),
+                                         store_batch=args.store_batch)
+        if "modbus" in want:
+            rows += await modbus_bench.run(srv, workdir, _progress, poll_ms=args.modbus_poll_ms,
+                                           seconds=args.modbus_seconds, peers=peers)
+        if "rs485" in want:
+            rows += await rs485.run(srv, workdir, _progress, seconds=args.rs485_seconds)
+        if "footprint" in want:
+            rows += await footprint.run(srv, workdir, _progress, count=args.footprint_devices)
+        if "replay" in want:
+            rows += await replay.run(srv, workdir, _progress, points=args.replay_points)
+        rows += await _old(srv, workdir, sizes, want)
+    return rows
+
+
+async def _old(srv: Servers, workdir: Path, sizes: Sizes, want: set[str]) -> list[Row]:
+    rows: list[Row] = []
+    if "idle" in want:
+        rows += await gateway_bench.idle(srv, workdir, sizes, _progress)
+    if want & {"latency", "ingress", "memory", "idle"}:
+        rows += await gateway_bench.loaded(srv, workdir, sizes, want, _progress)
     if "memory" not in want:
         rows = [r for r in rows if r.bench != "memory"]
     return rows
 
 
+def _alarm_rate(args: argparse.Namespace, rows: list[Row]) -> float:
+    if args.alarm_rate:
+        return float(args.alarm_rate)
+    for row in rows:
+        if row.bench == "pipeline" and row.case.startswith("gateway:"):
+            sustained = float(row.data.get("sustained_per_s", 0.0))
+            if sustained > 0:
+                return sustained / 2
+    return 2000.0
+
+
+async def run_all(args: argparse.Namespace, want: set[str], base: Path,
+                  checkpoint: Callable[[list[list[Row]]], None]) -> list[list[Row]]:
+    main_task = asyncio.current_task()
+    assert main_task is not None
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, main_task.cancel)  # clean up, as on Ctrl-C
+    runs = []
+    for index in range(args.runs):
+        _progress(f"run {index + 1} of {args.runs}")
+        workdir = base / f"run{index + 1}"
+        await asyncio.to_thread(workdir.mkdir)
+        runs.append(await one_run(args, want, workdir))
+        await asyncio.to_thread(checkpoint, runs)  # what is done stays done
+    return runs
+
+
+def median_rows(runs: list[list[Row]]) -> list[Row]:
+    """Per figure, the run with the median headline value, the others' values noted."""
+    if len(runs) == 1:
+        return runs[0]
+    out = []
+    for position, row in enumerate(runs[0]):
+        same = [r[position] for r in runs
+                if position < len(r) and (r[position].bench, _shape(r[position].case)) ==
+                (row.bench, _shape(row.case))]
+        values = [(_headline(r), r) for r in same]
+        numeric = sorted([(v, r) for v, r in values if not math.isnan(v)], key=lambda x: x[0])
+        if not numeric:
+            out.append(row)
+            continue
+        _, chosen = numeric[(len(numeric) - 1) // 2]
+        spread = " / ".join(f"{v:,.4g}" for v, _ in values)
+        out.append(replace(chosen, result=f"{chosen.result} (median of {len(values)}: "
+                                            f"{spread})"))
+    return out
+
+
+def _shape(case: str) -> str:
+    """A case without its measured numbers, to pair the same figure across runs."""
+    return "".join(c for c in case if not c.isdigit())
+
+
+def _headline(row: Row) -> float:
+    key = HEADLINE.get(row.bench)
+    for k in ([key] if key else []) + list(row.data):
+        value = row.data.get(k) if k else None
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+    return math.nan
+
+
+def write_results(directory: Path, machine: Machine, command: str, runs: list[list[Row]],
+                  medians: list[Row], judged: list[Row]) -> list[Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    groups: dict[str, str] = {}
+    for row in medians:
+        groups.setdefault(RESULT_FILES.get(row.bench, "gateway"), "")
+    for group in groups:
+        def mine(rows: list[Row], group: str = group) -> list[dict[str, object]]:
+            return [asdict(r) for r in rows if RESULT_FILES.get(r.bench, "gateway") == group]
+        path = directory / f"{group}.json"
+        path.write_text(json.dumps({
+            "machine": asdict(machine), "command": command, "runs": len(runs),
+            "median": mine(medians), "all_runs": [mine(r) for r in runs],
+            "targets": [asdict(r) for r in judged
+                        if RESULT_FILES.get(str(r.data.get("bench", "")), "") == group],
+        }, indent=2, default=str))
+        written.append(path)
+    return written
+
+
 def main(argv: list[str] | None = None) -> int:
     cli = parser()
     args = cli.parse_args(argv)
+    if args.quick:
+        _quick(args)
+    if args.runs < 1:
+        cli.error("--runs must be >= 1")
     debounce_s = configs.DEBOUNCE_MS / 1000
     if not debounce_s < args.hold < configs.LONG_PRESS_S:
         cli.error(f"--hold must be between the debounce ({debounce_s:g} s) and the long press "
@@ -138,14 +302,20 @@ def main(argv: list[str] | None = None) -> int:
     want = set(args.only or BENCHMARKS)
     if "memory" in want:
         want |= {"latency", "ingress"}
-    workdir = Path(tempfile.mkdtemp(prefix="scgw-bench-", dir=args.tmpdir))
-    machine = describe(workdir)
+    base = Path(tempfile.mkdtemp(prefix="scgw-bench-", dir=args.tmpdir))
+    machine = describe(base)
     print(machine_text(machine, markdown=args.markdown), flush=True)
     print(flush=True)
     started = time.monotonic()
     keep = args.keep
+    command = "python -m bench " + " ".join(sys.argv[1:] if argv is None else argv)
+
+    def checkpoint(runs: list[list[Row]]) -> None:
+        medians = median_rows(runs)
+        write_results(args.results, machine, command.strip(), runs, medians, judge(medians))
+
     try:
-        rows = asyncio.run(run(args, want, workdir))
+        runs = asyncio.run(run_all(args, want, base, checkpoint))
     except (BenchError, ServiceError) as exc:
         print(f"benchmark failed: {exc}", file=sys.stderr)
         keep = True  # the logs tell why
@@ -153,20 +323,27 @@ def main(argv: list[str] | None = None) -> int:
     except (KeyboardInterrupt, asyncio.CancelledError):
         print("interrupted; everything started was stopped", file=sys.stderr)
         return 130
+    except BaseException:
+        keep = True
+        raise
     finally:
         if keep:
-            print(f"work dir kept: {workdir}", file=sys.stderr)
+            print(f"work dir kept: {base}", file=sys.stderr)
         else:
-            shutil.rmtree(workdir, ignore_errors=True)
-    print(table(rows, markdown=args.markdown))
-    print(f"\n{len(rows)} figures in {time.monotonic() - started:.0f} s", file=sys.stderr)
-    if args.json is not None:
-        try:
-            args.json.write_text(json.dumps(
-                {"machine": asdict(machine), "rows": [asdict(r) for r in rows]}, indent=2))
-        except OSError as exc:
-            print(f"could not write {args.json}: {exc}", file=sys.stderr)
-            return 1
+            shutil.rmtree(base, ignore_errors=True)
+    medians = median_rows(runs)
+    judged = judge(medians)
+    print(table(medians, markdown=args.markdown))
+    print()
+    print(table(judged, markdown=args.markdown))
+    try:
+        written = write_results(args.results, machine, command.strip(), runs, medians, judged)
+    except OSError as exc:
+        print(f"could not write the results: {exc}", file=sys.stderr)
+        return 1
+    names = [str(p.relative_to(REPO)) if p.is_relative_to(REPO) else str(p) for p in written]
+    print(f"\n{len(medians)} figures from {len(runs)} run(s) in "
+          f"{time.monotonic() - started:.0f} s; JSON: {', '.join(names)}", file=sys.stderr)
     return 0
 
 

@@ -61,3 +61,24 @@ def gateway(site: str, workdir: Path, broker_port: int, store_url: str,
         "journal": {"path": str(workdir / "journal.db")},
         "devices": devices,
     }
+
+
+# -- the pipeline: temperature gates publishing passages on MQTT ------------------------------
+
+GATE_PREFIX = "bench/gates"
+FEVER_RULE = Path(__file__).resolve().parent / "rules" / "fever.yaml"
+_PACKS = Path(__file__).resolve().parent.parent / "rules" / "packs"
+
+
+def temp_gate(index: int, prefix: str = GATE_PREFIX) -> dict[str, Any]:
+    """A gate that publishes one JSON object per passage on its own topic."""
+    gate = f"gate-{index:03d}"
+    return {"id": gate, "kind": "temp_gate", "transport": "mqtt", "heartbeat_s": 300,
+            "location": {"building": str(1 + index // 20), "unit": str(1 + index % 20 // 5)},
+            "mqtt": {"topic": f"{prefix}/{gate}",
+                     "readings": ["body_temp_c", "mask", "passage_count"]}}
+
+
+def pipeline_rules() -> list[str]:
+    """The fever rule, and the elder SOS rule for the buttons pressed under load."""
+    return [str(FEVER_RULE), str(_PACKS / "elder_button.yaml"), str(_PACKS / "escalations.yaml")]

@@ -6,8 +6,10 @@ and CPU time are its own, and the subscriber and publisher do not share its even
 The simulated elders live here because gpiozero's mock pins exist only in this process.
 
 Requests: {"op": "press", "devices": [...], "hold_s": 0.05} presses those buttons at once
-and answers with each release time; {"op": "store_accepted", "device": ..., "since_ms": ...}
-answers when the store accepted a firing alert point of that device; {"op": "stats"};
+and answers with each release time; {"op": "backlog", "count": N, "devices": [...],
+"kind": ..., "event": ...} appends N events through the gateway's intake;
+{"op": "store_accepted", "device": ..., "since_ms": ...} answers when the store accepted a
+firing alert point of that device; {"op": "stats"};
 {"op": "stop"} (or end of input) stops the gateway cleanly and answers with final stats.
 """
 
@@ -26,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from gateway.config import GatewayConfig, GpioDevice, parse_config
+from gateway.kinds import make_event
+from gateway.model import DeviceKind
 from gateway.sinks.store_writer import Writer, writer_for
 from gateway.supervisor import Gateway
 from simulators.elder_button import SimulatedElder
@@ -108,6 +112,8 @@ class Host:
         counters = {name: gw.counters.get(name) for name in COUNTERS}
         counters["dropped_mqtt"] = gw.counters.get("dropped", sink="mqtt")
         counters["dropped_store"] = gw.counters.get("dropped", sink="store")
+        counters["dropped"] = gw.counters.get("dropped")
+        counters["modbus_polls"] = gw.counters.get("modbus_polls")
         return {
             "mono": time.monotonic(),
             "cpu_s": usage.ru_utime + usage.ru_stime,
@@ -140,8 +146,27 @@ class Host:
         return {"released": {d: {"mono": m, "ms": ms} for d, (m, ms) in zip(devices, done,
                                                                               strict=True)}}
 
+    async def backlog(self, count: int, devices: list[str], kind: str, event: str
+                      ) -> dict[str, Any]:
+        """Append `count` events through the gateway's own intake, many at a time (as many
+        drivers would), so that they share journal commits."""
+        gateway = self.gateway
+        started = time.monotonic()
+        wave = 512
+        for first in range(0, count, wave):
+            ts = gateway.clock.now_ms()
+            await asyncio.gather(*(
+                gateway.event(make_event(DeviceKind(kind), devices[i % len(devices)], event,
+                                         ts, {}))
+                for i in range(first, min(first + wave, count))))
+        return {"appended": count, "seconds": time.monotonic() - started,
+                "last_seq": gateway.journal.last_seq}
+
     async def handle(self, request: dict[str, Any]) -> dict[str, Any]:
         op = request.get("op")
+        if op == "backlog":
+            return await self.backlog(int(request["count"]), list(request["devices"]),
+                                      str(request["kind"]), str(request["event"]))
         if op == "stats":
             return self.stats()
         if op == "press":
@@ -178,6 +203,11 @@ async def serve(config_path: Path) -> None:
         run.result()  # raises what stopped it
     if not gateway.ready.is_set():
         raise RuntimeError("the gateway did not become ready in 30 s")
+    # ready to receive: connected and subscribed to every device's topic
+    for _ in range(300):
+        if gateway.link.connected or run.done():
+            break
+        await asyncio.sleep(0.1)
     await answer({"ok": True, "event": "ready", "pid": os.getpid()})
     try:
         while True:

@@ -140,6 +140,12 @@ class GatewayProcess:
                                    device=device, since_ms=since_ms, wait_s=within_s)
         return float(reply["mono"])
 
+    async def backlog(self, count: int, devices: list[str], kind: str, event: str
+                      ) -> dict[str, Any]:
+        """Append `count` events through the gateway's intake; answers once all are on disk."""
+        return await self.request("backlog", answer_within_s=300, count=count,
+                                  devices=devices, kind=kind, event=event)
+
     async def stop(self, within_s: float = 60.0) -> Stats:
         """Stop the gateway cleanly (it drains its journal); returns its last stats."""
         async with self._lock:
@@ -211,4 +217,5 @@ async def _wait_or_signal(proc: asyncio.subprocess.Process, within_s: float,
     with contextlib.suppress(ProcessLookupError):
         proc.send_signal(then)
     if then is signal.SIGKILL:
-        await proc.wait()
+        with contextlib.suppress(TimeoutError):  # never hang the benchmark
+            await asyncio.wait_for(proc.wait(), 10)

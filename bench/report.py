@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from bench.machine import Machine
 
@@ -19,6 +20,7 @@ class Row:
     result: str
     detail: str = ""
     data: Mapping[str, Value] = field(default_factory=dict)
+    extra: Mapping[str, Any] = field(default_factory=dict)  # for the JSON only (e.g. steps)
 
 
 _HEADER = ("Benchmark", "Case", "Result", "Detail")

@@ -14,8 +14,6 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from gpiozero import LED, DigitalInputDevice
-
 from drivers.debounce import Debouncer, Release
 from drivers.intake import Intake
 from gateway.clock import Clock
@@ -49,7 +47,7 @@ class ElderButtonGpio:
         self._edges: asyncio.Queue[tuple[bool, float, int]] = asyncio.Queue()
         self._debouncer = Debouncer(device.gpio.debounce_ms / 1000)
         self._glitches_counted = 0
-        self._led: LED | None = None
+        self._led: Any = None  # gpiozero's LED, once run() made it
         self._wanted = Indication.OFF
         self._indication_changed = asyncio.Event()
         # every LED call runs on this one thread, in order: gpiozero's blink thread must not
@@ -77,6 +75,9 @@ class ElderButtonGpio:
         def edge(pressed: bool) -> None:  # gpiozero's thread: stamp now, handle on the loop
             stamp = (pressed, self._clock.monotonic(), self._clock.now_ms())
             loop.call_soon_threadsafe(self._edges.put_nowait, stamp)
+
+        # gpiozero (a few MiB of memory) is loaded by a gateway that has GPIO buttons only
+        from gpiozero import LED, DigitalInputDevice
 
         # a plain input: gpiozero's Button would run a hold-timer thread per button
         button = DigitalInputDevice(settings.pin, pull_up=settings.pull_up, bounce_time=None,
@@ -149,7 +150,7 @@ class ElderButtonGpio:
                     self._led_thread, self._apply, self._led, wanted)
             self.indication = wanted
 
-    def _apply(self, led: LED, wanted: Indication) -> None:
+    def _apply(self, led: Any, wanted: Indication) -> None:
         settings = self.device.gpio
         if wanted is Indication.BLINKING:
             led.blink(on_time=settings.blink_on_s, off_time=settings.blink_off_s)

@@ -124,6 +124,9 @@ class JsonMapper:
         self._specs = MODELS[kind].readings
         self._pseudonymise = pseudonymise
         self._last: dict[int, Any] = {}  # last value seen per on_change event entry
+        # the mapping's readings as plain tuples: read for every message of the device
+        self._readings = [(r.path, "." not in r.path, r.reading, r.scale, r.offset,
+                           self._specs[r.reading]) for r in mapping.readings]
 
     def decode(self, body: Any, ts: int) -> Decoded:
         out = Decoded()
@@ -131,18 +134,17 @@ class JsonMapper:
             out.problems.append(("malformed_payload", "the payload is not a JSON object"))
             return out
         values: dict[str, Scalar] = {}
-        for r in self._map.readings:
-            raw = lookup(body, r.path)
+        for path, top_level, name, scale, offset, spec in self._readings:
+            raw = body.get(path, _MISSING) if top_level else lookup(body, path)
             if raw is _MISSING or raw is None:
                 continue
             if isinstance(raw, bool):
                 raw = int(raw)
             if not isinstance(raw, int | float):
-                out.problems.append(("bad_value", f"{r.path}={raw!r} is not a number"))
+                out.problems.append(("bad_value", f"{path}={raw!r} is not a number"))
                 continue
             try:
-                values[r.reading] = self._specs[r.reading].checked(
-                    r.reading, raw * r.scale + r.offset)
+                values[name] = spec.checked(name, raw * scale + offset)
             except OutOfRangeError as exc:
                 out.problems.append(("out_of_range", str(exc)))
         fields: dict[str, Scalar] = dict(values)
@@ -171,11 +173,11 @@ class JsonMapper:
                 if raw == e.equals:
                     out.events.append(make_event(self._kind, self._device, e.event, ts, fields))
             else:
-                name = e.map.get(_key(raw))
-                if name is None:
+                event = e.map.get(_key(raw))
+                if event is None:
                     out.problems.append(("unmapped_event", f"{e.path}={raw!r} is not mapped"))
                 else:
-                    out.events.append(make_event(self._kind, self._device, name, ts, fields))
+                    out.events.append(make_event(self._kind, self._device, event, ts, fields))
         if values:
             out.reading = Reading(id=new_id(ts), ts=ts, kind=self._kind, device=self._device,
                                   values=values)

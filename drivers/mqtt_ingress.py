@@ -9,7 +9,7 @@ running.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import aiomqtt
 
@@ -26,6 +26,7 @@ from drivers.pseudonym import Pseudonymiser
 from gateway.clock import Clock
 from gateway.config import MqttDevice
 from gateway.counters import Counters
+from gateway.model import DeviceEvent
 
 log = logging.getLogger(__name__)
 
@@ -64,33 +65,41 @@ class MqttIngress:
     def topics(self) -> list[str]:
         return list(self._devices)
 
-    async def handle(self, message: aiomqtt.Message) -> None:
-        topic = str(message.topic)
+    def handle(self, message: aiomqtt.Message) -> Awaitable[None] | None:
+        """Decode a message and hand over its reading at once; events are journalled by
+        the coroutine returned (None when the message carries none)."""
+        topic = message.topic.value
         device = self._devices.get(topic)
         if device is None:
-            return
+            return None
         payload = message.payload
         if not isinstance(payload, bytes | bytearray | str) or not payload:
             self._reject(device.id, topic, "empty_payload", "the payload is empty")
-            return
+            return None
         try:
             body = parse_json(payload)
         except MalformedJsonError as exc:
             self._reject(device.id, topic, "malformed_json", f"not JSON: {exc}")
-            return
+            return None
         decoded = self._mappers[topic].decode(body, self._clock.now_ms())
         for reason, detail in decoded.problems:
             self._reject(device.id, topic, reason, detail)
         if decoded.problems and decoded.reading is None and not decoded.events:
-            return
+            return None
         self._intake.seen(device.id)
         if not decoded.problems:
             self._counters.recovered(device.id)
         if decoded.reading is not None:
             self._intake.reading(decoded.reading)
-        for event in decoded.events:
-            await self._intake.event(event)
+        if decoded.events:
+            return self._journal(device.id, decoded.events)
         self._counters.inc("ingress_messages", device=device.id)
+        return None
+
+    async def _journal(self, device: str, events: list[DeviceEvent]) -> None:
+        for event in events:
+            await self._intake.event(event)
+        self._counters.inc("ingress_messages", device=device)
 
     def _reject(self, device: str, topic: str, reason: str, detail: str) -> None:
         self._counters.reject(log, device, reason, f"on {topic}: {detail}")

@@ -9,9 +9,15 @@ All SQLite work runs on one dedicated thread, never on the event loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 import logging
+import math
 import os
 import sqlite3
+import sys
+import time
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -41,6 +47,16 @@ CREATE TABLE IF NOT EXISTS state (
     value BLOB NOT NULL
 );
 """
+
+
+_MOVE_CURSOR = ("INSERT INTO cursors (consumer, seq) VALUES (?, ?) "
+                "ON CONFLICT(consumer) DO UPDATE SET seq=max(seq, excluded.seq)")
+
+LAZY_S = 0.2  # longest a lazy cursor move waits for a commit to ride along with
+SWITCH_INTERVAL_S = 0.0005  # see Journal.open
+RECENT = 4096  # newest records kept in memory for readers
+MEASURE_EVERY_S = 0.5  # how stale the journal's size may be when no limit is near
+MEASURE_MARGIN = 64 * 2**20  # free disk closer than this to the reserve: measure every commit
 
 
 class JournalClosedError(Exception):
@@ -102,6 +118,11 @@ class Journal:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
         self._db: sqlite3.Connection | None = None
         self._pending: list[_Commit] = []
+        self._lazy: dict[str, int] = {}  # cursor moves waiting for a commit to ride along
+        self._cursors: dict[str, int] = {}  # as committed; journal thread only
+        # the newest committed records, consecutive: most reads are served from here
+        self._recent: deque[Entry] = deque(maxlen=RECENT)
+        self._measured_at = -math.inf  # time.monotonic() of the last exact measurement
         self._wake = asyncio.Event()
         self._committer: asyncio.Task[None] | None = None
         self._last_seq = 0
@@ -118,6 +139,12 @@ class Journal:
         await self.close()
 
     async def open(self) -> None:
+        # The journal thread takes the interpreter lock back after every SQLite call, and a
+        # busy event loop hands it over only every switch interval (5 ms by default): a
+        # commit of a few statements then waited tens of milliseconds, and every alarm
+        # waits for its commit. Handing over within SWITCH_INTERVAL_S keeps that short.
+        if sys.getswitchinterval() > SWITCH_INTERVAL_S:
+            sys.setswitchinterval(SWITCH_INTERVAL_S)
         self._path.parent.mkdir(parents=True, exist_ok=True)
         self._last_seq = await self._run(self._open_sync)
         self._committer = asyncio.create_task(self._commit_loop(), name="journal.commit")
@@ -180,11 +207,25 @@ class Journal:
         if not alarm and self.free_disk < q.min_free_disk:
             raise JournalFullError("disk_full")
 
-    async def move_cursor(self, consumer: str, seq: int) -> None:
+    async def move_cursor(self, consumer: str, seq: int, *, durable: bool = True) -> None:
+        """Move a consumer's cursor (never backwards).
+
+        `durable=False` is for consumers whose replay is harmless (idempotent writes): the
+        move rides along with the next commit, or goes within LAZY_S without an fsync of
+        its own, and this returns at once. A power cut may then take the cursor back a
+        little, and those records are delivered again.
+        """
+        if not durable:
+            if self._closing or self._committer is None:
+                raise JournalClosedError(str(self._path))
+            self._lazy[consumer] = max(seq, self._lazy.get(consumer, seq))
+            self._wake.set()
+            return
         await self.commit(cursor=(consumer, seq))
 
     async def cursor(self, consumer: str) -> int:
-        return await self._run(self._cursor_sync, consumer)
+        stored = await self._run(self._cursor_sync, consumer)
+        return max(stored, self._lazy.get(consumer, stored))
 
     async def read(self, consumer: str, limit: int = 500) -> Batch:
         """Records after `consumer`'s cursor, oldest first."""
@@ -192,6 +233,13 @@ class Journal:
 
     async def read_after(self, seq: int, limit: int = 500) -> Batch:
         """Records after sequence number `seq`, oldest first."""
+        recent = self._recent
+        if recent and recent[0].seq <= seq + 1:
+            # consumers mostly read what was just committed: no trip to the database
+            # thread (and its wait for the interpreter lock) for that
+            start = seq + 1 - recent[0].seq
+            entries = list(itertools.islice(recent, start, start + limit))
+            return Batch(entries, entries[-1].seq if entries else max(seq, recent[-1].seq))
         return await self._run(self._read_after_sync, seq, limit)
 
     async def read_state(self, key: str) -> bytes | None:
@@ -210,20 +258,31 @@ class Journal:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            while self._pending:
+            if self._lazy and not self._pending and not self._closing:
+                # cursor moves alone: give other commits a moment to come and carry them
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), LAZY_S)
+                self._wake.clear()
+            while self._pending or self._lazy:
                 group, self._pending = (
                     self._pending[: self._max_group],
                     self._pending[self._max_group :],
                 )
+                lazy, self._lazy = self._lazy, {}
                 try:
-                    seqs = await self._run(self._commit_sync, group)
+                    seqs = await self._run(self._commit_sync, group, lazy)
                 except Exception as exc:  # a failed commit fails its callers, not the journal
                     log.error("journal commit of %d record(s) failed: %s", len(group), exc)
                     for job in group:
                         if not job.done.done():
                             job.done.set_exception(exc)
+                    for consumer, seq in lazy.items():  # tried again with the next commit
+                        self._lazy[consumer] = max(seq, self._lazy.get(consumer, seq))
+                    if not group:
+                        break  # nothing else waits: the next wake-up tries them again
                     continue
                 for job, job_seqs in zip(group, seqs, strict=True):
+                    self._remember(job, job_seqs)
                     if not job.done.done():
                         job.done.set_result(job_seqs)
                 if any(job.records for job in group):
@@ -231,6 +290,14 @@ class Journal:
                         listener.set()
             if self._closing:
                 return
+
+    def _remember(self, job: _Commit, seqs: list[int]) -> None:
+        """Keep the newest records at hand, as long as they follow on without a gap."""
+        recent = self._recent
+        for seq, record in zip(seqs, job.records, strict=True):
+            if recent and recent[-1].seq != seq - 1:
+                recent.clear()  # never expected: a gap would hide records from readers
+            recent.append(Entry(seq, record))
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
@@ -253,9 +320,12 @@ class Journal:
             self._db.close()
             self._db = None
 
-    def _commit_sync(self, group: list[_Commit]) -> list[list[int]]:
+    def _commit_sync(self, group: list[_Commit], lazy: dict[str, int]) -> list[list[int]]:
         db = self._conn()
         out: list[list[int]] = []
+        # only lazy cursor moves: no fsync of their own (the next full commit syncs them)
+        durable = bool(group)
+        db.execute("PRAGMA synchronous=FULL" if durable else "PRAGMA synchronous=NORMAL")
         db.execute("BEGIN IMMEDIATE")
         try:
             for job in group:
@@ -264,11 +334,7 @@ class Journal:
                     cur = db.execute("INSERT INTO records (cls, body) VALUES (?, ?)", (cls, body))
                     seqs.append(int(cur.lastrowid or 0))
                 if job.cursor is not None:
-                    db.execute(
-                        "INSERT INTO cursors (consumer, seq) VALUES (?, ?) "
-                        "ON CONFLICT(consumer) DO UPDATE SET seq=max(seq, excluded.seq)",
-                        job.cursor,
-                    )
+                    db.execute(_MOVE_CURSOR, job.cursor)
                 for key, value in job.state.items():
                     if value is None:
                         db.execute("DELETE FROM state WHERE key=?", (key,))
@@ -279,19 +345,41 @@ class Journal:
                             (key, value),
                         )
                 out.append(seqs)
+            if lazy:
+                db.executemany(_MOVE_CURSOR, lazy.items())
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             raise
+        moved = [job.cursor for job in group if job.cursor is not None] + list(lazy.items())
+        for consumer, seq in moved:
+            if consumer in self._cursors:
+                self._cursors[consumer] = max(self._cursors[consumer], seq)
         written = sum(len(s) for s in out)
-        self._measure(db)
-        self.commits += 1
+        if durable:  # cursor moves alone do not change what the journal holds
+            self._measure_if_due(db, sum(len(body) for job in group for _, body in job.encoded))
+            self.commits += 1
         self.records_written += written
         if written:
             self._last_seq = max(self._last_seq, max(s[-1] for s in out if s))
         return out
 
+    def _measure_if_due(self, db: sqlite3.Connection, added: int) -> None:
+        """Measure again when it is time, or when a limit is near; estimate in between.
+
+        A measurement is four queries and a statvfs: after every commit, that was a good
+        part of the journal thread's time under load.
+        """
+        self.used_bytes += added
+        self.free_disk -= added
+        q = self._quota
+        near = (self.used_bytes >= (q.max_bytes - q.alarm_reserve) // 2
+                or self.free_disk <= 2 * q.min_free_disk + MEASURE_MARGIN)
+        if near or time.monotonic() - self._measured_at >= MEASURE_EVERY_S:
+            self._measure(db)
+
     def _measure(self, db: sqlite3.Connection) -> None:
+        self._measured_at = time.monotonic()
         pages = db.execute("PRAGMA page_count").fetchone()[0]
         free_pages = db.execute("PRAGMA freelist_count").fetchone()[0]
         page_size = db.execute("PRAGMA page_size").fetchone()[0]
@@ -301,10 +389,15 @@ class Journal:
         self.free_disk = stat.f_bavail * stat.f_frsize
 
     def _cursor_sync(self, consumer: str) -> int:
+        # every cursor move goes through this journal, on this thread: read each once
+        cached = self._cursors.get(consumer)
+        if cached is not None:
+            return cached
         row = self._conn().execute(
             "SELECT seq FROM cursors WHERE consumer=?", (consumer,)
         ).fetchone()
-        return int(row[0]) if row else 0
+        self._cursors[consumer] = seq = int(row[0]) if row else 0
+        return seq
 
     def _read_sync(self, consumer: str, limit: int) -> Batch:
         return self._read_after_sync(self._cursor_sync(consumer), limit)
@@ -334,6 +427,7 @@ class Journal:
         if keep_from is not None:
             floor = min(floor, keep_from - 1)
         cur = self._conn().execute("DELETE FROM records WHERE seq <= ?", (floor,))
+        self._measured_at = -math.inf  # the next commit measures what is left
         return cur.rowcount
 
     def _conn(self) -> sqlite3.Connection:

@@ -8,15 +8,19 @@ even though the session is persistent, because the broker may have lost it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import math
 import os
+import socket
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiomqtt
+import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -24,13 +28,17 @@ from gateway.backoff import Backoff
 from gateway.clock import Clock
 from gateway.config import BrokerConfig
 from gateway.counters import Counters
+from gateway.waiting import first_of
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[aiomqtt.Message], Awaitable[None]]
+Handler = Callable[[aiomqtt.Message], Awaitable[None] | None]
 
 PIPELINE = 256  # incoming QoS 1 messages in flight, unacknowledged
-QOS0_BACKLOG = 10_000  # incoming QoS 0 messages queued before more are dropped
+QOS0_BACKLOG = 10_000  # incoming QoS 0 messages queued or waiting before more are dropped
+ROUTE_CACHE = 4096  # topics whose handlers are remembered
+SUBSCRIBE_BATCH = 256  # topic filters per SUBSCRIBE packet
+READ_PACE_S = 0.002  # at most one read of the connection per this, while messages stream in
 
 
 def client_tls(config: BrokerConfig) -> ssl.SSLContext | None:
@@ -43,6 +51,18 @@ def client_tls(config: BrokerConfig) -> ssl.SSLContext | None:
         context.load_cert_chain(str(config.tls.cert_file),
                                 str(config.tls.key_file) if config.tls.key_file else None)
     return context
+
+
+def _matches(levels: list[str], pattern: list[str]) -> bool:
+    """MQTT filter matching on pre-split levels (`+` one level, `#` the rest)."""
+    if pattern and pattern[0] == "$share":
+        pattern = pattern[2:]  # $share/<group>/<filter>
+    for i, want in enumerate(pattern):
+        if want == "#":
+            return True
+        if i >= len(levels) or (want != "+" and want != levels[i]):
+            return False
+    return len(levels) == len(pattern)
 
 
 def _forget(chains: dict[str, asyncio.Task[None]], handlers: set[asyncio.Task[None]],
@@ -63,6 +83,226 @@ def _incoming_queue(counters: Counters) -> type[asyncio.Queue[aiomqtt.Message]]:
             super().put_nowait(item)
 
     return IncomingQueue
+
+
+class _Inbound:
+    """The broker connection's socket as paho reads it, with QoS 0 messages taken out.
+
+    paho turns every PUBLISH into several objects (MQTT 5 properties, a message, its
+    info with a lock), aiomqtt adds its own and a queue, and each message took a turn of
+    the event loop: under a stream of telemetry that was most of the gateway's work.
+    QoS 0 PUBLISH packets need no answer, so they are parsed here, in large reads, and
+    handed straight to `deliver`; every other packet (acknowledgements, QoS 1 messages,
+    pings, one with a topic alias) goes on to paho unchanged and in order. `pending()`
+    tells the reader to come back while paho still has bytes to take.
+    """
+
+    CHUNK = 64 * 1024  # up to ~600 messages a read: bounds how long one turn takes
+
+    def __init__(self, sock: Any, deliver: Callable[[aiomqtt.Message], None], *,
+                 properties: bool) -> None:
+        self._sock = sock
+        self._deliver = deliver
+        self._properties = properties  # MQTT 5: a property length follows the topic
+        self._raw = bytearray()  # read, not yet a whole packet
+        self._for_paho = bytearray()  # whole packets paho has yet to read
+
+    def recv(self, bufsize: int) -> bytes:
+        if not self._for_paho:
+            data = self._sock.recv(self.CHUNK)  # BlockingIOError and the like pass on
+            if not data:
+                return b""  # closed: paho sees it
+            self._raw += data
+            self._split()
+            if not self._for_paho:
+                raise BlockingIOError  # all of it was QoS 0 messages, or a partial packet
+        out = bytes(self._for_paho[:bufsize])
+        del self._for_paho[:bufsize]
+        return out
+
+    def pending(self) -> int:
+        inner = getattr(self._sock, "pending", None)  # a TLS socket's own buffered bytes
+        return len(self._for_paho) + (inner() if inner is not None else 0)
+
+    def _split(self) -> None:
+        buf = self._raw
+        size = len(buf)
+        at = 0
+        while size - at >= 2:
+            length, shift, i = 0, 0, at + 1
+            while i < size and shift <= 21:  # the remaining length: 1 to 4 bytes
+                digit = buf[i]
+                length |= (digit & 0x7F) << shift
+                shift += 7
+                i += 1
+                if not digit & 0x80:
+                    break
+            else:
+                if shift > 21:  # malformed: paho says so and drops the connection
+                    self._for_paho += buf[at:]
+                    at = size
+                break  # the length is not all here yet
+            end = i + length
+            if end > size:
+                break
+            message = self._qos0(buf[at], buf, i, end) if buf[at] & 0xF6 == 0x30 else None
+            if message is None:
+                self._for_paho += buf[at:end]
+            else:
+                self._deliver(message)
+            at = end
+        del buf[:at]
+
+    def _qos0(self, first: int, buf: bytearray, at: int, end: int) -> aiomqtt.Message | None:
+        """The QoS 0 PUBLISH in buf[at:end] (after its fixed header), or None for paho."""
+        if end - at < 2:
+            return None
+        name_end = at + 2 + (buf[at] << 8 | buf[at + 1])
+        if name_end == at + 2 or name_end > end:
+            return None  # a topic alias, or malformed: paho's business
+        try:
+            topic = buf[at + 2:name_end].decode()
+        except UnicodeDecodeError:
+            return None
+        body = name_end
+        if self._properties:
+            length, shift = 0, 0
+            while body < end and shift <= 21:
+                digit = buf[body]
+                length |= (digit & 0x7F) << shift
+                shift += 7
+                body += 1
+                if not digit & 0x80:
+                    break
+            else:
+                return None
+            body += length
+            if body > end:
+                return None
+        return aiomqtt.Message(topic, bytes(buf[body:end]), 0, bool(first & 1), 0, None)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
+class _PacedReads:
+    """Reads the broker connection at most once per `pace_s` while messages stream in.
+
+    Under a steady load every message arrives in a TCP segment of its own, and taking
+    each in a turn of the event loop of its own costs far more than the message itself.
+    When the last read is less than `pace_s` ago, reading pauses until then, so the next
+    turn takes everything that came meanwhile; a message after a quiet spell is read at
+    once. Replaces aiomqtt's reader for the socket, doing the same reads.
+    """
+
+    def __init__(self, client: aiomqtt.Client, loop: asyncio.AbstractEventLoop,
+                 pace_s: float) -> None:
+        self._client = client
+        self._loop = loop
+        self._pace_s = pace_s
+        self._sock: Any = None
+        self._last = -math.inf
+
+    def opened(self, sock: Any) -> None:
+        """On the loop, after aiomqtt registered its reader for `sock`: take its place."""
+        fd = sock.fileno()
+        if not self._current(sock):
+            return  # closed again already
+        self._sock = sock
+        self._loop.add_reader(fd, self._readable)
+
+    def _readable(self) -> None:
+        now = self._loop.time()
+        if now - self._last < self._pace_s:
+            self._loop.remove_reader(self._sock.fileno())
+            self._loop.call_at(self._last + self._pace_s, self._resume, self._sock)
+            return
+        self._last = now
+        self._read()
+
+    def _resume(self, sock: Any) -> None:
+        fd = sock.fileno()
+        if not self._current(sock):
+            return  # the connection closed during the pause; its reader is gone
+        self._loop.add_reader(fd, self._readable)
+        self._last = self._loop.time()
+        self._read()
+
+    def _current(self, sock: Any) -> bool:
+        return self._client._client._sock is sock
+
+    def _read(self) -> None:
+        paho = self._client._client
+        try:
+            while True:  # everything read ahead, not one packet per turn
+                paho.loop_read()
+                pending = getattr(paho._sock, "pending", None)
+                if pending is None or pending() <= 0:
+                    break
+        except Exception as exc:  # a broken connection: aiomqtt ends the session
+            if not self._client._disconnected.done():
+                self._client._disconnected.set_exception(exc)
+
+
+def _publish_qos0(topic: str, properties: bytes, payload: bytes) -> bytes:
+    """One MQTT PUBLISH packet, QoS 0, not retained (`properties`: b"\\x00" for MQTT 5)."""
+    name = topic.encode()
+    body = len(name).to_bytes(2, "big") + name + properties + payload
+    size = len(body)
+    header = bytearray(b"\x30")
+    while True:  # the remaining length, 7 bits a byte
+        size, digit = divmod(size, 128)
+        header.append(digit | (0x80 if size else 0))
+        if not size:
+            return bytes(header) + body
+
+
+def _no_delay(sock: Any) -> Any:
+    """Alarms are small messages: with Nagle's algorithm on (paho leaves it on), one waits
+    for the acknowledgement of the previous segment, up to the peer's delayed-ACK time."""
+    with contextlib.suppress(OSError, AttributeError):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
+class _Dispatch:
+    """One connection's incoming messages, on their way to the handlers.
+
+    A message's handlers run at once when nothing of its topic is still in flight; what
+    they leave to await (journalling) runs as a task, and later messages of that topic
+    wait for it: concurrent across topics (so journal commits group), in order within one.
+    """
+
+    def __init__(self, link: MqttLink) -> None:
+        self._link = link
+        self.chains: dict[str, asyncio.Task[None]] = {}
+        self.handlers: set[asyncio.Task[None]] = set()
+
+    def accept(self, message: aiomqtt.Message) -> asyncio.Task[None] | None:
+        """Handle `message`; the task still working on it, if any."""
+        topic = message.topic.value
+        previous = self.chains.get(topic)
+        work = self._link._start(message) if previous is None else None
+        if previous is None and work is None:
+            return None
+        task = asyncio.create_task(self._link._finish(previous, message, work),
+                                   name=f"gw.mqtt.in[{topic}]")
+        self.chains[topic] = task
+        self.handlers.add(task)
+        task.add_done_callback(functools.partial(_forget, self.chains, self.handlers, topic))
+        return task
+
+    def accept_qos0(self, message: aiomqtt.Message) -> None:
+        """A QoS 0 message, as it is read: cut when too much is still being journalled."""
+        if len(self.handlers) >= QOS0_BACKLOG:
+            self._link._counters.inc("dropped", cls="telemetry", reason="incoming_backlog")
+            return
+        self.accept(message)
+
+    async def close(self) -> None:
+        for task in self.handlers:
+            task.cancel()
+        await asyncio.gather(*self.handlers, return_exceptions=True)
 
 
 class LinkDownError(Exception):
@@ -103,6 +343,8 @@ class MqttLink:
         self._clock = clock
         self._counters = counters
         self._subscriptions: list[tuple[str, Handler]] = []
+        self._patterns: list[tuple[list[str], Handler]] = []
+        self._routes: dict[str, list[Handler]] = {}  # topic -> handlers, filled as they come
         self._session: Session | None = None
         self._connected = asyncio.Event()
         self._sessions = 0
@@ -110,8 +352,14 @@ class MqttLink:
         self._backoff = Backoff(config.reconnect_min_s, config.reconnect_max_s)
 
     def subscribe(self, topic_filter: str, handler: Handler) -> None:
-        """Register a handler; subscriptions are (re)made on every connection."""
+        """Register a handler; subscriptions are (re)made on every connection.
+
+        A handler does what it can at once and returns None, or returns what is left to
+        await (an async function's coroutine); later messages of the topic wait for that.
+        """
         self._subscriptions.append((topic_filter, handler))
+        self._patterns.append((topic_filter.split("/"), handler))
+        self._routes.clear()
 
     @property
     def connected(self) -> bool:
@@ -168,10 +416,11 @@ class MqttLink:
         while True:
             # a fresh client each time: paho would otherwise re-send its own in-flight
             # messages first, out of order with the sink's replay from the journal
-            client = self._make_client()
+            inbox = _Dispatch(self)
+            client = self._make_client(inbox)
             try:
                 async with client:
-                    await self._serve(client)
+                    await self._serve(client, inbox)
             except aiomqtt.MqttError as exc:
                 self._counters.inc("mqtt_disconnects")
                 log.warning("MQTT broker %s:%d unavailable: %s", self._config.host,
@@ -194,9 +443,11 @@ class MqttLink:
         except LinkDownError:
             log.info("broker gone before the offline status was published; the will covers it")
 
-    async def _serve(self, client: aiomqtt.Client) -> None:
-        for topic_filter, _ in self._subscriptions:
-            await client.subscribe(topic_filter, qos=1)
+    async def _serve(self, client: aiomqtt.Client, inbox: _Dispatch) -> None:
+        # many filters per SUBSCRIBE: one round trip for a whole site's device topics
+        filters = [(topic_filter, 1) for topic_filter, _ in self._subscriptions]
+        for first in range(0, len(filters), SUBSCRIBE_BATCH):
+            await client.subscribe(filters[first:first + SUBSCRIBE_BATCH])
         self._sessions += 1
         if self._session is not None:
             self._previous_loss = self._session.lost_at
@@ -205,67 +456,112 @@ class MqttLink:
         self._connected.set()
         log.info("connected to MQTT broker %s:%d as %s (session %d)", self._config.host,
                  self._config.port, self._client_id, self._sessions)
-        # messages are handled concurrently across topics (so their journal commits group)
-        # and in order within a topic; acknowledgements go out in arrival order, each only
-        # once its handler has journalled the message
-        received: asyncio.Queue[tuple[aiomqtt.Message, asyncio.Task[None]]] = asyncio.Queue(
-            maxsize=PIPELINE)
-        chains: dict[str, asyncio.Task[None]] = {}
-        handlers: set[asyncio.Task[None]] = set()
+        # QoS 0 messages are dispatched as they are read (_Inbound); what paho hands over
+        # (QoS 1) comes here. QoS 1 acknowledgements go out in arrival order, each only
+        # once its handlers have finished with the message.
+        received: asyncio.Queue[tuple[aiomqtt.Message, asyncio.Task[None] | None]] = (
+            asyncio.Queue(maxsize=PIPELINE))
         acker = asyncio.create_task(self._ack_in_order(client, received), name="gw.mqtt.ack")
         try:
             async for message in client.messages:
-                topic = str(message.topic)
-                task = asyncio.create_task(self._handle_after(chains.get(topic), message),
-                                           name=f"gw.mqtt.in[{topic}]")
-                chains[topic] = task
-                handlers.add(task)
-                task.add_done_callback(functools.partial(_forget, chains, handlers, topic))
-                await received.put((message, task))  # back-pressure past PIPELINE messages
+                task = inbox.accept(message)
+                if message.qos > 0:
+                    await received.put((message, task))  # back-pressure past PIPELINE
+                elif len(inbox.handlers) >= PIPELINE:
+                    await asyncio.wait(inbox.handlers, return_when=asyncio.FIRST_COMPLETED)
         finally:
             acker.cancel()
-            for task in handlers:
-                task.cancel()
-            await asyncio.gather(acker, *handlers, return_exceptions=True)
+            await asyncio.gather(acker, inbox.close(), return_exceptions=True)
 
-    async def _handle_after(self, previous: asyncio.Task[None] | None,
-                            message: aiomqtt.Message) -> None:
-        if previous is not None and not previous.done():
-            await asyncio.wait([previous])
-        await self._dispatch(message)
+    async def _finish(self, previous: asyncio.Task[None] | None, message: aiomqtt.Message,
+                      work: list[tuple[Awaitable[None], Handler]] | None) -> None:
+        if previous is not None:
+            if not previous.done():
+                await asyncio.wait([previous])
+            work = self._start(message)
+        for awaitable, handler in work or ():
+            try:
+                await awaitable
+            except Exception:  # one bad handler must not take the connection down
+                self._failed(message, handler)
 
     @staticmethod
     async def _ack_in_order(
         client: aiomqtt.Client,
-        received: asyncio.Queue[tuple[aiomqtt.Message, asyncio.Task[None]]],
+        received: asyncio.Queue[tuple[aiomqtt.Message, asyncio.Task[None] | None]],
     ) -> None:
         while True:
             message, task = await received.get()
-            if not task.done():
+            if task is not None and not task.done():
                 await asyncio.wait([task])
-            if message.qos > 0 and not task.cancelled():
+            if task is None or not task.cancelled():
                 # a crash before this point makes the broker deliver the message again
                 client._client.ack(message.mid, message.qos)
 
-    async def publish_fast(self, session: Session, topic: str, payload: bytes) -> None:
-        """QoS 0, for telemetry: no acknowledgement to wait for."""
-        if session.lost.done():
-            raise LinkDownError(topic)
+    async def publish_fast(self, session: Session, messages: Sequence[tuple[str, bytes]]
+                           ) -> None:
+        """QoS 0, for telemetry: no acknowledgement to wait for.
+
+        The messages go out as one write of PUBLISH packets framed here: through paho one
+        at a time, each cost a message object, a lock, a system call and a callback with
+        freshly built MQTT 5 properties, several times the cost of the reading itself.
+        Returns once the write reached the socket, so a slow broker still slows the caller.
+        """
+        if not messages:
+            return
+        paho = session.client._client
+        if session.lost.done() or not paho.is_connected():
+            raise LinkDownError(messages[0][0])
+        properties = b"\x00" if paho._protocol == mqtt.MQTTv5 else b""
+        blob = b"".join(_publish_qos0(topic, properties, payload) for topic, payload in messages)
+        mid = paho._mid_generate()
+        # aiomqtt's own bookkeeping: its on_publish callback sets the event once written
+        written = asyncio.Event()
+        session.client._pending_publishes[mid] = written
         try:
-            await session.client.publish(topic, payload, qos=0)
-        except aiomqtt.MqttError as exc:
-            raise LinkDownError(topic) from exc
+            if paho._packet_queue(mqtt.PUBLISH, blob, mid, 0, mqtt.MQTTMessageInfo(mid)):
+                raise LinkDownError(messages[0][0])
+            await first_of(written, session.lost)
+        finally:
+            session.client._pending_publishes.pop(mid, None)
+        if not written.is_set():
+            raise LinkDownError(messages[-1][0])
 
-    async def _dispatch(self, message: aiomqtt.Message) -> None:
-        for topic_filter, handler in self._subscriptions:
-            if message.topic.matches(topic_filter):
-                try:
-                    await handler(message)
-                except Exception:  # one bad handler must not take the connection down
-                    self._counters.inc("handler_errors", topic=str(message.topic))
-                    log.exception("handler for %s failed", message.topic)
+    def _start(self, message: aiomqtt.Message) -> list[tuple[Awaitable[None], Handler]] | None:
+        """Call the message's handlers; what they returned to await, or None."""
+        later: list[tuple[Awaitable[None], Handler]] | None = None
+        for handler in self._route(message.topic.value):
+            try:
+                result = handler(message)
+            except Exception:  # one bad handler must not take the connection down
+                self._failed(message, handler)
+                continue
+            if result is not None:
+                if later is None:
+                    later = []
+                later.append((result, handler))
+        return later
 
-    def _make_client(self) -> aiomqtt.Client:
+    def _route(self, topic: str) -> list[Handler]:
+        """The handlers of every subscription matching `topic`, in subscription order."""
+        found = self._routes.get(topic)
+        if found is None:
+            # one dict lookup per message instead of matching every filter: a gateway
+            # subscribes to one topic per MQTT device
+            if len(self._routes) >= ROUTE_CACHE:
+                self._routes.clear()  # bounded: topics come from outside
+            levels = topic.split("/")
+            found = [handler for pattern, handler in self._patterns
+                     if _matches(levels, pattern)]
+            self._routes[topic] = found
+        return found
+
+    def _failed(self, message: aiomqtt.Message, handler: Handler) -> None:
+        self._counters.inc("handler_errors", topic=message.topic.value)
+        log.exception("handler %s for %s failed", getattr(handler, "__qualname__", handler),
+                      message.topic)
+
+    def _make_client(self, inbox: _Dispatch) -> aiomqtt.Client:
         cfg = self._config
         password = os.environ.get(cfg.password_env) if cfg.password_env else None
         properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
@@ -290,4 +586,20 @@ class MqttLink:
         )
         # paho would acknowledge an incoming QoS 1 message before we have stored it
         client._client.manual_ack_set(True)
+        # the sinks publish whole batches at once: that is the plan, not a warning sign
+        client.pending_calls_threshold = 4 * PIPELINE
+        paho = client._client
+        pacer = _PacedReads(client, asyncio.get_running_loop(), READ_PACE_S)
+        aiomqtt_opened = paho.on_socket_open
+
+        def opened(paho_client: mqtt.Client, userdata: Any, sock: Any) -> None:
+            assert aiomqtt_opened is not None
+            aiomqtt_opened(paho_client, userdata, sock)
+            # queued after aiomqtt's own add_reader (paho may call this from a thread)
+            pacer._loop.call_soon_threadsafe(pacer.opened, sock)
+
+        paho.on_socket_open = opened
+        create_socket = paho._create_socket
+        paho._create_socket = lambda: _Inbound(  # type: ignore[method-assign]
+            _no_delay(create_socket()), inbox.accept_qos0, properties=True)
         return client

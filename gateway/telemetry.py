@@ -23,6 +23,7 @@ class TelemetryBuffer:
         self._first_seq = 1  # sequence number of self._items[0]
         self._positions: dict[str, int] = {}  # last sequence number each consumer took
         self._listeners: dict[str, asyncio.Event] = {}
+        self._full: list[tuple[str, int, asyncio.Event]] = []  # (consumer, size, event)
         self._counters = counters
 
     def register(self, consumer: str) -> asyncio.Event:
@@ -30,6 +31,12 @@ class TelemetryBuffer:
         self._positions[consumer] = self._first_seq + len(self._items) - 1
         event = asyncio.Event()
         self._listeners[consumer] = event
+        return event
+
+    def when_full(self, consumer: str, size: int) -> asyncio.Event:
+        """An event set when `size` readings or more wait for `consumer` (it clears it)."""
+        event = asyncio.Event()
+        self._full.append((consumer, size, event))
         return event
 
     def push(self, reading: Reading) -> None:
@@ -45,6 +52,9 @@ class TelemetryBuffer:
         self._items.append(reading)
         for event in self._listeners.values():
             event.set()
+        for consumer, size, full in self._full:
+            if not full.is_set() and self.pending(consumer) >= size:
+                full.set()
 
     def peek(self, consumer: str, limit: int) -> tuple[list[Reading], int]:
         """Up to `limit` readings the consumer has not taken, and the position after them."""

@@ -130,6 +130,11 @@ class RuleEngine:
         """Timers, windows, counters, active alerts and escalation progress, as bytes."""
         return msgspec.json.encode(self._state)
 
+    def snapshot_apart_from_time(self) -> bytes:
+        """The snapshot without the engine's clock: two differ only when something other than
+        the passing of time changed, which is when the state is worth saving again."""
+        return msgspec.json.encode(msgspec.structs.replace(self._state, now=None))
+
     def restore(self, data: bytes) -> None:
         """Resume from `snapshot()` bytes; alerts of rules that changed or went away since are
         resolved in the next call's transitions."""

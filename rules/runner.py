@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from gateway.clock import Clock
 from gateway.counters import Counters
-from gateway.journal import Journal
+from gateway.journal import Batch, Journal
 from gateway.model import AckCommand, Alert, DeviceEvent, Reading, Record
 from gateway.telemetry import TelemetryBuffer
 from gateway.waiting import first_of
@@ -25,6 +25,7 @@ from rules.seam import TimedRuleSet
 log = logging.getLogger(__name__)
 
 CONSUMER = "rules"
+READINGS_BATCH_S = 0.005  # physical time, like a bus's silence: not the scheduling clock
 STATE_KEY = "rules.state"
 
 
@@ -46,6 +47,7 @@ class RuleRunner:
         on_transition: Callable[[Alert], None],
         counters: Counters,
         batch: int = 256,
+        readings_batch: int = 1024,
     ) -> None:
         self._journal = journal
         self.rules = rules
@@ -54,11 +56,14 @@ class RuleRunner:
         self._on_transition = on_transition
         self._counters = counters
         self._batch = batch
+        # readings cost no commit of their own: a turn takes many, so that a stream of
+        # them shares the commits of the alerts it raises
+        self._readings_batch = readings_batch
         self._wake = journal.listen()
         self._readings = telemetry.register(CONSUMER)
         self._idle = asyncio.Event()
         self._cursor = 0
-        self._saved = b""  # the rule state as last committed
+        self._saved = b""  # the rule state as last committed, apart from its clock
         self.stats = RuleStats()
 
     async def restore(self) -> None:
@@ -66,13 +71,15 @@ class RuleRunner:
         data = await self._journal.read_state(STATE_KEY)
         if data is not None:
             self.rules.restore(data)
-            self._saved = data
+            self._saved = self.rules.snapshot_apart_from_time()
             log.info("restored %d active alert(s)", len(self.rules.active()))
 
     async def run(self) -> None:
         while True:
-            batch = await self._journal.read_after(self._cursor, self._batch)
-            readings, readings_upto = self._telemetry.peek(CONSUMER, self._batch)
+            # telemetry alone appends nothing: no need to ask the database
+            batch = (await self._journal.read_after(self._cursor, self._batch)
+                     if self._journal.last_seq > self._cursor else Batch([], self._cursor))
+            readings, readings_upto = self._telemetry.peek(CONSUMER, self._readings_batch)
             caught_up = batch.upto <= self._cursor
             deadline = self.rules.next_deadline()
             due = caught_up and deadline is not None and deadline <= self._clock.now_ms()
@@ -93,16 +100,17 @@ class RuleRunner:
             self.stats.seconds += time.perf_counter() - started
             self.stats.evaluations += len(batch.entries) + len(readings)
             notifications = self.rules.take_notifications()
-            snapshot = self.rules.snapshot()
+            state = self.rules.snapshot_apart_from_time()
             moved = batch.upto > self._cursor
-            # telemetry that changed nothing costs no fsync; a started timer does
-            if transitions or notifications or moved or snapshot != self._saved:
+            # telemetry that changed nothing costs no fsync, even though the engine's clock
+            # moved on (it is saved with the next change); a started timer does
+            if transitions or notifications or moved or state != self._saved:
                 await self._journal.commit(
                     [*transitions, *notifications],
                     cursor=(CONSUMER, batch.upto) if moved else None,
-                    state={STATE_KEY: snapshot},
+                    state={STATE_KEY: self.rules.snapshot()},
                 )
-                self._saved = snapshot
+                self._saved = state
             self._cursor = max(self._cursor, batch.upto)
             self._telemetry.take(CONSUMER, readings_upto)
             for alert in transitions:
@@ -122,8 +130,19 @@ class RuleRunner:
         finally:
             if timer is not None:
                 timer.cancel()
+        readings_only = (self._readings.is_set() and not self._wake.is_set()
+                         and (timer is None or not timer.done()))
         self._wake.clear()
         self._readings.clear()
+        if readings_only:
+            # readings arrive a network packet at a time under a steady load: a turn per
+            # READINGS_BATCH_S takes them in batches instead of one turn (and one commit,
+            # when they change an alert) each; a journalled record (an alarm) ends the wait
+            pause = asyncio.ensure_future(asyncio.sleep(READINGS_BATCH_S))
+            try:
+                await first_of(self._wake, pause)
+            finally:
+                pause.cancel()
 
     def _evaluate(self, seq: int, record: Record) -> list[Alert]:
         try:

@@ -24,6 +24,7 @@ from gateway.waiting import first_of
 log = logging.getLogger(__name__)
 
 CONSUMER = "mqtt"
+TELEMETRY_BATCH_S = 0.005  # physical time: how long telemetry may wait to share a turn
 
 
 class MqttSink:
@@ -40,6 +41,7 @@ class MqttSink:
         clock: Clock,
         replay_window_s: float,
         batch: int = 100,
+        telemetry_batch: int = 2000,
     ) -> None:
         self._clock = clock
         self._window_s = replay_window_s
@@ -50,6 +52,9 @@ class MqttSink:
         self._topics = topics
         self._counters = counters
         self._batch = batch
+        # telemetry needs no acknowledgement: a turn of the loop can carry many more of it
+        # than of journal records, which wait for their PUBACKs and a cursor commit
+        self._telemetry_batch = telemetry_batch
         self._journal_wake = journal.listen()
         self._telemetry_wake = telemetry.register(CONSUMER)
         self._alerts: dict[str, bytes] = {}  # retained alert topic -> current state
@@ -82,9 +87,17 @@ class MqttSink:
             if not busy:
                 await first_of(self._journal_wake, self._telemetry_wake, self._board.changed,
                                session.lost)
+                telemetry_only = not (self._journal_wake.is_set() or self._board.changed.is_set()
+                                      or session.lost.done())
                 self._journal_wake.clear()
                 self._telemetry_wake.clear()
-                self._board.changed.clear()
+                if telemetry_only:
+                    # readings arrive a network packet at a time under a steady load: a turn
+                    # per TELEMETRY_BATCH_S publishes them in batches instead of one turn
+                    # each; journalled records (alerts) are never held back
+                    await asyncio.sleep(TELEMETRY_BATCH_S)
+                # board.changed is cleared where the statuses are read, not here: a change
+                # during the wait must still be published
 
     @property
     def cursor(self) -> int:
@@ -112,24 +125,36 @@ class MqttSink:
 
     async def _reassert(self, session: Session) -> None:
         self._published_status.clear()
+        self._board.changed.set()  # every status again, on the new connection
         await self._link.publish_on(session, self._topics.gateway_status,
                                     Status.ONLINE.encode(), retain=True)
         for topic, payload in list(self._alerts.items()):
             await self._link.publish_on(session, topic, payload, retain=True)
 
     async def _publish_status(self, session: Session) -> bool:
+        if not self._board.changed.is_set():
+            return False  # a whole site's statuses are not compared on every turn
+        self._board.changed.clear()
         changed = [
             (device, kind, status)
             for device, kind, status in self._board.statuses()
             if self._published_status.get(device) is not status
         ]
-        for device, kind, status in changed:
-            await self._link.publish_on(session, self._topics.status(kind, device),
-                                        status.encode(), retain=True)
+        # together, as a journal batch goes: a whole site coming online at once must not
+        # wait for one broker round trip per device
+        results = await asyncio.gather(*(
+            self._link.publish_on(session, self._topics.status(kind, device), status.encode(),
+                                  retain=True)
+            for device, kind, status in changed), return_exceptions=True)
+        for (device, _, status), result in zip(changed, results, strict=True):
+            if isinstance(result, BaseException):
+                raise result
             self._published_status[device] = status
         return bool(changed)
 
     async def _publish_journal(self, session: Session) -> bool:
+        if self._journal.last_seq <= self._position:
+            return False  # nothing new: no need to ask the database
         batch = await self._journal.read_after(self._position, self._batch)
         if batch.upto <= self._position:
             return False
@@ -156,20 +181,21 @@ class MqttSink:
                     self._window_s:
                 self._confirmed.popleft()
         if batch.upto > self._cursor:
-            await self._journal.move_cursor(CONSUMER, batch.upto)
+            # delivery is at least once anyway: no fsync of its own for the cursor
+            await self._journal.move_cursor(CONSUMER, batch.upto, durable=False)
             self._cursor = batch.upto
             self.moved.set()
         self._counters.inc("mqtt_published", len(sends))
         return True
 
     async def _publish_telemetry(self, session: Session) -> bool:
-        readings, upto = self._telemetry.peek(CONSUMER, self._batch)
+        readings, upto = self._telemetry.peek(CONSUMER, self._telemetry_batch)
         if not readings:
             return False
-        for reading in readings:
-            # QoS 0: telemetry is the class the gateway may drop
-            await self._link.publish_fast(
-                session, self._topics.telemetry(reading.kind, reading.device), encode(reading))
+        telemetry = self._topics.telemetry
+        # QoS 0: telemetry is the class the gateway may drop
+        await self._link.publish_fast(
+            session, [(telemetry(r.kind, r.device), encode(r)) for r in readings])
         self._telemetry.take(CONSUMER, upto)
         return True
 

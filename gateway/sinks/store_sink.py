@@ -15,7 +15,7 @@ from gateway.clock import Clock
 from gateway.config import StoreConfig
 from gateway.counters import Counters
 from gateway.journal import Batch, Journal
-from gateway.model import DeliveryClass, delivery_class
+from gateway.model import DeliveryClass, Record, delivery_class
 from gateway.sinks.points import PointMaker
 from gateway.sinks.store_writer import StoreWriteError, Writer
 from gateway.telemetry import TelemetryBuffer
@@ -24,6 +24,9 @@ from gateway.waiting import first_of
 log = logging.getLogger(__name__)
 
 CONSUMER = "store"
+LINES_PER_TURN = 250  # about 2.5 ms of work
+URGENT_GAP_S = 0.05  # alarm batches in a storm: one write per this; the store shows them later
+URGENT_BURST = 4  # alarm writes that go at once before the storm pace applies
 
 
 class StoreSink:
@@ -48,6 +51,9 @@ class StoreSink:
         self._counters = counters
         self._journal_wake = journal.listen()
         self._telemetry_wake = telemetry.register(CONSUMER)
+        self._telemetry_full = telemetry.when_full(CONSUMER, config.batch_size)
+        self._urgent_tokens = float(URGENT_BURST)  # alarm writes that may go at once
+        self._tokens_at = 0.0  # event-loop time the tokens were counted
         self._backoff = Backoff(config.retry_min_s, config.retry_max_s)
         self._cursor = 0
         self.moved = asyncio.Event()  # set whenever the cursor advances
@@ -72,36 +78,78 @@ class StoreSink:
         finally:
             await self._writer.close()
 
+    async def _read(self, size: int) -> Batch:
+        """Journal records after the cursor; telemetry alone appends none, so then there is
+        no need to ask the database."""
+        if self._journal.last_seq <= self._cursor:
+            return Batch([], self._cursor)
+        return await self._journal.read_after(self._cursor, size)
+
     async def _send_one_batch(self) -> bool:
         size = self._config.batch_size
-        batch = await self._journal.read(CONSUMER, size)
+        batch = await self._read(size)
         if not self._urgent(batch) and len(batch.entries) < size \
                 and self._telemetry.pending(CONSUMER) < size:
             pending = batch.upto > self._cursor or self._telemetry.pending(CONSUMER) > 0
             if not pending:
                 return False
-            # let a batch fill up for one interval; an alarm arriving meanwhile cuts it short
+            # let a batch fill up for one interval; an alarm arriving meanwhile, or a full
+            # batch of telemetry, cuts it short
             interval = asyncio.ensure_future(self._clock.sleep(self._config.flush_interval_s))
             try:
                 while not interval.done() and not self._flushing.is_set():
                     self._journal_wake.clear()
-                    await first_of(interval, self._flushing, self._journal_wake)
-                    batch = await self._journal.read(CONSUMER, size)
+                    self._telemetry_full.clear()
+                    if self._telemetry.pending(CONSUMER) >= size:
+                        break
+                    await first_of(interval, self._flushing, self._journal_wake,
+                                   self._telemetry_full)
+                    batch = await self._read(size)
                     if self._urgent(batch) or len(batch.entries) >= size:
                         break
             finally:
                 interval.cancel()
+        elif self._urgent(batch) and not self._flushing.is_set():
+            # alarms go at once, but a storm of alerts shares writes rather than paying one
+            # each: a few at once, then one per URGENT_GAP_S (physical time)
+            wait = self._urgent_wait()
+            if wait > 0:
+                await asyncio.sleep(wait)
+                self._urgent_wait()
+                batch = await self._read(size)
         readings, tele_upto = self._telemetry.peek(CONSUMER, max(size - len(batch.entries), 0))
-        lines = [line for e in batch.entries if (line := self._points.line(e.record))]
-        lines += [line for r in readings if (line := self._points.line(r))]
+        lines = await self._lines([*(e.record for e in batch.entries), *readings])
         if lines:
             await self._write_until_accepted(lines)
         if batch.upto > self._cursor:
-            await self._journal.move_cursor(CONSUMER, batch.upto)
+            # a replayed point overwrites itself: no fsync of its own for the cursor
+            await self._journal.move_cursor(CONSUMER, batch.upto, durable=False)
             self._cursor = batch.upto
             self.moved.set()
         self._telemetry.take(CONSUMER, tele_upto)
         return True
+
+    def _urgent_wait(self) -> float:
+        """Seconds until an alarm write may go (a token bucket); takes the token if 0."""
+        now = asyncio.get_running_loop().time()
+        self._urgent_tokens = min(URGENT_BURST, self._urgent_tokens
+                                  + (now - self._tokens_at) / URGENT_GAP_S)
+        self._tokens_at = now
+        if self._urgent_tokens >= 1:
+            self._urgent_tokens -= 1
+            return 0.0
+        return (1 - self._urgent_tokens) * URGENT_GAP_S
+
+    async def _lines(self, records: list[Record]) -> list[str]:
+        """Line protocol for `records`, a slice per turn of the event loop: a large batch
+        made in one go held up everything else (alarms too) for tens of milliseconds."""
+        lines: list[str] = []
+        for first in range(0, len(records), LINES_PER_TURN):
+            if first:
+                await asyncio.sleep(0)
+            lines += [line for record in records[first:first + LINES_PER_TURN]
+                      if (line := self._points.line(record))]
+        return lines
 
     @staticmethod
     def _urgent(batch: Batch) -> bool:

@@ -1,0 +1,283 @@
+"""The pipeline benchmark: temperature gates -> MQTT -> fever rule -> alert on MQTT + store.
+
+One step runs the open-loop gate publisher (bench.gates) at a fixed rate for a fixed time
+against a system under test, with an independent listener (bench.listener) on its alert
+topics. A step passes when every fever sent came back as an alert, the p99 of send ->
+alert received is within the limit, every reading is in VictoriaMetrics shortly after the
+last one was sent, and the system counted no drop. Steps go up in rate until one fails;
+the highest passing rate is the system's sustained rate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import time
+import urllib.parse
+import urllib.request
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from bench.children import Child, python_module
+from bench.gates import gate_id
+from bench.hostctl import BenchError
+from bench.procstat import sample
+from bench.stats import Summary
+
+Progress = Callable[[str], None]
+
+P99_LIMIT_MS = 100.0
+DRAIN_S = 5.0  # after the last reading, everything must be stored and alerted within this
+LATE_S = 10.0  # how much longer to wait, to tell late from lost
+
+
+@dataclass(frozen=True, slots=True)
+class Alerted:
+    """A new alert as a system under test published it."""
+
+    gate: str
+    value: float
+    seq: int | None  # the reading's sequence number, when the alert carries it
+
+
+class System(Protocol):
+    """What the pipeline needs to know about a system under test."""
+
+    name: str
+    gate_prefix: str  # gates publish on {gate_prefix}/gate-NNN
+    alert_filter: str  # where its alerts appear
+    alert_marker: str  # text in the payload of a new alert (not of a resolution)
+    points_selector: str  # one field of the readings, as stored (a series selector)
+
+    @property
+    def pid(self) -> int: ...
+
+    def alerted(self, topic: str, payload: str) -> Alerted | None:
+        """The new alert in a message on alert_filter; None for anything else."""
+
+    async def losses(self) -> dict[str, int]:
+        """What the system itself counted as dropped or rejected so far."""
+
+
+@dataclass(frozen=True, slots=True)
+class Load:
+    port: int  # the broker
+    store_url: str
+    workdir: Path
+    gates: int = 200
+    seconds: float = 10.0
+    fever_share: float = 0.02
+    seed: int = 7
+
+
+@dataclass(slots=True)
+class Step:
+    system: str
+    rate: float
+    seconds: float
+    sent: int = 0
+    achieved_per_s: float = 0.0
+    publisher_max_lag_ms: float = 0.0
+    fevers: int = 0
+    alerts: int = 0
+    lost_alerts: int = 0
+    latency: dict[str, float] = field(default_factory=dict)
+    points: int = 0
+    lost_points: int = 0
+    store_rows_accepted: int = 0  # field values the store took in meanwhile (3 per reading)
+    stored_after_s: float = math.nan  # last reading sent -> every point stored
+    cpu_s: float = 0.0
+    cpu_s_per_10k: float = 0.0
+    cpu_percent: float = 0.0
+    rss_peak_kib: int = 0
+    dropped: dict[str, int] = field(default_factory=dict)
+    passed: bool = False
+    why: str = ""
+
+
+def rows_inserted(store_url: str) -> int:
+    """Field values VictoriaMetrics has taken in over the InfluxDB protocols so far."""
+    with urllib.request.urlopen(f"{store_url}/metrics", timeout=10) as resp:
+        for line in resp.read().decode().splitlines():
+            if line.startswith('vm_rows_inserted_total{type="influx"}'):
+                return int(float(line.split()[-1]))
+    return 0
+
+
+def count_points(store_url: str, selector: str, since_ms: int) -> int:
+    """Raw samples of `selector` stamped at or after `since_ms` (blocking).
+
+    Read with /api/v1/export, which returns the raw samples, after a force_flush: a query
+    through the rollup functions was seen to miss or double-count samples written in the
+    last second or two.
+    """
+    urllib.request.urlopen(f"{store_url}/internal/force_flush", timeout=10).close()
+    query = urllib.parse.urlencode({"match[]": selector, "start": f"{since_ms / 1000:.3f}"})
+    with urllib.request.urlopen(f"{store_url}/api/v1/export?{query}", timeout=60) as resp:
+        body = resp.read()
+    return sum(len(json.loads(line)["timestamps"]) for line in body.splitlines()
+               if line.strip())
+
+
+async def run_step(system: System, load: Load, rate: float, progress: Progress) -> Step:
+    step = Step(system.name, rate, load.seconds)
+    tag = f"{system.name}-{int(rate)}"
+    fevers_file = load.workdir / f"fevers-{tag}.json"
+    alerts_file = load.workdir / f"alerts-{tag}.json"
+    listener = Child(f"listener-{tag}", python_module(
+        "bench.listener", "--port", str(load.port), "--filter", system.alert_filter,
+        "--out", str(alerts_file), "--client-id", f"bench-listener-{tag}",
+        "--marker", system.alert_marker), load.workdir)
+    gates = Child(f"gates-{tag}", python_module(
+        "bench.gates", "--port", str(load.port), "--gates", str(load.gates),
+        "--prefix", system.gate_prefix, "--rate", f"{rate:g}", "--seconds", f"{load.seconds:g}",
+        "--fever-share", f"{load.fever_share:g}", "--seed", str(load.seed + int(rate)),
+        "--client-id", f"bench-gates-{tag}", "--out", str(fevers_file)), load.workdir)
+    losses0 = await system.losses()
+    async with listener, gates:
+        await listener.read_json(30)
+        await gates.read_json(30)
+        # this step's points: stamped from now on (what came before was stored before)
+        since_ms = time.time_ns() // 1_000_000
+        rows0 = await asyncio.to_thread(rows_inserted, load.store_url)
+        cpu0 = await asyncio.to_thread(sample, system.pid)
+        await gates.send("go")
+        sent = await gates.read_json(load.seconds * 3 + 60)
+        step.sent = int(sent["sent"])
+        step.fevers = int(sent["fevers"])
+        step.achieved_per_s = float(sent["achieved_per_s"])
+        step.publisher_max_lag_ms = float(sent["max_lag_s"]) * 1000
+        last_sent = float(sent["last"])
+        # everything stored and alerted within DRAIN_S of the last reading, or it fell
+        # behind; waiting a while longer tells late from lost
+        while True:
+            points = await asyncio.to_thread(count_points, load.store_url,
+                                             system.points_selector, since_ms)
+            await listener.send("count")
+            received = int((await listener.read_json(10))["marked"])
+            now = time.monotonic()
+            if points >= step.sent and received >= step.fevers:
+                step.stored_after_s = now - last_sent
+                break
+            if now - last_sent > DRAIN_S + LATE_S:
+                break
+            await asyncio.sleep(0.2)
+        cpu1 = await asyncio.to_thread(sample, system.pid)
+        step.store_rows_accepted = await asyncio.to_thread(rows_inserted, load.store_url) - rows0
+        await listener.close_input()
+        await listener.read_json(30)
+    step.points = points
+    step.lost_points = max(step.sent - points, 0)
+    step.cpu_s = cpu1.cpu_s - cpu0.cpu_s
+    step.cpu_s_per_10k = step.cpu_s / max(step.sent, 1) * 10_000
+    step.cpu_percent = step.cpu_s / max(now - (last_sent - load.seconds), 1e-9) * 100
+    step.rss_peak_kib = cpu1.hwm_kib
+    losses1 = await system.losses()
+    step.dropped = {k: v - losses0.get(k, 0) for k, v in losses1.items()
+                    if v - losses0.get(k, 0)}
+    fevers = json.loads(await asyncio.to_thread(fevers_file.read_text))["fevers"]
+    arrivals = json.loads(await asyncio.to_thread(alerts_file.read_text))
+    latencies = _match(system, fevers, arrivals, step)
+    summary = Summary.of_seconds(latencies)
+    step.latency = summary.as_dict()
+    step.passed, step.why = _verdict(step, summary)
+    progress(f"  {system.name} at {rate:,.0f}/s: {'pass' if step.passed else 'FAIL'}"
+             f" ({step.why}); alerts {step.alerts}/{step.fevers}, p50/p99 "
+             f"{summary.p50:.1f}/{summary.p99:.1f} ms, points {step.points}/{step.sent} after "
+             f"{step.stored_after_s:.1f} s (store took {step.store_rows_accepted} values), "
+             f"CPU {step.cpu_percent:.0f} %{f', dropped {step.dropped}' if step.dropped else ''}")
+    return step
+
+
+def _match(system: System, fevers: list[list[float]], arrivals: list[list[object]],
+           step: Step) -> list[float]:
+    """Send -> receive for each fever: the n-th alert of a gate answers its n-th fever."""
+    sent: defaultdict[str, list[tuple[int, float, float]]] = defaultdict(list)
+    for gate, seq, value, sent_at in fevers:
+        sent[gate_id(int(gate))].append((int(seq), float(value), float(sent_at)))
+    got: defaultdict[str, list[tuple[Alerted, float]]] = defaultdict(list)
+    for arrived_at, topic, payload in arrivals:
+        alert = system.alerted(str(topic), str(payload))
+        if alert is not None:
+            got[alert.gate].append((alert, float(str(arrived_at))))
+    latencies: list[float] = []
+    mismatched = 0
+    for name, wanted in sent.items():
+        for (seq, value, sent_at), (alert, came) in zip(wanted, got.get(name, []),
+                                                        strict=False):
+            if (alert.seq is not None and alert.seq != seq) or abs(alert.value - value) > 0.05:
+                mismatched += 1
+                continue
+            latencies.append(came - sent_at)
+    step.alerts = sum(len(v) for v in got.values())
+    step.lost_alerts = step.fevers - len(latencies)
+    if mismatched:
+        step.dropped["alerts_out_of_step"] = mismatched
+    return latencies
+
+
+def _verdict(step: Step, latency: Summary) -> tuple[bool, str]:
+    if step.lost_alerts:
+        return False, f"{step.lost_alerts} alert(s) lost"
+    if step.lost_points:
+        return False, f"{step.lost_points} reading(s) not stored within {DRAIN_S + LATE_S:g} s"
+    if not step.stored_after_s <= DRAIN_S:
+        return False, (f"stored {step.stored_after_s:.1f} s after the last reading "
+                       f"(> {DRAIN_S:g} s): falling behind")
+    if step.dropped:
+        return False, f"dropped {step.dropped}"
+    if not latency.p99 <= P99_LIMIT_MS:
+        return False, f"alert p99 {latency.p99:.0f} ms > {P99_LIMIT_MS:g} ms"
+    if step.achieved_per_s < 0.97 * step.rate:
+        return False, f"the publisher managed only {step.achieved_per_s:,.0f}/s"
+    return True, "no loss, p99 within limit"
+
+
+async def search(system: System, load: Load, rates: list[float], progress: Progress,
+                 between: Callable[[], Awaitable[None]] | None = None) -> list[Step]:
+    """Steps up the rates until one fails, then tries once halfway to the failing rate.
+
+    A failed step is run once more before the rate counts as failed: one garbage
+    collection or one busy neighbour on a shared machine must not end the search.
+    """
+    steps: list[Step] = []
+
+    async def attempt(rate: float) -> bool:
+        for _ in range(2):
+            if between is not None:
+                await between()
+            step = await run_step(system, load, rate, progress)
+            steps.append(step)
+            if step.passed:
+                return True
+        return False
+
+    for rate in rates:
+        if not await attempt(rate):
+            passed = [s.rate for s in steps if s.passed]
+            if passed:
+                middle = round((passed[-1] + rate) / 2, -2)
+                if passed[-1] < middle < rate:
+                    await attempt(middle)
+            break
+    return steps
+
+
+def sustained(steps: list[Step]) -> Step | None:
+    """The highest passing step."""
+    passed = [s for s in steps if s.passed]
+    return max(passed, key=lambda s: s.rate) if passed else None
+
+
+def as_json(steps: list[Step]) -> list[dict[str, object]]:
+    return [asdict(s) for s in steps]
+
+
+def check_rates(rates: list[float]) -> list[float]:
+    if not rates or sorted(rates) != rates or rates[0] <= 0:
+        raise BenchError(f"rates must be positive and increasing: {rates}")
+    return rates

@@ -1,0 +1,118 @@
+"""The pipeline benchmark, gateway and Node-RED side by side in one run.
+
+Both run the same flow on the same broker and store, one after the other, with the same
+open-loop load (bench.gates) stepped up through the same rates. See bench/pipeline.py for
+what a step is and when it passes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from bench import pipeline
+from bench.gateway_bench import Servers
+from bench.hostctl import GatewayProcess
+from bench.peers.install import PeerUnavailableError, node_red
+from bench.peers.node_red import NodeRed, NodeRedSystem
+from bench.pipeline import Load, Step, System
+from bench.procstat import sample
+from bench.report import Row
+from bench.systems import GatewaySystem, pipeline_gateway
+
+Progress = Callable[[str], None]
+
+RATES = [2000.0, 4000.0, 6000.0, 8000.0, 10_000.0, 12_500.0, 15_000.0, 17_500.0, 20_000.0,
+         25_000.0, 30_000.0, 40_000.0]
+SETTLE_MAX_S = 60.0
+QUIET_CPU_S = 0.2  # CPU seconds in one second below which a system counts as quiet
+WARMUP_RATE = 1000.0
+WARMUP_S = 5.0
+
+
+async def _search(system: System, load: Load, rates: list[float], progress: Progress
+                  ) -> list[Step]:
+    # every gate online and every code path warm before anything is measured
+    await pipeline.run_step(system, Load(load.port, load.store_url, load.workdir / "warmup",
+                                         load.gates, WARMUP_S, load.fever_share, load.seed),
+                            WARMUP_RATE, lambda _: None)
+
+    async def settle() -> None:
+        # a failed step can leave a backlog: the next one starts once the system is quiet
+        deadline = time.monotonic() + SETTLE_MAX_S
+        before = await asyncio.to_thread(sample, system.pid)
+        while time.monotonic() < deadline:
+            await asyncio.sleep(1.0)
+            after = await asyncio.to_thread(sample, system.pid)
+            if after.cpu_s - before.cpu_s < QUIET_CPU_S:
+                return
+            before = after
+
+    return await pipeline.search(system, load, rates, progress, between=settle)
+
+
+async def run(srv: Servers, workdir: Path, progress: Progress, *, rates: list[float],
+              seconds: float, fever_share: float, peers: bool = True,
+              store_batch: int | None = None) -> list[Row]:
+    load = Load(srv.mosquitto.port, srv.store.url, workdir / "pipeline", seconds=seconds,
+                fever_share=fever_share)
+    await asyncio.to_thread((load.workdir / "warmup").mkdir, parents=True, exist_ok=True)
+    rows: list[Row] = []
+    progress(f"pipeline: the gateway, {load.gates} gates, rates up to {rates[-1]:,.0f}/s, "
+             f"{seconds:g} s each")
+    where = workdir / "gateway-pipeline"
+    config = pipeline_gateway(where, srv, store_batch=store_batch)
+    async with GatewayProcess("gateway-pipeline", config, where) as gw:
+        ours = await _search(GatewaySystem(gw), load, rates, progress)
+    batch = f"store batches of {config['store'].get('batch_size', 500)}"
+    rows.append(_summary("gateway", ours, seconds, batch))
+    if not peers:
+        return rows
+    try:
+        install = await asyncio.to_thread(node_red, progress)
+    except PeerUnavailableError as exc:
+        rows.append(Row("pipeline", "Node-RED", "skipped", str(exc), {"skipped": str(exc)}))
+        return rows
+    progress(f"pipeline: Node-RED {install.version}, the same flow and load")
+    async with NodeRed(install, workdir, srv.mosquitto.port, srv.store.url) as nr:
+        theirs = await _search(NodeRedSystem(nr), load, rates, progress)
+    rows.append(_summary(f"Node-RED {install.version}", theirs, seconds,
+                         "one store write per reading (its influxdb out node)"))
+    rows.append(_ratio(ours, theirs))
+    return rows
+
+
+def _summary(name: str, steps: list[Step], seconds: float, how: str) -> Row:
+    best = pipeline.sustained(steps)
+    failed = [s for s in steps if not s.passed]
+    limit = (f"first failure at {failed[0].rate:,.0f}/s: {failed[0].why}" if failed
+             else "no rate failed")
+    extra = {"steps": pipeline.as_json(steps)}
+    if best is None:
+        return Row("pipeline", f"{name}: highest sustained rate", "none passed", limit,
+                   {"sustained_per_s": 0.0}, extra)
+    lat = best.latency
+    return Row(
+        "pipeline", f"{name}: highest sustained rate (200 gates, {seconds:g} s steps)",
+        f"{best.rate:,.0f} events/s",
+        f"alert p50/p99 {lat['p50_ms']:.1f}/{lat['p99_ms']:.1f} ms; {best.alerts} alerts of "
+        f"{best.fevers} fevers; {best.points:,} points stored; {best.cpu_s_per_10k:.2f} CPU-s "
+        f"per 10k events ({best.cpu_percent:.0f} % of a core); peak RSS "
+        f"{best.rss_peak_kib / 1024:.0f} MiB; {how}; {limit}",
+        {"sustained_per_s": best.rate, "p50_ms": lat["p50_ms"], "p99_ms": lat["p99_ms"],
+         "cpu_s_per_10k": best.cpu_s_per_10k, "cpu_percent": best.cpu_percent,
+         "rss_peak_kib": best.rss_peak_kib, "alerts": best.alerts, "fevers": best.fevers},
+        extra)
+
+
+def _ratio(ours: list[Step], theirs: list[Step]) -> Row:
+    a, b = pipeline.sustained(ours), pipeline.sustained(theirs)
+    if a is None or b is None:
+        return Row("pipeline", "gateway / Node-RED", "n/a", "one of them passed no step", {})
+    cpu = b.cpu_s_per_10k / a.cpu_s_per_10k if a.cpu_s_per_10k else float("nan")
+    return Row("pipeline", "gateway / Node-RED (same run)", f"{a.rate / b.rate:.2f}x events/s",
+               f"{cpu:.2f}x less CPU per event at their highest rates; peak RSS "
+               f"{a.rss_peak_kib / 1024:.0f} vs {b.rss_peak_kib / 1024:.0f} MiB",
+               {"rate_ratio": a.rate / b.rate, "cpu_per_event_ratio": cpu})

@@ -1,0 +1,65 @@
+"""The performance targets, and each one judged against the measured (median) figures."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from bench.report import Row
+
+# the figure that picks the median run of each benchmark's rows
+HEADLINE = {
+    "pipeline": "sustained_per_s", "alarm under load": "p99_ms", "modbus": "polls_per_s",
+    "RS-485": "efficiency_percent", "footprint": "rss_kib", "replay": "points_per_s",
+}
+
+# which bench/results/<name>.json a benchmark's rows go to
+RESULT_FILES = {
+    "pipeline": "pipeline", "alarm under load": "alarm_load", "modbus": "modbus",
+    "RS-485": "rs485", "footprint": "footprint", "replay": "replay",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    name: str
+    bench: str
+    case: str  # the start of the row's case
+    key: str
+    limit: float
+    at_least: bool  # the figure must be >= limit (else <= limit)
+    show: Callable[[float], str]
+
+
+TARGETS = (
+    Target(">= 20,000 events/s through rules to MQTT and the store, no loss", "pipeline",
+           "gateway:", "sustained_per_s", 20_000, True, lambda v: f"{v:,.0f} events/s"),
+    Target(">= 3x Node-RED on the same flow, same run", "pipeline", "gateway / Node-RED",
+           "rate_ratio", 3.0, True, lambda v: f"{v:.2f}x"),
+    Target("alarm p99 <= 20 ms under load", "alarm under load", "button release",
+           "p99_ms", 20.0, False, lambda v: f"{v:.1f} ms"),
+    Target("RSS <= 60 MB with 1,000 devices", "footprint", "1000 MQTT devices (",
+           "rss_kib", 60e6 / 1024, False, lambda v: f"{v * 1024 / 1e6:.1f} MB"),
+    Target("idle CPU <= 1 % of one core with 1,000 devices", "footprint",
+           "1000 MQTT devices, idle CPU", "cpu_percent", 1.0, False, lambda v: f"{v:.2f} %"),
+    Target("RS-485 bus efficiency >= 90 % of the theoretical maximum", "RS-485", "",
+           "efficiency_percent", 90.0, True, lambda v: f"{v:.1f} %"),
+    Target("backlog drain >= 20,000 points/s", "replay", "", "points_per_s", 20_000, True,
+           lambda v: f"{v:,.0f} points/s"),
+)
+
+
+def judge(rows: Sequence[Row]) -> list[Row]:
+    out = []
+    for target in TARGETS:
+        row = next((r for r in rows if r.bench == target.bench
+                    and r.case.startswith(target.case) and target.key in r.data), None)
+        if row is None:
+            continue
+        value = float(row.data[target.key])
+        met = value >= target.limit if target.at_least else value <= target.limit
+        out.append(Row("target", target.name, "met" if met else "MISSED",
+                       f"measured {target.show(value)}",
+                       {"bench": target.bench, "value": value, "limit": target.limit,
+                        "met": int(met)}))
+    return out
