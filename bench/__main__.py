@@ -38,7 +38,7 @@ from bench.gateway_bench import Servers, Sizes
 from bench.hostctl import REPO, BenchError
 from bench.machine import Machine, describe
 from bench.report import Row, machine_text, table
-from bench.targets import HEADLINE, RESULT_FILES, judge
+from bench.targets import HEADLINE, HEADLINE_KEYS, RESULT_FILES, judge
 from gateway.services import ServiceError
 
 NEW = ("pipeline", "alarm-load", "modbus", "rs485", "footprint", "replay")
@@ -245,7 +245,7 @@ def median_rows(runs: list[list[Row]]) -> list[Row]:
             out.append(row)
             continue
         _, chosen = numeric[(len(numeric) - 1) // 2]
-        spread = " / ".join(f"{v:,.4g}" for v, _ in values)
+        spread = " / ".join(_number(v) for v, _ in values)
         out.append(replace(chosen, result=f"{chosen.result} (median of {len(values)}: "
                                             f"{spread})"))
     return out
@@ -258,11 +258,15 @@ def _shape(case: str) -> str:
 
 def _headline(row: Row) -> float:
     key = HEADLINE.get(row.bench)
-    for k in ([key] if key else []) + list(row.data):
+    for k in ([key] if key else []) + list(HEADLINE_KEYS) + list(row.data):
         value = row.data.get(k) if k else None
         if isinstance(value, int | float) and not isinstance(value, bool):
             return float(value)
     return math.nan
+
+
+def _number(value: float) -> str:
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
 
 
 def write_results(directory: Path, machine: Machine, command: str, runs: list[list[Row]],

@@ -11,7 +11,11 @@ from bench.report import Row
 HEADLINE = {
     "pipeline": "sustained_per_s", "alarm under load": "p99_ms", "modbus": "polls_per_s",
     "RS-485": "efficiency_percent", "footprint": "rss_kib", "replay": "points_per_s",
+    "journal append": "records_per_s", "alarm latency": "p99_ms",
+    "MQTT ingress": "messages_per_s", "memory": "rss_kib", "idle CPU": "cpu_percent",
 }
+# a row whose own figure is not the benchmark's headline (e.g. a ratio row)
+HEADLINE_KEYS = ("rate_ratio", "polls_ratio", "cpu_percent", "startup_s", "hwm_kib")
 
 # which bench/results/<name>.json a benchmark's rows go to
 RESULT_FILES = {
