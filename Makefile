@@ -8,7 +8,7 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := mosquitto victoria-metrics influxdb openssl systemd passwd
 STAMP  := $(VENV)/.installed
 
-.PHONY: all deps system-deps venv demo run test test-faults fuzz lint pytest bench clean
+.PHONY: all deps system-deps venv demo run test test-faults fuzz lint pytest bench bench-deps clean
 
 all: test
 
@@ -63,7 +63,14 @@ fuzz: deps
 	    || exit 1; \
 	done
 
-bench: deps
+# Node-RED, the benchmark's peer, is installed from npm into bench/.peers (needs npm)
+bench-deps:
+	@command -v npm >/dev/null 2>&1 || { \
+	  echo "installing npm with apt-get (for the Node-RED peer of the benchmark)"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq npm >/dev/null; }
+
+bench: deps bench-deps
 	$(BIN)/python -m bench
 
 clean:
