@@ -129,19 +129,13 @@ class _Inbound:
         size = len(buf)
         at = 0
         while size - at >= 2:
-            length, shift, i = 0, 0, at + 1
-            while i < size and shift <= 21:  # the remaining length: 1 to 4 bytes
-                digit = buf[i]
-                length |= (digit & 0x7F) << shift
-                shift += 7
-                i += 1
-                if not digit & 0x80:
-                    break
-            else:
-                if shift > 21:  # malformed: paho says so and drops the connection
+            remaining = _varint(buf, at + 1, size)
+            if remaining is None:
+                if size - (at + 1) >= 4:  # malformed: paho says so and drops the connection
                     self._for_paho += buf[at:]
                     at = size
                 break  # the length is not all here yet
+            length, i = remaining
             end = i + length
             if end > size:
                 break
@@ -166,16 +160,10 @@ class _Inbound:
             return None
         body = name_end
         if self._properties:
-            length, shift = 0, 0
-            while body < end and shift <= 21:
-                digit = buf[body]
-                length |= (digit & 0x7F) << shift
-                shift += 7
-                body += 1
-                if not digit & 0x80:
-                    break
-            else:
+            properties = _varint(buf, body, end)
+            if properties is None:
                 return None
+            length, body = properties
             body += length
             if body > end:
                 return None
@@ -242,6 +230,20 @@ class _PacedReads:
         except Exception as exc:  # a broken connection: aiomqtt ends the session
             if not self._client._disconnected.done():
                 self._client._disconnected.set_exception(exc)
+
+
+def _varint(buf: bytearray, at: int, end: int) -> tuple[int, int] | None:
+    """The MQTT variable byte integer at buf[at:end] (1 to 4 bytes) and the index after it;
+    None when it does not end within `end` or within 4 bytes."""
+    value, shift = 0, 0
+    while at < end and shift <= 21:
+        digit = buf[at]
+        value |= (digit & 0x7F) << shift
+        shift += 7
+        at += 1
+        if not digit & 0x80:
+            return value, at
+    return None
 
 
 def _publish_qos0(topic: str, properties: bytes, payload: bytes) -> bytes:
