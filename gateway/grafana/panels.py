@@ -74,6 +74,11 @@ _TOOLTIP: Final = {"mode": "single", "sort": "none"}
 _TABLE: Final = {"showHeader": True, "cellHeight": "sm",
                  "footer": {"show": False, "reducer": ["sum"], "fields": "", "countRows": False}}
 
+# what every table panel's fields start from: plain cells, text colour
+_TABLE_DEFAULTS = {"custom": {"align": "auto", "cellOptions": {"type": "auto"}},
+                   "color": {"mode": "thresholds"},
+                   "thresholds": _thresholds((None, "text"))}
+
 PANELS: tuple[Panel, ...] = (
     Panel(
         id=1,
@@ -84,9 +89,7 @@ PANELS: tuple[Panel, ...] = (
         type="table",
         grid=Grid(x=0, y=0, w=24, h=9),
         query=ACTIVE_ALARMS,
-        defaults={"custom": {"align": "auto", "cellOptions": {"type": "auto"}},
-                  "color": {"mode": "thresholds"},
-                  "thresholds": _thresholds((None, "text"))},
+        defaults=_TABLE_DEFAULTS,
         overrides=[
             _by_name("state", ("mappings", STATE_MAPPINGS),
                      ("custom.cellOptions", {"type": "color-background"})),
@@ -149,9 +152,7 @@ PANELS: tuple[Panel, ...] = (
         type="table",
         grid=Grid(x=12, y=18, w=12, h=8),
         query=DEVICES_OFFLINE,
-        defaults={"custom": {"align": "auto", "cellOptions": {"type": "auto"}},
-                  "color": {"mode": "thresholds"},
-                  "thresholds": _thresholds((None, "text"))},
+        defaults=_TABLE_DEFAULTS,
         overrides=[_by_name("offline since", ("unit", "dateTimeAsIso")),
                    _by_name("device", ("custom.cellOptions", {"type": "color-text"}),
                             ("color", {"mode": "fixed", "fixedColor": "red"}))],
@@ -171,9 +172,7 @@ PANELS: tuple[Panel, ...] = (
         type="table",
         grid=Grid(x=0, y=26, w=12, h=8),
         query=FEVER_READINGS,
-        defaults={"custom": {"align": "auto", "cellOptions": {"type": "auto"}},
-                  "color": {"mode": "thresholds"},
-                  "thresholds": _thresholds((None, "text"))},
+        defaults=_TABLE_DEFAULTS,
         overrides=[_by_name("body temperature", ("unit", "celsius"), ("decimals", 1),
                             ("thresholds", _thresholds((None, "green"), (FEVER_C, "orange"),
                                                        (38.0, "red"))),
