@@ -34,6 +34,8 @@ class PointMaker:
     def __init__(self, site: str, location: Callable[[str], Location | None]) -> None:
         self._site = site
         self._location = location
+        # a reading's measurement and tags depend on its device alone: made once per device
+        self._reading_series: dict[tuple[str, str], str] = {}
 
     def line(self, record: Record) -> str | None:
         """The record's point, or None for records that have no point (acks, text-only)."""
@@ -63,9 +65,20 @@ class PointMaker:
             fields = {k: float(_number(v)) for k, v in record.values.items() if _numeric(v)}
             if not fields:
                 return None
+            key = (measurement, record.device)
+            series = self._reading_series.get(key)
+            if series is None:
+                series = _series(measurement, self._tags(record, tags))
+                self._reading_series[key] = series
+            return f"{series} {_fields(fields)} {record.ts}"
         else:  # acks and notification intents are commands, not measurements
             assert isinstance(record, AckCommand | Notify)
             return None
+        return f"{_series(measurement, self._tags(record, tags))} {_fields(fields)} {record.ts}"
+
+    def _tags(self, record: Alert | DeviceEvent | Reading, tags: dict[str, str]
+              ) -> dict[str, str]:
+        """`tags` with the ones every point has: site, kind, device and its location."""
         tags |= {"site": self._site, "kind": record.kind.value, "device": record.device}
         location = self._location(record.device)
         if location is not None:
@@ -75,20 +88,23 @@ class PointMaker:
                 tags["unit"] = location.unit
             if location.floor is not None:
                 tags["floor"] = str(location.floor)
-        return _line(measurement, tags, fields, record.ts)
+        return tags
 
 
-def _line(measurement: str, tags: dict[str, str], fields: dict[str, int | float], ts: int) -> str:
+def _series(measurement: str, tags: dict[str, str]) -> str:
     tag_part = "".join(
         f",{k.translate(_KEY_ESCAPES)}={v.translate(_KEY_ESCAPES)}"
         for k, v in sorted(tags.items()) if v
     )
-    field_part = ",".join(
+    return f"{measurement.translate(_MEASUREMENT_ESCAPES)}{tag_part}"
+
+
+def _fields(fields: dict[str, int | float]) -> str:
+    return ",".join(
         f"{k.translate(_KEY_ESCAPES)}={v}i" if isinstance(v, int)
         else f"{k.translate(_KEY_ESCAPES)}={v!r}"
         for k, v in sorted(fields.items())
     )
-    return f"{measurement.translate(_MEASUREMENT_ESCAPES)}{tag_part} {field_part} {ts}"
 
 
 def _numeric(value: Scalar | None) -> bool:
