@@ -8,8 +8,9 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +18,8 @@ import pytest
 from typer.testing import CliRunner
 
 from gateway.cli import app
+from gateway.clock_sync import MAX_ERROR_US, STATUS_BITS, TIME_ERROR, adjtimex
 from gateway.doctor import ClockState, Finding, Status, diagnose, read_kernel_clock
-from gateway.doctor.clock import EARLIEST
 from gateway.services import InfluxDB1, Mosquitto, VictoriaMetrics, free_port
 from gateway.store_query import export
 from tests.helpers import eventually, unique_site
@@ -361,12 +362,61 @@ async def test_a_check_that_raises_is_reported_and_the_others_still_run(
     assert status(findings, "broker") == [Status.OK]
 
 
-def test_the_kernel_clock_probe_reads_the_time_it_reports_on() -> None:
+def test_the_kernel_clock_probe_reads_the_struct_the_kernel_writes() -> None:
+    # what the struct's layout determines: a misplaced field reads as garbage here
+    answer, timex = adjtimex()
+    assert 0 <= answer <= TIME_ERROR  # TIME_OK .. TIME_ERROR
+    assert timex.status & ~STATUS_BITS == 0
+    assert 0 <= timex.maxerror <= MAX_ERROR_US
+    assert 0 <= timex.esterror <= MAX_ERROR_US
+    assert timex.modes == 0  # nothing asked, nothing set
+    before = time.time()
     state = read_kernel_clock()
-    # the struct's layout is right only if the kernel's time lands where it is read
-    assert abs(state.now.timestamp() - datetime.now(UTC).timestamp()) < 60
-    assert state.now > EARLIEST
-    assert state.max_error_s >= 0
+    # "now" is the system time, whatever adjtimex's time field says
+    assert before <= state.now.timestamp() <= time.time()
+    assert state.max_error_s == pytest.approx(timex.maxerror / 1e6, abs=1.0)
+    assert state.kernel_time is not None
+    if not state.synchronised:
+        pytest.skip("the kernel says the clock is unsynchronised: it does not vouch for the "
+                    "time field of adjtimex, so it cannot be compared with the system time")
+    assert state.kernel_offset_s is not None
+    assert abs(state.kernel_offset_s) <= state.max_error_s + 1.0
+
+
+async def test_a_kernel_time_far_off_the_system_time_is_a_finding_not_the_time_shown(
+        tmp_path: Path, healthy: dict[str, Any]) -> None:
+    system = datetime.now(UTC).replace(microsecond=0)
+
+    def emulated() -> ClockState:  # a sandbox kernel: its time field 200 s ahead
+        return ClockState(now=system, synchronised=False, max_error_s=16.0,
+                          kernel_time=system + timedelta(seconds=200))
+
+    clock_findings = [f for f in await doctor(tmp_path, healthy, clock_probe=emulated)
+                      if f.check == "clock"]
+    [sync] = [f for f in clock_findings if f.subject == "system clock"]
+    [disagreement] = [f for f in clock_findings if f.subject != "system clock"]
+    assert sync.status is Status.FAIL
+    assert "not synchronised" in sync.found
+    assert system.strftime("%Y-%m-%d %H:%M:%S UTC") in sync.found
+    wrong = (system + timedelta(seconds=200)).strftime("%H:%M:%S")
+    assert all(wrong not in f.found for f in clock_findings)
+    assert disagreement.status is Status.WARN
+    assert disagreement.subject == "kernel clock (adjtimex)"
+    assert "200 s ahead of the system time" in disagreement.found
+    assert "16 s" in disagreement.found
+
+
+async def test_a_kernel_time_within_its_maximum_error_is_no_finding(
+        tmp_path: Path, healthy: dict[str, Any]) -> None:
+    system = datetime.now(UTC)
+
+    def close() -> ClockState:
+        return ClockState(now=system, synchronised=True, max_error_s=0.5,
+                          kernel_time=system - timedelta(seconds=1.2))
+
+    findings = await doctor(tmp_path, healthy, clock_probe=close)
+    assert [(f.subject, f.status) for f in findings if f.check == "clock"] == [
+        ("system clock", Status.OK)]
 
 
 async def test_a_disk_below_the_journals_floor_fails(tmp_path: Path,

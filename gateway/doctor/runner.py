@@ -18,7 +18,7 @@ from gateway.doctor.finding import Finding, Status, fail, skip
 class _Check:
     check: str
     subject: str
-    run: Callable[[], Awaitable[Finding]]
+    run: Callable[[], Awaitable[Finding | list[Finding]]]
     slow_fix: str  # what to look at when it does not finish in time
 
 
@@ -40,7 +40,8 @@ async def diagnose(
     except Exception as exc:  # a bug in one check must not hide the others
         state = config_check.ConfigState(None, [_crashed(config_check.CHECK, str(file), exc)])
     checks = _checks(state.config, env, clock_probe, timeout_s)
-    found = await asyncio.gather(*(_run(c, timeout_s) for c in checks))
+    found = [f for each in await asyncio.gather(*(_run(c, timeout_s) for c in checks))
+             for f in each]
     if state.config is None:
         why = "needs a valid configuration"
         skipped = [skip(name, "-", why) for name in (config_check.RULES_CHECK, broker.CHECK,
@@ -93,15 +94,16 @@ async def _no_serial_ports() -> Finding:
     return skip(serial_ports.CHECK, "-", "no serial ports configured (Modbus TCP has none)")
 
 
-async def _run(check: _Check, timeout_s: float) -> Finding:
+async def _run(check: _Check, timeout_s: float) -> list[Finding]:
     try:
         async with asyncio.timeout(timeout_s):
-            return await check.run()
+            found = await check.run()
     except TimeoutError:
-        return fail(check.check, check.subject, f"no answer within {timeout_s:g} s",
-                    check.slow_fix)
+        return [fail(check.check, check.subject, f"no answer within {timeout_s:g} s",
+                     check.slow_fix)]
     except Exception as exc:  # a bug in one check must not hide the others
-        return _crashed(check.check, check.subject, exc)
+        return [_crashed(check.check, check.subject, exc)]
+    return found if isinstance(found, list) else [found]
 
 
 def _crashed(check: str, subject: str, exc: Exception) -> Finding:
