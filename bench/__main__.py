@@ -25,6 +25,7 @@ from pathlib import Path
 
 from bench import (
     alarm_load,
+    compound_day,
     configs,
     footprint,
     gateway_bench,
@@ -41,7 +42,7 @@ from bench.report import Row, machine_text, table
 from bench.targets import HEADLINE, HEADLINE_KEYS, RESULT_FILES, judge
 from gateway.services import ServiceError
 
-NEW = ("pipeline", "alarm-load", "modbus", "rs485", "footprint", "replay")
+NEW = ("compound-day", "pipeline", "alarm-load", "modbus", "rs485", "footprint", "replay")
 OLD = ("journal", "latency", "ingress", "memory", "idle")
 BENCHMARKS = NEW + OLD
 RESULTS = REPO / "bench" / "results"
@@ -113,6 +114,8 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--modbus-seconds", type=_positive(float), default=20.0, metavar="S")
     g.add_argument("--rs485-seconds", type=_positive(float), default=20.0, metavar="S")
     g.add_argument("--footprint-devices", type=int, default=1000, metavar="N")
+    g.add_argument("--day-seconds", type=_positive(float), default=120.0, metavar="S",
+                   help="compound day: length of the measured period (default 120)")
     g.add_argument("--replay-points", type=int, default=100_000, metavar="N")
     g = p.add_argument_group("journal, latency, ingress, memory, idle")
     g.add_argument("--producers", type=_counts, default=[1, 16, 256], metavar="N,N,...",
@@ -147,6 +150,7 @@ def _quick(args: argparse.Namespace) -> None:
     args.rates, args.step_seconds = [2000.0, 4000.0, 8000.0], 4.0
     args.alarm_presses, args.presses, args.store_presses = 50, 50, 3
     args.modbus_seconds = args.rs485_seconds = 6.0
+    args.day_seconds = 30.0
     args.replay_points, args.journal_seconds = 20_000, 1.0
     args.ingress_messages, args.event_messages, args.idle_seconds = 5000, 500, 3.0
 
@@ -169,6 +173,9 @@ async def one_run(args: argparse.Namespace, want: set[str], workdir: Path) -> li
         rows += await journal_bench.run(journal_dir, args.producers, args.journal_seconds)
     _progress("starting Mosquitto and VictoriaMetrics")
     async with gateway_bench.servers(workdir) as srv:
+        if "compound-day" in want:
+            rows += await compound_day.run(srv, workdir, _progress, seconds=args.day_seconds,
+                                           count=args.footprint_devices)
         if "pipeline" in want:
             rows += await pipeline_bench.run(srv, workdir, _progress, rates=args.rates,
                                              seconds=args.step_seconds,

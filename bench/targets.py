@@ -13,14 +13,17 @@ HEADLINE = {
     "RS-485": "efficiency_percent", "footprint": "rss_kib", "replay": "points_per_s",
     "journal append": "records_per_s", "alarm latency": "p99_ms",
     "MQTT ingress": "messages_per_s", "memory": "rss_kib", "idle CPU": "cpu_percent",
+    "compound-day": "bytes_per_day",
 }
 # a row whose own figure is not the benchmark's headline (e.g. a ratio row)
-HEADLINE_KEYS = ("rate_ratio", "polls_ratio", "cpu_percent", "startup_s", "hwm_kib")
+HEADLINE_KEYS = ("rate_ratio", "polls_ratio", "cpu_percent", "startup_s", "hwm_kib",
+                 "fsyncs_per_s", "p99_ms")
 
 # which bench/results/<name>.json a benchmark's rows go to
 RESULT_FILES = {
     "pipeline": "pipeline", "alarm under load": "alarm_load", "modbus": "modbus",
     "RS-485": "rs485", "footprint": "footprint", "replay": "replay",
+    "compound-day": "compound_day",
 }
 
 
@@ -48,6 +51,10 @@ TARGETS = (
            "1000 MQTT devices, idle CPU", "cpu_percent", 1.0, False, lambda v: f"{v:.2f} %"),
     Target("RS-485 bus efficiency >= 90 % of the theoretical maximum", "RS-485", "",
            "efficiency_percent", 90.0, True, lambda v: f"{v:.1f} %"),
+    Target("compound day: disk writes <= 100 MB per day", "compound-day", "",
+           "bytes_per_day", 100e6, False, lambda v: f"{v / 1e6:,.1f} MB/day"),
+    Target("compound day: <= 1 fsync per second", "compound-day", "", "fsyncs_per_s", 1.0,
+           False, lambda v: f"{v:.2f} /s"),
     Target("backlog drain >= 20,000 points/s", "replay", "", "points_per_s", 20_000, True,
            lambda v: f"{v:,.0f} points/s"),
 )

@@ -1,0 +1,190 @@
+"""A compound's ordinary day on MQTT: `python -m bench.compound_load --port P --site S ...`.
+
+Each of the footprint benchmark's 1,000 devices publishes what its kind sends, at the rate a
+compound's devices do: smoke sensors a reading every few seconds (temperature, obscuration,
+battery), the temperature gates that people pass in the morning peak a passage each, door
+controllers an open and a close now and then, manhole covers and wireless elder buttons a
+heartbeat. Now and then an elder presses SOS, and once a smoke sensor
+goes into alarm and clears. Each SOS press is timed from its publish to the retained
+`firing` alert arriving on this process's own subscription.
+
+It waits for `go` on stdin, runs for --seconds, then prints one JSON line: what it sent per
+kind and the SOS latencies in seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiomqtt
+
+from bench.footprint import devices as footprint_devices
+
+Body = Callable[[random.Random], dict[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class Rates:
+    """Seconds between two messages of one device, per kind (0: silent)."""
+
+    smoke_s: float = 5.0
+    gate_s: float = 10.0  # a passage at each active gate
+    active_gates: int = 50
+    door_s: float = 120.0
+    manhole_s: float = 60.0
+    button_s: float = 240.0  # heartbeat, within the configured 300 s
+    sos_every_s: float = 20.0
+    fire_at_s: float = 30.0
+
+
+def _smoke(rng: random.Random) -> dict[str, Any]:
+    return {"temperature_c": round(rng.gauss(22.0, 0.3), 2),
+            "obscuration_pct_ft": round(rng.uniform(0, 0.2), 3),
+            "battery_pct": rng.randint(80, 100)}
+
+
+def _gate(rng: random.Random) -> dict[str, Any]:
+    return {"body_temp_c": round(rng.gauss(36.4, 0.25), 1), "mask": 1,
+            "passage_count": rng.randint(1, 10_000)}
+
+
+def _manhole(rng: random.Random) -> dict[str, Any]:
+    return {"tilt_deg": round(rng.uniform(0, 1.5), 1), "battery_pct": rng.randint(70, 100)}
+
+
+def _button(rng: random.Random) -> dict[str, Any]:
+    return {"battery_pct": rng.randint(70, 100), "linkquality": rng.randint(80, 255)}
+
+
+def _door(rng: random.Random) -> dict[str, Any]:
+    state = rng.choice(("open", "closed"))
+    return {"door": state, "door_open": int(state == "open")}
+
+
+async def _periodic(client: aiomqtt.Client, topics: list[str], every_s: float, body: Body,
+                    sent: Counter[str], kind: str, rng: random.Random) -> None:
+    """Each topic once per `every_s`, spread evenly over the period."""
+    if every_s <= 0 or not topics:
+        return
+    gap = every_s / len(topics)
+    start = time.monotonic() + rng.uniform(0, gap)
+    index = 0
+    while True:
+        await asyncio.sleep(max(0.0, start + index * gap - time.monotonic()))
+        topic = topics[index % len(topics)]
+        await client.publish(topic, json.dumps(body(rng)), qos=1)
+        sent[kind] += 1
+        index += 1
+
+
+async def _alarms(client: aiomqtt.Client, buttons: list[tuple[str, str]],
+                  smoke: tuple[str, str], rates: Rates, sent: Counter[str],
+                  arrivals: dict[str, asyncio.Future[float]], latencies: list[float]) -> None:
+    """SOS presses on distinct buttons; one smoke alarm and its clear."""
+    began = time.monotonic()
+    fire_done = False
+    for device, topic in buttons:
+        await asyncio.sleep(rates.sos_every_s)
+        loop = asyncio.get_running_loop()
+        arrivals[device] = loop.create_future()
+        pressed = time.monotonic()
+        await client.publish(topic, json.dumps({"action": "single"}), qos=1)
+        sent["sos"] += 1
+        try:
+            fired = await asyncio.wait_for(arrivals[device], 10.0)
+            latencies.append(fired - pressed)
+        except TimeoutError:
+            latencies.append(float("inf"))
+        if not fire_done and time.monotonic() - began >= rates.fire_at_s:
+            fire_done = True
+            await client.publish(smoke[1], json.dumps({"alarm": True, **_smoke(random.Random(1))}),
+                                 qos=1)
+            await asyncio.sleep(5)
+            await client.publish(smoke[1], json.dumps({"alarm": False,
+                                                       **_smoke(random.Random(2))}), qos=1)
+            sent["fire"] += 2
+
+
+async def _watch(client: aiomqtt.Client, arrivals: dict[str, asyncio.Future[float]]) -> None:
+    async for message in client.messages:
+        if message.retain or not isinstance(message.payload, bytes):
+            continue
+        try:
+            alert = json.loads(message.payload)
+        except ValueError:
+            continue
+        waiting = arrivals.get(str(alert.get("device")))
+        if alert.get("state") == "firing" and waiting is not None and not waiting.done():
+            waiting.set_result(time.monotonic())
+
+
+async def run(port: int, site: str, count: int, seconds: float, rates: Rates) -> dict[str, Any]:
+    by_kind: dict[str, list[tuple[str, str]]] = {}
+    for device in footprint_devices(count):
+        by_kind.setdefault(device["kind"], []).append((device["id"], device["mqtt"]["topic"]))
+    rng = random.Random(11)
+    sent: Counter[str] = Counter()
+    latencies: list[float] = []
+    arrivals: dict[str, asyncio.Future[float]] = {}
+
+    def topics(kind: str) -> list[str]:
+        return [topic for _, topic in by_kind.get(kind, [])]
+
+    async with aiomqtt.Client("127.0.0.1", port, identifier="bench-compound-day",
+                              max_inflight_messages=64) as client:
+        client.pending_calls_threshold = 1000
+        await client.subscribe(f"sc/{site}/alerts/elder.sos/+", qos=1)
+        print(json.dumps({"ready": True}), flush=True)
+        await asyncio.to_thread(sys.stdin.readline)  # "go"
+        smoke = by_kind["smoke"]
+        tasks = [
+            _periodic(client, topics("smoke")[1:], rates.smoke_s, _smoke, sent, "smoke", rng),
+            _periodic(client, topics("temp_gate")[:rates.active_gates], rates.gate_s, _gate,
+                      sent, "temp_gate", rng),
+            _periodic(client, topics("access"), rates.door_s, _door, sent, "access", rng),
+            _periodic(client, topics("manhole"), rates.manhole_s, _manhole, sent, "manhole", rng),
+            _periodic(client, topics("elder_button"), rates.button_s, _button, sent,
+                      "elder_button", rng),
+            _alarms(client, by_kind["elder_button"], smoke[0], rates, sent, arrivals, latencies),
+            _watch(client, arrivals),
+        ]
+        started = time.monotonic()
+        running = [asyncio.ensure_future(t) for t in tasks]
+        try:
+            await asyncio.wait(running, timeout=seconds, return_when=asyncio.FIRST_EXCEPTION)
+        finally:
+            for task in running:
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
+        for task in running:
+            if task.done() and not task.cancelled() and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
+        elapsed = time.monotonic() - started
+    return {"sent": dict(sent), "seconds": elapsed, "sos_latencies_s": latencies}
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.compound_load")
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--site", required=True)
+    p.add_argument("--devices", type=int, default=1000)
+    p.add_argument("--seconds", type=float, default=120.0)
+    p.add_argument("--smoke-s", type=float, default=Rates().smoke_s)
+    args = p.parse_args()
+    rates = Rates(smoke_s=args.smoke_s)
+    result = asyncio.run(run(args.port, args.site, args.devices, args.seconds, rates))
+    print(json.dumps(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
