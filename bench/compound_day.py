@@ -4,11 +4,11 @@ The gateway of the footprint benchmark (1,000 MQTT devices of the five kinds, th
 rules) gets the load of `bench.compound_load` for a fixed period. Measured from outside:
 
 - bytes written to disk by the gateway process, from `/proc/PID/io` `write_bytes` (what
-  reaches the block layer: the journal, its WAL, the status file, logs), extrapolated to a
-  day;
-- fsyncs (fsync + fdatasync) per second, counted by `strace -f -c` attached to the process
-  for the same period (strace slows every system call it counts, so the CPU figure comes
-  from a second period without it);
+  reaches the block layer: the journal, its WAL, logs), extrapolated to a day. The status
+  file goes to a RAM file system, as the installed configuration has it;
+- fsyncs (fsync + fdatasync) per second and per file, and the bytes handed to write(2) per
+  file, traced by `strace -f -y` attached to the process for the second half of the period
+  (strace slows the calls it traces, so the CPU figure comes from the first half);
 - CPU share and resident memory from /proc;
 - SOS latency: an MQTT button's press published -> the retained `firing` alert received.
 """
@@ -16,10 +16,13 @@ rules) gets the load of `bench.compound_load` for a fixed period. Measured from 
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import shutil
 import signal
+from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from bench import configs, footprint
@@ -36,6 +39,13 @@ SITE = "day"
 DAY_S = 86_400
 
 
+def _ram_dir() -> Path:
+    for candidate in (Path("/dev/shm"), Path("/run")):
+        if candidate.is_dir() and os.access(candidate, os.W_OK):
+            return candidate
+    raise BenchError("no RAM file system (/dev/shm, /run) for the status file")
+
+
 def written_bytes(pid: int) -> int:
     """write_bytes of /proc/PID/io: what the process caused to be written to storage."""
     with open(f"/proc/{pid}/io", encoding="ascii") as f:
@@ -46,34 +56,51 @@ def written_bytes(pid: int) -> int:
     raise BenchError(f"/proc/{pid}/io has no write_bytes (no task I/O accounting?)")
 
 
-_STRACE_ROW = re.compile(r"^\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:\d+\s+)?(\w+)\s*$")
+_CALL = re.compile(r"^\d+\s+(\w+)\(\d+<([^>]*)>.*\)\s+=\s+(-?\d+)")
+_SYNCS = ("fsync", "fdatasync", "sync_file_range")
 
 
-def strace_calls(summary: str) -> dict[str, int]:
-    """Calls per system call from `strace -c`'s table."""
-    calls: dict[str, int] = {}
-    for line in summary.splitlines():
-        match = _STRACE_ROW.match(line)
-        if match and match.group(2) != "total":
-            calls[match.group(2)] = int(match.group(1))
-    return calls
+@dataclass(frozen=True, slots=True)
+class FileIo:
+    syncs: Counter[str]  # fsync-like calls per file
+    written: Counter[str]  # bytes handed to write(2) and friends per file
 
 
-async def _count_syncs(pid: int, seconds: float, workdir: Path) -> int:
+def file_io(trace: str) -> FileIo:
+    """Per file name, from `strace -f -y` output: syncs and bytes written (sockets left out)."""
+    syncs: Counter[str] = Counter()
+    written: Counter[str] = Counter()
+    for line in trace.splitlines():
+        match = _CALL.match(line)
+        if match is None or not match.group(2).startswith("/"):
+            continue
+        call, name, result = match.group(1), Path(match.group(2)).name, int(match.group(3))
+        if call in _SYNCS:
+            syncs[name] += 1
+        elif result > 0:
+            written[name] += result
+    return FileIo(syncs, written)
+
+
+async def _trace_io(pid: int, seconds: float, workdir: Path) -> FileIo:
     strace = shutil.which("strace")
     if strace is None:
         raise BenchError("strace is needed to count fsyncs: sudo apt-get install strace")
-    out = workdir / "strace-summary.txt"
+    out = workdir / "strace-io.txt"
     proc = await asyncio.create_subprocess_exec(
-        strace, "-f", "-c", "-e", "trace=fsync,fdatasync,sync_file_range", "-o", str(out),
-        "-p", str(pid), stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+        strace, "-f", "-y", "-e", "trace=fsync,fdatasync,sync_file_range,write,pwrite64,writev",
+        "-o", str(out), "-p", str(pid), stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE)
     await asyncio.sleep(seconds)
-    proc.send_signal(signal.SIGINT)  # detach: it writes its summary
+    proc.send_signal(signal.SIGINT)  # detach
     _, err = await proc.communicate()
-    if proc.returncode not in (0, None) and not out.exists():
+    if not out.exists():
         raise BenchError(f"strace could not attach to the gateway: {err.decode().strip()}")
-    calls = strace_calls(await asyncio.to_thread(out.read_text))
-    return sum(calls.values())
+    return file_io(await asyncio.to_thread(out.read_text))
+
+
+def _top(counts: Counter[str], show: Callable[[int], str]) -> str:
+    return ", ".join(f"{name} {show(n)}" for name, n in counts.most_common(4)) or "none"
 
 
 async def run(srv: Servers, workdir: Path, progress: Progress, *, seconds: float = 120.0,
@@ -84,6 +111,8 @@ async def run(srv: Servers, workdir: Path, progress: Progress, *, seconds: float
     where = workdir / "gateway-compound-day"
     config = configs.gateway(SITE, where, srv.mosquitto.port, srv.store.url,
                              footprint.devices(count))
+    # in RAM, as the installed configuration has it (/run/scgw); the journal on the disk
+    config["journal"]["status_path"] = str(_ram_dir() / f"scgw-bench-{os.getpid()}.json")
     async with GatewayProcess("gateway-compound-day", config, where) as gw, \
             Child("compound-load", python_module(
                 "bench.compound_load", "--port", str(srv.mosquitto.port), "--site", SITE,
@@ -94,10 +123,13 @@ async def run(srv: Servers, workdir: Path, progress: Progress, *, seconds: float
         bytes0, cpu0 = written_bytes(gw.pid), sample(gw.pid)
         await asyncio.sleep(half)
         cpu1 = sample(gw.pid)
-        syncs = await _count_syncs(gw.pid, half, workdir)
+        traced = await _trace_io(gw.pid, half, workdir)
         bytes2, cpu2 = written_bytes(gw.pid), sample(gw.pid)
         result = await load.read_json(seconds + 60)
     wall = seconds
+    syncs = sum(traced.syncs.values())
+    files = _top(traced.syncs, str)
+    writes = _top(traced.written, lambda n: f"{n / half * DAY_S / 2**20:,.0f} MiB/day")
     per_day = (bytes2 - bytes0) / wall * DAY_S
     cpu_share = (cpu1.cpu_s - cpu0.cpu_s) / half * 100
     sent = {str(k): int(v) for k, v in result["sent"].items()}
@@ -109,11 +141,11 @@ async def run(srv: Servers, workdir: Path, progress: Progress, *, seconds: float
     return [
         Row("compound-day", f"{count} devices, {load_text}, disk writes",
             f"{per_day / 2**20:,.1f} MiB/day", f"{(bytes2 - bytes0) / 2**10:,.0f} KiB in "
-            f"{wall:g} s from /proc/PID/io write_bytes",
+            f"{wall:g} s from /proc/PID/io write_bytes; write(2) by file: {writes}",
             {"bytes_per_day": per_day, "bytes": bytes2 - bytes0, "seconds": wall,
              "messages_per_s": rate}),
         Row("compound-day", f"{count} devices, fsyncs", f"{syncs / half:.2f} /s",
-            f"{syncs} fsync/fdatasync in {half:g} s (strace -f -c)",
+            f"{syncs} fsync/fdatasync in {half:g} s (strace -f -y): {files}",
             {"fsyncs_per_s": syncs / half, "fsyncs": syncs}),
         Row("compound-day", f"{count} devices, CPU and memory",
             f"{cpu_share:.1f} % of one core", f"RSS {cpu2.rss_kib / 1024:.1f} MiB, peak "

@@ -29,7 +29,7 @@ import aiomqtt
 
 from bench.footprint import devices as footprint_devices
 
-Body = Callable[[random.Random], dict[str, Any]]
+Body = Callable[[random.Random, str], dict[str, Any]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,33 +39,42 @@ class Rates:
     smoke_s: float = 5.0
     gate_s: float = 10.0  # a passage at each active gate
     active_gates: int = 50
-    door_s: float = 120.0
+    door_s: float = 500.0  # 50 doors: 0.1 events/s, about 8,600 a day
     manhole_s: float = 60.0
     button_s: float = 240.0  # heartbeat, within the configured 300 s
-    sos_every_s: float = 20.0
+    sos_every_s: float = 30.0
     fire_at_s: float = 30.0
 
 
-def _smoke(rng: random.Random) -> dict[str, Any]:
-    return {"temperature_c": round(rng.gauss(22.0, 0.3), 2),
-            "obscuration_pct_ft": round(rng.uniform(0, 0.2), 3),
-            "battery_pct": rng.randint(80, 100)}
+class _Rooms:
+    """Each smoke sensor's room temperature: a slow random walk, read to 0.1 °C as sensors do
+    (independent noise per report would be a rate of rise no room has)."""
+
+    def __init__(self) -> None:
+        self._now: dict[str, float] = {}
+
+    def __call__(self, rng: random.Random, topic: str) -> dict[str, Any]:
+        room = self._now.get(topic, 21.0 + rng.uniform(0, 3)) + rng.gauss(0, 0.02)
+        self._now[topic] = room
+        return {"temperature_c": round(room, 1),
+                "obscuration_pct_ft": round(rng.uniform(0, 0.05), 3),
+                "battery_pct": rng.randint(80, 100)}
 
 
-def _gate(rng: random.Random) -> dict[str, Any]:
+def _gate(rng: random.Random, topic: str) -> dict[str, Any]:
     return {"body_temp_c": round(rng.gauss(36.4, 0.25), 1), "mask": 1,
             "passage_count": rng.randint(1, 10_000)}
 
 
-def _manhole(rng: random.Random) -> dict[str, Any]:
+def _manhole(rng: random.Random, topic: str) -> dict[str, Any]:
     return {"tilt_deg": round(rng.uniform(0, 1.5), 1), "battery_pct": rng.randint(70, 100)}
 
 
-def _button(rng: random.Random) -> dict[str, Any]:
+def _button(rng: random.Random, topic: str) -> dict[str, Any]:
     return {"battery_pct": rng.randint(70, 100), "linkquality": rng.randint(80, 255)}
 
 
-def _door(rng: random.Random) -> dict[str, Any]:
+def _door(rng: random.Random, topic: str) -> dict[str, Any]:
     state = rng.choice(("open", "closed"))
     return {"door": state, "door_open": int(state == "open")}
 
@@ -81,7 +90,7 @@ async def _periodic(client: aiomqtt.Client, topics: list[str], every_s: float, b
     while True:
         await asyncio.sleep(max(0.0, start + index * gap - time.monotonic()))
         topic = topics[index % len(topics)]
-        await client.publish(topic, json.dumps(body(rng)), qos=1)
+        await client.publish(topic, json.dumps(body(rng, topic)), qos=1)
         sent[kind] += 1
         index += 1
 
@@ -92,6 +101,7 @@ async def _alarms(client: aiomqtt.Client, buttons: list[tuple[str, str]],
     """SOS presses on distinct buttons; one smoke alarm and its clear."""
     began = time.monotonic()
     fire_done = False
+    room = _Rooms()
     for device, topic in buttons:
         await asyncio.sleep(rates.sos_every_s)
         loop = asyncio.get_running_loop()
@@ -106,11 +116,13 @@ async def _alarms(client: aiomqtt.Client, buttons: list[tuple[str, str]],
             latencies.append(float("inf"))
         if not fire_done and time.monotonic() - began >= rates.fire_at_s:
             fire_done = True
-            await client.publish(smoke[1], json.dumps({"alarm": True, **_smoke(random.Random(1))}),
+            alarm = {"alarm": True, **room(random.Random(1), smoke[1])}
+            await client.publish(smoke[1], json.dumps(alarm),
                                  qos=1)
             await asyncio.sleep(5)
             await client.publish(smoke[1], json.dumps({"alarm": False,
-                                                       **_smoke(random.Random(2))}), qos=1)
+                                                       **room(random.Random(2), smoke[1])}),
+                                 qos=1)
             sent["fire"] += 2
 
 
@@ -147,7 +159,7 @@ async def run(port: int, site: str, count: int, seconds: float, rates: Rates) ->
         await asyncio.to_thread(sys.stdin.readline)  # "go"
         smoke = by_kind["smoke"]
         tasks = [
-            _periodic(client, topics("smoke")[1:], rates.smoke_s, _smoke, sent, "smoke", rng),
+            _periodic(client, topics("smoke")[1:], rates.smoke_s, _Rooms(), sent, "smoke", rng),
             _periodic(client, topics("temp_gate")[:rates.active_gates], rates.gate_s, _gate,
                       sent, "temp_gate", rng),
             _periodic(client, topics("access"), rates.door_s, _door, sent, "access", rng),

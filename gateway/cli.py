@@ -111,7 +111,7 @@ def status(config: ConfigOption) -> None:
     from gateway.status_report import read_status, status_path
 
     cfg = _load(config)
-    path = status_path(cfg.journal.path)
+    path = status_path(cfg.journal)
     try:
         snap = read_status(path)
     except FileNotFoundError:
@@ -318,7 +318,7 @@ async def _publish_once(config: GatewayConfig, topic: str, payload: bytes) -> No
 def _status(config: GatewayConfig) -> Any:
     from gateway.status_report import read_status, status_path
 
-    path = status_path(config.journal.path)
+    path = status_path(config.journal)
     try:
         snap = read_status(path)
     except FileNotFoundError:

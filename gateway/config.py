@@ -71,6 +71,9 @@ class JournalConfig(_Strict):
     alarm_reserve_mb: float = Field(default=32.0, ge=0)
     min_free_disk_mb: float = Field(default=64.0, ge=0)
     prune_interval_s: float = Field(default=60.0, gt=0, le=86_400)
+    # `scgw status` data, rewritten every 2 s: beside the journal unless set; on a Pi, a RAM
+    # file system (/run) spares the SD card
+    status_path: Path | None = None
 
 
 class Location(_Strict):
@@ -241,8 +244,10 @@ def parse_config(raw: dict[str, Any], file: Path, env: Any) -> GatewayConfig:
         broker = broker.model_copy(update={"tls": tls})
     return config.model_copy(update={
         "broker": broker,
-        "journal": config.journal.model_copy(
-            update={"path": _beside(file, config.journal.path)}),
+        "journal": config.journal.model_copy(update={
+            "path": _beside(file, config.journal.path),
+            "status_path": _beside(file, config.journal.status_path)
+            if config.journal.status_path else None}),
         "profile_dirs": [_beside(file, d) for d in config.profile_dirs],
         "rule_files": [_beside(file, f) for f in config.rule_files],
         "contacts_file": _beside(file, config.contacts_file) if config.contacts_file else None,

@@ -52,7 +52,7 @@ CREATE TABLE IF NOT EXISTS state (
 _MOVE_CURSOR = ("INSERT INTO cursors (consumer, seq) VALUES (?, ?) "
                 "ON CONFLICT(consumer) DO UPDATE SET seq=max(seq, excluded.seq)")
 
-LAZY_S = 0.2  # longest a lazy cursor move waits for a commit to ride along with
+LAZY_S = 5.0  # longest a lazy cursor move waits for a commit to ride along with
 SWITCH_INTERVAL_S = 0.0005  # see Journal.open
 RECENT = 4096  # newest records kept in memory for readers
 MEASURE_EVERY_S = 0.5  # how stale the journal's size may be when no limit is near
@@ -103,6 +103,7 @@ class _Commit:
     cursor: tuple[str, int] | None
     state: dict[str, bytes | None]
     done: asyncio.Future[list[int]]
+    durable: bool = True
     encoded: list[tuple[str, bytes]] = field(default_factory=list)
 
 
@@ -183,14 +184,21 @@ class Journal:
         *,
         cursor: tuple[str, int] | None = None,
         state: dict[str, bytes | None] | None = None,
+        durable: bool = True,
     ) -> list[int]:
-        """Atomically append `records`, move one consumer's cursor and update state keys."""
+        """Atomically append `records`, move one consumer's cursor and update state keys.
+
+        `durable=False` (only without records) commits without an fsync of its own: for
+        state that may be lost in a power cut (the next durable commit syncs it too).
+        """
+        if records and not durable:
+            raise ValueError("records are always committed durably")
         if self._closing or self._committer is None:
             raise JournalClosedError(str(self._path))
         if records:
             self._check_room(records)
         done: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
-        job = _Commit(records, cursor, state or {}, done)
+        job = _Commit(records, cursor, state or {}, done, durable)
         # encode on the loop: cheap, and keeps bad records from reaching the database thread
         job.encoded = [(delivery_class(r).value, encode(r)) for r in records]
         self._pending.append(job)
@@ -244,6 +252,10 @@ class Journal:
 
     async def read_state(self, key: str) -> bytes | None:
         return await self._run(self._state_sync, key)
+
+    async def read_states(self, prefix: str) -> dict[str, bytes]:
+        """Every state key starting with `prefix`, with its value."""
+        return await self._run(self._states_sync, prefix)
 
     async def backlog(self, consumer: str) -> int:
         return self._last_seq - await self.cursor(consumer)
@@ -323,8 +335,9 @@ class Journal:
     def _commit_sync(self, group: list[_Commit], lazy: dict[str, int]) -> list[list[int]]:
         db = self._conn()
         out: list[list[int]] = []
-        # only lazy cursor moves: no fsync of their own (the next full commit syncs them)
-        durable = bool(group)
+        # lazy cursor moves and lazy state alone: no fsync of their own (the next durable
+        # commit syncs them)
+        durable = any(job.durable for job in group)
         db.execute("PRAGMA synchronous=FULL" if durable else "PRAGMA synchronous=NORMAL")
         db.execute("BEGIN IMMEDIATE")
         try:
@@ -419,6 +432,12 @@ class Journal:
     def _state_sync(self, key: str) -> bytes | None:
         row = self._conn().execute("SELECT value FROM state WHERE key=?", (key,)).fetchone()
         return bytes(row[0]) if row else None
+
+    def _states_sync(self, prefix: str) -> dict[str, bytes]:
+        rows = self._conn().execute(
+            "SELECT key, value FROM state WHERE substr(key, 1, ?) = ?", (len(prefix), prefix)
+        ).fetchall()
+        return {str(key): bytes(value) for key, value in rows}
 
     def _prune_sync(self, consumers: list[str], keep_from: int | None) -> int:
         if not consumers:

@@ -11,6 +11,7 @@ from typing import Any
 import msgspec
 
 from gateway.clock import Clock
+from gateway.config import JournalConfig
 
 STATUS_FILE = "status.json"
 
@@ -31,8 +32,10 @@ class StatusSnapshot(msgspec.Struct, kw_only=True):
     clock_synchronised: bool | None = None  # None: unknown
 
 
-def status_path(journal_path: Path) -> Path:
-    return journal_path.parent / STATUS_FILE
+def status_path(journal: JournalConfig) -> Path:
+    """Where the running gateway writes its status: `journal.status_path`, or beside the
+    journal."""
+    return journal.status_path or journal.path.parent / STATUS_FILE
 
 
 def write_status(path: Path, snapshot: StatusSnapshot) -> None:
@@ -48,6 +51,10 @@ def read_status(path: Path) -> StatusSnapshot:
 
 async def keep_writing(path: Path, snapshot: Any, clock: Clock, interval_s: float = 2.0) -> None:
     """Write `snapshot()` every `interval_s` seconds until cancelled."""
+    try:
+        await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
+    except OSError as exc:
+        log.warning("cannot create %s for the status file: %s", path.parent, exc)
     while True:
         try:
             await asyncio.to_thread(write_status, path, snapshot())

@@ -46,7 +46,6 @@ from rules.directory import directory_from_config
 from rules.engine import RuleEngine
 from rules.loader import load_pack, rule_sources
 from rules.problems import RuleError
-from rules.runner import STATE_KEY as RULES_STATE_KEY
 from rules.runner import RuleRunner
 
 log = logging.getLogger(__name__)
@@ -179,7 +178,7 @@ class Gateway:
             return False
         transitions = self.rules.reload(pack)
         await self.journal.commit([*transitions, *self.rules.take_notifications()],
-                                  state={RULES_STATE_KEY: self.rules.snapshot()})
+                                  state=self.runner.state_rows())
         for alert in transitions:
             self._feedback(alert)
         self.counters.inc("rule_reloads", result="applied")
@@ -214,7 +213,7 @@ class Gateway:
                 task("gw.journal.prune", self._prune),
                 task("gw.clock.sync", self._watch_clock),
                 task("gw.status.file", functools.partial(
-                    keep_writing, status_path(self.config.journal.path), self.snapshot,
+                    keep_writing, status_path(self.config.journal), self.snapshot,
                     self.clock)),
             ]
             if self.config.metrics is not None:
@@ -242,6 +241,7 @@ class Gateway:
         try:
             async with asyncio.timeout(bound):
                 await self.runner.caught_up()
+                await self.runner.save()
                 while min(self.sink_cursors().values()) < self.journal.last_seq:
                     self.mqtt_sink.moved.clear()
                     self.store_sink.moved.clear()

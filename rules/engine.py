@@ -19,6 +19,8 @@ from rules.lifecycle import Lifecycle
 from rules.notify import Notify
 from rules.problems import RuleError, RuleProblem
 from rules.state import STATE_VERSION, EngineState, Hit, Phase, RuleState, Sample, Slot
+from rules.state_rows import LEGACY, META, Changes, SavedRows
+from rules.state_rows import decode as decode_rows
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +51,8 @@ class RuleEngine:
         self._directory = directory
         self._contacts = contacts or Contacts()
         self._state = EngineState()
+        self._saved = SavedRows()
+        self._touched: set[tuple[str, str]] | None = None  # None: every slot may have changed
         self._install(pack)
         self._state.rules = {r.id: RuleState(fingerprint=r.fingerprint, key=r.key.value)
                              for r in pack.rules}
@@ -130,15 +134,27 @@ class RuleEngine:
         """Timers, windows, counters, active alerts and escalation progress, as bytes."""
         return msgspec.json.encode(self._state)
 
-    def snapshot_apart_from_time(self) -> bytes:
-        """The snapshot without the engine's clock: two differ only when something other than
-        the passing of time changed, which is when the state is worth saving again."""
-        return msgspec.json.encode(msgspec.structs.replace(self._state, now=None))
+    def state_changes(self) -> Changes:
+        """The state rows changed since the last call: durable ones (alerts, timers, windows)
+        and lazy ones (rate samples, the clock, counters), to journal with the transitions."""
+        changes = self._saved.changes(self._state, self._touched)
+        self._touched = set()
+        return changes
 
     def restore(self, data: bytes) -> None:
         """Resume from `snapshot()` bytes; alerts of rules that changed or went away since are
         resolved in the next call's transitions."""
-        old = msgspec.json.decode(data, type=EngineState)
+        self._resume(msgspec.json.decode(data, type=EngineState))
+
+    def restore_rows(self, rows: Mapping[str, bytes]) -> None:
+        """Resume from the rows `state_changes()` gave out (or an older gateway's snapshot)."""
+        if META in rows:
+            self._resume(decode_rows(rows))
+            self._saved.remember({k: v for k, v in rows.items() if k != LEGACY})
+        elif LEGACY in rows:
+            self.restore(rows[LEGACY])
+
+    def _resume(self, old: EngineState) -> None:
         if old.v != STATE_VERSION:
             raise ValueError(f"rule state version {old.v}; this gateway reads {STATE_VERSION}")
         rules, old.rules = old.rules, {}
@@ -148,6 +164,7 @@ class RuleEngine:
         self._state.owed += self._life.alerts
         self._life.alerts = []
         self._rebuild_timers()
+        self._touched = None
 
     def reload(self, pack: RulePack) -> list[Alert]:
         """Switch to `pack`, keeping the state of every rule whose definition is unchanged.
@@ -162,6 +179,7 @@ class RuleEngine:
         self._install(pack)
         self._reconcile(rules)
         self._rebuild_timers()
+        self._touched = None
         return self._end()
 
     # -- the work ------------------------------------------------------------------------
@@ -387,6 +405,8 @@ class RuleEngine:
 
     def _after(self, rule: Rule, key: str, slot: Slot) -> None:
         """Forget an empty slot, or make sure its next deadline is on the heap."""
+        if self._touched is not None:
+            self._touched.add((rule.id, key))
         if self._empty(rule, slot):
             self._state.rules[rule.id].slots.pop(key, None)
             return

@@ -3,7 +3,15 @@
 Events and acks come from the journal (its own cursor), readings from the telemetry buffer,
 and time from the injected clock: timers (`for`, absence, escalation steps) fire when
 `next_deadline()` comes. Alert transitions, notification intents, the cursor and the rule
-state are committed in one transaction, so a restart resumes exactly where it stopped.
+state rows that changed are committed in one transaction, so a restart resumes exactly
+where it stopped.
+
+The SD card is a budget: a turn that changed only what telemetry moves (rate samples, the
+engine's clock) or only moved the cursor past events that changed nothing costs no fsync.
+Those rows and the cursor wait in memory and ride along with the next durable commit, or
+are written without an fsync every LAZY_SAVE_S. A power cut can then take them back: the
+events after the saved cursor are evaluated again from the state saved with it (the same
+outcome: nothing), and a rate starts from an older sample.
 """
 
 from __future__ import annotations
@@ -21,12 +29,13 @@ from gateway.model import AckCommand, Alert, DeviceEvent, Reading, Record
 from gateway.telemetry import TelemetryBuffer
 from gateway.waiting import first_of
 from rules.seam import TimedRuleSet
+from rules.state_rows import LEGACY, PREFIX
 
 log = logging.getLogger(__name__)
 
 CONSUMER = "rules"
 READINGS_BATCH_S = 0.005  # physical time, like a bus's silence: not the scheduling clock
-STATE_KEY = "rules.state"
+LAZY_SAVE_S = 300.0  # the longest lazy state and a cursor wait for a commit to ride along
 
 
 @dataclass
@@ -63,16 +72,37 @@ class RuleRunner:
         self._readings = telemetry.register(CONSUMER)
         self._idle = asyncio.Event()
         self._cursor = 0
-        self._saved = b""  # the rule state as last committed, apart from its clock
+        self._saved_cursor = 0  # as committed
+        # state rows waiting for a commit: rides along with the next durable one
+        self._lazy: dict[str, bytes | None] = {}
+        self._lazy_since: float | None = None  # clock.monotonic() of the oldest waiting change
         self.stats = RuleStats()
 
     async def restore(self) -> None:
-        self._cursor = await self._journal.cursor(CONSUMER)
-        data = await self._journal.read_state(STATE_KEY)
-        if data is not None:
-            self.rules.restore(data)
-            self._saved = self.rules.snapshot_apart_from_time()
+        self._cursor = self._saved_cursor = await self._journal.cursor(CONSUMER)
+        rows = await self._journal.read_states(PREFIX)
+        if rows:
+            self.rules.restore_rows(rows)
+            if LEGACY in rows:
+                self._lazy[LEGACY] = None  # saved as rows from now on
             log.info("restored %d active alert(s)", len(self.rules.active()))
+
+    def state_rows(self) -> dict[str, bytes | None]:
+        """Every state row waiting to be saved and the ones changed now, to commit durably."""
+        rows, self._lazy, self._lazy_since = self._lazy, {}, None
+        changes = self.rules.state_changes()
+        rows.update(changes.lazy)
+        rows.update(changes.durable)
+        return rows
+
+    async def save(self) -> None:
+        """Commit what waits (at shutdown: nothing needs to be evaluated again at the start)."""
+        rows = self.state_rows()
+        moved = self._cursor > self._saved_cursor
+        if rows or moved:
+            await self._journal.commit(cursor=(CONSUMER, self._cursor) if moved else None,
+                                       state=rows)
+            self._saved_cursor = self._cursor
 
     async def run(self) -> None:
         while True:
@@ -100,23 +130,44 @@ class RuleRunner:
             self.stats.seconds += time.perf_counter() - started
             self.stats.evaluations += len(batch.entries) + len(readings)
             notifications = self.rules.take_notifications()
-            state = self.rules.snapshot_apart_from_time()
-            moved = batch.upto > self._cursor
-            # telemetry that changed nothing costs no fsync, even though the engine's clock
-            # moved on (it is saved with the next change); a started timer does
-            if transitions or notifications or moved or state != self._saved:
+            changes = self.rules.state_changes()
+            self._cursor = max(self._cursor, batch.upto)
+            if transitions or notifications or changes.durable:
+                rows, self._lazy, self._lazy_since = self._lazy, {}, None
+                rows.update(changes.lazy)
+                rows.update(changes.durable)
                 await self._journal.commit(
                     [*transitions, *notifications],
-                    cursor=(CONSUMER, batch.upto) if moved else None,
-                    state={STATE_KEY: self.rules.snapshot()},
+                    cursor=(CONSUMER, self._cursor) if self._cursor > self._saved_cursor
+                    else None,
+                    state=rows,
                 )
-                self._saved = state
-            self._cursor = max(self._cursor, batch.upto)
+                self._saved_cursor = self._cursor
+            else:
+                await self._defer(changes.lazy)
             self._telemetry.take(CONSUMER, readings_upto)
             for alert in transitions:
                 log.info("alert %s %s on %s: %s", alert.rule, alert.state, alert.device,
                          alert.message)
                 self._on_transition(alert)
+
+    async def _defer(self, rows: dict[str, bytes | None]) -> None:
+        """Keep lazy rows (and the cursor) for a later commit; write them when they waited
+        LAZY_SAVE_S, without an fsync."""
+        self._lazy.update(rows)
+        if not self._lazy and self._cursor <= self._saved_cursor:
+            return
+        now = self._clock.monotonic()
+        if self._lazy_since is None:
+            self._lazy_since = now
+        if now - self._lazy_since < LAZY_SAVE_S:
+            return
+        rows, self._lazy, self._lazy_since = self._lazy, {}, None
+        cursor = self._cursor
+        await self._journal.commit(
+            cursor=(CONSUMER, cursor) if cursor > self._saved_cursor else None,
+            state=rows, durable=False)
+        self._saved_cursor = cursor
 
     async def _wait(self, deadline: int | None) -> None:
         timer = None

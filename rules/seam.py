@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Protocol
 
 from gateway.model import AckCommand, Alert, DeviceEvent, Reading
 from rules.notify import Notify
+from rules.state_rows import Changes
 
 
 class RuleSet(Protocol):
@@ -34,7 +36,7 @@ class TimedRuleSet(RuleSet, Protocol):
     Time only moves through the records' `ts` and `on_time`: call `on_time(now_ms)` once the
     journal is caught up and again at `next_deadline()`. Take the notification intents
     with `take_notifications()` after each batch, and journal them together with the
-    transitions, the cursor and `snapshot()`.
+    transitions, the cursor and the durable `state_changes()`.
     """
 
     def on_reading(self, reading: Reading) -> list[Alert]: ...
@@ -47,6 +49,10 @@ class TimedRuleSet(RuleSet, Protocol):
 
     def take_notifications(self) -> list[Notify]: ...
 
-    def snapshot_apart_from_time(self) -> bytes:
-        """`snapshot()` without the clock, to tell whether anything but time changed."""
+    def state_changes(self) -> Changes:
+        """The state rows changed since the last call, durable and lazy."""
+        ...
+
+    def restore_rows(self, rows: Mapping[str, bytes]) -> None:
+        """Resume from the rows saved from `state_changes()`."""
         ...

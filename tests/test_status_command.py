@@ -26,6 +26,7 @@ port = {mosquitto.port}
 url = "http://127.0.0.1:9"
 [journal]
 path = "{tmp_path / 'journal.db'}"
+status_path = "run/status.json"
 [[devices]]
 id = "smoke-1"
 kind = "smoke"
@@ -52,13 +53,16 @@ mqtt = {{ topic = "z2m/{site}/smoke-2" }}
         await watcher.publish(f"z2m/{site}/smoke-2", b'{"battery": 90, "smoke": false}')
         await eventually(lambda: gateway.counters.get("ingress_messages", device="smoke-2") == 1,
                          what="smoke-2 served")
-        path = status_path(config.journal.path)
+        path = status_path(config.journal)
 
         def written() -> bool:
             return path.exists() and read_status(path).counters.get(
                 "rejected{device=smoke-1,reason=out_of_range}") == 1
 
         await eventually(written, timeout=10, what="status file with the rejections")
+        # where the configuration put it (relative to the file), not beside the journal
+        assert path == tmp_path / "run" / "status.json"
+        assert not (tmp_path / "status.json").exists()
         result = await asyncio.to_thread(
             subprocess.run, [sys.executable, "-m", "gateway.cli", "status", "--config",
                              str(config_file)], capture_output=True, text=True, timeout=60)

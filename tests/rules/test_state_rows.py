@@ -1,0 +1,173 @@
+"""The rule state saved per changed slot: telemetry-only changes are lazy, alarms durable."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import msgspec
+
+from gateway.clock import ManualClock
+from gateway.counters import Counters
+from gateway.journal import Journal
+from gateway.kinds import make_event
+from gateway.model import Alert, AlertState, DeviceKind, Reading
+from gateway.telemetry import TelemetryBuffer
+from rules.engine import RuleEngine
+from rules.runner import LAZY_SAVE_S, RuleRunner
+from rules.state_rows import LEGACY, META, PREFIX, slot_key
+from tests.helpers import eventually
+from tests.rules.sim import CONTACTS, DIRECTORY, T0, Sim, default_pack, ms
+
+HEAT = "smoke.heat_rise"
+
+
+def test_a_rate_sample_alone_is_a_lazy_change_of_its_own_slot() -> None:
+    sim = Sim(default_pack())
+    sim.reading("smoke-3-1", 0, temperature_c=22.0)
+    sim.engine.state_changes()  # the first save: everything
+    sim.reading("smoke-3-1", 5, temperature_c=22.1)
+    changes = sim.engine.state_changes()
+    assert changes.durable == {}
+    assert set(changes.lazy) == {slot_key(HEAT, "smoke-3-1"), META}  # the sample, the clock
+    assert sim.engine.state_changes().lazy == {}  # nothing changed since
+
+
+def test_an_alarm_writes_its_own_slots_durably_and_nothing_else() -> None:
+    sim = Sim(default_pack())
+    for device in ("smoke-3-1", "smoke-3-2", "smoke-5-1"):
+        sim.reading(device, 0, temperature_c=22.0)
+    sim.engine.state_changes()
+    sim.event("smoke-3-2", "alarm", 10)
+    changes = sim.engine.state_changes()
+    assert [(a.rule, a.state) for a in sim.alerts] == [("smoke.alarm", AlertState.FIRING)]
+    assert set(changes.durable) == {slot_key("smoke.alarm", "smoke-3-2"),
+                                    slot_key("smoke.fire_confirmed", "building-3"), META}
+    assert not any("smoke-3-1" in row or "smoke-5-1" in row for row in changes.lazy)
+
+
+def test_a_slot_that_empties_is_deleted() -> None:
+    sim = Sim(default_pack())
+    sim.event("elder-1", "press", 0)
+    assert slot_key("elder.sos", "elder-1") in sim.engine.state_changes().durable
+    sim.event("elder-1", "cancel", 5)
+    changes = sim.engine.state_changes()
+    assert changes.durable[slot_key("elder.sos", "elder-1")] is None
+
+
+def test_the_rows_restore_the_same_engine() -> None:
+    sim = Sim(default_pack())
+    sim.reading("smoke-3-1", 0, temperature_c=22.0)
+    sim.event("elder-1", "press", 1)
+    sim.event("manhole-1", "open", 2)
+    rows: dict[str, bytes] = {}
+    changes = sim.engine.state_changes()
+    for row, value in {**changes.lazy, **changes.durable}.items():
+        assert value is not None
+        rows[row] = value
+    again = RuleEngine(default_pack(), DIRECTORY, CONTACTS)
+    again.restore_rows(rows)
+    assert again.active() == sim.engine.active()
+    assert again.snapshot() == sim.engine.snapshot()
+    # restored rows are known as saved: nothing to write again
+    assert not again.state_changes()
+
+
+@dataclass
+class Rig:
+    journal: Journal
+    engine: RuleEngine
+    runner: RuleRunner
+    telemetry: TelemetryBuffer
+    clock: ManualClock
+    alerts: list[Alert]
+
+
+@asynccontextmanager
+async def rig(path: Path) -> AsyncIterator[Rig]:
+    alerts: list[Alert] = []
+    clock = ManualClock(T0)
+    async with Journal(path) as journal:
+        engine = RuleEngine(default_pack(), DIRECTORY, CONTACTS)
+        telemetry = TelemetryBuffer(1000, Counters())
+        runner = RuleRunner(journal, engine, telemetry, clock, alerts.append, Counters())
+        await runner.restore()
+        task = asyncio.create_task(runner.run(), name="test.rules")
+        try:
+            yield Rig(journal, engine, runner, telemetry, clock, alerts)
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+
+def _reading(n: int, device: str, at_s: float, temperature: float) -> Reading:
+    return Reading(id=f"r{n}", ts=ms(at_s), kind=DeviceKind.SMOKE, device=device,
+                   values={"temperature_c": temperature})
+
+
+async def _feed(r: Rig, readings: list[Reading]) -> None:
+    for reading in readings:
+        r.telemetry.push(reading)
+    await eventually(lambda: r.telemetry.pending("rules") == 0, what="readings evaluated")
+    await r.runner.caught_up()
+
+
+async def test_telemetry_that_changes_no_alert_costs_no_fsync(tmp_path: Path) -> None:
+    async with rig(tmp_path / "journal.db") as r:
+        row = slot_key(HEAT, "smoke-3-1")
+        await _feed(r, [_reading(0, "smoke-3-1", 0, 22.0)])
+        durable = r.journal.commits
+        first = await r.journal.read_states(row)
+        await _feed(r, [_reading(i, "smoke-3-1", i * 5, 22.0 + i / 100) for i in range(1, 40)])
+        assert r.journal.commits == durable  # 39 rate samples: not one durable commit
+        assert await r.journal.read_states(row) == first  # and not written yet either
+        # written without an fsync once they waited LAZY_SAVE_S
+        r.clock.advance(LAZY_SAVE_S)
+        await _feed(r, [_reading(40, "smoke-3-1", 200, 22.4)])
+        assert r.journal.commits == durable
+        saved = await r.journal.read_states(row)
+        assert b"22.4" in saved[row]
+
+
+async def test_an_alarm_commits_the_waiting_rows_with_it(tmp_path: Path) -> None:
+    async with rig(tmp_path / "journal.db") as r:
+        await _feed(r, [_reading(i, "smoke-3-1", i, 22.0 + i / 10) for i in range(5)])
+        durable = r.journal.commits
+        await r.journal.append(make_event(DeviceKind.ELDER_BUTTON, "elder-1", "press", ms(6)))
+        await r.runner.caught_up()
+        assert [(a.rule, a.state) for a in r.alerts] == [("elder.sos", AlertState.FIRING)]
+        assert r.journal.commits == durable + 2  # the press; the transition with the state
+        rows = await r.journal.read_states(PREFIX)
+        assert slot_key("elder.sos", "elder-1") in rows
+        assert b"22.4" in rows[slot_key(HEAT, "smoke-3-1")]  # the samples rode along
+
+
+async def test_a_clean_stop_saves_the_lazy_rows_and_a_restart_resumes_from_them(
+        tmp_path: Path) -> None:
+    async with rig(tmp_path / "journal.db") as r:
+        await _feed(r, [_reading(i, "smoke-3-1", i, 22.0) for i in range(3)])
+        await r.runner.save()
+        before = r.engine.snapshot()
+    async with rig(tmp_path / "journal.db") as again:
+        assert msgspec.json.decode(again.engine.snapshot()) == msgspec.json.decode(before)
+        # a 10 °C jump within a minute from the restored sample: heat rise
+        await _feed(again, [_reading(9, "smoke-3-1", 30, 32.0)])
+        assert [(a.rule, a.state) for a in again.alerts] == [(HEAT, AlertState.FIRING)]
+
+
+async def test_a_whole_state_saved_by_an_older_gateway_is_read_and_replaced_by_rows(
+        tmp_path: Path) -> None:
+    sim = Sim(default_pack())
+    sim.event("elder-1", "press", 0)
+    async with Journal(tmp_path / "journal.db") as journal:
+        await journal.commit(state={LEGACY: sim.engine.snapshot()})
+    async with rig(tmp_path / "journal.db") as r:
+        assert [a.device for a in r.engine.active()] == ["elder-1"]
+        await r.runner.save()
+        rows = await r.journal.read_states(PREFIX)
+        assert LEGACY not in rows
+        assert META in rows
+        assert slot_key("elder.sos", "elder-1") in rows
