@@ -234,3 +234,18 @@ async def test_the_answer_waits_until_the_event_is_journalled(rig: Rig) -> None:
     result = await asyncio.wait_for(push, 5)
     assert result.status == 200
     assert result.body["accepted"] == [rig.intake.events[0].id]
+
+
+async def test_malformed_requests_from_anyone_log_one_line(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    port = int(rig.url.rsplit(":", 1)[1])
+    for _ in range(20):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"POST /push/door-h1 HTTP/1.1\r\nHost: gw\r\nNo colon here\r\n\r\n")
+        assert b" 400 Bad Request" in await reader.read()
+        writer.close()
+    server_lines = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(server_lines) == 1, [r.getMessage() for r in server_lines]
+    assert rig.counters.get("log_suppressed") == 19
