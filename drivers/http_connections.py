@@ -52,6 +52,11 @@ class PushConnections:
         """Connections admitted and not closed."""
         return len(self._open)
 
+    @property
+    def idle(self) -> int:
+        """Connections waiting for a request head (the ones that can be closed for room)."""
+        return len(self._waiting)
+
     def request_started(self, transport: asyncio.BaseTransport | None) -> None:
         """A request head arrived on `transport`: it is no longer idle."""
         connection = self._open.get(transport) if transport is not None else None
