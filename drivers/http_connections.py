@@ -6,8 +6,9 @@ journal and serial ports draw on the same limit. So every connection is admitted
 a cap per source address and a cap in all; at the total cap, the connection that has
 waited longest for a request is closed to make room, so idle connections cannot lock a
 device out. A connection must send a complete request head within `header_timeout_s` of
-opening and within `idle_timeout_s` of its previous request, or it is closed. Refusals,
-evictions and timeouts are counted and logged at most once a minute per reason.
+opening and within `idle_timeout_s` of the answer to its previous request, or it is
+closed. Refusals, evictions and timeouts are counted and logged at most once a minute per
+reason.
 
 The network timeouts are physical and run on the event loop's time; the log pacing runs
 on the injected clock.
@@ -111,7 +112,7 @@ class PushConnections:
     def _timed_out(self, connection: _Connection) -> None:
         if connection.requests:
             self._close(connection, "idle_timeout", "connection from %s closed: no request "
-                        "within %s s of the previous one (http.idle_timeout_s)",
+                        "within %s s of the previous answer (http.idle_timeout_s)",
                         connection.address, self._config.idle_timeout_s)
         else:
             self._close(connection, "header_timeout", "connection from %s closed: no "
@@ -200,22 +201,27 @@ class _Connection(asyncio.Protocol):
 
 
 class PacedLog(logging.Filter):
-    """Lets each message template of a logger through at most once a minute; counts the rest.
+    """Lets each message template (or those in `only`) through at most once a minute; counts
+    the rest.
 
     For loggers that libraries write to on behalf of whoever reaches the port: aiohttp's
     server logger (a bad request is logged with a traceback) and asyncio's (a failed
     accept() is logged once per pending connection).
     """
 
-    def __init__(self, name: str, counters: Counters, clock: Clock) -> None:
+    def __init__(self, name: str, counters: Counters, clock: Clock,
+                 only: tuple[str, ...] = ()) -> None:
         super().__init__()
         self._name = name
         self._counters = counters
         self._clock = clock
+        self._only = only  # the messages paced (by their start); empty: all
         self._last: dict[str, float] = {}
 
     def filter(self, record: logging.LogRecord) -> bool:
         key = str(record.msg).split("\n", 1)[0]
+        if self._only and not key.startswith(self._only):
+            return True
         now = self._clock.monotonic()
         last = self._last.get(key)
         if last is not None and now - last < LOG_EVERY_S:

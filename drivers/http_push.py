@@ -40,6 +40,7 @@ _LINGER_S = 1.0
 # aiohttp logs a bad request with a traceback, asyncio a failed accept() per connection
 _SERVER_LOG = log.getChild("server")
 _ASYNCIO_LOG = logging.getLogger("asyncio")
+_ACCEPT_FAILED = "socket.accept() out of system resource"
 
 
 @dataclass(slots=True)
@@ -97,16 +98,17 @@ class HttpPushReceiver:
                                keepalive_timeout=server.idle_timeout_s,
                                lingering_time=min(_LINGER_S, server.body_timeout_s),
                                access_log=None, logger=_SERVER_LOG)
-        paced = [(logger, PacedLog(logger.name, self._counters, self._clock))
-                 for logger in (_SERVER_LOG, _ASYNCIO_LOG)]
-        for logger, pacer in paced:
-            logger.addFilter(pacer)
+        paced = [(_SERVER_LOG, PacedLog(_SERVER_LOG.name, self._counters, self._clock)),
+                 (_ASYNCIO_LOG, PacedLog(_ASYNCIO_LOG.name, self._counters, self._clock,
+                                         only=(_ACCEPT_FAILED,)))]
         await runner.setup()
         assert runner.server is not None
         self._connections = PushConnections(server, self._counters, self._clock,
                                             runner.server)
         listener: asyncio.Server | None = None
         try:
+            for logger, pacer in paced:
+                logger.addFilter(pacer)
             listener = await asyncio.get_running_loop().create_server(
                 self._connections, server.host, server.port)
             log.info("HTTP push receiver on %s:%d for %d device(s)", server.host,

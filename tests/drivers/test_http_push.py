@@ -283,6 +283,10 @@ async def test_asyncio_accept_errors_are_paced(
     for _ in range(50):  # what asyncio reports per pending connection once out of files
         loop.call_exception_handler({"message": "socket.accept() out of system resource",
                                      "exception": OSError(24, "Too many open files")})
+    loop.call_exception_handler({"message": "Task exception was never retrieved"})
+    loop.call_exception_handler({"message": "Task exception was never retrieved"})
     lines = [r for r in caplog.records if "out of system resource" in r.getMessage()]
     assert len(lines) == 1
+    # asyncio's other messages are not the push port's to pace
+    assert len([r for r in caplog.records if "never retrieved" in r.getMessage()]) == 2
     assert rig.counters.get("log_suppressed", logger="asyncio") == 49
