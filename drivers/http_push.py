@@ -5,6 +5,10 @@ with the device's json profile (the same JsonMapper as MQTT ingress). Events are
 before the device gets its 200, so an accepted push is never lost; a push that carried only
 telemetry is answered 202 (queued, and dropped first under pressure). `GET /health` answers
 while the server runs.
+
+Connections are admitted, timed and capped by `PushConnections`; the body of a push must
+arrive within `body_timeout_s` (408 otherwise); nothing an unauthenticated client can do
+writes more than a line a minute to the log.
 """
 
 from __future__ import annotations
@@ -15,7 +19,9 @@ import logging
 from dataclasses import dataclass, field
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
+from drivers.http_connections import PacedLog, PushConnections
 from drivers.intake import Intake
 from drivers.json_map import JsonMap, JsonMapper, MalformedJsonError, parse_json
 from drivers.profile import Profile
@@ -28,6 +34,13 @@ log = logging.getLogger(__name__)
 
 # reasons for which nothing in the push could be used
 _UNUSABLE = frozenset({"malformed_payload"})
+# after an answer given before the body was read (401, 413, 408), how long the rest of the
+# body is read and thrown away so that the device sees the answer rather than a reset
+_LINGER_S = 1.0
+# aiohttp logs a bad request with a traceback, asyncio a failed accept() per connection
+_SERVER_LOG = log.getChild("server")
+_ASYNCIO_LOG = logging.getLogger("asyncio")
+_ACCEPT_FAILED = "socket.accept() out of system resource"
 
 
 @dataclass(slots=True)
@@ -66,6 +79,7 @@ class HttpPushReceiver:
             mapper = JsonMapper(profile.mapping, device.kind, device.id, pseudonymise)
             self._pushers[device.id] = _Pusher(device, device.http.token.encode(), mapper)
         self._intake: Intake | None = None
+        self._connections: PushConnections | None = None
         self.ready = asyncio.Event()
 
     @property
@@ -74,21 +88,55 @@ class HttpPushReceiver:
 
     async def run(self, intake: Intake) -> None:
         self._intake = intake
-        app = web.Application(client_max_size=self._server.max_body_bytes)
+        server = self._server
+        app = web.Application(client_max_size=server.max_body_bytes,
+                              middlewares=[self._track])
         app.router.add_post("/push/{device}", self._push)
         app.router.add_get("/health", self._health)
-        runner = web.AppRunner(app, shutdown_timeout=self._shutdown_timeout_s)
+        # no access log: one line per request is a line per request of anyone on the LAN
+        runner = web.AppRunner(app, shutdown_timeout=self._shutdown_timeout_s,
+                               keepalive_timeout=server.idle_timeout_s,
+                               lingering_time=min(_LINGER_S, server.body_timeout_s),
+                               access_log=None, logger=_SERVER_LOG)
+        paced = [(_SERVER_LOG, PacedLog(_SERVER_LOG.name, self._counters, self._clock)),
+                 (_ASYNCIO_LOG, PacedLog(_ASYNCIO_LOG.name, self._counters, self._clock,
+                                         only=(_ACCEPT_FAILED,)))]
         await runner.setup()
+        assert runner.server is not None
+        self._connections = PushConnections(server, self._counters, self._clock,
+                                            runner.server)
+        listener: asyncio.Server | None = None
         try:
-            site = web.TCPSite(runner, self._server.host, self._server.port)
-            await site.start()
-            log.info("HTTP push receiver on %s:%d for %d device(s)", self._server.host,
-                     self._server.port, len(self._pushers))
+            for logger, pacer in paced:
+                logger.addFilter(pacer)
+            listener = await asyncio.get_running_loop().create_server(
+                self._connections, server.host, server.port)
+            log.info("HTTP push receiver on %s:%d for %d device(s)", server.host,
+                     server.port, len(self._pushers))
             self.ready.set()
             await asyncio.Event().wait()  # serve until cancelled
         finally:
             self.ready.clear()
+            if listener is not None:
+                listener.close()
             await runner.cleanup()
+            self._connections.close()
+            for logger, pacer in paced:
+                logger.removeFilter(pacer)
+
+    @property
+    def connections(self) -> PushConnections | None:
+        """The connections of the running server."""
+        return self._connections
+
+    @web.middleware
+    async def _track(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        assert self._connections is not None
+        self._connections.request_started(request.transport)
+        try:
+            return await handler(request)
+        finally:
+            self._connections.request_finished(request.transport)
 
     async def _health(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "ok", "devices": len(self._pushers)})
@@ -113,10 +161,17 @@ class HttpPushReceiver:
             self._counters.reject(log, device, "body_too_large", too_large)
             return _answer(413, error=too_large)
         try:
-            body = await request.read()
+            async with asyncio.timeout(self._server.body_timeout_s):
+                body = await request.read()
         except web.HTTPRequestEntityTooLarge:  # chunked, with no length announced
             self._counters.reject(log, device, "body_too_large", too_large)
             return _answer(413, error=too_large)
+        except TimeoutError:
+            late = f"body not complete within {self._server.body_timeout_s} s"
+            self._counters.reject(log, device, "body_timeout", late)
+            answer = _answer(408, error=late)
+            answer.force_close()
+            return answer
         try:
             payload = parse_json(body)
         except MalformedJsonError as exc:

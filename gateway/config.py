@@ -156,6 +156,13 @@ class HttpServerConfig(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)
     max_body_bytes: int = Field(default=16_384, ge=256, le=10_485_760)
+    # the push port is open to the LAN without authentication until a request arrives:
+    # every connection is bounded in number and time
+    header_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    idle_timeout_s: float = Field(default=60.0, gt=0, le=3600)
+    body_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    max_connections: int = Field(default=256, ge=1, le=4096)
+    max_connections_per_address: int = Field(default=16, ge=1, le=4096)
 
 
 class MetricsConfig(_Strict):
@@ -346,6 +353,10 @@ def _cross_checks(config: GatewayConfig, base: Path, env: Any) -> list[Problem]:
         problems.append(Problem("broker.reconnect_max_s", "must be >= broker.reconnect_min_s"))
     if config.journal.alarm_reserve_mb >= config.journal.max_mb:
         problems.append(Problem("journal.alarm_reserve_mb", "must be less than journal.max_mb"))
+    if config.http is not None and (
+            config.http.max_connections_per_address > config.http.max_connections):
+        problems.append(Problem("http.max_connections_per_address",
+                                "must be <= http.max_connections"))
     if config.store.retry_max_s < config.store.retry_min_s:
         problems.append(Problem("store.retry_max_s", "must be >= store.retry_min_s"))
     if config.store.api == "v1" and config.store.token_env:

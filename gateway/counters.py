@@ -12,6 +12,7 @@ class Counters:
     def __init__(self) -> None:
         self._values: Counter[tuple[str, tuple[tuple[str, str], ...]]] = Counter()
         self._logged: set[tuple[str, ...]] = set()
+        self._last_logged: dict[tuple[str, ...], float] = {}
 
     def inc(self, name: str, amount: int = 1, **labels: str) -> None:
         self._values[(name, tuple(sorted(labels.items())))] += amount
@@ -52,4 +53,17 @@ class Counters:
         if key in self._logged:
             return
         self._logged.add(key)
+        logger.warning(msg, *args)
+
+    def log_every(self, logger: logging.Logger, key: tuple[str, ...], now: float, every_s: float,
+                  msg: str, *args: object) -> None:
+        """Log a warning for `key` at most once every `every_s` seconds; `now` is monotonic.
+
+        For what can repeat without end and without a device to recover (connections from
+        anyone on the network): the message should carry the running count.
+        """
+        last = self._last_logged.get(key)
+        if last is not None and now - last < every_s:
+            return
+        self._last_logged[key] = now
         logger.warning(msg, *args)

@@ -86,6 +86,10 @@ class RtuBusSimulator:
         os.close(self._master)
         os.close(self._slave)
 
+    def noise(self, data: bytes) -> None:
+        """Put `data` on the line towards the gateway, as interference on the cable would."""
+        self._send(data)
+
     # -- receiving --------------------------------------------------------------------
 
     def _readable(self) -> None:

@@ -102,6 +102,19 @@ def test_inline_readings_must_exist_in_the_kind_model(tmp_path: Path) -> None:
     assert "'batery' is not a reading of elder_button devices" in problem.message
 
 
+def test_push_port_limits_are_checked(tmp_path: Path) -> None:
+    text = GOOD.replace("[store]", "[http]\nmax_connections = 8\n"
+                        "max_connections_per_address = 9\nheader_timeout_s = 0\n[store]")
+    with pytest.raises(ConfigError) as caught:
+        load_config(_write(tmp_path, text))
+    assert sorted(p.path for p in caught.value.problems) == ["http.header_timeout_s"]
+    with pytest.raises(ConfigError) as caught:
+        load_config(_write(tmp_path, text.replace("header_timeout_s = 0", "")))
+    (problem,) = caught.value.problems
+    assert (problem.path, problem.message) == ("http.max_connections_per_address",
+                                               "must be <= http.max_connections")
+
+
 def test_a_short_pseudonym_key_is_refused(tmp_path: Path) -> None:
     text = 'pseudonym_key_env = "K"\n' + GOOD
     with pytest.raises(ConfigError) as caught:

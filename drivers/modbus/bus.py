@@ -27,6 +27,7 @@ from drivers.modbus.device import Due, PolledDevice, Value
 from drivers.modbus.frames import classify_rtu, classify_tcp
 from drivers.modbus.planner import Block, plan_map
 from drivers.modbus.register_map import ModbusMap
+from drivers.modbus.rtu_framer import AnswerFramer
 from drivers.modbus.values import decode_point
 from gateway.backoff import Backoff
 from gateway.clock import Clock
@@ -47,6 +48,8 @@ _EXCEPTIONS: Final = {1: "illegal function", 2: "illegal data address", 3: "ille
 # pymodbus closes the port after this many unanswered requests in a row; one dead device
 # must never take the line down for the others, and reconnecting is this driver's job
 _NEVER: Final = 2**62
+# bytes the RTU framer dropped that are kept to name a bad answer: one frame at most
+_SHOWN: Final = 256
 
 
 class DeviceFaultError(Exception):
@@ -93,6 +96,7 @@ class ModbusBusDriver:
         if not self._devices:
             raise ValueError(f"bus {bus.id} has no devices")
         self._rx = b""  # what arrived for the request in flight, to name a bad answer
+        self._dropped = b""  # its first bytes the RTU framer dropped before that
         self._quiet_until = 0.0  # loop time before which the line must stay silent
         self._silence_s = _silence_s(bus)
 
@@ -217,7 +221,8 @@ class ModbusBusDriver:
 
     def _no_answer(self, unit: int, block: Block) -> DeviceFaultError:
         if self._bus.type == "rtu":
-            reason, detail = classify_rtu(self._rx, unit, _FUNCTION_CODE[block.function])
+            reason, detail = classify_rtu(self._dropped + self._rx, unit,
+                                          _FUNCTION_CODE[block.function])
         else:
             reason, detail = classify_tcp(self._rx, unit)
         if reason == "timeout":
@@ -228,7 +233,18 @@ class ModbusBusDriver:
     def _trace(self, sending: bool, data: bytes) -> bytes:
         # pymodbus passes what it has buffered for the request in flight
         self._rx = b"" if sending else data
+        if sending:
+            self._dropped = b""
         return data
+
+    def _noise(self, dropped: bytes) -> None:
+        if len(self._dropped) < _SHOWN:
+            self._dropped += dropped[:_SHOWN - len(self._dropped)]
+        self._counters.inc("modbus_noise_bytes", len(dropped), bus=self._bus.id)
+        self._counters.log_once(log, ("modbus_noise", self._bus.id),
+                                "bus %s: bytes that are no answer to a request on %s "
+                                "(noise on the line?) are dropped; later ones are only counted",
+                                self._bus.id, self._where())
 
     def _client(self) -> AsyncModbusSerialClient | AsyncModbusTcpClient:
         bus = self._bus
@@ -236,10 +252,14 @@ class ModbusBusDriver:
         # no reconnect task inside pymodbus, this task owns the bus
         if bus.type == "rtu":
             assert bus.port is not None
-            return AsyncModbusSerialClient(
+            serial = AsyncModbusSerialClient(
                 bus.port, baudrate=bus.baudrate, bytesize=bus.bytesize, parity=bus.parity,
                 stopbits=bus.stopbits, timeout=bus.timeout_s, retries=0, reconnect_delay=0,
                 name=self.name, trace_packet=self._trace)
+            # pymodbus's own RTU framer costs cubic time in the noise it has buffered, on
+            # the event loop that every other transport shares
+            serial.ctx.framer = AnswerFramer(serial.ctx.framer.decoder, self._noise)
+            return serial
         assert bus.host is not None
         return AsyncModbusTcpClient(
             bus.host, port=bus.tcp_port, timeout=bus.timeout_s, retries=0, reconnect_delay=0,

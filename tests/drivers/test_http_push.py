@@ -21,7 +21,7 @@ from gateway.counters import Counters
 from gateway.model import DeliveryClass, DeviceEvent, DeviceKind, Reading, encode
 from gateway.services import free_port
 from simulators.http_pusher import HttpPusher, PushFault
-from tests.helpers import make_config
+from tests.helpers import eventually, make_config
 
 KEY = Pseudonymiser(b"site-secret-key-for-tests-only!!")
 TOKENS = {"door-h1": "door-token-0123456789abcdef", "gate-h1": "gate-token-0123456789abcdef"}
@@ -61,16 +61,19 @@ class Rig:
     counters: Counters
     intake: Collected
     pushers: dict[str, HttpPusher]
+    receiver: HttpPushReceiver
 
     def rejected(self, device: str, reason: str) -> int:
         return self.counters.get("rejected", device=device, reason=reason)
 
 
 @pytest.fixture
-async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
+async def rig(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Rig]:
     port = free_port()
+    limits = getattr(request, "param", {})  # [http] settings of a test, by indirection
     config = make_config(
-        tmp_path, site="h", http={"host": "127.0.0.1", "port": port, "max_body_bytes": MAX_BODY},
+        tmp_path, site="h",
+        http={"host": "127.0.0.1", "port": port, "max_body_bytes": MAX_BODY, **limits},
         devices=[{"id": device, "kind": kind, "transport": "http", "profile": profile,
                   "http": {"token": TOKENS[device]}}
                  for device, (kind, profile) in PROFILES.items()])
@@ -95,7 +98,7 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
             HttpPusher(profile, url, device.id, TOKENS[device.id], max_body_bytes=MAX_BODY))
             for device, profile in devices}
         try:
-            yield Rig(url, counters, intake, pushers)
+            yield Rig(url, counters, intake, pushers, receiver)
         finally:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -234,3 +237,56 @@ async def test_the_answer_waits_until_the_event_is_journalled(rig: Rig) -> None:
     result = await asyncio.wait_for(push, 5)
     assert result.status == 200
     assert result.body["accepted"] == [rig.intake.events[0].id]
+
+
+async def test_malformed_requests_from_anyone_log_one_line(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    port = int(rig.url.rsplit(":", 1)[1])
+    for _ in range(20):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"POST /push/door-h1 HTTP/1.1\r\nHost: gw\r\nNo colon here\r\n\r\n")
+        assert b" 400 Bad Request" in await reader.read()
+        writer.close()
+    server_lines = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(server_lines) == 1, [r.getMessage() for r in server_lines]
+    assert rig.counters.get("log_suppressed") == 19
+
+
+@pytest.mark.parametrize("rig", [{"max_connections": 2, "max_connections_per_address": 2}],
+                         indirect=True)
+async def test_a_connection_in_a_request_is_never_closed_to_make_room(rig: Rig) -> None:
+    connections = rig.receiver.connections
+    assert connections is not None
+    rig.intake.gate.clear()  # both pushes wait for the journal
+    pushes = [asyncio.create_task(rig.pushers["door-h1"].push({"event.code": 20}),
+                                  name="test.push.door"),
+              asyncio.create_task(rig.pushers["gate-h1"].push({"abnormal": 1}),
+                                  name="test.push.gate")]
+    await eventually(lambda: connections.open == 2 and connections.idle == 0,
+                     what="both pushes in their request")
+    reader, writer = await asyncio.open_connection("127.0.0.1", int(rig.url.rsplit(":")[-1]),
+                                                   local_addr=("127.0.0.2", 0))
+    with contextlib.suppress(ConnectionError):
+        assert await asyncio.wait_for(reader.read(), 5) == b""
+    writer.close()
+    assert rig.counters.get("http_connections_refused", reason="total") == 1
+    rig.intake.gate.set()
+    assert [r.status for r in await asyncio.gather(*pushes)] == [200, 200]
+
+
+async def test_asyncio_accept_errors_are_paced(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    loop = asyncio.get_running_loop()
+    for _ in range(50):  # what asyncio reports per pending connection once out of files
+        loop.call_exception_handler({"message": "socket.accept() out of system resource",
+                                     "exception": OSError(24, "Too many open files")})
+    loop.call_exception_handler({"message": "Task exception was never retrieved"})
+    loop.call_exception_handler({"message": "Task exception was never retrieved"})
+    lines = [r for r in caplog.records if "out of system resource" in r.getMessage()]
+    assert len(lines) == 1
+    # asyncio's other messages are not the push port's to pace
+    assert len([r for r in caplog.records if "never retrieved" in r.getMessage()]) == 2
+    assert rig.counters.get("log_suppressed", logger="asyncio") == 49

@@ -1,0 +1,231 @@
+"""Connections to the HTTP push port: how many, from where, and for how long.
+
+Anyone who reaches the push port holds a file descriptor of the gateway from the moment
+the connection opens, long before a token is checked, and the gateway's broker link,
+journal and serial ports draw on the same limit. So every connection is admitted within
+a cap per source address and a cap in all; at the total cap, the connection that has
+waited longest for a request is closed to make room, so idle connections cannot lock a
+device out. A connection must send a complete request head within `header_timeout_s` of
+opening and within `idle_timeout_s` of the answer to its previous request, or it is
+closed. Refusals, evictions and timeouts are counted and logged at most once a minute per
+reason.
+
+The network timeouts are physical and run on the event loop's time; the log pacing runs
+on the injected clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from collections.abc import Callable
+from typing import Final
+
+from gateway.clock import Clock
+from gateway.config import HttpServerConfig
+from gateway.counters import Counters
+
+log = logging.getLogger(__name__)
+
+LOG_EVERY_S: Final = 60.0
+
+
+class PushConnections:
+    """The protocol factory of the push port: wraps each aiohttp protocol in an admission."""
+
+    def __init__(self, config: HttpServerConfig, counters: Counters, clock: Clock,
+                 protocol: Callable[[], asyncio.Protocol]) -> None:
+        self._config = config
+        self._counters = counters
+        self._clock = clock
+        self.protocol = protocol
+        self._open: dict[asyncio.BaseTransport, _Connection] = {}
+        # connections waiting for a request head, the longest waiting first
+        self._waiting: dict[_Connection, None] = {}
+        self._per_address: Counter[str] = Counter()
+
+    def __call__(self) -> asyncio.Protocol:
+        return _Connection(self)
+
+    @property
+    def open(self) -> int:
+        """Connections admitted and not closed."""
+        return len(self._open)
+
+    @property
+    def idle(self) -> int:
+        """Connections waiting for a request head (the ones that can be closed for room)."""
+        return len(self._waiting)
+
+    def request_started(self, transport: asyncio.BaseTransport | None) -> None:
+        """A request head arrived on `transport`: it is no longer idle."""
+        connection = self._open.get(transport) if transport is not None else None
+        if connection is not None:
+            self._waiting.pop(connection, None)
+            connection.requests += 1
+            connection.closes_at(None)
+
+    def request_finished(self, transport: asyncio.BaseTransport | None) -> None:
+        """The request on `transport` was answered: the next one has `idle_timeout_s`."""
+        connection = self._open.get(transport) if transport is not None else None
+        if connection is not None:
+            self._wait(connection, self._config.idle_timeout_s)
+
+    def close(self) -> None:
+        """Close every connection still open."""
+        for connection in list(self._open.values()):
+            self._drop(connection)
+
+    # -- admission (called by each connection) ------------------------------------------
+
+    def admit(self, connection: _Connection) -> bool:
+        config = self._config
+        address = connection.address
+        if self._per_address[address] >= config.max_connections_per_address:
+            self._refuse("per_address", "connection from %s refused: %d open from that "
+                         "address, the most allowed (http.max_connections_per_address)",
+                         address, self._per_address[address])
+            return False
+        if len(self._open) >= config.max_connections:
+            oldest = next(iter(self._waiting), None)
+            if oldest is None:  # every connection is in the middle of a request
+                self._refuse("total", "connection from %s refused: %d open, the most "
+                             "allowed (http.max_connections)", address, len(self._open))
+                return False
+            self._close(oldest, "evicted", "connection from %s closed after waiting "
+                        "longest for a request, to make room for one from %s "
+                        "(http.max_connections %d reached)", oldest.address, address,
+                        config.max_connections)
+        assert connection.transport is not None
+        self._open[connection.transport] = connection
+        self._per_address[address] += 1
+        self._wait(connection, config.header_timeout_s)
+        return True
+
+    def _wait(self, connection: _Connection, timeout_s: float) -> None:
+        self._waiting.pop(connection, None)
+        self._waiting[connection] = None
+        loop = asyncio.get_running_loop()
+        connection.closes_at(loop.call_later(timeout_s, self._timed_out, connection))
+
+    def _timed_out(self, connection: _Connection) -> None:
+        if connection.requests:
+            self._close(connection, "idle_timeout", "connection from %s closed: no request "
+                        "within %s s of the previous answer (http.idle_timeout_s)",
+                        connection.address, self._config.idle_timeout_s)
+        else:
+            self._close(connection, "header_timeout", "connection from %s closed: no "
+                        "complete request head within %s s (http.header_timeout_s)",
+                        connection.address, self._config.header_timeout_s)
+
+    def _refuse(self, reason: str, msg: str, *args: object) -> None:
+        self._counters.inc("http_connections_refused", reason=reason)
+        total = self._counters.get("http_connections_refused", reason=reason)
+        self._counters.log_every(log, ("http_connections", reason), self._clock.monotonic(),
+                                 LOG_EVERY_S, msg + "; %d refused so far, logged at most "
+                                 "once a minute", *args, total)
+
+    def _close(self, connection: _Connection, reason: str, msg: str, *args: object) -> None:
+        self._counters.inc("http_connections_closed", reason=reason)
+        total = self._counters.get("http_connections_closed", reason=reason)
+        self._counters.log_every(log, ("http_connections", reason), self._clock.monotonic(),
+                                 LOG_EVERY_S, msg + "; %d so far, logged at most once a "
+                                 "minute", *args, total)
+        self._drop(connection)
+
+    def _drop(self, connection: _Connection) -> None:
+        self.release(connection)
+        if connection.transport is not None:
+            connection.transport.abort()
+
+    def release(self, connection: _Connection) -> None:
+        if connection.transport is None or self._open.pop(connection.transport, None) is None:
+            return
+        self._waiting.pop(connection, None)
+        connection.closes_at(None)
+        self._per_address[connection.address] -= 1
+        if self._per_address[connection.address] <= 0:
+            del self._per_address[connection.address]
+
+
+class _Connection(asyncio.Protocol):
+    """One connection: admitted, it hands everything to its aiohttp protocol."""
+
+    def __init__(self, owner: PushConnections) -> None:
+        self._owner = owner
+        self._inner: asyncio.Protocol | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self.transport: asyncio.Transport | None = None
+        self.address = "unknown"
+        self.requests = 0
+
+    def closes_at(self, timer: asyncio.TimerHandle | None) -> None:
+        """Replace the timer that closes the connection while it is idle; None: none."""
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = timer
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        if isinstance(peer, tuple) and peer:
+            self.address = str(peer[0])
+        if not self._owner.admit(self):
+            transport.abort()
+            return
+        self._inner = self._owner.protocol()
+        self._inner.connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        if self._inner is not None:
+            self._inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self._inner.eof_received() if self._inner is not None else None
+
+    def pause_writing(self) -> None:
+        if self._inner is not None:
+            self._inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        if self._inner is not None:
+            self._inner.resume_writing()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._owner.release(self)
+        inner, self._inner = self._inner, None
+        if inner is not None:
+            inner.connection_lost(exc)
+
+
+class PacedLog(logging.Filter):
+    """Lets each message template (or those in `only`) through at most once a minute; counts
+    the rest.
+
+    For loggers that libraries write to on behalf of whoever reaches the port: aiohttp's
+    server logger (a bad request is logged with a traceback) and asyncio's (a failed
+    accept() is logged once per pending connection).
+    """
+
+    def __init__(self, name: str, counters: Counters, clock: Clock,
+                 only: tuple[str, ...] = ()) -> None:
+        super().__init__()
+        self._name = name
+        self._counters = counters
+        self._clock = clock
+        self._only = only  # the messages paced (by their start); empty: all
+        self._last: dict[str, float] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key = str(record.msg).split("\n", 1)[0]
+        if self._only and not key.startswith(self._only):
+            return True
+        now = self._clock.monotonic()
+        last = self._last.get(key)
+        if last is not None and now - last < LOG_EVERY_S:
+            self._counters.inc("log_suppressed", logger=self._name)
+            return False
+        self._last[key] = now
+        return True
