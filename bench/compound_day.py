@@ -116,10 +116,11 @@ async def run(srv: Servers, workdir: Path, progress: Progress, *, seconds: float
     async with GatewayProcess("gateway-compound-day", config, where) as gw, \
             Child("compound-load", python_module(
                 "bench.compound_load", "--port", str(srv.mosquitto.port), "--site", SITE,
-                "--devices", str(count), "--seconds", f"{seconds + 5:g}"), workdir) as load:
+                "--devices", str(count), "--seconds", f"{seconds + 30:g}"), workdir) as load:
         await load.read_json(60)
         await load.send("go")
-        await asyncio.sleep(5)  # every device has spoken once; start-up writes are behind
+        await load.read_json(60)  # every device has spoken once
+        await asyncio.sleep(10)  # and the gateway has journalled them online
         bytes0, cpu0 = written_bytes(gw.pid), sample(gw.pid)
         await asyncio.sleep(half)
         cpu1 = sample(gw.pid)

@@ -157,6 +157,14 @@ async def run(port: int, site: str, count: int, seconds: float, rates: Rates) ->
         await client.subscribe(f"sc/{site}/alerts/elder.sos/+", qos=1)
         print(json.dumps({"ready": True}), flush=True)
         await asyncio.to_thread(sys.stdin.readline)  # "go"
+        # every device reports once first, as on any day after the gateway's start: the
+        # measured period is the steady state, not the devices coming online
+        hello: dict[str, Body] = {"smoke": _Rooms(), "temp_gate": _gate, "access": _door,
+                                  "manhole": _manhole, "elder_button": _button}
+        for kind, body in hello.items():
+            for topic in topics(kind):
+                await client.publish(topic, json.dumps(body(rng, topic)), qos=1)
+        print(json.dumps({"hello": sum(len(v) for v in by_kind.values())}), flush=True)
         smoke = by_kind["smoke"]
         tasks = [
             _periodic(client, topics("smoke")[1:], rates.smoke_s, _Rooms(), sent, "smoke", rng),

@@ -8,10 +8,10 @@ where it stopped.
 
 The SD card is a budget: a turn that changed only what telemetry moves (rate samples, the
 engine's clock) or only moved the cursor past events that changed nothing costs no fsync.
-Those rows and the cursor wait in memory and ride along with the next durable commit, or
-are written without an fsync every LAZY_SAVE_S. A power cut can then take them back: the
-events after the saved cursor are evaluated again from the state saved with it (the same
-outcome: nothing), and a rate starts from an older sample.
+The cursor waits in memory for the next durable commit; the lazy rows (and the cursor, if
+still waiting) are written without an fsync once they waited LAZY_SAVE_S. A power cut can
+then take them back: the events after the saved cursor are evaluated again from the state
+saved with it (the same outcome: nothing), and a rate starts from an older sample.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 CONSUMER = "rules"
 READINGS_BATCH_S = 0.005  # physical time, like a bus's silence: not the scheduling clock
-LAZY_SAVE_S = 300.0  # the longest lazy state and a cursor wait for a commit to ride along
+LAZY_SAVE_S = 300.0  # the longest lazy state and a cursor wait to be written
 
 
 @dataclass
@@ -133,18 +133,17 @@ class RuleRunner:
             changes = self.rules.state_changes()
             self._cursor = max(self._cursor, batch.upto)
             if transitions or notifications or changes.durable:
-                rows, self._lazy, self._lazy_since = self._lazy, {}, None
-                rows.update(changes.lazy)
-                rows.update(changes.durable)
+                # the lazy rows stay behind: riding along would write them with every alarm
+                for row in changes.durable:
+                    self._lazy.pop(row, None)
                 await self._journal.commit(
                     [*transitions, *notifications],
                     cursor=(CONSUMER, self._cursor) if self._cursor > self._saved_cursor
                     else None,
-                    state=rows,
+                    state=changes.durable,
                 )
                 self._saved_cursor = self._cursor
-            else:
-                await self._defer(changes.lazy)
+            await self._defer(changes.lazy)
             self._telemetry.take(CONSUMER, readings_upto)
             for alert in transitions:
                 log.info("alert %s %s on %s: %s", alert.rule, alert.state, alert.device,

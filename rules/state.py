@@ -33,8 +33,10 @@ class Sample(msgspec.Struct, array_like=True):
     value: float
 
 
-class Slot(msgspec.Struct, kw_only=True):
-    """Everything one rule knows about one key (a device, or a place such as building-3)."""
+class Slot(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """Everything one rule knows about one key (a device, or a place such as building-3).
+
+    Saved as a row of its own whenever it changes: defaults are left out of its JSON."""
 
     phase: Phase = Phase.IDLE
     deadline: int | None = None  # PENDING: when it may fire

@@ -132,17 +132,24 @@ async def test_telemetry_that_changes_no_alert_costs_no_fsync(tmp_path: Path) ->
         assert b"22.4" in saved[row]
 
 
-async def test_an_alarm_commits_the_waiting_rows_with_it(tmp_path: Path) -> None:
+async def test_an_alarm_commits_its_own_rows_and_leaves_the_samples_waiting(
+        tmp_path: Path) -> None:
     async with rig(tmp_path / "journal.db") as r:
-        await _feed(r, [_reading(i, "smoke-3-1", i, 22.0 + i / 10) for i in range(5)])
+        await _feed(r, [_reading(0, "smoke-3-1", 0, 22.0)])
+        await _feed(r, [_reading(i, "smoke-3-1", i, 22.0 + i / 10) for i in range(1, 5)])
         durable = r.journal.commits
         await r.journal.append(make_event(DeviceKind.ELDER_BUTTON, "elder-1", "press", ms(6)))
         await r.runner.caught_up()
         assert [(a.rule, a.state) for a in r.alerts] == [("elder.sos", AlertState.FIRING)]
-        assert r.journal.commits == durable + 2  # the press; the transition with the state
+        assert r.journal.commits == durable + 2  # the press; the transition with its slot
         rows = await r.journal.read_states(PREFIX)
         assert slot_key("elder.sos", "elder-1") in rows
-        assert b"22.4" in rows[slot_key(HEAT, "smoke-3-1")]  # the samples rode along
+        # the samples would make every alarm's commit as large as the compound: they wait
+        assert slot_key(HEAT, "smoke-3-1") not in rows
+        r.clock.advance(LAZY_SAVE_S)
+        await _feed(r, [_reading(5, "smoke-3-1", 7, 22.5)])
+        rows = await r.journal.read_states(PREFIX)
+        assert b"22.5" in rows[slot_key(HEAT, "smoke-3-1")]
 
 
 async def test_a_clean_stop_saves_the_lazy_rows_and_a_restart_resumes_from_them(
