@@ -25,6 +25,23 @@ EXIT_CONFIG = 2
 ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="The gateway's TOML file.")]
 
 
+def _print_version(wanted: bool) -> None:
+    if wanted:
+        from importlib.metadata import version
+
+        print(f"scgw {version('smart-community-gateway')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[bool, typer.Option(
+        "--version", callback=_print_version, is_eager=True,
+        help="Print the version and exit.")] = False,
+) -> None:
+    pass
+
+
 def _load(file: Path) -> GatewayConfig:
     """The configuration, its rule files and contacts checked; exit 2 listing every problem."""
     from rules.loader import rule_sources
@@ -155,8 +172,7 @@ def doctor(
     json_: Annotated[bool, typer.Option("--json", help="Print the findings as JSON.")] = False,
     timeout: Annotated[float, typer.Option(help="Seconds each check may take.")] = 5.0,
 ) -> None:
-    """Check broker, store, serial ports, GPIO, clock, disk and config; a fix for each
-    failure (exit 1 if anything failed)."""
+    """Check broker, store, ports, GPIO, clock, disk and config; a fix for each failure."""
     from gateway.doctor import diagnose, failed
     from gateway.doctor.report import print_table, to_json
 
