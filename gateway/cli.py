@@ -305,30 +305,41 @@ def alerts_ack(
     device: Annotated[str, typer.Argument(help="The device id or location key.")],
     by: Annotated[str, typer.Option(help="Who acknowledges: shown to everyone.")],
     config: ConfigOption,
+    timeout: Annotated[float, typer.Option(
+        help="Seconds to wait for the broker and for the gateway's answer.")] = 10.0,
 ) -> None:
-    """Acknowledge an alert: sent on MQTT like any duty officer's ack."""
-    import msgspec
-
-    from gateway.topics import Topics
+    """Acknowledge a firing alert: sent on MQTT like any duty officer's ack (exit 1 if there
+    is no such alert, or the gateway does not confirm it)."""
+    from gateway.alert_ack import BrokerUnavailableError, Outcome, acknowledge, broker_address
 
     cfg = _load(config)
-    topic = Topics(cfg.site).alert_ack(rule, device)
-    asyncio.run(_publish_once(cfg, topic, msgspec.json.encode({"by": by})))
-    Console().print(f"acknowledged {rule} on {device} as {by}")
-
-
-async def _publish_once(config: GatewayConfig, topic: str, payload: bytes) -> None:
-    import os
-
-    import aiomqtt
-
-    from gateway.mqtt_link import client_tls
-
-    broker = config.broker
-    password = os.environ.get(broker.password_env) if broker.password_env else None
-    async with aiomqtt.Client(broker.host, broker.port, username=broker.username,
-                              password=password, tls_context=client_tls(broker)) as client:
-        await client.publish(topic, payload, qos=1)
+    try:
+        result = asyncio.run(acknowledge(cfg, rule, device, by, timeout_s=timeout))
+    except BrokerUnavailableError as exc:
+        err.print(str(exc), soft_wrap=True, markup=False, highlight=False)
+        raise typer.Exit(1) from None
+    alert = result.alert
+    what = f"{rule} on {device}"
+    messages = {
+        Outcome.ACKNOWLEDGED: f"acknowledged {what} as {by}",
+        Outcome.QUEUED: f"acknowledgement of {what} sent; the gateway is offline and applies "
+                        "it when it reconnects",
+        Outcome.ALREADY: f"{what} is already acknowledged by {alert.by if alert else '?'}: "
+                         "nothing sent",
+        Outcome.NOT_ACTIVE: f"no active alert {what} at site {cfg.site}"
+                            + (" (it is resolved)" if alert else "")
+                            + ": nothing sent; `scgw alerts list` shows the active ones",
+        Outcome.NO_GATEWAY: f"no gateway of site {cfg.site} has connected to the broker at "
+                            f"{broker_address(cfg.broker)}: nothing sent",
+        Outcome.UNCONFIRMED: f"acknowledgement of {what} sent, but the gateway did not confirm "
+                             f"it within {timeout:g} s: see `scgw alerts list`",
+    }
+    if result.outcome.ok:
+        Console().print(messages[result.outcome], soft_wrap=True, markup=False,
+                        highlight=False)
+    else:
+        err.print(messages[result.outcome], soft_wrap=True, markup=False, highlight=False)
+        raise typer.Exit(1)
 
 
 def _status(config: GatewayConfig) -> Any:

@@ -1,0 +1,87 @@
+"""`scgw alerts ack`: only a firing alert is acknowledged; a missing broker is one clear line."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from pathlib import Path
+
+import msgspec
+
+from gateway.config import load_config
+from gateway.model import AckCommand, Alert, AlertState
+from gateway.services import Mosquitto
+from gateway.supervisor import Gateway
+from tests.helpers import Watcher, eventually, running, unique_site
+
+
+def _config(tmp_path: Path, site: str, port: int) -> Path:
+    file = tmp_path / "gateway.toml"
+    file.write_text(f"""
+site = "{site}"
+shutdown_timeout_s = 0.5
+[broker]
+port = {port}
+[store]
+url = "http://127.0.0.1:9"
+[journal]
+path = "{tmp_path / 'journal.db'}"
+[[devices]]
+id = "sos-1"
+kind = "elder_button"
+transport = "mqtt"
+mqtt = {{ topic = "z2m/{site}/sos-1", event_key = "action", events = {{ single = "press" }} }}
+""")
+    return file
+
+
+async def _ack(config: Path, rule: str, device: str) -> subprocess.CompletedProcess[str]:
+    return await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-m", "gateway.cli", "alerts", "ack", rule, device,
+                         "--by", "officer-7", "--config", str(config), "--timeout", "10"],
+        capture_output=True, text=True, timeout=60)
+
+
+async def test_broker_down_is_one_line_naming_it(tmp_path: Path, mosquitto: Mosquitto) -> None:
+    config = _config(tmp_path, unique_site("ackdown"), mosquitto.port)
+    mosquitto.stop()
+    result = await _ack(config, "elder.sos", "sos-1")
+    assert result.returncode == 1
+    assert result.stdout == ""
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(f"the broker at 127.0.0.1:{mosquitto.port} refused the connection "
+                           "or is unreachable: connection refused"), line
+
+
+async def test_only_a_firing_alert_is_acknowledged(tmp_path: Path, mosquitto: Mosquitto) -> None:
+    site = unique_site("ack")
+    config_file = _config(tmp_path, site, mosquitto.port)
+    alert_topic = f"sc/{site}/alerts/elder.sos/sos-1"
+    async with running(Gateway(load_config(config_file))) as gateway, Watcher(
+            mosquitto.port, f"sc/{site}/alerts/#", "office") as office:
+        await eventually(lambda: gateway.link.connected, what="connected")
+        await eventually(lambda: gateway.mqtt_sink.cursor >= gateway.journal.last_seq,
+                         what="gateway status published")
+
+        unknown = await _ack(config_file, "elder.sos", "no-such-device")
+        assert unknown.returncode == 1, unknown.stdout
+        assert "no active alert elder.sos on no-such-device" in unknown.stderr
+        assert unknown.stdout == ""
+
+        await office.publish(f"z2m/{site}/sos-1", b'{"action": "single"}')
+        await office.next(lambda s: s.topic == alert_topic)
+        acked = await _ack(config_file, "elder.sos", "sos-1")
+        assert acked.returncode == 0, acked.stderr
+        assert acked.stdout.strip() == "acknowledged elder.sos on sos-1 as officer-7"
+        state = msgspec.json.decode((await office.next(
+            lambda s: s.topic == alert_topic and b"acknowledged" in s.payload)).payload,
+            type=Alert)
+        assert (state.state, state.by) == (AlertState.ACKNOWLEDGED, "officer-7")
+
+        again = await _ack(config_file, "elder.sos", "sos-1")
+        assert again.returncode == 0, again.stderr
+        assert "already acknowledged by officer-7: nothing sent" in again.stdout
+        batch = await gateway.journal.read_after(0, 1000)
+        journalled = [e.record for e in batch.entries if isinstance(e.record, AckCommand)]
+    assert len(journalled) == 1  # neither the unknown alert's ack nor the second one was sent
