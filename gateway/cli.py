@@ -6,13 +6,14 @@ import asyncio
 import logging
 import signal
 import time
+from collections.abc import Collection
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 
-from gateway.config import GatewayConfig, load_config
+from gateway.config import SECRETS, GatewayConfig, InvalidConfigError, load_config
 from gateway.grafana.cli import grafana_app
 from gateway.problems import ConfigError
 
@@ -42,24 +43,38 @@ def _options(
     pass
 
 
-def _load(file: Path) -> GatewayConfig:
-    """The configuration, its rule files and contacts checked; exit 2 listing every problem."""
-    from rules.loader import rule_sources
+def _load(file: Path, *, secrets: Collection[str] = SECRETS) -> GatewayConfig:
+    """The configuration, its rule files and contacts checked; exit 2 listing every problem.
+
+    Of the environment variables the file names, only those of `secrets` (the command uses
+    them) must be set."""
     from rules.tooling import check
 
+    config: GatewayConfig | None = None
+    readable: GatewayConfig | None = None
     try:
-        config = load_config(file)
+        config = readable = load_config(file, secrets=secrets)
     except ConfigError as exc:
         err.print(f"{exc.file}: {len(exc.problems)} problem(s)", style="bold red",
                   soft_wrap=True, markup=False)
         for problem in exc.problems:
             err.print(f"  {problem}", soft_wrap=True, markup=False, highlight=False)
-        raise typer.Exit(EXIT_CONFIG) from exc
-    rule_problems = check(rule_sources(config), config.contacts_file)
+        readable = exc.partial if isinstance(exc, InvalidConfigError) else None
+    rule_problems = check(*_rule_files(readable)) if readable is not None else []
     if rule_problems:
         _print_rule_problems(rule_problems)
+    if config is None or rule_problems:
         raise typer.Exit(EXIT_CONFIG)
     return config
+
+
+def _rule_files(config: GatewayConfig) -> tuple[list[Path], Path | None]:
+    """The rule files and contacts file to check; missing ones are configuration problems."""
+    from rules.loader import rule_sources
+
+    contacts = config.contacts_file
+    return ([path for path in rule_sources(config) if path.exists()],
+            contacts if contacts is not None and contacts.is_file() else None)
 
 
 def _print_rule_problems(problems: list[Any]) -> None:
@@ -127,7 +142,7 @@ def status(config: ConfigOption) -> None:
 
     from gateway.status_report import read_status, status_path
 
-    cfg = _load(config)
+    cfg = _load(config, secrets=())
     path = status_path(cfg.journal.path)
     try:
         snap = read_status(path)
@@ -280,7 +295,7 @@ def rules_reload(config: ConfigOption) -> None:
     """Ask the running gateway to reload its rules (it keeps the old ones if invalid)."""
     import os
 
-    snap = _status(_load(config))
+    snap = _status(_load(config, secrets=()))
     os.kill(snap.pid, signal.SIGHUP)
     Console().print(f"asked gateway (pid {snap.pid}) to reload its rules; see its log")
 
@@ -290,7 +305,7 @@ def alerts_list(config: ConfigOption) -> None:
     """The active alerts of the running gateway."""
     from rich.table import Table
 
-    snap = _status(_load(config))
+    snap = _status(_load(config, secrets=()))
     table = Table("rule", "device", "state", "severity", "since (UTC)", "message")
     for a in snap.alerts:
         since = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(int(a["since"]) / 1000))
@@ -312,7 +327,7 @@ def alerts_ack(
     is no such alert, or the gateway does not confirm it)."""
     from gateway.alert_ack import BrokerUnavailableError, Outcome, acknowledge, broker_address
 
-    cfg = _load(config)
+    cfg = _load(config, secrets={"broker.password_env"})
     try:
         result = asyncio.run(acknowledge(cfg, rule, device, by, timeout_s=timeout))
     except BrokerUnavailableError as exc:
@@ -380,7 +395,7 @@ def _broker_users(config: GatewayConfig, console_user: str) -> list[Any]:
 def broker_users_command(config: ConfigOption,
                          console_user: ConsoleUserOption = "duty-console") -> None:
     """The broker users the configuration needs: role and name, tab-separated."""
-    for user in _broker_users(_load(config), console_user):
+    for user in _broker_users(_load(config, secrets=()), console_user):
         print(f"{user.role}\t{user.name}")
 
 
@@ -390,7 +405,8 @@ def broker_acl(config: ConfigOption,
     """The Mosquitto acl_file for those users, on stdout."""
     from gateway.broker_acl import render_acl
 
-    print(render_acl(_broker_users(_load(config), console_user), source=str(config)), end="")
+    users = _broker_users(_load(config, secrets=()), console_user)
+    print(render_acl(users, source=str(config)), end="")
 
 
 if __name__ == "__main__":
