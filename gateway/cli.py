@@ -345,7 +345,9 @@ def alerts_ack(
                             + (" (it is resolved)" if alert else "")
                             + ": nothing sent; `scgw alerts list` shows the active ones",
         Outcome.NO_GATEWAY: f"no gateway of site {cfg.site} has connected to the broker at "
-                            f"{broker_address(cfg.broker)}: nothing sent",
+                            f"{broker_address(cfg.broker)}"
+                            + (f", or user {cfg.broker.username} may not read its topics"
+                               if cfg.broker.username else "") + ": nothing sent",
         Outcome.UNCONFIRMED: f"acknowledgement of {what} sent, but the gateway did not confirm "
                              f"it within {timeout:g} s: see `scgw alerts list`",
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,13 +17,14 @@ from gateway.supervisor import Gateway
 from tests.helpers import Watcher, eventually, running, unique_site
 
 
-def _config(tmp_path: Path, site: str, port: int) -> Path:
+def _config(tmp_path: Path, site: str, port: int, login: str = "") -> Path:
     file = tmp_path / "gateway.toml"
     file.write_text(f"""
 site = "{site}"
 shutdown_timeout_s = 0.5
 [broker]
 port = {port}
+{login}
 [store]
 url = "http://127.0.0.1:9"
 [journal]
@@ -36,11 +38,49 @@ mqtt = {{ topic = "z2m/{site}/sos-1", event_key = "action", events = {{ single =
     return file
 
 
-async def _ack(config: Path, rule: str, device: str) -> subprocess.CompletedProcess[str]:
+async def _ack(config: Path, rule: str, device: str, env: dict[str, str] | None = None,
+               timeout: float = 10) -> subprocess.CompletedProcess[str]:
     return await asyncio.to_thread(
         subprocess.run, [sys.executable, "-m", "gateway.cli", "alerts", "ack", rule, device,
-                         "--by", "officer-7", "--config", str(config), "--timeout", "10"],
-        capture_output=True, text=True, timeout=60)
+                         "--by", "officer-7", "--config", str(config), "--timeout", str(timeout)],
+        capture_output=True, text=True, timeout=60, env=os.environ | (env or {}))
+
+
+class _AclBroker(Mosquitto):
+    """A broker with logins and an ACL file."""
+
+    def __init__(self, workdir: Path, passwords: dict[str, str], acl: str) -> None:
+        super().__init__(workdir, passwords=passwords)
+        self.acl = acl
+
+    def command(self) -> list[str]:
+        command = super().command()
+        acl_file = self.workdir / "acl"
+        acl_file.write_text(self.acl)
+        with (self.workdir / "mosquitto.conf").open("a") as conf:
+            conf.write(f"acl_file {acl_file}\n")
+        return command
+
+
+async def test_a_login_that_may_not_read_the_alerts_is_named(tmp_path: Path) -> None:
+    # Mosquitto grants the subscription and then delivers nothing: the gateway's retained
+    # status never comes, as if no gateway had connected
+    broker = _AclBroker(tmp_path / "broker", {"console": "pw-console"},
+                        "user console\ntopic write sc/+/alerts/+/+/ack\n")
+    broker.start()
+    try:
+        site = unique_site("ackacl")
+        config = _config(tmp_path, site, broker.port,
+                         'username = "console"\npassword_env = "SCGW_TEST_ACK_PASSWORD"')
+        result = await _ack(config, "elder.sos", "sos-1", {"SCGW_TEST_ACK_PASSWORD": "pw-console"},
+                            timeout=1)
+    finally:
+        broker.stop()
+    assert result.returncode == 1
+    (line,) = result.stderr.splitlines()
+    assert line == (f"no gateway of site {site} has connected to the broker at "
+                    f"127.0.0.1:{broker.port}, or user console may not read its topics: "
+                    "nothing sent"), line
 
 
 async def test_broker_down_is_one_line_naming_it(tmp_path: Path, mosquitto: Mosquitto) -> None:
