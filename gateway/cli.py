@@ -187,7 +187,8 @@ def doctor(
     json_: Annotated[bool, typer.Option("--json", help="Print the findings as JSON.")] = False,
     timeout: Annotated[float, typer.Option(help="Seconds each check may take.")] = 5.0,
 ) -> None:
-    """Check broker, store, ports, GPIO, clock, disk and config; a fix for each failure."""
+    """Check broker, store, ports, GPIO, clock, disk and config; a fix for each failure
+    (exit 1 if anything failed)."""
     from gateway.doctor import diagnose, failed
     from gateway.doctor.report import print_table, to_json
 

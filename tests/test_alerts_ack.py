@@ -11,7 +11,7 @@ from pathlib import Path
 import msgspec
 
 from gateway.config import load_config
-from gateway.model import AckCommand, Alert, AlertState
+from gateway.model import AckCommand, Alert, AlertState, DeviceKind, Severity, encode
 from gateway.services import Mosquitto
 from gateway.supervisor import Gateway
 from tests.helpers import Watcher, eventually, running, unique_site
@@ -125,3 +125,27 @@ async def test_only_a_firing_alert_is_acknowledged(tmp_path: Path, mosquitto: Mo
         batch = await gateway.journal.read_after(0, 1000)
         journalled = [e.record for e in batch.entries if isinstance(e.record, AckCommand)]
     assert len(journalled) == 1  # neither the unknown alert's ack nor the second one was sent
+
+
+async def test_offline_or_silent_gateway_from_retained_state(tmp_path: Path,
+                                                             mosquitto: Mosquitto) -> None:
+    site = unique_site("ackret")
+    config = _config(tmp_path, site, mosquitto.port)
+    alert_topic = f"sc/{site}/alerts/elder.sos/sos-1"
+    firing = Alert(id="a1", ts=1, rule="elder.sos", device="sos-1", kind=DeviceKind.ELDER_BUTTON,
+                   state=AlertState.FIRING, severity=Severity.CRITICAL, since=1, message="SOS")
+    async with Watcher(mosquitto.port, f"{alert_topic}/ack", "office") as office:
+        assert office.client is not None
+        await office.client.publish(alert_topic, encode(firing), qos=1, retain=True)
+        await office.client.publish(f"sc/{site}/gateway/status", b"offline", qos=1, retain=True)
+        queued = await _ack(config, "elder.sos", "sos-1")
+        assert queued.returncode == 0, queued.stderr
+        assert "the gateway is offline and applies it when it reconnects" in queued.stdout
+        assert (await office.next(lambda s: True)).payload == b'{"by":"officer-7"}'
+
+        # a status that says online, but nobody answers
+        await office.client.publish(f"sc/{site}/gateway/status", b"online", qos=1, retain=True)
+        silent = await _ack(config, "elder.sos", "sos-1", timeout=1)
+        assert silent.returncode == 1
+        assert "the gateway did not confirm it within 1 s" in silent.stderr
+        assert (await office.next(lambda s: True)).payload == b'{"by":"officer-7"}'
