@@ -267,10 +267,17 @@ def parse_config(raw: dict[str, Any], file: Path, env: Mapping[str, str], *,
 
 @dataclass(frozen=True, slots=True)
 class _Places:
-    """Where each validated device and bus stands in the file (invalid ones are left out)."""
+    """Where each validated device and bus stands in the file, and what was left out of it
+    for failing validation: checks that involve a value left out are not made."""
 
     devices: list[int]
     buses: list[int]
+    left_out: frozenset[str] = frozenset()  # keys, as `broker.port`
+    left_out_buses: frozenset[str] = frozenset()  # their ids
+
+    def sound(self, *keys: str) -> bool:
+        return not any(key in self.left_out or key.split(".")[0] in self.left_out
+                       for key in keys)
 
 
 _PLACEHOLDERS: Final[dict[tuple[str, ...], object]] = {
@@ -285,6 +292,7 @@ def _salvage(raw: dict[str, Any],
     a missing required value gets a placeholder that no check reports on."""
     clean = copy.deepcopy(raw)
     dropped: dict[str, set[int]] = {"devices": set(), "buses": set()}
+    left_out: set[str] = set()
     for err in exc.errors():
         loc = tuple(err["loc"])
         if loc and loc[0] in dropped:
@@ -297,10 +305,15 @@ def _salvage(raw: dict[str, Any],
         cut = next((n for n, part in enumerate(loc) if isinstance(part, int)), len(loc))
         path = tuple(str(part) for part in loc[:cut])
         if path:
+            left_out.add(".".join(path))
             _remove(clean, path)
             if path in _PLACEHOLDERS:
                 _put(clean, path, copy.deepcopy(_PLACEHOLDERS[path]))
     places: dict[str, list[int]] = {}
+    bus_entries = clean.get("buses")
+    left_out_buses = {str(bus["id"]) for n, bus in enumerate(bus_entries)
+                      if n in dropped["buses"] and isinstance(bus, dict) and "id" in bus
+                      } if isinstance(bus_entries, list) else set()
     for key, bad in dropped.items():
         entries = clean.get(key)
         if not isinstance(entries, list):
@@ -312,7 +325,8 @@ def _salvage(raw: dict[str, Any],
         config = GatewayConfig.model_validate(clean)
     except ValidationError:
         return None  # nothing sound to check further: the problems found so far stand
-    return config, _Places(places["devices"], places["buses"])
+    return config, _Places(places["devices"], places["buses"], frozenset(left_out),
+                           frozenset(left_out_buses))
 
 
 def _remove(raw: dict[str, Any], path: tuple[str, ...]) -> None:
@@ -404,7 +418,7 @@ def _cross_checks(config: GatewayConfig, places: _Places, base: Path, env: Mappi
                                         "give a profile or an inline mapping, not both",
                                         device.id))
         elif isinstance(device, ModbusDevice):
-            if device.modbus.bus not in buses:
+            if device.modbus.bus not in buses and device.modbus.bus not in places.left_out_buses:
                 problems.append(Problem(f"devices[{index}].modbus.bus",
                                         f"no bus {device.modbus.bus!r} in [[buses]]", device.id))
             claim(index, device, "modbus.unit", f"unit id on bus {device.modbus.bus}",
@@ -421,7 +435,7 @@ def _cross_checks(config: GatewayConfig, places: _Places, base: Path, env: Mappi
             if holder is not None:
                 problems.append(Problem(f"devices[{index}].http.token",
                                         f"the same token as device {holder}", device.id))
-            if config.http is None:
+            if config.http is None and places.sound("http"):
                 problems.append(Problem(f"devices[{index}].http",
                                         "HTTP push devices need an [http] section", device.id))
         if not isinstance(device, GpioDevice | MqttDevice) and device.profile is None:
@@ -439,16 +453,20 @@ def _cross_checks(config: GatewayConfig, places: _Places, base: Path, env: Mappi
             problems.append(Problem(f"buses[{index}].port", f"{bus.port} is also used by "
                                     f"device {claimed[('serial port', bus.port)]}"))
     problems += _profile_checks(config, devices, base)
-    if config.broker.reconnect_max_s < config.broker.reconnect_min_s:
+    if (config.broker.reconnect_max_s < config.broker.reconnect_min_s
+            and places.sound("broker.reconnect_min_s", "broker.reconnect_max_s")):
         problems.append(Problem("broker.reconnect_max_s", "must be >= broker.reconnect_min_s"))
-    if config.journal.alarm_reserve_mb >= config.journal.max_mb:
+    if (config.journal.alarm_reserve_mb >= config.journal.max_mb
+            and places.sound("journal.alarm_reserve_mb", "journal.max_mb")):
         problems.append(Problem("journal.alarm_reserve_mb", "must be less than journal.max_mb"))
-    if config.store.retry_max_s < config.store.retry_min_s:
+    if (config.store.retry_max_s < config.store.retry_min_s
+            and places.sound("store.retry_min_s", "store.retry_max_s")):
         problems.append(Problem("store.retry_max_s", "must be >= store.retry_min_s"))
-    if config.store.api == "v1" and config.store.token_env:
+    if config.store.api == "v1" and config.store.token_env and places.sound("store.api"):
         problems.append(Problem("store.token_env", "the v1 API takes store.username and "
                                 "store.password_env, not a token"))
-    if config.store.api == "v2" and (config.store.username or config.store.password_env):
+    if (config.store.api == "v2" and (config.store.username or config.store.password_env)
+            and places.sound("store.api")):
         problems.append(Problem("store.username", "the v2 API takes store.token_env; "
                                 "username and password_env are for api = \"v1\""))
     if bool(config.store.username) != bool(config.store.password_env):

@@ -293,3 +293,35 @@ def test_alerts_ack_needs_only_the_broker_password(tmp_path: Path) -> None:
     assert "1 problem(s)" in result.stderr
     assert "broker.password_env: environment variable SCGW_TEST_UNSET_BROKER_PASSWORD" in (
         result.stderr)
+
+
+def test_a_value_left_out_for_a_structural_problem_raises_no_cross_field_problem(
+        tmp_path: Path) -> None:
+    text = """
+site = "c1"
+[broker]
+reconnect_min_s = 100
+reconnect_max_s = 0.2
+[store]
+api = "V1"
+url = "http://127.0.0.1:8086"
+username = "scgw"
+password_env = "SCGW_TEST_STORE_PW"
+[[buses]]
+id = "rs485-1"
+type = "rtu"
+port = "/dev/ttyUSB0"
+baudrate = 7
+[[devices]]
+id = "smoke-1"
+kind = "smoke"
+transport = "modbus"
+profile = "modbus-smoke-detector"
+modbus = { bus = "rs485-1", unit = 1 }
+"""
+    with pytest.raises(ConfigError) as caught:
+        load_config(_write(tmp_path, text), env={"SCGW_TEST_STORE_PW": "pw"})
+    # not: reconnect_max_s below the default minimum, v1 credentials on the default v2 API,
+    # or a device on a bus that is not there
+    assert [p.path for p in caught.value.problems] == [
+        "broker.reconnect_min_s", "store.api", "buses[0].baudrate"]
