@@ -5,7 +5,6 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-APT_PACKAGES := mosquitto victoria-metrics influxdb openssl systemd passwd
 STAMP  := $(VENV)/.installed
 
 .PHONY: all deps system-deps venv demo run test test-faults fuzz lint pytest bench bench-deps clean
@@ -15,19 +14,28 @@ all: test
 deps: system-deps venv
 
 # Servers the tests and the demo start privately on free loopback ports, and the tools the
-# installer tests use (systemd-analyze, useradd).
+# installer tests use, each with the Debian package that has it. Only the packages of missing
+# tools are installed, and nothing that is installed already is upgraded.
+TOOLS := mosquitto:mosquitto mosquitto_passwd:mosquitto victoria-metrics:victoria-metrics \
+         influxd:influxdb openssl:openssl systemd-analyze:systemd useradd:passwd
+# where tools are found besides $PATH (useradd is in /usr/sbin, outside a user's PATH)
+TOOL_DIRS ?= /usr/sbin /sbin
+APT_GET ?= $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get
+
 system-deps:
 	@need=""; \
-	for bin in mosquitto mosquitto_passwd victoria-metrics influxd openssl \
-	           systemd-analyze useradd; do \
-	  command -v $$bin >/dev/null 2>&1 || [ -x /usr/sbin/$$bin ] || need=1; \
+	add() { case " $$need " in *" $$1 "*) ;; *) need="$${need:+$$need }$$1" ;; esac; }; \
+	for pair in $(TOOLS); do \
+	  tool=$${pair%%:*}; found=""; \
+	  command -v "$$tool" >/dev/null 2>&1 && found=1; \
+	  for dir in $(TOOL_DIRS); do [ -x "$$dir/$$tool" ] && found=1; done; \
+	  [ -n "$$found" ] || add "$${pair#*:}"; \
 	done; \
-	$(PYTHON) -c 'import ensurepip, venv' >/dev/null 2>&1 || need=1; \
+	$(PYTHON) -c 'import ensurepip, venv' >/dev/null 2>&1 || add python3-venv; \
 	if [ -n "$$need" ]; then \
-	  echo "installing $(APT_PACKAGES) python3-venv with apt-get"; \
-	  $(SUDO) apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
-	    $(APT_PACKAGES) python3-venv >/dev/null; \
+	  echo "installing $$need with apt-get"; \
+	  $(APT_GET) update -qq && \
+	  $(APT_GET) install -y -qq --no-upgrade $$need >/dev/null; \
 	fi
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python >= 3.11 needed"'
 
@@ -67,8 +75,8 @@ fuzz: deps
 bench-deps:
 	@command -v npm >/dev/null 2>&1 || { \
 	  echo "installing npm with apt-get (for the Node-RED peer of the benchmark)"; \
-	  $(SUDO) apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq npm >/dev/null; }
+	  $(APT_GET) update -qq && \
+	  $(APT_GET) install -y -qq --no-upgrade npm >/dev/null; }
 
 bench: deps bench-deps
 	$(BIN)/python -m bench

@@ -210,7 +210,7 @@ install_packages() {
     say "skipped (--no-apt)"
     return
   fi
-  local packages=(python3 python3-venv mosquitto influxdb openssl passwd)
+  local packages=(python3 python3-venv mosquitto mosquitto-clients influxdb openssl passwd)
   if is_raspberry_pi; then
     packages+=(python3-lgpio)
   fi

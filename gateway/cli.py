@@ -6,13 +6,14 @@ import asyncio
 import logging
 import signal
 import time
+from collections.abc import Collection
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 
-from gateway.config import GatewayConfig, load_config
+from gateway.config import SECRETS, GatewayConfig, InvalidConfigError, load_config
 from gateway.grafana.cli import grafana_app
 from gateway.problems import ConfigError
 
@@ -25,24 +26,55 @@ EXIT_CONFIG = 2
 ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="The gateway's TOML file.")]
 
 
-def _load(file: Path) -> GatewayConfig:
-    """The configuration, its rule files and contacts checked; exit 2 listing every problem."""
-    from rules.loader import rule_sources
+def _print_version(wanted: bool) -> None:
+    if wanted:
+        from importlib.metadata import version
+
+        print(f"scgw {version('smart-community-gateway')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[bool, typer.Option(
+        "--version", callback=_print_version, is_eager=True,
+        help="Print the version and exit.")] = False,
+) -> None:
+    pass
+
+
+def _load(file: Path, *, secrets: Collection[str] = SECRETS) -> GatewayConfig:
+    """The configuration, its rule files and contacts checked; exit 2 listing every problem.
+
+    Of the environment variables the file names, only those of `secrets` (the command uses
+    them) must be set."""
     from rules.tooling import check
 
+    config: GatewayConfig | None = None
+    readable: GatewayConfig | None = None
     try:
-        config = load_config(file)
+        config = readable = load_config(file, secrets=secrets)
     except ConfigError as exc:
         err.print(f"{exc.file}: {len(exc.problems)} problem(s)", style="bold red",
                   soft_wrap=True, markup=False)
         for problem in exc.problems:
             err.print(f"  {problem}", soft_wrap=True, markup=False, highlight=False)
-        raise typer.Exit(EXIT_CONFIG) from exc
-    rule_problems = check(rule_sources(config), config.contacts_file)
+        readable = exc.partial if isinstance(exc, InvalidConfigError) else None
+    rule_problems = check(*_rule_files(readable)) if readable is not None else []
     if rule_problems:
         _print_rule_problems(rule_problems)
+    if config is None or rule_problems:
         raise typer.Exit(EXIT_CONFIG)
     return config
+
+
+def _rule_files(config: GatewayConfig) -> tuple[list[Path], Path | None]:
+    """The rule files and contacts file to check; missing ones are configuration problems."""
+    from rules.loader import rule_sources
+
+    contacts = config.contacts_file
+    return ([path for path in rule_sources(config) if path.exists()],
+            contacts if contacts is not None and contacts.is_file() else None)
 
 
 def _print_rule_problems(problems: list[Any]) -> None:
@@ -110,7 +142,7 @@ def status(config: ConfigOption) -> None:
 
     from gateway.status_report import read_status, status_path
 
-    cfg = _load(config)
+    cfg = _load(config, secrets=())
     path = status_path(cfg.journal)
     try:
         snap = read_status(path)
@@ -155,8 +187,8 @@ def doctor(
     json_: Annotated[bool, typer.Option("--json", help="Print the findings as JSON.")] = False,
     timeout: Annotated[float, typer.Option(help="Seconds each check may take.")] = 5.0,
 ) -> None:
-    """Check broker, store, serial ports, GPIO, clock, disk and config; a fix for each
-    failure (exit 1 if anything failed)."""
+    """Check broker, store, ports, GPIO, clock, disk and config; a fix for each failure
+    (exit 1 if anything failed)."""
     from gateway.doctor import diagnose, failed
     from gateway.doctor.report import print_table, to_json
 
@@ -264,7 +296,7 @@ def rules_reload(config: ConfigOption) -> None:
     """Ask the running gateway to reload its rules (it keeps the old ones if invalid)."""
     import os
 
-    snap = _status(_load(config))
+    snap = _status(_load(config, secrets=()))
     os.kill(snap.pid, signal.SIGHUP)
     Console().print(f"asked gateway (pid {snap.pid}) to reload its rules; see its log")
 
@@ -274,7 +306,7 @@ def alerts_list(config: ConfigOption) -> None:
     """The active alerts of the running gateway."""
     from rich.table import Table
 
-    snap = _status(_load(config))
+    snap = _status(_load(config, secrets=()))
     table = Table("rule", "device", "state", "severity", "since (UTC)", "message")
     for a in snap.alerts:
         since = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(int(a["since"]) / 1000))
@@ -289,30 +321,43 @@ def alerts_ack(
     device: Annotated[str, typer.Argument(help="The device id or location key.")],
     by: Annotated[str, typer.Option(help="Who acknowledges: shown to everyone.")],
     config: ConfigOption,
+    timeout: Annotated[float, typer.Option(
+        help="Seconds to wait for the broker and for the gateway's answer.")] = 10.0,
 ) -> None:
-    """Acknowledge an alert: sent on MQTT like any duty officer's ack."""
-    import msgspec
+    """Acknowledge a firing alert: sent on MQTT like any duty officer's ack (exit 1 if there
+    is no such alert, or the gateway does not confirm it)."""
+    from gateway.alert_ack import BrokerUnavailableError, Outcome, acknowledge, broker_address
 
-    from gateway.topics import Topics
-
-    cfg = _load(config)
-    topic = Topics(cfg.site).alert_ack(rule, device)
-    asyncio.run(_publish_once(cfg, topic, msgspec.json.encode({"by": by})))
-    Console().print(f"acknowledged {rule} on {device} as {by}")
-
-
-async def _publish_once(config: GatewayConfig, topic: str, payload: bytes) -> None:
-    import os
-
-    import aiomqtt
-
-    from gateway.mqtt_link import client_tls
-
-    broker = config.broker
-    password = os.environ.get(broker.password_env) if broker.password_env else None
-    async with aiomqtt.Client(broker.host, broker.port, username=broker.username,
-                              password=password, tls_context=client_tls(broker)) as client:
-        await client.publish(topic, payload, qos=1)
+    cfg = _load(config, secrets={"broker.password_env"})
+    try:
+        result = asyncio.run(acknowledge(cfg, rule, device, by, timeout_s=timeout))
+    except BrokerUnavailableError as exc:
+        err.print(str(exc), soft_wrap=True, markup=False, highlight=False)
+        raise typer.Exit(1) from None
+    alert = result.alert
+    what = f"{rule} on {device}"
+    messages = {
+        Outcome.ACKNOWLEDGED: f"acknowledged {what} as {by}",
+        Outcome.QUEUED: f"acknowledgement of {what} sent; the gateway is offline and applies "
+                        "it when it reconnects",
+        Outcome.ALREADY: f"{what} is already acknowledged by {alert.by if alert else '?'}: "
+                         "nothing sent",
+        Outcome.NOT_ACTIVE: f"no active alert {what} at site {cfg.site}"
+                            + (" (it is resolved)" if alert else "")
+                            + ": nothing sent; `scgw alerts list` shows the active ones",
+        Outcome.NO_GATEWAY: f"no gateway of site {cfg.site} has connected to the broker at "
+                            f"{broker_address(cfg.broker)}"
+                            + (f", or user {cfg.broker.username} may not read its topics"
+                               if cfg.broker.username else "") + ": nothing sent",
+        Outcome.UNCONFIRMED: f"acknowledgement of {what} sent, but the gateway did not confirm "
+                             f"it within {timeout:g} s: see `scgw alerts list`",
+    }
+    if result.outcome.ok:
+        Console().print(messages[result.outcome], soft_wrap=True, markup=False,
+                        highlight=False)
+    else:
+        err.print(messages[result.outcome], soft_wrap=True, markup=False, highlight=False)
+        raise typer.Exit(1)
 
 
 def _status(config: GatewayConfig) -> Any:
@@ -353,7 +398,7 @@ def _broker_users(config: GatewayConfig, console_user: str) -> list[Any]:
 def broker_users_command(config: ConfigOption,
                          console_user: ConsoleUserOption = "duty-console") -> None:
     """The broker users the configuration needs: role and name, tab-separated."""
-    for user in _broker_users(_load(config), console_user):
+    for user in _broker_users(_load(config, secrets=()), console_user):
         print(f"{user.role}\t{user.name}")
 
 
@@ -363,7 +408,8 @@ def broker_acl(config: ConfigOption,
     """The Mosquitto acl_file for those users, on stdout."""
     from gateway.broker_acl import render_acl
 
-    print(render_acl(_broker_users(_load(config), console_user), source=str(config)), end="")
+    users = _broker_users(_load(config, secrets=()), console_user)
+    print(render_acl(users, source=str(config)), end="")
 
 
 if __name__ == "__main__":

@@ -203,3 +203,138 @@ def test_run_says_clearly_when_the_named_pin_library_is_missing(tmp_path: Path) 
     assert result.returncode == 2
     assert "no GPIO library could be loaded" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+# structural problems (an unknown key, a value out of range, a missing table, a broken
+# device) beside cross-field ones (a pin used twice, an unknown profile, an unset variable)
+MIXED = """
+site = "c1"
+colour = "blue"
+pseudonym_key_env = "SCGW_TEST_UNSET_KEY"
+[broker]
+port = 70000
+[[devices]]
+id = "elder-1"
+kind = "elder_button"
+transport = "gpio"
+gpio = { pin = 99 }
+[[devices]]
+id = "elder-2"
+kind = "elder_button"
+transport = "gpio"
+gpio = { pin = 17 }
+[[devices]]
+id = "elder-3"
+kind = "elder_button"
+transport = "gpio"
+gpio = { pin = 17 }
+[[devices]]
+id = "smoke-7"
+kind = "smoke"
+transport = "mqtt"
+profile = "no-such-profile"
+mqtt = { topic = "a/b" }
+"""
+
+
+def test_structural_and_cross_field_problems_are_reported_together(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(_write(tmp_path, MIXED), env={})
+    problems = {(p.path, p.device) for p in caught.value.problems}
+    assert problems == {
+        ("colour", None),
+        ("broker.port", None),
+        ("store", None),
+        ("devices[0].gpio.pin", "elder-1"),
+        # the devices after the broken one keep their place in the file
+        ("devices[2].gpio.pin", "elder-3"),
+        ("devices[3].profile", "smoke-7"),
+        ("pseudonym_key_env", None),
+    }
+
+
+def test_check_config_lists_config_and_rule_problems_in_one_run(tmp_path: Path) -> None:
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "site.yaml").write_text(
+        "rules:\n  - id: smoke.x\n    match: {kind: smoke, type: alarm}\n"
+        "    clear: {latch: true}\n    severity: urgent\n    message: smoke\n")
+    result = _scgw("check-config", str(_write(tmp_path, 'rule_files = ["rules"]\n' + MIXED)))
+    assert result.returncode == 2
+    assert "7 problem(s)" in result.stderr
+    assert "devices[3].profile (device smoke-7): no profile 'no-such-profile'" in result.stderr
+    assert "1 problem(s) in the rules" in result.stderr
+    assert "severity: 'urgent' is not one of" in result.stderr
+
+
+SECRETS_NAMED = """
+site = "c1"
+pseudonym_key_env = "SCGW_TEST_UNSET_KEY"
+[broker]
+password_env = "SCGW_TEST_UNSET_BROKER_PASSWORD"
+[store]
+url = "http://127.0.0.1:8428"
+token_env = "SCGW_TEST_UNSET_TOKEN"
+"""
+
+
+@pytest.mark.parametrize("command", [("status",), ("alerts", "list"), ("rules", "reload")])
+def test_read_only_commands_do_not_need_the_secrets(tmp_path: Path,
+                                                    command: tuple[str, ...]) -> None:
+    config = _write(tmp_path, SECRETS_NAMED)
+    result = _scgw(*command, "--config", str(config))
+    # past the configuration, to the missing status of a gateway that is not running
+    assert result.returncode == 1, result.stderr
+    assert "no status at" in result.stderr
+    assert "not set" not in result.stderr
+
+
+@pytest.mark.parametrize("command", [("check-config",), ("run", "--config")])
+def test_the_commands_that_use_the_secrets_need_them(tmp_path: Path,
+                                                     command: tuple[str, ...]) -> None:
+    result = _scgw(*command, str(_write(tmp_path, SECRETS_NAMED)))
+    assert result.returncode == 2
+    for variable in ("SCGW_TEST_UNSET_KEY", "SCGW_TEST_UNSET_BROKER_PASSWORD",
+                     "SCGW_TEST_UNSET_TOKEN"):
+        assert f"environment variable {variable} is not set" in result.stderr
+
+
+def test_alerts_ack_needs_only_the_broker_password(tmp_path: Path) -> None:
+    config = _write(tmp_path, SECRETS_NAMED)
+    result = _scgw("alerts", "ack", "elder.sos", "elder-1", "--by", "x", "--config", str(config))
+    assert result.returncode == 2
+    assert "1 problem(s)" in result.stderr
+    assert "broker.password_env: environment variable SCGW_TEST_UNSET_BROKER_PASSWORD" in (
+        result.stderr)
+
+
+def test_a_value_left_out_for_a_structural_problem_raises_no_cross_field_problem(
+        tmp_path: Path) -> None:
+    text = """
+site = "c1"
+[broker]
+reconnect_min_s = 100
+reconnect_max_s = 0.2
+[store]
+api = "V1"
+url = "http://127.0.0.1:8086"
+username = "scgw"
+password_env = "SCGW_TEST_STORE_PW"
+[[buses]]
+id = "rs485-1"
+type = "rtu"
+port = "/dev/ttyUSB0"
+baudrate = 7
+[[devices]]
+id = "smoke-1"
+kind = "smoke"
+transport = "modbus"
+profile = "modbus-smoke-detector"
+modbus = { bus = "rs485-1", unit = 1 }
+"""
+    with pytest.raises(ConfigError) as caught:
+        load_config(_write(tmp_path, text), env={"SCGW_TEST_STORE_PW": "pw"})
+    # not: reconnect_max_s below the default minimum, v1 credentials on the default v2 API,
+    # or a device on a bus that is not there
+    assert [p.path for p in caught.value.problems] == [
+        "broker.reconnect_min_s", "store.api", "buses[0].baudrate"]

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from gateway.services import Mosquitto
 from gateway.status_report import read_status, status_path
@@ -13,13 +16,14 @@ from gateway.supervisor import Gateway
 from tests.helpers import Watcher, eventually, running, unique_site
 
 
-async def test_status_lists_rejections_per_device_and_reason(tmp_path: Path,
-                                                              mosquitto: Mosquitto) -> None:
+async def test_status_lists_rejections_per_device_and_reason(
+        tmp_path: Path, mosquitto: Mosquitto, monkeypatch: pytest.MonkeyPatch) -> None:
     site = unique_site("st")
     config_file = tmp_path / "gateway.toml"
     config_file.write_text(f"""
 site = "{site}"
 shutdown_timeout_s = 0.5
+pseudonym_key_env = "SCGW_TEST_STATUS_KEY"
 [broker]
 port = {mosquitto.port}
 [store]
@@ -42,6 +46,10 @@ mqtt = {{ topic = "z2m/{site}/smoke-2" }}
 """)
     from gateway.config import load_config
 
+    # the gateway has its pseudonym key; the shell that asks for its status need not
+    monkeypatch.setenv("SCGW_TEST_STATUS_KEY", "k" * 32)
+    shell = {name: value for name, value in os.environ.items()
+             if name != "SCGW_TEST_STATUS_KEY"}
     config = load_config(config_file)
     async with running(Gateway(config)) as gateway, Watcher(
         mosquitto.port, f"sc/{site}/#", "w"
@@ -65,7 +73,8 @@ mqtt = {{ topic = "z2m/{site}/smoke-2" }}
         assert not (tmp_path / "status.json").exists()
         result = await asyncio.to_thread(
             subprocess.run, [sys.executable, "-m", "gateway.cli", "status", "--config",
-                             str(config_file)], capture_output=True, text=True, timeout=60)
+                             str(config_file)], capture_output=True, text=True, timeout=60,
+            env=shell)
     assert result.returncode == 0, result.stderr
     lines = {line.split("│")[1].strip(): line for line in result.stdout.splitlines()
              if line.count("│") >= 5}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
 from rich.console import Console
@@ -26,6 +26,18 @@ DatasourceToken = Annotated[bool, typer.Option(
     "--datasource-token",
     help="InfluxDB 2.x/3.x: authenticate with an API token (the secret is the token).")]
 
+_T = TypeVar("_T", str, str | None)
+
+# the earlier name of --datasource-password-env, still accepted
+DeprecatedPasswordEnv = Annotated[str | None, typer.Option("--password-env", hidden=True)]
+
+
+def _renamed(old: str | None, new: _T) -> str | _T:
+    if old is None:
+        return new
+    _err.print("--password-env is deprecated: use --datasource-password-env", markup=False)
+    return old
+
 
 def _source(url: str, database: str, user: str | None, token: bool) -> InfluxSource:
     if user and token:
@@ -43,9 +55,10 @@ def export(
     database: Database = "scgw",
     datasource_user: DatasourceUser = None,
     datasource_token: DatasourceToken = False,
-    password_env: Annotated[str, typer.Option(
+    datasource_password_env: Annotated[str, typer.Option(
         help="With --datasource-user or --datasource-token: the environment variable "
              "Grafana reads the password or token from.")] = PASSWORD_ENV,
+    password_env: DeprecatedPasswordEnv = None,
     dashboards_path: Annotated[str, typer.Option(
         help="Where Grafana finds the dashboard JSON (written under DIRECTORY/dashboards/"
              "scgw/).")] = DASHBOARDS_PATH,
@@ -55,7 +68,7 @@ def export(
 
     source = _source(datasource_url, database, datasource_user, datasource_token)
     files = provisioning_files(source, dashboards_path=dashboards_path,
-                               password_env=password_env)
+                               password_env=_renamed(password_env, datasource_password_env))
     for path in write_files(directory, files):
         Console().print(f"wrote {path}", highlight=False, soft_wrap=True, markup=False)
 
@@ -75,11 +88,13 @@ def provision(
              "holding the password or token.")
     ] = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for each answer.")] = 10.0,
+    password_env: DeprecatedPasswordEnv = None,
 ) -> None:
     """Create or update the data source, folder, dashboard and alert rules in Grafana."""
     from gateway.grafana.provision import ProvisionError, connect
     from gateway.grafana.provision import provision as push
 
+    datasource_password_env = _renamed(password_env, datasource_password_env)
     password = None
     if datasource_password_env is not None:
         password = os.environ.get(datasource_password_env)

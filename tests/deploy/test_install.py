@@ -226,3 +226,31 @@ def test_the_scgw_command_brings_the_services_secrets_and_config(
     refused = scgw("run")
     assert refused.returncode == 2
     assert "systemctl start scgw" in refused.stderr
+
+
+def _installed_packages() -> set[str]:
+    """The Debian packages install.sh asks apt-get for, its own function run with apt-get
+    (and the output helpers) replaced by ones that only record."""
+    script = (f'source <(sed -n "/^install_packages()/,/^}}/p" {INSTALLER}); '
+              "APT=1; WITH_GRAFANA=0; is_raspberry_pi() { false; }; step() { :; }; "
+              'say() { :; }; apt-get() { echo "$*" >&3; }; install_packages 3>&1 >/dev/null')
+    result = subprocess.run(["bash", "-c", script], capture_output=True, text=True,
+                            timeout=60, check=True)
+    (install,) = [line.split() for line in result.stdout.splitlines()
+                  if line.startswith("install ")]
+    return {word for word in install[1:] if not word.startswith("-")}
+
+
+def test_the_tools_the_deploy_guide_uses_are_installed() -> None:
+    guide = (REPO / "docs" / "deploy.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```(?:sh|console)\n(.*?)```", guide, re.S)
+    commands = {line.split()[0] for block in blocks for line in block.splitlines()
+                if line.strip() and not line.startswith((" ", "#", "$"))}
+    # Debian's package for each broker client the guide runs
+    needed = {"mosquitto_sub": "mosquitto-clients", "mosquitto_pub": "mosquitto-clients",
+              "mosquitto_passwd": "mosquitto"}
+    packages = _installed_packages()
+    assert {"python3", "python3-venv", "mosquitto", "influxdb", "openssl"} <= packages
+    for command in commands & needed.keys():
+        assert needed[command] in packages, f"{command} is in docs/deploy.md"
+    assert "mosquitto_sub" in commands
