@@ -6,6 +6,8 @@ refused with a message instead of taking the gateway's memory or time.
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,10 +28,23 @@ class UnreadableFile(Exception):
 def read_operator_file(path: Path) -> str:
     """The text of `path`, with newlines as `\\n`; UnreadableFile when it cannot be had."""
     try:
-        with path.open("rb") as file:
-            data = file.read(MAX_FILE_BYTES + 1)
+        # non-blocking: a named pipe put in a file's place must not stall the reader
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError as exc:
         raise UnreadableFile(f"cannot read: {exc.strerror or exc}") from exc
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise UnreadableFile("not a regular file: not read")
+        data = b""
+        while len(data) <= MAX_FILE_BYTES:
+            chunk = os.read(fd, MAX_FILE_BYTES + 1 - len(data))
+            if not chunk:
+                break
+            data += chunk
+    except OSError as exc:
+        raise UnreadableFile(f"cannot read: {exc.strerror or exc}") from exc
+    finally:
+        os.close(fd)
     if len(data) > MAX_FILE_BYTES:
         raise UnreadableFile(f"larger than {MAX_FILE_BYTES // 1024} KiB: not read")
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -127,6 +128,16 @@ def test_an_oversized_or_binary_rule_file_is_named(tmp_path: Path) -> None:
         f"{binary}:3: not UTF-8 text on line 3 (byte 30: invalid start byte)"]
     with pytest.raises(RuleError):
         load_pack(tmp_path)
+
+
+def test_a_named_pipe_in_place_of_a_rule_file_does_not_stall_the_reader(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "pipe.yaml")  # opened for reading, it would wait for a writer
+    contacts = tmp_path / "contacts"
+    contacts.mkdir()
+    problems = tooling.check(tmp_path, contacts)
+    assert [str(p) for p in problems] == [
+        f"{contacts}:1: not a regular file: not read",
+        f"{tmp_path / 'pipe.yaml'}:1: not a regular file: not read"]
 
 
 def test_a_good_file_beside_a_refused_one_still_loads(tmp_path: Path) -> None:
