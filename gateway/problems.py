@@ -86,6 +86,12 @@ def read_toml(file: Path) -> dict[str, Any]:
         text = read_operator_file(file)
     except UnreadableFile as exc:
         raise ConfigError(file, [Problem("<file>", exc.message)]) from exc
+    return parse_toml(text, file)
+
+
+def parse_toml(text: str, file: Path) -> dict[str, Any]:
+    """The TOML document in `text`, read from `file`; ConfigError when it cannot be parsed or
+    nests deeper than MAX_DEPTH."""
     try:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
