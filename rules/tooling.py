@@ -142,6 +142,8 @@ class _Replay:
             data = json.loads(line)
         except json.JSONDecodeError as exc:
             raise self.error(number, f"not JSON: {exc.msg}") from exc
+        except RecursionError as exc:
+            raise self.error(number, "not JSON: nested too deeply") from exc
         if isinstance(data, dict) and "tick" in data:
             try:
                 return parse_duration(data["tick"])

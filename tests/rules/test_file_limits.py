@@ -176,3 +176,20 @@ def test_a_large_real_contacts_file_is_within_the_limits(tmp_path: Path) -> None
     assert problems == []
     assert book is not None
     assert book.targets("family", ["elder-4999"]) == ("tgram://bot-token/4999",)
+
+
+@pytest.mark.parametrize(("line", "message"), [
+    (b'{"tick": "' + b"9" * 400 + b'h"}', "tick: '" + "9" * 39 + "... is longer than 8784h"),
+    (b"[" * 100_000, "not JSON: nested too deeply"),
+    (b'{"tick": "\xff"}', "not UTF-8 text on line 2"),
+])
+def test_a_replay_file_beyond_a_limit_names_its_line(
+    tmp_path: Path, line: bytes, message: str
+) -> None:
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(b'{"tick": "1s"}\n' + line + b"\n")
+    with pytest.raises(RuleError) as caught:
+        tooling.replay(PACK_DIR, events)
+    (problem,) = caught.value.problems
+    assert (problem.file, problem.line) == (events, 2)
+    assert message in problem.message
