@@ -131,38 +131,56 @@ class _BoundedLoader(yaml.SafeLoader):
 
 
 class _Converter:
-    """Composed YAML nodes into Nodes, counting every value an alias repeats."""
+    """Composed YAML nodes into Nodes. A value that aliases repeat is converted once and
+    shared (Nodes do not change), but counted and measured wherever it appears."""
 
     def __init__(self, loader: yaml.SafeLoader, file: Path, problems: list[RuleProblem]) -> None:
         self._loader = loader
         self._file = file
         self._problems = problems
         self._values = 0
-        self._seen: set[int] = set()
         self._where = 1  # the line reached in the text: what an alias repeats lies above it
+        # id of a composed node -> its Node, the values in it and the levels it spans
+        self._done: dict[int, tuple[Node, int, int]] = {}
 
     def node(self, node: yaml.Node, depth: int) -> Node:
+        return self._convert(node, depth)[0]
+
+    def _convert(self, node: yaml.Node, depth: int) -> tuple[Node, int]:
+        done = self._done.get(id(node))
+        if done is not None:  # an alias: its value again
+            converted, values, levels = done
+            self._count(values, depth + levels - 1)
+            return converted, levels
         line = node.start_mark.line + 1
-        if id(node) not in self._seen:
-            self._seen.add(id(node))
-            self._where = line
-        self._values += 1
+        self._where = line
+        before = self._values
+        self._count(1, depth)
+        levels = 1
+        if isinstance(node, yaml.MappingNode):
+            converted, levels = self._mapping(node, line, depth)
+        elif isinstance(node, yaml.SequenceNode):
+            items = [self._convert(item, depth + 1) for item in node.value]
+            converted = Node([item for item, _ in items], line)
+            levels += max((below for _, below in items), default=0)
+        else:
+            style = getattr(node, "style", None)
+            converted = Node(self._scalar(node, line), line, block=style in ("|", ">"))
+        self._done[id(node)] = (converted, self._values - before, levels)
+        return converted, levels
+
+    def _count(self, values: int, deepest: int) -> None:
+        self._values += values
         if self._values > MAX_VALUES:
             raise _Refused(self._where, f"more than {MAX_VALUES} values in one file (an alias "
                                         "counts the values it repeats)")
-        if depth > MAX_DEPTH:  # an alias placed deep repeats a deep value below it
+        if deepest > MAX_DEPTH:  # an alias placed deep repeats a deep value below it
             raise _Refused(self._where, f"nested deeper than {MAX_DEPTH} levels")
-        if isinstance(node, yaml.MappingNode):
-            return self._mapping(node, line, depth)
-        if isinstance(node, yaml.SequenceNode):
-            return Node([self.node(item, depth + 1) for item in node.value], line)
-        value = self._scalar(node, line)
-        style = getattr(node, "style", None)
-        return Node(value, line, block=style in ("|", ">"))
 
-    def _mapping(self, node: yaml.MappingNode, line: int, depth: int) -> Node:
+    def _mapping(self, node: yaml.MappingNode, line: int, depth: int) -> tuple[Node, int]:
         out: dict[str, Node] = {}
         key_lines: dict[str, int] = {}
+        below = 0
         for key_node, value_node in node.value:
             key_line = key_node.start_mark.line + 1
             key = self._scalar(key_node, key_line) if isinstance(key_node, yaml.ScalarNode) \
@@ -178,9 +196,10 @@ class _Converter:
                                                   f"duplicate key {key!r} (first on line "
                                                   f"{key_lines[key]})"))
                 continue
-            out[key] = self.node(value_node, depth + 1)
+            out[key], levels = self._convert(value_node, depth + 1)
+            below = max(below, levels)
             key_lines[key] = key_line
-        return Node(out, line, key_lines=key_lines)
+        return Node(out, line, key_lines=key_lines), 1 + below
 
     def _scalar(self, node: yaml.Node, line: int) -> Scalar | None:
         if isinstance(node.value, str) and len(node.value) > MAX_TEXT_CHARS:

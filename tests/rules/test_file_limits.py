@@ -46,6 +46,7 @@ def _refused(text: str) -> list[RuleProblem]:
     ("rules: " + "[" * 5000 + "]" * 5000 + "\n", 1, "nested deeper than 32 levels"),
     ("rules:\n" + "".join(f"{'  ' * n}- \n" for n in range(1, 40)), 33,
      "nested deeper than 32 levels"),
+    ("a: &a " + "[" * 30 + "]" * 30 + "\nb: [[[*a]]]\n", 2, "nested deeper than 32 levels"),
     ("rules:\n  - id: " + "r" * 5000 + "\n", 2, "a value longer than 4096 characters"),
     (SOS + "    consecutive: 1" + "0" * 4000 + "\n", 5, "the number '10000000000000000000"),
     (SOS + "    message: 2026-13-45\n", 5, "a value that cannot be read: month must be in 1..12"),
