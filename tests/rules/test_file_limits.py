@@ -34,7 +34,7 @@ def _refused(text: str) -> list[RuleProblem]:
     started = time.monotonic()
     with pytest.raises(RuleError) as caught:
         pack_from_text(text)
-    assert time.monotonic() - started < 2  # refused, not ground through
+    assert time.monotonic() - started < 5  # refused, not ground through
     return caught.value.problems
 
 
