@@ -7,7 +7,6 @@ e.g. an IndexError from a malformed frame, or a record that breaks the model's r
 from __future__ import annotations
 
 import contextlib
-import tomllib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ from drivers.serial_frames.scanner import FrameScanner, Rejected
 from gateway.config import parse_config
 from gateway.kinds import MODELS
 from gateway.model import Reading, decode, encode
-from gateway.problems import ConfigError
+from gateway.problems import ConfigError, parse_toml
 from rules.loader import pack_from_text
 from rules.problems import RuleError
 
@@ -106,14 +105,18 @@ def modbus_answer(data: bytes) -> None:
                     decode_point(point, block.address, bits if point.on_bits else registers)
 
 
+_FUZZ_TOML = Path("/nonexistent/fuzz.toml")
+
+
 def config_file(data: bytes) -> None:
     """Any text as the gateway's TOML configuration."""
     try:
-        raw = tomllib.loads(data.decode("utf-8", "replace"))
-    except tomllib.TOMLDecodeError:
+        raw = parse_toml(data.decode("utf-8", "replace"), _FUZZ_TOML)
+    except ConfigError as exc:
+        assert exc.problems
         return
     try:
-        parse_config(raw, Path("/nonexistent/fuzz.toml"), {})
+        parse_config(raw, _FUZZ_TOML, {})
     except ConfigError as exc:
         assert exc.problems
         for problem in exc.problems:

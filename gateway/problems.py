@@ -7,6 +7,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gateway.operator_files import (
+    MAX_DEPTH,
+    UnreadableFile,
+    deeper_than,
+    read_operator_file,
+)
+
 
 @dataclass(frozen=True, slots=True)
 class Problem:
@@ -76,8 +83,26 @@ def _message(err: Any) -> str:
 def read_toml(file: Path) -> dict[str, Any]:
     """The TOML document in `file`; ConfigError when it cannot be read or parsed."""
     try:
-        return tomllib.loads(file.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(file, [Problem("<file>", f"cannot read: {exc.strerror}")]) from exc
+        text = read_operator_file(file)
+    except UnreadableFile as exc:
+        raise ConfigError(file, [Problem("<file>", exc.message)]) from exc
+    return parse_toml(text, file)
+
+
+def parse_toml(text: str, file: Path) -> dict[str, Any]:
+    """The TOML document in `text`, read from `file`; ConfigError when it cannot be parsed or
+    nests deeper than MAX_DEPTH."""
+    try:
+        document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(file, [Problem("<toml>", str(exc))]) from exc
+    except RecursionError as exc:  # arrays or inline tables nested thousands deep
+        raise ConfigError(file, [Problem("<toml>", _TOO_DEEP)]) from exc
+    except ValueError as exc:  # an integer of thousands of digits
+        raise ConfigError(file, [Problem("<toml>", f"a value cannot be read: {exc}")]) from exc
+    if deeper_than(document):
+        raise ConfigError(file, [Problem("<toml>", _TOO_DEEP)])
+    return document
+
+
+_TOO_DEEP = f"tables and arrays nest deeper than {MAX_DEPTH} levels"

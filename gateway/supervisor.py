@@ -176,6 +176,11 @@ class Gateway:
             self.counters.inc("rule_reloads", result="rejected")
             log.error("rules not reloaded, the running rules stay:\n%s", exc)
             return False
+        except Exception as exc:  # whatever the files did to the loader, the old rules run on
+            self.counters.inc("rule_reloads", result="failed")
+            reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
+            log.error("rules not reloaded, the running rules stay: %s", reason)
+            return False
         transitions = self.rules.reload(pack)
         await self.journal.commit([*transitions, *self.rules.take_notifications()],
                                   state=self.runner.state_rows())

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rules.problems import Report, RuleError, RuleProblem
-from rules.source import Node, parse_yaml
+from rules.source import Node, read_yaml
 
 _TARGET = re.compile(r"^[a-z][a-z0-9+.-]*://\S+$")
 
@@ -54,11 +54,7 @@ def load_contacts(path: Path) -> Contacts:
 
 
 def read_contacts(path: Path) -> tuple[Contacts | None, list[RuleProblem]]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        return None, [RuleProblem(path, 1, None, f"cannot read: {exc.strerror}")]
-    root, problems = parse_yaml(text, path)
+    root, problems = read_yaml(path)
     if root is None:
         return (Contacts() if not problems else None), problems
 

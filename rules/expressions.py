@@ -16,6 +16,7 @@ from typing import Any
 
 from gateway.model import Scalar
 from rules.fields import FieldType
+from rules.limits import MAX_EXPRESSION_CHARS, MAX_EXPRESSION_DEPTH, MAX_NUMBER
 
 Values = Mapping[str, Scalar]
 Evaluator = Callable[[Values], Any]
@@ -67,22 +68,45 @@ def compile_expression(
     source: str, fields: Mapping[str, FieldType], *, want: FieldType | None = FieldType.BOOL
 ) -> tuple[Expression | None, list[ExprIssue]]:
     """Check `source` against the record's `fields` and compile it; every issue is listed."""
+    text = source.strip()
+    if len(text) > MAX_EXPRESSION_CHARS:
+        return None, [ExprIssue(f"the expression is longer than {MAX_EXPRESSION_CHARS} "
+                                "characters", 0)]
     try:
         # parenthesised so that an expression may span lines; "(" keeps the line numbers
-        tree = ast.parse("(" + source.strip() + "\n)", mode="eval")
+        tree = ast.parse("(" + text + "\n)", mode="eval")
     except SyntaxError as exc:
         # an unfinished expression is reported on the closing line we added: keep it on its own
-        offset = min((exc.lineno or 1) - 1, source.strip().count("\n"))
-        return None, [ExprIssue(f"expression {source.strip()!r} is not valid: {exc.msg}",
-                                offset)]
-    checker = _Checker(fields)
+        offset = min((exc.lineno or 1) - 1, text.count("\n"))
+        return None, [ExprIssue(f"expression {text!r} is not valid: {exc.msg}", offset)]
+    except (RecursionError, MemoryError):  # Python's own parser gave up on the nesting
+        return None, [_TOO_DEEP]
+    if _depth(tree.body) > MAX_EXPRESSION_DEPTH:
+        return None, [_TOO_DEEP]
+    checker = _Checker(fields, "(" + text + "\n)")
     evaluate, type_ = checker.visit(tree.body)
     if type_ is not None and want is not None and type_ is not want:
         checker.issue(tree.body, f"the expression gives a {type_.value} value; "
                                  f"a {want.value} one is needed")
     if checker.issues or evaluate is None or type_ is None:
         return None, checker.issues
-    return Expression(source.strip(), type_, frozenset(checker.names), evaluate), []
+    return Expression(text, type_, frozenset(checker.names), evaluate), []
+
+
+_TOO_DEEP = ExprIssue(f"the expression nests operators deeper than {MAX_EXPRESSION_DEPTH} "
+                      "levels", 0)
+
+
+def _depth(tree: ast.expr) -> int:
+    """How deep the operators of `tree` nest; walked without recursion."""
+    deepest = 0
+    stack: list[tuple[ast.AST, int]] = [(tree, 1)]
+    while stack:
+        node, level = stack.pop()
+        deepest = max(deepest, level)
+        stack.extend((child, level + 1) for child in ast.iter_child_nodes(node)
+                     if isinstance(child, ast.expr))
+    return deepest
 
 
 Checked = tuple[Evaluator | None, FieldType | None]
@@ -91,8 +115,9 @@ Checked = tuple[Evaluator | None, FieldType | None]
 class _Checker:
     """Walks the tree once: types every node and builds its closure, or records an issue."""
 
-    def __init__(self, fields: Mapping[str, FieldType]) -> None:
+    def __init__(self, fields: Mapping[str, FieldType], source: str) -> None:
         self._fields = fields
+        self._source = source
         self.names: set[str] = set()
         self.issues: list[ExprIssue] = []
 
@@ -125,6 +150,11 @@ class _Checker:
         if isinstance(value, bool):
             return (lambda _v: value), FieldType.BOOL
         if isinstance(value, int | float):
+            if not -MAX_NUMBER <= value <= MAX_NUMBER:  # also false for nan
+                shown = ast.get_source_segment(self._source, node) or repr(value)
+                self.issue(node, f"the number {shown[:20]}{'...' if len(shown) > 20 else ''} "
+                                 f"is out of range (at most {MAX_NUMBER:.0e} either way)")
+                return None, FieldType.NUMBER
             return (lambda _v: value), FieldType.NUMBER
         if isinstance(value, str):
             return (lambda _v: value), FieldType.TEXT

@@ -14,7 +14,7 @@ from rules.contacts import Contacts
 from rules.definition import EscalationPolicy, Rule, RulePack, Step
 from rules.problems import RuleError, RuleProblem
 from rules.rule_reader import RuleReader
-from rules.source import Node, parse_duration, parse_yaml
+from rules.source import Node, parse_duration, parse_yaml, read_yaml
 
 PACKS = Path(__file__).parent / "packs"
 
@@ -106,17 +106,18 @@ def pack_from_text(text: str, file: Path = Path("<rules>")) -> RulePack:
 def _read_file(
     file: Path,
 ) -> tuple[list[Rule], dict[str, tuple[EscalationPolicy, int]], list[RuleProblem]]:
-    try:
-        text = file.read_text(encoding="utf-8")
-    except OSError as exc:
-        return [], {}, [RuleProblem(file, 1, None, f"cannot read: {exc.strerror}")]
-    return _read_text(text, file)
+    return _read_document(*read_yaml(file), file)
 
 
 def _read_text(
     text: str, file: Path
 ) -> tuple[list[Rule], dict[str, tuple[EscalationPolicy, int]], list[RuleProblem]]:
-    root, problems = parse_yaml(text, file)
+    return _read_document(*parse_yaml(text, file), file)
+
+
+def _read_document(
+    root: Node | None, problems: list[RuleProblem], file: Path
+) -> tuple[list[Rule], dict[str, tuple[EscalationPolicy, int]], list[RuleProblem]]:
     if root is None:
         return [], {}, problems
     if not isinstance(root.value, dict):

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import string
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from gateway.model import Scalar
+from rules.limits import MAX_FORMAT_WIDTH, MAX_MESSAGE_CHARS
 
 PLACEHOLDERS: Mapping[str, str] = {
     "rule": "the rule id",
@@ -52,6 +54,8 @@ class Template:
 
 def check_template(text: str) -> list[str]:
     """What is wrong with `text` as a template; empty when nothing is."""
+    if len(text) > MAX_MESSAGE_CHARS:
+        return [f"a message is at most {MAX_MESSAGE_CHARS} characters, not {len(text)}"]
     problems: list[str] = []
     try:
         parts = list(_formatter.parse(text))
@@ -65,8 +69,30 @@ def check_template(text: str) -> list[str]:
                             f"{', '.join('{' + p + '}' for p in PLACEHOLDERS)})")
             continue
         if spec:
+            wide = _too_wide(spec)
+            if wide:
+                problems.append(f"placeholder {{{name}:{spec}}}: {wide}")
+                continue
             try:
                 format(_SAMPLE[name], spec)
             except ValueError as exc:
                 problems.append(f"placeholder {{{name}:{spec}}}: {exc}")
     return problems
+
+
+# the standard format specification: [[fill]align][sign][z][#][0][width][,_][.precision][type]
+_SPEC = re.compile(r"(?:.?[<>=^])?[-+ ]?z?#?0?(?P<width>\d*)[,_]?(?:\.(?P<precision>\d*))?\w?",
+                   re.DOTALL)
+
+
+def _too_wide(spec: str) -> str | None:
+    """What makes `spec` fill more than MAX_FORMAT_WIDTH characters; None when nothing does."""
+    match = _SPEC.fullmatch(spec)
+    if match is None:
+        return None  # not a valid specification: format() says why
+    for part in ("width", "precision"):
+        digits = match.group(part)
+        # compared as text: int() of thousands of digits is slow, then refused
+        if digits and (len(digits.lstrip("0")) > 3 or int(digits) > MAX_FORMAT_WIDTH):
+            return f"the {part} is at most {MAX_FORMAT_WIDTH}"
+    return None

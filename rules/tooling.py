@@ -22,6 +22,7 @@ import msgspec
 
 from gateway.config import Location
 from gateway.model import AckCommand, Alert, DeviceEvent, DeviceKind, Reading, decode
+from gateway.operator_files import UnreadableFile, read_operator_file
 from rules.contacts import Contacts, read_contacts
 from rules.directory import DeviceDirectory, DeviceInfo
 from rules.engine import RuleEngine
@@ -120,9 +121,9 @@ class _Replay:
     def __init__(self, file: Path) -> None:
         self.file = file
         try:
-            self.text = file.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise RuleError([RuleProblem(file, 1, None, f"cannot read: {exc.strerror}")]) from exc
+            self.text = read_operator_file(file)
+        except UnreadableFile as exc:
+            raise RuleError([RuleProblem(file, exc.line, None, exc.message)]) from exc
 
     def error(self, line: int, message: str) -> RuleError:
         return RuleError([RuleProblem(self.file, line, None, message)])
@@ -141,6 +142,8 @@ class _Replay:
             data = json.loads(line)
         except json.JSONDecodeError as exc:
             raise self.error(number, f"not JSON: {exc.msg}") from exc
+        except RecursionError as exc:
+            raise self.error(number, "not JSON: nested too deeply") from exc
         if isinstance(data, dict) and "tick" in data:
             try:
                 return parse_duration(data["tick"])

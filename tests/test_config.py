@@ -129,6 +129,31 @@ def test_toml_syntax_error_names_line(tmp_path: Path) -> None:
     assert "line 2" in str(caught.value)
 
 
+@pytest.mark.parametrize(("text", "message"), [
+    ('site = "c1"\nx = ' + "[" * 5000 + "]" * 5000 + "\n", "nest deeper than 32 levels"),
+    ('site = "c1"\nx = ' + "{a = " * 3000 + "1" + "}" * 3000 + "\n", "nest deeper than 32"),
+    ('site = "c1"\n' + "a." * 3000 + "b = 1\n", "nest deeper than 32 levels"),
+    ('site = "c1"\nx = ' + "1" * 5000 + "\n", "a value cannot be read: Exceeds the limit"),
+    ('site = "c1"\n' + "#" * (1 << 20) + "\n", "larger than 1024 KiB: not read"),
+])
+def test_a_config_beyond_the_operator_file_limits_is_refused(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(_write(tmp_path, text))
+    (problem,) = caught.value.problems
+    assert message in problem.message
+
+
+def test_a_config_that_is_not_utf8_names_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "gateway.toml"
+    path.write_bytes(b'site = "c1"\n[store]\nurl = "\xff"\n')
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert [str(p) for p in caught.value.problems] == [
+        "<file>: not UTF-8 text on line 3 (byte 27: invalid start byte)"]
+
+
 def test_missing_token_variable_is_reported(tmp_path: Path) -> None:
     text = GOOD.replace('url = "http://127.0.0.1:8428"',
                         'url = "http://127.0.0.1:8428"\ntoken_env = "SCGW_TEST_NO_SUCH_VAR"')

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from fuzz.seeds import PATHOLOGICAL_CONFIG_FILES, PATHOLOGICAL_RULE_FILES
 from fuzz.targets import config_file, json_payload, modbus_answer, rule_file, serial_stream
+from gateway.problems import ConfigError, parse_toml
+from rules.loader import pack_from_text
+from rules.problems import RuleError
 
 FUZZ = settings(max_examples=300, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow])
@@ -112,6 +118,23 @@ def test_regression_problems_with_and_without_a_rule_id_on_one_line() -> None:
         b'e: _open}\n    clear: {type: door_closed}\n    severity: major'
         b'\n    message: ")"\n    resolve_message: rul'
     )
+
+
+@pytest.mark.parametrize("seed", PATHOLOGICAL_RULE_FILES)
+def test_regression_pathological_rule_files_are_refused(seed: bytes) -> None:
+    # aliases, nesting, expressions, templates and numbers that once exhausted the gateway
+    with pytest.raises(RuleError) as caught:
+        pack_from_text(seed.decode())
+    assert all(p.line >= 1 for p in caught.value.problems)
+    rule_file(seed)
+
+
+@pytest.mark.parametrize("seed", PATHOLOGICAL_CONFIG_FILES)
+def test_regression_pathological_config_files_are_refused(seed: bytes) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_toml(seed.decode(), Path("gateway.toml"))
+    assert caught.value.problems
+    config_file(seed)
 
 
 def test_regression_control_character_in_a_rule_file() -> None:

@@ -13,6 +13,7 @@ import pytest
 from gateway.services import Mosquitto
 from gateway.status_report import read_status
 from tests.helpers import Watcher, eventually, unique_site
+from tests.rules.test_file_limits import LAUGHS
 from tests.rules.test_loader import FIVE_MISTAKES
 
 SAMPLES = Path(__file__).parent.parent / "rules" / "samples"
@@ -46,27 +47,44 @@ def test_rules_test_prints_the_expected_transitions(sample: str) -> None:
     assert again.stdout == result.stdout  # a restart before every line changes nothing
 
 
-async def test_reload_keeps_old_rules_when_new_ones_are_invalid(
-    tmp_path: Path, mosquitto: Mosquitto
-) -> None:
-    site = unique_site("reload")
-    rules = tmp_path / "rules"
-    rules.mkdir()
-    (rules / "sos.yaml").write_text("""
+SOS_RULE = """
 rules:
   - id: elder.sos
     match: {kind: elder_button, type: press}
     clear: {type: cancel}
     severity: critical
     message: "Elder SOS: {device}"
-""")
+"""
+LOOP = "rules: &x [*x]\n"
+DEEP_NOT = SOS_RULE.replace("id: elder.sos", "id: deep").replace(
+    "severity:", "condition: \"" + "not " * 200 + "true\"\n    severity:")
+
+
+def test_rules_check_refuses_pathological_files_quickly(tmp_path: Path) -> None:
+    for name, text in (("laughs", LAUGHS), ("loop", LOOP), ("deep", DEEP_NOT),
+                       ("wide", SOS_RULE.replace("{device}", "{device:>10000000}"))):
+        (tmp_path / f"{name}.yaml").write_text(text)
+    result = _scgw("rules", "check", str(tmp_path))
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "4 problem(s) in the rules" in result.stderr
+    for where in ("deep.yaml:6: rule deep: the expression nests operators deeper than 32",
+                  "laughs.yaml:7: more than 50 aliases", "loop.yaml:1: the alias *x is inside",
+                  "wide.yaml:7: rule elder.sos: placeholder {device:>10000000}: the width"):
+        assert where in result.stderr
+
+
+def _gateway_config(tmp_path: Path, site: str, port: int) -> Path:
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "sos.yaml").write_text(SOS_RULE)
     config = tmp_path / "gateway.toml"
     config.write_text(f"""
 site = "{site}"
 rule_files = ["rules"]
 shutdown_timeout_s = 1
 [broker]
-port = {mosquitto.port}
+port = {port}
 [store]
 url = "http://127.0.0.1:9"
 [journal]
@@ -77,6 +95,15 @@ kind = "elder_button"
 transport = "mqtt"
 mqtt = {{ topic = "z2m/{site}/sos-1", event_key = "action", events = {{ single = "press" }} }}
 """)
+    return config
+
+
+async def test_reload_keeps_old_rules_when_new_ones_are_invalid(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    site = unique_site("reload")
+    config = _gateway_config(tmp_path, site, mosquitto.port)
+    rules = tmp_path / "rules"
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "gateway.cli", "run", "--config", str(config),
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
@@ -124,3 +151,40 @@ rules:
         await asyncio.wait_for(proc.wait(), 20)
     stderr = (await proc.stderr.read()).decode() if proc.stderr else ""
     assert "rules not reloaded, the running rules stay" in stderr
+
+
+async def test_a_sighup_reload_of_pathological_files_is_refused_and_counted(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    site = unique_site("hup")
+    config = _gateway_config(tmp_path, site, mosquitto.port)
+    rules = tmp_path / "rules"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway.cli", "run", "--config", str(config),
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+    try:
+        async with Watcher(mosquitto.port, f"sc/{site}/#", "w") as watcher:
+            await watcher.next(lambda s: s.payload == b"online", timeout=20)
+            status = tmp_path / "status.json"
+            await eventually(status.exists, what="status file")
+            for name, text in (("laughs", LAUGHS), ("loop", LOOP), ("deep", DEEP_NOT)):
+                (rules / f"{name}.yaml").write_text(text)
+            proc.send_signal(signal.SIGHUP)
+
+            def rejected() -> bool:
+                counters = read_status(status).counters
+                return counters.get("rule_reloads{result=rejected}", 0) >= 1
+
+            await eventually(rejected, timeout=15, what="reload rejected")
+            await watcher.publish(f"z2m/{site}/sos-1", b'{"action": "single"}')
+            fired = await watcher.next(lambda s: "/alerts/elder.sos/" in s.topic, timeout=20)
+            assert b'"firing"' in fired.payload  # the old rules still run
+            assert read_status(status).counters.get("rule_reloads{result=rejected}") == 1
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(proc.wait(), 20)
+    assert proc.returncode == 0
+    stderr = (await proc.stderr.read()).decode() if proc.stderr else ""
+    assert stderr.count("rules not reloaded, the running rules stay") == 1
+    assert "Traceback" not in stderr
+    assert "Task exception was never retrieved" not in stderr

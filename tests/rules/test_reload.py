@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
+
 import pytest
 
+from gateway import supervisor
 from rules.definition import RulePack
 from rules.engine import RuleEngine
 from rules.loader import pack_from_text
 from rules.problems import RuleError
+from tests.helpers import make_config, unique_site
 from tests.rules.sim import ACKED, CONTACTS, DIRECTORY, FIRING, RESOLVED, Sim, ms
 
 SOS = """
@@ -125,3 +130,23 @@ def test_restore_keeps_acknowledged_alerts() -> None:
     engine.restore(sim.engine.snapshot())
     assert [(a.rule, a.state) for a in engine.active()] == [("sos", ACKED)]
     assert engine.snapshot() == sim.engine.snapshot()
+
+
+async def test_a_reload_that_fails_for_any_reason_is_counted_and_the_rules_stay(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    gateway = supervisor.Gateway(make_config(tmp_path, site=unique_site("reload")))
+    before = gateway.rules.snapshot()
+
+    def exhausted(*_args: object) -> RulePack:
+        # what a machine out of memory does to any loader, however bounded
+        raise MemoryError("cannot allocate\nwhile reading")
+
+    monkeypatch.setattr(supervisor, "load_pack", exhausted)
+    with caplog.at_level(logging.ERROR, logger=supervisor.__name__):
+        assert await gateway.reload_rules() is False
+    assert gateway.counters.get("rule_reloads", result="failed") == 1
+    assert gateway.rules.snapshot() == before
+    (record,) = caplog.records
+    assert record.getMessage() == ("rules not reloaded, the running rules stay: MemoryError: "
+                                   "cannot allocate while reading")
