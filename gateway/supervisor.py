@@ -24,10 +24,10 @@ from gateway.clock import Clock, SystemClock
 from gateway.clock_sync import ClockProbe, read_kernel_clock, trustworthy
 from gateway.config import AnyDevice, GatewayConfig, GpioDevice, Location, ModbusDevice, MqttDevice
 from gateway.counters import Counters
-from gateway.journal import Journal, JournalFullError, Quota
+from gateway.journal import Journal, JournalFullError, NotJournalledError, Quota, Receipt
 from gateway.kinds import make_event
 from gateway.metrics import MetricsServer
-from gateway.model import AckCommand, Alert, DeviceEvent, Reading, new_id
+from gateway.model import AckCommand, Alert, DeliveryClass, DeviceEvent, Reading, new_id
 from gateway.mqtt_link import LastWill, MqttLink
 from gateway.restart import keep_running
 from gateway.sinks.mqtt_sink import MqttSink
@@ -127,25 +127,43 @@ class Gateway:
         self.link.subscribe(self.topics.alert_ack_filter, self._on_ack_message)
         self.notify_sink = NotifySink(self.journal, self.link, self.clock, self.counters)
         self.ready = asyncio.Event()
+        self._alarm_refused = False  # an alarm found no room, none was journalled since
         self._stop = asyncio.Event()
         self._events_timeline = Timeline()
         self._readings_timeline = Timeline()
 
     # -- Intake, for the drivers --------------------------------------------------------
 
-    async def event(self, event: DeviceEvent) -> None:
+    async def event(self, event: DeviceEvent, receipt: Receipt | None = None) -> None:
+        """Journal `event` (with the receipt of the message it came in).
+
+        Raises NotJournalledError when an alarm could not be journalled, or any event
+        could not be written: it was not received, and its source must give it again.
+        """
         ts = self._events_timeline.stamp(event.device, event.ts)
         if ts != event.ts:
             event = msgspec.structs.replace(event, ts=ts)
         try:
-            await self.journal.append(event)
+            await self.journal.commit([event], receipt=receipt)
         except JournalFullError as exc:
-            # the journal is refused to events before alarms: this is the counted loss
             self.counters.inc("dropped", cls=event.cls.value, reason=exc.reason)
+            if event.cls is DeliveryClass.ALARM:
+                self._alarm_refused = True
+                log.error("ALARM NOT JOURNALLED: %s %s from %s refused (%s); it is not "
+                          "acknowledged to its source, which must give it again",
+                          event.kind, event.type, event.device, exc)
+                raise
+            # the journal is refused to events before alarms: this is the counted loss
             self.counters.log_once(log, ("journal", exc.reason), "journal has no room (%s): "
                                    "%s events are refused and counted; alarms are still "
                                    "accepted", exc.reason, event.cls.value)
             return
+        except NotJournalledError as exc:
+            self.counters.inc("dropped", cls=event.cls.value, reason=exc.reason)
+            raise
+        if self._alarm_refused and event.cls is DeliveryClass.ALARM:
+            self._alarm_refused = False
+            log.warning("alarms are journalled again")
         self.seen(event.device)
         self.counters.inc("events_accepted", cls=event.cls.value)
 
@@ -301,6 +319,7 @@ class Gateway:
             gone = await self.journal.prune(["mqtt", "store", "rules", "notify"],
                                             keep_from=self.mqtt_sink.replay_floor)
             if gone:
+                self.counters.inc("journal_pruned", gone)
                 log.debug("pruned %d journal record(s)", gone)
 
     async def _watch_clock(self) -> None:
