@@ -151,6 +151,7 @@ class Journal:
         self._cursors: dict[str, int] = {}  # as committed; journal thread only
         # the newest committed records, consecutive: most reads are served from here
         self._recent: deque[Entry] = deque(maxlen=RECENT)
+        self._receipts: dict[str, Receipt] = {}  # every receipt kept, by key
         self._measured_at = -math.inf  # time.monotonic() of the last exact measurement
         self._wake = asyncio.Event()
         self._committer: asyncio.Task[None] | None = None
@@ -288,11 +289,25 @@ class Journal:
                     receipts_before: int | None = None) -> int:
         """Delete records every named consumer has passed, and older than `keep_from`;
         and receipts older than `receipts_before` (epoch ms)."""
-        return await self._run(self._prune_sync, list(consumers), keep_from, receipts_before)
+        gone = await self._run(self._prune_sync, list(consumers), keep_from, receipts_before)
+        if receipts_before is not None:
+            for key in [k for k, r in self._receipts.items() if r.at < receipts_before]:
+                del self._receipts[key]
+        return gone
 
-    async def receipts(self, since: int) -> list[Receipt]:
-        """The receipts kept from `since` (epoch ms) on, oldest first."""
-        return await self._run(self._receipts_sync, since)
+    def receipt(self, key: str) -> Receipt | None:
+        """The receipt last journalled (or noted) under `key`."""
+        return self._receipts.get(key)
+
+    def note(self, receipt: Receipt) -> None:
+        """Keep `receipt` in memory only: for messages that left nothing in the journal."""
+        self._receipts[receipt.key] = receipt
+
+    async def forget_receipts(self, prefix: str) -> None:
+        """Forget every receipt whose key starts with `prefix`, in memory and on disk."""
+        for key in [k for k in self._receipts if k.startswith(prefix)]:
+            del self._receipts[key]
+        await self._run(self._forget_receipts_sync, prefix)
 
     @property
     def reserve_held(self) -> int:
@@ -341,6 +356,8 @@ class Journal:
                     continue
                 for job, job_seqs in zip(group, seqs, strict=True):
                     self._remember(job, job_seqs)
+                    if job.receipt is not None:
+                        self._receipts[job.receipt.key] = job.receipt
                     if not job.done.done():
                         job.done.set_result(job_seqs)
                 if any(job.records for job in group):
@@ -384,6 +401,7 @@ class Journal:
         self._hold_wal()
         self._db = db
         self._measure(db)
+        self._receipts = {r.key: r for r in self._receipts_sync(0)}
         row = db.execute("SELECT seq FROM sqlite_sequence WHERE name='records'").fetchone()
         return int(row[0]) if row else 0
 
@@ -546,6 +564,10 @@ class Journal:
         finally:
             self._measured_at = -math.inf  # the next commit measures what is left
         return gone
+
+    def _forget_receipts_sync(self, prefix: str) -> None:
+        self._conn().execute("DELETE FROM receipts WHERE substr(key, 1, ?) = ?",
+                             (len(prefix), prefix))
 
     def _receipts_sync(self, since: int) -> list[Receipt]:
         rows = self._conn().execute(

@@ -357,7 +357,7 @@ class MqttLink:
         self._clock = clock
         self._counters = counters
         self._subscriptions: list[tuple[str, Handler]] = []
-        self._on_connect: list[Callable[[bool], None]] = []
+        self._on_connect: list[Callable[[bool], Awaitable[None]]] = []
         self._session_present = False  # what the broker said in its last CONNACK
         self._patterns: list[tuple[list[str], Handler]] = []
         self._routes: dict[str, list[Handler]] = {}  # topic -> handlers, filled as they come
@@ -377,8 +377,8 @@ class MqttLink:
         self._patterns.append((topic_filter.split("/"), handler))
         self._routes.clear()
 
-    def on_connect(self, callback: Callable[[bool], None]) -> None:
-        """Call `callback(session_present)` on every connection, before any message of it
+    def on_connect(self, callback: Callable[[bool], Awaitable[None]]) -> None:
+        """Await `callback(session_present)` on every connection, before any message of it
         is handled: False when the broker kept nothing of the gateway's session."""
         self._on_connect.append(callback)
 
@@ -466,7 +466,7 @@ class MqttLink:
 
     async def _serve(self, client: aiomqtt.Client, inbox: _Dispatch) -> None:
         for callback in self._on_connect:
-            callback(self._session_present)
+            await callback(self._session_present)
         # many filters per SUBSCRIBE: one round trip for a whole site's device topics
         filters = [(topic_filter, 1) for topic_filter, _ in self._subscriptions]
         for first in range(0, len(filters), SUBSCRIBE_BATCH):

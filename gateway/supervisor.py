@@ -8,7 +8,7 @@ import functools
 import json
 import logging
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import aiomqtt
@@ -120,8 +120,10 @@ class Gateway:
         self.buttons = {d.device.id: d for d in self.drivers if isinstance(d, ElderButtonGpio)}
         self.ingress = MqttIngress(
             [d for d in config.devices if isinstance(d, MqttDevice)], self._json_mapping, self,
-            self.clock, self.counters, self.pseudonymise,
+            self.clock, self.counters, self.pseudonymise, receipts=self.journal,
+            redelivery_window_s=config.broker.redelivery_window_s,
         )
+        self.link.on_connect(self.ingress.connected)
         for topic in self.ingress.topics:
             self.link.subscribe(topic, self.ingress.handle)
         self.link.subscribe(self.topics.alert_ack_filter, self._on_ack_message)
@@ -134,38 +136,47 @@ class Gateway:
 
     # -- Intake, for the drivers --------------------------------------------------------
 
-    async def event(self, event: DeviceEvent, receipt: Receipt | None = None) -> None:
-        """Journal `event` (with the receipt of the message it came in).
+    async def event(self, event: DeviceEvent) -> None:
+        await self.events([event])
+
+    async def events(self, events: Sequence[DeviceEvent], receipt: Receipt | None = None
+                     ) -> None:
+        """Journal the events of one message in one commit, with the message's receipt.
 
         Raises NotJournalledError when an alarm could not be journalled, or any event
         could not be written: it was not received, and its source must give it again.
         """
-        ts = self._events_timeline.stamp(event.device, event.ts)
-        if ts != event.ts:
-            event = msgspec.structs.replace(event, ts=ts)
+        stamped = []
+        for event in events:
+            ts = self._events_timeline.stamp(event.device, event.ts)
+            stamped.append(event if ts == event.ts else msgspec.structs.replace(event, ts=ts))
+        alarm = next((e for e in stamped if e.cls is DeliveryClass.ALARM), None)
         try:
-            await self.journal.commit([event], receipt=receipt)
+            await self.journal.commit(stamped, receipt=receipt)
         except JournalFullError as exc:
-            self.counters.inc("dropped", cls=event.cls.value, reason=exc.reason)
-            if event.cls is DeliveryClass.ALARM:
+            for event in stamped:
+                self.counters.inc("dropped", cls=event.cls.value, reason=exc.reason)
+            if alarm is not None:
                 self._alarm_refused = True
                 log.error("ALARM NOT JOURNALLED: %s %s from %s refused (%s); it is not "
                           "acknowledged to its source, which must give it again",
-                          event.kind, event.type, event.device, exc)
+                          alarm.kind, alarm.type, alarm.device, exc)
                 raise
             # the journal is refused to events before alarms: this is the counted loss
             self.counters.log_once(log, ("journal", exc.reason), "journal has no room (%s): "
                                    "%s events are refused and counted; alarms are still "
-                                   "accepted", exc.reason, event.cls.value)
+                                   "accepted", exc.reason, stamped[0].cls.value)
             return
         except NotJournalledError as exc:
-            self.counters.inc("dropped", cls=event.cls.value, reason=exc.reason)
+            for event in stamped:
+                self.counters.inc("dropped", cls=event.cls.value, reason=exc.reason)
             raise
-        if self._alarm_refused and event.cls is DeliveryClass.ALARM:
+        if self._alarm_refused and alarm is not None:
             self._alarm_refused = False
             log.warning("alarms are journalled again")
-        self.seen(event.device)
-        self.counters.inc("events_accepted", cls=event.cls.value)
+        for event in stamped:
+            self.seen(event.device)
+            self.counters.inc("events_accepted", cls=event.cls.value)
 
     def reading(self, reading: Reading) -> None:
         ts = self._readings_timeline.stamp(reading.device, reading.ts)
@@ -316,8 +327,10 @@ class Gateway:
         """Delete what every consumer has passed; SQLite reuses the freed pages."""
         while True:
             await self.clock.sleep(self.config.journal.prune_interval_s)
+            window_ms = round(self.config.broker.redelivery_window_s * 1000)
             gone = await self.journal.prune(["mqtt", "store", "rules", "notify"],
-                                            keep_from=self.mqtt_sink.replay_floor)
+                                            keep_from=self.mqtt_sink.replay_floor,
+                                            receipts_before=self.clock.now_ms() - window_ms)
             if gone:
                 self.counters.inc("journal_pruned", gone)
                 log.debug("pruned %d journal record(s)", gone)
