@@ -121,7 +121,7 @@ class MqttIngress:
                  ) -> Receipt | None:
         """The receipt to journal with the message's events; None when it is the broker's
         redelivery of a message journalled already."""
-        if message.qos == 0 or self._receipts is None:
+        if message.qos == 0 or self._receipts is None or not self._window_ms:
             return _NO_RECEIPT
         raw = payload.encode() if isinstance(payload, str) else bytes(payload)
         digest = hashlib.blake2b(message.topic.value.encode() + b"\0" + raw,

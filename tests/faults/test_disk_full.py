@@ -16,6 +16,8 @@ import aiomqtt
 import pytest
 
 from gateway import journal
+from gateway.kinds import make_event
+from gateway.model import DeliveryClass, DeviceKind
 from gateway.services import Mosquitto, VictoriaMetrics
 from gateway.status_report import read_status, status_path
 from gateway.supervisor import Gateway
@@ -159,3 +161,26 @@ async def test_alarms_refused_for_lack_of_space_come_again_after_a_restart(
         verdict = await judge_presses(sent, observer.events, victoria.url, site)
     verdict.print("disk full, no reserve, restart")
     assert verdict.clean, verdict
+
+
+async def test_the_reserve_is_for_alarms_alone(tmp_path: Path, no_held_log: None) -> None:
+    quota = journal.Quota(max_bytes=2**30, alarm_reserve=2 * 2**20, min_free_disk=0)
+    with small_disk(tmp_path / "disk", 8) as disk:
+        async with journal.Journal(disk / "j.db", quota=quota) as j:
+            assert j.reserve_held == quota.alarm_reserve
+            filler = fill(disk)
+            fault = make_event(DeviceKind.SMOKE, "s1", "fault", 1)
+            with pytest.raises(journal.JournalFullError) as refused:
+                await j.append(fault)
+            # the disk's own words, not a failed rollback hiding them
+            assert refused.value.reason == "disk_full"
+            assert "disk is full" in str(refused.value)
+            assert j.reserve_held == quota.alarm_reserve  # not given up for an event
+            alarm = make_event(DeviceKind.SMOKE, "s1", "alarm", 2)
+            assert alarm.cls is DeliveryClass.ALARM
+            seq = await j.append(alarm)
+            assert j.reserve_held == 0
+            assert [e.record for e in (await j.read_after(seq - 1)).entries] == [alarm]
+            filler.unlink()
+            await j.move_cursor("x", seq)  # a commit measures the disk again
+            assert j.reserve_held == quota.alarm_reserve  # held again once there is room
