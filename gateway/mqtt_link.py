@@ -515,6 +515,9 @@ class MqttLink:
         if previous is not None:
             if not previous.done():
                 await asyncio.wait([previous])
+            if not previous.cancelled() and isinstance(previous.exception(),
+                                                       NotJournalledError):
+                await _refuse(message.topic.value)  # after it, in its order
             work = self._start(message)
         refused: NotJournalledError | None = None
         for awaitable, handler in work or ():

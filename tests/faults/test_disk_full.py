@@ -46,11 +46,16 @@ def _config(tmp_path: Path, disk: Path, site: str, broker: int, store: str,
                                                  "prune_interval_s": 0.5})
 
 
-async def _press_every_button(port: int, site: str) -> dict[str, list[int]]:
+async def _press_every_button(port: int, site: str, presses: int = 1) -> dict[str, list[int]]:
+    """Each button pressed `presses` times; the source numbers every press."""
+    sent: dict[str, list[int]] = {f"sos-{n}": [] for n in range(BUTTONS)}
     async with aiomqtt.Client("127.0.0.1", port, identifier=f"src-{site}") as source:
-        for n in range(BUTTONS):
-            await source.publish(f"vendor/{site}/sos-{n}", press_payload(n), qos=1)
-    return {f"sos-{n}": [n] for n in range(BUTTONS)}
+        for press in range(presses):
+            for n in range(BUTTONS):
+                seq = press * BUTTONS + n
+                await source.publish(f"vendor/{site}/sos-{n}", press_payload(seq), qos=1)
+                sent[f"sos-{n}"].append(seq)
+    return sent
 
 
 async def _delivered(gateway: Gateway, observer: Observer, sent: dict[str, list[int]],
@@ -122,18 +127,18 @@ async def test_alarms_refused_for_lack_of_space_come_again(
             await eventually(lambda: status_path(config.journal.path).exists(),
                              what="the status file")
             filler = fill(disk)
-            sent = await _press_every_button(mosquitto.port, site)
-            await eventually(lambda: gateway.counters.get(
-                "dropped", cls="alarm", reason="disk_full") >= BUTTONS,
-                what="every alarm refused")
+            # two presses a button: the second must not overtake the first
+            sent = await _press_every_button(mosquitto.port, site, presses=2)
+            await eventually(lambda: gateway.counters.get("mqtt_not_acknowledged")
+                             >= 2 * BUTTONS, what="every alarm refused")
+            assert gateway.counters.get("dropped", cls="alarm", reason="disk_full") >= BUTTONS
             assert gateway.counters.get("events_accepted") == 0
-            assert gateway.counters.get("mqtt_not_acknowledged") >= BUTTONS
             # said in the status file, written on the full disk
             await eventually(lambda: "dropped{cls=alarm,reason=disk_full}" in read_status(
                 status_path(config.journal.path)).counters, what="the refusal in the status")
             filler.unlink()  # room again: the broker's next delivery is journalled
             await _delivered(gateway, observer, sent, victoria.url, site)
-            assert gateway.counters.get("events_accepted", cls="alarm") == BUTTONS
+            assert gateway.counters.get("events_accepted", cls="alarm") == 2 * BUTTONS
         verdict = await judge_presses(sent, observer.events, victoria.url, site)
     verdict.print("disk full, no reserve, space freed")
     assert verdict.clean, verdict
