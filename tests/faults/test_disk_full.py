@@ -16,7 +16,9 @@ import aiomqtt
 import pytest
 
 from gateway import journal
+from gateway.config import MetricsConfig
 from gateway.kinds import make_event
+from gateway.metrics import MetricsServer
 from gateway.model import DeliveryClass, DeviceKind
 from gateway.services import Mosquitto, VictoriaMetrics
 from gateway.status_report import read_status, status_path
@@ -136,6 +138,8 @@ async def test_alarms_refused_for_lack_of_space_come_again(
             # said in the status file, written on the full disk
             await eventually(lambda: "dropped{cls=alarm,reason=disk_full}" in read_status(
                 status_path(config.journal.path)).counters, what="the refusal in the status")
+            metrics = await MetricsServer(gateway, MetricsConfig()).render()
+            assert b'scgw_dropped_total{cls="alarm",reason="disk_full"}' in metrics
             filler.unlink()  # room again: the broker's next delivery is journalled
             await _delivered(gateway, observer, sent, victoria.url, site)
             assert gateway.counters.get("events_accepted", cls="alarm") == 2 * BUTTONS
