@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
+from gateway.journal import Receipt
 from gateway.model import DeviceEvent, Reading
 
 
@@ -18,4 +20,15 @@ class Intake(Protocol):
 
     def reading(self, reading: Reading) -> None:
         """Queue telemetry; it may be dropped under pressure, with a counter."""
+        ...
+
+
+class MessageIntake(Intake, Protocol):
+    async def events(self, events: Sequence[DeviceEvent], receipt: Receipt | None = None
+                     ) -> None:
+        """Journal the events of one message in one commit, with the message's receipt.
+
+        Raises NotJournalledError when they were not received: the sender must give the
+        message again.
+        """
         ...

@@ -4,16 +4,22 @@ Each device's payload is decoded by its profile's JSON mapping, or by the inline
 in its config (`event_key`, `events`, `readings`). Anything malformed is rejected, counted
 per device and reason, and logged once per device until it recovers; the gateway keeps
 running.
+
+A QoS 1 message the broker delivers again (after a lost connection, a restart of the
+gateway or of the broker) carries the packet id it had; the same packet id with the same
+content within `redelivery_window_s` of the first is the same message: it was journalled
+already, and it is acknowledged and dropped, counted as `redelivered{device}`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Awaitable, Callable
 
 import aiomqtt
 
-from drivers.intake import Intake
+from drivers.intake import MessageIntake
 from drivers.json_map import (
     JsonEvent,
     JsonMap,
@@ -26,9 +32,13 @@ from drivers.pseudonym import Pseudonymiser
 from gateway.clock import Clock
 from gateway.config import MqttDevice
 from gateway.counters import Counters
+from gateway.journal import Journal, Receipt
 from gateway.model import DeviceEvent
 
 log = logging.getLogger(__name__)
+
+RECEIPT_PREFIX = "mqtt:"  # receipt keys: the broker's packet id
+_NO_RECEIPT = Receipt("", b"", 0)  # a message that cannot come again (QoS 0)
 
 
 def inline_mapping(device: MqttDevice) -> JsonMap:
@@ -48,10 +58,13 @@ class MqttIngress:
         self,
         devices: list[MqttDevice],
         mapping_of: Callable[[MqttDevice], JsonMap],
-        intake: Intake,
+        intake: MessageIntake,
         clock: Clock,
         counters: Counters,
         pseudonymise: Pseudonymiser | None = None,
+        *,
+        receipts: Journal | None = None,
+        redelivery_window_s: float = 3600.0,
     ) -> None:
         self._devices = {d.mqtt.topic: d for d in devices}
         self._mappers = {
@@ -60,6 +73,8 @@ class MqttIngress:
         self._intake = intake
         self._clock = clock
         self._counters = counters
+        self._receipts = receipts
+        self._window_ms = round(redelivery_window_s * 1000)
 
     @property
     def topics(self) -> list[str]:
@@ -75,6 +90,10 @@ class MqttIngress:
         payload = message.payload
         if not isinstance(payload, bytes | bytearray | str) or not payload:
             self._reject(device.id, topic, "empty_payload", "the payload is empty")
+            return None
+        receipt = self._receipt(message, payload)
+        if receipt is None:
+            self._counters.inc("redelivered", device=device.id)
             return None
         try:
             body = parse_json(payload)
@@ -92,13 +111,37 @@ class MqttIngress:
         if decoded.reading is not None:
             self._intake.reading(decoded.reading)
         if decoded.events:
-            return self._journal(device.id, decoded.events)
+            return self._journal(device.id, decoded.events, receipt)
+        if receipt is not _NO_RECEIPT and self._receipts is not None:
+            self._receipts.note(receipt)  # a reading is not journalled: kept in memory
         self._counters.inc("ingress_messages", device=device.id)
         return None
 
-    async def _journal(self, device: str, events: list[DeviceEvent]) -> None:
-        for event in events:
-            await self._intake.event(event)
+    def _receipt(self, message: aiomqtt.Message, payload: bytes | bytearray | str
+                 ) -> Receipt | None:
+        """The receipt to journal with the message's events; None when it is the broker's
+        redelivery of a message journalled already."""
+        if message.qos == 0 or self._receipts is None or not self._window_ms:
+            return _NO_RECEIPT
+        raw = payload.encode() if isinstance(payload, str) else bytes(payload)
+        digest = hashlib.blake2b(message.topic.value.encode() + b"\0" + raw,
+                                 digest_size=16).digest()
+        key = f"{RECEIPT_PREFIX}{message.mid}"
+        now = self._clock.now_ms()
+        known = self._receipts.receipt(key)
+        if known is not None and known.digest == digest and now - known.at <= self._window_ms:
+            return None
+        return Receipt(key, digest, now)
+
+    async def connected(self, session_present: bool) -> None:
+        """On every connection: a broker that kept no session delivers nothing again, and
+        numbers its packets anew, so the receipts of earlier packets mean nothing now."""
+        if not session_present and self._receipts is not None:
+            await self._receipts.forget_receipts(RECEIPT_PREFIX)
+
+    async def _journal(self, device: str, events: list[DeviceEvent], receipt: Receipt
+                       ) -> None:
+        await self._intake.events(events, None if receipt is _NO_RECEIPT else receipt)
         self._counters.inc("ingress_messages", device=device)
 
     def _reject(self, device: str, topic: str, reason: str, detail: str) -> None:

@@ -45,6 +45,9 @@ class BrokerConfig(_Strict):
     # after a lost connection, publish again what the broker confirmed this long before the
     # loss: a broker that crashes may have acknowledged messages it never delivered
     replay_window_s: float = Field(default=30.0, ge=0, le=3600)
+    # a message the broker delivers again within this long of journalling it (same packet
+    # id, same content) is recognised as the same message and journalled only once
+    redelivery_window_s: float = Field(default=3600.0, ge=0, le=86_400)
 
 
 class StoreConfig(_Strict):

@@ -46,6 +46,11 @@ CREATE TABLE IF NOT EXISTS state (
     key TEXT PRIMARY KEY,
     value BLOB NOT NULL
 );
+CREATE TABLE IF NOT EXISTS receipts (
+    key TEXT PRIMARY KEY,
+    digest BLOB NOT NULL,
+    at INTEGER NOT NULL
+);
 """
 
 
@@ -57,18 +62,36 @@ SWITCH_INTERVAL_S = 0.0005  # see Journal.open
 RECENT = 4096  # newest records kept in memory for readers
 MEASURE_EVERY_S = 0.5  # how stale the journal's size may be when no limit is near
 MEASURE_MARGIN = 64 * 2**20  # free disk closer than this to the reserve: measure every commit
+WAL_HELD = 8 * 2**20  # the write-ahead log's size, allocated on the disk from the start
 
 
 class JournalClosedError(Exception):
     """The journal was closed; nothing more can be appended."""
 
 
-class JournalFullError(Exception):
+class NotJournalledError(Exception):
+    """A commit did not happen: none of its records is on disk, so none was received."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+
+
+class JournalFullError(NotJournalledError):
     """No room for this record: its class's share of the quota or of the disk is used up."""
 
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """What a source said, journalled with the records it became (`at`: epoch ms).
+
+    `key` names the message at its source (an MQTT packet id); `digest` is its content.
+    A message given again with the same key and digest is the same message.
+    """
+
+    key: str
+    digest: bytes
+    at: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +99,8 @@ class Quota:
     """Events may fill the journal up to `max_bytes - alarm_reserve`; alarms up to all of it.
 
     `min_free_disk` is kept free on the file system for events; alarms may use it too.
+    `alarm_reserve` is also held on the disk itself, as a file beside the journal that is
+    given up only when an alarm finds the disk full.
     """
 
     max_bytes: int = 512 * 2**20
@@ -105,6 +130,8 @@ class _Commit:
     done: asyncio.Future[list[int]]
     durable: bool = True
     encoded: list[tuple[str, bytes]] = field(default_factory=list)
+    receipt: Receipt | None = None
+    alarm: bool = False
 
 
 class Journal:
@@ -113,6 +140,8 @@ class Journal:
     def __init__(self, path: Path, *, max_group: int = 512, quota: Quota | None = None) -> None:
         self._path = path
         self._quota = quota or Quota()
+        self._reserve = ReserveFile(path.with_name(path.name + ".reserve"),
+                                    self._quota.alarm_reserve)
         self.used_bytes = 0  # pages in use by the database, refreshed after every commit
         self.free_disk = 2**62  # free bytes on the journal's file system
         self._max_group = max_group
@@ -123,6 +152,7 @@ class Journal:
         self._cursors: dict[str, int] = {}  # as committed; journal thread only
         # the newest committed records, consecutive: most reads are served from here
         self._recent: deque[Entry] = deque(maxlen=RECENT)
+        self._receipts: dict[str, Receipt] = {}  # every receipt kept, by key
         self._measured_at = -math.inf  # time.monotonic() of the last exact measurement
         self._wake = asyncio.Event()
         self._committer: asyncio.Task[None] | None = None
@@ -184,10 +214,13 @@ class Journal:
         *,
         cursor: tuple[str, int] | None = None,
         state: dict[str, bytes | None] | None = None,
+        receipt: Receipt | None = None,
         durable: bool = True,
     ) -> list[int]:
         """Atomically append `records`, move one consumer's cursor and update state keys.
 
+        `receipt` is kept with the records (see `receipts`). Raises NotJournalledError
+        when nothing was written: no room, or the disk refused the write.
         `durable=False` (only without records) commits without an fsync of its own: for
         state that may be lost in a power cut (the next durable commit syncs it too).
         """
@@ -198,7 +231,8 @@ class Journal:
         if records:
             self._check_room(records)
         done: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
-        job = _Commit(records, cursor, state or {}, done, durable)
+        job = _Commit(records, cursor, state or {}, done, durable, receipt=receipt,
+                      alarm=any(delivery_class(r) is DeliveryClass.ALARM for r in records))
         # encode on the loop: cheap, and keeps bad records from reaching the database thread
         job.encoded = [(delivery_class(r).value, encode(r)) for r in records]
         self._pending.append(job)
@@ -212,7 +246,8 @@ class Journal:
             raise JournalFullError("journal_full")
         if not alarm and self.used_bytes >= q.max_bytes - q.alarm_reserve:
             raise JournalFullError("journal_quota")
-        if not alarm and self.free_disk < q.min_free_disk:
+        # while alarms use the reserve's space, events find the disk that much fuller
+        if not alarm and self.free_disk - self._reserve.missing < q.min_free_disk:
             raise JournalFullError("disk_full")
 
     async def move_cursor(self, consumer: str, seq: int, *, durable: bool = True) -> None:
@@ -260,9 +295,34 @@ class Journal:
     async def backlog(self, consumer: str) -> int:
         return self._last_seq - await self.cursor(consumer)
 
-    async def prune(self, consumers: Iterable[str], keep_from: int | None = None) -> int:
-        """Delete records every named consumer has passed, and older than `keep_from`."""
-        return await self._run(self._prune_sync, list(consumers), keep_from)
+    async def prune(self, consumers: Iterable[str], keep_from: int | None = None,
+                    receipts_before: int | None = None) -> int:
+        """Delete records every named consumer has passed, and older than `keep_from`;
+        and receipts older than `receipts_before` (epoch ms)."""
+        gone = await self._run(self._prune_sync, list(consumers), keep_from, receipts_before)
+        if receipts_before is not None:
+            for key in [k for k, r in self._receipts.items() if r.at < receipts_before]:
+                del self._receipts[key]
+        return gone
+
+    def receipt(self, key: str) -> Receipt | None:
+        """The receipt last journalled (or noted) under `key`."""
+        return self._receipts.get(key)
+
+    def note(self, receipt: Receipt) -> None:
+        """Keep `receipt` in memory only: for messages that left nothing in the journal."""
+        self._receipts[receipt.key] = receipt
+
+    async def forget_receipts(self, prefix: str) -> None:
+        """Forget every receipt whose key starts with `prefix`, in memory and on disk."""
+        for key in [k for k in self._receipts if k.startswith(prefix)]:
+            del self._receipts[key]
+        await self._run(self._forget_receipts_sync, prefix)
+
+    @property
+    def reserve_held(self) -> int:
+        """Bytes of the alarm reserve still held on the disk."""
+        return self._reserve.held
 
     # -- the committer ---------------------------------------------------------------
 
@@ -283,18 +343,31 @@ class Journal:
                 lazy, self._lazy = self._lazy, {}
                 try:
                     seqs = await self._run(self._commit_sync, group, lazy)
-                except Exception as exc:  # a failed commit fails its callers, not the journal
-                    log.error("journal commit of %d record(s) failed: %s", len(group), exc)
-                    for job in group:
-                        if not job.done.done():
-                            job.done.set_exception(exc)
-                    for consumer, seq in lazy.items():  # tried again with the next commit
+                except JournalFullError as exc:
+                    # the disk is full: alarms get the reserve's space, the rest is refused
+                    alarms = [job for job in group if job.alarm]
+                    if not alarms or not await self._run(self._reserve.release):
+                        self._fail(group, lazy, exc)
+                        if not group:
+                            break
+                        continue
+                    log.error("disk full: the alarm reserve (%d bytes) is given up for "
+                              "alarms; events are refused until there is room again",
+                              self._quota.alarm_reserve)
+                    self._fail([job for job in group if not job.alarm], {}, exc)
+                    self._pending[:0] = alarms  # tried again first, in their order
+                    for consumer, seq in lazy.items():
                         self._lazy[consumer] = max(seq, self._lazy.get(consumer, seq))
+                    continue
+                except Exception as exc:  # a failed commit fails its callers, not the journal
+                    self._fail(group, lazy, exc)
                     if not group:
                         break  # nothing else waits: the next wake-up tries them again
                     continue
                 for job, job_seqs in zip(group, seqs, strict=True):
                     self._remember(job, job_seqs)
+                    if job.receipt is not None:
+                        self._receipts[job.receipt.key] = job.receipt
                     if not job.done.done():
                         job.done.set_result(job_seqs)
                 if any(job.records for job in group):
@@ -302,6 +375,18 @@ class Journal:
                         listener.set()
             if self._closing:
                 return
+
+    def _fail(self, group: list[_Commit], lazy: dict[str, int], exc: Exception) -> None:
+        """The commit of `group` failed: its callers hear why; lazy moves wait for the next."""
+        if group:
+            log.error("journal commit of %d record(s) failed: %s", len(group), exc)
+        failure = exc if isinstance(exc, NotJournalledError) else NotJournalledError(
+            "write_failed", str(exc))
+        for job in group:
+            if not job.done.done():
+                job.done.set_exception(failure)
+        for consumer, seq in lazy.items():  # tried again with the next commit
+            self._lazy[consumer] = max(seq, self._lazy.get(consumer, seq))
 
     def _remember(self, job: _Commit, seqs: list[int]) -> None:
         """Keep the newest records at hand, as long as they follow on without a gap."""
@@ -320,12 +405,36 @@ class Journal:
         db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=FULL")
-        db.execute("PRAGMA journal_size_limit=8388608")  # the WAL file shrinks back to 8 MiB
+        # the WAL file shrinks back to WAL_HELD after a checkpoint, never below
+        db.execute(f"PRAGMA journal_size_limit={WAL_HELD}")
         db.executescript(_SCHEMA)
+        self._hold_wal()
         self._db = db
         self._measure(db)
+        self._receipts = {r.key: r for r in self._receipts_sync(0)}
         row = db.execute("SELECT seq FROM sqlite_sequence WHERE name='records'").fetchone()
         return int(row[0]) if row else 0
+
+    def _hold_wal(self) -> None:
+        """Allocate the write-ahead log's blocks up front.
+
+        SQLite writes the log from its start again after each checkpoint, over blocks it
+        already has: with them allocated, cursor moves, pruning and records that fit in
+        the database's free pages need no new disk space, and go on when the disk is full.
+        """
+        wal = self._path.with_name(self._path.name + "-wal")
+        try:
+            fd = os.open(wal, os.O_RDWR)
+        except FileNotFoundError:
+            return
+        try:
+            if os.fstat(fd).st_size < WAL_HELD:
+                os.posix_fallocate(fd, 0, WAL_HELD)
+        except OSError as exc:
+            log.warning("cannot allocate the journal's write-ahead log (%d bytes): %s",
+                        WAL_HELD, exc)
+        finally:
+            os.close(fd)
 
     def _close_sync(self) -> None:
         if self._db is not None:
@@ -358,11 +467,20 @@ class Journal:
                             (key, value),
                         )
                 out.append(seqs)
+                if job.receipt is not None:
+                    db.execute("INSERT OR REPLACE INTO receipts (key, digest, at) "
+                               "VALUES (?, ?, ?)", (job.receipt.key, job.receipt.digest,
+                                                     job.receipt.at))
             if lazy:
                 db.executemany(_MOVE_CURSOR, lazy.items())
             db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
+        except BaseException as exc:
+            # SQLite has rolled back by itself after some errors (a full disk among them)
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error) and _disk_full(exc):
+                self._measured_at = -math.inf
+                raise JournalFullError("disk_full", str(exc)) from exc
             raise
         moved = [job.cursor for job in group if job.cursor is not None] + list(lazy.items())
         for consumer, seq in moved:
@@ -400,6 +518,8 @@ class Journal:
         self.used_bytes = (pages - free_pages) * page_size
         stat = os.statvfs(self._path.parent)
         self.free_disk = stat.f_bavail * stat.f_frsize
+        if self._reserve.missing:
+            self._reserve.restore(self.free_disk - self._quota.min_free_disk)
 
     def _cursor_sync(self, consumer: str) -> int:
         # every cursor move goes through this journal, on this thread: read each once
@@ -439,17 +559,94 @@ class Journal:
         ).fetchall()
         return {str(key): bytes(value) for key, value in rows}
 
-    def _prune_sync(self, consumers: list[str], keep_from: int | None) -> int:
-        if not consumers:
-            return 0
-        floor = min(self._cursor_sync(c) for c in consumers)
-        if keep_from is not None:
-            floor = min(floor, keep_from - 1)
-        cur = self._conn().execute("DELETE FROM records WHERE seq <= ?", (floor,))
-        self._measured_at = -math.inf  # the next commit measures what is left
-        return cur.rowcount
+    def _prune_sync(self, consumers: list[str], keep_from: int | None,
+                    receipts_before: int | None) -> int:
+        db = self._conn()
+        gone = 0
+        try:
+            if receipts_before is not None:
+                db.execute("DELETE FROM receipts WHERE at < ?", (receipts_before,))
+            if consumers:
+                floor = min(self._cursor_sync(c) for c in consumers)
+                if keep_from is not None:
+                    floor = min(floor, keep_from - 1)
+                gone = db.execute("DELETE FROM records WHERE seq <= ?", (floor,)).rowcount
+        except sqlite3.Error as exc:
+            if not _disk_full(exc) or not self._reserve.release():
+                raise
+            # deleting needs room in the write-ahead log too; the pages it frees take
+            # new records without the database file growing
+            log.error("disk full: the alarm reserve is given up to prune the journal")
+            return self._prune_sync(consumers, keep_from, receipts_before)
+        finally:
+            self._measured_at = -math.inf  # the next commit measures what is left
+        return gone
+
+    def _forget_receipts_sync(self, prefix: str) -> None:
+        self._conn().execute("DELETE FROM receipts WHERE substr(key, 1, ?) = ?",
+                             (len(prefix), prefix))
+
+    def _receipts_sync(self, since: int) -> list[Receipt]:
+        rows = self._conn().execute(
+            "SELECT key, digest, at FROM receipts WHERE at >= ? ORDER BY at", (since,)
+        ).fetchall()
+        return [Receipt(str(key), bytes(digest), int(at)) for key, digest, at in rows]
 
     def _conn(self) -> sqlite3.Connection:
         if self._db is None:
             raise JournalClosedError(str(self._path))
         return self._db
+
+
+def _disk_full(exc: sqlite3.Error) -> bool:
+    return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or \
+        "disk is full" in str(exc)
+
+
+class ReserveFile:
+    """Disk space held for alarms: a file of `size` bytes, given up when the disk is full.
+
+    Space inside the journal's own limit is no help when something else fills the disk;
+    this file's blocks are really allocated, so deleting it gives them back.
+    Used on the journal thread only.
+    """
+
+    def __init__(self, path: Path, size: int) -> None:
+        self._path = path
+        self._size = size
+        self.held = 0
+
+    @property
+    def missing(self) -> int:
+        return self._size - self.held
+
+    def restore(self, room: int) -> None:
+        """Hold the reserve again, if `room` bytes of the disk may be taken for it."""
+        existing = self._path.stat().st_size if self._path.exists() else 0
+        if existing >= self._size or room < self._size - existing:
+            self.held = min(existing, self._size)
+            return
+        try:
+            with self._path.open("ab") as f:
+                os.posix_fallocate(f.fileno(), 0, self._size)
+                os.fsync(f.fileno())
+        except OSError as exc:
+            log.warning("cannot hold the alarm reserve %s (%d bytes): %s", self._path,
+                        self._size, exc)
+            with contextlib.suppress(OSError):
+                self._path.unlink()
+            self.held = 0
+            return
+        if self.held == 0 and self._size:
+            log.info("alarm reserve held: %s (%d bytes)", self._path, self._size)
+        self.held = self._size
+
+    def release(self) -> bool:
+        """Give the reserve's space back to the disk; False if there is none to give."""
+        if not self._path.exists():
+            self.held = 0
+            return False
+        size = self._path.stat().st_size
+        self._path.unlink()
+        self.held = 0
+        return size > 0

@@ -28,6 +28,7 @@ from gateway.backoff import Backoff
 from gateway.clock import Clock
 from gateway.config import BrokerConfig
 from gateway.counters import Counters
+from gateway.journal import NotJournalledError
 from gateway.waiting import first_of
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,7 @@ QOS0_BACKLOG = 10_000  # incoming QoS 0 messages queued or waiting before more a
 ROUTE_CACHE = 4096  # topics whose handlers are remembered
 SUBSCRIBE_BATCH = 256  # topic filters per SUBSCRIBE packet
 READ_PACE_S = 0.002  # at most one read of the connection per this, while messages stream in
+REDELIVER_AFTER_S = 2.0  # a message not journalled is asked for again after this
 
 
 def client_tls(config: BrokerConfig) -> ssl.SSLContext | None:
@@ -279,10 +281,15 @@ class _Dispatch:
         self._link = link
         self.chains: dict[str, asyncio.Task[None]] = {}
         self.handlers: set[asyncio.Task[None]] = set()
+        # topics with a message not journalled: their later messages wait for the next
+        # connection too, so the broker delivers them again in their order
+        self.refused: set[str] = set()
 
     def accept(self, message: aiomqtt.Message) -> asyncio.Task[None] | None:
         """Handle `message`; the task still working on it, if any."""
         topic = message.topic.value
+        if message.qos > 0 and topic in self.refused:
+            return asyncio.create_task(_refuse(topic), name=f"gw.mqtt.in[{topic}]")
         previous = self.chains.get(topic)
         work = self._link._start(message) if previous is None else None
         if previous is None and work is None:
@@ -305,6 +312,11 @@ class _Dispatch:
         for task in self.handlers:
             task.cancel()
         await asyncio.gather(*self.handlers, return_exceptions=True)
+
+
+async def _refuse(topic: str) -> None:
+    raise NotJournalledError("earlier_refused", f"an earlier message on {topic} was not "
+                             "journalled")
 
 
 class LinkDownError(Exception):
@@ -345,6 +357,8 @@ class MqttLink:
         self._clock = clock
         self._counters = counters
         self._subscriptions: list[tuple[str, Handler]] = []
+        self._on_connect: list[Callable[[bool], Awaitable[None]]] = []
+        self._session_present = False  # what the broker said in its last CONNACK
         self._patterns: list[tuple[list[str], Handler]] = []
         self._routes: dict[str, list[Handler]] = {}  # topic -> handlers, filled as they come
         self._session: Session | None = None
@@ -362,6 +376,11 @@ class MqttLink:
         self._subscriptions.append((topic_filter, handler))
         self._patterns.append((topic_filter.split("/"), handler))
         self._routes.clear()
+
+    def on_connect(self, callback: Callable[[bool], Awaitable[None]]) -> None:
+        """Await `callback(session_present)` on every connection, before any message of it
+        is handled: False when the broker kept nothing of the gateway's session."""
+        self._on_connect.append(callback)
 
     @property
     def connected(self) -> bool:
@@ -446,6 +465,8 @@ class MqttLink:
             log.info("broker gone before the offline status was published; the will covers it")
 
     async def _serve(self, client: aiomqtt.Client, inbox: _Dispatch) -> None:
+        for callback in self._on_connect:
+            await callback(self._session_present)
         # many filters per SUBSCRIBE: one round trip for a whole site's device topics
         filters = [(topic_filter, 1) for topic_filter, _ in self._subscriptions]
         for first in range(0, len(filters), SUBSCRIBE_BATCH):
@@ -463,42 +484,91 @@ class MqttLink:
         # once its handlers have finished with the message.
         received: asyncio.Queue[tuple[aiomqtt.Message, asyncio.Task[None] | None]] = (
             asyncio.Queue(maxsize=PIPELINE))
-        acker = asyncio.create_task(self._ack_in_order(client, received), name="gw.mqtt.ack")
+        redeliver: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        acker = asyncio.create_task(self._ack_in_order(client, received, inbox, redeliver),
+                                    name="gw.mqtt.ack")
+        reader = asyncio.create_task(self._read(client, inbox, received), name="gw.mqtt.read")
         try:
-            async for message in client.messages:
-                task = inbox.accept(message)
-                if message.qos > 0:
-                    await received.put((message, task))  # back-pressure past PIPELINE
-                elif len(inbox.handlers) >= PIPELINE:
-                    await asyncio.wait(inbox.handlers, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait((reader, redeliver), return_when=asyncio.FIRST_COMPLETED)
+            if reader.done():
+                reader.result()  # the connection's end, as aiomqtt tells it
         finally:
-            acker.cancel()
-            await asyncio.gather(acker, inbox.close(), return_exceptions=True)
+            for task in (reader, acker):
+                task.cancel()
+            await asyncio.gather(reader, acker, inbox.close(), return_exceptions=True)
+        # a clean DISCONNECT keeps the session: the broker delivers what was not
+        # acknowledged again on the next connection
+        raise aiomqtt.MqttError("ended to have unjournalled messages delivered again")
+
+    @staticmethod
+    async def _read(client: aiomqtt.Client, inbox: _Dispatch, received: asyncio.Queue[
+            tuple[aiomqtt.Message, asyncio.Task[None] | None]]) -> None:
+        async for message in client.messages:
+            task = inbox.accept(message)
+            if message.qos > 0:
+                await received.put((message, task))  # back-pressure past PIPELINE
+            elif len(inbox.handlers) >= PIPELINE:
+                await asyncio.wait(inbox.handlers, return_when=asyncio.FIRST_COMPLETED)
 
     async def _finish(self, previous: asyncio.Task[None] | None, message: aiomqtt.Message,
                       work: list[tuple[Awaitable[None], Handler]] | None) -> None:
         if previous is not None:
             if not previous.done():
                 await asyncio.wait([previous])
+            if not previous.cancelled() and isinstance(previous.exception(),
+                                                       NotJournalledError):
+                await _refuse(message.topic.value)  # after it, in its order
             work = self._start(message)
+        refused: NotJournalledError | None = None
         for awaitable, handler in work or ():
             try:
                 await awaitable
+            except NotJournalledError as exc:  # not received: the broker must keep it
+                refused = exc
             except Exception:  # one bad handler must not take the connection down
                 self._failed(message, handler)
+        if refused is not None:
+            raise refused
 
-    @staticmethod
     async def _ack_in_order(
+        self,
         client: aiomqtt.Client,
         received: asyncio.Queue[tuple[aiomqtt.Message, asyncio.Task[None] | None]],
+        inbox: _Dispatch,
+        redeliver: asyncio.Future[None],
     ) -> None:
         while True:
             message, task = await received.get()
             if task is not None and not task.done():
                 await asyncio.wait([task])
-            if task is None or not task.cancelled():
+            if task is not None and not task.cancelled() and isinstance(
+                    task.exception(), NotJournalledError):
+                self._not_acknowledged(message, inbox, redeliver)
+            elif task is None or not task.cancelled():
                 # a crash before this point makes the broker deliver the message again
                 client._client.ack(message.mid, message.qos)
+
+    def _not_acknowledged(self, message: aiomqtt.Message, inbox: _Dispatch,
+                          redeliver: asyncio.Future[None]) -> None:
+        """A message the gateway could not journal stays the broker's: it is not
+        acknowledged, and the connection ends after REDELIVER_AFTER_S, because a broker
+        delivers an unacknowledged message again only on a new connection."""
+        topic = message.topic.value
+        self._counters.inc("mqtt_not_acknowledged", topic=topic)
+        if not inbox.refused:
+            log.error("a message on %s could not be journalled and was not acknowledged; "
+                      "the broker keeps it and delivers it again on a new connection in "
+                      "%.1f s", topic, REDELIVER_AFTER_S)
+
+            async def end() -> None:
+                await self._clock.sleep(REDELIVER_AFTER_S)
+                if not redeliver.done():
+                    redeliver.set_result(None)
+
+            timer = asyncio.create_task(end(), name="gw.mqtt.redeliver")
+            inbox.handlers.add(timer)  # cancelled with the connection's handlers
+            timer.add_done_callback(inbox.handlers.discard)
+        inbox.refused.add(topic)
 
     async def publish_fast(self, session: Session, messages: Sequence[tuple[str, bytes]]
                            ) -> None:
@@ -601,6 +671,14 @@ class MqttLink:
             pacer._loop.call_soon_threadsafe(pacer.opened, sock)
 
         paho.on_socket_open = opened
+        aiomqtt_connected = paho.on_connect
+
+        def connected(paho_client: mqtt.Client, userdata: Any, flags: Any, *args: Any) -> None:
+            self._session_present = bool(flags.session_present)
+            assert aiomqtt_connected is not None
+            aiomqtt_connected(paho_client, userdata, flags, *args)
+
+        paho.on_connect = connected
         create_socket = paho._create_socket
         paho._create_socket = lambda: _Inbound(  # type: ignore[method-assign]
             _no_delay(create_socket()), inbox.accept_qos0, properties=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
 from pathlib import Path
@@ -14,6 +15,8 @@ from gateway.clock import Clock
 from gateway.config import JournalConfig
 
 STATUS_FILE = "status.json"
+STATUS_BLOCK = 4096
+STATUS_SLACK = 16 * 1024
 
 log = logging.getLogger(__name__)
 
@@ -39,10 +42,25 @@ def status_path(journal: JournalConfig) -> Path:
 
 
 def write_status(path: Path, snapshot: StatusSnapshot) -> None:
-    """Atomically replace the status file (blocking: call from a thread)."""
+    """Atomically replace the status file (blocking: call from a thread).
+
+    On a full disk, where no new file can be written, the file's own blocks are written
+    over instead: the status matters most then. It is padded with spaces to whole blocks,
+    with room to grow (new counters) without new ones.
+    """
+    data = msgspec.json.encode(snapshot)
+    room = len(data) + max(STATUS_SLACK, len(data) // 2)  # to grow into on a full disk
     tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(msgspec.json.encode(snapshot))
-    os.replace(tmp, path)
+    try:
+        tmp.write_bytes(data + b" " * (room - len(data) + -room % STATUS_BLOCK))
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        size = path.stat().st_size if path.exists() else 0
+        if exc.errno != errno.ENOSPC or size < len(data):
+            raise
+        with path.open("r+b") as f:
+            f.write(data + b" " * (size - len(data)))
 
 
 def read_status(path: Path) -> StatusSnapshot:

@@ -8,7 +8,7 @@ import functools
 import json
 import logging
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import aiomqtt
@@ -24,10 +24,10 @@ from gateway.clock import Clock, SystemClock
 from gateway.clock_sync import ClockProbe, read_kernel_clock, trustworthy
 from gateway.config import AnyDevice, GatewayConfig, GpioDevice, Location, ModbusDevice, MqttDevice
 from gateway.counters import Counters
-from gateway.journal import Journal, JournalFullError, Quota
+from gateway.journal import Journal, JournalFullError, NotJournalledError, Quota, Receipt
 from gateway.kinds import make_event
 from gateway.metrics import MetricsServer
-from gateway.model import AckCommand, Alert, DeviceEvent, Reading, new_id
+from gateway.model import AckCommand, Alert, DeliveryClass, DeviceEvent, Reading, new_id
 from gateway.mqtt_link import LastWill, MqttLink
 from gateway.restart import keep_running
 from gateway.sinks.mqtt_sink import MqttSink
@@ -119,13 +119,16 @@ class Gateway:
         self.buttons = {d.device.id: d for d in self.drivers if isinstance(d, ElderButtonGpio)}
         self.ingress = MqttIngress(
             [d for d in config.devices if isinstance(d, MqttDevice)], self._json_mapping, self,
-            self.clock, self.counters, self.pseudonymise,
+            self.clock, self.counters, self.pseudonymise, receipts=self.journal,
+            redelivery_window_s=config.broker.redelivery_window_s,
         )
+        self.link.on_connect(self.ingress.connected)
         for topic in self.ingress.topics:
             self.link.subscribe(topic, self.ingress.handle)
         self.link.subscribe(self.topics.alert_ack_filter, self._on_ack_message)
         self.notify_sink = NotifySink(self.journal, self.link, self.clock, self.counters)
         self.ready = asyncio.Event()
+        self._alarm_refused = False  # an alarm found no room, none was journalled since
         self._stop = asyncio.Event()
         self._events_timeline = Timeline()
         self._readings_timeline = Timeline()
@@ -133,20 +136,46 @@ class Gateway:
     # -- Intake, for the drivers --------------------------------------------------------
 
     async def event(self, event: DeviceEvent) -> None:
-        ts = self._events_timeline.stamp(event.device, event.ts)
-        if ts != event.ts:
-            event = msgspec.structs.replace(event, ts=ts)
+        await self.events([event])
+
+    async def events(self, events: Sequence[DeviceEvent], receipt: Receipt | None = None
+                     ) -> None:
+        """Journal the events of one message in one commit, with the message's receipt.
+
+        Raises NotJournalledError when an alarm could not be journalled, or any event
+        could not be written: it was not received, and its source must give it again.
+        """
+        stamped = []
+        for event in events:
+            ts = self._events_timeline.stamp(event.device, event.ts)
+            stamped.append(event if ts == event.ts else msgspec.structs.replace(event, ts=ts))
+        alarm = next((e for e in stamped if e.cls is DeliveryClass.ALARM), None)
         try:
-            await self.journal.append(event)
+            await self.journal.commit(stamped, receipt=receipt)
         except JournalFullError as exc:
+            for event in stamped:
+                self.counters.inc("dropped", cls=event.cls.value, reason=exc.reason)
+            if alarm is not None:
+                self._alarm_refused = True
+                log.error("ALARM NOT JOURNALLED: %s %s from %s refused (%s); it is not "
+                          "acknowledged to its source, which must give it again",
+                          alarm.kind, alarm.type, alarm.device, exc)
+                raise
             # the journal is refused to events before alarms: this is the counted loss
-            self.counters.inc("dropped", cls=event.cls.value, reason=exc.reason)
             self.counters.log_once(log, ("journal", exc.reason), "journal has no room (%s): "
                                    "%s events are refused and counted; alarms are still "
-                                   "accepted", exc.reason, event.cls.value)
+                                   "accepted", exc.reason, stamped[0].cls.value)
             return
-        self.seen(event.device)
-        self.counters.inc("events_accepted", cls=event.cls.value)
+        except NotJournalledError as exc:
+            for event in stamped:
+                self.counters.inc("dropped", cls=event.cls.value, reason=exc.reason)
+            raise
+        if self._alarm_refused and alarm is not None:
+            self._alarm_refused = False
+            log.warning("alarms are journalled again")
+        for event in stamped:
+            self.seen(event.device)
+            self.counters.inc("events_accepted", cls=event.cls.value)
 
     def reading(self, reading: Reading) -> None:
         ts = self._readings_timeline.stamp(reading.device, reading.ts)
@@ -303,9 +332,12 @@ class Gateway:
         """Delete what every consumer has passed; SQLite reuses the freed pages."""
         while True:
             await self.clock.sleep(self.config.journal.prune_interval_s)
+            window_ms = round(self.config.broker.redelivery_window_s * 1000)
             gone = await self.journal.prune(["mqtt", "store", "rules", "notify"],
-                                            keep_from=self.mqtt_sink.replay_floor)
+                                            keep_from=self.mqtt_sink.replay_floor,
+                                            receipts_before=self.clock.now_ms() - window_ms)
             if gone:
+                self.counters.inc("journal_pruned", gone)
                 log.debug("pruned %d journal record(s)", gone)
 
     async def _watch_clock(self) -> None:
