@@ -275,7 +275,11 @@ class Gateway:
         try:
             async with asyncio.timeout(bound):
                 await self.runner.caught_up()
-                await self.runner.save()
+                try:
+                    await self.runner.save()
+                except NotJournalledError as exc:  # a full disk: only lazy state is at stake
+                    log.warning("rule state not saved at the stop (%s): rates start from "
+                                "older samples at the next start", exc)
                 while min(self.sink_cursors().values()) < self.journal.last_seq:
                     self.mqtt_sink.moved.clear()
                     self.store_sink.moved.clear()

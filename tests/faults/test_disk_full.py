@@ -88,8 +88,8 @@ async def test_full_disk_right_after_start_loses_nothing(
             # pruning and the status file keep working on the full disk
             await eventually(lambda: gateway.counters.get("journal_pruned") >= BUTTONS,
                              what="the delivered alarms pruned")
-            before = read_status(status_path(config.journal.path)).ts
-            await eventually(lambda: read_status(status_path(config.journal.path)).ts > before,
+            before = read_status(status_path(config.journal)).ts
+            await eventually(lambda: read_status(status_path(config.journal)).ts > before,
                              what="the status file written on the full disk")
             verdict = await judge_presses(sent, observer.events, victoria.url, site)
     verdict.print("disk full after start")
@@ -126,7 +126,7 @@ async def test_alarms_refused_for_lack_of_space_come_again(
         async with Observer(mosquitto.port, site) as observer, \
                 running(Gateway(config)) as gateway:
             await eventually(lambda: gateway.link.connected, what="connected")
-            await eventually(lambda: status_path(config.journal.path).exists(),
+            await eventually(lambda: status_path(config.journal).exists(),
                              what="the status file")
             filler = fill(disk)
             # two presses a button: the second must not overtake the first
@@ -137,7 +137,7 @@ async def test_alarms_refused_for_lack_of_space_come_again(
             assert gateway.counters.get("events_accepted") == 0
             # said in the status file, written on the full disk
             await eventually(lambda: "dropped{cls=alarm,reason=disk_full}" in read_status(
-                status_path(config.journal.path)).counters, what="the refusal in the status")
+                status_path(config.journal)).counters, what="the refusal in the status")
             metrics = await MetricsServer(gateway, MetricsConfig()).render()
             assert b'scgw_dropped_total{cls="alarm",reason="disk_full"}' in metrics
             filler.unlink()  # room again: the broker's next delivery is journalled
