@@ -24,16 +24,24 @@ T0 = 1_767_225_600_000
 
 class AwayBroker:
     """Publishes the way MqttLink.publish does: it waits for a connection to the broker,
-    which is there once `up` is set."""
+    which is there once `up` is set; the first `failures` publishes fail."""
 
-    def __init__(self) -> None:
+    def __init__(self, failures: int = 0) -> None:
         self.up = asyncio.Event()
+        self.failures = failures
         self.published: list[tuple[str, bytes]] = []
 
     async def publish(self, topic: str, payload: bytes, *, qos: int = 1,
                       retain: bool = False) -> None:
         await self.up.wait()
+        if self.failures:
+            self.failures -= 1
+            raise ConnectionError("connection lost before the PUBACK")
         self.published.append((topic, payload))
+
+    def ids(self) -> list[tuple[str, str]]:
+        return [(topic, msgspec.json.decode(payload, type=Notify).id)
+                for topic, payload in self.published]
 
 
 def _intent(alert: str, group: str, targets: list[str]) -> Notify:
@@ -104,8 +112,26 @@ async def test_a_target_done_before_a_restart_is_not_sent_again(tmp_path: Path) 
                 await eventually(lambda: sink.cursor == 1, what="the intent done")
             assert await journal.read_state(DONE_KEY + intent.id) is None  # nothing kept
         assert hook.paths() == ["office"]  # once, not again after the restart
-    assert [(topic, msgspec.json.decode(payload, type=Notify).id)
-            for topic, payload in broker.published] == [("sc/t/duty", intent.id)]
+    assert broker.ids() == [("sc/t/duty", intent.id)]
+
+
+async def test_what_goes_to_one_target_keeps_its_order(tmp_path: Path) -> None:
+    clock, broker = ManualClock(T0), AwayBroker(failures=1)
+    broker.up.set()
+    began = _intent("a1", "duty_office", ["mqtt://sc/t/duty", "mqtt://sc/t/log"])
+    ended = Notify(**{**msgspec.structs.asdict(began), "id": Notify.resolved_id("a1", "duty"),
+                      "reason": NotifyReason.RESOLVED, "targets": ("mqtt://sc/t/duty",)})
+    async with Journal(tmp_path / "j.db") as journal:
+        await journal.commit([began, ended])
+        sink = NotifySink(journal, broker, clock, Counters())
+        async with _running(sink):
+            # the first publish fails: the alert's start waits for its retry, and its end
+            # waits for the start; the other target is not held up
+            await eventually(lambda: broker.ids() == [("sc/t/log", began.id)],
+                             what="the other target")
+            await _until(clock, lambda: sink.cursor == 2)
+    assert broker.ids() == [("sc/t/log", began.id), ("sc/t/duty", began.id),
+                            ("sc/t/duty", ended.id)]
 
 
 async def test_records_that_are_not_notifications_cost_no_fsync(tmp_path: Path) -> None:

@@ -3,7 +3,8 @@ SMS gateways) and mqtt://topic on the gateway's own broker.
 
 Intents come from the journal in order, with their own cursor. Every target of every intent
 is delivered by a task of its own, so a target that does not answer (the broker down, a mail
-server that hangs) delays no other target and no later intent. Each attempt has a time
+server that hangs) delays no other target and no later intent; what goes to one target goes
+in journal order (an alert's end never overtakes its start). Each attempt has a time
 limit; a target that keeps failing is retried with backoff until `give_up_s`. A target done
 (delivered or given up) is recorded in the journal at once, so a crash repeats at most the
 attempts in flight, never a target already done. The cursor moves past an intent once every
@@ -14,6 +15,7 @@ can recognise a repeat.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 from dataclasses import dataclass, field
@@ -72,6 +74,7 @@ class NotifySink:
         self._wake = journal.listen()
         self._open: dict[int, _Delivery] = {}  # by journal seq: targets still to do
         self._finished: dict[int, _Delivery] = {}  # done, but the cursor is not past yet
+        self._latest: dict[str, asyncio.Task[None]] = {}  # per target: its last delivery
         self._read_upto = 0  # intents up to here are open, finished or passed
         self._room = asyncio.Event()  # set when an intent is finished
         self.cursor = 0
@@ -81,6 +84,7 @@ class NotifySink:
         self.cursor = self._read_upto = await self._journal.cursor(CONSUMER)
         self._open.clear()
         self._finished.clear()
+        self._latest.clear()
         async with asyncio.TaskGroup() as deliveries:
             deliveries.create_task(_warm_up(), name="gw.notify.warm_up")
             while True:
@@ -117,11 +121,18 @@ class NotifySink:
             return
         self._open[seq] = delivery
         for index in sorted(delivery.left):
-            deliveries.create_task(self._deliver(delivery, index),
-                                   name=f"gw.notify[{intent.id}#{index}]")
+            target = intent.targets[index]
+            task = deliveries.create_task(
+                self._deliver(delivery, index, self._latest.get(target)),
+                name=f"gw.notify[{intent.id}#{index}]")
+            self._latest[target] = task
+            task.add_done_callback(functools.partial(_forget, self._latest, target))
 
-    async def _deliver(self, delivery: _Delivery, index: int) -> None:
+    async def _deliver(self, delivery: _Delivery, index: int,
+                       previous: asyncio.Task[None] | None) -> None:
         intent = delivery.intent
+        if previous is not None and not previous.done():
+            await asyncio.wait([previous])  # the same target's earlier intent goes first
         delivered = await self._to(intent.targets[index], intent)
         delivery.left.discard(index)
         if not delivery.left:
@@ -181,6 +192,12 @@ class NotifySink:
         if sending not in done:
             raise TimeoutError(f"no answer within {self._attempt_s:g} s")
         sending.result()
+
+
+def _forget(latest: dict[str, asyncio.Task[None]], target: str, task: asyncio.Task[None]
+            ) -> None:
+    if latest.get(target) is task:
+        del latest[target]
 
 
 async def _warm_up() -> None:
