@@ -58,6 +58,10 @@ class ManualClock:
         heapq.heappush(self._sleepers, (self._mono + max(seconds, 0.0), next(self._order), fut))
         await fut
 
+    def deadlines(self) -> list[float]:
+        """When the sleepers still waiting wake (monotonic seconds), earliest first."""
+        return sorted(deadline for deadline, _, fut in self._sleepers if not fut.done())
+
     def advance(self, seconds: float) -> None:
         """Move both clocks forward and wake every sleeper whose deadline has passed."""
         self._mono += seconds

@@ -417,11 +417,15 @@ class MqttLink:
         sending = asyncio.ensure_future(
             session.client.publish(topic, payload, qos=qos, retain=retain, timeout=math.inf)
         )
-        done, _ = await asyncio.wait(
-            (sending, session.lost),
-            timeout=self._config.publish_timeout_s,
-            return_when=asyncio.FIRST_COMPLETED,
-        )
+        try:
+            done, _ = await asyncio.wait(
+                (sending, session.lost),
+                timeout=self._config.publish_timeout_s,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        except asyncio.CancelledError:
+            sending.cancel()  # a caller's own time limit: the publish does not go on alone
+            raise
         if sending not in done:
             sending.cancel()
             self._counters.inc("mqtt_publish_failed", reason="timeout" if not done else "lost")

@@ -279,7 +279,7 @@ class RuleEngine:
                 self._life.count("suppressed")
             if (judged.cleared or judged.met is False) and not slot.members:
                 slot.device = device
-                self._life.settle(rule, key, slot, at, record_id, judged.clear_value)
+                self._life.settle(rule, key, slot, at, record_id, judged.clear_value, by=device)
 
     def _seen(self, rule: Rule, key: str, slot: Slot, kind: DeviceKind, device: str,
               record_id: str, at: int) -> None:
@@ -289,7 +289,7 @@ class RuleEngine:
             slot.members, slot.phase, slot.deadline, slot.cause = {}, Phase.IDLE, None, None
         elif slot.phase in (Phase.FIRING, Phase.ACKNOWLEDGED):
             slot.members = {}
-            self._life.settle(rule, key, slot, at, record_id, 0)
+            self._life.settle(rule, key, slot, at, record_id, 0, by=device)
 
     def _judge_event(self, rule: Rule, type_: str, values: Values) -> _Judgement | None:
         if type_ in rule.clear.types:

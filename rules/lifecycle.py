@@ -94,27 +94,32 @@ class Lifecycle:
         slot.phase = Phase.ACKNOWLEDGED
         slot.escalating = False  # an acknowledgement stops the escalation
         self.alerts.append(slot.alert)
-        self.settle(rule, key, slot, at, ack.id, alert.value)
+        self.settle(rule, key, slot, at, ack.id, alert.value, by=ack.by)
 
     def settle(self, rule: Rule, key: str, slot: Slot, at: int, cause: str | None,
-               value: Scalar | None) -> None:
-        """Resolve once no device meets the rule any more (and, if latched, once acknowledged)."""
+               value: Scalar | None, *, by: str | None) -> None:
+        """Resolve once no device meets the rule any more (and, if latched, once acknowledged).
+
+        `by` is who ends it: the device whose record cleared it, the person whose
+        acknowledgement released a latch, None when time did."""
         if slot.phase not in (Phase.FIRING, Phase.ACKNOWLEDGED) or slot.members:
             return
         if rule.clear.latch and slot.phase is Phase.FIRING:
             return
-        self.resolve(rule, key, slot, at, cause, value)
+        self.resolve(rule, key, slot, at, cause, value, by=by)
 
     def resolve(self, rule: Rule, key: str, slot: Slot, at: int, cause: str | None,
-                value: Scalar | None, message: str | None = None) -> None:
+                value: Scalar | None, message: str | None = None, *,
+                by: str | None = None) -> None:
         alert = slot.alert
         if alert is None:
             return
         ts = max(at, alert.ts)
         text = message if message is not None else \
             rule.resolve_message.render(self.context(rule, key, slot, value=value))
+        # the resolution names who resolved it, not who acknowledged it before
         resolved = msgspec.structs.replace(alert, ts=ts, state=AlertState.RESOLVED, value=value,
-                                           message=text, cause=cause)
+                                           message=text, cause=cause, by=by)
         self.alerts.append(resolved)
         devices = self._devices(rule, key, slot)
         for group in slot.notified:
@@ -134,7 +139,7 @@ class Lifecycle:
             return
         self.alerts.append(msgspec.structs.replace(
             alert, ts=max(at, alert.ts), state=AlertState.RESOLVED, value=None,
-            message=f"{alert.message} (resolved: rule {rule_id} {why})", cause=None))
+            message=f"{alert.message} (resolved: rule {rule_id} {why})", cause=None, by=None))
 
     # -- timers ----------------------------------------------------------------------
 
@@ -172,7 +177,7 @@ class Lifecycle:
             self._escalate(rule, key, slot, at, target)
         else:
             slot.members = {}
-            self.settle(rule, key, slot, at, None, slot.value)
+            self.settle(rule, key, slot, at, None, slot.value, by=None)
 
     def _escalate(self, rule: Rule, key: str, slot: Slot, at: int, target: int) -> None:
         policy = self.escalations[rule.escalation or ""]

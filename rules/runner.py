@@ -17,6 +17,7 @@ saved with it (the same outcome: nothing), and a rate starts from an older sampl
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
 import time
 from collections.abc import Callable
@@ -120,10 +121,12 @@ class RuleRunner:
             self._idle.clear()
             started = time.perf_counter()
             transitions: list[Alert] = []
-            for entry in batch.entries:
-                transitions += self._evaluate(entry.seq, entry.record)
-            for reading in readings:
-                transitions += self._evaluate(0, reading)
+            # the two streams in time order: a reading that waited for the turn must not
+            # count at the time of an event journalled meanwhile (a `for` timer would
+            # then start, and fire, that much later)
+            for seq, record in heapq.merge(((e.seq, e.record) for e in batch.entries),
+                                           ((0, r) for r in readings), key=_ts):
+                transitions += self._evaluate(seq, record)
             if due:
                 # timers run only once the journal is caught up: no record is overtaken
                 transitions += self.rules.on_time(self._clock.now_ms())
@@ -213,12 +216,12 @@ class RuleRunner:
         """Caught up with the journal and waiting for a record or a timer."""
         return self._idle.is_set()
 
-    def replace(self, rules: TimedRuleSet) -> None:
-        """Swap in reloaded rules (the caller journals what `reload` returned)."""
-        self.rules = rules
-
     async def caught_up(self) -> None:
         """Wait until every journalled record has been evaluated."""
         while not (self._idle.is_set() and self._cursor >= self._journal.last_seq):
             self._idle.clear()
             await self._idle.wait()
+
+
+def _ts(item: tuple[int, Record]) -> int:
+    return item[1].ts

@@ -185,7 +185,7 @@ def _time(ts: int) -> str:
 
 
 def _alert_line(alert: Alert) -> str:
-    by = f" by {alert.by}" if alert.by and alert.state == "acknowledged" else ""
+    by = f" by {alert.by}" if alert.by else ""
     return (f"{_time(alert.ts)} {alert.state.upper():<12} {alert.rule} {alert.device} "
             f"[{alert.severity}]{by} {alert.message}")
 

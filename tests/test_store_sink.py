@@ -143,13 +143,24 @@ async def test_an_alarm_cuts_the_batch_interval_short(
         task = asyncio.create_task(sink.run())
         try:
             await journal.append(make_event(DeviceKind.SMOKE, "s1", "low_battery", 1000))
-            await asyncio.sleep(0.05)  # the sink is now waiting out its 60 s interval
-            assert store_server.bodies == []
+            await eventually(lambda: clock.deadlines() == [60.0],
+                             what="the sink waiting out its 60 s interval")
+            clock.advance(59)
             await journal.append(make_event(DeviceKind.SMOKE, "s1", "alarm", 1001))
             await eventually(lambda: sink.cursor == 2, what="written without the interval")
+            assert len(store_server.bodies) == 1
+            # without an alarm, a batch waits for the whole interval, and then goes
+            await journal.append(make_event(DeviceKind.SMOKE, "s1", "low_battery", 1002))
+            await eventually(lambda: clock.deadlines() == [119.0],
+                             what="the sink waiting out its next interval")
+            assert len(store_server.bodies) == 1
+            clock.advance(60)
+            await eventually(lambda: sink.cursor == 3, what="written after the interval")
         finally:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
-    assert len(store_server.bodies) == 1
+    assert len(store_server.bodies) == 2
     assert "type=low_battery" in store_server.bodies[0]
     assert "type=alarm" in store_server.bodies[0]
+    assert "type=low_battery" in store_server.bodies[1]
+    assert "type=alarm" not in store_server.bodies[1]

@@ -18,12 +18,18 @@ from gateway.store_query import export
 
 
 class Observer:
-    """A subscriber that never gives up: reconnects at once and records every event id."""
+    """A subscriber that never gives up: reconnects at once and records every event id.
 
-    def __init__(self, port: int, site: str) -> None:
+    With `topic_filter`, it records every message on that filter instead (in `messages`).
+    """
+
+    def __init__(self, port: int, site: str, topic_filter: str | None = None) -> None:
         self._port = port
         self._site = site
+        self._filter = topic_filter or f"sc/{site}/+/+/event"
+        self._events = topic_filter is None
         self.events: list[DeviceEvent] = []
+        self.messages: list[tuple[str, bytes]] = []
         self.connected = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -47,10 +53,13 @@ class Observer:
         while True:
             try:
                 async with client:
-                    await client.subscribe(f"sc/{self._site}/+/+/event", qos=1)
+                    await client.subscribe(self._filter, qos=1)
                     self.connected.set()
                     async for message in client.messages:
-                        if isinstance(message.payload, bytes):
+                        if not isinstance(message.payload, bytes):
+                            continue
+                        self.messages.append((str(message.topic), message.payload))
+                        if self._events:
                             self.events.append(
                                 msgspec.json.decode(message.payload, type=DeviceEvent))
             except aiomqtt.MqttError:

@@ -127,7 +127,10 @@ mqtt = {{ topic = "nbiot/{site}/manhole-1" }}
                 proc.send_signal(signal.SIGTERM)
                 await asyncio.wait_for(proc.wait(), 20)
     assert killed - pressed < 3  # the kill fell between the first and second steps
-    assert hook.paths() == ["family", "duty-office", "clinic"]  # each step exactly once
-    duty_at, clinic_at = hook.received[1][2], hook.received[2][2]
-    assert duty_at - pressed >= 2.9
-    assert clinic_at - pressed >= 5.9
+    # each step exactly once; steps due together after a long restart go to their targets
+    # side by side, so only the first is sure to arrive first
+    assert hook.paths()[0] == "family"
+    assert sorted(hook.paths()) == ["clinic", "duty-office", "family"]
+    arrived = {path: at for path, _, at in hook.received}
+    assert arrived["duty-office"] - pressed >= 2.9
+    assert arrived["clinic"] - pressed >= 5.9

@@ -30,6 +30,8 @@ def test_one_alert_through_its_life() -> None:
     (resolved,) = sim.event("elder-1", "cancel", 60)
     assert (resolved.id, resolved.state, resolved.message, resolved.value) == (
         fired.id, RESOLVED, "SOS over at elder-1", 0)
+    # the cancel came from the button: the resolution names it, not the earlier acknowledger
+    assert resolved.by == "elder-1"
     assert sim.engine.active() == []
     # the transitions are ordinary alerts: same JSON as ever, no pending state in it
     assert all(decode(encode(a)) == a for a in sim.alerts)
@@ -86,9 +88,10 @@ rules:
     sim.event("door-1", "duress", 0)
     sim.until(3600)
     assert sim.states() == [("duress", "door-1", FIRING, 0)]
-    sim.ack("duress", "door-1", 3601, by="guard")
+    acked, resolved = sim.ack("duress", "door-1", 3601, by="guard")
     assert sim.states()[1:] == [("duress", "door-1", ACKED, 3601),
                                 ("duress", "door-1", RESOLVED, 3601)]
+    assert (acked.by, resolved.by) == ("guard", "guard")  # the ack released the latch
 
 
 def test_latched_alert_waits_for_its_clear_after_the_ack() -> None:
@@ -120,9 +123,12 @@ rules:
     message: "denied"
 """)
     sim.event("door-1", "denied", 0)
+    sim.ack("denied", "door-1", 100, by="guard")
     sim.event("door-1", "denied", 200)
     assert sim.until(499) == []
-    assert [a.state for a in sim.until(500)] == [RESOLVED]
+    (resolved,) = sim.until(500)
+    assert resolved.state is RESOLVED
+    assert resolved.by is None  # time ended it: nobody resolved it
 
 
 def test_pending_is_internal_and_acks_do_not_touch_it() -> None:

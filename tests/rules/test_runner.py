@@ -11,34 +11,42 @@ from gateway.clock import ManualClock
 from gateway.counters import Counters
 from gateway.journal import Journal
 from gateway.kinds import make_event
-from gateway.model import Alert, AlertState, DeviceKind, Notify
+from gateway.model import Alert, AlertState, DeviceKind, Notify, Reading, Record
 from gateway.telemetry import TelemetryBuffer
 from rules.directory import directory_from_config
 from rules.engine import RuleEngine
 from rules.runner import RuleRunner
-from rules.seam import RuleSet, TimedRuleSet
-from tests.helpers import elder_gpio, make_config
+from tests.helpers import elder_gpio, eventually, make_config
 from tests.rules.sim import CONTACTS, DIRECTORY, T0, default_pack
 
 
 async def test_engine_runs_under_the_existing_runner(tmp_path: Path) -> None:
     seen: list[Alert] = []
+    clock = ManualClock(T0)
     async with Journal(tmp_path / "journal.db") as journal:
         engine = RuleEngine(default_pack(), DIRECTORY, CONTACTS)
-        as_rules: RuleSet = engine
-        as_timed: TimedRuleSet = engine
-        assert as_rules is as_timed
-        runner = RuleRunner(journal, engine, TelemetryBuffer(10, Counters()), ManualClock(T0),
+        runner = RuleRunner(journal, engine, TelemetryBuffer(10, Counters()), clock,
                             seen.append, Counters())
         await runner.restore()
         task = asyncio.create_task(runner.run(), name="test.rules")
         try:
             await journal.append(make_event(DeviceKind.ELDER_BUTTON, "elder-1", "press", T0))
             await runner.caught_up()
+            assert [(a.rule, a.state) for a in seen] == [("elder.sos", AlertState.FIRING)]
+            # the escalation's timer runs on the injected clock: not a second early
+            await eventually(lambda: clock.deadlines() == [120.0], what="the runner asleep")
+            clock.advance(119)
+            await runner.caught_up()
+            assert await _groups(journal) == ["family"]
+            clock.advance(1)
+            await eventually(lambda: journal.last_seq == 4, what="the duty office step")
+            await runner.caught_up()
         finally:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
-        assert [(a.rule, a.state) for a in seen] == [("elder.sos", AlertState.FIRING)]
+        steps = [r for r in await _records(journal) if isinstance(r, Notify)]
+        assert [(n.group, n.ts) for n in steps] == [("family", T0),
+                                                    ("duty_office", T0 + 120_000)]
 
     async with Journal(tmp_path / "journal.db") as journal:
         again = RuleEngine(default_pack(), DIRECTORY, CONTACTS)
@@ -47,8 +55,46 @@ async def test_engine_runs_under_the_existing_runner(tmp_path: Path) -> None:
         assert again.active() == engine.active()
         # the family step was journalled with the transition: nothing waits in the state
         assert again.take_notifications() == []
-        records = [e.record for e in (await journal.read_after(0, 10)).entries]
-        assert [n.group for n in records if isinstance(n, Notify)] == ["family"]
+        assert await _groups(journal) == ["family", "duty_office"]
+
+
+async def test_a_reading_keeps_its_own_time_when_an_event_shares_its_turn(
+    tmp_path: Path,
+) -> None:
+    """A `for` timer runs from the reading's time, even when an event journalled a few
+    milliseconds later is evaluated in the same turn."""
+    seen: list[Alert] = []
+    clock = ManualClock(T0 + 5)
+    telemetry = TelemetryBuffer(10, Counters())
+    async with Journal(tmp_path / "journal.db") as journal:
+        runner = RuleRunner(journal, RuleEngine(default_pack(), DIRECTORY, CONTACTS),
+                            telemetry, clock, seen.append, Counters())
+        await runner.restore()
+        telemetry.push(Reading(id="r1", ts=T0, kind=DeviceKind.MANHOLE, device="manhole-1",
+                               values={"tilt_deg": 35.0}))
+        await journal.append(make_event(DeviceKind.MANHOLE, "manhole-1", "online", T0 + 5))
+        task = asyncio.create_task(runner.run(), name="test.rules")
+        try:
+            await runner.caught_up()
+            await eventually(lambda: bool(clock.deadlines()), what="the runner asleep")
+            clock.advance(2.994)  # T0 + 2999: the tilt has not lasted 3 s yet
+            await runner.caught_up()
+            assert seen == []
+            clock.advance(0.006)
+            await eventually(lambda: len(seen) == 1, what="the tilt alert")
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    assert (seen[0].rule, seen[0].state) == ("manhole.tilt", AlertState.FIRING)
+    assert seen[0].since == seen[0].ts == T0 + 3000
+
+
+async def _records(journal: Journal) -> list[Record]:
+    return [e.record for e in (await journal.read_after(0, 100)).entries]
+
+
+async def _groups(journal: Journal) -> list[str]:
+    return [r.group for r in await _records(journal) if isinstance(r, Notify)]
 
 
 def test_directory_from_the_gateway_configuration(tmp_path: Path) -> None:
