@@ -38,7 +38,7 @@ TELEMETRY: dict[str, dict[str, int]] = {
     "quiet-night": {"smoke-3-1": 1 + 5, "manhole-n1": 1 + 5},
     "fire-building-3": {"smoke-3-1": 1 + 1}}
 
-# what the gateway itself adds to a scenario's events
+# events the scenarios do not tell of: status changes and the devices' check-ins
 NOT_TOLD = ("online", "offline", "heartbeat")
 
 
