@@ -94,6 +94,17 @@ async def eventually(predicate: Callable[[], bool | Awaitable[bool]], timeout: f
         raise AssertionError(f"timed out after {timeout} s waiting for {what}") from None
 
 
+async def intake_open(gateway: Gateway, timeout: float = 10.0) -> None:
+    """Wait (bounded) until every device can reach the gateway (`Gateway.intake_open`)."""
+    try:
+        async with asyncio.timeout(timeout):
+            await gateway.intake_open()
+    except TimeoutError:
+        raise AssertionError(
+            f"devices cannot reach the gateway after {timeout} s: broker connected "
+            f"{gateway.link.connected}, counters {gateway.counters.snapshot()}") from None
+
+
 @dataclass(frozen=True)
 class Seen:
     topic: str

@@ -17,7 +17,7 @@ from gateway.services import Mosquitto
 from gateway.supervisor import Gateway
 from simulators.scenarios import SCENARIOS
 from simulators.site import SimulatedSite
-from tests.helpers import Seen, Watcher, eventually, running
+from tests.helpers import Seen, Watcher, eventually, intake_open, running
 
 # scenario -> the (device, event type) pairs it must produce, in this order per device
 EXPECTED = {
@@ -66,8 +66,7 @@ async def test_scenario(tmp_path: Path, mosquitto: Mosquitto, name: str) -> None
         async with running(Gateway(config)) as gateway, Watcher(
             mosquitto.port, f"sc/{config.site}/#", "observer"
         ) as watcher:
-            async with asyncio.timeout(10):
-                await gateway.intake_open()
+            await intake_open(gateway)
             devices = await site.attach(config, gateway.pin_factory, gateway.clock)
             await scenario.run(devices, compressed, said.append)
             seen: list[Seen] = []

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from gateway.services import Mosquitto
 from gateway.status import Status
 from gateway.supervisor import Gateway
 from simulators.site import SimulatedSite
-from tests.helpers import Seen, Watcher, eventually, running
+from tests.helpers import Seen, Watcher, eventually, intake_open, running
 
 HOURS = 2  # past 1.75 intervals of the hourly zigbee check-ins, when a silent one is offline
 
@@ -34,8 +33,7 @@ async def test_compound_left_idle_checks_in_on_time_and_raises_no_alert(
         config = config.model_copy(update={"devices": devices, "shutdown_timeout_s": 0.3})
         async with running(Gateway(config, clock=clock)) as gateway, Watcher(
                 mosquitto.port, f"sc/{config.site}/#", "observer") as watcher:
-            async with asyncio.timeout(10):
-                await gateway.intake_open()
+            await intake_open(gateway)
             await site.attach(config, gateway.pin_factory, clock)
             board = gateway.board
             # all thirteen online before any time has passed: polled devices answered their

@@ -30,7 +30,7 @@ from gateway.topics import Topics
 from simulators.scenarios import SCENARIOS
 from simulators.site import SimulatedSite
 from tests.grafana.demo_day import rows
-from tests.helpers import Watcher, eventually, running
+from tests.helpers import Watcher, eventually, intake_open, running
 
 DATABASE = "e2e_demo"
 
@@ -63,8 +63,7 @@ async def test_dashboard_queries_read_back_the_scenarios(
         said: list[str] = []
         async with running(Gateway(config)) as gateway, Watcher(
                 mosquitto.port, f"sc/{config.site}/gateway/#", "duty-officer") as officer:
-            async with asyncio.timeout(10):
-                await gateway.intake_open()
+            await intake_open(gateway)
             devices = await site.attach(config, gateway.pin_factory, gateway.clock)
             for name in ("elder-sos", "fever-at-gate", "manhole-theft"):
                 await SCENARIOS[name].run(devices, instant, said.append)
