@@ -233,7 +233,9 @@ def simulate(
 
     if list_ or not scenario:
         for name, s in SCENARIOS.items():
-            Console().print(f"{name:16} {s.summary}")
+            alerts = ", ".join(f"{rule} ({key})" for rule, key in s.alerts) or "none"
+            Console().print(f"{name:16} {s.summary}\n{'':16} alerts: {alerts}",
+                            soft_wrap=True)
         raise typer.Exit(0 if list_ else 2)
     unknown = [s for s in scenario if s not in SCENARIOS]
     if unknown:

@@ -21,6 +21,7 @@ from simulators.duty_officer import DutyOfficer
 from simulators.scenarios import SCENARIOS
 from simulators.site import SITE, SimulatedSite
 
+INTAKE_WAIT_S = 10.0  # for the broker, the HTTP receiver and the serial ports
 ALERT_MATCH = '{__name__=~"sc_alert_state_code"}'
 
 _STYLE = {AlertState.FIRING: "bold red", AlertState.ACKNOWLEDGED: "yellow",
@@ -77,6 +78,13 @@ async def _run(config: GatewayConfig, site: SimulatedSite, store_url: str,
 
     async def play() -> None:
         await gateway.ready.wait()
+        try:
+            async with asyncio.timeout(INTAKE_WAIT_S):
+                await gateway.intake_open()
+        except TimeoutError:
+            say(f"the gateway is not reachable by every device after {INTAKE_WAIT_S:g} s; "
+                "starting the devices anyway")
+        # the devices start now: each that reports on its own checks in at once
         devices = await site.attach(config, gateway.pin_factory, gateway.clock)
         await asyncio.sleep(1.0)
         for name in scenarios:

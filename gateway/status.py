@@ -64,6 +64,10 @@ class StatusBoard:
     def get(self, device: str) -> Status | None:
         return self._devices[device].status
 
+    def last_seen(self, device: str) -> float:
+        """Monotonic time of the device's last good message (of adding, before the first)."""
+        return self._devices[device].last_seen
+
     def expire(self, now: float) -> list[str]:
         """Mark offline every device silent for 1.75 heartbeat intervals; returns them.
 

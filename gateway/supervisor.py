@@ -15,11 +15,13 @@ import aiomqtt
 import msgspec
 
 from drivers.elder_button_gpio import ElderButtonGpio
+from drivers.http_push import HttpPushReceiver
 from drivers.json_map import JsonMap
 from drivers.mqtt_ingress import MqttIngress, inline_mapping
 from drivers.profile import BUILTIN, ProfileLibrary
 from drivers.pseudonym import Pseudonymiser
 from drivers.registry import Context, build_drivers
+from drivers.serial_frames.driver import SerialFrameDriver
 from gateway.clock import Clock, SystemClock
 from gateway.clock_sync import ClockProbe, read_kernel_clock, trustworthy
 from gateway.config import AnyDevice, GatewayConfig, GpioDevice, Location, ModbusDevice, MqttDevice
@@ -295,6 +297,17 @@ class Gateway:
         for task in core:
             task.cancel()
         await _settle(core, bound, "task")
+
+    async def intake_open(self) -> None:
+        """Wait until every device that reports on its own can reach the gateway: the
+        broker connected with the device topics subscribed, the HTTP push receiver
+        listening, every serial port open (opening a port discards what waited in it)."""
+        await self.link.session()
+        for driver in self.drivers:
+            if isinstance(driver, HttpPushReceiver):
+                await driver.ready.wait()
+            elif isinstance(driver, SerialFrameDriver):
+                await driver.connected.wait()
 
     # -- wiring -------------------------------------------------------------------------
 

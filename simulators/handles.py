@@ -28,14 +28,27 @@ class SimDevice(Protocol):
 
 
 class MqttHandle:
-    def __init__(self, device: MqttDeviceSimulator) -> None:
+    """An MQTT device; `state` holds the readings its check-ins repeat."""
+
+    def __init__(self, device: MqttDeviceSimulator,
+                 state: dict[str, float] | None = None) -> None:
         self.device = device
         self.dead = False
+        self.state = dict(state or {})
 
     async def report(self, readings: dict[str, float] | None = None,
                      event: str | None = None) -> None:
         if not self.dead:
             await self.device.report(readings, event)
+            self.state.update(readings or {})
+
+    async def heartbeat(self) -> None:
+        """A check-in: the current readings, with the profile's `heartbeat` event if it has
+        one (as an NB-IoT uplink does); zigbee2mqtt relays a device's state alone."""
+        if self.dead:
+            return
+        beat = "heartbeat" if self.device.payloads.reports("heartbeat") else None
+        await self.device.report(self.state, beat)
 
     async def die(self) -> None:
         self.dead = True
@@ -131,6 +144,10 @@ class SerialHandle:
                 return
         raise ValueError(f"{self.device.profile.name} has no frame for {event} {wanted}")
 
+    async def heartbeat(self) -> None:
+        if self.device.connected:
+            await self.device.send("heartbeat")
+
     async def die(self) -> None:
         self.device.disconnect()
 
@@ -161,6 +178,10 @@ class HttpHandle:
                     if name == event:
                         values[e.path] = int(code) if code.isdigit() else code
         await self.pusher.push(values)
+
+    async def heartbeat(self) -> None:
+        if not self.dead:
+            await self.pusher.heartbeat()
 
     async def die(self) -> None:
         self.dead = True

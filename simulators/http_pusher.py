@@ -26,6 +26,7 @@ import msgspec
 from drivers.json_map import JsonMap, JsonReading
 from drivers.profile import BUILTIN, Profile, ProfileLibrary
 from gateway.kinds import MODELS
+from simulators.json_device import JsonPayloads
 from simulators.serial_device import sample
 
 
@@ -105,6 +106,17 @@ class HttpPusher:
             data = data[:-1]  # the closing brace lost
         if fault is PushFault.WRONG_TOKEN:
             token = token[::-1] + "x"
+        return await self._post(data, token)
+
+    async def heartbeat(self) -> PushResult:
+        """POST the message the device sends while idle: its profile's `heartbeat` event
+        alone, with no reading (a passage's temperature is not repeated)."""
+        body = JsonPayloads(self.profile).payload(event="heartbeat")
+        return await self._post(msgspec.json.encode(body), self._token)
+
+    async def _post(self, data: bytes, token: str) -> PushResult:
+        if self._session is None:
+            raise RuntimeError("use HttpPusher as `async with`")
         headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
         async with self._session.post(self.url, data=data, headers=headers) as response:
             try:

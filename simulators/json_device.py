@@ -39,6 +39,14 @@ class JsonPayloads:
             _put(body, path, value)
         return body
 
+    def reports(self, event: str) -> bool:
+        """Whether the profile maps `event` (e.g. a `heartbeat`)."""
+        try:
+            self._event_source(event)
+        except KeyError:
+            return False
+        return True
+
     def _event_source(self, event: str) -> tuple[str, Any, bool]:
         for e in self._map.events:
             if e.event == event:

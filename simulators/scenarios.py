@@ -17,6 +17,9 @@ class Scenario:
     summary: str
     devices: tuple[str, ...]  # device ids of the simulated site it needs
     run: Callable[[Mapping[str, SimDevice], Sleep, Say], Awaitable[None]]
+    # (rule, alert key) of every alert the shipped rules raise for it; the key is the
+    # device, or the place for rules keyed by place (`building-3`)
+    alerts: tuple[tuple[str, str], ...] = ()
 
 
 async def _elder_sos(d: Mapping[str, SimDevice], sleep: Sleep, say: Say) -> None:
@@ -45,8 +48,11 @@ async def _manhole_theft(d: Mapping[str, SimDevice], sleep: Sleep, say: Say) -> 
 
 
 async def _fever_at_gate(d: Mapping[str, SimDevice], sleep: Sleep, say: Say) -> None:
-    say("a resident passes the east gate with 37.8 degrees")
+    say("a resident passes the east gate with 37.8 degrees; the gate flags it")
     await d["gate-east"].report({"body_temp_c": 37.8}, event="fever")
+    await sleep(5)
+    say("asked to pass again, the resident measures 37.9 degrees")
+    await d["gate-east"].report({"body_temp_c": 37.9}, event="fever")
     await sleep(1)
 
 
@@ -77,16 +83,21 @@ SCENARIOS: Mapping[str, Scenario] = {
     s.name: s
     for s in (
         Scenario("elder-sos", "an elder presses the SOS button; another cancels by mistake",
-                 ("elder-3-1-502", "elder-5-2-101"), _elder_sos),
+                 ("elder-3-1-502", "elder-5-2-101"), _elder_sos,
+                 (("elder.sos", "elder-3-1-502"), ("elder.sos", "elder-5-2-101"))),
         Scenario("fire-building-3", "two smoke sensors in building 3 alarm 20 s apart",
-                 ("smoke-3-1", "smoke-3-2"), _fire_building_3),
+                 ("smoke-3-1", "smoke-3-2"), _fire_building_3,
+                 (("smoke.alarm", "smoke-3-1"), ("smoke.alarm", "smoke-3-2"),
+                  ("smoke.fire_confirmed", "building-3"))),
         Scenario("manhole-theft", "a manhole cover lifted, tilt 35 degrees sustained",
-                 ("manhole-s2",), _manhole_theft),
-        Scenario("fever-at-gate", "37.8 degrees at the east gate", ("gate-east",),
-                 _fever_at_gate),
-        Scenario("door-forced", "a door forced open", ("door-3-1",), _door_forced),
+                 ("manhole-s2",), _manhole_theft,
+                 (("manhole.open", "manhole-s2"), ("manhole.tilt", "manhole-s2"))),
+        Scenario("fever-at-gate", "two passages at 37.8 and 37.9 degrees at the east gate",
+                 ("gate-east",), _fever_at_gate, (("temp_gate.fever", "gate-east"),)),
+        Scenario("door-forced", "a door forced open", ("door-3-1",), _door_forced,
+                 (("access.forced_open", "door-3-1"),)),
         Scenario("quiet-night", "telemetry only", ("smoke-3-1", "manhole-n1"), _quiet_night),
         Scenario("device-dies", "a polled smoke detector stops answering, then comes back",
-                 ("smoke-3-2",), _device_dies),
+                 ("smoke-3-2",), _device_dies, (("device.offline", "smoke-3-2"),)),
     )
 }

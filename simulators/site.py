@@ -2,23 +2,34 @@
 
     async with SimulatedSite(workdir) as site:          # simulators up, ports known
         text = site.config(broker_port, store_url)      # the gateway's TOML
-        ...start the gateway...
-        devices = await site.attach(gateway)            # one handle per device id
+        ...start the gateway, wait for `gateway.intake_open()`...
+        devices = await site.attach(config, gateway.pin_factory, gateway.clock)
+
+From `attach` on, every device that reports on its own (MQTT, HTTP, serial) sends what its
+real counterpart sends while idle: a check-in at once, then one every heartbeat interval
+of its configuration or profile, on the given clock. Polled Modbus devices answer the
+gateway's polls; wired buttons need neither.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 import os
 import secrets
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+import aiohttp
 import aiomqtt
 
-from drivers.profile import ProfileLibrary
-from gateway.config import GatewayConfig, GpioDevice, HttpDevice, MqttDevice
+from drivers.json_map import JsonMap
+from drivers.profile import Profile, ProfileLibrary
+from gateway.clock import Clock
+from gateway.config import AnyDevice, GatewayConfig, GpioDevice, HttpDevice, MqttDevice
 from gateway.kinds import MODELS
 from gateway.services import free_port
 from simulators.elder_button import SimulatedElder
@@ -37,28 +48,32 @@ from simulators.modbus_tcp import TcpBusSimulator
 from simulators.mqtt_device import MqttDeviceSimulator
 from simulators.serial_device import SerialDeviceSimulator
 
+log = logging.getLogger(__name__)
+
 SITE = "demo"
 KEY_ENV = "SCGW_PSEUDONYM_KEY"
 HTTP_TOKENS = {"gate-east": "gate-east-push-token-0001", "door-7-1": "door-7-1-push-token-0001"}
 
 
+# a device at rest: full battery, level cover, normal temperatures, no alarm
+_AT_REST: dict[str, float] = {"battery_pct": 90, "body_temp_c": 36.5, "temperature_c": 22,
+                              "tilt_deg": 1.0, "installed_tilt_deg": 1.0,
+                              "water_level_cm": 20, "mask": 1, "linkquality": 120}
+
+
 def _healthy(device: SimulatedDevice) -> None:
-    """A device at rest: full battery, level cover, normal temperatures, no alarm."""
+    """A Modbus device at rest: its registers hold the values of `_AT_REST`."""
     for name in MODELS[device.profile.kind].readings:
-        if not any(p.reading == name for p in device.register_map.points.values()):
-            continue
-        if "battery" in name:
-            device.set_reading(name, 90)
-        elif name == "body_temp_c":
-            device.set_reading(name, 36.5)
-        elif name == "temperature_c":
-            device.set_reading(name, 22)
-        elif name in ("tilt_deg", "installed_tilt_deg"):
-            device.set_reading(name, 1.0)
-        elif name == "water_level_cm":
-            device.set_reading(name, 20)
-        elif name == "mask":
-            device.set_reading(name, 1)
+        if name in _AT_REST and any(p.reading == name
+                                    for p in device.register_map.points.values()):
+            device.set_reading(name, _AT_REST[name])
+
+
+def _at_rest(profile: Profile) -> dict[str, float]:
+    """The readings at rest that a JSON device's check-ins carry."""
+    assert isinstance(profile.mapping, JsonMap)
+    return {r.reading: _AT_REST[r.reading] for r in profile.mapping.readings
+            if r.reading in _AT_REST}
 
 
 class SimulatedSite:
@@ -86,6 +101,9 @@ class SimulatedSite:
         }
         self.http_port = free_port()
         self.devices: dict[str, SimDevice] = {}
+        # device id -> the interval at which its simulator sends a heartbeat
+        self.heartbeats: dict[str, float] = {}
+        self._beating: list[asyncio.Task[None]] = []
 
     async def __aenter__(self) -> SimulatedSite:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -109,8 +127,10 @@ class SimulatedSite:
                         exc: BaseException | None, tb: TracebackType | None) -> None:
         await self._stack.aclose()
 
-    def config(self, broker_port: int, store_url: str) -> str:
-        """The TOML of the compound's gateway."""
+    def config(self, broker_port: int, store_url: str, *, poll_s: float = 2.0,
+               alarm_poll_s: float = 0.5) -> str:
+        """The TOML of the compound's gateway; `poll_s` and `alarm_poll_s` for every Modbus
+        device."""
         w = self.workdir
         return f"""\
 # Written by the simulated compound; `scgw run --config {w}/gateway.toml` runs the same
@@ -190,7 +210,7 @@ kind = "smoke"
 transport = "modbus"
 profile = "modbus-smoke-detector"
 location = {{ building = "3", unit = "2", floor = 4 }}
-modbus = {{ bus = "rs485-1", unit = 2, poll_s = 2.0, alarm_poll_s = 0.5 }}
+modbus = {{ bus = "rs485-1", unit = 2, poll_s = {poll_s}, alarm_poll_s = {alarm_poll_s} }}
 
 [[devices]]
 id = "door-5-1"
@@ -198,7 +218,7 @@ kind = "access"
 transport = "modbus"
 profile = "modbus-door-io"
 location = {{ building = "5", unit = "1" }}
-modbus = {{ bus = "rs485-1", unit = 5, poll_s = 2.0, alarm_poll_s = 0.5 }}
+modbus = {{ bus = "rs485-1", unit = 5, poll_s = {poll_s}, alarm_poll_s = {alarm_poll_s} }}
 
 [[devices]]
 id = "manhole-n1"
@@ -214,7 +234,7 @@ kind = "manhole"
 transport = "modbus"
 profile = "modbus-manhole-monitor"
 location = {{ building = "south-road" }}
-modbus = {{ bus = "tcp-1", unit = 1, poll_s = 2.0, alarm_poll_s = 0.5 }}
+modbus = {{ bus = "tcp-1", unit = 1, poll_s = {poll_s}, alarm_poll_s = {alarm_poll_s} }}
 
 [[devices]]
 id = "gate-north"
@@ -222,7 +242,7 @@ kind = "temp_gate"
 transport = "modbus"
 profile = "modbus-temp-gate"
 location = {{ building = "north-gate" }}
-modbus = {{ bus = "tcp-1", unit = 4, poll_s = 2.0, alarm_poll_s = 0.5 }}
+modbus = {{ bus = "tcp-1", unit = 4, poll_s = {poll_s}, alarm_poll_s = {alarm_poll_s} }}
 
 [[devices]]
 id = "door-3-1"
@@ -257,29 +277,77 @@ location = {{ building = "7", unit = "1" }}
 http = {{ token = "{HTTP_TOKENS['door-7-1']}" }}
 """
 
-    async def attach(self, config: GatewayConfig, pin_factory: Any, clock: Any
+    async def attach(self, config: GatewayConfig, pin_factory: Any, clock: Clock
                      ) -> dict[str, SimDevice]:
-        """A handle for every device of the running gateway's config."""
+        """A handle for every device of the running gateway's config; the devices that
+        report on their own check in at once and then every heartbeat interval.
+
+        Attach once the gateway listens (`Gateway.intake_open`): a check-in sent before is
+        lost, as it would be on a real site.
+        """
         broker = config.broker
         client = aiomqtt.Client(broker.host, broker.port, identifier="sim-devices")
         await self._stack.enter_async_context(client)
+        beats: dict[str, Callable[[], Awaitable[None]]] = {}
         for device in config.devices:
             if isinstance(device, GpioDevice):
                 elder = SimulatedElder(pin_factory, device.gpio.pin, clock)
                 self.devices[device.id] = GpioButtonHandle(elder, clock,
                                                            device.gpio.long_press_s)
             elif isinstance(device, MqttDevice) and device.profile is not None:
-                sim = MqttDeviceSimulator(client, device.mqtt.topic,
-                                          self.profiles.get(device.profile))
-                self.devices[device.id] = MqttHandle(sim)
+                profile = self.profiles.get(device.profile)
+                sim = MqttDeviceSimulator(client, device.mqtt.topic, profile)
+                handle = MqttHandle(sim, _at_rest(profile))
+                self.devices[device.id] = handle
+                beats[device.id] = handle.heartbeat
             elif isinstance(device, HttpDevice) and device.profile is not None:
                 pusher = HttpPusher(self.profiles.get(device.profile),
                                     f"http://127.0.0.1:{self.http_port}", device.id,
                                     device.http.token)
                 await self._stack.enter_async_context(pusher)
-                self.devices[device.id] = HttpHandle(pusher)
+                http = HttpHandle(pusher)
+                self.devices[device.id] = http
+                beats[device.id] = http.heartbeat
         for device_id, modbus in self.modbus.items():
             self.devices[device_id] = ModbusHandle(modbus)
         for device_id, serial in self.serial.items():
-            self.devices[device_id] = SerialHandle(serial)
+            wired = SerialHandle(serial)
+            self.devices[device_id] = wired
+            beats[device_id] = wired.heartbeat
+        by_id = {d.id: d for d in config.devices}
+        for device_id, beat in beats.items():
+            interval = self._interval(by_id[device_id])
+            if interval > 0:
+                self.heartbeats[device_id] = interval
+                self._beating.append(asyncio.create_task(
+                    _keep_beating(device_id, beat, interval, clock),
+                    name=f"sim[{device_id}].heartbeat"))
+        self._stack.push_async_callback(self._stop_beating)
         return self.devices
+
+    def _interval(self, device: AnyDevice) -> float:
+        if device.heartbeat_s:
+            return device.heartbeat_s
+        return self.profiles.get(device.profile).heartbeat_s if device.profile else 0.0
+
+    async def _stop_beating(self) -> None:
+        for task in self._beating:
+            task.cancel()
+        await asyncio.gather(*self._beating, return_exceptions=True)
+        self._beating.clear()
+
+
+async def _keep_beating(device: str, beat: Callable[[], Awaitable[None]], interval: float,
+                        clock: Clock) -> None:
+    """Check in now and every `interval` after, on a fixed schedule however long a check-in
+    takes; one that fails is simply missed, as a device's would be."""
+    due = clock.monotonic()
+    while True:
+        try:
+            await beat()
+        except (OSError, aiohttp.ClientError, aiomqtt.MqttError) as exc:
+            log.info("simulated %s could not check in: %s", device, exc)
+        due += interval
+        while due < clock.monotonic():  # a device sends no check-ins it missed
+            due += interval
+        await clock.sleep(due - clock.monotonic())

@@ -78,8 +78,9 @@ async def running(gateway: Gateway) -> AsyncIterator[Gateway]:
 
 
 async def eventually(predicate: Callable[[], bool | Awaitable[bool]], timeout: float = 10.0,
-                     what: str = "condition") -> None:
-    """Wait (bounded) for a condition the system under test makes true by itself."""
+                     what: str = "condition", interval: float = 0.02) -> None:
+    """Wait (bounded) for a condition the system under test makes true by itself, looking
+    every `interval` seconds."""
     try:
         async with asyncio.timeout(timeout):
             while True:
@@ -88,9 +89,20 @@ async def eventually(predicate: Callable[[], bool | Awaitable[bool]], timeout: f
                     result = await result
                 if result:
                     return
-                await asyncio.sleep(0.02)
+                await asyncio.sleep(interval)
     except TimeoutError:
         raise AssertionError(f"timed out after {timeout} s waiting for {what}") from None
+
+
+async def intake_open(gateway: Gateway, timeout: float = 10.0) -> None:
+    """Wait (bounded) until every device can reach the gateway (`Gateway.intake_open`)."""
+    try:
+        async with asyncio.timeout(timeout):
+            await gateway.intake_open()
+    except TimeoutError:
+        raise AssertionError(
+            f"devices cannot reach the gateway after {timeout} s: broker connected "
+            f"{gateway.link.connected}, counters {gateway.counters.snapshot()}") from None
 
 
 @dataclass(frozen=True)

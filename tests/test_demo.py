@@ -6,6 +6,7 @@ import re
 import socket
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,16 @@ def test_demo_shows_alarm_ack_and_store_points_within_ten_seconds(tmp_path: Path
         assert found, f"{pattern!r} not in demo output:\n{out}"
         return float(found.group(1))
 
+    # every device of the compound is known online shortly after the start: polled ones
+    # after their first answer, the others after the check-in their simulator sends at once
+    config = tomllib.loads((tmp_path / "demo" / "gateway.toml").read_text())
+    devices = {d["id"] for d in config["devices"]}
+    assert len(devices) == 13
+    online = {m.group(2): float(m.group(1)) for m in re.finditer(
+        r"\[\s*([\d.]+)s\] device (\S+) is online", out)}
+    assert set(online) == devices, out
+    assert max(online.values()) < 3.0, out
+    assert " is offline" not in out
     fired = at("ALERT elder.sos FIRING")
     acked = at("ALERT elder.sos ACKNOWLEDGED by duty-office")
     assert fired < acked < 10.0

@@ -1,4 +1,5 @@
-"""Scenarios played on the simulated compound against a real broker (time compressed)."""
+"""Scenarios played on the simulated compound against a real broker (time compressed): each
+produces the events it tells of and raises exactly the alerts it declares."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from gateway.services import Mosquitto
 from gateway.supervisor import Gateway
 from simulators.scenarios import SCENARIOS
 from simulators.site import SimulatedSite
-from tests.helpers import Seen, Watcher, eventually, running
+from tests.helpers import Seen, Watcher, eventually, intake_open, running
 
 # scenario -> the (device, event type) pairs it must produce, in this order per device
 EXPECTED = {
@@ -24,16 +25,21 @@ EXPECTED = {
                   ("elder-5-2-101", "cancel")],
     "fire-building-3": [("smoke-3-1", "alarm"), ("smoke-3-2", "alarm")],
     "manhole-theft": [("manhole-s2", "open")],
-    "fever-at-gate": [("gate-east", "fever")],
+    "fever-at-gate": [("gate-east", "fever"), ("gate-east", "fever")],
     "door-forced": [("door-3-1", "forced_open")],
     "quiet-night": [],
     "device-dies": [],
 }
 
 
-# scenario -> readings that must arrive from the devices it drives (polled devices report more)
+# scenario -> readings that must arrive from the devices it drives (polled devices report
+# more); each MQTT device adds the check-in its simulator sends when attached
 TELEMETRY: dict[str, dict[str, int]] = {
-    "quiet-night": {"smoke-3-1": 5, "manhole-n1": 5}, "fire-building-3": {"smoke-3-1": 1}}
+    "quiet-night": {"smoke-3-1": 1 + 5, "manhole-n1": 1 + 5},
+    "fire-building-3": {"smoke-3-1": 1 + 1}}
+
+# events the scenarios do not tell of: status changes and the devices' check-ins
+NOT_TOLD = ("online", "offline", "heartbeat")
 
 
 def test_every_scenario_has_expectations() -> None:
@@ -44,21 +50,25 @@ def test_every_scenario_has_expectations() -> None:
 async def test_scenario(tmp_path: Path, mosquitto: Mosquitto, name: str) -> None:
     said: list[str] = []
 
-    async def instant(seconds: float) -> None:
-        # time compressed, yet a real pause: presses 0 ms apart would be contact bounce
-        await asyncio.sleep(min(seconds, 0.1))
+    async def compressed(seconds: float) -> None:
+        # a real pause (presses 0 ms apart would be contact bounce), long enough for a
+        # device that stopped answering polls every second to be found silent
+        await asyncio.sleep(min(seconds * 0.3, 3.0))
 
     async with SimulatedSite(tmp_path / "site") as site:
         config_file = tmp_path / "gateway.toml"
-        config_file.write_text(site.config(mosquitto.port, "http://127.0.0.1:9"))
+        # polled every second: offline after 1.75 s of silence, within the compressed time
+        config_file.write_text(site.config(mosquitto.port, "http://127.0.0.1:9", poll_s=1.0,
+                                           alarm_poll_s=0.25))
         # no store here: do not wait for it at shutdown
         config = load_config(config_file).model_copy(update={"shutdown_timeout_s": 0.3})
+        scenario = SCENARIOS[name]
         async with running(Gateway(config)) as gateway, Watcher(
             mosquitto.port, f"sc/{config.site}/#", "observer"
         ) as watcher:
-            await eventually(lambda: gateway.link.connected, what="connected")
+            await intake_open(gateway)
             devices = await site.attach(config, gateway.pin_factory, gateway.clock)
-            await SCENARIOS[name].run(devices, instant, said.append)
+            await scenario.run(devices, compressed, said.append)
             seen: list[Seen] = []
 
             def count(suffix: str, device: str | None = None) -> int:
@@ -70,13 +80,17 @@ async def test_scenario(tmp_path: Path, mosquitto: Mosquitto, name: str) -> None
                     seen.append(watcher.queue.get_nowait())
                 events = [msgspec.json.decode(s.payload, type=DeviceEvent) for s in seen
                           if s.topic.endswith("/event")]
-                return (sum(e.type not in ("online", "offline") for e in events)
-                        >= len(EXPECTED[name])
+                return (sum(e.type not in NOT_TOLD for e in events) >= len(EXPECTED[name])
                         and all(count("/telemetry", d) >= n
-                                for d, n in TELEMETRY.get(name, {}).items()))
+                                for d, n in TELEMETRY.get(name, {}).items())
+                        and set(scenario.alerts) <= fired(seen))
 
-            # the last edges and polls may still be on their way through the journal
-            await eventually(all_arrived, what="what the scenario sent")
+            # the last edges and polls may still be on their way through the journal, and
+            # a rule's `for` may still be running
+            await eventually(all_arrived, what="what the scenario sent and the alerts")
+            await eventually(lambda: gateway.runner.idle
+                             and gateway.mqtt_sink.cursor == gateway.journal.last_seq,
+                             what="rules and MQTT caught up")
             # a marker of our own, published after everything: when it arrives, so has the rest
             marker = f"sc/{config.site}/test/marker"
             await watcher.publish(marker, b"end", qos=1)
@@ -84,9 +98,9 @@ async def test_scenario(tmp_path: Path, mosquitto: Mosquitto, name: str) -> None
                 seen.append(await watcher.next(lambda s: True))
     events = [msgspec.json.decode(s.payload, type=DeviceEvent) for s in seen
               if s.topic.endswith("/event")]
-    assert [(e.device, e.type) for e in events if e.type not in ("online", "offline")] == \
-        EXPECTED[name]
+    assert [(e.device, e.type) for e in events if e.type not in NOT_TOLD] == EXPECTED[name]
     assert said, "a scenario tells what happens"
+    assert fired(seen) == set(scenario.alerts)
     alerts = [msgspec.json.decode(s.payload, type=Alert) for s in seen
               if "/alerts/elder.sos/" in s.topic and not s.topic.endswith("/ack")]
     if name == "elder-sos":
@@ -97,12 +111,21 @@ async def test_scenario(tmp_path: Path, mosquitto: Mosquitto, name: str) -> None
         assert count("/telemetry", device) == n
 
 
+def fired(seen: list[Seen]) -> set[tuple[str, str]]:
+    """(rule, key) of every alert published firing while the scenario ran."""
+    alerts = [msgspec.json.decode(s.payload, type=Alert) for s in seen
+              if "/alerts/" in s.topic and not s.topic.endswith("/ack") and not s.retain]
+    return {(a.rule, a.device) for a in alerts if a.state is AlertState.FIRING}
+
+
 def test_simulate_lists_scenarios_and_refuses_unknown_ones() -> None:
     listed = subprocess.run([sys.executable, "-m", "gateway.cli", "simulate", "--list"],
                             capture_output=True, text=True, timeout=60, check=False)
     assert listed.returncode == 0
-    for name in SCENARIOS:
+    for name, scenario in SCENARIOS.items():
         assert name in listed.stdout
+        alerts = ", ".join(f"{rule} ({key})" for rule, key in scenario.alerts) or "none"
+        assert f"alerts: {alerts}\n" in listed.stdout
     unknown = subprocess.run([sys.executable, "-m", "gateway.cli", "simulate", "--scenario",
                               "alien-landing"], capture_output=True, text=True, timeout=60,
                              check=False)
