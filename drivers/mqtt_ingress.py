@@ -3,7 +3,9 @@
 Each device's payload is decoded by its profile's JSON mapping, or by the inline mapping
 in its config (`event_key`, `events`, `readings`). Anything malformed is rejected, counted
 per device and reason, and logged once per device until it recovers; the gateway keeps
-running.
+running. A retained message is an old one the broker kept, not something the device says
+now: it is ignored and counted (reason `retained`), as is a payload larger than
+`broker.max_payload_bytes` (reason `payload_too_large`), before anything parses it.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from drivers.json_map import (
 )
 from drivers.pseudonym import Pseudonymiser
 from gateway.clock import Clock
-from gateway.config import MqttDevice
+from gateway.config import DEFAULT_MAX_PAYLOAD, MqttDevice
 from gateway.counters import Counters
 from gateway.model import DeviceEvent
 
@@ -52,6 +54,7 @@ class MqttIngress:
         clock: Clock,
         counters: Counters,
         pseudonymise: Pseudonymiser | None = None,
+        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD,
     ) -> None:
         self._devices = {d.mqtt.topic: d for d in devices}
         self._mappers = {
@@ -60,6 +63,7 @@ class MqttIngress:
         self._intake = intake
         self._clock = clock
         self._counters = counters
+        self._max_payload = max_payload_bytes
 
     @property
     def topics(self) -> list[str]:
@@ -72,9 +76,18 @@ class MqttIngress:
         device = self._devices.get(topic)
         if device is None:
             return None
+        if message.retain:
+            # kept by the broker from before: a press or an alarm is news only when sent
+            self._reject(device.id, topic, "retained", "a retained message is not news: "
+                         "ignored (the device should publish without the retain flag)")
+            return None
         payload = message.payload
         if not isinstance(payload, bytes | bytearray | str) or not payload:
             self._reject(device.id, topic, "empty_payload", "the payload is empty")
+            return None
+        if len(payload) > self._max_payload:
+            self._reject(device.id, topic, "payload_too_large", f"{len(payload)} bytes, more "
+                         f"than broker.max_payload_bytes ({self._max_payload})")
             return None
         try:
             body = parse_json(payload)

@@ -7,6 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gateway.counters import clip
+
+MESSAGE_CHARS = 200
+
 
 @dataclass(frozen=True, slots=True)
 class Problem:
@@ -70,7 +74,8 @@ def _message(err: Any) -> str:
         return "unknown key"
     if err["type"] == "missing":
         return "required key is missing"
-    return str(err["msg"])
+    # a message may quote the value it refuses: never a whole one into a log
+    return clip(str(err["msg"]), MESSAGE_CHARS)
 
 
 def read_toml(file: Path) -> dict[str, Any]:
