@@ -234,3 +234,14 @@ async def test_the_answer_waits_until_the_event_is_journalled(rig: Rig) -> None:
     result = await asyncio.wait_for(push, 5)
     assert result.status == 200
     assert result.body["accepted"] == [rig.intake.events[0].id]
+
+
+async def test_deep_nesting_and_repeated_keys_are_malformed_json(rig: Rig) -> None:
+    headers = {"Authorization": f"Bearer {TOKENS['door-h1']}"}
+    async with aiohttp.ClientSession() as session:
+        for body in (b"[" * 500 + b"]" * 500, b'{"event": {"code": 20, "code": 22}}'):
+            async with session.post(f"{rig.url}/push/door-h1", data=body,
+                                    headers=headers) as r:
+                assert r.status == 400
+    assert rig.rejected("door-h1", "malformed_json") == 2
+    assert rig.intake.events == []
