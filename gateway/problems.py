@@ -9,7 +9,7 @@ from typing import Any
 
 from gateway.counters import clip
 
-MESSAGE_CHARS = 200
+MESSAGE_CHARS = 500  # of a problem as printed: the lists of known names fit
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,7 +22,8 @@ class Problem:
 
     def __str__(self) -> str:
         where = f"{self.path} (device {self.device})" if self.device else self.path
-        return f"{where}: {self.message}"
+        # a message may quote the value it refuses: never a whole one into a log
+        return clip(f"{where}: {self.message}", MESSAGE_CHARS)
 
 
 class ConfigError(Exception):
@@ -74,8 +75,7 @@ def _message(err: Any) -> str:
         return "unknown key"
     if err["type"] == "missing":
         return "required key is missing"
-    # a message may quote the value it refuses: never a whole one into a log
-    return clip(str(err["msg"]), MESSAGE_CHARS)
+    return str(err["msg"])
 
 
 def read_toml(file: Path) -> dict[str, Any]:

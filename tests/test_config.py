@@ -190,3 +190,11 @@ def test_run_says_clearly_when_the_named_pin_library_is_missing(tmp_path: Path) 
     assert result.returncode == 2
     assert "no GPIO library could be loaded" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_huge_value_is_cut_short_in_the_printed_problem(tmp_path: Path) -> None:
+    huge = "x" * 1_000_000
+    with pytest.raises(ConfigError) as caught:
+        load_config(_write(tmp_path, GOOD.replace('single = "press"', f'single = "{huge}"')))
+    assert len(str(caught.value)) < 1_000
+    assert "characters)" in str(caught.value)
