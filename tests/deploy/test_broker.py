@@ -101,14 +101,18 @@ def test_a_device_publishes_to_its_own_topic_only(connect: Connect) -> None:
     assert gateway.messages.empty()
 
 
-def test_a_device_cannot_take_the_gateways_client_id(connect: Connect) -> None:
-    gateway = _connected(connect("gateway", client_id="scgw-gateway"))
+def test_a_device_cannot_take_the_gateways_client_id(
+        connect: Connect, installation: Installation) -> None:
+    gateway = _connected(connect("gateway", client_id="scgw-c1"))
     assert not gateway.subscribe("devices/sos-1").is_failure
-    # the device's login asks for the gateway's id: the broker gives it its user name
-    intruder = _connected(connect("sos-1", client_id="scgw-gateway"))
+    # on the LAN a device's login asks for the gateway's id: it gets its user name instead
+    ca = installation.path("/etc/scgw/ca.crt")
+    intruder = _connected(connect("sos-1", client_id="scgw-c1", tls_ca=ca))
+    # locally, a tool logged in as the gateway (scgw doctor) keeps an id of its own
+    doctor = _connected(connect("gateway", client_id="scgw-c1-doctor"))
     assert intruder.publish("devices/sos-1", b'{"action": "single"}').value == 0
     assert gateway.next_message().topic == "devices/sos-1"
-    assert (gateway.disconnects, intruder.disconnects) == (0, 0)
+    assert (gateway.disconnects, intruder.disconnects, doctor.disconnects) == (0, 0, 0)
 
 
 def test_the_broker_refuses_oversized_messages(connect: Connect) -> None:
