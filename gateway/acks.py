@@ -59,10 +59,9 @@ class AckDesk:
         if parsed is None:
             return None
         rule, device = parsed
-        engine = self._rules
-        label = rule if engine.knows(rule) else UNKNOWN
+        label = rule if self._rules.knows(rule) else UNKNOWN
         try:
-            by = self._check(message, rule, device, label, engine)
+            by = self._check(message, rule, device, label)
         except AckRefusedError as exc:
             self._counters.inc("ack_rejected", rule=label, reason=exc.reason)
             self._counters.log_once(log, ("ack", label, exc.reason),
@@ -71,8 +70,7 @@ class AckDesk:
             return None
         return self._journal(rule, device, by)
 
-    def _check(self, message: aiomqtt.Message, rule: str, device: str, label: str,
-               engine: RuleEngine) -> str:
+    def _check(self, message: aiomqtt.Message, rule: str, device: str, label: str) -> str:
         if message.retain:
             raise AckRefusedError("retained", "a retained ack is an old one: only an ack "
                                   "sent while the alert fires acknowledges it")
@@ -89,7 +87,7 @@ class AckDesk:
                                   'characters>"}})') from exc
         if label == UNKNOWN:
             raise AckRefusedError("unknown_rule", f"the gateway has no rule {shown(rule)}")
-        alert = next((a for a in engine.active() if a.rule == rule and a.device == device),
+        alert = next((a for a in self._rules.active() if a.rule == rule and a.device == device),
                      None)
         if alert is None or alert.state is not AlertState.FIRING:
             state = "acknowledged already" if alert is not None else "not active"
