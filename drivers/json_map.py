@@ -104,12 +104,13 @@ def parse_json(data: bytes | bytearray | str) -> Any:
         raise MalformedJsonError(str(exc)) from exc
     except RecursionError as exc:
         raise MalformedJsonError(f"nested deeper than {MAX_DEPTH} levels") from exc
-    keys, depth = _shape(body)
+    keys, depth, quoted = _shape(body)
     if depth > MAX_DEPTH:
         raise MalformedJsonError(f"nested deeper than {MAX_DEPTH} levels")
-    # every key is followed by a ':' in the text: as many ':' as keys decoded means
-    # no key was given twice; otherwise (a ':' inside a string) look closer
-    if keys and _colons(data) != keys:
+    # every key in the text is followed by a ':'. Without escapes, a ':' inside a string
+    # is one in the decoded strings too: when the text has no more ':' than the decoded
+    # keys and strings account for, no key was given twice (its ':' would be extra)
+    if keys and (_colons(data) != keys + quoted or _escapes(data)):
         _refuse_repeated_keys(data)
     return body
 
@@ -117,27 +118,42 @@ def parse_json(data: bytes | bytearray | str) -> Any:
 MAX_DEPTH = 64  # levels of objects and arrays; devices send two or three
 
 
-def _shape(body: Any) -> tuple[int, int]:
-    """The number of object keys in `body` and its depth, without recursion."""
-    keys, deepest = 0, 0
+def _shape(body: Any) -> tuple[int, int, int]:
+    """The number of object keys in `body`, its depth and the ':' in its keys and strings,
+    without recursion."""
+    # read for every message: plain loops and type checks, no generators
+    kind = type(body)
+    if kind is not dict and kind is not list:
+        return 0, 0, 0
+    keys, deepest, quoted = 0, 0, 0
     stack: list[tuple[Any, int]] = [(body, 1)]
     while stack:
         node, depth = stack.pop()
-        if isinstance(node, dict):
+        if depth > deepest:
+            deepest = depth
+            if depth > MAX_DEPTH:
+                break
+        if type(node) is dict:
             keys += len(node)
+            quoted += "".join(node).count(":")
             children: Any = node.values()
-        elif isinstance(node, list):
-            children = node
         else:
-            continue
-        deepest = max(deepest, depth)
-        if depth <= MAX_DEPTH:
-            stack.extend((child, depth + 1) for child in children)
-    return keys, deepest
+            children = node
+        for child in children:
+            kind = type(child)
+            if kind is str:
+                quoted += child.count(":")
+            elif kind is dict or kind is list:
+                stack.append((child, depth + 1))
+    return keys, deepest, quoted
 
 
 def _colons(data: bytes | bytearray | str) -> int:
     return data.count(":") if isinstance(data, str) else data.count(b":")
+
+
+def _escapes(data: bytes | bytearray | str) -> bool:
+    return ("\\" in data) if isinstance(data, str) else (b"\\" in data)
 
 
 def _refuse_repeated_keys(data: bytes | bytearray | str) -> None:

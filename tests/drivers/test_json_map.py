@@ -50,6 +50,10 @@ def test_deep_nesting_and_repeated_keys_are_malformed_json() -> None:
     with pytest.raises(MalformedJsonError, match="'t' appears twice"):  # ':' in a string
         parse_json(b'{"at": "12:30", "x": {"t": 1, "t": 2}}')
     assert parse_json(b'{"at": "12:30", "x": {"t": 1}, "y": {"t": 2}}')["y"] == {"t": 2}
+    # a ':' that only the decoded text has cannot hide a repeated key
+    with pytest.raises(MalformedJsonError, match="'action' appears twice"):
+        parse_json(b'{"action": "long", "action": "single", "x": "\\u003a"}')
+    assert parse_json(b'{"a:b": ["c:d", {"e": "\\u003a"}]}') == {"a:b": ["c:d", {"e": ":"}]}
 
 
 def _problems(mapping: dict[str, Any], kind: DeviceKind, body: dict[str, Any]
