@@ -6,6 +6,7 @@ and which path carries a card number (pseudonymised here, before anything else s
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,6 +14,7 @@ import msgspec
 from pydantic import BaseModel, ConfigDict, Field
 
 from drivers.pseudonym import Pseudonymiser
+from gateway.counters import clip
 from gateway.kinds import MODELS, make_event
 from gateway.kinds.base import OutOfRangeError
 from gateway.model import DeviceEvent, DeviceKind, Reading, Scalar, new_id
@@ -86,16 +88,90 @@ _json = msgspec.json.Decoder()
 
 
 class MalformedJsonError(ValueError):
-    """The bytes are not JSON (or not UTF-8)."""
+    """The bytes are not JSON (or not UTF-8, or nested too deeply, or repeat a key)."""
 
 
 def parse_json(data: bytes | bytearray | str) -> Any:
-    """JSON from a device; MalformedJsonError for anything that is not."""
+    """JSON from a device; MalformedJsonError for anything that is not.
+
+    An object that repeats a key is refused: which of two `action`s a device meant is
+    not for the gateway to guess.
+    """
     try:
-        return _json.decode(data)
+        body = _json.decode(data)
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         # invalid UTF-8 inside a string surfaces as UnicodeDecodeError, not DecodeError
         raise MalformedJsonError(str(exc)) from exc
+    except RecursionError as exc:
+        raise MalformedJsonError(f"nested deeper than {MAX_DEPTH} levels") from exc
+    keys, depth, quoted = _shape(body)
+    if depth > MAX_DEPTH:
+        raise MalformedJsonError(f"nested deeper than {MAX_DEPTH} levels")
+    # every key in the text is followed by a ':'. Without escapes, a ':' inside a string
+    # is one in the decoded strings too: when the text has no more ':' than the decoded
+    # keys and strings account for, no key was given twice (its ':' would be extra)
+    if keys and (_colons(data) != keys + quoted or _escapes(data)):
+        _refuse_repeated_keys(data)
+    return body
+
+
+MAX_DEPTH = 64  # levels of objects and arrays; devices send two or three
+
+
+def _shape(body: Any) -> tuple[int, int, int]:
+    """The number of object keys in `body`, its depth and the ':' in its keys and strings,
+    without recursion."""
+    # read for every message: plain loops and type checks, no generators
+    kind = type(body)
+    if kind is not dict and kind is not list:
+        return 0, 0, 0
+    keys, deepest, quoted = 0, 0, 0
+    stack: list[tuple[Any, int]] = [(body, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > deepest:
+            deepest = depth
+            if depth > MAX_DEPTH:
+                break
+        if type(node) is dict:
+            keys += len(node)
+            quoted += "".join(node).count(":")
+            children: Any = node.values()
+        else:
+            children = node
+        for child in children:
+            kind = type(child)
+            if kind is str:
+                quoted += child.count(":")
+            elif kind is dict or kind is list:
+                stack.append((child, depth + 1))
+    return keys, deepest, quoted
+
+
+def _colons(data: bytes | bytearray | str) -> int:
+    return data.count(":") if isinstance(data, str) else data.count(b":")
+
+
+def _escapes(data: bytes | bytearray | str) -> bool:
+    return ("\\" in data) if isinstance(data, str) else (b"\\" in data)
+
+
+def _refuse_repeated_keys(data: bytes | bytearray | str) -> None:
+    def pairs(items: list[tuple[str, Any]]) -> None:
+        seen: set[str] = set()
+        for key, _ in items:
+            if key in seen:
+                raise MalformedJsonError(f"the key {clip(repr(key), 40)} appears twice in "
+                                         "one object")
+            seen.add(key)
+
+    try:
+        # the stdlib parser hands over each object's pairs before they become a dict
+        json.loads(data, object_pairs_hook=pairs)
+    except MalformedJsonError:
+        raise
+    except (ValueError, RecursionError):
+        pass  # msgspec took it: a difference between parsers is not the device's fault
 
 
 def lookup(body: Any, path: str) -> Any:
@@ -134,6 +210,7 @@ class JsonMapper:
             out.problems.append(("malformed_payload", "the payload is not a JSON object"))
             return out
         values: dict[str, Scalar] = {}
+        bad: set[str] = set()  # paths already reported
         for path, top_level, name, scale, offset, spec in self._readings:
             raw = body.get(path, _MISSING) if top_level else lookup(body, path)
             if raw is _MISSING or raw is None:
@@ -141,7 +218,8 @@ class JsonMapper:
             if isinstance(raw, bool):
                 raw = int(raw)
             if not isinstance(raw, int | float):
-                out.problems.append(("bad_value", f"{path}={raw!r} is not a number"))
+                bad.add(path)
+                out.problems.append(("bad_value", f"{path}={shown(raw)} is not a number"))
                 continue
             try:
                 values[name] = spec.checked(name, raw * scale + offset)
@@ -150,7 +228,12 @@ class JsonMapper:
         fields: dict[str, Scalar] = dict(values)
         if self._map.card is not None:
             card = lookup(body, self._map.card)
-            if isinstance(card, str | int) and not isinstance(card, bool):
+            if card is not _MISSING and card is not None and not _is_card(card):
+                # the value itself is personal data: never in a log or an answer
+                out.problems.append(("bad_card", f"{self._map.card} is a "
+                                     f"{_json_type(card)}, not a card number (text or "
+                                     "integer); the card was dropped"))
+            elif _is_card(card):
                 if self._pseudonymise is None:
                     out.problems.append(("no_pseudonym_key", "a card number arrived but the "
                                          "site has no pseudonym_key; it was dropped"))
@@ -159,6 +242,12 @@ class JsonMapper:
         for index, e in enumerate(self._map.events):
             raw = lookup(body, e.path)
             if raw is _MISSING:
+                continue
+            if e.event is not None and not _comparable(raw, e.equals):
+                if e.path not in bad:  # one problem per path, however many entries read it
+                    bad.add(e.path)
+                    out.problems.append(("bad_value", f"{e.path}={shown(raw)} is not a "
+                                         f"{_json_type(e.equals)}"))
                 continue
             if e.on_change:
                 previous = self._last.get(index, _MISSING)
@@ -175,13 +264,52 @@ class JsonMapper:
             else:
                 event = e.map.get(_key(raw))
                 if event is None:
-                    out.problems.append(("unmapped_event", f"{e.path}={raw!r} is not mapped"))
+                    out.problems.append(("unmapped_event",
+                                         f"{e.path}={shown(raw)} is not mapped"))
                 else:
                     out.events.append(make_event(self._kind, self._device, event, ts, fields))
         if values:
             out.reading = Reading(id=new_id(ts), ts=ts, kind=self._kind, device=self._device,
                                   values=values)
         return out
+
+
+SHOWN_CHARS = 40  # of a bad value, in a rejection's detail
+
+
+def shown(raw: Any) -> str:
+    """A bad value as a rejection's detail shows it: cut short, a device can send megabytes."""
+    return clip(repr(raw), SHOWN_CHARS)
+
+
+def _is_card(raw: Any) -> bool:
+    return isinstance(raw, str | int) and not isinstance(raw, bool)
+
+
+def _comparable(raw: Any, equals: bool | float | str | None) -> bool:
+    """Whether `raw` is of the JSON type of `equals` (numbers and flags compare with numbers:
+    devices write a flag as 1 or true)."""
+    if equals is None or raw is None:
+        return True
+    if isinstance(equals, bool):
+        return isinstance(raw, bool) or (isinstance(raw, int) and raw in (0, 1))
+    if isinstance(equals, int | float):
+        return isinstance(raw, int | float)
+    return isinstance(raw, str)
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, dict):
+        return "object"
+    if isinstance(value, list):
+        return "array"
+    return "null"
 
 
 def _key(raw: Any) -> str:

@@ -9,6 +9,10 @@ A QoS 1 message the broker delivers again (after a lost connection, a restart of
 gateway or of the broker) carries the packet id it had; the same packet id with the same
 content within `redelivery_window_s` of the first is the same message: it was journalled
 already, and it is acknowledged and dropped, counted as `redelivered{device}`.
+
+A retained message is an old one the broker kept, not something the device says
+now: it is ignored and counted (reason `retained`), as is a payload larger than
+`broker.max_payload_bytes` (reason `payload_too_large`), before anything parses it.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from drivers.json_map import (
 )
 from drivers.pseudonym import Pseudonymiser
 from gateway.clock import Clock
-from gateway.config import MqttDevice
+from gateway.config import DEFAULT_MAX_PAYLOAD, MqttDevice
 from gateway.counters import Counters
 from gateway.journal import Journal, Receipt
 from gateway.model import DeviceEvent
@@ -65,6 +69,7 @@ class MqttIngress:
         *,
         receipts: Journal | None = None,
         redelivery_window_s: float = 3600.0,
+        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD,
     ) -> None:
         self._devices = {d.mqtt.topic: d for d in devices}
         self._mappers = {
@@ -75,6 +80,7 @@ class MqttIngress:
         self._counters = counters
         self._receipts = receipts
         self._window_ms = round(redelivery_window_s * 1000)
+        self._max_payload = max_payload_bytes
 
     @property
     def topics(self) -> list[str]:
@@ -87,9 +93,18 @@ class MqttIngress:
         device = self._devices.get(topic)
         if device is None:
             return None
+        if message.retain:
+            # kept by the broker from before: a press or an alarm is news only when sent
+            self._reject(device.id, topic, "retained", "a retained message is not news: "
+                         "ignored (the device should publish without the retain flag)")
+            return None
         payload = message.payload
         if not isinstance(payload, bytes | bytearray | str) or not payload:
             self._reject(device.id, topic, "empty_payload", "the payload is empty")
+            return None
+        if len(payload) > self._max_payload:
+            self._reject(device.id, topic, "payload_too_large", f"{len(payload)} bytes, more "
+                         f"than broker.max_payload_bytes ({self._max_payload})")
             return None
         receipt = self._receipt(message, payload)
         if receipt is None:

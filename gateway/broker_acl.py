@@ -11,7 +11,10 @@ Three kinds of broker users, each limited to the topics its job needs:
   to its own topic and nothing else, so one compromised sensor cannot raise another's
   alarm.
 
-`render_acl` writes these as a Mosquitto `acl_file`.
+`render_acl` writes these as a Mosquitto `acl_file`. The ACL cannot forbid the retain flag:
+the gateway ignores retained device messages and acks instead (counted as `retained`). On
+the LAN listener a client's id is its user name, so no user may be named like the
+gateway's client id.
 """
 
 from __future__ import annotations
@@ -79,6 +82,12 @@ def broker_users(config: GatewayConfig, console_user: str = DEFAULT_CONSOLE_USER
         *(BrokerUser(name=d.id, role=Role.DEVICE, write=(d.mqtt.topic,)) for d in devices),
     ]
     problems: list[str] = []
+    for user in users[1:]:
+        if user.name == config.client_id:
+            # on the LAN listener a client's id is its user name: it would push the
+            # gateway off the broker
+            problems.append(f"{user.role} user {user.name!r} is the gateway's client id "
+                            "(broker.client_id): rename one of them")
     seen: dict[str, BrokerUser] = {}
     for user in users:
         if not _USER.match(user.name):

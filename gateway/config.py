@@ -30,6 +30,10 @@ class TlsConfig(_Strict):
     key_file: Path | None = None
 
 
+DEFAULT_MAX_PAYLOAD = 65_536
+BROKER_MESSAGE_LIMIT = 262_144  # message_size_limit of the installed and private brokers
+
+
 class BrokerConfig(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(default=1883, ge=1, le=65535)
@@ -48,6 +52,10 @@ class BrokerConfig(_Strict):
     # a message the broker delivers again within this long of journalling it (same packet
     # id, same content) is recognised as the same message and journalled only once
     redelivery_window_s: float = Field(default=3600.0, ge=0, le=86_400)
+    # a device's or an acknowledgement's payload beyond this is refused unread (counted);
+    # the installed broker refuses more than BROKER_MESSAGE_LIMIT itself
+    max_payload_bytes: int = Field(default=DEFAULT_MAX_PAYLOAD, ge=256,
+                                   le=BROKER_MESSAGE_LIMIT)
 
 
 class StoreConfig(_Strict):

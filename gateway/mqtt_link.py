@@ -26,7 +26,7 @@ from paho.mqtt.properties import Properties
 
 from gateway.backoff import Backoff
 from gateway.clock import Clock
-from gateway.config import BrokerConfig
+from gateway.config import BROKER_MESSAGE_LIMIT, BrokerConfig
 from gateway.counters import Counters
 from gateway.journal import NotJournalledError
 from gateway.waiting import first_of
@@ -41,6 +41,7 @@ ROUTE_CACHE = 4096  # topics whose handlers are remembered
 SUBSCRIBE_BATCH = 256  # topic filters per SUBSCRIBE packet
 READ_PACE_S = 0.002  # at most one read of the connection per this, while messages stream in
 REDELIVER_AFTER_S = 2.0  # a message not journalled is asked for again after this
+MAX_PACKET = BROKER_MESSAGE_LIMIT + 65_536  # incoming packet bytes: payload, topic, header
 
 
 def client_tls(config: BrokerConfig) -> ssl.SSLContext | None:
@@ -633,7 +634,9 @@ class MqttLink:
         return found
 
     def _failed(self, message: aiomqtt.Message, handler: Handler) -> None:
-        self._counters.inc("handler_errors", topic=message.topic.value)
+        # labelled by handler: a topic from outside would make a counter per topic
+        self._counters.inc("handler_errors",
+                           handler=str(getattr(handler, "__qualname__", "handler")))
         log.exception("handler %s for %s failed", getattr(handler, "__qualname__", handler),
                       message.topic)
 
@@ -644,6 +647,9 @@ class MqttLink:
         properties.SessionExpiryInterval = cfg.session_expiry_s
         # the broker sends at most this many unacknowledged QoS 1 messages: flow control
         properties.ReceiveMaximum = PIPELINE
+        # a broker without a message size limit of its own still sends nothing larger:
+        # what lies between this and max_payload_bytes arrives to be counted and named
+        properties.MaximumPacketSize = MAX_PACKET
         tls_context = client_tls(cfg)
         client = aiomqtt.Client(
             cfg.host,

@@ -7,12 +7,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gateway.counters import clip
 from gateway.operator_files import (
     MAX_DEPTH,
     UnreadableFile,
     deeper_than,
     read_operator_file,
 )
+
+MESSAGE_CHARS = 500  # of a problem as printed: the lists of known names fit
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,7 +28,8 @@ class Problem:
 
     def __str__(self) -> str:
         where = f"{self.path} (device {self.device})" if self.device else self.path
-        return f"{where}: {self.message}"
+        # a message may quote the value it refuses: never a whole one into a log
+        return clip(f"{where}: {self.message}", MESSAGE_CHARS)
 
 
 class ConfigError(Exception):

@@ -21,6 +21,8 @@ import urllib.request
 from pathlib import Path
 from typing import IO, Any
 
+from gateway.config import BROKER_MESSAGE_LIMIT
+
 
 class ServiceError(Exception):
     """A local service could not be started."""
@@ -114,12 +116,15 @@ class Mosquitto(_Process):
 
     def __init__(self, workdir: Path, port: int | None = None, *, persistence: bool = False,
                  tls: tuple[Path, Path, Path] | None = None,
-                 passwords: dict[str, str] | None = None) -> None:
-        """`tls` is (CA, certificate, key); `passwords` turns anonymous access off."""
+                 passwords: dict[str, str] | None = None,
+                 message_size_limit: int | None = BROKER_MESSAGE_LIMIT) -> None:
+        """`tls` is (CA, certificate, key); `passwords` turns anonymous access off;
+        `message_size_limit` None lets any payload through, as Mosquitto's default does."""
         super().__init__(workdir, port)
         self.persistence = persistence
         self.tls = tls
         self.passwords = passwords
+        self.message_size_limit = message_size_limit
 
     def command(self) -> list[str]:
         conf = self.workdir / "mosquitto.conf"
@@ -131,6 +136,8 @@ class Mosquitto(_Process):
             f"persistence_location {self.workdir}/",
             "autosave_interval 1",  # with persistence: sessions on disk within a second
         ]
+        if self.message_size_limit is not None:  # as the installed broker's
+            lines.append(f"message_size_limit {self.message_size_limit}")
         if os.geteuid() == 0:
             lines.append("user root")  # otherwise it drops to 'mosquitto', who cannot write here
         if self.tls is not None:

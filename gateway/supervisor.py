@@ -11,7 +11,6 @@ import os
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-import aiomqtt
 import msgspec
 
 from drivers.elder_button_gpio import ElderButtonGpio
@@ -22,6 +21,7 @@ from drivers.profile import BUILTIN, ProfileLibrary
 from drivers.pseudonym import Pseudonymiser
 from drivers.registry import Context, build_drivers
 from drivers.serial_frames.driver import SerialFrameDriver
+from gateway.acks import AckDesk
 from gateway.clock import Clock, SystemClock
 from gateway.clock_sync import ClockProbe, read_kernel_clock, trustworthy
 from gateway.config import AnyDevice, GatewayConfig, GpioDevice, Location, ModbusDevice, MqttDevice
@@ -54,13 +54,6 @@ log = logging.getLogger(__name__)
 
 CLOCK_CHECK_S = 30.0  # how often the clock's sync state is read
 OFFLINE_KEY = "status.offline"  # journal state: devices whose last status event was offline
-
-
-class _AckPayload(msgspec.Struct):
-    by: str
-
-
-_ack_decoder = msgspec.json.Decoder(_AckPayload)
 
 
 class Gateway:
@@ -123,11 +116,14 @@ class Gateway:
             [d for d in config.devices if isinstance(d, MqttDevice)], self._json_mapping, self,
             self.clock, self.counters, self.pseudonymise, receipts=self.journal,
             redelivery_window_s=config.broker.redelivery_window_s,
+            max_payload_bytes=config.broker.max_payload_bytes,
         )
         self.link.on_connect(self.ingress.connected)
         for topic in self.ingress.topics:
             self.link.subscribe(topic, self.ingress.handle)
-        self.link.subscribe(self.topics.alert_ack_filter, self._on_ack_message)
+        self.acks = AckDesk(self.topics, self.rules, self.ack, self.counters,
+                            config.broker.max_payload_bytes)
+        self.link.subscribe(self.topics.alert_ack_filter, self.acks.handle)
         self.notify_sink = NotifySink(self.journal, self.link, self.clock, self.counters)
         self.ready = asyncio.Event()
         self._alarm_refused = False  # an alarm found no room, none was journalled since
@@ -404,23 +400,6 @@ class Gateway:
                      "severity": a.severity.value, "since": a.since, "message": a.message}
                     for a in self.rules.active()],
         )
-
-    async def _on_ack_message(self, message: aiomqtt.Message) -> None:
-        topic = str(message.topic)
-        parsed = self.topics.parse_ack(topic)
-        if parsed is None:
-            return
-        payload = message.payload
-        try:
-            if not isinstance(payload, bytes | bytearray | str):
-                raise msgspec.DecodeError("empty payload")
-            body = _ack_decoder.decode(payload)
-        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
-            self.counters.inc("ack_rejected", topic=topic)
-            self.counters.log_once(log, ("ack", topic), "ack on %s rejected: %s "
-                                   '(expected {"by": "..."})', topic, exc)
-            return
-        await self.ack(*parsed, by=body.by)
 
     async def ack(self, rule: str, device: str, by: str) -> None:
         """Journal an acknowledgement; the rules apply it in order with everything else."""

@@ -113,6 +113,10 @@ class RuleEngine:
         out, self._state.outbox = self._state.outbox, []
         return out
 
+    def knows(self, rule: str) -> bool:
+        """Whether `rule` is the id of one of the installed rules."""
+        return rule in self._rules
+
     def active(self) -> list[Alert]:
         """The current state of every alert that is not resolved."""
         return [slot.alert for rule_id in sorted(self._state.rules)

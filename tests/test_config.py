@@ -365,3 +365,9 @@ modbus = { bus = "rs485-1", unit = 1 }
     # or a device on a bus that is not there
     assert [p.path for p in caught.value.problems] == [
         "broker.reconnect_min_s", "store.api", "buses[0].baudrate"]
+def test_a_huge_value_is_cut_short_in_the_printed_problem(tmp_path: Path) -> None:
+    huge = "x" * 1_000_000
+    with pytest.raises(ConfigError) as caught:
+        load_config(_write(tmp_path, GOOD.replace('single = "press"', f'single = "{huge}"')))
+    assert len(str(caught.value)) < 1_000
+    assert "characters)" in str(caught.value)

@@ -61,3 +61,27 @@ async def test_unmapped_event_value_is_rejected_but_telemetry_is_kept(
         assert msgspec.json.decode(seen.payload)["values"] == {"battery": 50}
         assert gateway.counters.get("rejected", device="sos-3", reason="unmapped_event") == 1
         assert gateway.rules.active() == []
+
+
+async def test_deep_nesting_and_repeated_keys_are_malformed_json(
+    tmp_path: Path, mosquitto: Mosquitto, caplog: pytest.LogCaptureFixture
+) -> None:
+    site = unique_site("ing")
+    topic = f"vendor/{site}/sos-4"
+    config = make_config(tmp_path, site=site, broker_port=mosquitto.port,
+                         devices=[sos_mqtt("sos-4", topic)], shutdown_timeout_s=0.5)
+    caplog.set_level(logging.WARNING)
+    async with running(Gateway(config)) as gateway, Watcher(
+        mosquitto.port, f"sc/{site}/elder_button/sos-4/event", "events"
+    ) as watcher:
+        await eventually(lambda: gateway.link.connected, what="connected")
+        await watcher.publish(topic, b'{"a": ' * 1_000 + b"1" + b"}" * 1_000)
+        # which of the two the device meant is not for the gateway to guess: no SOS
+        await watcher.publish(topic, b'{"action": "long", "action": "single"}')
+        await watcher.publish(topic, b'{"action": "single", "battery": 87}')
+        seen = await watcher.next(lambda s: True)
+        assert msgspec.json.decode(seen.payload, type=DeviceEvent).fields == {"battery": 87}
+        assert gateway.counters.get("rejected", device="sos-4", reason="malformed_json") == 2
+        assert gateway.counters.get("handler_errors") == 0
+        assert "Traceback" not in caplog.text
+        assert len(gateway.rules.active()) == 1

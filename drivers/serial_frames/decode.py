@@ -43,7 +43,10 @@ class FrameDecoder:
             try:
                 value = unpack(field.datatype, raw)
             except ValueError as exc:
-                out.problems.append(("bad_value", f"{spec.name}.{field.name}: {exc}"))
+                # a card number's digits are personal data: the problem names the field only
+                detail = (f"not a valid {field.datatype} card number (its digits are not "
+                          "shown)" if field.card else str(exc))
+                out.problems.append(("bad_value", f"{spec.name}.{field.name}: {detail}"))
                 continue
             if field.card:
                 card = _card(value)

@@ -20,10 +20,13 @@ _ids = itertools.count(1)
 
 class Client:
     def __init__(self, port: int, user: str | None = None, password: str | None = None,
-                 ca_file: Path | None = None) -> None:
+                 ca_file: Path | None = None, client_id: str | None = None,
+                 protocol: mqtt.MQTTProtocolVersion = mqtt.MQTTv5) -> None:
         self.port = port
-        self.paho = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"deploy-test-{next(_ids)}",
-                                protocol=mqtt.MQTTv5)
+        self.paho = mqtt.Client(CallbackAPIVersion.VERSION2,
+                                client_id=client_id or f"deploy-test-{next(_ids)}",
+                                protocol=protocol)
+        self.disconnects = 0  # connections the broker ended
         if user is not None:
             self.paho.username_pw_set(user, password)
         if ca_file is not None:
@@ -36,6 +39,7 @@ class Client:
         self.paho.on_publish = self._on_publish
         self.paho.on_subscribe = self._on_subscribe
         self.paho.on_message = lambda _c, _u, message: self.messages.put(message)
+        self.paho.on_disconnect = self._on_disconnect
 
     def connect(self) -> ReasonCode:
         """The CONNACK's reason code; raises what the TLS handshake raises."""
@@ -69,6 +73,10 @@ class Client:
     def _on_connect(self, _client: Any, _userdata: Any, _flags: Any, reason: ReasonCode,
                     _properties: Any) -> None:
         self._connack.put(reason)
+
+    def _on_disconnect(self, _client: Any, _userdata: Any, _flags: Any, _reason: ReasonCode,
+                       _properties: Any) -> None:
+        self.disconnects += 1
 
     def _on_publish(self, _client: Any, _userdata: Any, mid: int, reason: ReasonCode,
                     _properties: Any) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 
-from gateway.config import parse_config
+from gateway.config import BROKER_MESSAGE_LIMIT, parse_config
 from gateway.supervisor import Gateway
 from tests.deploy.brokers import FileBroker, retarget
 from tests.deploy.conftest import Installation
@@ -56,11 +56,13 @@ def connect(broker: FileBroker, installation: Installation) -> Iterator[Connect]
     clients: list[Client] = []
 
     def make(user: str | None = None, password: str | None = None, *,
-             tls_ca: Path | None = None) -> Client:
+             tls_ca: Path | None = None, client_id: str | None = None,
+             protocol: mqtt.MQTTProtocolVersion = mqtt.MQTTv5) -> Client:
         if user is not None and password is None:
             password = installation.password(user)
         port = broker.port if tls_ca is None else broker.tls_port
-        client = Client(port, user, password, ca_file=tls_ca)
+        client = Client(port, user, password, ca_file=tls_ca, client_id=client_id,
+                        protocol=protocol)
         clients.append(client)
         return client
 
@@ -97,6 +99,30 @@ def test_a_device_publishes_to_its_own_topic_only(connect: Connect) -> None:
     message = gateway.next_message()
     assert (message.topic, message.payload) == ("devices/sos-1", b'{"action": "single"}')
     assert gateway.messages.empty()
+
+
+def test_a_device_cannot_take_the_gateways_client_id(
+        connect: Connect, installation: Installation) -> None:
+    gateway = _connected(connect("gateway", client_id="scgw-c1"))
+    assert not gateway.subscribe("devices/sos-1").is_failure
+    # on the LAN a device's login asks for the gateway's id: it gets its user name instead
+    ca = installation.path("/etc/scgw/ca.crt")
+    intruder = _connected(connect("sos-1", client_id="scgw-c1", tls_ca=ca))
+    # locally, a tool logged in as the gateway (scgw doctor) keeps an id of its own
+    doctor = _connected(connect("gateway", client_id="scgw-c1-doctor"))
+    assert intruder.publish("devices/sos-1", b'{"action": "single"}').value == 0
+    assert gateway.next_message().topic == "devices/sos-1"
+    assert (gateway.disconnects, intruder.disconnects, doctor.disconnects) == (0, 0, 0)
+
+
+def test_the_broker_refuses_oversized_messages(connect: Connect) -> None:
+    gateway = _connected(connect("gateway"))
+    assert not gateway.subscribe("devices/sos-1").is_failure
+    # MQTT 3.1.1, as most devices speak it: acknowledged and dropped, the device goes on
+    sos = _connected(connect("sos-1", protocol=mqtt.MQTTv311))
+    assert sos.publish("devices/sos-1", b"x" * (BROKER_MESSAGE_LIMIT + 1)).value == 0
+    assert sos.publish("devices/sos-1", b'{"action": "single"}').value == 0
+    assert gateway.next_message().payload == b'{"action": "single"}'
 
 
 def test_the_duty_console_reads_everything_and_writes_only_acks(connect: Connect) -> None:

@@ -68,6 +68,14 @@ def test_a_device_named_like_another_user_is_refused(tmp_path: Path) -> None:
         broker_users(_config(tmp_path), console_user="duty console")
 
 
+def test_a_user_named_like_the_gateways_client_id_is_refused(tmp_path: Path) -> None:
+    # on the LAN listener a client's id is its user name: it would push the gateway off
+    with pytest.raises(BrokerUsersError, match="'sos-1' is the gateway's client id"):
+        broker_users(_config(tmp_path, client_id="sos-1"))
+    with pytest.raises(BrokerUsersError, match="'scgw-c7' is the gateway's client id"):
+        broker_users(_config(tmp_path), console_user="scgw-c7")
+
+
 def test_the_cli_lists_users_and_fails_with_exit_2(tmp_path: Path) -> None:
     config = tmp_path / "gateway.toml"
     config.write_text('site = "c7"\n[broker]\nusername = "gateway"\n'

@@ -290,3 +290,12 @@ async def test_asyncio_accept_errors_are_paced(
     # asyncio's other messages are not the push port's to pace
     assert len([r for r in caplog.records if "never retrieved" in r.getMessage()]) == 2
     assert rig.counters.get("log_suppressed", logger="asyncio") == 49
+async def test_deep_nesting_and_repeated_keys_are_malformed_json(rig: Rig) -> None:
+    headers = {"Authorization": f"Bearer {TOKENS['door-h1']}"}
+    async with aiohttp.ClientSession() as session:
+        for body in (b"[" * 500 + b"]" * 500, b'{"event": {"code": 20, "code": 22}}'):
+            async with session.post(f"{rig.url}/push/door-h1", data=body,
+                                    headers=headers) as r:
+                assert r.status == 400
+    assert rig.rejected("door-h1", "malformed_json") == 2
+    assert rig.intake.events == []

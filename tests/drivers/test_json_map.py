@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from drivers.json_map import JsonMap, JsonMapper
+from typing import Any
+
+import pytest
+
+from drivers.json_map import JsonMap, JsonMapper, MalformedJsonError, parse_json
 from drivers.pseudonym import Pseudonymiser
 from gateway.model import DeviceKind
 
@@ -34,3 +38,55 @@ def test_one_card_one_pseudonym_however_it_is_written() -> None:
     assert event.fields == {"card": key("12345678")}
     (event,) = mapper.decode({"code": 0, "card": ""}, 2).events
     assert "card" not in event.fields
+
+
+def test_deep_nesting_and_repeated_keys_are_malformed_json() -> None:
+    for depth in (65, 1_000, 100_000):
+        with pytest.raises(MalformedJsonError, match="nested deeper"):
+            parse_json(b"[" * depth + b"]" * depth)
+    assert parse_json(b"[" * 64 + b"]" * 64)  # as deep as allowed
+    with pytest.raises(MalformedJsonError, match="'action' appears twice"):
+        parse_json(b'{"action": "long", "action": "single"}')
+    with pytest.raises(MalformedJsonError, match="'t' appears twice"):  # ':' in a string
+        parse_json(b'{"at": "12:30", "x": {"t": 1, "t": 2}}')
+    assert parse_json(b'{"at": "12:30", "x": {"t": 1}, "y": {"t": 2}}')["y"] == {"t": 2}
+    # a ':' that only the decoded text has cannot hide a repeated key
+    with pytest.raises(MalformedJsonError, match="'action' appears twice"):
+        parse_json(b'{"action": "long", "action": "single", "x": "\\u003a"}')
+    assert parse_json(b'{"a:b": ["c:d", {"e": "\\u003a"}]}') == {"a:b": ["c:d", {"e": ":"}]}
+
+
+def _problems(mapping: dict[str, Any], kind: DeviceKind, body: dict[str, Any]
+              ) -> list[tuple[str, str]]:
+    mapper = JsonMapper(JsonMap.model_validate(mapping), kind, "dev-1",
+                        Pseudonymiser(b"compound-secret-key-0123"))
+    return mapper.decode(body, 1).problems
+
+
+def test_a_card_that_is_not_a_number_is_rejected_without_its_value() -> None:
+    mapping = {"card": "card", "events": [{"path": "code", "map": {"0": "granted"}}]}
+    for card in (12345678.5, {"no": "12345678"}, ["12345678"], True):
+        (problem,) = _problems(mapping, DeviceKind.ACCESS, {"code": 0, "card": card})
+        assert problem[0] == "bad_card"
+        assert "1234" not in problem[1]
+        assert "not a card number" in problem[1]
+
+
+def test_values_of_the_wrong_type_are_rejected() -> None:
+    smoke = {"events": [{"path": "tamper", "equals": True, "event": "tamper"},
+                        {"path": "tamper", "equals": False, "event": "tamper_cleared"}]}
+    assert _problems(smoke, DeviceKind.SMOKE, {"tamper": "x"}) == [
+        ("bad_value", "tamper='x' is not a boolean")]
+    assert _problems(smoke, DeviceKind.SMOKE, {"tamper": 1}) == []  # a flag as 1 or true
+    gate = {"events": [{"path": "abnormal", "equals": 1, "event": "fever"}]}
+    assert _problems(gate, DeviceKind.TEMP_GATE, {"abnormal": "yes"}) == [
+        ("bad_value", "abnormal='yes' is not a number")]
+
+
+def test_a_huge_bad_value_is_cut_short_in_the_problem() -> None:
+    mapping = {"readings": [{"path": "battery", "reading": "battery_pct"}]}
+    ((reason, detail),) = _problems(mapping, DeviceKind.ELDER_BUTTON,
+                                    {"battery": "9" * 10_000_000})
+    assert reason == "bad_value"
+    assert len(detail) < 200
+    assert "10000002 characters" in detail

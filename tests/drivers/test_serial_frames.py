@@ -10,8 +10,11 @@ from pymodbus.framer.rtu import FramerRTU
 
 from drivers.checksum import crc16_ccitt, crc16_modbus, sum8, xor8
 from drivers.profile import BUILTIN, load_profile
+from drivers.pseudonym import Pseudonymiser
 from drivers.serial_frames import Frame, FrameScanner, Rejected, SerialFormat, build_frame
 from drivers.serial_frames.datatypes import pack, unpack
+from drivers.serial_frames.decode import FrameDecoder
+from gateway.model import DeviceKind
 from gateway.problems import ConfigError
 
 
@@ -234,3 +237,15 @@ reading = "door_open"
 """)
     assert len(problems) == 1
     assert problems[0].startswith("serial.frames[0].fields[0].datatype:")
+
+
+def test_a_bad_card_nibble_never_shows_the_card_digits() -> None:
+    fmt = load_profile(BUILTIN / "serial-access-controller.toml").mapping
+    assert isinstance(fmt, SerialFormat)
+    decoder = FrameDecoder(fmt, DeviceKind.ACCESS, "door-1", Pseudonymiser(b"k" * 24))
+    payload = bytes([1, 2]) + bytes.fromhex("123456789a") + bytes(16)
+    decoded = decoder.decode(Frame(0x10, payload), 1)
+    (reason, detail), = decoded.problems
+    assert reason == "bad_value"
+    assert detail.startswith("door_event.card: ")
+    assert not any(digits in detail for digits in ("12", "34", "56", "78", "9a"))

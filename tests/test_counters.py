@@ -1,0 +1,50 @@
+"""Counters and log-once bookkeeping stay small and quick whatever the input brings."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import pytest
+
+from gateway.counters import Counters
+
+log = logging.getLogger("tests.counters")
+quiet = logging.getLogger("tests.counters.quiet")
+quiet.propagate = False
+quiet.addHandler(logging.NullHandler())
+
+
+def test_a_rejection_is_logged_once_per_device_and_reason_until_it_recovers(
+        caplog: pytest.LogCaptureFixture) -> None:
+    counters = Counters()
+    caplog.set_level(logging.WARNING, logger=log.name)
+    for _ in range(3):
+        counters.reject(log, "sos-1", "malformed_json", "not JSON")
+        counters.reject(log, "sos-2", "malformed_json", "not JSON")
+    counters.recovered("sos-1")
+    counters.reject(log, "sos-1", "malformed_json", "not JSON")
+    counters.reject(log, "sos-2", "malformed_json", "not JSON")
+    assert [r.getMessage().split(":")[0] for r in caplog.records] == ["sos-1", "sos-2",
+                                                                      "sos-1"]
+    assert counters.get("rejected", reason="malformed_json") == 8
+
+
+def test_recovery_does_not_walk_every_logged_key() -> None:
+    counters = Counters()
+    for n in range(20_000):  # warnings logged once each, of many kinds
+        counters.log_once(quiet, ("notify", "no_target", f"group-{n}"), "x")
+    counters.reject(quiet, "sos-1", "malformed_json", "not JSON")
+    started = time.perf_counter()
+    for _ in range(2_000):  # a good message from a device: one recovery each
+        counters.recovered("sos-1")
+    # a walk over the 20,000 keys per message takes seconds; a lookup, microseconds
+    assert time.perf_counter() - started < 0.5
+
+
+def test_a_huge_detail_is_cut_short_in_the_log(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger=log.name)
+    Counters().reject(log, "sos-1", "bad_value", "x" * 10_000_000)
+    (record,) = caplog.records
+    assert len(record.getMessage()) < 500
+    assert "10000000 characters" in record.getMessage()
