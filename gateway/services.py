@@ -114,10 +114,12 @@ class Mosquitto(_Process):
 
     def __init__(self, workdir: Path, port: int | None = None, *, persistence: bool = False,
                  tls: tuple[Path, Path, Path] | None = None,
-                 passwords: dict[str, str] | None = None) -> None:
-        """`tls` is (CA, certificate, key); `passwords` turns anonymous access off."""
+                 passwords: dict[str, str] | None = None, autosave_s: int = 1) -> None:
+        """`tls` is (CA, certificate, key); `passwords` turns anonymous access off;
+        with `persistence`, the database is saved every `autosave_s` seconds."""
         super().__init__(workdir, port)
         self.persistence = persistence
+        self.autosave_s = autosave_s
         self.tls = tls
         self.passwords = passwords
 
@@ -129,7 +131,8 @@ class Mosquitto(_Process):
             "max_queued_messages 100000",
             f"persistence {'true' if self.persistence else 'false'}",
             f"persistence_location {self.workdir}/",
-            "autosave_interval 1",  # with persistence: sessions on disk within a second
+            # with persistence: sessions on disk within a second by default
+            f"autosave_interval {self.autosave_s}",
         ]
         if os.geteuid() == 0:
             lines.append("user root")  # otherwise it drops to 'mosquitto', who cannot write here
