@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 CONSUMER = "mqtt"
 TELEMETRY_BATCH_S = 0.005  # physical time: how long telemetry may wait to share a turn
-REASSERT_CHUNK = 256  # retained alerts re-asserted per turn, between batches of new records
+REASSERT_CHUNK = 100  # retained alerts re-asserted per turn, between batches of new records
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +134,11 @@ class MqttSink:
     @property
     def cursor(self) -> int:
         return self._cursor
+
+    @property
+    def replaying(self) -> bool:
+        """A replay after a broker loss is still under way."""
+        return self._replay_pos < self._replay_end
 
     @property
     def replay_floor(self) -> int:

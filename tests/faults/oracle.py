@@ -20,19 +20,22 @@ from gateway.store_query import export
 class Observer:
     """A subscriber that never gives up: reconnects at once and records every event id."""
 
-    def __init__(self, port: int, site: str) -> None:
+    def __init__(self, port: int, site: str, *, persistent: bool = True) -> None:
         self._port = port
         self._site = site
+        self._persistent = persistent
         self.events: list[DeviceEvent] = []
         self.connected = asyncio.Event()
+        self.connections = 0  # subscribed this many times
         self._task: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> Observer:
         self._task = asyncio.create_task(self._run(), name="oracle.observer")
         await asyncio.wait_for(self.connected.wait(), 10)
-        # a persistent session: a broker with persistence keeps the subscription across its
-        # own SIGKILL, so nothing published before the observer reconnects is missed
-        await asyncio.sleep(1.5)  # the broker's autosave interval is 1 s
+        if self._persistent:
+            # a persistent session: a broker with persistence keeps the subscription across
+            # its own SIGKILL, so nothing published before the observer reconnects is missed
+            await asyncio.sleep(1.5)  # the broker's autosave interval is 1 s
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -43,11 +46,12 @@ class Observer:
 
     async def _run(self) -> None:
         client = aiomqtt.Client("127.0.0.1", self._port, identifier=f"oracle-{self._site}",
-                                clean_session=False)
+                                clean_session=not self._persistent)
         while True:
             try:
                 async with client:
                     await client.subscribe(f"sc/{self._site}/+/+/event", qos=1)
+                    self.connections += 1
                     self.connected.set()
                     async for message in client.messages:
                         if isinstance(message.payload, bytes):
@@ -85,6 +89,36 @@ async def accepted_alarms(journal_path: Path) -> list[DeviceEvent]:
             out += [e.record for e in batch.entries if isinstance(e.record, DeviceEvent)
                     and e.record.cls is DeliveryClass.ALARM]
             upto = batch.upto
+
+
+@dataclass(frozen=True)
+class MqttCopies:
+    """What an MQTT observer saw of the accepted records."""
+
+    lost: int  # accepted, never seen
+    same_id: int  # copies beyond the first of an accepted id
+    new_id: int  # seen with an id the gateway never accepted
+    order_violations: int  # first deliveries of a device out of acceptance order
+
+
+def mqtt_copies(accepted: list[DeviceEvent], observed: list[DeviceEvent]) -> MqttCopies:
+    ids = {e.id for e in accepted}
+    seen: dict[str, int] = defaultdict(int)
+    for e in observed:
+        seen[e.id] += 1
+    order = {e.id: n for n, e in enumerate(accepted)}
+    first: dict[str, list[int]] = defaultdict(list)  # device -> acceptance order, as seen
+    done: set[str] = set()
+    for e in observed:
+        if e.id in order and e.id not in done:
+            done.add(e.id)
+            first[e.device].append(order[e.id])
+    violations = sum(1 for seq in first.values() for a, b in itertools.pairwise(seq) if b < a)
+    return MqttCopies(
+        lost=sum(1 for i in ids if i not in seen),
+        same_id=sum(n - 1 for i, n in seen.items() if i in ids),
+        new_id=sum(n for i, n in seen.items() if i not in ids),
+        order_violations=violations)
 
 
 async def judge(accepted: list[DeviceEvent], observed: list[DeviceEvent], store_url: str,
