@@ -28,7 +28,7 @@ from gateway.topics import Topics
 from simulators.elder_button import SimulatedElder
 from tests.faults.burst import BUTTONS, burst_config
 from tests.faults.oracle import Observer, accepted_alarms, mqtt_copies
-from tests.helpers import Watcher, eventually, running, unique_site
+from tests.helpers import Seen, Watcher, eventually, running, unique_site
 
 RETAINED_ALERTS = 1000
 PRESSES = 50  # per button before the restart, all within the replay window
@@ -74,8 +74,8 @@ async def test_an_alarm_after_a_broker_restart_is_not_held_back(
             await eventually(lambda: gateway.counters.get("events_accepted") == accepted,
                              what="the press accepted")
 
-            def new_press(seen: object) -> bool:
-                event = msgspec.json.decode(getattr(seen, "payload"), type=DeviceEvent)
+            def new_press(seen: Seen) -> bool:
+                event = msgspec.json.decode(seen.payload, type=DeviceEvent)
                 return event.id not in {e.id for e in observer.events[:BUTTONS * PRESSES]}
 
             # the watcher subscribed after the restart: it sees only what was sent after it
@@ -149,7 +149,8 @@ async def test_a_replay_is_sent_once_per_loss(tmp_path: Path,
             clock.advance(0.6 * window_s)
             mosquitto.restart()
             await eventually(lambda: not link.connected, what="connection lost")
-            await eventually(lambda: observer.connections == restart + 2,
+            back = restart + 2
+            await eventually(lambda: observer.connections == back,  # noqa: B023
                              what="the observer back")
             await _reconnect(link, clock)
             mark = make_event(DeviceKind.ELDER_BUTTON, "e0", "press", 2000 + restart)
