@@ -299,7 +299,8 @@ class Gateway:
         while True:
             await self.clock.sleep(self.config.journal.prune_interval_s)
             gone = await self.journal.prune(["mqtt", "store", "rules", "notify"],
-                                            keep_from=self.mqtt_sink.replay_floor)
+                                            keep_from=min(self.mqtt_sink.replay_floor,
+                                                          self.store_sink.replay_floor))
             if gone:
                 log.debug("pruned %d journal record(s)", gone)
 
