@@ -30,7 +30,9 @@ log = logging.getLogger(__name__)
 
 CONSUMER = "mqtt"
 TELEMETRY_BATCH_S = 0.005  # physical time: how long telemetry may wait to share a turn
-REASSERT_CHUNK = 100  # retained alerts re-asserted per turn, between batches of new records
+# retained statuses and alerts published per turn, between batches of new records: an
+# alarm waits for one chunk, and a whole site's statuses never all wait for PUBACKs at once
+RETAINED_CHUNK = 50
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,7 +185,7 @@ class MqttSink:
         if not self._unasserted:
             return False
         sends: list[Coroutine[Any, Any, None]] = []
-        while self._unasserted and len(sends) < REASSERT_CHUNK:
+        while self._unasserted and len(sends) < RETAINED_CHUNK:
             topic = self._unasserted.popleft()
             seq, payload = self._alerts[topic]
             if seq >= self._replay_start:
@@ -201,6 +203,9 @@ class MqttSink:
             for device, kind, status in self._board.statuses()
             if self._published_status.get(device) is not status
         ]
+        if len(changed) > RETAINED_CHUNK:
+            del changed[RETAINED_CHUNK:]
+            self._board.changed.set()  # the rest on the next turn
         # together, as a journal batch goes: a whole site coming online at once must not
         # wait for one broker round trip per device
         results = await asyncio.gather(*(

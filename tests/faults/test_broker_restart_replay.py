@@ -21,7 +21,7 @@ from gateway.model import Alert, AlertState, DeviceEvent, DeviceKind, Severity, 
 from gateway.mqtt_link import LastWill, MqttLink
 from gateway.services import Mosquitto, VictoriaMetrics
 from gateway.sinks.mqtt_sink import MqttSink
-from gateway.status import StatusBoard
+from gateway.status import Status, StatusBoard
 from gateway.supervisor import Gateway
 from gateway.telemetry import TelemetryBuffer
 from gateway.topics import Topics
@@ -31,11 +31,12 @@ from tests.faults.oracle import Observer, accepted_alarms, mqtt_copies
 from tests.helpers import Seen, Watcher, eventually, running, unique_site
 
 RETAINED_ALERTS = 1000
+DEVICES = 1100  # statuses re-asserted too
 PRESSES = 50  # per button before the restart, all within the replay window
 
 
 def _alerts(count: int, ts: int) -> list[Alert]:
-    return [Alert(id=new_id(ts), ts=ts, rule="elder.sos", device=f"gone{n}",
+    return [Alert(id=new_id(ts), ts=ts, rule="elder.sos", device=f"far{n}",
                   kind=DeviceKind.ELDER_BUTTON, state=AlertState.FIRING,
                   severity=Severity.CRITICAL, since=ts, message="SOS")
             for n in range(count)]
@@ -50,7 +51,11 @@ async def test_an_alarm_after_a_broker_restart_is_not_held_back(
     config = burst_config(tmp_path, site, mosquitto.port, victoria.url)
     caplog.set_level(logging.WARNING)
     async with Observer(mosquitto.port, site) as observer, running(Gateway(config)) as gateway:
+        # a large compound: its devices' statuses and its open alerts, all retained
         gateway.mqtt_sink.seed(_alerts(RETAINED_ALERTS, gateway.clock.now_ms()))
+        for n in range(DEVICES):
+            gateway.board.add(f"far{n}", DeviceKind.ELDER_BUTTON, 0, gateway.clock.monotonic())
+            gateway.board.set(f"far{n}", Status.ONLINE)
         elders = [SimulatedElder(gateway.pin_factory, n + 2, gateway.clock)
                   for n in range(BUTTONS)]
         for _ in range(PRESSES):
@@ -87,7 +92,7 @@ async def test_an_alarm_after_a_broker_restart_is_not_held_back(
         await eventually(lambda: mqtt_copies(events, observer.events).lost == 0,
                          what="every alarm observed")
         copies = mqtt_copies(events, observer.events)
-    print(f"[broker restart, {RETAINED_ALERTS} retained alerts] press to MQTT "
+    print(f"[broker restart, {RETAINED_ALERTS} alerts, {DEVICES} statuses] press to MQTT "
           f"{latency * 1000:.0f} ms; {copies}")
     assert latency < 1.0
     assert (copies.lost, copies.new_id, copies.order_violations) == (0, 0, 0)
@@ -95,6 +100,7 @@ async def test_an_alarm_after_a_broker_restart_is_not_held_back(
     # already delivered to a persistent subscriber once more)
     assert gateway.counters.get("mqtt_replayed") < 2 * BUTTONS * PRESSES
     assert copies.same_id < 2 * BUTTONS * PRESSES
+    # never a whole site's retained messages waiting for their PUBACKs at once
     assert not [r for r in caplog.records if "pending publish calls" in r.getMessage()]
 
 
