@@ -18,7 +18,7 @@ from gateway.model import Alert, AlertState, DeliveryClass, DeviceKind, Severity
 from gateway.services import free_port
 from gateway.sinks.points import PointMaker
 from gateway.sinks.store_sink import StoreSink
-from gateway.sinks.store_writer import InfluxWriter
+from gateway.sinks.store_writer import InfluxWriter, writer_for
 from gateway.telemetry import TelemetryBuffer
 from tests.helpers import eventually
 from tests.http_server import serving
@@ -151,6 +151,22 @@ async def test_after_a_new_connection_the_window_before_is_written_again(
     assert [devices(body) for body in store_server.bodies] == [
         ["a"], ["b"], ["c"], ["b"], ["d"], ["e"], ["c", "d"]]
     assert counters.get("store_replayed") == 3
+
+
+@pytest.mark.parametrize("api", ["v2", "v1"])
+async def test_a_writer_counts_the_connections_it_opens(api: str) -> None:
+    store = ScriptedStore(["close", 204, 204])
+    config = StoreConfig(api=api, url=f"http://127.0.0.1:{store.port}")
+    writer = writer_for(config, {})
+    async with serving(store.port, "/api/v2/write" if api == "v2" else "/write", store.write):
+        try:
+            connections = []
+            for _ in range(3):
+                await writer.write(["m v=1 1"])
+                connections.append(writer.connections)
+        finally:
+            await writer.close()
+    assert connections == [1, 2, 2]  # the store closed the first connection
 
 
 def test_points_are_deterministic_and_escaped() -> None:
