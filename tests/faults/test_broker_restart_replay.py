@@ -28,7 +28,7 @@ from gateway.topics import Topics
 from simulators.elder_button import SimulatedElder
 from tests.faults.burst import BUTTONS, burst_config
 from tests.faults.oracle import Observer, accepted_alarms, mqtt_copies
-from tests.helpers import Seen, Watcher, eventually, running, unique_site
+from tests.helpers import Watcher, eventually, running, unique_site
 
 RETAINED_ALERTS = 1000
 DEVICES = 1100  # statuses re-asserted too
@@ -73,28 +73,38 @@ async def test_an_alarm_after_a_broker_restart_is_not_held_back(
         async with Watcher(mosquitto.port, f"sc/{site}/elder_button/e0/event") as watcher:
             await eventually(lambda: gateway.link.connected, what="reconnected")
             pressed = asyncio.get_running_loop().time()
+            pressed_ms = gateway.clock.now_ms()  # the burst's presses are stamped before
             elders[0].down()  # e0 has records of its own in the replay: they go first
             elders[0].up()
             accepted = BUTTONS * PRESSES + 1
             await eventually(lambda: gateway.counters.get("events_accepted") == accepted,
                              what="the press accepted")
 
-            def new_press(seen: Seen) -> bool:
-                event = msgspec.json.decode(seen.payload, type=DeviceEvent)
-                return event.id not in {e.id for e in observer.events[:BUTTONS * PRESSES]}
-
-            # the watcher subscribed after the restart: it sees only what was sent after it
-            await watcher.next(new_press, timeout=5)
+            # the watcher subscribed after the restart: it sees (some of) e0's replayed
+            # presses, then the new one
+            replayed_before = 0
+            while (await _next_event(watcher)).ts < pressed_ms:
+                replayed_before += 1
             latency = asyncio.get_running_loop().time() - pressed
-        await eventually(lambda: gateway.mqtt_sink.cursor >= gateway.journal.last_seq
-                         and not gateway.mqtt_sink.replaying, what="the replay done")
+            await eventually(lambda: gateway.mqtt_sink.cursor >= gateway.journal.last_seq
+                             and not gateway.mqtt_sink.replaying, what="the replay done")
+            # a second press after the replay: what the watcher sees before it is everything
+            # e0 had on the wire after the first; none of it may be an older press
+            flushed_ms = gateway.clock.now_ms()
+            elders[0].down()
+            elders[0].up()
+            late = []
+            while (event := await _next_event(watcher)).ts < flushed_ms:
+                late.append(event)
         events = await accepted_alarms(config.journal.path)
         await eventually(lambda: mqtt_copies(events, observer.events).lost == 0,
                          what="every alarm observed")
         copies = mqtt_copies(events, observer.events)
     print(f"[broker restart, {RETAINED_ALERTS} alerts, {DEVICES} statuses] press to MQTT "
-          f"{latency * 1000:.0f} ms; {copies}")
+          f"{latency * 1000:.0f} ms, after {replayed_before} replayed presses of its device; "
+          f"{copies}")
     assert latency < 1.0
+    assert [e for e in late if e.ts < pressed_ms] == []  # e0's replay went before its press
     assert (copies.lost, copies.new_id, copies.order_violations) == (0, 0, 0)
     # the replay once (a broker restored from its autosave may deliver a message it had
     # already delivered to a persistent subscriber once more)
@@ -102,6 +112,11 @@ async def test_an_alarm_after_a_broker_restart_is_not_held_back(
     assert copies.same_id < 2 * BUTTONS * PRESSES
     # never a whole site's retained messages waiting for their PUBACKs at once
     assert not [r for r in caplog.records if "pending publish calls" in r.getMessage()]
+
+
+async def _next_event(watcher: Watcher) -> DeviceEvent:
+    return msgspec.json.decode((await watcher.next(lambda _: True, timeout=5)).payload,
+                               type=DeviceEvent)
 
 
 @contextlib.asynccontextmanager
