@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -125,6 +126,8 @@ def main() -> None:
     parser.add_argument("--devices", type=int, default=300)
     parser.add_argument("--saves", type=int, default=20)
     args = parser.parse_args()
+    if shutil.which("strace") is None:
+        raise SystemExit("strace times the saves: install it (apt-get install strace)")
     with tempfile.TemporaryDirectory(prefix="autosave-") as tmp:
         workdir = Path(tmp)
         broker = Mosquitto(workdir, persistence=True, autosave_s=3600)
