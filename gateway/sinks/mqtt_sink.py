@@ -86,7 +86,7 @@ class MqttSink:
         self._replay_end = 0
         self._replay_start = 1  # this connection published every record from here on
         self._replay_due: dict[str, int] = {}  # device -> its last record still to replay
-        self._replayed_early: set[int] = set()
+        self._replayed_early: dict[int, str] = {}  # sequence number -> its device
         self.moved = asyncio.Event()  # set whenever the cursor advances
 
     def seed(self, alerts: list[Alert]) -> None:
@@ -165,9 +165,13 @@ class MqttSink:
         starts = [self._confirmed[0].first] if self._confirmed else []
         if self._replay_pos < self._replay_end:
             starts.append(self._replay_pos + 1)
+            # what went ahead on the lost connection goes again, and again ahead of its
+            # device's new records
+            for seq, device in self._replayed_early.items():
+                self._replay_due[device] = max(seq, self._replay_due.get(device, 0))
         else:
             self._replay_due.clear()
-        self._replayed_early.clear()  # what went ahead on the lost connection goes again
+        self._replayed_early.clear()
         if not starts:
             return
         self._replay_pos = min(starts) - 1
@@ -284,7 +288,7 @@ class MqttSink:
                       and e.seq not in self._replayed_early]
             position = batch.upto
         await self._send_again(session, found)
-        self._replayed_early.update(e.seq for e in found)
+        self._replayed_early.update((e.seq, e.record.device) for e in found)
         for device in due:
             del self._replay_due[device]
 
