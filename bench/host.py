@@ -67,6 +67,10 @@ class TimedWriter:
             lambda: deque(maxlen=16))
         self._changed = asyncio.Event()
 
+    @property
+    def connections(self) -> int:
+        return self._inner.connections
+
     async def write(self, lines: list[str]) -> None:
         await self._inner.write(lines)
         accepted = time.monotonic()

@@ -75,6 +75,10 @@ class StoreConfig(_Strict):
     timeout_s: float = Field(default=10.0, gt=0, le=600)
     retry_min_s: float = Field(default=0.5, gt=0, le=60)
     retry_max_s: float = Field(default=30.0, gt=0, le=3600)
+    # after a new connection to the store (it may have restarted), write again the journal
+    # records it accepted this long before: a store that crashes may lose what it had
+    # answered 2xx to and not yet flushed (VictoriaMetrics: about the last second)
+    replay_window_s: float = Field(default=10.0, ge=0, le=3600)
 
 
 class JournalConfig(_Strict):

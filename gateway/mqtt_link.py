@@ -235,6 +235,25 @@ class _PacedReads:
                 self._client._disconnected.set_exception(exc)
 
 
+def _add_writer(client: aiomqtt.Client, sock: Any) -> None:
+    """On the loop: wait for `sock` to take paho's pending writes, as aiomqtt would, unless
+    the connection closed since paho asked (its descriptor then is closed, or already the
+    next connection's: a writer added to it failed with EBADF or fired for ever)."""
+    paho = client._client
+    fd: int = sock.fileno()
+    if paho._sock is not sock:
+        return
+
+    def writable() -> None:
+        try:
+            paho.loop_write()
+        except Exception as exc:  # a broken connection: aiomqtt ends the session
+            if not client._disconnected.done():
+                client._disconnected.set_exception(exc)
+
+    asyncio.get_running_loop().add_writer(fd, writable)
+
+
 def _varint(buf: bytearray, at: int, end: int) -> tuple[int, int] | None:
     """The MQTT variable byte integer at buf[at:end] (1 to 4 bytes) and the index after it;
     None when it does not end within `end` or within 4 bytes."""
@@ -689,6 +708,12 @@ class MqttLink:
             aiomqtt_connected(paho_client, userdata, flags, *args)
 
         paho.on_connect = connected
+
+        def register_write(paho_client: mqtt.Client, userdata: Any, sock: Any) -> None:
+            # paho may call this from a thread; the writer is added on the loop
+            pacer._loop.call_soon_threadsafe(_add_writer, client, sock)
+
+        paho.on_socket_register_write = register_write
         create_socket = paho._create_socket
         paho._create_socket = lambda: _Inbound(  # type: ignore[method-assign]
             _no_delay(create_socket()), inbox.accept_qos0, properties=True)

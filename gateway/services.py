@@ -117,11 +117,14 @@ class Mosquitto(_Process):
     def __init__(self, workdir: Path, port: int | None = None, *, persistence: bool = False,
                  tls: tuple[Path, Path, Path] | None = None,
                  passwords: dict[str, str] | None = None,
-                 message_size_limit: int | None = BROKER_MESSAGE_LIMIT) -> None:
+                 message_size_limit: int | None = BROKER_MESSAGE_LIMIT,
+                 autosave_s: int = 1) -> None:
         """`tls` is (CA, certificate, key); `passwords` turns anonymous access off;
-        `message_size_limit` None lets any payload through, as Mosquitto's default does."""
+        `message_size_limit` None lets any payload through, as Mosquitto's default does;
+        with `persistence`, the database is saved every `autosave_s` seconds."""
         super().__init__(workdir, port)
         self.persistence = persistence
+        self.autosave_s = autosave_s
         self.tls = tls
         self.passwords = passwords
         self.message_size_limit = message_size_limit
@@ -134,7 +137,8 @@ class Mosquitto(_Process):
             "max_queued_messages 100000",
             f"persistence {'true' if self.persistence else 'false'}",
             f"persistence_location {self.workdir}/",
-            "autosave_interval 1",  # with persistence: sessions on disk within a second
+            # with persistence: sessions on disk within a second by default
+            f"autosave_interval {self.autosave_s}",
         ]
         if self.message_size_limit is not None:  # as the installed broker's
             lines.append(f"message_size_limit {self.message_size_limit}")

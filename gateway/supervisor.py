@@ -347,7 +347,8 @@ class Gateway:
             await self.clock.sleep(self.config.journal.prune_interval_s)
             window_ms = round(self.config.broker.redelivery_window_s * 1000)
             gone = await self.journal.prune(["mqtt", "store", "rules", "notify"],
-                                            keep_from=self.mqtt_sink.replay_floor,
+                                            keep_from=min(self.mqtt_sink.replay_floor,
+                                                          self.store_sink.replay_floor),
                                             receipts_before=self.clock.now_ms() - window_ms)
             if gone:
                 self.counters.inc("journal_pruned", gone)

@@ -18,14 +18,15 @@ from gateway.model import Alert, AlertState, DeliveryClass, DeviceKind, Severity
 from gateway.services import free_port
 from gateway.sinks.points import PointMaker
 from gateway.sinks.store_sink import StoreSink
-from gateway.sinks.store_writer import InfluxWriter
+from gateway.sinks.store_writer import InfluxWriter, writer_for
 from gateway.telemetry import TelemetryBuffer
 from tests.helpers import eventually
 from tests.http_server import serving
 
 
 class ScriptedStore:
-    """Answers /api/v2/write with the next scripted status; 'hang' outlasts the timeout."""
+    """Answers /api/v2/write with the next scripted status; 'hang' outlasts the timeout;
+    'close' answers 204 and closes the connection, as a store that restarts after it."""
 
     def __init__(self, script: list[int | str], then: int = 204) -> None:
         self.script = script
@@ -39,6 +40,8 @@ class ScriptedStore:
         if step == "hang":
             await asyncio.sleep(1.0)  # the writer's timeout is 0.3 s
             step = 204
+        if step == "close":
+            return web.Response(status=204, headers={"Connection": "close"})
         assert isinstance(step, int)
         return web.Response(status=step, text="" if step == 204 else '{"message":"scripted"}')
 
@@ -107,6 +110,63 @@ async def test_a_batch_the_store_refuses_is_counted_and_passed(
         await journal.close()
     assert counters.get("store_rejected", status="400") == 1
     assert counters.get("store_points_written") == 1
+
+
+async def test_after_a_new_connection_the_window_before_is_written_again(
+    tmp_path: Path, store_server: ScriptedStore
+) -> None:
+    from gateway.clock import ManualClock
+
+    config = StoreConfig(url=f"http://127.0.0.1:{store_server.port}", flush_interval_s=60,
+                         retry_min_s=0.01, retry_max_s=0.05, replay_window_s=10)
+    counters = Counters()
+    clock = ManualClock()
+    store_server.script = [204, "close", 204, 204, "close", 204]
+    async with Journal(tmp_path / "j.db") as journal:
+        sink = StoreSink(config, InfluxWriter(config, "t"), PointMaker("c1", lambda d: None),
+                         journal, TelemetryBuffer(10, counters), clock, counters)
+        task = asyncio.create_task(sink.run())
+
+        async def written(device: str, bodies: int) -> None:
+            await journal.append(make_event(DeviceKind.SMOKE, device, "alarm", 1000))
+            await eventually(lambda: len(store_server.bodies) == bodies,
+                             what=f"{device} written")
+
+        try:
+            await written("a", 1)
+            clock.advance(11)
+            await written("b", 2)  # then the store restarts, between two writes
+            clock.advance(5)
+            await written("c", 4)  # over a new connection: b (5 s before) goes again, a not
+            clock.advance(6)  # b was first written 11 s ago, its replay 6 s ago
+            await written("d", 5)  # then the store restarts again
+            await written("e", 7)  # c, accepted 6 s before, goes again; b not
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    def devices(body: str) -> list[str]:
+        return [line.split("device=")[1].split(",")[0] for line in body.splitlines()]
+
+    assert [devices(body) for body in store_server.bodies] == [
+        ["a"], ["b"], ["c"], ["b"], ["d"], ["e"], ["c", "d"]]
+    assert counters.get("store_replayed") == 3
+
+
+@pytest.mark.parametrize("api", ["v2", "v1"])
+async def test_a_writer_counts_the_connections_it_opens(api: str) -> None:
+    store = ScriptedStore(["close", 204, 204])
+    config = StoreConfig(api=api, url=f"http://127.0.0.1:{store.port}")
+    writer = writer_for(config, {})
+    async with serving(store.port, "/api/v2/write" if api == "v2" else "/write", store.write):
+        try:
+            connections = []
+            for _ in range(3):
+                await writer.write(["m v=1 1"])
+                connections.append(writer.connections)
+        finally:
+            await writer.close()
+    assert connections == [1, 2, 2]  # the store closed the first connection
 
 
 def test_points_are_deterministic_and_escaped() -> None:

@@ -2,7 +2,9 @@
 
 This task is the only publisher, so retained topics are written in one order. After every
 new connection it re-asserts the retained state (gateway online, device status, active
-alerts) first, because the broker may have restarted without persistence.
+alerts), because the broker may have restarted without persistence, and publishes again
+what the lost broker had confirmed shortly before (the replay). Records new to the broker
+go first on every turn: an alarm never waits behind the replay or the re-assertion.
 """
 
 from __future__ import annotations
@@ -10,10 +12,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from typing import Any
 
 from gateway.clock import Clock
 from gateway.counters import Counters
-from gateway.journal import Journal
+from gateway.journal import Entry, Journal
 from gateway.model import Alert, DeviceEvent, Reading, Record, encode
 from gateway.mqtt_link import LinkDownError, MqttLink, Session
 from gateway.status import Status, StatusBoard
@@ -25,6 +30,18 @@ log = logging.getLogger(__name__)
 
 CONSUMER = "mqtt"
 TELEMETRY_BATCH_S = 0.005  # physical time: how long telemetry may wait to share a turn
+# retained statuses and alerts published per turn, between batches of new records: an
+# alarm waits for one chunk, and a whole site's statuses never all wait for PUBACKs at once
+RETAINED_CHUNK = 50
+
+
+@dataclass(frozen=True, slots=True)
+class _Confirmed:
+    """A batch of new records the broker confirmed: what a replay after a loss sends again."""
+
+    at: float  # monotonic time of the confirmation (a replay does not renew it)
+    first: int  # the batch's first sequence number
+    devices: dict[str, int]  # device -> its last record in the batch
 
 
 class MqttSink:
@@ -57,30 +74,47 @@ class MqttSink:
         self._telemetry_batch = telemetry_batch
         self._journal_wake = journal.listen()
         self._telemetry_wake = telemetry.register(CONSUMER)
-        self._alerts: dict[str, bytes] = {}  # retained alert topic -> current state
+        # retained alert topic -> (the record that set it, 0 when restored; its payload)
+        self._alerts: dict[str, tuple[int, bytes]] = {}
+        self._unasserted: deque[str] = deque()  # alert topics still to re-assert
         self._published_status: dict[str, Status] = {}
         self._cursor = 0  # durable: everything up to here was confirmed by the broker
-        self._position = 0  # where reading goes on; behind the cursor while replaying
-        self._confirmed: deque[tuple[float, int]] = deque()  # (when, first seq) per batch
+        self._confirmed: deque[_Confirmed] = deque()  # new batches, within the window
+        # the replay: records in (_replay_pos, _replay_end] go again, in order, except
+        # those sent ahead for a device with new records (_replayed_early)
+        self._replay_pos = 0
+        self._replay_end = 0
+        self._replay_start = 1  # this connection published every record from here on
+        self._replay_due: dict[str, int] = {}  # device -> its last record still to replay
+        self._replayed_early: dict[int, str] = {}  # sequence number -> its device
         self.moved = asyncio.Event()  # set whenever the cursor advances
 
     def seed(self, alerts: list[Alert]) -> None:
         """Active alerts restored at start, re-asserted on every connection."""
         for alert in alerts:
-            self._alerts[self._topics.alert(alert.rule, alert.device)] = encode(alert)
+            self._alerts[self._topics.alert(alert.rule, alert.device)] = (0, encode(alert))
 
     async def run(self) -> None:
-        self._cursor = self._position = await self._journal.cursor(CONSUMER)
+        self._cursor = await self._journal.cursor(CONSUMER)
         current = 0
         while True:
             session = await self._link.session()
             try:
                 if session.number != current:
                     self._rewind(self._link.previous_loss)
-                    await self._reassert(session)
+                    await self._link.publish_on(session, self._topics.gateway_status,
+                                                Status.ONLINE.encode(), retain=True)
+                    self._published_status.clear()
+                    self._board.changed.set()  # every status again, on the new connection
+                    self._unasserted = deque(self._alerts)
                     current = session.number
-                busy = await self._publish_status(session)
-                busy = await self._publish_journal(session) or busy
+                # one step of each per turn, new records first: an alarm journalled during
+                # a replay or a re-assertion goes out after the step under way, not after
+                # all of it
+                busy = await self._publish_journal(session)
+                busy = await self._publish_status(session) or busy
+                busy = await self._reassert(session) or busy
+                busy = await self._replay(session) or busy
                 busy = await self._publish_telemetry(session) or busy
             except LinkDownError:
                 continue
@@ -104,32 +138,65 @@ class MqttSink:
         return self._cursor
 
     @property
+    def replaying(self) -> bool:
+        """A replay after a broker loss is still under way."""
+        return self._replay_pos < self._replay_end
+
+    @property
     def replay_floor(self) -> int:
         """The oldest record a replay after a broker loss may publish again."""
-        return self._confirmed[0][1] if self._confirmed else self._cursor + 1
+        floor = self._confirmed[0].first if self._confirmed else self._cursor + 1
+        if self._replay_pos < self._replay_end:
+            floor = min(floor, self._replay_pos + 1)
+        return floor
 
     def _rewind(self, lost_at: float | None) -> None:
-        """Go back to the first batch the broker confirmed within the window before the loss."""
+        """Plan the replay of what the broker confirmed within the window before the loss.
+
+        A batch is replayed after every loss within the window after its first
+        confirmation; its replay does not renew that time, so repeated losses do not
+        replay the same records again and again. A replay the loss cut short goes on.
+        """
+        self._replay_start = self._cursor + 1
         if lost_at is None:
             return
-        since = lost_at - self._window_s
-        while self._confirmed and self._confirmed[0][0] < since:
+        while self._confirmed and self._confirmed[0].at < lost_at - self._window_s:
             self._confirmed.popleft()
-        if self._confirmed:
-            first = self._confirmed[0][1]
-            self._position = min(self._position, first - 1)
-            self._counters.inc("mqtt_replayed_batches", len(self._confirmed))
-            log.info("broker connection was lost: publishing again from journal record %d",
-                     first)
-        self._confirmed.clear()
+        starts = [self._confirmed[0].first] if self._confirmed else []
+        if self._replay_pos < self._replay_end:
+            starts.append(self._replay_pos + 1)
+            # what went ahead on the lost connection goes again, and again ahead of its
+            # device's new records
+            for seq, device in self._replayed_early.items():
+                self._replay_due[device] = max(seq, self._replay_due.get(device, 0))
+        else:
+            self._replay_due.clear()
+        self._replayed_early.clear()
+        if not starts:
+            return
+        self._replay_pos = min(starts) - 1
+        self._replay_end = self._cursor
+        self._replay_start = self._replay_pos + 1
+        for batch in self._confirmed:
+            for device, seq in batch.devices.items():
+                self._replay_due[device] = max(seq, self._replay_due.get(device, 0))
+        self._counters.inc("mqtt_replayed_batches", len(self._confirmed))
+        log.info("broker connection was lost: publishing journal records %d to %d again",
+                 self._replay_start, self._replay_end)
 
-    async def _reassert(self, session: Session) -> None:
-        self._published_status.clear()
-        self._board.changed.set()  # every status again, on the new connection
-        await self._link.publish_on(session, self._topics.gateway_status,
-                                    Status.ONLINE.encode(), retain=True)
-        for topic, payload in list(self._alerts.items()):
-            await self._link.publish_on(session, topic, payload, retain=True)
+    async def _reassert(self, session: Session) -> bool:
+        """Re-assert a chunk of the retained alerts on a new connection."""
+        if not self._unasserted:
+            return False
+        sends: list[Coroutine[Any, Any, None]] = []
+        while self._unasserted and len(sends) < RETAINED_CHUNK:
+            topic = self._unasserted.popleft()
+            seq, payload = self._alerts[topic]
+            if seq >= self._replay_start:
+                continue  # its record is published on this connection anyway, in order
+            sends.append(self._link.publish_on(session, topic, payload, retain=True))
+        await _all(sends)
+        return True
 
     async def _publish_status(self, session: Session) -> bool:
         if not self._board.changed.is_set():
@@ -140,6 +207,9 @@ class MqttSink:
             for device, kind, status in self._board.statuses()
             if self._published_status.get(device) is not status
         ]
+        if len(changed) > RETAINED_CHUNK:
+            del changed[RETAINED_CHUNK:]
+            self._board.changed.set()  # the rest on the next turn
         # together, as a journal batch goes: a whole site coming online at once must not
         # wait for one broker round trip per device
         results = await asyncio.gather(*(
@@ -153,11 +223,17 @@ class MqttSink:
         return bool(changed)
 
     async def _publish_journal(self, session: Session) -> bool:
-        if self._journal.last_seq <= self._position:
+        """A batch of records new to the broker; the cursor moves once all are confirmed."""
+        if self._journal.last_seq <= self._cursor:
             return False  # nothing new: no need to ask the database
-        batch = await self._journal.read_after(self._position, self._batch)
-        if batch.upto <= self._position:
+        batch = await self._journal.read_after(self._cursor, self._batch)
+        if batch.upto <= self._cursor:
             return False
+        devices: dict[str, int] = {}
+        for entry in batch.entries:
+            devices[entry.record.device] = entry.seq
+        # a device's replayed records go before its new ones: its order is kept
+        await self._replay_devices(session, devices)
         sends = []
         for entry in batch.entries:
             message = self._message(entry.record)
@@ -165,28 +241,69 @@ class MqttSink:
                 continue
             topic, payload, retain = message
             if retain:
-                self._alerts[topic] = payload
-            # issued in journal order, so per-device order is kept on the wire
-            sends.append(asyncio.ensure_future(
-                self._link.publish_on(session, topic, payload, qos=1, retain=retain)))
-        results = await asyncio.gather(*sends, return_exceptions=True)
-        errors = [r for r in results if isinstance(r, BaseException)]
-        if errors:
-            raise errors[0]  # the cursor stays: the whole batch goes again, at least once
-        self._position = batch.upto
-        if self._window_s > 0:
-            self._confirmed.append((self._clock.monotonic(), batch.entries[0].seq
-                                    if batch.entries else batch.upto))
-            while self._confirmed and self._confirmed[0][0] < self._clock.monotonic() - \
-                    self._window_s:
+                self._alerts[topic] = (entry.seq, payload)
+            sends.append(self._link.publish_on(session, topic, payload, qos=1, retain=retain))
+        await _all(sends)  # on an error the cursor stays: the whole batch goes again
+        if self._window_s > 0 and batch.entries:
+            now = self._clock.monotonic()
+            self._confirmed.append(_Confirmed(now, batch.entries[0].seq, devices))
+            while self._confirmed and self._confirmed[0].at < now - self._window_s:
                 self._confirmed.popleft()
-        if batch.upto > self._cursor:
-            # delivery is at least once anyway: no fsync of its own for the cursor
-            await self._journal.move_cursor(CONSUMER, batch.upto, durable=False)
-            self._cursor = batch.upto
-            self.moved.set()
+        # delivery is at least once anyway: no fsync of its own for the cursor
+        await self._journal.move_cursor(CONSUMER, batch.upto, durable=False)
+        self._cursor = batch.upto
+        self.moved.set()
         self._counters.inc("mqtt_published", len(sends))
         return True
+
+    async def _replay(self, session: Session) -> bool:
+        """The next batch of the replay, in journal order."""
+        if self._replay_pos >= self._replay_end:
+            return False
+        batch = await self._journal.read_after(self._replay_pos, self._batch)
+        upto = min(batch.upto, self._replay_end)
+        if batch.upto <= self._replay_pos:
+            upto = self._replay_end  # pruned meanwhile: nothing left to send
+        await self._send_again(session, [e for e in batch.entries if e.seq <= upto
+                                         and e.seq not in self._replayed_early])
+        self._replay_pos = upto
+        if upto >= self._replay_end:
+            self._replay_due.clear()
+            self._replayed_early.clear()
+        return True
+
+    async def _replay_devices(self, session: Session, devices: dict[str, int]) -> None:
+        """Replay now, ahead of the rest, the records of `devices` still due for replay."""
+        due = {d: s for d in devices if (s := self._replay_due.get(d, 0)) > self._replay_pos}
+        if not due:
+            return
+        upto = max(due.values())
+        found: list[Entry] = []
+        position = self._replay_pos
+        while position < upto:
+            batch = await self._journal.read_after(position, 500)
+            if batch.upto <= position:
+                break
+            found += [e for e in batch.entries if e.seq <= due.get(e.record.device, 0)
+                      and e.seq not in self._replayed_early]
+            position = batch.upto
+        await self._send_again(session, found)
+        self._replayed_early.update((e.seq, e.record.device) for e in found)
+        for device in due:
+            del self._replay_due[device]
+
+    async def _send_again(self, session: Session, entries: list[Entry]) -> None:
+        """Publish replayed records; the retained state they carry is older than the
+        current one, which `_alerts` keeps."""
+        sends: list[Coroutine[Any, Any, None]] = []
+        for entry in entries:
+            message = self._message(entry.record)
+            if message is not None:
+                topic, payload, retain = message
+                sends.append(self._link.publish_on(session, topic, payload, qos=1,
+                                                   retain=retain))
+        await _all(sends)
+        self._counters.inc("mqtt_replayed", len(sends))
 
     async def _publish_telemetry(self, session: Session) -> bool:
         readings, upto = self._telemetry.peek(CONSUMER, self._telemetry_batch)
@@ -208,3 +325,12 @@ class MqttSink:
         if isinstance(record, Reading):
             return self._topics.telemetry(record.kind, record.device), encode(record), False
         return None  # acks are commands, not published back
+
+
+async def _all(sends: list[Coroutine[Any, Any, None]]) -> None:
+    """Issue the publishes in this order (a device's order on the wire) and wait for all;
+    the first error is raised once every one has finished."""
+    results = await asyncio.gather(*sends, return_exceptions=True)
+    errors = [r for r in results if isinstance(r, BaseException)]
+    if errors:
+        raise errors[0]

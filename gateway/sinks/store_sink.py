@@ -3,12 +3,19 @@
 Batches are bounded by size and by time; a batch holding an alarm goes at once. A failed
 write is retried with capped backoff and jitter, for as long as it takes: the journal
 cursor moves only after the store answered 2xx, so nothing accepted is ever dropped here.
+
+A 2xx does not mean the point is on the store's disk: VictoriaMetrics keeps about the last
+second in memory. When a write goes over a new connection (the store may have restarted),
+the journal records written within `replay_window_s` before are written again; a point
+overwrites itself, so a needless replay costs only the write.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
+from dataclasses import dataclass
 
 from gateway.backoff import Backoff
 from gateway.clock import Clock
@@ -27,6 +34,15 @@ CONSUMER = "store"
 LINES_PER_TURN = 250  # about 2.5 ms of work
 URGENT_GAP_S = 0.05  # alarm batches in a storm: one write per this; the store shows them later
 URGENT_BURST = 4  # alarm writes that go at once before the storm pace applies
+
+
+@dataclass(frozen=True, slots=True)
+class _Written:
+    """Journal records (after, upto] the store accepted at `at` (monotonic time)."""
+
+    at: float
+    after: int
+    upto: int
 
 
 class StoreSink:
@@ -58,10 +74,17 @@ class StoreSink:
         self._cursor = 0
         self.moved = asyncio.Event()  # set whenever the cursor advances
         self._flushing = asyncio.Event()
+        self._written: deque[_Written] = deque()  # within the replay window, oldest first
+        self._connections = 0  # the writer's connections when a write last succeeded
 
     @property
     def cursor(self) -> int:
         return self._cursor
+
+    @property
+    def replay_floor(self) -> int:
+        """The oldest record a replay after a store restart may write again."""
+        return self._written[0].after + 1 if self._written else self._cursor + 1
 
     def flush(self) -> None:
         """From now on send every batch without waiting for it to fill (for shutdown)."""
@@ -121,13 +144,42 @@ class StoreSink:
         lines = await self._lines([*(e.record for e in batch.entries), *readings])
         if lines:
             await self._write_until_accepted(lines)
+            await self._replay_if_reconnected()
         if batch.upto > self._cursor:
+            if self._config.replay_window_s > 0 and batch.entries:
+                now = self._clock.monotonic()
+                self._written.append(_Written(now, self._cursor, batch.upto))
+                while self._written[0].at < now - self._config.replay_window_s:
+                    self._written.popleft()
             # a replayed point overwrites itself: no fsync of its own for the cursor
             await self._journal.move_cursor(CONSUMER, batch.upto, durable=False)
             self._cursor = batch.upto
             self.moved.set()
         self._telemetry.take(CONSUMER, tele_upto)
         return True
+
+    async def _replay_if_reconnected(self) -> None:
+        """After a write over a new connection, write again what the store accepted within
+        the window before; the replay keeps the first write's time, so a record is
+        replayed after each restart within the window, not for ever."""
+        connections, self._connections = self._connections, self._writer.connections
+        if not connections or self._writer.connections <= connections or not self._written:
+            return
+        after, upto = self._written[0].after, self._written[-1].upto
+        log.info("new connection to the store (it may have restarted): writing journal "
+                 "records %d to %d again", after + 1, upto)
+        position = after
+        while position < upto:
+            batch = await self._journal.read_after(position, self._config.batch_size)
+            if batch.upto <= position:
+                break  # pruned meanwhile
+            records = [e.record for e in batch.entries if e.seq <= upto]
+            lines = await self._lines(records)
+            if lines:
+                await self._write_until_accepted(lines)
+                self._counters.inc("store_replayed", len(lines))
+            position = batch.upto
+        self._connections = self._writer.connections
 
     def _urgent_wait(self) -> float:
         """Seconds until an alarm write may go (a token bucket); takes the token if 0."""

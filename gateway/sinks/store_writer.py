@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Mapping
-from typing import Protocol
+from typing import Any, Protocol
 
 import aiohttp
 from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
@@ -29,9 +29,32 @@ class StoreWriteError(Exception):
 class Writer(Protocol):
     """One batch of line protocol per call; raises StoreWriteError on anything but 2xx."""
 
+    @property
+    def connections(self) -> int:
+        """Connections opened to the store so far: a new one may mean it restarted."""
+        ...
+
     async def write(self, lines: list[str]) -> None: ...
 
     async def close(self) -> None: ...
+
+
+class _Connections:
+    """Counts the connections an aiohttp session opens (its trace hooks)."""
+
+    def __init__(self) -> None:
+        self.opened = 0
+        self.trace = aiohttp.TraceConfig()
+        self.trace.on_connection_create_end.append(self._opened)
+
+    async def _opened(self, session: aiohttp.ClientSession, context: object,
+                      params: aiohttp.TraceConnectionCreateEndParams) -> None:
+        self.opened += 1
+
+    def session(self, **kwargs: Any) -> aiohttp.ClientSession:
+        """An aiohttp session counted here (influxdb-client's `client_session_type`)."""
+        traces = [*(kwargs.pop("trace_configs", None) or ()), self.trace]
+        return aiohttp.ClientSession(trace_configs=traces, **kwargs)
 
 
 def writer_for(config: StoreConfig, env: Mapping[str, str]) -> Writer:
@@ -50,6 +73,11 @@ class InfluxWriter:
         self._config = config
         self._token = token
         self._client: InfluxDBClientAsync | None = None
+        self._connections = _Connections()
+
+    @property
+    def connections(self) -> int:
+        return self._connections.opened
 
     async def write(self, lines: list[str]) -> None:
         if self._client is None:
@@ -58,6 +86,7 @@ class InfluxWriter:
                 token=self._token,
                 org=self._config.org,
                 timeout=int(self._config.timeout_s * 1000),
+                client_session_type=self._connections.session,
             )
         try:
             await self._client.write_api().write(
@@ -100,10 +129,15 @@ class InfluxV1Writer:
             credentials = base64.b64encode(f"{config.username}:{password}".encode()).decode()
             self._headers["Authorization"] = f"Basic {credentials}"
         self._session: aiohttp.ClientSession | None = None
+        self._connections = _Connections()
+
+    @property
+    def connections(self) -> int:
+        return self._connections.opened
 
     async def write(self, lines: list[str]) -> None:
         if self._session is None:
-            self._session = aiohttp.ClientSession(
+            self._session = self._connections.session(
                 timeout=aiohttp.ClientTimeout(total=self._config.timeout_s),
                 headers=self._headers)
         try:

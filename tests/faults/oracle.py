@@ -23,22 +23,26 @@ class Observer:
     With `topic_filter`, it records every message on that filter instead (in `messages`).
     """
 
-    def __init__(self, port: int, site: str, topic_filter: str | None = None) -> None:
+    def __init__(self, port: int, site: str, topic_filter: str | None = None, *,
+                 persistent: bool = True) -> None:
         self._port = port
         self._site = site
         self._filter = topic_filter or f"sc/{site}/+/+/event"
         self._events = topic_filter is None
+        self._persistent = persistent
         self.events: list[DeviceEvent] = []
         self.messages: list[tuple[str, bytes]] = []
         self.connected = asyncio.Event()
+        self.connections = 0  # subscribed this many times
         self._task: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> Observer:
         self._task = asyncio.create_task(self._run(), name="oracle.observer")
         await asyncio.wait_for(self.connected.wait(), 10)
-        # a persistent session: a broker with persistence keeps the subscription across its
-        # own SIGKILL, so nothing published before the observer reconnects is missed
-        await asyncio.sleep(1.5)  # the broker's autosave interval is 1 s
+        if self._persistent:
+            # a persistent session: a broker with persistence keeps the subscription across
+            # its own SIGKILL, so nothing published before the observer reconnects is missed
+            await asyncio.sleep(1.5)  # the broker's autosave interval is 1 s
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -49,11 +53,12 @@ class Observer:
 
     async def _run(self) -> None:
         client = aiomqtt.Client("127.0.0.1", self._port, identifier=f"oracle-{self._site}",
-                                clean_session=False)
+                                clean_session=not self._persistent)
         while True:
             try:
                 async with client:
                     await client.subscribe(self._filter, qos=1)
+                    self.connections += 1
                     self.connected.set()
                     async for message in client.messages:
                         if not isinstance(message.payload, bytes):
@@ -94,6 +99,36 @@ async def accepted_alarms(journal_path: Path) -> list[DeviceEvent]:
             out += [e.record for e in batch.entries if isinstance(e.record, DeviceEvent)
                     and e.record.cls is DeliveryClass.ALARM]
             upto = batch.upto
+
+
+@dataclass(frozen=True)
+class MqttCopies:
+    """What an MQTT observer saw of the accepted records."""
+
+    lost: int  # accepted, never seen
+    same_id: int  # copies beyond the first of an accepted id
+    new_id: int  # seen with an id the gateway never accepted
+    order_violations: int  # first deliveries of a device out of acceptance order
+
+
+def mqtt_copies(accepted: list[DeviceEvent], observed: list[DeviceEvent]) -> MqttCopies:
+    ids = {e.id for e in accepted}
+    seen: dict[str, int] = defaultdict(int)
+    for e in observed:
+        seen[e.id] += 1
+    order = {e.id: n for n, e in enumerate(accepted)}
+    first: dict[str, list[int]] = defaultdict(list)  # device -> acceptance order, as seen
+    done: set[str] = set()
+    for e in observed:
+        if e.id in order and e.id not in done:
+            done.add(e.id)
+            first[e.device].append(order[e.id])
+    violations = sum(1 for seq in first.values() for a, b in itertools.pairwise(seq) if b < a)
+    return MqttCopies(
+        lost=sum(1 for i in ids if i not in seen),
+        same_id=sum(n - 1 for i, n in seen.items() if i in ids),
+        new_id=sum(n for i, n in seen.items() if i not in ids),
+        order_violations=violations)
 
 
 async def judge(accepted: list[DeviceEvent], observed: list[DeviceEvent], store_url: str,
