@@ -204,6 +204,7 @@ class ModbusBusDriver:
                 raise BusDownError(str(exc)) from exc
             raise self._no_answer(unit, block) from exc
         except ConnectionException as exc:
+            _propagate_cancellation()  # a stop while the line is torn down is still a stop
             raise BusDownError(str(exc)) from exc
         finally:
             self._quiet_until = loop.time() + self._silence_s
