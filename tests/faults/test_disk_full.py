@@ -39,7 +39,10 @@ def no_held_log(monkeypatch: pytest.MonkeyPatch) -> None:
 def _config(tmp_path: Path, disk: Path, site: str, broker: int, store: str,
             reserve_mb: float) -> Any:
     devices = [numbered_sos(f"sos-{n}", f"vendor/{site}/sos-{n}") for n in range(BUTTONS)]
+    # no replay windows: they keep the last seconds' records from pruning, by design
     return make_config(tmp_path, site=site, store_url=store, devices=devices,
+                       store={"url": store, "flush_interval_s": 0.2, "retry_min_s": 0.1,
+                              "retry_max_s": 0.5, "replay_window_s": 0},
                        broker={"host": "127.0.0.1", "port": broker, "replay_window_s": 0,
                                "reconnect_min_s": 0.1, "reconnect_max_s": 0.5},
                        journal={"path": str(disk / "journal.db"),
