@@ -333,7 +333,8 @@ class Journal:
             if self._lazy and not self._pending and not self._closing:
                 # cursor moves alone: give other commits a moment to come and carry them
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), LAZY_S)
+                    async with asyncio.timeout(LAZY_S):  # wait_for on 3.11 can drop a stop
+                        await self._wake.wait()
                 self._wake.clear()
             while self._pending or self._lazy:
                 group, self._pending = (

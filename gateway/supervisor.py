@@ -432,6 +432,9 @@ async def _settle(tasks: list[asyncio.Task[None]], bound: float, what: str) -> N
     _, slow = await asyncio.wait(tasks, timeout=bound)
     for task in slow:
         log.warning("%s %s is slow to stop", what, task.get_name())
+        # a library that swallowed the stop (wait_for on 3.11 does when an answer arrives
+        # with it) would otherwise keep the gateway running: ask again
+        task.cancel()
 
 
 def _pseudonymiser(config: GatewayConfig) -> Pseudonymiser | None:

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import sys
 from pathlib import Path
+
+import pytest
 
 from gateway.journal import Journal
 from gateway.model import DeviceEvent
 from gateway.services import Mosquitto, VictoriaMetrics
 from gateway.sinks import mqtt_sink, store_sink
+from gateway.supervisor import _settle
 from tests.helpers import Watcher, unique_site
 
 
@@ -69,3 +73,26 @@ events = {{ single = "press", double = "low_battery" }}
         assert [e.type for e in events] == ["low_battery"] * 5
         assert await journal.cursor(mqtt_sink.CONSUMER) == journal.last_seq
         assert await journal.cursor(store_sink.CONSUMER) == journal.last_seq
+
+
+async def test_a_task_that_swallowed_the_stop_is_asked_again(
+        caplog: pytest.LogCaptureFixture) -> None:
+    swallowed = asyncio.Event()
+
+    async def deaf_once() -> None:
+        # what a library on 3.11's wait_for does when an answer arrives with the stop
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            swallowed.set()
+        await asyncio.sleep(3600)
+
+    task = asyncio.create_task(deaf_once(), name="deaf")
+    await asyncio.sleep(0)
+    task.cancel()
+    await _settle([task], 0.05, "driver")
+    assert swallowed.is_set()
+    assert "driver deaf is slow to stop" in caplog.text
+    with contextlib.suppress(asyncio.CancelledError):
+        await asyncio.wait_for(asyncio.shield(task), timeout=5)
+    assert task.cancelled()

@@ -208,6 +208,9 @@ class ModbusBusDriver:
             raise BusDownError(str(exc)) from exc
         finally:
             self._quiet_until = loop.time() + self._silence_s
+        # Python 3.11's wait_for, inside pymodbus, returns an answer that arrived with the
+        # stop and drops the stop: the task still says it is being cancelled
+        _propagate_cancellation()
         where = f"{block.function} {block.address}+{block.count}"
         if response.isError():
             code = response.exception_code
