@@ -28,12 +28,11 @@ from gateway.config import AnyDevice, GatewayConfig, GpioDevice, Location, Modbu
 from gateway.counters import Counters
 from gateway.journal import Journal, JournalFullError, NotJournalledError, Quota, Receipt
 from gateway.kinds import make_event
-from gateway.metrics import MetricsServer
 from gateway.model import AckCommand, Alert, DeliveryClass, DeviceEvent, Reading, new_id
 from gateway.mqtt_link import LastWill, MqttLink
 from gateway.restart import keep_running
 from gateway.sinks.mqtt_sink import MqttSink
-from gateway.sinks.notify_sink import NotifySink
+from gateway.sinks.notify_sink import NotifySink, needs_apprise
 from gateway.sinks.points import PointMaker
 from gateway.sinks.store_sink import StoreSink
 from gateway.sinks.store_writer import Writer, writer_for
@@ -124,7 +123,9 @@ class Gateway:
         self.acks = AckDesk(self.topics, self.rules, self.ack, self.counters,
                             config.broker.max_payload_bytes)
         self.link.subscribe(self.topics.alert_ack_filter, self.acks.handle)
-        self.notify_sink = NotifySink(self.journal, self.link, self.clock, self.counters)
+        self.notify_sink = NotifySink(
+            self.journal, self.link, self.clock, self.counters,
+            apprise_at_start=needs_apprise(self.contacts.every_target() if self.contacts else ()))
         self.ready = asyncio.Event()
         self._alarm_refused = False  # an alarm found no room, none was journalled since
         self._stop = asyncio.Event()
@@ -249,6 +250,8 @@ class Gateway:
                     self.clock)),
             ]
             if self.config.metrics is not None:
+                from gateway.metrics import MetricsServer  # aiohttp.web, prometheus_client
+
                 server = MetricsServer(self, self.config.metrics)
                 core.append(task("gw.metrics", server.run))
             drivers = [
