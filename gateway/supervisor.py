@@ -14,7 +14,6 @@ from typing import Any
 import msgspec
 
 from drivers.elder_button_gpio import ElderButtonGpio
-from drivers.http_push import HttpPushReceiver
 from drivers.json_map import JsonMap
 from drivers.mqtt_ingress import MqttIngress, inline_mapping
 from drivers.profile import BUILTIN, ProfileLibrary
@@ -301,6 +300,8 @@ class Gateway:
         """Wait until every device that reports on its own can reach the gateway: the
         broker connected with the device topics subscribed, the HTTP push receiver
         listening, every serial port open (opening a port discards what waited in it)."""
+        from drivers.http_push import HttpPushReceiver
+
         await self.link.session()
         for driver in self.drivers:
             if isinstance(driver, HttpPushReceiver):

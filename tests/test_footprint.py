@@ -17,6 +17,7 @@ REPO = Path(__file__).resolve().parent.parent
 NOT_FOR_MQTT_DEVICES = {
     "influxdb_client",  # the store is written with one HTTP POST per batch
     "reactivex",
+    "aiohttp",  # HTTP push devices, [metrics]
     "grafana_client",  # `scgw grafana provision`
     "apprise",  # notification targets other than mqtt://
     "prometheus_client",  # [metrics]

@@ -1,17 +1,17 @@
 """Writing line protocol to a time-series store: the InfluxDB v2 write API or 1.x `/write`.
 
-Both are one HTTP POST of line protocol per batch, made with aiohttp.
+Both are one HTTP POST of line protocol per batch (`gateway/sinks/store_http.py`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from collections.abc import Mapping
 from typing import Protocol
 
-import aiohttp
-
 from gateway.config import StoreConfig
+from gateway.sinks.store_http import StoreConnection
 
 # 400 and 422: the store parsed the batch and refuses it; sending it again cannot help
 _REJECTED = {400, 422}
@@ -49,51 +49,48 @@ def writer_for(config: StoreConfig, env: Mapping[str, str]) -> Writer:
 
 
 class _LinePoster:
-    """POSTs batches of line protocol to one endpoint over a session of its own, counting
-    the connections the session opens (its trace hooks)."""
+    """POSTs batches of line protocol to one endpoint of the store."""
 
     def __init__(self, config: StoreConfig, path: str, params: dict[str, str],
-                 headers: dict[str, str]) -> None:
+                 headers: dict[str, str], secret_key: str) -> None:
         self._config = config
-        self._url = config.url.rstrip("/") + path
+        self._path = path
         self._params = params
         self._headers = {"Content-Type": "text/plain; charset=utf-8", **headers}
-        self._session: aiohttp.ClientSession | None = None
-        self._trace = aiohttp.TraceConfig()
-        self._trace.on_connection_create_end.append(self._opened)
-        self.connections = 0
+        # a line break in a header would end it early: refused before anything is sent
+        self._bad_secret = any("\r" in v or "\n" in v for v in headers.values())
+        self._secret_key = secret_key
+        self._connection = StoreConnection(config.url)
 
-    async def _opened(self, session: aiohttp.ClientSession, context: object,
-                      params: aiohttp.TraceConnectionCreateEndParams) -> None:
-        self.connections += 1
+    @property
+    def connections(self) -> int:
+        return self._connection.opened
 
     def _hint(self, status: int) -> str:
         """What to do about a refusal, appended to its message."""
         return ""
 
     async def write(self, lines: list[str]) -> None:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=self._config.timeout_s),
-                headers=self._headers, trace_configs=[self._trace])
+        if self._bad_secret:
+            raise StoreWriteError(f"the secret of {self._secret_key} holds a line break",
+                                  status=None, retryable=True)
         try:
-            async with self._session.post(self._url, params=self._params,
-                                          data="\n".join(lines).encode()) as resp:
-                if 200 <= resp.status < 300:
-                    return
-                text = (await resp.text(errors="replace"))[:200]
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            async with asyncio.timeout(self._config.timeout_s):
+                answer = await self._connection.post(
+                    self._path, self._params, self._headers, "\n".join(lines).encode())
+        except (TimeoutError, OSError) as exc:
             raise StoreWriteError(
                 f"store unreachable: {type(exc).__name__}: {exc}", status=None, retryable=True
             ) from exc
+        if 200 <= answer.status < 300:
+            return
+        text = answer.body[:200].decode("utf-8", "replace").strip()
         raise StoreWriteError(
-            f"store answered {resp.status}: {text.strip()}{self._hint(resp.status)}",
-            status=resp.status, retryable=resp.status not in _REJECTED)
+            f"store answered {answer.status}: {text}{self._hint(answer.status)}",
+            status=answer.status, retryable=answer.status not in _REJECTED)
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self._connection.aclose()
 
 
 class InfluxWriter(_LinePoster):
@@ -106,7 +103,7 @@ class InfluxWriter(_LinePoster):
         super().__init__(
             config, "/api/v2/write",
             {"org": config.org, "bucket": config.bucket, "precision": "ms"},
-            {"Authorization": f"Token {token}"} if token else {})
+            {"Authorization": f"Token {token}"} if token else {}, "store.token_env")
 
     def _hint(self, status: int) -> str:
         if status in (401, 403):
@@ -129,7 +126,7 @@ class InfluxV1Writer(_LinePoster):
         if config.username:
             credentials = base64.b64encode(f"{config.username}:{password}".encode()).decode()
             headers["Authorization"] = f"Basic {credentials}"
-        super().__init__(config, "/write", params, headers)
+        super().__init__(config, "/write", params, headers, "store.password_env")
 
     def _hint(self, status: int) -> str:
         if status == 404:
