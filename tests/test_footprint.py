@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -46,3 +47,13 @@ async def test_a_gateway_with_mqtt_devices_and_targets_loads_no_optional_library
 async def test_an_apprise_target_loads_apprise(tmp_path: Path, mosquitto: Mosquitto,
                                               target: str) -> None:
     assert "apprise" in await _loaded(tmp_path, mosquitto, target)
+
+
+def test_the_cli_loads_what_only_its_other_commands_need_when_they_run() -> None:
+    script = "import json, sys, gateway.cli; print(json.dumps(sorted(sys.modules)))"
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=60, check=True, cwd=REPO)
+    loaded = set(json.loads(result.stdout))
+    assert "gateway.cli" in loaded
+    assert {"rich", "gateway.grafana.files", "gateway.grafana.dashboard",
+            "gateway.grafana.provision", "grafana_client"} & loaded == set()
