@@ -130,9 +130,10 @@ async def test_a_garbled_answer_is_an_outage_and_the_connection_dropped(answer: 
     assert [number for number, _ in store.requests] == [1, 2]
 
 
-async def test_a_token_with_a_line_break_is_refused_before_sending() -> None:
+@pytest.mark.parametrize("token", ["abc\r\nX-Injected: 1", "t\u00f6ken\u2603"])
+async def test_a_token_a_header_cannot_carry_is_refused_before_sending(token: str) -> None:
     async with raw_store([]) as (store, url):
-        writer = writer_for(_config(url, token_env="T"), {"T": "abc\r\nX-Injected: 1"})
+        writer = writer_for(_config(url, token_env="T"), {"T": token})
         try:
             with pytest.raises(StoreWriteError) as caught:
                 await writer.write(["m v=1 1"])
@@ -141,6 +142,18 @@ async def test_a_token_with_a_line_break_is_refused_before_sending() -> None:
     assert caught.value.retryable  # the points wait in the journal until it is fixed
     assert "store.token_env" in str(caught.value)
     assert store.requests == []
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:99999", "http://:8086"])
+async def test_an_unusable_url_is_an_outage_that_names_it(url: str) -> None:
+    writer = writer_for(_config(url), {})  # the gateway starts; the points wait
+    try:
+        with pytest.raises(StoreWriteError) as caught:
+            await writer.write(["m v=1 1"])
+    finally:
+        await writer.close()
+    assert caught.value.retryable
+    assert f"store.url {url!r} is not a usable http(s) URL" in str(caught.value)
 
 
 async def test_a_store_behind_tls_is_written_when_its_ca_is_trusted(

@@ -41,8 +41,9 @@ DatasourceToken = Annotated[bool, typer.Option(
 
 _T = TypeVar("_T", str, str | None)
 
-MISSING_CLIENT = ("scgw grafana provision needs grafana-client, which is not installed: "
-                  "pip install 'smart-community-gateway[grafana]' in the gateway's virtualenv")
+MISSING_CLIENT = ("scgw grafana provision needs grafana-client: install it into the "
+                  "gateway's virtualenv (pip install grafana-client, or the package's "
+                  "[grafana] extra)")
 
 # the earlier name of --datasource-password-env, still accepted
 DeprecatedPasswordEnv = Annotated[str | None, typer.Option("--password-env", hidden=True)]

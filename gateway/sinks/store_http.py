@@ -34,14 +34,25 @@ class StoreConnection:
     connection while the store keeps it open. `opened` counts the connections made."""
 
     def __init__(self, url: str) -> None:
-        parts = urllib.parse.urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"not an http(s) URL: {url}")
-        self._tls = parts.scheme == "https"
-        self._host = parts.hostname
-        self._port = parts.port or (443 if self._tls else 80)
-        self._authority = parts.netloc.rpartition("@")[2]
-        self._prefix = parts.path.rstrip("/")
+        self._url = url
+        self._tls = url.startswith("https:")
+        self._host = ""
+        self._port = 0
+        self._authority = ""
+        self._prefix = ""
+        self._problem: str | None = None  # the URL cannot be used: every post says why
+        try:
+            parts = urllib.parse.urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError("no host")
+            self._host = parts.hostname
+            self._port = parts.port or (443 if self._tls else 80)
+            authority = parts.netloc.rpartition("@")[2]
+            self._authority = authority if authority.isascii() else authority.encode(
+                "idna").decode("ascii")
+            self._prefix = parts.path.rstrip("/")
+        except (ValueError, UnicodeError) as exc:
+            self._problem = f"store.url {url!r} is not a usable http(s) URL: {exc}"
         self._ssl: ssl.SSLContext | None = None
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
@@ -52,6 +63,8 @@ class StoreConnection:
         """One request and its answer; raises OSError (StoreProtocolError for a garbled
         answer) or, from the caller's timeout, TimeoutError. A kept connection the store
         closed meanwhile is replaced once, before anything was read from it."""
+        if self._problem is not None:
+            raise StoreProtocolError(self._problem)
         target = f"{self._prefix}{path}?{urllib.parse.urlencode(params)}"
         lines = [f"POST {target} HTTP/1.1", f"Host: {self._authority}",
                  f"Content-Length: {len(body)}"]
@@ -93,7 +106,8 @@ class StoreConnection:
     async def _open(self) -> None:
         self.close()
         if self._tls and self._ssl is None:
-            self._ssl = ssl.create_default_context()
+            # reads the system's trusted certificates from disk: not on the event loop
+            self._ssl = await asyncio.to_thread(ssl.create_default_context)
         self._reader, self._writer = await asyncio.open_connection(
             self._host, self._port, ssl=self._ssl if self._tls else None)
         self.opened += 1

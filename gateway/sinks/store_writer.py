@@ -57,8 +57,10 @@ class _LinePoster:
         self._path = path
         self._params = params
         self._headers = {"Content-Type": "text/plain; charset=utf-8", **headers}
-        # a line break in a header would end it early: refused before anything is sent
-        self._bad_secret = any("\r" in v or "\n" in v for v in headers.values())
+        # a line break would end the header early, and HTTP headers carry latin-1 only:
+        # such a secret is refused before anything is sent
+        self._bad_secret = not all(
+            value.isprintable() and _latin1(value) for value in headers.values())
         self._secret_key = secret_key
         self._connection = StoreConnection(config.url)
 
@@ -72,7 +74,8 @@ class _LinePoster:
 
     async def write(self, lines: list[str]) -> None:
         if self._bad_secret:
-            raise StoreWriteError(f"the secret of {self._secret_key} holds a line break",
+            raise StoreWriteError(f"the secret in {self._secret_key} holds a line break or a "
+                                  "character an HTTP header cannot carry",
                                   status=None, retryable=True)
         try:
             async with asyncio.timeout(self._config.timeout_s):
@@ -91,6 +94,14 @@ class _LinePoster:
 
     async def close(self) -> None:
         await self._connection.aclose()
+
+
+def _latin1(text: str) -> bool:
+    try:
+        text.encode("latin-1")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class InfluxWriter(_LinePoster):

@@ -144,5 +144,5 @@ def test_without_grafana_client_the_command_says_how_to_install_it() -> None:
          "--token", TOKEN], capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 2
     assert result.stderr.splitlines() == [
-        "scgw grafana provision needs grafana-client, which is not installed: pip install "
-        "'smart-community-gateway[grafana]' in the gateway's virtualenv"]
+        "scgw grafana provision needs grafana-client: install it into the gateway's virtualenv "
+        "(pip install grafana-client, or the package's [grafana] extra)"]
