@@ -191,3 +191,14 @@ async def test_a_store_behind_tls_is_written_when_its_ca_is_trusted(
     assert caught.value.retryable
     assert "CERTIFICATE_VERIFY_FAILED" in str(caught.value)
     assert bodies == ["m v=2 2"]
+
+
+async def test_writes_made_together_take_turns_on_the_connection() -> None:
+    async with raw_store([]) as (store, url):
+        writer = writer_for(_config(url), {})
+        try:
+            await asyncio.gather(*(writer.write([f"m v={n} {n}"]) for n in range(5)))
+        finally:
+            await writer.close()
+    assert len(store.requests) == 5
+    assert writer.connections == store.connections == 1

@@ -56,6 +56,7 @@ class StoreConnection:
         self._ssl: ssl.SSLContext | None = None
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
+        self._turn = asyncio.Lock()  # one request at a time on the one connection
         self.opened = 0
 
     async def post(self, path: str, params: Mapping[str, str], headers: Mapping[str, str],
@@ -65,6 +66,11 @@ class StoreConnection:
         closed meanwhile is replaced once, before anything was read from it."""
         if self._problem is not None:
             raise StoreProtocolError(self._problem)
+        async with self._turn:
+            return await self._post(path, params, headers, body)
+
+    async def _post(self, path: str, params: Mapping[str, str], headers: Mapping[str, str],
+                    body: bytes) -> Answer:
         target = f"{self._prefix}{path}?{urllib.parse.urlencode(params)}"
         lines = [f"POST {target} HTTP/1.1", f"Host: {self._authority}",
                  f"Content-Length: {len(body)}"]
