@@ -110,6 +110,7 @@ class Gateway:
         self.drivers = build_drivers(Context(config, self.profiles, self.clock, self.counters,
                                              self.pseudonymise, self.pin_factory))
         self.buttons = {d.device.id: d for d in self.drivers if isinstance(d, ElderButtonGpio)}
+        self._inline_mappings: dict[str, JsonMap] = {}
         self.ingress = MqttIngress(
             [d for d in config.devices if isinstance(d, MqttDevice)], self._json_mapping, self,
             self.clock, self.counters, self.pseudonymise, receipts=self.journal,
@@ -419,7 +420,13 @@ class Gateway:
 
     def _json_mapping(self, device: MqttDevice) -> JsonMap:
         if device.profile is None:
-            return inline_mapping(device)
+            # devices mapped alike share one (frozen) mapping, as a profile's devices do:
+            # a compound's many sensors of one model would otherwise hold a copy each
+            key = device.mqtt.model_dump_json(exclude={"topic"})
+            shared = self._inline_mappings.get(key)
+            if shared is None:
+                shared = self._inline_mappings[key] = inline_mapping(device)
+            return shared
         mapping = self.profiles.get(device.profile).mapping
         assert isinstance(mapping, JsonMap)
         return mapping

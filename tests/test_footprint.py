@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import subprocess
 import sys
+import tracemalloc
 from pathlib import Path
 
 import pytest
 
 from gateway.services import Mosquitto
+from gateway.supervisor import Gateway
+from tests.helpers import make_config
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -57,3 +61,29 @@ def test_the_cli_loads_what_only_its_other_commands_need_when_they_run() -> None
     assert "gateway.cli" in loaded
     assert {"rich", "gateway.grafana.files", "gateway.grafana.dashboard",
             "gateway.grafana.provision", "grafana_client"} & loaded == set()
+
+
+def _held_by_gateway(tmp_path: Path, count: int) -> int:
+    devices = [{"id": f"gate-{n}", "kind": "temp_gate", "transport": "mqtt", "heartbeat_s": 300,
+                "mqtt": {"topic": f"vendor/gate/{n}",
+                         "readings": ["body_temp_c", "mask", "passage_count"]}}
+               for n in range(count)]
+    config = make_config(tmp_path, site="foot", devices=devices)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        gateway = Gateway(config)
+        gc.collect()
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert len(gateway.ingress.topics) >= count
+    return held
+
+
+def test_devices_mapped_alike_cost_the_gateway_little_memory_each(tmp_path: Path) -> None:
+    # a compound has hundreds of sensors of one model: what each costs beyond its own
+    # configuration, in Python objects the gateway holds
+    per_device = (_held_by_gateway(tmp_path, 600) - _held_by_gateway(tmp_path, 100)) / 500
+    assert per_device < 2048
