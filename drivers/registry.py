@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from drivers.elder_button_gpio import ElderButtonGpio
-from drivers.http_push import HttpPushReceiver
 from drivers.intake import Intake
 from drivers.modbus import ModbusBusDriver
 from drivers.profile import Profile, ProfileLibrary
@@ -52,6 +51,8 @@ def build_drivers(ctx: Context) -> list[Driver]:
     ]
     pushed = [(d, _profile(ctx, d)) for d in config.devices if isinstance(d, HttpDevice)]
     if pushed and config.http is not None:
+        from drivers.http_push import HttpPushReceiver  # aiohttp's server: only when needed
+
         drivers.append(HttpPushReceiver(config.http, pushed, ctx.clock, ctx.counters,
                                         ctx.pseudonymise,
                                         shutdown_timeout_s=config.shutdown_timeout_s))

@@ -8,18 +8,34 @@ import signal
 import time
 from collections.abc import Collection
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
 
 from gateway.config import SECRETS, GatewayConfig, InvalidConfigError, load_config
 from gateway.grafana.cli import grafana_app
 from gateway.problems import ConfigError
 
+if TYPE_CHECKING:
+    from rich.console import Console
+
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Smart-community gateway: devices to MQTT, alerts and a time-series store.")
-err = Console(stderr=True)
+
+
+def _console() -> Console:
+    """rich's console, loaded at the first output: `run` prints nothing unless it fails."""
+    from rich.console import Console
+
+    return Console()
+
+
+def err() -> Console:
+    """The console for errors (stderr)."""
+    from rich.console import Console
+
+    return Console(stderr=True)
+
 
 EXIT_CONFIG = 2
 
@@ -55,10 +71,10 @@ def _load(file: Path, *, secrets: Collection[str] = SECRETS) -> GatewayConfig:
     try:
         config = readable = load_config(file, secrets=secrets)
     except ConfigError as exc:
-        err.print(f"{exc.file}: {len(exc.problems)} problem(s)", style="bold red",
-                  soft_wrap=True, markup=False)
+        err().print(f"{exc.file}: {len(exc.problems)} problem(s)", style="bold red",
+                    soft_wrap=True, markup=False)
         for problem in exc.problems:
-            err.print(f"  {problem}", soft_wrap=True, markup=False, highlight=False)
+            err().print(f"  {problem}", soft_wrap=True, markup=False, highlight=False)
         readable = exc.partial if isinstance(exc, InvalidConfigError) else None
     rule_problems = check(*_rule_files(readable)) if readable is not None else []
     if rule_problems:
@@ -78,10 +94,10 @@ def _rule_files(config: GatewayConfig) -> tuple[list[Path], Path | None]:
 
 
 def _print_rule_problems(problems: list[Any]) -> None:
-    err.print(f"{len(problems)} problem(s) in the rules", style="bold red", soft_wrap=True,
-              markup=False)
+    err().print(f"{len(problems)} problem(s) in the rules", style="bold red", soft_wrap=True,
+                markup=False)
     for problem in problems:
-        err.print(f"  {problem}", soft_wrap=True, markup=False, highlight=False)
+        err().print(f"  {problem}", soft_wrap=True, markup=False, highlight=False)
 
 
 def _logging(level: str) -> None:
@@ -95,7 +111,7 @@ def _logging(level: str) -> None:
 def check_config(file: Annotated[Path, typer.Argument(help="The gateway's TOML file.")]) -> None:
     """Validate a configuration file; print every problem with its key path (exit 2)."""
     config = _load(file)
-    Console().print(f"{file}: OK, site {config.site}, {len(config.devices)} device(s)")
+    _console().print(f"{file}: OK, site {config.site}, {len(config.devices)} device(s)")
 
 
 @app.command()
@@ -116,7 +132,7 @@ async def _serve(config: GatewayConfig) -> None:
     try:
         gateway = Gateway(config)
     except GpioUnavailableError as exc:
-        err.print(str(exc), soft_wrap=True, markup=False)
+        err().print(str(exc), soft_wrap=True, markup=False)
         raise typer.Exit(EXIT_CONFIG) from exc
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -147,9 +163,9 @@ def status(config: ConfigOption) -> None:
     try:
         snap = read_status(path)
     except FileNotFoundError:
-        err.print(f"no status at {path}: is the gateway running with this config?")
+        err().print(f"no status at {path}: is the gateway running with this config?")
         raise typer.Exit(1) from None
-    out = Console()
+    out = _console()
     age = time.time() - snap.ts / 1000
     stale = " [bold red](stale: is the gateway running?)[/]" if age > 10 else ""
     out.print(f"site {snap.site}, status of {age:.0f} s ago{stale}; broker "
@@ -196,7 +212,7 @@ def doctor(
     if json_:
         print(to_json(findings))
     else:
-        print_table(findings, Console())
+        print_table(findings, _console())
     raise typer.Exit(1 if failed(findings) else 0)
 
 
@@ -212,7 +228,7 @@ def demo(
     from gateway.demo import run_site
 
     _logging(log_level)
-    asyncio.run(run_site(workdir.resolve(), ["elder-sos"], duration, Console(), officer=True,
+    asyncio.run(run_site(workdir.resolve(), ["elder-sos"], duration, _console(), officer=True,
                          stay=True))
 
 
@@ -234,17 +250,17 @@ def simulate(
     if list_ or not scenario:
         for name, s in SCENARIOS.items():
             alerts = ", ".join(f"{rule} ({key})" for rule, key in s.alerts) or "none"
-            Console().print(f"{name:16} {s.summary}\n{'':16} alerts: {alerts}",
-                            soft_wrap=True)
+            _console().print(f"{name:16} {s.summary}\n{'':16} alerts: {alerts}",
+                             soft_wrap=True)
         raise typer.Exit(0 if list_ else 2)
     unknown = [s for s in scenario if s not in SCENARIOS]
     if unknown:
-        err.print(f"unknown scenario(s): {', '.join(unknown)}; known: {', '.join(SCENARIOS)}")
+        err().print(f"unknown scenario(s): {', '.join(unknown)}; known: {', '.join(SCENARIOS)}")
         raise typer.Exit(2)
     from gateway.demo import run_site
 
     _logging(log_level)
-    asyncio.run(run_site(workdir.resolve(), scenario, duration, Console(), officer=ack,
+    asyncio.run(run_site(workdir.resolve(), scenario, duration, _console(), officer=ack,
                          stay=False))
 
 
@@ -269,7 +285,7 @@ def rules_check(
     if problems:
         _print_rule_problems(problems)
         raise typer.Exit(EXIT_CONFIG)
-    Console().print(f"{', '.join(map(str, paths))}: OK")
+    _console().print(f"{', '.join(map(str, paths))}: OK")
 
 
 @rules_app.command("test")
@@ -300,7 +316,7 @@ def rules_reload(config: ConfigOption) -> None:
 
     snap = _status(_load(config, secrets=()))
     os.kill(snap.pid, signal.SIGHUP)
-    Console().print(f"asked gateway (pid {snap.pid}) to reload its rules; see its log")
+    _console().print(f"asked gateway (pid {snap.pid}) to reload its rules; see its log")
 
 
 @alerts_app.command("list")
@@ -314,7 +330,7 @@ def alerts_list(config: ConfigOption) -> None:
         since = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(int(a["since"]) / 1000))
         table.add_row(str(a["rule"]), str(a["device"]), str(a["state"]), str(a["severity"]),
                       since, str(a["message"]))
-    Console().print(table)
+    _console().print(table)
 
 
 @alerts_app.command("ack")
@@ -334,7 +350,7 @@ def alerts_ack(
     try:
         result = asyncio.run(acknowledge(cfg, rule, device, by, timeout_s=timeout))
     except BrokerUnavailableError as exc:
-        err.print(str(exc), soft_wrap=True, markup=False, highlight=False)
+        err().print(str(exc), soft_wrap=True, markup=False, highlight=False)
         raise typer.Exit(1) from None
     alert = result.alert
     what = f"{rule} on {device}"
@@ -355,10 +371,10 @@ def alerts_ack(
                              f"it within {timeout:g} s: see `scgw alerts list`",
     }
     if result.outcome.ok:
-        Console().print(messages[result.outcome], soft_wrap=True, markup=False,
-                        highlight=False)
+        _console().print(messages[result.outcome], soft_wrap=True, markup=False,
+                         highlight=False)
     else:
-        err.print(messages[result.outcome], soft_wrap=True, markup=False, highlight=False)
+        err().print(messages[result.outcome], soft_wrap=True, markup=False, highlight=False)
         raise typer.Exit(1)
 
 
@@ -369,10 +385,10 @@ def _status(config: GatewayConfig) -> Any:
     try:
         snap = read_status(path)
     except FileNotFoundError:
-        err.print(f"no status at {path}: is the gateway running with this config?")
+        err().print(f"no status at {path}: is the gateway running with this config?")
         raise typer.Exit(1) from None
     if time.time() - snap.ts / 1000 > 10:
-        err.print(f"the status at {path} is stale: is the gateway running?")
+        err().print(f"the status at {path} is stale: is the gateway running?")
         raise typer.Exit(1)
     return snap
 
@@ -390,9 +406,9 @@ def _broker_users(config: GatewayConfig, console_user: str) -> list[Any]:
     try:
         return broker_users(config, console_user, notify_topics(config.contacts_file))
     except BrokerUsersError as exc:
-        err.print(f"{len(exc.problems)} problem(s) with the broker users", style="bold red")
+        err().print(f"{len(exc.problems)} problem(s) with the broker users", style="bold red")
         for problem in exc.problems:
-            err.print(f"  {problem}", soft_wrap=True, markup=False, highlight=False)
+            err().print(f"  {problem}", soft_wrap=True, markup=False, highlight=False)
         raise typer.Exit(EXIT_CONFIG) from exc
 
 

@@ -14,7 +14,6 @@ from typing import Any
 import msgspec
 
 from drivers.elder_button_gpio import ElderButtonGpio
-from drivers.http_push import HttpPushReceiver
 from drivers.json_map import JsonMap
 from drivers.mqtt_ingress import MqttIngress, inline_mapping
 from drivers.profile import BUILTIN, ProfileLibrary
@@ -28,12 +27,11 @@ from gateway.config import AnyDevice, GatewayConfig, GpioDevice, Location, Modbu
 from gateway.counters import Counters
 from gateway.journal import Journal, JournalFullError, NotJournalledError, Quota, Receipt
 from gateway.kinds import make_event
-from gateway.metrics import MetricsServer
 from gateway.model import AckCommand, Alert, DeliveryClass, DeviceEvent, Reading, new_id
 from gateway.mqtt_link import LastWill, MqttLink
 from gateway.restart import keep_running
 from gateway.sinks.mqtt_sink import MqttSink
-from gateway.sinks.notify_sink import NotifySink
+from gateway.sinks.notify_sink import NotifySink, needs_apprise
 from gateway.sinks.points import PointMaker
 from gateway.sinks.store_sink import StoreSink
 from gateway.sinks.store_writer import Writer, writer_for
@@ -112,6 +110,7 @@ class Gateway:
         self.drivers = build_drivers(Context(config, self.profiles, self.clock, self.counters,
                                              self.pseudonymise, self.pin_factory))
         self.buttons = {d.device.id: d for d in self.drivers if isinstance(d, ElderButtonGpio)}
+        self._inline_mappings: dict[str, JsonMap] = {}
         self.ingress = MqttIngress(
             [d for d in config.devices if isinstance(d, MqttDevice)], self._json_mapping, self,
             self.clock, self.counters, self.pseudonymise, receipts=self.journal,
@@ -124,7 +123,9 @@ class Gateway:
         self.acks = AckDesk(self.topics, self.rules, self.ack, self.counters,
                             config.broker.max_payload_bytes)
         self.link.subscribe(self.topics.alert_ack_filter, self.acks.handle)
-        self.notify_sink = NotifySink(self.journal, self.link, self.clock, self.counters)
+        self.notify_sink = NotifySink(
+            self.journal, self.link, self.clock, self.counters,
+            apprise_at_start=needs_apprise(self.contacts.every_target() if self.contacts else ()))
         self.ready = asyncio.Event()
         self._alarm_refused = False  # an alarm found no room, none was journalled since
         self._stop = asyncio.Event()
@@ -249,6 +250,8 @@ class Gateway:
                     self.clock)),
             ]
             if self.config.metrics is not None:
+                from gateway.metrics import MetricsServer  # aiohttp.web, prometheus_client
+
                 server = MetricsServer(self, self.config.metrics)
                 core.append(task("gw.metrics", server.run))
             drivers = [
@@ -298,6 +301,8 @@ class Gateway:
         """Wait until every device that reports on its own can reach the gateway: the
         broker connected with the device topics subscribed, the HTTP push receiver
         listening, every serial port open (opening a port discards what waited in it)."""
+        from drivers.http_push import HttpPushReceiver
+
         await self.link.session()
         for driver in self.drivers:
             if isinstance(driver, HttpPushReceiver):
@@ -415,7 +420,13 @@ class Gateway:
 
     def _json_mapping(self, device: MqttDevice) -> JsonMap:
         if device.profile is None:
-            return inline_mapping(device)
+            # devices mapped alike share one (frozen) mapping, as a profile's devices do:
+            # a compound's many sensors of one model would otherwise hold a copy each
+            key = device.mqtt.model_dump_json(exclude={"topic"})
+            shared = self._inline_mappings.get(key)
+            if shared is None:
+                shared = self._inline_mappings[key] = inline_mapping(device)
+            return shared
         mapping = self.profiles.get(device.profile).mapping
         assert isinstance(mapping, JsonMap)
         return mapping

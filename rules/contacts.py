@@ -44,6 +44,13 @@ class Contacts:
     def knows(self, group: str) -> bool:
         return group in self.groups or any(group in d for d in self.devices.values())
 
+    def every_target(self) -> set[str]:
+        """Every target the file names, for any group or device."""
+        out = {target for targets in self.groups.values() for target in targets}
+        for groups in self.devices.values():
+            out.update(target for targets in groups.values() for target in targets)
+        return out
+
 
 def load_contacts(path: Path) -> Contacts:
     """Read a contacts file; raise RuleError listing every problem."""

@@ -4,17 +4,30 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
-from rich.console import Console
 
-from gateway.grafana.datasource import InfluxSource
-from gateway.grafana.files import DASHBOARDS_PATH, PASSWORD_ENV
+from gateway.grafana.datasource import DASHBOARDS_PATH, PASSWORD_ENV, InfluxSource
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 grafana_app = typer.Typer(no_args_is_help=True,
                           help="The alarm dashboard: provisioning files, or push to Grafana.")
-_err = Console(stderr=True)
+
+
+def _console() -> Console:
+    from rich.console import Console
+
+    return Console()
+
+
+def _err() -> Console:
+    from rich.console import Console
+
+    return Console(stderr=True)
+
 
 DatasourceUrl = Annotated[str, typer.Option(
     help="InfluxDB's URL as Grafana's server reaches it.")]
@@ -28,6 +41,10 @@ DatasourceToken = Annotated[bool, typer.Option(
 
 _T = TypeVar("_T", str, str | None)
 
+MISSING_CLIENT = ("scgw grafana provision needs grafana-client: install it into the "
+                  "gateway's virtualenv (pip install grafana-client, or the package's "
+                  "[grafana] extra)")
+
 # the earlier name of --datasource-password-env, still accepted
 DeprecatedPasswordEnv = Annotated[str | None, typer.Option("--password-env", hidden=True)]
 
@@ -35,14 +52,14 @@ DeprecatedPasswordEnv = Annotated[str | None, typer.Option("--password-env", hid
 def _renamed(old: str | None, new: _T) -> str | _T:
     if old is None:
         return new
-    _err.print("--password-env is deprecated: use --datasource-password-env", markup=False)
+    _err().print("--password-env is deprecated: use --datasource-password-env", markup=False)
     return old
 
 
 def _source(url: str, database: str, user: str | None, token: bool) -> InfluxSource:
     if user and token:
-        _err.print("--datasource-user and --datasource-token exclude each other: InfluxDB "
-                   "1.x takes a user and password, 2.x/3.x a token", markup=False)
+        _err().print("--datasource-user and --datasource-token exclude each other: InfluxDB "
+                     "1.x takes a user and password, 2.x/3.x a token", markup=False)
         raise typer.Exit(2)
     return InfluxSource(url=url, database=database, user=user, token=token)
 
@@ -70,7 +87,7 @@ def export(
     files = provisioning_files(source, dashboards_path=dashboards_path,
                                password_env=_renamed(password_env, datasource_password_env))
     for path in write_files(directory, files):
-        Console().print(f"wrote {path}", highlight=False, soft_wrap=True, markup=False)
+        _console().print(f"wrote {path}", highlight=False, soft_wrap=True, markup=False)
 
 
 @grafana_app.command("provision")
@@ -91,24 +108,29 @@ def provision(
     password_env: DeprecatedPasswordEnv = None,
 ) -> None:
     """Create or update the data source, folder, dashboard and alert rules in Grafana."""
-    from gateway.grafana.provision import ProvisionError, connect
-    from gateway.grafana.provision import provision as push
-
+    try:
+        from gateway.grafana.provision import ProvisionError, connect
+        from gateway.grafana.provision import provision as push
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").partition(".")[0] != "grafana_client":
+            raise
+        _err().print(MISSING_CLIENT, markup=False, soft_wrap=True, highlight=False)
+        raise typer.Exit(2) from None
     datasource_password_env = _renamed(password_env, datasource_password_env)
     password = None
     if datasource_password_env is not None:
         password = os.environ.get(datasource_password_env)
         if password is None:
-            _err.print(f"--datasource-password-env: {datasource_password_env} is not set",
-                       markup=False)
+            _err().print(f"--datasource-password-env: {datasource_password_env} is not set",
+                         markup=False)
             raise typer.Exit(2)
     source = _source(datasource_url, database, datasource_user, datasource_token)
     try:
         steps = push(connect(url, token, timeout), url, source, password)
     except ProvisionError as exc:
-        _err.print(str(exc), style="bold red", soft_wrap=True, markup=False, highlight=False)
+        _err().print(str(exc), style="bold red", soft_wrap=True, markup=False, highlight=False)
         raise typer.Exit(1) from exc
-    out = Console()
+    out = _console()
     for step in steps:
         out.print(f"{step.what}: {step.outcome}", highlight=False, markup=False)
     out.print(f"Grafana at {url} is provisioned.", highlight=False, soft_wrap=True,

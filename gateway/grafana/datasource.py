@@ -7,6 +7,10 @@ from typing import Any, Final
 
 DATASOURCE_UID: Final = "scgw-influxdb"
 DATASOURCE_NAME: Final = "Smart community InfluxDB"
+# with a user or token, where Grafana reads the secret from (file provisioning)
+PASSWORD_ENV: Final = "SCGW_INFLUXDB_PASSWORD"
+# where Grafana finds the dashboard JSON: inside the provisioning directory it mounts
+DASHBOARDS_PATH: Final = "/etc/grafana/provisioning/dashboards/scgw"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

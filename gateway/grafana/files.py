@@ -9,17 +9,19 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Final
+from typing import Any
 
 import yaml
 
 from gateway.grafana.alert_rules import rule_group_file
 from gateway.grafana.dashboard import FOLDER_TITLE, FOLDER_UID, dashboard_model
-from gateway.grafana.datasource import DATASOURCE_UID, InfluxSource, datasource_model
-
-# where Grafana finds the dashboard JSON: inside the provisioning directory it mounts
-DASHBOARDS_PATH: Final = "/etc/grafana/provisioning/dashboards/scgw"
-PASSWORD_ENV: Final = "SCGW_INFLUXDB_PASSWORD"
+from gateway.grafana.datasource import (
+    DASHBOARDS_PATH,
+    DATASOURCE_UID,
+    PASSWORD_ENV,
+    InfluxSource,
+    datasource_model,
+)
 
 _HEADER = ("# Rendered by `scgw grafana export` from gateway/grafana/: change the code there "
            "and export again.\n")

@@ -18,6 +18,7 @@ import asyncio
 import functools
 import json
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -38,6 +39,7 @@ READ_BATCH = 100
 IN_FLIGHT = 256  # intents being delivered at once; reading waits while this many are open
 ATTEMPT_S = 30.0  # longest one attempt to reach one target may take
 GIVE_UP_S = 600.0  # a target failing for this long is given up for the intent
+MQTT_TARGET = "mqtt://"  # a target on the gateway's own broker; every other goes by apprise
 
 
 class Publisher(Protocol):
@@ -61,16 +63,25 @@ class _Delivery:
         return json.dumps(sorted(set(range(len(self.intent.targets))) - self.left)).encode()
 
 
+def needs_apprise(targets: Iterable[str]) -> bool:
+    """Whether any of `targets` is delivered through apprise."""
+    return any(not target.startswith(MQTT_TARGET) for target in targets)
+
+
 class NotifySink:
+    """`apprise_at_start`: load apprise (about 13 MiB) when the sink starts rather than at the
+    first message; for a gateway whose contacts have apprise targets."""
+
     def __init__(self, journal: Journal, publisher: Publisher, clock: Clock,
                  counters: Counters, give_up_s: float = GIVE_UP_S,
-                 attempt_s: float = ATTEMPT_S) -> None:
+                 attempt_s: float = ATTEMPT_S, *, apprise_at_start: bool = False) -> None:
         self._journal = journal
         self._publisher = publisher
         self._clock = clock
         self._counters = counters
         self._give_up_s = give_up_s
         self._attempt_s = attempt_s
+        self._apprise_at_start = apprise_at_start
         self._wake = journal.listen()
         self._open: dict[int, _Delivery] = {}  # by journal seq: targets still to do
         self._finished: dict[int, _Delivery] = {}  # done, but the cursor is not past yet
@@ -86,7 +97,8 @@ class NotifySink:
         self._finished.clear()
         self._latest.clear()
         async with asyncio.TaskGroup() as deliveries:
-            deliveries.create_task(_warm_up(), name="gw.notify.warm_up")
+            if self._apprise_at_start:
+                deliveries.create_task(_warm_up(), name="gw.notify.warm_up")
             while True:
                 if len(self._open) >= IN_FLIGHT:
                     self._room.clear()

@@ -1,17 +1,17 @@
-"""Writing line protocol to a time-series store: the InfluxDB v2 write API or 1.x `/write`."""
+"""Writing line protocol to a time-series store: the InfluxDB v2 write API or 1.x `/write`.
+
+Both are one HTTP POST of line protocol per batch (`gateway/sinks/store_http.py`).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from collections.abc import Mapping
-from typing import Any, Protocol
-
-import aiohttp
-from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
-from influxdb_client.domain.write_precision import WritePrecision
-from influxdb_client.rest import ApiException
+from typing import Protocol
 
 from gateway.config import StoreConfig
+from gateway.sinks.store_http import StoreConnection
 
 # 400 and 422: the store parsed the batch and refuses it; sending it again cannot help
 _REJECTED = {400, 422}
@@ -39,24 +39,6 @@ class Writer(Protocol):
     async def close(self) -> None: ...
 
 
-class _Connections:
-    """Counts the connections an aiohttp session opens (its trace hooks)."""
-
-    def __init__(self) -> None:
-        self.opened = 0
-        self.trace = aiohttp.TraceConfig()
-        self.trace.on_connection_create_end.append(self._opened)
-
-    async def _opened(self, session: aiohttp.ClientSession, context: object,
-                      params: aiohttp.TraceConnectionCreateEndParams) -> None:
-        self.opened += 1
-
-    def session(self, **kwargs: Any) -> aiohttp.ClientSession:
-        """An aiohttp session counted here (influxdb-client's `client_session_type`)."""
-        traces = [*(kwargs.pop("trace_configs", None) or ()), self.trace]
-        return aiohttp.ClientSession(trace_configs=traces, **kwargs)
-
-
 def writer_for(config: StoreConfig, env: Mapping[str, str]) -> Writer:
     """The writer for the configured API, its secret read from `env`."""
     if config.api == "v1":
@@ -66,52 +48,81 @@ def writer_for(config: StoreConfig, env: Mapping[str, str]) -> Writer:
     return InfluxWriter(config, token)
 
 
-class InfluxWriter:
-    """The InfluxDB v2 write API (`/api/v2/write`) through influxdb-client."""
+class _LinePoster:
+    """POSTs batches of line protocol to one endpoint of the store."""
 
-    def __init__(self, config: StoreConfig, token: str) -> None:
+    def __init__(self, config: StoreConfig, path: str, params: dict[str, str],
+                 headers: dict[str, str], secret_key: str) -> None:
         self._config = config
-        self._token = token
-        self._client: InfluxDBClientAsync | None = None
-        self._connections = _Connections()
+        self._path = path
+        self._params = params
+        self._headers = {"Content-Type": "text/plain; charset=utf-8", **headers}
+        # a line break would end the header early, and HTTP headers carry latin-1 only:
+        # such a secret is refused before anything is sent
+        self._bad_secret = not all(
+            value.isprintable() and _latin1(value) for value in headers.values())
+        self._secret_key = secret_key
+        self._connection = StoreConnection(config.url)
 
     @property
     def connections(self) -> int:
-        return self._connections.opened
+        return self._connection.opened
+
+    def _hint(self, status: int) -> str:
+        """What to do about a refusal, appended to its message."""
+        return ""
 
     async def write(self, lines: list[str]) -> None:
-        if self._client is None:
-            self._client = InfluxDBClientAsync(
-                url=self._config.url,
-                token=self._token,
-                org=self._config.org,
-                timeout=int(self._config.timeout_s * 1000),
-                client_session_type=self._connections.session,
-            )
+        if self._bad_secret:
+            raise StoreWriteError(f"the secret in {self._secret_key} holds a line break or a "
+                                  "character an HTTP header cannot carry",
+                                  status=None, retryable=True)
         try:
-            await self._client.write_api().write(
-                bucket=self._config.bucket, org=self._config.org, record=lines,
-                write_precision=WritePrecision.MS,  # type: ignore[arg-type]  # its stub says str
-            )
-        except ApiException as exc:
-            status = int(exc.status) if exc.status is not None else None
-            raise StoreWriteError(
-                f"store answered {status} {exc.reason}: {_body(exc)}",
-                status=status,
-                retryable=status not in _REJECTED,
-            ) from exc
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            async with asyncio.timeout(self._config.timeout_s):
+                answer = await self._connection.post(
+                    self._path, self._params, self._headers, "\n".join(lines).encode())
+        except (TimeoutError, OSError) as exc:
             raise StoreWriteError(
                 f"store unreachable: {type(exc).__name__}: {exc}", status=None, retryable=True
             ) from exc
+        if 200 <= answer.status < 300:
+            return
+        text = answer.body[:200].decode("utf-8", "replace").strip()
+        raise StoreWriteError(
+            f"store answered {answer.status}: {text}{self._hint(answer.status)}",
+            status=answer.status, retryable=answer.status not in _REJECTED)
 
     async def close(self) -> None:
-        if self._client is not None:
-            await self._client.close()  # type: ignore[no-untyped-call]
-            self._client = None
+        await self._connection.aclose()
 
 
-class InfluxV1Writer:
+def _latin1(text: str) -> bool:
+    try:
+        text.encode("latin-1")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+class InfluxWriter(_LinePoster):
+    """The InfluxDB v2 write API (`/api/v2/write`): InfluxDB 2.x/3.x, 1.8+, VictoriaMetrics.
+
+    As with 1.x, 401/403 and 404 (no such bucket or org) are retried like an outage.
+    """
+
+    def __init__(self, config: StoreConfig, token: str) -> None:
+        super().__init__(
+            config, "/api/v2/write",
+            {"org": config.org, "bucket": config.bucket, "precision": "ms"},
+            {"Authorization": f"Token {token}"} if token else {}, "store.token_env")
+
+    def _hint(self, status: int) -> str:
+        if status in (401, 403):
+            return " (check the token in store.token_env)"
+        return ""
+
+
+class InfluxV1Writer(_LinePoster):
     """The InfluxDB 1.x `/write` endpoint (Debian's `influxdb`), same line protocol.
 
     A 404 (database not found) and 401/403 are retried like an outage: the points stay in
@@ -119,53 +130,19 @@ class InfluxV1Writer:
     """
 
     def __init__(self, config: StoreConfig, password: str) -> None:
-        self._config = config
-        self._url = config.url.rstrip("/") + "/write"
-        self._params = {"db": config.database, "precision": "ms"}
+        params = {"db": config.database, "precision": "ms"}
         if config.retention_policy:
-            self._params["rp"] = config.retention_policy
-        self._headers: dict[str, str] = {}
+            params["rp"] = config.retention_policy
+        headers: dict[str, str] = {}
         if config.username:
             credentials = base64.b64encode(f"{config.username}:{password}".encode()).decode()
-            self._headers["Authorization"] = f"Basic {credentials}"
-        self._session: aiohttp.ClientSession | None = None
-        self._connections = _Connections()
+            headers["Authorization"] = f"Basic {credentials}"
+        super().__init__(config, "/write", params, headers, "store.password_env")
 
-    @property
-    def connections(self) -> int:
-        return self._connections.opened
-
-    async def write(self, lines: list[str]) -> None:
-        if self._session is None:
-            self._session = self._connections.session(
-                timeout=aiohttp.ClientTimeout(total=self._config.timeout_s),
-                headers=self._headers)
-        try:
-            async with self._session.post(self._url, params=self._params,
-                                          data="\n".join(lines).encode()) as resp:
-                if 200 <= resp.status < 300:
-                    return
-                text = (await resp.text(errors="replace"))[:200]
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise StoreWriteError(
-                f"store unreachable: {type(exc).__name__}: {exc}", status=None, retryable=True
-            ) from exc
-        hint = ""
-        if resp.status == 404:
-            hint = (f" (create it: influx -execute 'CREATE DATABASE \"{self._config.database}\"')")
-        elif resp.status in (401, 403):
-            hint = " (check store.username and the password in store.password_env)"
-        raise StoreWriteError(f"store answered {resp.status}: {text.strip()}{hint}",
-                              status=resp.status, retryable=resp.status not in _REJECTED)
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-
-
-def _body(exc: ApiException) -> str:
-    body = exc.body
-    if isinstance(body, bytes):
-        body = body.decode("utf-8", "replace")
-    return str(body or "")[:200]
+    def _hint(self, status: int) -> str:
+        if status == 404:
+            return (f" (create it: influx -execute "
+                    f"'CREATE DATABASE \"{self._config.database}\"')")
+        if status in (401, 403):
+            return " (check store.username and the password in store.password_env)"
+        return ""

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from typing import Any
 
 from click.testing import Result
@@ -131,3 +133,16 @@ async def test_no_grafana_at_the_url() -> None:
     assert result.exit_code == 1
     assert f"cannot reach Grafana at {url}" in result.output
     assert "is Grafana running and is --url right" in result.output
+
+
+def test_without_grafana_client_the_command_says_how_to_install_it() -> None:
+    # a process of its own, with the library made unimportable
+    script = ("import sys; sys.modules['grafana_client'] = None; "
+              "from gateway.cli import app; app()")
+    result = subprocess.run(
+        [sys.executable, "-c", script, "grafana", "provision", "--url", "http://127.0.0.1:9",
+         "--token", TOKEN], capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "scgw grafana provision needs grafana-client: install it into the gateway's virtualenv "
+        "(pip install grafana-client, or the package's [grafana] extra)"]

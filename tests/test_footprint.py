@@ -1,0 +1,89 @@
+"""What a running gateway loads: libraries only the features it uses need stay out of memory."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import json
+import subprocess
+import sys
+import tracemalloc
+from pathlib import Path
+
+import pytest
+
+from gateway.services import Mosquitto
+from gateway.supervisor import Gateway
+from tests.helpers import make_config
+
+REPO = Path(__file__).resolve().parent.parent
+
+# loaded only by a configuration or a command that needs them
+NOT_FOR_MQTT_DEVICES = {
+    "influxdb_client",  # the store is written with one HTTP POST per batch
+    "reactivex",
+    "aiohttp",  # HTTP push devices, [metrics]
+    "grafana_client",  # `scgw grafana provision`
+    "apprise",  # notification targets other than mqtt://
+    "prometheus_client",  # [metrics]
+    "gpiozero",  # GPIO buttons
+}
+
+
+async def _loaded(tmp_path: Path, mosquitto: Mosquitto, target: str) -> set[str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tests.loaded_modules", str(tmp_path), str(mosquitto.port),
+        target, cwd=REPO, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
+    assert proc.returncode == 0, err.decode()
+    return set(json.loads(out))
+
+
+async def test_a_gateway_with_mqtt_devices_and_targets_loads_no_optional_library(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    loaded = await _loaded(tmp_path, mosquitto, "mqtt://sc/mods/notify/family")
+    assert loaded & NOT_FOR_MQTT_DEVICES == set()
+    assert {"gateway", "aiomqtt", "pydantic"} <= loaded  # it did run
+
+
+@pytest.mark.parametrize("target", ["json://127.0.0.1:9/family"])
+async def test_an_apprise_target_loads_apprise(tmp_path: Path, mosquitto: Mosquitto,
+                                              target: str) -> None:
+    assert "apprise" in await _loaded(tmp_path, mosquitto, target)
+
+
+def test_the_cli_loads_what_only_its_other_commands_need_when_they_run() -> None:
+    script = "import json, sys, gateway.cli; print(json.dumps(sorted(sys.modules)))"
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=60, check=True, cwd=REPO)
+    loaded = set(json.loads(result.stdout))
+    assert "gateway.cli" in loaded
+    assert {"rich", "gateway.grafana.files", "gateway.grafana.dashboard",
+            "gateway.grafana.provision", "grafana_client"} & loaded == set()
+
+
+def _held_by_gateway(tmp_path: Path, count: int) -> int:
+    devices = [{"id": f"gate-{n}", "kind": "temp_gate", "transport": "mqtt", "heartbeat_s": 300,
+                "mqtt": {"topic": f"vendor/gate/{n}",
+                         "readings": ["body_temp_c", "mask", "passage_count"]}}
+               for n in range(count)]
+    config = make_config(tmp_path, site="foot", devices=devices)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        gateway = Gateway(config)
+        gc.collect()
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert len(gateway.ingress.topics) >= count
+    return held
+
+
+def test_devices_mapped_alike_cost_the_gateway_little_memory_each(tmp_path: Path) -> None:
+    # a compound has hundreds of sensors of one model: what each costs beyond its own
+    # configuration, in Python objects the gateway holds
+    per_device = (_held_by_gateway(tmp_path, 600) - _held_by_gateway(tmp_path, 100)) / 500
+    assert per_device < 2048
