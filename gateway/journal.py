@@ -112,6 +112,7 @@ class Quota:
 class Entry:
     seq: int
     record: Record
+    body: bytes = b""  # the record as journalled (gateway.model.encode); b"": not at hand
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +151,7 @@ class Journal:
         self._pending: list[_Commit] = []
         self._lazy: dict[str, int] = {}  # cursor moves waiting for a commit to ride along
         self._cursors: dict[str, int] = {}  # as committed; journal thread only
+        self._synchronous = True  # PRAGMA synchronous is FULL (else NORMAL); journal thread
         # the newest committed records, consecutive: most reads are served from here
         self._recent: deque[Entry] = deque(maxlen=RECENT)
         self._receipts: dict[str, Receipt] = {}  # every receipt kept, by key
@@ -391,10 +393,10 @@ class Journal:
     def _remember(self, job: _Commit, seqs: list[int]) -> None:
         """Keep the newest records at hand, as long as they follow on without a gap."""
         recent = self._recent
-        for seq, record in zip(seqs, job.records, strict=True):
+        for seq, record, (_, body) in zip(seqs, job.records, job.encoded, strict=True):
             if recent and recent[-1].seq != seq - 1:
                 recent.clear()  # never expected: a gap would hide records from readers
-            recent.append(Entry(seq, record))
+            recent.append(Entry(seq, record, body))
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
@@ -405,6 +407,7 @@ class Journal:
         db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=FULL")
+        self._synchronous = True
         # the WAL file shrinks back to WAL_HELD after a checkpoint, never below
         db.execute(f"PRAGMA journal_size_limit={WAL_HELD}")
         db.executescript(_SCHEMA)
@@ -447,7 +450,10 @@ class Journal:
         # lazy cursor moves and lazy state alone: no fsync of their own (the next durable
         # commit syncs them)
         durable = any(job.durable for job in group)
-        db.execute("PRAGMA synchronous=FULL" if durable else "PRAGMA synchronous=NORMAL")
+        if durable is not self._synchronous:
+            # a statement (and a hand-over of the interpreter lock) only when it changes
+            db.execute("PRAGMA synchronous=FULL" if durable else "PRAGMA synchronous=NORMAL")
+            self._synchronous = durable
         db.execute("BEGIN IMMEDIATE")
         try:
             for job in group:
@@ -544,7 +550,7 @@ class Journal:
         for seq, body in rows:
             upto = int(seq)
             try:
-                entries.append(Entry(int(seq), decode(body)))
+                entries.append(Entry(int(seq), decode(body), bytes(body)))
             except msgspec.MsgspecError as exc:  # written by a newer schema, or damaged
                 log.error("journal record %d cannot be decoded (%s); skipped", seq, exc)
         return Batch(entries, upto)
