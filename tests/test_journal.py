@@ -6,7 +6,7 @@ import asyncio
 from pathlib import Path
 
 from gateway.journal import Journal
-from gateway.model import DeliveryClass, DeviceEvent, DeviceKind, new_id
+from gateway.model import DeliveryClass, DeviceEvent, DeviceKind, decode, encode, new_id
 
 
 def _event(n: int, cls: DeliveryClass = DeliveryClass.ALARM) -> DeviceEvent:
@@ -93,3 +93,33 @@ async def test_undecodable_record_is_skipped_not_blocking(tmp_path: Path) -> Non
         batch = await journal.read("c")
         assert [e.seq for e in batch.entries] == [1, 3]
         assert batch.upto == 3
+
+
+async def test_entries_carry_the_bytes_as_journalled(tmp_path: Path) -> None:
+    # the MQTT sink publishes these bytes: a record is encoded once, on its way in
+    path = tmp_path / "j.db"
+    written = [_event(n) for n in range(3)]
+    async with Journal(path) as journal:
+        await journal.commit(written)
+        fresh = (await journal.read_after(0)).entries  # from the records kept in memory
+        assert [e.body for e in fresh] == [encode(e) for e in written]
+    async with Journal(path) as journal:
+        stored = (await journal.read_after(0)).entries  # from the database
+        assert [e.body for e in stored] == [encode(e) for e in written]
+        assert [decode(e.body) for e in stored] == written
+
+
+async def test_a_durable_commit_sets_no_pragma_when_the_mode_is_unchanged(
+        tmp_path: Path) -> None:
+    statements: list[str] = []
+    async with Journal(tmp_path / "j.db") as journal:
+        assert journal._db is not None
+        journal._db.set_trace_callback(statements.append)
+        for n in range(5):
+            await journal.append(_event(n))
+        assert not [s for s in statements if "synchronous" in s]
+        await journal.commit(state={"k": b"lazy"}, durable=False)  # no fsync of its own
+        await journal.append(_event(5))  # and the next one has it again
+        assert [s for s in statements if "synchronous" in s] == [
+            "PRAGMA synchronous=NORMAL", "PRAGMA synchronous=FULL"]
+        assert await journal.read_state("k") == b"lazy"
