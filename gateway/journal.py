@@ -54,15 +54,13 @@ CREATE TABLE IF NOT EXISTS receipts (
 """
 
 
-_MOVE_CURSOR = ("INSERT INTO cursors (consumer, seq) VALUES (?, ?) "
-                "ON CONFLICT(consumer) DO UPDATE SET seq=max(seq, excluded.seq)")
-
 LAZY_S = 5.0  # longest a lazy cursor move waits for a commit to ride along with
 SWITCH_INTERVAL_S = 0.0005  # see Journal.open
 RECENT = 4096  # newest records kept in memory for readers
 MEASURE_EVERY_S = 0.5  # how stale the journal's size may be when no limit is near
 MEASURE_MARGIN = 64 * 2**20  # free disk closer than this to the reserve: measure every commit
 WAL_HELD = 8 * 2**20  # the write-ahead log's size, allocated on the disk from the start
+ROWS_PER_STATEMENT = 200  # rows of one multi-row INSERT (3 values each: 600 variables)
 
 
 class JournalClosedError(Exception):
@@ -446,7 +444,6 @@ class Journal:
 
     def _commit_sync(self, group: list[_Commit], lazy: dict[str, int]) -> list[list[int]]:
         db = self._conn()
-        out: list[list[int]] = []
         # lazy cursor moves and lazy state alone: no fsync of their own (the next durable
         # commit syncs them)
         durable = any(job.durable for job in group)
@@ -454,31 +451,46 @@ class Journal:
             # a statement (and a hand-over of the interpreter lock) only when it changes
             db.execute("PRAGMA synchronous=FULL" if durable else "PRAGMA synchronous=NORMAL")
             self._synchronous = durable
+        # The whole group in a few multi-row statements: every statement hands the
+        # interpreter lock over and waits to get it back from a busy event loop, which
+        # took longer than the fsync itself. Records get their sequence numbers here, the
+        # next after the last committed (the journal's only writer); what the group sets
+        # last for a key, a cursor or a receipt is what it sets.
+        out: list[list[int]] = []
+        records: list[tuple[int, str, bytes]] = []
+        seq = self._last_seq
+        state: dict[str, bytes | None] = {}
+        cursors: dict[str, int] = dict(lazy)
+        receipts: dict[str, Receipt] = {}
+        for job in group:
+            seqs = []
+            for cls, body in job.encoded:
+                seq += 1
+                records.append((seq, cls, body))
+                seqs.append(seq)
+            out.append(seqs)
+            if job.cursor is not None:
+                consumer, at = job.cursor
+                cursors[consumer] = max(at, cursors.get(consumer, at))
+            state.update(job.state)
+            if job.receipt is not None:
+                receipts[job.receipt.key] = job.receipt
         db.execute("BEGIN IMMEDIATE")
         try:
-            for job in group:
-                seqs = []
-                for cls, body in job.encoded:
-                    cur = db.execute("INSERT INTO records (cls, body) VALUES (?, ?)", (cls, body))
-                    seqs.append(int(cur.lastrowid or 0))
-                if job.cursor is not None:
-                    db.execute(_MOVE_CURSOR, job.cursor)
-                for key, value in job.state.items():
-                    if value is None:
-                        db.execute("DELETE FROM state WHERE key=?", (key,))
-                    else:
-                        db.execute(
-                            "INSERT INTO state (key, value) VALUES (?, ?) "
-                            "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
-                            (key, value),
-                        )
-                out.append(seqs)
-                if job.receipt is not None:
-                    db.execute("INSERT OR REPLACE INTO receipts (key, digest, at) "
-                               "VALUES (?, ?, ?)", (job.receipt.key, job.receipt.digest,
-                                                     job.receipt.at))
-            if lazy:
-                db.executemany(_MOVE_CURSOR, lazy.items())
+            _insert_rows(db, "INSERT INTO records (seq, cls, body) VALUES ", records, "")
+            _insert_rows(db, "INSERT INTO state (key, value) VALUES ",
+                         [(k, v) for k, v in state.items() if v is not None],
+                         " ON CONFLICT(key) DO UPDATE SET value=excluded.value")
+            gone = [k for k, v in state.items() if v is None]
+            for first in range(0, len(gone), ROWS_PER_STATEMENT):
+                chunk = gone[first:first + ROWS_PER_STATEMENT]
+                db.execute(f"DELETE FROM state WHERE key IN ({','.join('?' * len(chunk))})",
+                           chunk)
+            _insert_rows(db, "INSERT INTO cursors (consumer, seq) VALUES ",
+                         list(cursors.items()),
+                         " ON CONFLICT(consumer) DO UPDATE SET seq=max(seq, excluded.seq)")
+            _insert_rows(db, "INSERT OR REPLACE INTO receipts (key, digest, at) VALUES ",
+                         [(r.key, r.digest, r.at) for r in receipts.values()], "")
             db.execute("COMMIT")
         except BaseException as exc:
             # SQLite has rolled back by itself after some errors (a full disk among them)
@@ -602,6 +614,16 @@ class Journal:
         if self._db is None:
             raise JournalClosedError(str(self._path))
         return self._db
+
+
+def _insert_rows(db: sqlite3.Connection, head: str, rows: Sequence[tuple[Any, ...]],
+                 tail: str) -> None:
+    """`head` VALUES (...), (...) `tail`: up to ROWS_PER_STATEMENT rows per statement."""
+    for first in range(0, len(rows), ROWS_PER_STATEMENT):
+        chunk = rows[first:first + ROWS_PER_STATEMENT]
+        one = f"({','.join('?' * len(chunk[0]))})"
+        db.execute(f"{head}{','.join([one] * len(chunk))}{tail}",
+                   [value for row in chunk for value in row])
 
 
 def _disk_full(exc: sqlite3.Error) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from gateway.journal import Journal
+from gateway.journal import Journal, Receipt
 from gateway.model import DeliveryClass, DeviceEvent, DeviceKind, decode, encode, new_id
 
 
@@ -123,3 +123,36 @@ async def test_a_durable_commit_sets_no_pragma_when_the_mode_is_unchanged(
         assert [s for s in statements if "synchronous" in s] == [
             "PRAGMA synchronous=NORMAL", "PRAGMA synchronous=FULL"]
         assert await journal.read_state("k") == b"lazy"
+
+
+async def test_a_group_of_commits_is_a_few_statements_whatever_its_size(
+        tmp_path: Path) -> None:
+    # every statement waits for the interpreter lock from a busy event loop: a grouped
+    # commit of many messages must not cost one statement per record and per row
+    path = tmp_path / "j.db"
+    statements: list[str] = []
+    async with Journal(path) as journal:
+        await journal.append(_event(0))
+        assert journal._db is not None
+        journal._db.set_trace_callback(statements.append)
+        seqs = await asyncio.gather(*(
+            journal.commit([_event(n), _event(n + 1000)], cursor=("rules", n),
+                           state={f"k{n}": b"v", "gone": None, "last": b"%d" % n},
+                           receipt=Receipt(f"mqtt:{n % 3}", b"d%d" % n, n))
+            for n in range(1, 301)))
+        assert [s for r in seqs for s in r] == list(range(2, 602))  # in the callers' order
+        assert len(statements) <= 4 * 12  # BEGIN, 600 records, 302 rows, cursor, COMMIT
+        assert journal.commits <= 4
+        await journal.commit(state={"k1": None})
+    async with Journal(path) as journal:
+        assert journal.last_seq == 601
+        assert await journal.cursor("rules") == 300
+        assert await journal.read_state("k1") is None
+        assert await journal.read_state("k300") == b"v"
+        assert await journal.read_state("last") == b"300"
+        assert journal.receipt("mqtt:0") == Receipt("mqtt:0", b"d300", 300)
+        batch = await journal.read_after(0, limit=1000)
+        assert [e.seq for e in batch.entries] == list(range(1, 602))
+        assert [e.record.fields["n"] for e in batch.entries[1:5]  # type: ignore[union-attr]
+                ] == [1, 1001, 2, 1002]
+        assert await journal.append(_event(9)) == 602
