@@ -156,6 +156,7 @@ class Journal:
         self._measured_at = -math.inf  # time.monotonic() of the last exact measurement
         self._wake = asyncio.Event()
         self._committer: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._last_seq = 0
         self._listeners: list[asyncio.Event] = []
         self._closing = False
@@ -177,6 +178,7 @@ class Journal:
         if sys.getswitchinterval() > SWITCH_INTERVAL_S:
             sys.setswitchinterval(SWITCH_INTERVAL_S)
         self._path.parent.mkdir(parents=True, exist_ok=True)
+        self._loop = asyncio.get_running_loop()
         self._last_seq = await self._run(self._open_sync)
         self._committer = asyncio.create_task(self._commit_loop(), name="journal.commit")
 
@@ -237,7 +239,9 @@ class Journal:
         job.encoded = [(delivery_class(r).value, encode(r)) for r in records]
         self._pending.append(job)
         self._wake.set()
-        return await asyncio.shield(done)
+        # not shielded: a caller cancelled meanwhile leaves its records to the commit, as
+        # before, and a shield cost one more turn of the loop for every caller
+        return await done
 
     def _check_room(self, records: Sequence[Record]) -> None:
         q = self._quota
@@ -342,7 +346,7 @@ class Journal:
                 )
                 lazy, self._lazy = self._lazy, {}
                 try:
-                    seqs = await self._run(self._commit_sync, group, lazy)
+                    await self._run(self._commit_sync, group, lazy)
                 except JournalFullError as exc:
                     # the disk is full: alarms get the reserve's space, the rest is refused
                     alarms = [job for job in group if job.alarm]
@@ -364,17 +368,22 @@ class Journal:
                     if not group:
                         break  # nothing else waits: the next wake-up tries them again
                     continue
-                for job, job_seqs in zip(group, seqs, strict=True):
-                    self._remember(job, job_seqs)
-                    if job.receipt is not None:
-                        self._receipts[job.receipt.key] = job.receipt
-                    if not job.done.done():
-                        job.done.set_result(job_seqs)
-                if any(job.records for job in group):
-                    for listener in self._listeners:
-                        listener.set()
+                # its callers were answered already, by _committed
             if self._closing:
                 return
+
+    def _committed(self, group: list[_Commit], seqs: list[list[int]]) -> None:
+        """On the loop, as soon as the journal thread committed `group`: its callers resume
+        in the next turn of the loop, not after the committer task's turn as well."""
+        for job, job_seqs in zip(group, seqs, strict=True):
+            self._remember(job, job_seqs)
+            if job.receipt is not None:
+                self._receipts[job.receipt.key] = job.receipt
+            if not job.done.done():
+                job.done.set_result(job_seqs)
+        if any(job.records for job in group):
+            for listener in self._listeners:
+                listener.set()
 
     def _fail(self, group: list[_Commit], lazy: dict[str, int], exc: Exception) -> None:
         """The commit of `group` failed: its callers hear why; lazy moves wait for the next."""
@@ -511,6 +520,10 @@ class Journal:
         self.records_written += written
         if written:
             self._last_seq = max(self._last_seq, max(s[-1] for s in out if s))
+        # the callers are answered from here: before the committer task hears of it (the
+        # loop runs what a thread hands it in order), one turn of the loop sooner
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(self._committed, group, out)
         return out
 
     def _measure_if_due(self, db: sqlite3.Connection, added: int) -> None:

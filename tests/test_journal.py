@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 from gateway.journal import Journal, Receipt
 from gateway.model import DeliveryClass, DeviceEvent, DeviceKind, decode, encode, new_id
@@ -156,3 +157,34 @@ async def test_a_group_of_commits_is_a_few_statements_whatever_its_size(
         assert [e.record.fields["n"] for e in batch.entries[1:5]  # type: ignore[union-attr]
                 ] == [1, 1001, 2, 1002]
         assert await journal.append(_event(9)) == 602
+
+
+async def test_a_caller_resumes_in_the_loop_turn_after_its_commit(tmp_path: Path) -> None:
+    # under load every turn of the event loop is milliseconds: an alert waited three
+    # more of them between its fsync and its caller (the committer task, then a shield)
+    turns = 0
+
+    async def count_turns() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await asyncio.sleep(0)
+
+    async with Journal(tmp_path / "j.db") as journal:
+        at_commit: list[int] = []
+        commit_sync = journal._commit_sync
+
+        def committing(group: Any, lazy: Any) -> Any:
+            out = commit_sync(group, lazy)
+            at_commit.append(turns)  # on the journal thread, as the commit is done
+            return out
+
+        journal._commit_sync = committing  # type: ignore[method-assign]
+        ticker = asyncio.create_task(count_turns())
+        waited = []
+        for n in range(20):
+            await journal.append(_event(n))
+            waited.append(turns - at_commit[-1])
+        ticker.cancel()
+    # the median: a thread's hand-over of the interpreter lock can delay one reading
+    assert sorted(waited)[len(waited) // 2] <= 2, waited
