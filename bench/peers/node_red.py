@@ -105,8 +105,8 @@ def _store(tab: str) -> list[dict[str, Any]]:
 def _batched_store(tab: str) -> list[dict[str, Any]]:
     return [
         {"id": "to-point", "type": "function", "z": tab, "name": "to point",
-         "func": _TO_BATCH_POINT % MEASUREMENT, "outputs": 1, "wires": [["batch"]]},
-        {"id": "batch", "type": "join", "z": tab, "name": "batch", "mode": "custom",
+         "func": _TO_BATCH_POINT % MEASUREMENT, "outputs": 1, "wires": [["join-points"]]},
+        {"id": "join-points", "type": "join", "z": tab, "name": "points", "mode": "custom",
          "build": "array", "property": "payload", "propertyType": "msg", "key": "topic",
          "joiner": "\\n", "joinerType": "str", "accumulate": False, "timeout": f"{BATCH_S:g}",
          "count": str(BATCH), "reduceRight": False, "wires": [["store-out"]]},
