@@ -136,7 +136,8 @@ async def _case(srv: Servers, workdir: Path, progress: Progress, case: Case, *,
         how = (f"store writes batched ({nr_batch_text()})" if batched
                else "one store write per reading (its influxdb out node)")
         rows.append(_summary(label, theirs, seconds, how))
-        rows.append(_ratio(ours, theirs, "batched" if batched else "", suffix))
+        rows.append(_ratio(ours, theirs, "batched" if batched else "",
+                           "" if headline else f"{case.label}: "))
     return rows
 
 
@@ -163,14 +164,14 @@ def _summary(name: str, steps: list[Step], seconds: float, how: str) -> Row:
         extra)
 
 
-def _ratio(ours: list[Step], theirs: list[Step], flow: str = "", suffix: str = "") -> Row:
+def _ratio(ours: list[Step], theirs: list[Step], flow: str = "", prefix: str = "") -> Row:
     a, b = pipeline.sustained(ours), pipeline.sustained(theirs)
     peer = f"Node-RED {flow}".strip()
     if a is None or b is None:
-        return Row("pipeline", f"gateway / {peer}{suffix}", "n/a",
+        return Row("pipeline", f"{prefix}gateway / {peer}", "n/a",
                    "one of them passed no step", {})
     cpu = b.cpu_s_per_10k / a.cpu_s_per_10k if a.cpu_s_per_10k else float("nan")
-    return Row("pipeline", f"gateway / {peer} (same run){suffix}",
+    return Row("pipeline", f"{prefix}gateway / {peer} (same run)",
                f"{a.rate / b.rate:.2f}x events/s",
                f"{cpu:.2f}x less CPU per event at their highest rates; peak RSS "
                f"{a.rss_peak_kib / 1024:.0f} vs {b.rss_peak_kib / 1024:.0f} MiB",
