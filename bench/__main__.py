@@ -150,6 +150,8 @@ def parser() -> argparse.ArgumentParser:
 def _quick(args: argparse.Namespace) -> None:
     args.runs = 1
     args.rates, args.step_seconds = [2000.0, 4000.0, 8000.0], 4.0
+    if not args.pipeline_cases:
+        args.pipeline_cases = pipeline_bench.CASES[:1]  # the headline case alone
     args.alarm_presses, args.presses, args.store_presses = 50, 50, 3
     args.modbus_seconds = args.rs485_seconds = 6.0
     args.day_seconds = 30.0
