@@ -98,8 +98,10 @@ def parser() -> argparse.ArgumentParser:
                    help="pipeline: events/s to step through until one fails")
     g.add_argument("--step-seconds", type=_positive(float), default=10.0, metavar="S",
                    help="pipeline: length of each step (default 10)")
-    g.add_argument("--fever-share", type=_positive(float), default=0.02, metavar="F",
-                   help="pipeline: share of readings above 37.3 °C (default 0.02)")
+    g.add_argument("--pipeline-case", action="append", type=pipeline_bench.Case.parse,
+                   metavar="QOS:SHARE", dest="pipeline_cases",
+                   help="pipeline: the gates' QoS and share of readings above 37.3 °C, as in "
+                        "1:0.1; may be repeated (default: 0:0.02, 1:0.02 and 1:0.1)")
     g.add_argument("--store-batch", type=int, default=None, metavar="N",
                    help="pipeline, alarm under load: the gateway's store.batch_size (default: "
                         "the gateway's own default)")
@@ -148,6 +150,8 @@ def parser() -> argparse.ArgumentParser:
 def _quick(args: argparse.Namespace) -> None:
     args.runs = 1
     args.rates, args.step_seconds = [2000.0, 4000.0, 8000.0], 4.0
+    if not args.pipeline_cases:
+        args.pipeline_cases = pipeline_bench.CASES[:1]  # the headline case alone
     args.alarm_presses, args.presses, args.store_presses = 50, 50, 3
     args.modbus_seconds = args.rs485_seconds = 6.0
     args.day_seconds = 30.0
@@ -179,7 +183,7 @@ async def one_run(args: argparse.Namespace, want: set[str], workdir: Path) -> li
         if "pipeline" in want:
             rows += await pipeline_bench.run(srv, workdir, _progress, rates=args.rates,
                                              seconds=args.step_seconds,
-                                             fever_share=args.fever_share, peers=peers,
+                                             cases=args.pipeline_cases, peers=peers,
                                              store_batch=args.store_batch)
         if "alarm-load" in want:
             rows += await alarm_load.run(srv, workdir, _progress, rate=_alarm_rate(args, rows),

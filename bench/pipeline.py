@@ -72,6 +72,7 @@ class Load:
     seconds: float = 10.0
     fever_share: float = 0.02
     seed: int = 7
+    qos: int = 0  # of the gates' publishes
 
 
 @dataclass(slots=True)
@@ -79,7 +80,10 @@ class Step:
     system: str
     rate: float
     seconds: float
+    qos: int = 0
+    fever_share: float = 0.0
     sent: int = 0
+    acked: int = 0  # QoS 1: the broker's PUBACKs the gates received
     achieved_per_s: float = 0.0
     publisher_max_lag_ms: float = 0.0
     fevers: int = 0
@@ -124,7 +128,7 @@ def count_points(store_url: str, selector: str, since_ms: int) -> int:
 
 
 async def run_step(system: System, load: Load, rate: float, progress: Progress) -> Step:
-    step = Step(system.name, rate, load.seconds)
+    step = Step(system.name, rate, load.seconds, load.qos, load.fever_share)
     tag = f"{system.name}-{int(rate)}"
     fevers_file = load.workdir / f"fevers-{tag}.json"
     alerts_file = load.workdir / f"alerts-{tag}.json"
@@ -136,7 +140,8 @@ async def run_step(system: System, load: Load, rate: float, progress: Progress) 
         "bench.gates", "--port", str(load.port), "--gates", str(load.gates),
         "--prefix", system.gate_prefix, "--rate", f"{rate:g}", "--seconds", f"{load.seconds:g}",
         "--fever-share", f"{load.fever_share:g}", "--seed", str(load.seed + int(rate)),
-        "--client-id", f"bench-gates-{tag}", "--out", str(fevers_file)), load.workdir)
+        "--client-id", f"bench-gates-{tag}", "--out", str(fevers_file),
+        "--qos", str(load.qos)), load.workdir)
     losses0 = await system.losses()
     async with listener, gates:
         await listener.read_json(30)
@@ -149,6 +154,7 @@ async def run_step(system: System, load: Load, rate: float, progress: Progress) 
         sent = await gates.read_json(load.seconds * 3 + 60)
         step.sent = int(sent["sent"])
         step.fevers = int(sent["fevers"])
+        step.acked = int(sent.get("acked", 0))
         step.achieved_per_s = float(sent["achieved_per_s"])
         step.publisher_max_lag_ms = float(sent["max_lag_s"]) * 1000
         last_sent = float(sent["last"])
@@ -232,6 +238,8 @@ def _verdict(step: Step, latency: Summary) -> tuple[bool, str]:
         return False, f"dropped {step.dropped}"
     if not latency.p99 <= P99_LIMIT_MS:
         return False, f"alert p99 {latency.p99:.0f} ms > {P99_LIMIT_MS:g} ms"
+    if step.qos and step.acked < step.sent:
+        return False, f"the broker acknowledged {step.acked} of {step.sent} publishes"
     if step.achieved_per_s < 0.97 * step.rate:
         return False, f"the publisher managed only {step.achieved_per_s:,.0f}/s"
     return True, "no loss, p99 within limit"

@@ -3,20 +3,27 @@
 Both run the same flow on the same broker and store, one after the other, with the same
 open-loop load (bench.gates) stepped up through the same rates. See bench/pipeline.py for
 what a step is and when it passes.
+
+A case is the gates' QoS and their share of fevers: QoS 0 with 2 % fevers is the light
+case; QoS 1 (each passage acknowledged by the broker, delivered to the subscribers at
+QoS 1) with 10 % fevers is the alert-heavy one, where every fever and the normal reading
+after it are two durable alert transitions. Each case starts its systems afresh.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from bench import pipeline
 from bench.gateway_bench import Servers
 from bench.hostctl import GatewayProcess
 from bench.peers.install import PeerUnavailableError, node_red
-from bench.peers.node_red import NodeRed, NodeRedSystem
+from bench.peers.node_red import NodeRed, NodeRedSystem, nr_batch_text
 from bench.pipeline import Load, Step, System
 from bench.procstat import sample
 from bench.report import Row
@@ -32,11 +39,40 @@ WARMUP_RATE = 1000.0
 WARMUP_S = 5.0
 
 
+@dataclass(frozen=True, slots=True)
+class Case:
+    """The gates' publishes: their QoS and the share of fevers among the readings."""
+
+    qos: int
+    fever_share: float
+
+    @property
+    def label(self) -> str:
+        return f"QoS {self.qos}, {self.fever_share * 100:g} % fevers"
+
+    @classmethod
+    def parse(cls, text: str) -> Case:
+        """`QOS:SHARE`, as in `1:0.1`."""
+        qos, _, share = text.partition(":")
+        try:
+            case = cls(int(qos), float(share))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not QOS:SHARE (as in 1:0.1): {text}") from None
+        if case.qos not in (0, 1) or not 0 <= case.fever_share < 1:
+            raise argparse.ArgumentTypeError(f"QoS 0 or 1 and a share in [0, 1): {text}")
+        return case
+
+
+# the first is the headline case (its row is named "gateway: ...")
+CASES = [Case(0, 0.02), Case(1, 0.02), Case(1, 0.10)]
+
+
 async def _search(system: System, load: Load, rates: list[float], progress: Progress
                   ) -> list[Step]:
     # every gate online and every code path warm before anything is measured
     await pipeline.run_step(system, Load(load.port, load.store_url, load.workdir / "warmup",
-                                         load.gates, WARMUP_S, load.fever_share, load.seed),
+                                         load.gates, WARMUP_S, load.fever_share, load.seed,
+                                         load.qos),
                             WARMUP_RATE, lambda _: None)
 
     async def settle() -> None:
@@ -54,33 +90,54 @@ async def _search(system: System, load: Load, rates: list[float], progress: Prog
 
 
 async def run(srv: Servers, workdir: Path, progress: Progress, *, rates: list[float],
-              seconds: float, fever_share: float, peers: bool = True,
+              seconds: float, cases: list[Case] | None = None, peers: bool = True,
               store_batch: int | None = None) -> list[Row]:
+    rows: list[Row] = []
+    for index, case in enumerate(cases or CASES):
+        rows += await _case(srv, workdir / f"case{index + 1}", progress, case, rates=rates,
+                            seconds=seconds, peers=peers, store_batch=store_batch,
+                            headline=index == 0 and case == CASES[0])
+    return rows
+
+
+async def _case(srv: Servers, workdir: Path, progress: Progress, case: Case, *,
+                rates: list[float], seconds: float, peers: bool, store_batch: int | None,
+                headline: bool) -> list[Row]:
     load = Load(srv.mosquitto.port, srv.store.url, workdir / "pipeline", seconds=seconds,
-                fever_share=fever_share)
+                fever_share=case.fever_share, qos=case.qos)
     await asyncio.to_thread((load.workdir / "warmup").mkdir, parents=True, exist_ok=True)
     rows: list[Row] = []
-    progress(f"pipeline: the gateway, {load.gates} gates, rates up to {rates[-1]:,.0f}/s, "
-             f"{seconds:g} s each")
+    progress(f"pipeline ({case.label}): the gateway, {load.gates} gates, rates up to "
+             f"{rates[-1]:,.0f}/s, {seconds:g} s each")
     where = workdir / "gateway-pipeline"
     config = pipeline_gateway(where, srv, store_batch=store_batch)
     async with GatewayProcess("gateway-pipeline", config, where) as gw:
         ours = await _search(GatewaySystem(gw), load, rates, progress)
     batch = f"store batches of {config['store'].get('batch_size', 500)}"
-    rows.append(_summary("gateway", ours, seconds, batch))
+    name = "gateway" if headline else f"gateway ({case.label})"
+    rows.append(_summary(name, ours, seconds, batch))
     if not peers:
         return rows
     try:
         install = await asyncio.to_thread(node_red, progress)
     except PeerUnavailableError as exc:
-        rows.append(Row("pipeline", "Node-RED", "skipped", str(exc), {"skipped": str(exc)}))
+        rows.append(Row("pipeline", f"Node-RED ({case.label})", "skipped", str(exc),
+                        {"skipped": str(exc)}))
         return rows
-    progress(f"pipeline: Node-RED {install.version}, the same flow and load")
-    async with NodeRed(install, workdir, srv.mosquitto.port, srv.store.url) as nr:
-        theirs = await _search(NodeRedSystem(nr), load, rates, progress)
-    rows.append(_summary(f"Node-RED {install.version}", theirs, seconds,
-                         "one store write per reading (its influxdb out node)"))
-    rows.append(_ratio(ours, theirs))
+    suffix = "" if headline else f" ({case.label})"
+    for batched in (False, True):
+        flow = "batched store writes" if batched else "one store write per reading"
+        progress(f"pipeline ({case.label}): Node-RED {install.version}, the same flow and "
+                 f"load, {flow}")
+        async with NodeRed(install, workdir / ("nr-batched" if batched else "nr"),
+                           srv.mosquitto.port, srv.store.url, batched=batched) as nr:
+            theirs = await _search(NodeRedSystem(nr), load, rates, progress)
+        label = f"Node-RED {install.version}{' batched' if batched else ''}{suffix}"
+        how = (f"store writes batched ({nr_batch_text()})" if batched
+               else "one store write per reading (its influxdb out node)")
+        rows.append(_summary(label, theirs, seconds, how))
+        rows.append(_ratio(ours, theirs, "batched" if batched else "",
+                           "" if headline else f"{case.label}: "))
     return rows
 
 
@@ -107,12 +164,15 @@ def _summary(name: str, steps: list[Step], seconds: float, how: str) -> Row:
         extra)
 
 
-def _ratio(ours: list[Step], theirs: list[Step]) -> Row:
+def _ratio(ours: list[Step], theirs: list[Step], flow: str = "", prefix: str = "") -> Row:
     a, b = pipeline.sustained(ours), pipeline.sustained(theirs)
+    peer = f"Node-RED {flow}".strip()
     if a is None or b is None:
-        return Row("pipeline", "gateway / Node-RED", "n/a", "one of them passed no step", {})
+        return Row("pipeline", f"{prefix}gateway / {peer}", "n/a",
+                   "one of them passed no step", {})
     cpu = b.cpu_s_per_10k / a.cpu_s_per_10k if a.cpu_s_per_10k else float("nan")
-    return Row("pipeline", "gateway / Node-RED (same run)", f"{a.rate / b.rate:.2f}x events/s",
+    return Row("pipeline", f"{prefix}gateway / {peer} (same run)",
+               f"{a.rate / b.rate:.2f}x events/s",
                f"{cpu:.2f}x less CPU per event at their highest rates; peak RSS "
                f"{a.rss_peak_kib / 1024:.0f} vs {b.rss_peak_kib / 1024:.0f} MiB",
                {"rate_ratio": a.rate / b.rate, "cpu_per_event_ratio": cpu})

@@ -19,7 +19,10 @@ class Intake(Protocol):
         ...
 
     def reading(self, reading: Reading) -> None:
-        """Queue telemetry; it may be dropped under pressure, with a counter."""
+        """Queue telemetry; it may be dropped under pressure, with a counter.
+
+        It does not mark the device seen: the driver calls `seen` once for the message.
+        """
         ...
 
 

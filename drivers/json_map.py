@@ -203,6 +203,8 @@ class JsonMapper:
         # the mapping's readings as plain tuples: read for every message of the device
         self._readings = [(r.path, "." not in r.path, r.reading, r.scale, r.offset,
                            self._specs[r.reading]) for r in mapping.readings]
+        # a mapping of readings alone (a temperature gate's) skips the card and events
+        self._readings_only = mapping.card is None and not mapping.events
 
     def decode(self, body: Any, ts: int) -> Decoded:
         out = Decoded()
@@ -225,6 +227,11 @@ class JsonMapper:
                 values[name] = spec.checked(name, raw * scale + offset)
             except OutOfRangeError as exc:
                 out.problems.append(("out_of_range", str(exc)))
+        if self._readings_only:
+            if values:
+                out.reading = Reading(id=new_id(ts), ts=ts, kind=self._kind,
+                                      device=self._device, values=values)
+            return out
         fields: dict[str, Scalar] = dict(values)
         if self._map.card is not None:
             card = lookup(body, self._map.card)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 import aiomqtt
 
@@ -35,7 +36,7 @@ from drivers.json_map import (
 from drivers.pseudonym import Pseudonymiser
 from gateway.clock import Clock
 from gateway.config import DEFAULT_MAX_PAYLOAD, MqttDevice
-from gateway.counters import Counters
+from gateway.counters import CounterKey, Counters
 from gateway.journal import Journal, Receipt
 from gateway.model import DeviceEvent
 
@@ -43,6 +44,17 @@ log = logging.getLogger(__name__)
 
 RECEIPT_PREFIX = "mqtt:"  # receipt keys: the broker's packet id
 _NO_RECEIPT = Receipt("", b"", 0)  # a message that cannot come again (QoS 0)
+
+
+@dataclass(frozen=True, slots=True)
+class _Route:
+    """What a device's messages need, made once at start instead of per message."""
+
+    device: MqttDevice
+    mapper: JsonMapper
+    digest_prefix: bytes  # the topic as hashed into a receipt's digest
+    accepted: CounterKey  # ingress_messages{device}
+    redelivered: CounterKey  # redelivered{device}
 
 
 def inline_mapping(device: MqttDevice) -> JsonMap:
@@ -71,9 +83,12 @@ class MqttIngress:
         redelivery_window_s: float = 3600.0,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD,
     ) -> None:
-        self._devices = {d.mqtt.topic: d for d in devices}
-        self._mappers = {
-            d.mqtt.topic: JsonMapper(mapping_of(d), d.kind, d.id, pseudonymise) for d in devices
+        self._routes = {
+            d.mqtt.topic: _Route(d, JsonMapper(mapping_of(d), d.kind, d.id, pseudonymise),
+                                 d.mqtt.topic.encode() + b"\0",
+                                 Counters.key("ingress_messages", device=d.id),
+                                 Counters.key("redelivered", device=d.id))
+            for d in devices
         }
         self._intake = intake
         self._clock = clock
@@ -84,15 +99,16 @@ class MqttIngress:
 
     @property
     def topics(self) -> list[str]:
-        return list(self._devices)
+        return list(self._routes)
 
     def handle(self, message: aiomqtt.Message) -> Awaitable[None] | None:
         """Decode a message and hand over its reading at once; events are journalled by
         the coroutine returned (None when the message carries none)."""
         topic = message.topic.value
-        device = self._devices.get(topic)
-        if device is None:
+        route = self._routes.get(topic)
+        if route is None:
             return None
+        device = route.device
         if message.retain:
             # kept by the broker from before: a press or an alarm is news only when sent
             self._reject(device.id, topic, "retained", "a retained message is not news: "
@@ -106,16 +122,16 @@ class MqttIngress:
             self._reject(device.id, topic, "payload_too_large", f"{len(payload)} bytes, more "
                          f"than broker.max_payload_bytes ({self._max_payload})")
             return None
-        receipt = self._receipt(message, payload)
+        receipt = self._receipt(message, payload, route)
         if receipt is None:
-            self._counters.inc("redelivered", device=device.id)
+            self._counters.inc_key(route.redelivered)
             return None
         try:
             body = parse_json(payload)
         except MalformedJsonError as exc:
             self._reject(device.id, topic, "malformed_json", f"not JSON: {exc}")
             return None
-        decoded = self._mappers[topic].decode(body, self._clock.now_ms())
+        decoded = route.mapper.decode(body, self._clock.now_ms())
         for reason, detail in decoded.problems:
             self._reject(device.id, topic, reason, detail)
         if decoded.problems and decoded.reading is None and not decoded.events:
@@ -126,21 +142,20 @@ class MqttIngress:
         if decoded.reading is not None:
             self._intake.reading(decoded.reading)
         if decoded.events:
-            return self._journal(device.id, decoded.events, receipt)
+            return self._journal(route, decoded.events, receipt)
         if receipt is not _NO_RECEIPT and self._receipts is not None:
             self._receipts.note(receipt)  # a reading is not journalled: kept in memory
-        self._counters.inc("ingress_messages", device=device.id)
+        self._counters.inc_key(route.accepted)
         return None
 
-    def _receipt(self, message: aiomqtt.Message, payload: bytes | bytearray | str
-                 ) -> Receipt | None:
+    def _receipt(self, message: aiomqtt.Message, payload: bytes | bytearray | str,
+                 route: _Route) -> Receipt | None:
         """The receipt to journal with the message's events; None when it is the broker's
         redelivery of a message journalled already."""
         if message.qos == 0 or self._receipts is None or not self._window_ms:
             return _NO_RECEIPT
-        raw = payload.encode() if isinstance(payload, str) else bytes(payload)
-        digest = hashlib.blake2b(message.topic.value.encode() + b"\0" + raw,
-                                 digest_size=16).digest()
+        raw = payload.encode() if isinstance(payload, str) else payload
+        digest = hashlib.blake2b(route.digest_prefix + raw, digest_size=16).digest()
         key = f"{RECEIPT_PREFIX}{message.mid}"
         now = self._clock.now_ms()
         known = self._receipts.receipt(key)
@@ -154,10 +169,10 @@ class MqttIngress:
         if not session_present and self._receipts is not None:
             await self._receipts.forget_receipts(RECEIPT_PREFIX)
 
-    async def _journal(self, device: str, events: list[DeviceEvent], receipt: Receipt
+    async def _journal(self, route: _Route, events: list[DeviceEvent], receipt: Receipt
                        ) -> None:
         await self._intake.events(events, None if receipt is _NO_RECEIPT else receipt)
-        self._counters.inc("ingress_messages", device=device)
+        self._counters.inc_key(route.accepted)
 
     def _reject(self, device: str, topic: str, reason: str, detail: str) -> None:
         self._counters.reject(log, device, reason, f"on {topic}: {detail}")

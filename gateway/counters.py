@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 
+CounterKey = tuple[str, tuple[tuple[str, str], ...]]
 UNKNOWN = "unknown"  # the label of anything the configuration does not name
 DETAIL_CHARS = 300  # of a rejection's detail in the log
 
@@ -18,7 +19,7 @@ class Counters:
     """Named counters with labels, e.g. `inc("rejected", reason="bad_json", device=...)`."""
 
     def __init__(self) -> None:
-        self._values: Counter[tuple[str, tuple[tuple[str, str], ...]]] = Counter()
+        self._values: Counter[CounterKey] = Counter()
         self._logged: set[tuple[str, ...]] = set()
         self._last_logged: dict[tuple[str, ...], float] = {}
         # device -> reasons logged since its last good input: cleared in one step
@@ -26,6 +27,14 @@ class Counters:
 
     def inc(self, name: str, amount: int = 1, **labels: str) -> None:
         self._values[(name, tuple(sorted(labels.items())))] += amount
+
+    @staticmethod
+    def key(name: str, **labels: str) -> CounterKey:
+        """A counter's key, made once for a counter incremented per message (`inc_key`)."""
+        return name, tuple(sorted(labels.items()))
+
+    def inc_key(self, key: CounterKey, amount: int = 1) -> None:
+        self._values[key] += amount
 
     def get(self, name: str, **labels: str) -> int:
         """The sum over every label set that includes `labels`."""

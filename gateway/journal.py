@@ -54,15 +54,13 @@ CREATE TABLE IF NOT EXISTS receipts (
 """
 
 
-_MOVE_CURSOR = ("INSERT INTO cursors (consumer, seq) VALUES (?, ?) "
-                "ON CONFLICT(consumer) DO UPDATE SET seq=max(seq, excluded.seq)")
-
 LAZY_S = 5.0  # longest a lazy cursor move waits for a commit to ride along with
 SWITCH_INTERVAL_S = 0.0005  # see Journal.open
 RECENT = 4096  # newest records kept in memory for readers
 MEASURE_EVERY_S = 0.5  # how stale the journal's size may be when no limit is near
 MEASURE_MARGIN = 64 * 2**20  # free disk closer than this to the reserve: measure every commit
 WAL_HELD = 8 * 2**20  # the write-ahead log's size, allocated on the disk from the start
+ROWS_PER_STATEMENT = 200  # rows of one multi-row INSERT (3 values each: 600 variables)
 
 
 class JournalClosedError(Exception):
@@ -112,6 +110,7 @@ class Quota:
 class Entry:
     seq: int
     record: Record
+    body: bytes = b""  # the record as journalled (gateway.model.encode); b"": not at hand
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,12 +149,14 @@ class Journal:
         self._pending: list[_Commit] = []
         self._lazy: dict[str, int] = {}  # cursor moves waiting for a commit to ride along
         self._cursors: dict[str, int] = {}  # as committed; journal thread only
+        self._synchronous = True  # PRAGMA synchronous is FULL (else NORMAL); journal thread
         # the newest committed records, consecutive: most reads are served from here
         self._recent: deque[Entry] = deque(maxlen=RECENT)
         self._receipts: dict[str, Receipt] = {}  # every receipt kept, by key
         self._measured_at = -math.inf  # time.monotonic() of the last exact measurement
         self._wake = asyncio.Event()
         self._committer: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._last_seq = 0
         self._listeners: list[asyncio.Event] = []
         self._closing = False
@@ -177,6 +178,7 @@ class Journal:
         if sys.getswitchinterval() > SWITCH_INTERVAL_S:
             sys.setswitchinterval(SWITCH_INTERVAL_S)
         self._path.parent.mkdir(parents=True, exist_ok=True)
+        self._loop = asyncio.get_running_loop()
         self._last_seq = await self._run(self._open_sync)
         self._committer = asyncio.create_task(self._commit_loop(), name="journal.commit")
 
@@ -237,7 +239,9 @@ class Journal:
         job.encoded = [(delivery_class(r).value, encode(r)) for r in records]
         self._pending.append(job)
         self._wake.set()
-        return await asyncio.shield(done)
+        # not shielded: a caller cancelled meanwhile leaves its records to the commit, as
+        # before, and a shield cost one more turn of the loop for every caller
+        return await done
 
     def _check_room(self, records: Sequence[Record]) -> None:
         q = self._quota
@@ -343,7 +347,7 @@ class Journal:
                 )
                 lazy, self._lazy = self._lazy, {}
                 try:
-                    seqs = await self._run(self._commit_sync, group, lazy)
+                    await self._run(self._commit_sync, group, lazy)
                 except JournalFullError as exc:
                     # the disk is full: alarms get the reserve's space, the rest is refused
                     alarms = [job for job in group if job.alarm]
@@ -365,17 +369,22 @@ class Journal:
                     if not group:
                         break  # nothing else waits: the next wake-up tries them again
                     continue
-                for job, job_seqs in zip(group, seqs, strict=True):
-                    self._remember(job, job_seqs)
-                    if job.receipt is not None:
-                        self._receipts[job.receipt.key] = job.receipt
-                    if not job.done.done():
-                        job.done.set_result(job_seqs)
-                if any(job.records for job in group):
-                    for listener in self._listeners:
-                        listener.set()
+                # its callers were answered already, by _committed
             if self._closing:
                 return
+
+    def _committed(self, group: list[_Commit], seqs: list[list[int]]) -> None:
+        """On the loop, as soon as the journal thread committed `group`: its callers resume
+        in the next turn of the loop, not after the committer task's turn as well."""
+        for job, job_seqs in zip(group, seqs, strict=True):
+            self._remember(job, job_seqs)
+            if job.receipt is not None:
+                self._receipts[job.receipt.key] = job.receipt
+            if not job.done.done():
+                job.done.set_result(job_seqs)
+        if any(job.records for job in group):
+            for listener in self._listeners:
+                listener.set()
 
     def _fail(self, group: list[_Commit], lazy: dict[str, int], exc: Exception) -> None:
         """The commit of `group` failed: its callers hear why; lazy moves wait for the next."""
@@ -392,10 +401,10 @@ class Journal:
     def _remember(self, job: _Commit, seqs: list[int]) -> None:
         """Keep the newest records at hand, as long as they follow on without a gap."""
         recent = self._recent
-        for seq, record in zip(seqs, job.records, strict=True):
+        for seq, record, (_, body) in zip(seqs, job.records, job.encoded, strict=True):
             if recent and recent[-1].seq != seq - 1:
                 recent.clear()  # never expected: a gap would hide records from readers
-            recent.append(Entry(seq, record))
+            recent.append(Entry(seq, record, body))
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
@@ -406,6 +415,7 @@ class Journal:
         db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=FULL")
+        self._synchronous = True
         # the WAL file shrinks back to WAL_HELD after a checkpoint, never below
         db.execute(f"PRAGMA journal_size_limit={WAL_HELD}")
         db.executescript(_SCHEMA)
@@ -444,36 +454,53 @@ class Journal:
 
     def _commit_sync(self, group: list[_Commit], lazy: dict[str, int]) -> list[list[int]]:
         db = self._conn()
-        out: list[list[int]] = []
         # lazy cursor moves and lazy state alone: no fsync of their own (the next durable
         # commit syncs them)
         durable = any(job.durable for job in group)
-        db.execute("PRAGMA synchronous=FULL" if durable else "PRAGMA synchronous=NORMAL")
+        if durable is not self._synchronous:
+            # a statement (and a hand-over of the interpreter lock) only when it changes
+            db.execute("PRAGMA synchronous=FULL" if durable else "PRAGMA synchronous=NORMAL")
+            self._synchronous = durable
+        # The whole group in a few multi-row statements: every statement hands the
+        # interpreter lock over and waits to get it back from a busy event loop, which
+        # took longer than the fsync itself. Records get their sequence numbers here, the
+        # next after the last committed (the journal's only writer); what the group sets
+        # last for a key, a cursor or a receipt is what it sets.
+        out: list[list[int]] = []
+        records: list[tuple[int, str, bytes]] = []
+        seq = self._last_seq
+        state: dict[str, bytes | None] = {}
+        cursors: dict[str, int] = dict(lazy)
+        receipts: dict[str, Receipt] = {}
+        for job in group:
+            seqs = []
+            for cls, body in job.encoded:
+                seq += 1
+                records.append((seq, cls, body))
+                seqs.append(seq)
+            out.append(seqs)
+            if job.cursor is not None:
+                consumer, at = job.cursor
+                cursors[consumer] = max(at, cursors.get(consumer, at))
+            state.update(job.state)
+            if job.receipt is not None:
+                receipts[job.receipt.key] = job.receipt
         db.execute("BEGIN IMMEDIATE")
         try:
-            for job in group:
-                seqs = []
-                for cls, body in job.encoded:
-                    cur = db.execute("INSERT INTO records (cls, body) VALUES (?, ?)", (cls, body))
-                    seqs.append(int(cur.lastrowid or 0))
-                if job.cursor is not None:
-                    db.execute(_MOVE_CURSOR, job.cursor)
-                for key, value in job.state.items():
-                    if value is None:
-                        db.execute("DELETE FROM state WHERE key=?", (key,))
-                    else:
-                        db.execute(
-                            "INSERT INTO state (key, value) VALUES (?, ?) "
-                            "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
-                            (key, value),
-                        )
-                out.append(seqs)
-                if job.receipt is not None:
-                    db.execute("INSERT OR REPLACE INTO receipts (key, digest, at) "
-                               "VALUES (?, ?, ?)", (job.receipt.key, job.receipt.digest,
-                                                     job.receipt.at))
-            if lazy:
-                db.executemany(_MOVE_CURSOR, lazy.items())
+            _insert_rows(db, "INSERT INTO records (seq, cls, body) VALUES ", records, "")
+            _insert_rows(db, "INSERT INTO state (key, value) VALUES ",
+                         [(k, v) for k, v in state.items() if v is not None],
+                         " ON CONFLICT(key) DO UPDATE SET value=excluded.value")
+            gone = [k for k, v in state.items() if v is None]
+            for first in range(0, len(gone), ROWS_PER_STATEMENT):
+                chunk = gone[first:first + ROWS_PER_STATEMENT]
+                db.execute(f"DELETE FROM state WHERE key IN ({','.join('?' * len(chunk))})",
+                           chunk)
+            _insert_rows(db, "INSERT INTO cursors (consumer, seq) VALUES ",
+                         list(cursors.items()),
+                         " ON CONFLICT(consumer) DO UPDATE SET seq=max(seq, excluded.seq)")
+            _insert_rows(db, "INSERT OR REPLACE INTO receipts (key, digest, at) VALUES ",
+                         [(r.key, r.digest, r.at) for r in receipts.values()], "")
             db.execute("COMMIT")
         except BaseException as exc:
             # SQLite has rolled back by itself after some errors (a full disk among them)
@@ -494,6 +521,10 @@ class Journal:
         self.records_written += written
         if written:
             self._last_seq = max(self._last_seq, max(s[-1] for s in out if s))
+        # the callers are answered from here: before the committer task hears of it (the
+        # loop runs what a thread hands it in order), one turn of the loop sooner
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(self._committed, group, out)
         return out
 
     def _measure_if_due(self, db: sqlite3.Connection, added: int) -> None:
@@ -545,7 +576,7 @@ class Journal:
         for seq, body in rows:
             upto = int(seq)
             try:
-                entries.append(Entry(int(seq), decode(body)))
+                entries.append(Entry(int(seq), decode(body), bytes(body)))
             except msgspec.MsgspecError as exc:  # written by a newer schema, or damaged
                 log.error("journal record %d cannot be decoded (%s); skipped", seq, exc)
         return Batch(entries, upto)
@@ -597,6 +628,16 @@ class Journal:
         if self._db is None:
             raise JournalClosedError(str(self._path))
         return self._db
+
+
+def _insert_rows(db: sqlite3.Connection, head: str, rows: Sequence[tuple[Any, ...]],
+                 tail: str) -> None:
+    """`head` VALUES (...), (...) `tail`: up to ROWS_PER_STATEMENT rows per statement."""
+    for first in range(0, len(rows), ROWS_PER_STATEMENT):
+        chunk = rows[first:first + ROWS_PER_STATEMENT]
+        one = f"({','.join('?' * len(chunk[0]))})"
+        db.execute(f"{head}{','.join([one] * len(chunk))}{tail}",
+                   [value for row in chunk for value in row])
 
 
 def _disk_full(exc: sqlite3.Error) -> bool:

@@ -177,11 +177,12 @@ class Gateway:
             self.counters.inc("events_accepted", cls=event.cls.value)
 
     def reading(self, reading: Reading) -> None:
+        # the driver marked the device seen for the message that carried it (Intake.seen):
+        # once per message, not again per reading
         ts = self._readings_timeline.stamp(reading.device, reading.ts)
         if ts != reading.ts:
             reading = msgspec.structs.replace(reading, ts=ts)
         self.telemetry.push(reading)
-        self.seen(reading.device)
 
     def seen(self, device: str) -> None:
         self.board.seen(device, self.clock.monotonic())

@@ -13,6 +13,7 @@ that changed are written, and each change is sorted by what losing it would cost
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -54,7 +55,9 @@ class Changes:
         return bool(self.durable or self.lazy)
 
 
+@functools.lru_cache(maxsize=65_536)
 def slot_key(rule_id: str, key: str) -> str:
+    """A slot's row key; made once per (rule, key) while it is in use, not per change."""
     return f"{_SLOT}{rule_id}{_SEP}{key}"
 
 

@@ -48,3 +48,13 @@ def test_a_huge_detail_is_cut_short_in_the_log(caplog: pytest.LogCaptureFixture)
     (record,) = caplog.records
     assert len(record.getMessage()) < 500
     assert "10000000 characters" in record.getMessage()
+
+
+def test_a_key_made_once_counts_as_the_labels_do() -> None:
+    counters = Counters()
+    key = Counters.key("ingress_messages", device="gate-1")
+    for _ in range(3):
+        counters.inc_key(key)
+    counters.inc("ingress_messages", device="gate-1")
+    assert counters.get("ingress_messages", device="gate-1") == 4
+    assert counters.snapshot() == {"ingress_messages{device=gate-1}": 4}

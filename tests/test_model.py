@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import msgspec
 import pytest
 
@@ -86,3 +90,41 @@ def test_backoff_is_capped_jittered_and_resets() -> None:
     backoff.reset()
     assert backoff.attempt == 0
     assert backoff.next_delay() <= 0.5
+
+
+def test_ids_draw_no_kernel_randomness_per_record(monkeypatch: pytest.MonkeyPatch) -> None:
+    # a system call per reading was the cost; the per-process prefix makes them unique
+    def refused(n: int) -> bytes:
+        raise AssertionError(f"os.urandom({n}) called for an id")
+
+    monkeypatch.setattr("os.urandom", refused)
+    ids = [new_id(1_700_000_000_000) for _ in range(1000)]
+    assert len(set(ids)) == 1000
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+    assert {i[:12] for i in ids} == {f"{1_700_000_000_000:012x}"}
+
+
+def test_ids_of_another_process_differ_in_their_prefix() -> None:
+    # a restart is a new process: its ids share no prefix with the last one's
+    script = "from gateway.model import new_id; print(new_id(1), new_id(1))"
+    runs = [subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                           check=True).stdout.split() for _ in range(2)]
+    mine = new_id(1)
+    prefixes = {run[0][12:22] for run in runs} | {mine[12:22]}
+    assert len(prefixes) == 3
+    for first, second in runs:
+        assert first[:22] == second[:22]
+        assert first != second
+
+
+def test_a_forked_child_draws_a_prefix_of_its_own() -> None:
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its id, then out without running the test session's exit
+        os.write(write, new_id(1).encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    with os.fdopen(read, "rb") as pipe:
+        child = pipe.read().decode()
+    assert child[12:22] != new_id(1)[12:22]

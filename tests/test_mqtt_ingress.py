@@ -85,3 +85,36 @@ async def test_deep_nesting_and_repeated_keys_are_malformed_json(
         assert gateway.counters.get("handler_errors") == 0
         assert "Traceback" not in caplog.text
         assert len(gateway.rules.active()) == 1
+
+
+async def test_a_reading_marks_its_device_seen_once_and_is_stored_and_published(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    site = unique_site("ing")
+    topic = f"vendor/{site}/gate-1"
+    gate = {"id": "gate-1", "kind": "temp_gate", "transport": "mqtt",
+            "mqtt": {"topic": topic, "readings": ["body_temp_c", "mask"]}}
+    config = make_config(tmp_path, site=site, broker_port=mosquitto.port, devices=[gate],
+                         shutdown_timeout_s=0.5)
+    async with running(Gateway(config)) as gateway, Watcher(
+        mosquitto.port, f"sc/{site}/temp_gate/gate-1/telemetry", "telemetry"
+    ) as watcher:
+        await eventually(lambda: gateway.link.connected, what="connected")
+        marked: list[str] = []
+        board_seen = gateway.board.seen
+
+        def seen(device: str, now: float) -> None:
+            marked.append(device)
+            board_seen(device, now)
+
+        gateway.board.seen = seen  # type: ignore[method-assign]
+        for n in range(5):
+            await watcher.publish(topic, b'{"body_temp_c": 36.%d, "mask": true}' % n)
+        await eventually(lambda: gateway.counters.get("ingress_messages", device="gate-1") == 5,
+                         what="five messages taken in")
+        assert marked == ["gate-1"] * 5  # once per message, not again per reading
+        published = [msgspec.json.decode((await watcher.next(lambda s: True)).payload)
+                     for _ in range(5)]
+        assert [p["values"] for p in published] == [
+            {"body_temp_c": 36.0 + n / 10, "mask": 1} for n in range(5)]
+        assert len({p["id"] for p in published}) == 5

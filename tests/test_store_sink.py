@@ -14,7 +14,15 @@ from gateway.config import Location, StoreConfig
 from gateway.counters import Counters
 from gateway.journal import Journal
 from gateway.kinds import make_event
-from gateway.model import Alert, AlertState, DeliveryClass, DeviceKind, Severity
+from gateway.model import (
+    Alert,
+    AlertState,
+    DeliveryClass,
+    DeviceKind,
+    Reading,
+    Scalar,
+    Severity,
+)
 from gateway.services import free_port
 from gateway.sinks.points import PointMaker
 from gateway.sinks.store_sink import StoreSink
@@ -186,6 +194,23 @@ def test_points_are_deterministic_and_escaped() -> None:
         "sc_alert,alert=a1,building=3\\,A,device=e1,floor=5,kind=elder_button,rule=elder.sos,"
         "severity=critical,site=c\\ 1,state=acknowledged,unit=1 since=4i,state_code=2i,value=1.0 5"
     )
+
+
+def test_reading_points_keep_their_escapes_and_float_fields_device_after_device() -> None:
+    maker = PointMaker("c 1", lambda device: Location(building="3,A"))
+    values: dict[str, Scalar] = {"temp c": 36.6, "a=b": 2, "mask": True, "label": "x",
+                                 "nan": float("nan"), "inf": float("inf")}
+    lines = [maker.line(Reading(id=f"r{n}", ts=n, kind=DeviceKind.TEMP_GATE,
+                                device=f"gate {n % 2}", values=values)) for n in range(4)]
+    assert lines[1] == (r"sc_temp_gate,building=3\,A,device=gate\ 1,kind=temp_gate,site=c\ 1 "
+                        r"a\=b=2.0,mask=1.0,temp\ c=36.6 1")
+    assert lines[1] is not None
+    assert lines[3] == lines[1][:-1] + "3"
+    assert lines[0] is not None
+    assert lines[0].startswith(r"sc_temp_gate,building=3\,A,device=gate\ 0,")
+    text_only = Reading(id="t", ts=9, kind=DeviceKind.TEMP_GATE, device="gate 0",
+                        values={"label": "x"})
+    assert maker.line(text_only) is None
 
 
 async def test_an_alarm_cuts_the_batch_interval_short(

@@ -4,9 +4,11 @@ The flow is what a Node-RED user builds for the task: mqtt in (every gate) -> js
 switch (body_temp_c > 37.3) -> change (alert topic) -> mqtt out (QoS 1, retained, as the
 gateway's alerts are), and from the json node a function that makes the reading a point
 (tagged with its gate, stamped with the gate's own time) -> influxdb out, which writes to
-VictoriaMetrics' InfluxDB 1.x /write endpoint. Node-RED runs with a user directory of its
-own in the work dir, its editor on a free loopback port without authentication, and its
-telemetry off (no outside connections).
+VictoriaMetrics' InfluxDB 1.x /write endpoint. The batched flow puts a `join` node (up to
+BATCH points or BATCH_S seconds) and `influxdb batch` in place of `influxdb out`, as a
+Node-RED user does once one HTTP request per reading is too slow. Node-RED runs with a
+user directory of its own in the work dir, its editor on a free loopback port without
+authentication, and its telemetry off (no outside connections).
 """
 
 from __future__ import annotations
@@ -32,6 +34,12 @@ GATE_PREFIX = "bench/nr-gates"
 ALERT_PREFIX = "bench/nr-alerts/fever"
 MEASUREMENT = "nodered_gate"
 PROBE = "probe"
+BATCH = 500  # points per store write in the batched flow, as the gateway's default
+BATCH_S = 1.0  # and the longest a point waits for its batch, as the gateway's flush
+
+
+def nr_batch_text() -> str:
+    return f"join of {BATCH} points or {BATCH_S:g} s -> influxdb batch"
 
 _TO_POINT = """// the reading as one point: its fields, the gate as a tag, the gate's own time
 const r = msg.payload;
@@ -41,8 +49,18 @@ msg.payload = [
 ];
 return msg;"""
 
+_TO_BATCH_POINT = """// the reading as one point of a batch: the gate as a tag, the gate's own time
+const r = msg.payload;
+msg.payload = {
+    measurement: "%s",
+    fields: {body_temp_c: r.body_temp_c, mask: r.mask, passage_count: r.passage_count},
+    tags: {device: msg.topic.substring(msg.topic.lastIndexOf("/") + 1)},
+    timestamp: r.ts
+};
+return msg;"""
 
-def flows(broker_port: int, store_url: str) -> list[dict[str, Any]]:
+
+def flows(broker_port: int, store_url: str, *, batched: bool = False) -> list[dict[str, Any]]:
     """The flow, as Node-RED's flows.json."""
     store = urlparse(store_url)
     tab = "bench-pipeline"
@@ -70,11 +88,30 @@ def flows(broker_port: int, store_url: str) -> list[dict[str, Any]]:
          "wires": [["alerts-out"]]},
         {"id": "alerts-out", "type": "mqtt out", "z": tab, "name": "alerts", "topic": "",
          "qos": "1", "retain": "true", "broker": "broker", "wires": []},
+        *(_batched_store(tab) if batched else _store(tab)),
+    ]
+
+
+def _store(tab: str) -> list[dict[str, Any]]:
+    return [
         {"id": "to-point", "type": "function", "z": tab, "name": "to point",
          "func": _TO_POINT, "outputs": 1, "wires": [["store-out"]]},
         {"id": "store-out", "type": "influxdb out", "z": tab, "influxdb": "store",
          "name": "readings", "measurement": MEASUREMENT, "precision": "ms",
          "retentionPolicy": "", "wires": []},
+    ]
+
+
+def _batched_store(tab: str) -> list[dict[str, Any]]:
+    return [
+        {"id": "to-point", "type": "function", "z": tab, "name": "to point",
+         "func": _TO_BATCH_POINT % MEASUREMENT, "outputs": 1, "wires": [["join-points"]]},
+        {"id": "join-points", "type": "join", "z": tab, "name": "points", "mode": "custom",
+         "build": "array", "property": "payload", "propertyType": "msg", "key": "topic",
+         "joiner": "\\n", "joinerType": "str", "accumulate": False, "timeout": f"{BATCH_S:g}",
+         "count": str(BATCH), "reduceRight": False, "wires": [["store-out"]]},
+        {"id": "store-out", "type": "influxdb batch", "z": tab, "influxdb": "store",
+         "name": "readings", "precision": "ms", "retentionPolicy": "", "wires": []},
     ]
 
 
@@ -96,8 +133,9 @@ class NodeRed:
     """`async with NodeRed(...) as nr:` runs Node-RED until the block ends."""
 
     def __init__(self, install: NodeRedInstall, workdir: Path, broker_port: int,
-                 store_url: str) -> None:
+                 store_url: str, *, batched: bool = False) -> None:
         self.install = install
+        self.batched = batched
         self.workdir = workdir
         self.user_dir = workdir / "node-red"
         self.broker_port = broker_port
@@ -134,7 +172,8 @@ class NodeRed:
         self.user_dir.mkdir(parents=True, exist_ok=True)
         (self.user_dir / "settings.js").write_text(settings(self.port))
         (self.user_dir / "flows.json").write_text(
-            json.dumps(flows(self.broker_port, self.store_url), indent=2))
+            json.dumps(flows(self.broker_port, self.store_url, batched=self.batched),
+                       indent=2))
 
     def _wait_flowing(self, within_s: float) -> None:
         """Until a fever on a probe topic comes back as an alert: the whole flow is up."""

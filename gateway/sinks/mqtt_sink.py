@@ -19,7 +19,7 @@ from typing import Any
 from gateway.clock import Clock
 from gateway.counters import Counters
 from gateway.journal import Entry, Journal
-from gateway.model import Alert, DeviceEvent, Reading, Record, encode
+from gateway.model import Alert, DeviceEvent, Reading, encode
 from gateway.mqtt_link import LinkDownError, MqttLink, Session
 from gateway.status import Status, StatusBoard
 from gateway.telemetry import TelemetryBuffer
@@ -33,6 +33,7 @@ TELEMETRY_BATCH_S = 0.005  # physical time: how long telemetry may wait to share
 # retained statuses and alerts published per turn, between batches of new records: an
 # alarm waits for one chunk, and a whole site's statuses never all wait for PUBACKs at once
 RETAINED_CHUNK = 50
+TOPICS_KEPT = 100_000  # outgoing topics kept per device (and per rule and key), made once
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +89,8 @@ class MqttSink:
         self._replay_due: dict[str, int] = {}  # device -> its last record still to replay
         self._replayed_early: dict[int, str] = {}  # sequence number -> its device
         self.moved = asyncio.Event()  # set whenever the cursor advances
+        self._telemetry_topics: dict[str, str] = {}  # device -> its telemetry topic
+        self._alert_topics: dict[tuple[str, str], str] = {}  # (rule, key) -> alert topic
 
     def seed(self, alerts: list[Alert]) -> None:
         """Active alerts restored at start, re-asserted on every connection."""
@@ -236,7 +239,7 @@ class MqttSink:
         await self._replay_devices(session, devices)
         sends = []
         for entry in batch.entries:
-            message = self._message(entry.record)
+            message = self._message(entry)
             if message is None:
                 continue
             topic, payload, retain = message
@@ -297,7 +300,7 @@ class MqttSink:
         current one, which `_alerts` keeps."""
         sends: list[Coroutine[Any, Any, None]] = []
         for entry in entries:
-            message = self._message(entry.record)
+            message = self._message(entry)
             if message is not None:
                 topic, payload, retain = message
                 sends.append(self._link.publish_on(session, topic, payload, qos=1,
@@ -309,21 +312,36 @@ class MqttSink:
         readings, upto = self._telemetry.peek(CONSUMER, self._telemetry_batch)
         if not readings:
             return False
-        telemetry = self._topics.telemetry
+        topics = self._telemetry_topics
         # QoS 0: telemetry is the class the gateway may drop
-        await self._link.publish_fast(
-            session, [(telemetry(r.kind, r.device), encode(r)) for r in readings])
+        await self._link.publish_fast(session, [
+            (topics.get(r.device) or self._telemetry_topic(r), encode(r)) for r in readings])
         self._telemetry.take(CONSUMER, upto)
         return True
 
-    def _message(self, record: Record) -> tuple[str, bytes, bool] | None:
+    def _telemetry_topic(self, reading: Reading) -> str:
+        topic = self._topics.telemetry(reading.kind, reading.device)
+        if len(self._telemetry_topics) < TOPICS_KEPT:
+            self._telemetry_topics[reading.device] = topic
+        return topic
+
+    def _message(self, entry: Entry) -> tuple[str, bytes, bool] | None:
+        # the payload is the record as the journal encoded it: not encoded a second time
+        record = entry.record
         if isinstance(record, DeviceEvent):
-            return self._topics.event(record.kind, record.device), encode(record), False
+            return (self._topics.event(record.kind, record.device),
+                    entry.body or encode(record), False)
         if isinstance(record, Alert):
-            topic = self._topics.alert(record.rule, record.device)
-            return topic, encode(record), True
+            key = (record.rule, record.device)
+            topic = self._alert_topics.get(key)
+            if topic is None:
+                topic = self._topics.alert(record.rule, record.device)
+                if len(self._alert_topics) < TOPICS_KEPT:
+                    self._alert_topics[key] = topic
+            return topic, entry.body or encode(record), True
         if isinstance(record, Reading):
-            return self._topics.telemetry(record.kind, record.device), encode(record), False
+            return (self._topics.telemetry(record.kind, record.device),
+                    entry.body or encode(record), False)
         return None  # acks are commands, not published back
 
 

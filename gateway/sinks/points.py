@@ -24,6 +24,7 @@ ALERT_STATE_CODE = {AlertState.FIRING: 1, AlertState.ACKNOWLEDGED: 2, AlertState
 # the `online` field of the gateway's status events; a float, like every other event field
 _STATUS_EVENTS = {"online": 1.0, "offline": 0.0}
 
+FIELD_KEYS_KEPT = 10_000  # escaped field names remembered: names come from profiles
 _KEY_ESCAPES = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ ", "\n": " "})
 _MEASUREMENT_ESCAPES = str.maketrans({",": r"\,", " ": r"\ ", "\n": " "})
 
@@ -36,6 +37,8 @@ class PointMaker:
         self._location = location
         # a reading's measurement and tags depend on its device alone: made once per device
         self._reading_series: dict[tuple[str, str], str] = {}
+        # a field name as line protocol writes it (escaped, then `=`): made once per name
+        self._field_keys: dict[str, str] = {}
 
     def line(self, record: Record) -> str | None:
         """The record's point, or None for records that have no point (acks, text-only)."""
@@ -59,22 +62,37 @@ class PointMaker:
                 # a tag cannot be last()-ed: the device's current status needs a field
                 fields["online"] = _STATUS_EVENTS[record.type]
         elif isinstance(record, Reading):
-            measurement = f"sc_{record.kind.value}"
-            tags = {}
             # the v2 write API of VictoriaMetrics keeps numeric fields only; text stays on MQTT
-            fields = {k: float(_number(v)) for k, v in record.values.items() if _numeric(v)}
-            if not fields:
+            field_part = self._reading_fields(record.values)
+            if not field_part:
                 return None
-            key = (measurement, record.device)
+            key = (record.kind.value, record.device)
             series = self._reading_series.get(key)
             if series is None:
-                series = _series(measurement, self._tags(record, tags))
+                series = _series(f"sc_{record.kind.value}", self._tags(record, {}))
                 self._reading_series[key] = series
-            return f"{series} {_fields(fields)} {record.ts}"
+            return f"{series} {field_part} {record.ts}"
         else:  # acks and notification intents are commands, not measurements
             assert isinstance(record, AckCommand | Notify)
             return None
         return f"{_series(measurement, self._tags(record, tags))} {_fields(fields)} {record.ts}"
+
+    def _reading_fields(self, values: dict[str, Scalar]) -> str:
+        """A reading's numeric values as line protocol fields, every one a float (as
+        `_fields` writes them), sorted; "" when none is numeric."""
+        keys = self._field_keys
+        parts = []
+        for name in sorted(values):
+            value = values[name]
+            if not _numeric(value):
+                continue
+            key = keys.get(name)
+            if key is None:
+                key = f"{name.translate(_KEY_ESCAPES)}="
+                if len(keys) < FIELD_KEYS_KEPT:
+                    keys[name] = key
+            parts.append(f"{key}{float(_number(value))!r}")
+        return ",".join(parts)
 
     def _tags(self, record: Alert | DeviceEvent | Reading, tags: dict[str, str]
               ) -> dict[str, str]:
