@@ -21,8 +21,6 @@ import hashlib
 import logging
 from collections.abc import Awaitable, Callable
 
-import aiomqtt
-
 from drivers.intake import MessageIntake
 from drivers.json_map import (
     JsonEvent,
@@ -37,6 +35,7 @@ from gateway.clock import Clock
 from gateway.config import DEFAULT_MAX_PAYLOAD, MqttDevice
 from gateway.counters import Counters
 from gateway.journal import Journal, Receipt
+from gateway.link.message import Inbound
 from gateway.model import DeviceEvent
 
 log = logging.getLogger(__name__)
@@ -86,10 +85,10 @@ class MqttIngress:
     def topics(self) -> list[str]:
         return list(self._devices)
 
-    def handle(self, message: aiomqtt.Message) -> Awaitable[None] | None:
+    def handle(self, message: Inbound) -> Awaitable[None] | None:
         """Decode a message and hand over its reading at once; events are journalled by
         the coroutine returned (None when the message carries none)."""
-        topic = message.topic.value
+        topic = message.topic
         device = self._devices.get(topic)
         if device is None:
             return None
@@ -132,14 +131,14 @@ class MqttIngress:
         self._counters.inc("ingress_messages", device=device.id)
         return None
 
-    def _receipt(self, message: aiomqtt.Message, payload: bytes | bytearray | str
+    def _receipt(self, message: Inbound, payload: bytes | bytearray | str
                  ) -> Receipt | None:
         """The receipt to journal with the message's events; None when it is the broker's
         redelivery of a message journalled already."""
         if message.qos == 0 or self._receipts is None or not self._window_ms:
             return _NO_RECEIPT
         raw = payload.encode() if isinstance(payload, str) else bytes(payload)
-        digest = hashlib.blake2b(message.topic.value.encode() + b"\0" + raw,
+        digest = hashlib.blake2b(message.topic.encode() + b"\0" + raw,
                                  digest_size=16).digest()
         key = f"{RECEIPT_PREFIX}{message.mid}"
         now = self._clock.now_ms()
