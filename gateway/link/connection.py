@@ -63,6 +63,17 @@ def _more_to_read(sock: Any) -> bool:
     return True  # a byte, or b"" at the end: paho's read sees either
 
 
+def _settle(sent: deque[tuple[mqtt.MQTTMessageInfo, asyncio.Future[None]]]) -> None:
+    """Complete the futures of the publishes paho has marked published, in order."""
+    while sent:
+        info, done = sent[0]
+        if not done.done():  # else given up on (a timeout)
+            if not info.is_published():
+                return
+            done.set_result(None)
+        sent.popleft()
+
+
 class BrokerConnection:
     """A single connection, never reused: a new one per (re)connect.
 
@@ -113,7 +124,6 @@ class BrokerConnection:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
-        client.on_publish = self._on_publish
         client.on_subscribe = self._on_subscribe
         self._client = client
         self._sock: Any = None  # the socket paho opened, once it is ours to watch
@@ -127,9 +137,12 @@ class BrokerConnection:
         self._pace_wait: asyncio.TimerHandle | None = None
         self._misc: asyncio.TimerHandle | None = None
         self._last_read = -math.inf
-        self._writing = False  # inside loop_write: on_publish then means "written" (QoS 0)
-        self._acks: dict[int, asyncio.Future[None]] = {}  # QoS 1 mid -> PUBACK
+        # publishes in the order sent, each done once paho marks it published: QoS 1 on
+        # its PUBACK (the broker acknowledges in order), QoS 0 once written. No on_publish
+        # callback: paho would build MQTT 5 properties for it on every message written
+        self._acks: deque[tuple[mqtt.MQTTMessageInfo, asyncio.Future[None]]] = deque()
         self._written: deque[tuple[mqtt.MQTTMessageInfo, asyncio.Future[None]]] = deque()
+        self._activity = 0  # packets paho handed to a callback: a read that took one
         self._subacks: dict[int, asyncio.Future[list[ReasonCode]]] = {}
 
     # the connection's life
@@ -144,17 +157,16 @@ class BrokerConnection:
         try:
             await asyncio.wait_for(asyncio.shield(connecting), cfg.publish_timeout_s)
         except BaseException as exc:
-            # the thread finishes on its own: its socket, if any, is closed then
-            connecting.add_done_callback(self._abandoned)
+            failed = (connecting.done() and not connecting.cancelled()
+                      and connecting.exception() is exc)
+            if not failed:  # the thread finishes on its own: its socket is closed then
+                connecting.add_done_callback(self._abandoned)
             self.close()
+            if failed and isinstance(exc, OSError | ValueError):  # refused, DNS, TLS
+                raise BrokerUnavailableError(f"cannot connect: {exc}") from exc
             if isinstance(exc, TimeoutError):
                 raise BrokerUnavailableError("no connection in time") from None
             raise
-        try:
-            connecting.result()
-        except (OSError, ValueError) as exc:
-            self.close()
-            raise BrokerUnavailableError(f"cannot connect: {exc}") from exc
         self._watch()
         if self._sock is None:
             raise BrokerUnavailableError("the connection closed while it was made")
@@ -221,8 +233,7 @@ class BrokerConnection:
         if qos == 0:
             self._written.append((info, done))
         else:
-            self._acks[info.mid] = done
-            done.add_done_callback(functools.partial(self._forget_ack, info.mid))
+            self._acks.append((info, done))
         return done
 
     def publish_batch(self, messages: Sequence[tuple[str, bytes]]) -> asyncio.Future[None]:
@@ -316,22 +327,18 @@ class BrokerConnection:
     def _read(self) -> None:
         client = self._client
         for _ in range(READ_BURST):  # everything read ahead, not one packet per turn
-            if client.loop_read() != MQTTErrorCode.MQTT_ERR_SUCCESS:
-                break  # paho ended the connection: on_socket_close said so
-            if not self._reader_on or not _more_to_read(self._sock):
+            before = self._activity
+            if client.loop_read() != MQTTErrorCode.MQTT_ERR_SUCCESS or not self._reader_on:
+                break  # paho ended the connection (on_socket_close said so), or a pause
+            # a read that handed over a message is followed by another without asking the
+            # socket first: only the read that finds nothing costs a look
+            if self._activity == before and not _more_to_read(self._sock):
                 break
+        _settle(self._acks)
 
     def _write(self) -> None:
-        self._writing = True
-        try:
-            self._client.loop_write()  # ends the connection itself on an error
-        finally:
-            self._writing = False
-        written = self._written
-        while written and written[0][0].is_published():
-            _, done = written.popleft()
-            if not done.done():
-                done.set_result(None)
+        self._client.loop_write()  # ends the connection itself on an error
+        _settle(self._written)
 
     def _housekeeping(self) -> None:
         self._misc = None
@@ -348,10 +355,6 @@ class BrokerConnection:
         if not self.lost.done():
             self.why = why
             self.lost.set_result(None)
-
-    def _forget_ack(self, mid: int, done: asyncio.Future[None]) -> None:
-        if self._acks.get(mid) is done:
-            del self._acks[mid]
 
     # paho's callbacks: on the loop, except those its connect makes (from its thread)
 
@@ -379,6 +382,7 @@ class BrokerConnection:
                     reason: ReasonCode, properties: Properties | None) -> None:
         if self._connack.done():
             return
+        self._activity += 1
         if reason.is_failure:
             self._connack.set_exception(BrokerUnavailableError(f"refused: {reason}"))
             return
@@ -393,6 +397,7 @@ class BrokerConnection:
 
     def _on_message(self, client: mqtt.Client, userdata: Any,
                     message: mqtt.MQTTMessage) -> None:
+        self._activity += 1
         try:
             topic = message.topic
         except UnicodeDecodeError:
@@ -406,16 +411,9 @@ class BrokerConnection:
         except Exception:  # paho would end the read with it: the dispatch counts its own
             log.exception("dispatching a message on %s failed", topic)
 
-    def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: ReasonCode,
-                    properties: Properties | None) -> None:
-        if self._writing:
-            return  # a QoS 0 message written (the same mid may be a QoS 1 one in flight)
-        done = self._acks.pop(mid, None)
-        if done is not None and not done.done():
-            done.set_result(None)
-
     def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int,
                       reasons: list[ReasonCode], properties: Properties | None) -> None:
+        self._activity += 1
         answer = self._subacks.pop(mid, None)
         if answer is not None and not answer.done():
             answer.set_result(reasons)
