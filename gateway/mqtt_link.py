@@ -67,7 +67,7 @@ class MqttLink:
         counters: Counters,
     ) -> None:
         self._config = config
-        self._client_id = client_id
+        self._identifier = client_id
         self._will = will
         self._clock = clock
         self._counters = counters
@@ -201,7 +201,7 @@ class MqttLink:
                          lambda mid, qos: connection.ack(mid, qos),
                          lambda paused: connection.pause_reading(paused))
         connection = BrokerConnection(
-            cfg, self._client_id, (self._will.topic, self._will.payload), password,
+            cfg, self._identifier, (self._will.topic, self._will.payload), password,
             inbox.deliver, receive_maximum=PIPELINE, max_packet=MAX_PACKET,
             pace_s=READ_PACE_S)
         try:
@@ -228,7 +228,7 @@ class MqttLink:
             self._backoff.reset()
             self._connected.set()
             log.info("connected to MQTT broker %s:%d as %s (session %d)", cfg.host,
-                     cfg.port, self._client_id, self._sessions)
+                     cfg.port, self._identifier, self._sessions)
             await first_of(connection.lost, inbox.redeliver)
             if connection.lost.done():
                 raise BrokerUnavailableError(connection.why)

@@ -125,8 +125,8 @@ class BrokerConnection:
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         client.on_subscribe = self._on_subscribe
-        self._client = client
-        self._sock: Any = None  # the socket paho opened, once it is ours to watch
+        self._paho = client
+        self._stream: Any = None  # the socket paho opened, once it is ours to watch
         self._opened: Any = None  # the socket paho opened, as its callback said
         self._fd = -1
         self._watching = False
@@ -152,7 +152,7 @@ class BrokerConnection:
         `release`, so the caller sees the session state before any message."""
         cfg = self._config
         connecting = self._loop.run_in_executor(None, functools.partial(
-            self._client.connect, cfg.host, cfg.port, cfg.keepalive_s, clean_start=False,
+            self._paho.connect, cfg.host, cfg.port, cfg.keepalive_s, clean_start=False,
             properties=self._properties))  # blocking: DNS, TCP, the TLS handshake
         try:
             await asyncio.wait_for(asyncio.shield(connecting), cfg.publish_timeout_s)
@@ -168,7 +168,7 @@ class BrokerConnection:
                 raise BrokerUnavailableError("no connection in time") from None
             raise
         self._watch()
-        if self._sock is None:
+        if self._stream is None:
             raise BrokerUnavailableError("the connection closed while it was made")
         done, _ = await asyncio.wait((self._connack, self.lost), timeout=cfg.publish_timeout_s,
                                      return_when=asyncio.FIRST_COMPLETED)
@@ -196,13 +196,13 @@ class BrokerConnection:
     def close(self) -> None:
         """End the connection now: a clean DISCONNECT when it is up (the broker keeps the
         session and drops the will), the socket closed in any case."""
-        if self._client.is_connected():
-            self._client.disconnect()
+        if self._paho.is_connected():
+            self._paho.disconnect()
             self._write()
         if not self._watching and self._opened is not None:
-            self._sock = self._opened  # opened by a connect the caller gave up on
-        if self._sock is not None:
-            sock = self._sock
+            self._stream = self._opened  # opened by a connect the caller gave up on
+        if self._stream is not None:
+            sock = self._stream
             self._unwatch()
             with contextlib.suppress(OSError):
                 sock.close()  # the DISCONNECT did not fit the socket's buffer
@@ -212,7 +212,7 @@ class BrokerConnection:
 
     async def subscribe(self, filters: Sequence[tuple[str, int]]) -> list[ReasonCode]:
         """Subscribe and wait for the SUBACK: one reason code per filter."""
-        rc, mid = self._client.subscribe(list(filters))
+        rc, mid = self._paho.subscribe(list(filters))
         if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or mid is None:
             raise BrokerUnavailableError(f"subscribe not sent: {mqtt.error_string(rc)}")
         answer: asyncio.Future[list[ReasonCode]] = self._loop.create_future()
@@ -226,7 +226,7 @@ class BrokerConnection:
     def publish(self, topic: str, payload: bytes, qos: int, retain: bool
                 ) -> asyncio.Future[None]:
         """Send a message; the future completes on its PUBACK (QoS 1) or once written."""
-        info = self._client.publish(topic, payload, qos=qos, retain=retain)
+        info = self._paho.publish(topic, payload, qos=qos, retain=retain)
         if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
             raise PublishRefusedError(mqtt.error_string(info.rc))
         done: asyncio.Future[None] = self._loop.create_future()
@@ -238,7 +238,7 @@ class BrokerConnection:
 
     def publish_batch(self, messages: Sequence[tuple[str, bytes]]) -> asyncio.Future[None]:
         """Send QoS 0 messages, not retained; the future completes once all are written."""
-        publish = self._client.publish
+        publish = self._paho.publish
         info: mqtt.MQTTMessageInfo | None = None
         for topic, payload in messages:
             info = publish(topic, payload)
@@ -254,7 +254,7 @@ class BrokerConnection:
     def ack(self, mid: int, qos: int) -> None:
         """Acknowledge a delivered message: the broker forgets it."""
         if not self.lost.done():
-            self._client.ack(mid, qos)
+            self._paho.ack(mid, qos)
 
     # the socket on the event loop
 
@@ -263,7 +263,7 @@ class BrokerConnection:
         sock = self._opened
         if sock is None or self.lost.done():
             return
-        self._sock = sock
+        self._stream = sock
         self._fd = sock.fileno()
         self._watching = True
         with contextlib.suppress(OSError, AttributeError):
@@ -271,7 +271,7 @@ class BrokerConnection:
             # one waits for the acknowledgement of the previous segment
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._sync_reader()
-        if self._client.want_write():
+        if self._paho.want_write():
             self._sync_writer(True)
         self._misc = self._loop.call_later(MISC_EVERY_S, self._housekeeping)
 
@@ -282,7 +282,7 @@ class BrokerConnection:
             if self._writer_on:
                 self._loop.remove_writer(self._fd)
         self._reader_on = self._writer_on = self._watching = False
-        self._sock = None
+        self._stream = None
         for timer in (self._pace_wait, self._misc):
             if timer is not None:
                 timer.cancel()
@@ -325,24 +325,24 @@ class BrokerConnection:
             self._read()
 
     def _read(self) -> None:
-        client = self._client
+        client = self._paho
         for _ in range(READ_BURST):  # everything read ahead, not one packet per turn
             before = self._activity
             if client.loop_read() != MQTTErrorCode.MQTT_ERR_SUCCESS or not self._reader_on:
                 break  # paho ended the connection (on_socket_close said so), or a pause
             # a read that handed over a message is followed by another without asking the
             # socket first: only the read that finds nothing costs a look
-            if self._activity == before and not _more_to_read(self._sock):
+            if self._activity == before and not _more_to_read(self._stream):
                 break
         _settle(self._acks)
 
     def _write(self) -> None:
-        self._client.loop_write()  # ends the connection itself on an error
+        self._paho.loop_write()  # ends the connection itself on an error
         _settle(self._written)
 
     def _housekeeping(self) -> None:
         self._misc = None
-        self._client.loop_misc()  # a PINGRESP overdue ends the connection
+        self._paho.loop_misc()  # a PINGRESP overdue ends the connection
         if self._watching:
             self._misc = self._loop.call_later(MISC_EVERY_S, self._housekeeping)
 
@@ -365,17 +365,17 @@ class BrokerConnection:
         if threading.get_ident() != self._loop_thread:
             self._opened = None  # closed inside connect: nothing was watched
             return
-        if sock is self._sock:
+        if sock is self._stream:
             self._unwatch()  # before paho closes the descriptor
         self._lose("connection closed")
 
     def _on_register_write(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
-        if threading.get_ident() == self._loop_thread and sock is self._sock:
+        if threading.get_ident() == self._loop_thread and sock is self._stream:
             self._sync_writer(True)
         # from connect's thread: `_watch` adds the writer when paho wants one
 
     def _on_unregister_write(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
-        if threading.get_ident() == self._loop_thread and sock is self._sock:
+        if threading.get_ident() == self._loop_thread and sock is self._stream:
             self._sync_writer(False)
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: mqtt.ConnectFlags,

@@ -72,7 +72,7 @@ class InfluxWriter:
     def __init__(self, config: StoreConfig, token: str) -> None:
         self._config = config
         self._token = token
-        self._client: InfluxDBClientAsync | None = None
+        self._influx: InfluxDBClientAsync | None = None
         self._connections = _Connections()
 
     @property
@@ -80,8 +80,8 @@ class InfluxWriter:
         return self._connections.opened
 
     async def write(self, lines: list[str]) -> None:
-        if self._client is None:
-            self._client = InfluxDBClientAsync(
+        if self._influx is None:
+            self._influx = InfluxDBClientAsync(
                 url=self._config.url,
                 token=self._token,
                 org=self._config.org,
@@ -89,7 +89,7 @@ class InfluxWriter:
                 client_session_type=self._connections.session,
             )
         try:
-            await self._client.write_api().write(
+            await self._influx.write_api().write(
                 bucket=self._config.bucket, org=self._config.org, record=lines,
                 write_precision=WritePrecision.MS,  # type: ignore[arg-type]  # its stub says str
             )
@@ -106,9 +106,9 @@ class InfluxWriter:
             ) from exc
 
     async def close(self) -> None:
-        if self._client is not None:
-            await self._client.close()  # type: ignore[no-untyped-call]
-            self._client = None
+        if self._influx is not None:
+            await self._influx.close()  # type: ignore[no-untyped-call]
+            self._influx = None
 
 
 class InfluxV1Writer:
