@@ -11,6 +11,8 @@ def matches(levels: list[str], pattern: list[str]) -> bool:
     """MQTT filter matching on pre-split levels (`+` one level, `#` the rest)."""
     if pattern and pattern[0] == "$share":
         pattern = pattern[2:]  # $share/<group>/<filter>
+    if levels[0].startswith("$") and pattern and pattern[0] in ("+", "#"):
+        return False  # a wildcard first level leaves out $SYS and the like (MQTT 4.7.2)
     for i, want in enumerate(pattern):
         if want == "#":
             return True
