@@ -15,7 +15,7 @@ from gateway.clock import SystemClock
 from gateway.config import BrokerConfig
 from gateway.counters import Counters
 from gateway.link import dispatch
-from gateway.mqtt_link import Inbound, LastWill, MqttLink
+from gateway.mqtt_link import Inbound, LastWill, LinkDownError, MqttLink
 from gateway.services import Mosquitto
 from tests.helpers import eventually
 
@@ -171,3 +171,54 @@ async def test_a_connection_taken_over_mid_write_is_replaced_without_errors(
     finally:
         loop.set_exception_handler(previous)
     assert [c.get("exception") for c in errors] == []
+
+
+async def test_reading_stops_while_too_many_qos1_messages_are_unjournalled(
+    mosquitto: Mosquitto, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Back-pressure reaches the broker: the link reads no further while PIPELINE QoS 1
+    messages wait for their journal commits (Mosquitto 2.0.11 sends past the receive
+    maximum), and reads on, in order, once they are done."""
+    monkeypatch.setattr(dispatch, "PIPELINE", 4)
+    journal_open = asyncio.Event()
+    started: list[bytes] = []
+
+    async def journal(message: Inbound) -> None:
+        await journal_open.wait()
+
+    def handle(message: Inbound) -> Any:
+        started.append(message.payload)
+        return journal(message)
+
+    link = _link(mosquitto.port, "gw-backpressure")
+    link.subscribe("dev/+/event", handle)
+    async with _running(link), _source(mosquitto.port) as source:
+        for i in range(12):  # a topic each: nothing waits behind another of its topic
+            await source.publish(f"dev/{i}/event", str(i).encode(), qos=1)
+        await eventually(lambda: len(started) == 4, what="4 messages taken")
+        # a publish of the link's own meanwhile completes once reading goes on
+        session = await link.session()
+        alarm = asyncio.create_task(link.publish_on(session, "out/alarm", b"a"),
+                                    name="test.alarm")
+        for _ in range(50):
+            await asyncio.sleep(0)
+        assert len(started) == 4
+        journal_open.set()
+        await eventually(lambda: len(started) == 12, what="the other 8 taken")
+        await asyncio.wait_for(alarm, 10)
+    assert started == [str(i).encode() for i in range(12)]
+
+
+async def test_a_publish_without_puback_in_time_raises_link_down(
+    mosquitto: Mosquitto,
+) -> None:
+    counters = Counters()
+    link = MqttLink(BrokerConfig(port=mosquitto.port, publish_timeout_s=0.3), "gw-timeout",
+                    LastWill("sc/gw-timeout/gateway/status", b"offline"), SystemClock(),
+                    counters)
+    async with _running(link):
+        session = await link.session()
+        with mosquitto.frozen(), pytest.raises(LinkDownError):
+            await link.publish_on(session, "out/alarm", b"a")
+        assert counters.get("mqtt_publish_failed", reason="timeout") == 1
+        await link.publish("out/after", b"b")  # the connection serves again
