@@ -36,6 +36,12 @@ class _Run:
     acked: list[tuple[int, int]] = field(default_factory=list)
 
 
+def message_bytes(flags: int, topic: bytes, payload: bytes, mid: int) -> bytes:
+    """One message in this target's input format (topic and payload up to 255 bytes)."""
+    return (bytes([flags, len(topic)]) + topic + bytes([len(payload)]) + payload
+            + mid.to_bytes(2, "big"))
+
+
 def messages(data: bytes) -> list[tuple[Inbound, str]]:
     """The messages in `data`, each with what its handlers do; a cut-off tail is dropped."""
     out: list[tuple[Inbound, str]] = []

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from fuzz.mqtt_dispatch import message_bytes
 from fuzz.seeds import PATHOLOGICAL_CONFIG_FILES, PATHOLOGICAL_RULE_FILES
 from fuzz.targets import (
     config_file,
@@ -154,11 +155,6 @@ def test_regression_invalid_utf8_inside_a_json_string() -> None:
     json_payload(b'"' + b"\xff" * 8 + b'"J\n')
 
 
-def _message(flags: int, topic: bytes, payload: bytes, mid: int) -> bytes:
-    return bytes([flags, len(topic)]) + topic + bytes([len(payload)]) + payload + (
-        mid.to_bytes(2, "big"))
-
-
 @FUZZ
 @given(st.binary(max_size=512))
 def test_mqtt_dispatch_bytes(data: bytes) -> None:
@@ -174,13 +170,13 @@ topics = st.lists(st.sampled_from(["vendor", "sc", "a", "b", "dev", "alerts", "a
                           st.integers(0, 65535)), max_size=30))
 def test_mqtt_dispatch_structured(batch: list[tuple[int, list[str], bytes, int]]) -> None:
     """Topics made of the filters' own levels, so that most of them match something."""
-    mqtt_dispatch(b"".join(_message(flags, "/".join(levels).encode()[:255], payload, mid)
+    mqtt_dispatch(b"".join(message_bytes(flags, "/".join(levels).encode()[:255], payload, mid)
                            for flags, levels, payload, mid in batch))
 
 
 def test_mqtt_dispatch_checks_what_it_claims() -> None:
     """The target's oracle is paho's matcher: a topic under `$` is not one of `#`'s."""
-    mqtt_dispatch(_message(2, b"$SYS/broker/load", b"1", 7)
-                  + _message(2, b"vendor/x/sos", b"2", 8)
-                  + _message(10, b"vendor/x/sos", b"3", 9)  # later, then acknowledged
-                  + _message(14, b"a/1/2/b", b"4", 10))  # not journalled
+    mqtt_dispatch(message_bytes(2, b"$SYS/broker/load", b"1", 7)
+                  + message_bytes(2, b"vendor/x/sos", b"2", 8)
+                  + message_bytes(10, b"vendor/x/sos", b"3", 9)  # later, then acknowledged
+                  + message_bytes(14, b"a/1/2/b", b"4", 10))  # not journalled
