@@ -202,7 +202,7 @@ class MqttLink:
                          lambda paused: connection.pause_reading(paused))
         connection = BrokerConnection(
             cfg, self._identifier, (self._will.topic, self._will.payload), password,
-            inbox.deliver, receive_maximum=PIPELINE, max_packet=MAX_PACKET,
+            inbox.deliver, self._counters, receive_maximum=PIPELINE, max_packet=MAX_PACKET,
             pace_s=READ_PACE_S)
         try:
             await connection.open()

@@ -32,6 +32,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from gateway.config import BrokerConfig
+from gateway.counters import Counters
 from gateway.link.message import Inbound
 from gateway.link.tls import client_tls
 
@@ -88,6 +89,7 @@ class BrokerConnection:
         will: tuple[str, bytes],
         password: str | None,
         deliver: Callable[[Inbound], None],
+        counters: Counters,
         *,
         receive_maximum: int,
         max_packet: int,
@@ -95,6 +97,7 @@ class BrokerConnection:
     ) -> None:
         self._config = config
         self._deliver = deliver
+        self._counters = counters
         self._pace_s = pace_s
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
@@ -401,7 +404,9 @@ class BrokerConnection:
         try:
             topic = message.topic
         except UnicodeDecodeError:
-            log.warning("a message with a topic that is not UTF-8 was dropped")
+            self._counters.inc("mqtt_rejected", reason="topic_not_utf8")
+            self._counters.log_once(log, ("mqtt", "topic_not_utf8"), "a message whose topic "
+                                    "is not UTF-8 was dropped; repeats are counted")
             if message.qos:
                 self.ack(message.mid, message.qos)
             return
