@@ -146,6 +146,7 @@ class BrokerConnection:
         self._acks: deque[tuple[mqtt.MQTTMessageInfo, asyncio.Future[None]]] = deque()
         self._written: deque[tuple[mqtt.MQTTMessageInfo, asyncio.Future[None]]] = deque()
         self._activity = 0  # packets paho handed to a callback: a read that took one
+        self._in_paho = False  # inside loop_read or loop_write
         self._subacks: dict[int, asyncio.Future[list[ReasonCode]]] = {}
 
     # the connection's life
@@ -237,6 +238,7 @@ class BrokerConnection:
             self._written.append((info, done))
         else:
             self._acks.append((info, done))
+        self._write_now()
         return done
 
     def publish_batch(self, messages: Sequence[tuple[str, bytes]]) -> asyncio.Future[None]:
@@ -252,6 +254,7 @@ class BrokerConnection:
             done.set_result(None)
         else:
             self._written.append((info, done))
+            self._write_now()
         return done
 
     def ack(self, mid: int, qos: int) -> None:
@@ -329,18 +332,32 @@ class BrokerConnection:
 
     def _read(self) -> None:
         client = self._paho
-        for _ in range(READ_BURST):  # everything read ahead, not one packet per turn
-            before = self._activity
-            if client.loop_read() != MQTTErrorCode.MQTT_ERR_SUCCESS or not self._reader_on:
-                break  # paho ended the connection (on_socket_close said so), or a pause
-            # a read that handed over a message is followed by another without asking the
-            # socket first: only the read that finds nothing costs a look
-            if self._activity == before and not _more_to_read(self._stream):
-                break
+        self._in_paho = True
+        try:
+            for _ in range(READ_BURST):  # everything read ahead, not one packet per turn
+                before = self._activity
+                if client.loop_read() != MQTTErrorCode.MQTT_ERR_SUCCESS or not self._reader_on:
+                    break  # paho ended the connection (on_socket_close said so), or a pause
+                # a read that handed over a message is followed by another without asking
+                # the socket first: only the read that finds nothing costs a look
+                if self._activity == before and not _more_to_read(self._stream):
+                    break
+        finally:
+            self._in_paho = False
         _settle(self._acks)
 
+    def _write_now(self) -> None:
+        # an alarm goes out in this turn, not the next one of the loop's writer (a turn
+        # under load takes milliseconds); inside paho's own calls the writer does it
+        if self._writer_on and not self._in_paho:
+            self._write()
+
     def _write(self) -> None:
-        self._paho.loop_write()  # ends the connection itself on an error
+        self._in_paho = True
+        try:
+            self._paho.loop_write()  # ends the connection itself on an error
+        finally:
+            self._in_paho = False
         _settle(self._written)
 
     def _housekeeping(self) -> None:
