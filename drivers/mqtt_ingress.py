@@ -22,8 +22,6 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-import aiomqtt
-
 from drivers.intake import MessageIntake
 from drivers.json_map import (
     JsonEvent,
@@ -38,6 +36,7 @@ from gateway.clock import Clock
 from gateway.config import DEFAULT_MAX_PAYLOAD, MqttDevice
 from gateway.counters import CounterKey, Counters
 from gateway.journal import Journal, Receipt
+from gateway.link.message import Inbound
 from gateway.model import DeviceEvent
 
 log = logging.getLogger(__name__)
@@ -101,10 +100,10 @@ class MqttIngress:
     def topics(self) -> list[str]:
         return list(self._routes)
 
-    def handle(self, message: aiomqtt.Message) -> Awaitable[None] | None:
+    def handle(self, message: Inbound) -> Awaitable[None] | None:
         """Decode a message and hand over its reading at once; events are journalled by
         the coroutine returned (None when the message carries none)."""
-        topic = message.topic.value
+        topic = message.topic
         route = self._routes.get(topic)
         if route is None:
             return None
@@ -148,7 +147,7 @@ class MqttIngress:
         self._counters.inc_key(route.accepted)
         return None
 
-    def _receipt(self, message: aiomqtt.Message, payload: bytes | bytearray | str,
+    def _receipt(self, message: Inbound, payload: bytes | bytearray | str,
                  route: _Route) -> Receipt | None:
         """The receipt to journal with the message's events; None when it is the broker's
         redelivery of a message journalled already."""

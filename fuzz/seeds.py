@@ -9,6 +9,7 @@ import msgspec
 from drivers.profile import ProfileLibrary
 from drivers.serial_frames import SerialFormat
 from drivers.serial_frames.frame import build_frame
+from fuzz.mqtt_dispatch import message_bytes
 from simulators.json_device import JsonPayloads
 
 
@@ -35,6 +36,11 @@ def write_seeds(target: str, directory: Path) -> int:
         example = Path(__file__).parent.parent / "deploy" / "gateway.example.toml"
         seeds.append(example.read_bytes())
         seeds += PATHOLOGICAL_CONFIG_FILES
+    if target == "mqtt_dispatch":
+        seeds += [message_bytes(flags, topic, payload, mid) for flags, topic, payload, mid in (
+            (2, b"vendor/d1/sos", b'{"action": "single"}', 1),
+            (0, b"sc/c1/alerts/sos/d1/ack", b'{"by": "duty"}', 0),
+            (6, b"a/1/2/b", b"{}", 2), (14, b"$SYS/broker/uptime", b"1", 3))]
     for n, seed in enumerate(seeds):
         (directory / f"seed-{n}").write_bytes(seed)
     return len(seeds)

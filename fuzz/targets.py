@@ -21,6 +21,7 @@ from drivers.pseudonym import Pseudonymiser
 from drivers.serial_frames import SerialFormat
 from drivers.serial_frames.decode import FrameDecoder
 from drivers.serial_frames.scanner import FrameScanner, Rejected
+from fuzz.mqtt_dispatch import mqtt_dispatch
 from gateway.config import parse_config
 from gateway.kinds import MODELS
 from gateway.model import Reading, decode, encode
@@ -142,4 +143,5 @@ TARGETS: dict[str, Callable[[bytes], None]] = {
     "modbus_answer": modbus_answer,
     "config_file": config_file,
     "rule_file": rule_file,
+    "mqtt_dispatch": mqtt_dispatch,
 }

@@ -15,11 +15,11 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Annotated
 
-import aiomqtt
 import msgspec
 
 from drivers.json_map import MalformedJsonError, parse_json, shown
 from gateway.counters import UNKNOWN, Counters
+from gateway.link.message import Inbound
 from gateway.model import AlertState
 from gateway.topics import Topics
 from rules.engine import RuleEngine
@@ -53,9 +53,9 @@ class AckDesk:
         self._counters = counters
         self._max_payload = max_payload_bytes
 
-    def handle(self, message: aiomqtt.Message) -> Awaitable[None] | None:
+    def handle(self, message: Inbound) -> Awaitable[None] | None:
         """The journalling of the ack in `message`, or None when it is refused."""
-        parsed = self._topics.parse_ack(message.topic.value)
+        parsed = self._topics.parse_ack(message.topic)
         if parsed is None:
             return None
         rule, device = parsed
@@ -70,7 +70,7 @@ class AckDesk:
             return None
         return self._journal(rule, device, by)
 
-    def _check(self, message: aiomqtt.Message, rule: str, device: str, label: str) -> str:
+    def _check(self, message: Inbound, rule: str, device: str, label: str) -> str:
         if message.retain:
             raise AckRefusedError("retained", "a retained ack is an old one: only an ack "
                                   "sent while the alert fires acknowledges it")

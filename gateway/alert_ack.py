@@ -18,8 +18,8 @@ import msgspec
 from gateway.config import BrokerConfig, GatewayConfig
 from gateway.doctor.broker import check_broker
 from gateway.doctor.finding import Status
+from gateway.link.tls import client_tls
 from gateway.model import Alert, AlertState
-from gateway.mqtt_link import client_tls
 from gateway.topics import Topics
 
 

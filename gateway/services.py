@@ -18,6 +18,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -83,6 +84,17 @@ class _Process:
             self._proc.send_signal(signal.SIGKILL)
             self._proc.wait()
         self._close_log()
+
+    @contextlib.contextmanager
+    def frozen(self) -> Iterator[None]:
+        """SIGSTOP for the block: a server that hangs with its connections open."""
+        if self._proc is None or self._proc.poll() is not None:
+            raise ServiceError(f"{self.name} is not running")
+        self._proc.send_signal(signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            self._proc.send_signal(signal.SIGCONT)
 
     def stop(self) -> None:
         if self._proc is not None and self._proc.poll() is None:

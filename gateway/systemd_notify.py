@@ -35,7 +35,7 @@ class SystemdNotifier:
 
     def __init__(self, address: str | None) -> None:
         self._address = _socket_address(address) if address else None
-        self._socket: socket.socket | None = None
+        self._notify_socket: socket.socket | None = None
         self._failed = False
 
     @classmethod
@@ -54,11 +54,11 @@ class SystemdNotifier:
             return
         message = "\n".join(assignments).encode()
         try:
-            if self._socket is None:
-                self._socket = socket.socket(socket.AF_UNIX,
+            if self._notify_socket is None:
+                self._notify_socket = socket.socket(socket.AF_UNIX,
                                              socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
-                self._socket.setblocking(False)
-            self._socket.sendto(message, self._address)
+                self._notify_socket.setblocking(False)
+            self._notify_socket.sendto(message, self._address)
         except OSError as exc:
             if not self._failed:  # once: a broken socket would otherwise log every ping
                 log.warning("cannot notify systemd at %r: %s", self._address, exc)
@@ -67,9 +67,9 @@ class SystemdNotifier:
         self._failed = False
 
     def close(self) -> None:
-        if self._socket is not None:
-            self._socket.close()
-            self._socket = None
+        if self._notify_socket is not None:
+            self._notify_socket.close()
+            self._notify_socket = None
 
 
 def _socket_address(address: str) -> str | bytes:

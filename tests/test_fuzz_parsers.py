@@ -9,8 +9,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from fuzz.mqtt_dispatch import message_bytes
 from fuzz.seeds import PATHOLOGICAL_CONFIG_FILES, PATHOLOGICAL_RULE_FILES
-from fuzz.targets import config_file, json_payload, modbus_answer, rule_file, serial_stream
+from fuzz.targets import (
+    config_file,
+    json_payload,
+    modbus_answer,
+    mqtt_dispatch,
+    rule_file,
+    serial_stream,
+)
 from gateway.problems import ConfigError, parse_toml
 from rules.loader import pack_from_text
 from rules.problems import RuleError
@@ -145,3 +153,30 @@ def test_regression_control_character_in_a_rule_file() -> None:
 def test_regression_invalid_utf8_inside_a_json_string() -> None:
     # found by atheris: msgspec raised UnicodeDecodeError, which escaped the drivers
     json_payload(b'"' + b"\xff" * 8 + b'"J\n')
+
+
+@FUZZ
+@given(st.binary(max_size=512))
+def test_mqtt_dispatch_bytes(data: bytes) -> None:
+    mqtt_dispatch(data)
+
+
+topics = st.lists(st.sampled_from(["vendor", "sc", "a", "b", "dev", "alerts", "ack", "",
+                                   "$SYS", "+", "#", "\u00e9"]), min_size=1, max_size=6)
+
+
+@FUZZ
+@given(st.lists(st.tuples(st.integers(0, 15), topics, st.binary(max_size=8),
+                          st.integers(0, 65535)), max_size=30))
+def test_mqtt_dispatch_structured(batch: list[tuple[int, list[str], bytes, int]]) -> None:
+    """Topics made of the filters' own levels, so that most of them match something."""
+    mqtt_dispatch(b"".join(message_bytes(flags, "/".join(levels).encode()[:255], payload, mid)
+                           for flags, levels, payload, mid in batch))
+
+
+def test_mqtt_dispatch_checks_what_it_claims() -> None:
+    """The target's oracle is paho's matcher: a topic under `$` is not one of `#`'s."""
+    mqtt_dispatch(message_bytes(2, b"$SYS/broker/load", b"1", 7)
+                  + message_bytes(2, b"vendor/x/sos", b"2", 8)
+                  + message_bytes(10, b"vendor/x/sos", b"3", 9)  # later, then acknowledged
+                  + message_bytes(14, b"a/1/2/b", b"4", 10))  # not journalled

@@ -118,3 +118,35 @@ async def test_a_reading_marks_its_device_seen_once_and_is_stored_and_published(
         assert [p["values"] for p in published] == [
             {"body_temp_c": 36.0 + n / 10, "mask": 1} for n in range(5)]
         assert len({p["id"] for p in published}) == 5
+
+
+async def test_qos0_readings_and_a_qos0_press_are_handled(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    """A device that publishes at QoS 0 (many cheap sensors do): its readings reach the
+    telemetry topic in order and its press is journalled and raises the alert."""
+    site = unique_site("ing")
+    topic = f"vendor/{site}/sos-0"
+    config = make_config(tmp_path, site=site, broker_port=mosquitto.port,
+                         devices=[sos_mqtt("sos-0", topic)], shutdown_timeout_s=0.5)
+    async with running(Gateway(config)) as gateway, Watcher(
+        mosquitto.port, f"sc/{site}/elder_button/sos-0/#", "out"
+    ) as watcher:
+        await eventually(lambda: gateway.link.connected, what="connected")
+        for battery in range(40, 60):
+            await watcher.publish(topic, b'{"battery": %d}' % battery, qos=0)
+        await watcher.publish(topic, b'{"action": "single", "battery": 60}', qos=0)
+        readings: list[int] = []
+        events: list[DeviceEvent] = []
+        while len(readings) < 21 or not events:
+            seen = await watcher.next(lambda s: s.topic.endswith(("/telemetry", "/event")))
+            if seen.topic.endswith("/event"):
+                events.append(msgspec.json.decode(seen.payload, type=DeviceEvent))
+            else:
+                readings.append(msgspec.json.decode(seen.payload)["values"]["battery"])
+        assert readings == list(range(40, 61))
+        assert [(e.device, e.type, e.cls) for e in events] == [("sos-0", "press",
+                                                                DeliveryClass.ALARM)]
+        assert gateway.counters.get("ingress_messages", device="sos-0") == 21
+        assert [a.device for a in gateway.rules.active()] == ["sos-0"]
+        assert gateway.counters.get("redelivered", device="sos-0") == 0

@@ -13,7 +13,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from gateway.config import BrokerConfig
 from gateway.doctor.finding import Finding, fail, ok, skip
-from gateway.mqtt_link import client_tls
+from gateway.link.tls import client_tls
 
 CHECK = "broker"
 

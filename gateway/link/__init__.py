@@ -1,0 +1,1 @@
+"""The broker connection's parts: one paho client on the event loop, routing, dispatch."""

@@ -1,0 +1,197 @@
+"""One connection's incoming messages, on their way to the handlers and acknowledged after.
+
+A message's handlers run at once when nothing of its topic is still in flight; what they
+leave to await (journalling) runs as a task, and later messages of that topic wait for it:
+concurrent across topics (so journal commits group), in order within one.
+
+A QoS 1 message is acknowledged only once its handlers are done with it (its events are
+journalled), and acknowledgements go out in the order the messages came, as MQTT wants.
+A message that could not be journalled is not acknowledged: the broker keeps it, and the
+connection ends after REDELIVER_AFTER_S so that the broker delivers it again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+
+from gateway.clock import Clock
+from gateway.counters import Counters
+from gateway.journal import NotJournalledError
+from gateway.link.message import Handler, Inbound
+from gateway.link.routes import Routes
+
+log = logging.getLogger(__name__)
+
+PIPELINE = 256  # incoming QoS 1 messages in flight, unacknowledged: reading stops beyond
+QOS0_BACKLOG = 10_000  # incoming QoS 0 messages waiting to be journalled before more drop
+REDELIVER_AFTER_S = 2.0  # a message not journalled is asked for again after this
+
+Work = list[tuple[Awaitable[None], Handler]]
+
+
+async def _refuse(topic: str) -> None:
+    raise NotJournalledError("earlier_refused", f"an earlier message on {topic} was not "
+                             "journalled")
+
+
+class Dispatch:
+    """Routes a connection's messages to the handlers, and acknowledges them in order."""
+
+    def __init__(
+        self,
+        routes: Routes,
+        counters: Counters,
+        clock: Clock,
+        acknowledge: Callable[[int, int], None],
+        pause: Callable[[bool], None],
+    ) -> None:
+        self._routes = routes
+        self._counters = counters
+        self._clock = clock
+        self._acknowledge = acknowledge
+        self._pause = pause
+        self._paused = False
+        self.chains: dict[str, asyncio.Task[None]] = {}
+        self.handlers: set[asyncio.Task[None]] = set()
+        # topics with a message not journalled: their later messages wait for the next
+        # connection too, so the broker delivers them again in their order
+        self.refused: set[str] = set()
+        self._unacked: deque[tuple[Inbound, asyncio.Task[None] | None]] = deque()
+        # completes when the connection should end for the broker to deliver again
+        self.redeliver: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def deliver(self, message: Inbound) -> None:
+        """A message as it is read: handled, and acknowledged once handled."""
+        if message.qos == 0:
+            if len(self.handlers) >= QOS0_BACKLOG:  # a QoS 0 flood is cut here
+                self._counters.inc("dropped", cls="telemetry", reason="incoming_backlog")
+                return
+            self._accept(message)
+            return
+        task = self._accept(message)
+        self._unacked.append((message, task))
+        if task is None:
+            self._drain()
+        else:
+            task.add_done_callback(self._drain_after)
+        if len(self._unacked) >= PIPELINE and not self._paused:
+            self._paused = True
+            self._pause(True)  # back-pressure: the broker's socket is not read meanwhile
+
+    def _accept(self, message: Inbound) -> asyncio.Task[None] | None:
+        """Handle `message`; the task still working on it, if any."""
+        topic = message.topic
+        if message.qos > 0 and topic in self.refused:
+            return asyncio.create_task(_refuse(topic), name=f"gw.mqtt.in[{topic}]")
+        previous = self.chains.get(topic)
+        work = self._start(message) if previous is None else None
+        if previous is None and work is None:
+            return None
+        task = asyncio.create_task(self._finish(previous, message, work),
+                                   name=f"gw.mqtt.in[{topic}]")
+        self.chains[topic] = task
+        self.handlers.add(task)
+        task.add_done_callback(functools.partial(self._forget, topic))
+        return task
+
+    def _forget(self, topic: str, task: asyncio.Task[None]) -> None:
+        if not task.cancelled():
+            task.exception()  # looked at: a QoS 0 message's refusal is no one's to report
+        self.handlers.discard(task)
+        if self.chains.get(topic) is task:
+            del self.chains[topic]
+
+    def _drain_after(self, task: asyncio.Task[None]) -> None:
+        self._drain()
+
+    def _drain(self) -> None:
+        """Acknowledge, in arrival order, every message whose handlers are done."""
+        unacked = self._unacked
+        while unacked:
+            message, task = unacked[0]
+            if task is not None and not task.done():
+                break
+            unacked.popleft()
+            if task is None:
+                self._acknowledge(message.mid, message.qos)
+            elif task.cancelled():
+                continue  # the connection closed: the broker delivers it again
+            elif isinstance(task.exception(), NotJournalledError):
+                self._not_acknowledged(message)
+            else:
+                # a crash before this point makes the broker deliver the message again
+                self._acknowledge(message.mid, message.qos)
+        if self._paused and len(unacked) < PIPELINE // 2:
+            self._paused = False
+            self._pause(False)
+
+    def _not_acknowledged(self, message: Inbound) -> None:
+        """A message the gateway could not journal stays the broker's: it is not
+        acknowledged, and the connection ends after REDELIVER_AFTER_S, because a broker
+        delivers an unacknowledged message again only on a new connection."""
+        topic = message.topic
+        self._counters.inc("mqtt_not_acknowledged", topic=topic)
+        if not self.refused:
+            log.error("a message on %s could not be journalled and was not acknowledged; "
+                      "the broker keeps it and delivers it again on a new connection in "
+                      "%.1f s", topic, REDELIVER_AFTER_S)
+            timer = asyncio.create_task(self._end_later(), name="gw.mqtt.redeliver")
+            self.handlers.add(timer)  # cancelled with the connection's handlers
+            timer.add_done_callback(self.handlers.discard)
+        self.refused.add(topic)
+
+    async def _end_later(self) -> None:
+        await self._clock.sleep(REDELIVER_AFTER_S)
+        if not self.redeliver.done():
+            self.redeliver.set_result(None)
+
+    async def _finish(self, previous: asyncio.Task[None] | None, message: Inbound,
+                      work: Work | None) -> None:
+        if previous is not None:
+            if not previous.done():
+                await asyncio.wait([previous])
+            if not previous.cancelled() and isinstance(previous.exception(),
+                                                       NotJournalledError):
+                await _refuse(message.topic)  # after it, in its order
+            work = self._start(message)
+        refused: NotJournalledError | None = None
+        for awaitable, handler in work or ():
+            try:
+                await awaitable
+            except NotJournalledError as exc:  # not received: the broker must keep it
+                refused = exc
+            except Exception:  # one bad handler must not take the connection down
+                self._failed(message, handler)
+        if refused is not None:
+            raise refused
+
+    def _start(self, message: Inbound) -> Work | None:
+        """Call the message's handlers; what they returned to await, or None."""
+        later: Work | None = None
+        for handler in self._routes.handlers(message.topic):
+            try:
+                result = handler(message)
+            except Exception:  # one bad handler must not take the connection down
+                self._failed(message, handler)
+                continue
+            if result is not None:
+                if later is None:
+                    later = []
+                later.append((result, handler))
+        return later
+
+    def _failed(self, message: Inbound, handler: Handler) -> None:
+        # labelled by handler: a topic from outside would make a counter per topic
+        self._counters.inc("handler_errors",
+                           handler=str(getattr(handler, "__qualname__", "handler")))
+        log.exception("handler %s for %s failed", getattr(handler, "__qualname__", handler),
+                      message.topic)
+
+    async def close(self) -> None:
+        for task in self.handlers:
+            task.cancel()
+        await asyncio.gather(*self.handlers, return_exceptions=True)
