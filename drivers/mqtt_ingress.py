@@ -36,7 +36,7 @@ from drivers.pseudonym import Pseudonymiser
 from gateway.clock import Clock
 from gateway.config import DEFAULT_MAX_PAYLOAD, MqttDevice
 from gateway.counters import Counters
-from gateway.journal import Journal, Receipt
+from gateway.journaling import Receipt, ReceiptBook
 from gateway.model import DeviceEvent
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ class MqttIngress:
         counters: Counters,
         pseudonymise: Pseudonymiser | None = None,
         *,
-        receipts: Journal | None = None,
+        receipts: ReceiptBook | None = None,
         redelivery_window_s: float = 3600.0,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD,
     ) -> None:
