@@ -27,6 +27,7 @@ LAYERS: Mapping[str, str] = {
     "gateway.backoff": "kernel",
     "gateway.clock": "kernel",
     "gateway.config": "kernel",
+    "gateway.core": "kernel",
     "gateway.counters": "kernel",
     "gateway.journaling": "kernel",
     "gateway.kinds": "kernel",
@@ -60,6 +61,7 @@ LAYERS: Mapping[str, str] = {
     "gateway.demo": "tooling",
     "gateway.doctor": "tooling",
     "gateway.grafana": "tooling",
+    "gateway.ops": "tooling",
     "gateway.services": "tooling",
     "gateway.store_query": "tooling",
     # devices that are not there, and measurements
