@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from gateway.journal import Receipt
+from gateway.journaling import Receipt
 from gateway.model import DeviceEvent, Reading
 
 

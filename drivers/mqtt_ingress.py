@@ -35,7 +35,7 @@ from drivers.pseudonym import Pseudonymiser
 from gateway.clock import Clock
 from gateway.config import DEFAULT_MAX_PAYLOAD, MqttDevice
 from gateway.counters import CounterKey, Counters
-from gateway.journal import Journal, Receipt
+from gateway.journaling import Receipt, ReceiptBook
 from gateway.link.message import Inbound
 from gateway.model import DeviceEvent
 
@@ -78,7 +78,7 @@ class MqttIngress:
         counters: Counters,
         pseudonymise: Pseudonymiser | None = None,
         *,
-        receipts: Journal | None = None,
+        receipts: ReceiptBook | None = None,
         redelivery_window_s: float = 3600.0,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD,
     ) -> None:

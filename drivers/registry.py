@@ -7,7 +7,7 @@ from typing import Any, Protocol
 
 from drivers.elder_button_gpio import ElderButtonGpio
 from drivers.intake import Intake
-from drivers.modbus import ModbusBusDriver
+from drivers.modbus.bus import ModbusBusDriver
 from drivers.profile import Profile, ProfileLibrary
 from drivers.pseudonym import Pseudonymiser
 from drivers.serial_frames.driver import SerialFrameDriver

@@ -22,7 +22,7 @@ from drivers.serial_frames import SerialFormat
 from drivers.serial_frames.decode import FrameDecoder
 from drivers.serial_frames.scanner import FrameScanner, Rejected
 from fuzz.mqtt_dispatch import mqtt_dispatch
-from gateway.config import parse_config
+from gateway.config_file import parse_config
 from gateway.kinds import MODELS
 from gateway.model import Reading, decode, encode
 from gateway.problems import ConfigError, parse_toml

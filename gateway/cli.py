@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from gateway.config import SECRETS, GatewayConfig, InvalidConfigError, load_config
+from gateway.config import GatewayConfig
+from gateway.config_file import SECRETS, InvalidConfigError, load_config
 from gateway.grafana.cli import grafana_app
 from gateway.problems import ConfigError
 

@@ -12,7 +12,8 @@ import msgspec
 from rich.console import Console
 from rich.table import Table
 
-from gateway.config import GatewayConfig, load_config
+from gateway.config import GatewayConfig
+from gateway.config_file import load_config
 from gateway.model import Alert, AlertState, DeviceEvent, Notify
 from gateway.services import Mosquitto, VictoriaMetrics
 from gateway.store_query import Series, export, export_url

@@ -26,6 +26,9 @@ from typing import Any, TypeVar
 
 import msgspec
 
+from gateway.journaling import Batch as Batch
+from gateway.journaling import Entry as Entry
+from gateway.journaling import Receipt as Receipt
 from gateway.model import DeliveryClass, Record, decode, delivery_class, encode
 
 log = logging.getLogger(__name__)
@@ -80,19 +83,6 @@ class JournalFullError(NotJournalledError):
 
 
 @dataclass(frozen=True, slots=True)
-class Receipt:
-    """What a source said, journalled with the records it became (`at`: epoch ms).
-
-    `key` names the message at its source (an MQTT packet id); `digest` is its content.
-    A message given again with the same key and digest is the same message.
-    """
-
-    key: str
-    digest: bytes
-    at: int
-
-
-@dataclass(frozen=True, slots=True)
 class Quota:
     """Events may fill the journal up to `max_bytes - alarm_reserve`; alarms up to all of it.
 
@@ -104,21 +94,6 @@ class Quota:
     max_bytes: int = 512 * 2**20
     alarm_reserve: int = 32 * 2**20
     min_free_disk: int = 64 * 2**20
-
-
-@dataclass(frozen=True, slots=True)
-class Entry:
-    seq: int
-    record: Record
-    body: bytes = b""  # the record as journalled (gateway.model.encode); b"": not at hand
-
-
-@dataclass(frozen=True, slots=True)
-class Batch:
-    """Records read for a consumer; `upto` is the last sequence number looked at."""
-
-    entries: list[Entry]
-    upto: int
 
 
 @dataclass(slots=True)

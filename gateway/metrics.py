@@ -5,23 +5,52 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from gateway.clock import Clock
 from gateway.config import MetricsConfig
-
-if TYPE_CHECKING:
-    from gateway.supervisor import Gateway
+from gateway.counters import Counters
+from gateway.journal import Journal
+from gateway.mqtt_link import MqttLink
+from gateway.status import StatusBoard
+from gateway.telemetry import TelemetryBuffer
+from rules.engine import RuleEngine
+from rules.runner import RuleRunner
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
+class GatewayView(Protocol):
+    """What the endpoint reads of the running gateway (`gateway.supervisor.Gateway`)."""
+
+    @property
+    def clock(self) -> Clock: ...
+    @property
+    def counters(self) -> Counters: ...
+    @property
+    def journal(self) -> Journal: ...
+    @property
+    def telemetry(self) -> TelemetryBuffer: ...
+    @property
+    def board(self) -> StatusBoard: ...
+    @property
+    def rules(self) -> RuleEngine: ...
+    @property
+    def runner(self) -> RuleRunner: ...
+    @property
+    def link(self) -> MqttLink: ...
+    @property
+    def clock_synchronised(self) -> bool | None: ...
+    def sink_cursors(self) -> dict[str, int]: ...
+
+
 class _GatewayCollector(Collector):
-    def __init__(self, gateway: Gateway) -> None:
+    def __init__(self, gateway: GatewayView) -> None:
         self._gw = gateway
         self.oldest_ts: dict[str, int | None] = {}  # refreshed before every scrape
 
@@ -76,7 +105,7 @@ class _GatewayCollector(Collector):
         yield from _counters(gw)
 
 
-def _counters(gw: Gateway) -> Iterator[Metric]:
+def _counters(gw: GatewayView) -> Iterator[Metric]:
     """Every gateway counter: drops, rejections, retries, ... as scgw_<name>_total."""
     grouped: dict[str, list[tuple[dict[str, str], int]]] = {}
     for name, label_pairs, value in gw.counters.items():
@@ -92,7 +121,7 @@ def _counters(gw: Gateway) -> Iterator[Metric]:
 class MetricsServer:
     """GET /metrics on the configured address."""
 
-    def __init__(self, gateway: Gateway, config: MetricsConfig) -> None:
+    def __init__(self, gateway: GatewayView, config: MetricsConfig) -> None:
         self._gw = gateway
         self._config = config
         self._collector = _GatewayCollector(gateway)

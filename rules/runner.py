@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from gateway.clock import Clock
 from gateway.counters import Counters
-from gateway.journal import Batch, Journal
+from gateway.journaling import Batch, RecordLog
 from gateway.model import AckCommand, Alert, DeviceEvent, Reading, Record
 from gateway.telemetry import TelemetryBuffer
 from gateway.waiting import first_of
@@ -50,7 +50,7 @@ class RuleRunner:
 
     def __init__(
         self,
-        journal: Journal,
+        journal: RecordLog,
         rules: TimedRuleSet,
         telemetry: TelemetryBuffer,
         clock: Clock,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import msgspec
 
-from gateway.config import load_config
+from gateway.config_file import load_config
 from gateway.model import AckCommand, Alert, AlertState, DeviceKind, Severity, encode
 from gateway.services import Mosquitto
 from gateway.supervisor import Gateway

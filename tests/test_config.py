@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import load_config
+from gateway.config_file import load_config
 from gateway.problems import ConfigError
 
 GOOD = """

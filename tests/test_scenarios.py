@@ -11,7 +11,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from gateway.config import load_config
+from gateway.config_file import load_config
 from gateway.model import Alert, AlertState, DeviceEvent
 from gateway.services import Mosquitto
 from gateway.supervisor import Gateway

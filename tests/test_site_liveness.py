@@ -8,7 +8,8 @@ from pathlib import Path
 import msgspec
 
 from gateway.clock import ManualClock
-from gateway.config import ModbusDevice, load_config
+from gateway.config import ModbusDevice
+from gateway.config_file import load_config
 from gateway.model import DeviceEvent
 from gateway.services import Mosquitto
 from gateway.status import Status

@@ -44,7 +44,7 @@ transport = "mqtt"
 profile = "zigbee-smoke"
 mqtt = {{ topic = "z2m/{site}/smoke-2" }}
 """)
-    from gateway.config import load_config
+    from gateway.config_file import load_config
 
     # the gateway has its pseudonym key; the shell that asks for its status need not
     monkeypatch.setenv("SCGW_TEST_STATUS_KEY", "k" * 32)

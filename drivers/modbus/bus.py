@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusIOException
@@ -29,14 +29,11 @@ from drivers.modbus.planner import Block, plan_map
 from drivers.modbus.register_map import ModbusMap
 from drivers.modbus.rtu_framer import AnswerFramer
 from drivers.modbus.values import decode_point
+from drivers.profile import Profile
 from gateway.backoff import Backoff
 from gateway.clock import Clock
+from gateway.config import ModbusBusConfig, ModbusDevice
 from gateway.counters import Counters
-
-if TYPE_CHECKING:
-    # gateway.config and drivers.profile import this package (the profile parser)
-    from drivers.profile import Profile
-    from gateway.config import ModbusBusConfig, ModbusDevice
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from gateway.config import GatewayConfig, parse_config
+from gateway.config import GatewayConfig
+from gateway.config_file import parse_config
 from gateway.doctor.finding import Finding, fail, ok
 from gateway.problems import ConfigError, Problem, read_toml
 

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from gateway.broker_acl import BrokerUsersError, Role, broker_users, notify_topics, render_acl
-from gateway.config import GatewayConfig, parse_config
+from gateway.config import GatewayConfig
+from gateway.config_file import parse_config
 
 
 def _config(tmp_path: Path, **broker: Any) -> GatewayConfig:

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from gateway.config import load_config
+from gateway.config_file import load_config
 from tests.deploy.brokers import FileBroker, retarget
 from tests.deploy.conftest import REPO, Installation, env_file
 from tests.deploy.mqtt import NOT_AUTHORIZED, Client

@@ -20,7 +20,8 @@ from typing import Any, Literal
 
 import pytest
 
-from drivers.modbus import ModbusBusDriver, ModbusMap, plan_map
+from drivers.modbus import ModbusMap, plan_map
+from drivers.modbus.bus import ModbusBusDriver
 from drivers.profile import Profile, ProfileLibrary
 from gateway.clock import ManualClock
 from gateway.config import ModbusBusConfig, ModbusDevice

@@ -10,7 +10,7 @@ from typing import Any
 
 import msgspec
 
-from gateway.config import load_config
+from gateway.config_file import load_config
 from gateway.grafana.queries import (
     ACTIVE_ALARMS,
     ALARM_COUNTS,

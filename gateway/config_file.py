@@ -1,0 +1,343 @@
+"""Reading the gateway's configuration file: validated with pydantic, then checked across
+keys, devices, buses, profiles and secrets; every problem is reported."""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections import Counter
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from pydantic import ValidationError
+
+from drivers.profile import BUILTIN, ProfileLibrary
+from gateway.config import (
+    AnyDevice,
+    GatewayConfig,
+    GpioDevice,
+    HttpDevice,
+    ModbusDevice,
+    MqttDevice,
+    SerialDevice,
+)
+from gateway.kinds import MODELS
+from gateway.model import DeviceKind
+from gateway.problems import ConfigError, Problem, problem_from_pydantic, read_toml
+
+# the keys that name an environment variable holding a secret; a command checks only those
+# it uses (`scgw status` needs none of them)
+SECRETS: Final = frozenset({"broker.password_env", "store.token_env", "store.password_env",
+                            "pseudonym_key_env"})
+
+
+class InvalidConfigError(ConfigError):
+    """ConfigError that keeps what could be read of the file, for the checks that go on."""
+
+    def __init__(self, file: Path, problems: list[Problem], partial: GatewayConfig | None) -> None:
+        super().__init__(file, problems)
+        self.partial = partial  # the valid parts (invalid devices and values left out)
+
+
+def load_config(file: Path, env: Mapping[str, str] | None = None, *,
+                secrets: Collection[str] = SECRETS) -> GatewayConfig:
+    """Read and validate `file`; raise ConfigError naming every problem found.
+
+    Only the variables of `secrets` (keys of SECRETS) must be set in `env`."""
+    raw = read_toml(file)
+    return parse_config(raw, file, os.environ if env is None else env, secrets=secrets)
+
+
+def parse_config(raw: dict[str, Any], file: Path, env: Mapping[str, str], *,
+                 secrets: Collection[str] = SECRETS) -> GatewayConfig:
+    """Validate `raw`; raise InvalidConfigError naming every problem, structural or not."""
+    try:
+        config = GatewayConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems = [problem_from_pydantic(err, raw) for err in exc.errors()]
+        salvaged = _salvage(raw, exc)
+        if salvaged is None:
+            raise InvalidConfigError(file, problems, None) from exc
+        config, places = salvaged
+    else:
+        problems = []
+        places = _Places(list(range(len(config.devices))), list(range(len(config.buses))))
+    problems += _cross_checks(config, places, file.parent, env, secrets)
+    config = _resolved(config, file)
+    if problems:
+        raise InvalidConfigError(file, problems, config)
+    return config
+
+
+@dataclass(frozen=True, slots=True)
+class _Places:
+    """Where each validated device and bus stands in the file, and what was left out of it
+    for failing validation: checks that involve a value left out are not made."""
+
+    devices: list[int]
+    buses: list[int]
+    left_out: frozenset[str] = frozenset()  # keys, as `broker.port`
+    left_out_buses: frozenset[str] = frozenset()  # their ids
+
+    def sound(self, *keys: str) -> bool:
+        return not any(key in self.left_out or key.split(".")[0] in self.left_out
+                       for key in keys)
+
+
+_PLACEHOLDERS: Final[dict[tuple[str, ...], object]] = {
+    ("site",): "site", ("store",): {"url": "http://store.invalid"},
+    ("store", "url"): "http://store.invalid"}
+
+
+def _salvage(raw: dict[str, Any],
+             exc: ValidationError) -> tuple[GatewayConfig, _Places] | None:
+    """The file without what failed validation, so that the other checks can still run:
+    an invalid device or bus is left out whole, an invalid value falls back to its default,
+    a missing required value gets a placeholder that no check reports on."""
+    clean = copy.deepcopy(raw)
+    dropped: dict[str, set[int]] = {"devices": set(), "buses": set()}
+    left_out: set[str] = set()
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        if loc and loc[0] in dropped:
+            if len(loc) >= 2 and isinstance(loc[1], int):
+                dropped[loc[0]].add(loc[1])
+            else:
+                clean.pop(loc[0], None)
+            continue
+        # a value inside a list (rule_files[2]) takes the whole list with it
+        cut = next((n for n, part in enumerate(loc) if isinstance(part, int)), len(loc))
+        path = tuple(str(part) for part in loc[:cut])
+        if path:
+            left_out.add(".".join(path))
+            _remove(clean, path)
+            if path in _PLACEHOLDERS:
+                _put(clean, path, copy.deepcopy(_PLACEHOLDERS[path]))
+    places: dict[str, list[int]] = {}
+    bus_entries = clean.get("buses")
+    left_out_buses = {str(bus["id"]) for n, bus in enumerate(bus_entries)
+                      if n in dropped["buses"] and isinstance(bus, dict) and "id" in bus
+                      } if isinstance(bus_entries, list) else set()
+    for key, bad in dropped.items():
+        entries = clean.get(key)
+        if not isinstance(entries, list):
+            places[key] = []
+            continue
+        places[key] = [n for n in range(len(entries)) if n not in bad]
+        clean[key] = [entries[n] for n in places[key]]
+    try:
+        config = GatewayConfig.model_validate(clean)
+    except ValidationError:
+        return None  # nothing sound to check further: the problems found so far stand
+    return config, _Places(places["devices"], places["buses"], frozenset(left_out),
+                           frozenset(left_out_buses))
+
+
+def _remove(raw: dict[str, Any], path: tuple[str, ...]) -> None:
+    parent: Any = raw
+    for part in path[:-1]:
+        parent = parent.get(part) if isinstance(parent, dict) else None
+    if isinstance(parent, dict):
+        parent.pop(path[-1], None)
+
+
+def _put(raw: dict[str, Any], path: tuple[str, ...], value: object) -> None:
+    parent: Any = raw
+    for part in path[:-1]:
+        parent = parent.get(part) if isinstance(parent, dict) else None
+    if isinstance(parent, dict):
+        parent[path[-1]] = value
+
+
+def _resolved(config: GatewayConfig, file: Path) -> GatewayConfig:
+    """Paths in the file are relative to the file, wherever the gateway is started from."""
+    broker = config.broker
+    if broker.tls is not None:
+        tls = broker.tls.model_copy(update={
+            key: _beside(file, value) for key in ("ca_file", "cert_file", "key_file")
+            if (value := getattr(broker.tls, key)) is not None})
+        broker = broker.model_copy(update={"tls": tls})
+    return config.model_copy(update={
+        "broker": broker,
+        "journal": config.journal.model_copy(update={
+            "path": _beside(file, config.journal.path),
+            "status_path": _beside(file, config.journal.status_path)
+            if config.journal.status_path else None}),
+        "profile_dirs": [_beside(file, d) for d in config.profile_dirs],
+        "rule_files": [_beside(file, f) for f in config.rule_files],
+        "contacts_file": _beside(file, config.contacts_file) if config.contacts_file else None,
+    })
+
+
+def _beside(file: Path, path: Path) -> Path:
+    return path if path.is_absolute() else file.parent / path
+
+
+def _cross_checks(config: GatewayConfig, places: _Places, base: Path, env: Mapping[str, str],
+                  secrets: Collection[str]) -> list[Problem]:
+    problems: list[Problem] = []
+    devices = list(zip(places.devices, config.devices, strict=True))
+    ids = Counter(d.id for d in config.devices)
+    for index, device in devices:
+        if ids[device.id] > 1:
+            problems.append(Problem(f"devices[{index}].id", "duplicate device id", device.id))
+    claimed: dict[tuple[str, str], str] = {}  # (what, value) -> device that has it
+    buses = {b.id: b for b in config.buses}
+
+    def claim(index: int, device: AnyDevice, key: str, what: str, value: object) -> None:
+        holder = claimed.get((what, str(value)))
+        claimed[(what, str(value))] = device.id
+        if holder is not None:
+            problems.append(Problem(f"devices[{index}].{key}",
+                                    f"{what} {value} is already used by device {holder}",
+                                    device.id))
+
+    for index, device in devices:
+        if isinstance(device, GpioDevice):
+            if device.kind is not DeviceKind.ELDER_BUTTON:
+                problems.append(Problem(f"devices[{index}].kind",
+                                        "a GPIO device is an elder_button", device.id))
+            claim(index, device, "gpio.pin", "GPIO", device.gpio.pin)
+            if device.gpio.led_pin is not None:
+                claim(index, device, "gpio.led_pin", "GPIO", device.gpio.led_pin)
+        elif isinstance(device, MqttDevice):
+            claim(index, device, "mqtt.topic", "topic", device.mqtt.topic)
+            model = MODELS[device.kind]
+            for raw, event_type in device.mqtt.events.items():
+                if event_type not in model.events:
+                    problems.append(Problem(
+                        f"devices[{index}].mqtt.events.{raw}",
+                        f"{event_type!r} is not an event of {device.kind} devices "
+                        f"(known: {', '.join(sorted(model.events))})", device.id))
+            for n, reading in enumerate(device.mqtt.readings):
+                if reading not in model.readings:
+                    problems.append(Problem(
+                        f"devices[{index}].mqtt.readings[{n}]",
+                        f"{reading!r} is not a reading of {device.kind} devices "
+                        f"(known: {', '.join(sorted(model.readings))})", device.id))
+            if device.mqtt.events and not device.mqtt.event_key:
+                problems.append(Problem(f"devices[{index}].mqtt.event_key",
+                                        "events need an event_key", device.id))
+            inline = device.mqtt.event_key or device.mqtt.events or device.mqtt.readings
+            if device.profile is not None and inline:
+                problems.append(Problem(f"devices[{index}].mqtt",
+                                        "give a profile or an inline mapping, not both",
+                                        device.id))
+        elif isinstance(device, ModbusDevice):
+            if device.modbus.bus not in buses and device.modbus.bus not in places.left_out_buses:
+                problems.append(Problem(f"devices[{index}].modbus.bus",
+                                        f"no bus {device.modbus.bus!r} in [[buses]]", device.id))
+            claim(index, device, "modbus.unit", f"unit id on bus {device.modbus.bus}",
+                  device.modbus.unit)
+            if device.modbus.alarm_poll_s > device.modbus.poll_s:
+                problems.append(Problem(f"devices[{index}].modbus.alarm_poll_s",
+                                        "must be <= poll_s", device.id))
+        elif isinstance(device, SerialDevice):
+            claim(index, device, "serial.port", "serial port", device.serial.port)
+        elif isinstance(device, HttpDevice):
+            # the token itself is a secret: compare it, never print it
+            holder = claimed.get(("token", device.http.token))
+            claimed[("token", device.http.token)] = device.id
+            if holder is not None:
+                problems.append(Problem(f"devices[{index}].http.token",
+                                        f"the same token as device {holder}", device.id))
+            if config.http is None and places.sound("http"):
+                problems.append(Problem(f"devices[{index}].http",
+                                        "HTTP push devices need an [http] section", device.id))
+        if not isinstance(device, GpioDevice | MqttDevice) and device.profile is None:
+            problems.append(Problem(f"devices[{index}].profile",
+                                    f"{device.transport} devices need a profile", device.id))
+    bus_ids = Counter(b.id for b in config.buses)
+    for index, bus in zip(places.buses, config.buses, strict=True):
+        if bus_ids[bus.id] > 1:
+            problems.append(Problem(f"buses[{index}].id", f"duplicate bus id {bus.id}"))
+        if bus.type == "rtu" and not bus.port:
+            problems.append(Problem(f"buses[{index}].port", "an rtu bus needs a serial port"))
+        if bus.type == "tcp" and not bus.host:
+            problems.append(Problem(f"buses[{index}].host", "a tcp bus needs a host"))
+        if bus.type == "rtu" and bus.port and ("serial port", bus.port) in claimed:
+            problems.append(Problem(f"buses[{index}].port", f"{bus.port} is also used by "
+                                    f"device {claimed[('serial port', bus.port)]}"))
+    problems += _profile_checks(config, devices, base)
+    if (config.broker.reconnect_max_s < config.broker.reconnect_min_s
+            and places.sound("broker.reconnect_min_s", "broker.reconnect_max_s")):
+        problems.append(Problem("broker.reconnect_max_s", "must be >= broker.reconnect_min_s"))
+    if (config.journal.alarm_reserve_mb >= config.journal.max_mb
+            and places.sound("journal.alarm_reserve_mb", "journal.max_mb")):
+        problems.append(Problem("journal.alarm_reserve_mb", "must be less than journal.max_mb"))
+    if (config.http is not None
+            and config.http.max_connections_per_address > config.http.max_connections
+            and places.sound("http.max_connections", "http.max_connections_per_address")):
+        problems.append(Problem("http.max_connections_per_address",
+                                "must be <= http.max_connections"))
+    if (config.store.retry_max_s < config.store.retry_min_s
+            and places.sound("store.retry_min_s", "store.retry_max_s")):
+        problems.append(Problem("store.retry_max_s", "must be >= store.retry_min_s"))
+    if config.store.api == "v1" and config.store.token_env and places.sound("store.api"):
+        problems.append(Problem("store.token_env", "the v1 API takes store.username and "
+                                "store.password_env, not a token"))
+    if (config.store.api == "v2" and (config.store.username or config.store.password_env)
+            and places.sound("store.api")):
+        problems.append(Problem("store.username", "the v2 API takes store.token_env; "
+                                "username and password_env are for api = \"v1\""))
+    if bool(config.store.username) != bool(config.store.password_env):
+        problems.append(Problem("store.password_env", "store.username and store.password_env "
+                                "go together"))
+    for key, name in (("store.token_env", config.store.token_env),
+                      ("store.password_env", config.store.password_env),
+                      ("broker.password_env", config.broker.password_env),
+                      ("pseudonym_key_env", config.pseudonym_key_env)):
+        if key in secrets and name and name not in env:
+            problems.append(Problem(key, f"environment variable {name} is not set"))
+    key_env = config.pseudonym_key_env
+    if ("pseudonym_key_env" in secrets and key_env and key_env in env
+            and len(env[key_env].encode()) < 16):
+        problems.append(Problem("pseudonym_key_env", f"the key in {key_env} needs at least "
+                                "16 bytes"))
+    for index, rule_file in enumerate(config.rule_files):
+        path = rule_file if rule_file.is_absolute() else base / rule_file
+        if not path.exists():
+            problems.append(Problem(f"rule_files[{index}]", f"no such file or directory: {path}"))
+    if config.contacts_file is not None:
+        path = config.contacts_file
+        if not (path if path.is_absolute() else base / path).is_file():
+            problems.append(Problem("contacts_file", f"no such file: {path}"))
+    if config.broker.tls is not None:
+        for key in ("ca_file", "cert_file", "key_file"):
+            value = getattr(config.broker.tls, key)
+            if value is not None and not (value if value.is_absolute() else base / value).is_file():
+                problems.append(Problem(f"broker.tls.{key}", f"no such file: {value}"))
+    return problems
+
+
+_PROFILE_TRANSPORT = {"mqtt": "json", "http": "json", "modbus": "modbus", "serial": "serial"}
+
+
+def _profile_checks(config: GatewayConfig, devices: list[tuple[int, AnyDevice]],
+                    base: Path) -> list[Problem]:
+    dirs = [BUILTIN, *(d if d.is_absolute() else base / d for d in config.profile_dirs)]
+    library = ProfileLibrary(dirs)
+    problems: list[Problem] = []
+    for index, device in devices:
+        if device.profile is None:
+            continue
+        key = f"devices[{index}].profile"
+        try:
+            profile = library.get(device.profile)
+        except KeyError:
+            problems.append(Problem(key, f"no profile {device.profile!r} (known: "
+                                    f"{', '.join(library.names()) or 'none'})", device.id))
+            continue
+        except ConfigError as exc:
+            problems.append(Problem(key, f"profile {device.profile} is broken: {exc}",
+                                    device.id))
+            continue
+        if profile.kind != device.kind:
+            problems.append(Problem(key, f"profile {profile.name} is for {profile.kind} "
+                                    f"devices, not {device.kind}", device.id))
+        if profile.transport != _PROFILE_TRANSPORT.get(device.transport):
+            problems.append(Problem(key, f"profile {profile.name} speaks {profile.transport}, "
+                                    f"not {device.transport}", device.id))
+    return problems
