@@ -40,7 +40,7 @@ from bench.hostctl import REPO, BenchError
 from bench.machine import Machine, describe
 from bench.report import Row, machine_text, table
 from bench.targets import HEADLINE, HEADLINE_KEYS, RESULT_FILES, judge
-from gateway.services import ServiceError
+from gateway.ops.private_servers import ServiceError
 
 NEW = ("compound-day", "pipeline", "alarm-load", "modbus", "rs485", "footprint", "replay")
 OLD = ("journal", "latency", "ingress", "memory", "idle")

@@ -13,7 +13,7 @@ import aiomqtt
 import msgspec
 
 from bench.hostctl import BenchError
-from gateway.model import Alert, AlertState
+from gateway.core.model import Alert, AlertState
 
 Arrival = tuple[Alert, float]  # the alert and time.monotonic() when it arrived
 

@@ -27,8 +27,8 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from bench.procstat import sample
-from gateway.model import Alert, AlertState, DeviceKind, Severity, encode, new_id
-from gateway.services import Mosquitto
+from gateway.core.model import Alert, AlertState, DeviceKind, Severity, encode, new_id
+from gateway.ops.private_servers import Mosquitto
 
 SITE = "c1"
 INTERVALS_S = (1, 5, 10, 30, 60)

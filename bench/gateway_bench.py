@@ -24,9 +24,9 @@ from bench.alerts import AlertWatcher, watch_alerts
 from bench.hostctl import REPO, BenchError, GatewayProcess, Release, Stats
 from bench.report import Row
 from bench.stats import Summary
-from gateway.model import AlertState
-from gateway.services import Mosquitto, VictoriaMetrics
-from gateway.store_query import export
+from gateway.core.model import AlertState
+from gateway.ops.private_servers import Mosquitto, VictoriaMetrics
+from gateway.ops.store_query import export
 
 CANCEL_HOLD_S = configs.LONG_PRESS_S + 0.1
 

@@ -27,10 +27,10 @@ from collections import defaultdict, deque
 from pathlib import Path
 from typing import Any
 
-from gateway.config import GatewayConfig, GpioDevice
 from gateway.config_file import parse_config
-from gateway.kinds import make_event
-from gateway.model import DeviceKind
+from gateway.core.config import GatewayConfig, GpioDevice
+from gateway.core.kinds import make_event
+from gateway.core.model import DeviceKind
 from gateway.sinks.store_writer import Writer, writer_for
 from gateway.supervisor import Gateway
 from simulators.elder_button import SimulatedElder

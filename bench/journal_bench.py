@@ -14,9 +14,9 @@ from pathlib import Path
 
 from bench.report import Row
 from bench.stats import Summary
+from gateway.core.kinds import make_event
+from gateway.core.model import DeliveryClass, DeviceEvent, DeviceKind
 from gateway.journal import Journal
-from gateway.kinds import make_event
-from gateway.model import DeliveryClass, DeviceEvent, DeviceKind
 
 WARMUP_RECORDS = 20
 

@@ -23,11 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from bench import mqtt_wire
-from gateway.clock import SystemClock
-from gateway.config import BrokerConfig
-from gateway.counters import Counters
+from gateway.core.clock import SystemClock
+from gateway.core.config import BrokerConfig
+from gateway.core.counters import Counters
 from gateway.mqtt_link import LastWill, MqttLink
-from gateway.services import Mosquitto
+from gateway.ops.private_servers import Mosquitto
 
 PAYLOAD = (b'{"v":1,"id":"0190a3c2-7d1e-7b3a-9d4c-2f1e0a9b8c7d","kind":"temp_gate",'
            b'"device":"gate-12","ts":1767225600000,"values":{"temp_x10":365}}')

@@ -10,7 +10,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from gateway.services import ServiceError, find_binary
+from gateway.ops.private_servers import ServiceError, find_binary
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,7 +21,7 @@ from bench.gateway_bench import Servers, _start
 from bench.hostctl import BenchError, GatewayProcess
 from bench.pipeline import count_points
 from bench.report import Row
-from gateway.services import VictoriaMetrics
+from gateway.ops.private_servers import VictoriaMetrics
 
 Progress = Callable[[str], None]
 

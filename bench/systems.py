@@ -11,7 +11,7 @@ from bench import configs
 from bench.gateway_bench import Servers
 from bench.hostctl import GatewayProcess
 from bench.pipeline import Alerted
-from gateway.model import Alert, AlertState
+from gateway.core.model import Alert, AlertState
 
 PIPELINE_SITE = "pipe"
 FEVER_RULE_ID = "bench.fever"

@@ -126,7 +126,7 @@ done
 [[ $MQTT_PORT != "$MQTTS_PORT" ]] || die "--mqtt-port and --mqtts-port must differ"
 [[ $SITE =~ ^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$ ]] ||
   die "--site: 1 to 64 letters, digits, '_', '.' or '-', starting with a letter or digit"
-[[ -f $SOURCE/pyproject.toml && -f $SOURCE/gateway/cli.py ]] ||
+[[ -f $SOURCE/pyproject.toml && -f $SOURCE/gateway/ops/cli.py ]] ||
   die "--source $SOURCE is not the gateway's source tree"
 if [[ $ROOT != / ]]; then
   [[ $APT == 0 && $START == 0 ]] || die "--root needs --no-apt and --no-start"

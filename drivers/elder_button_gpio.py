@@ -16,11 +16,11 @@ from typing import Any
 
 from drivers.debounce import Debouncer, Release
 from drivers.intake import Intake
-from gateway.clock import Clock
-from gateway.config import GpioDevice
-from gateway.counters import Counters
-from gateway.kinds import make_event
-from gateway.model import Alert, AlertState, DeviceKind
+from gateway.core.clock import Clock
+from gateway.core.config import GpioDevice
+from gateway.core.counters import Counters
+from gateway.core.kinds import make_event
+from gateway.core.model import Alert, AlertState, DeviceKind
 
 log = logging.getLogger(__name__)
 

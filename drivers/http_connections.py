@@ -22,9 +22,9 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Final
 
-from gateway.clock import Clock
-from gateway.config import HttpServerConfig
-from gateway.counters import Counters
+from gateway.core.clock import Clock
+from gateway.core.config import HttpServerConfig
+from gateway.core.counters import Counters
 
 log = logging.getLogger(__name__)
 

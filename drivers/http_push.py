@@ -26,9 +26,9 @@ from drivers.intake import Intake
 from drivers.json_map import JsonMap, JsonMapper, MalformedJsonError, parse_json
 from drivers.profile import Profile
 from drivers.pseudonym import Pseudonymiser
-from gateway.clock import Clock
-from gateway.config import HttpDevice, HttpServerConfig
-from gateway.counters import Counters
+from gateway.core.clock import Clock
+from gateway.core.config import HttpDevice, HttpServerConfig
+from gateway.core.counters import Counters
 
 log = logging.getLogger(__name__)
 

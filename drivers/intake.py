@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from gateway.journaling import Receipt
-from gateway.model import DeviceEvent, Reading
+from gateway.core.journaling import Receipt
+from gateway.core.model import DeviceEvent, Reading
 
 
 class Intake(Protocol):

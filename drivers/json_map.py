@@ -14,10 +14,10 @@ import msgspec
 from pydantic import BaseModel, ConfigDict, Field
 
 from drivers.pseudonym import Pseudonymiser
-from gateway.counters import clip
-from gateway.kinds import MODELS, make_event
-from gateway.kinds.base import OutOfRangeError
-from gateway.model import DeviceEvent, DeviceKind, Reading, Scalar, new_id
+from gateway.core.counters import clip
+from gateway.core.kinds import MODELS, make_event
+from gateway.core.kinds.base import OutOfRangeError
+from gateway.core.model import DeviceEvent, DeviceKind, Reading, Scalar, new_id
 
 
 class _Strict(BaseModel):

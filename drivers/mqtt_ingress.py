@@ -32,12 +32,12 @@ from drivers.json_map import (
     parse_json,
 )
 from drivers.pseudonym import Pseudonymiser
-from gateway.clock import Clock
-from gateway.config import DEFAULT_MAX_PAYLOAD, MqttDevice
-from gateway.counters import CounterKey, Counters
-from gateway.journaling import Receipt, ReceiptBook
-from gateway.link.message import Inbound
-from gateway.model import DeviceEvent
+from gateway.core.clock import Clock
+from gateway.core.config import DEFAULT_MAX_PAYLOAD, MqttDevice
+from gateway.core.counters import CounterKey, Counters
+from gateway.core.inbound import Inbound
+from gateway.core.journaling import Receipt, ReceiptBook
+from gateway.core.model import DeviceEvent
 
 log = logging.getLogger(__name__)
 

@@ -22,8 +22,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from drivers.json_map import JsonMap
 from drivers.modbus import parse_modbus_map
 from drivers.serial_frames import parse_serial_format
-from gateway.model import DeviceKind
-from gateway.problems import ConfigError, Problem, problem_from_pydantic, read_toml
+from gateway.core.model import DeviceKind
+from gateway.core.problems import ConfigError, Problem, problem_from_pydantic, read_toml
 
 BUILTIN = Path(__file__).parent / "profiles"
 

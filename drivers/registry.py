@@ -11,9 +11,9 @@ from drivers.modbus.bus import ModbusBusDriver
 from drivers.profile import Profile, ProfileLibrary
 from drivers.pseudonym import Pseudonymiser
 from drivers.serial_frames.driver import SerialFrameDriver
-from gateway.clock import Clock
-from gateway.config import GatewayConfig, GpioDevice, HttpDevice, ModbusDevice, SerialDevice
-from gateway.counters import Counters
+from gateway.core.clock import Clock
+from gateway.core.config import GatewayConfig, GpioDevice, HttpDevice, ModbusDevice, SerialDevice
+from gateway.core.counters import Counters
 
 
 class Driver(Protocol):

@@ -19,11 +19,11 @@ from typing import Any
 
 from paho.mqtt.client import topic_matches_sub
 
-from gateway.clock import ManualClock
-from gateway.counters import Counters
+from gateway.core.clock import ManualClock
+from gateway.core.counters import Counters
+from gateway.core.inbound import Handler, Inbound
 from gateway.journal import NotJournalledError
 from gateway.link.dispatch import Dispatch
-from gateway.link.message import Handler, Inbound
 from gateway.link.routes import Routes
 
 FILTERS = ("vendor/+/sos", "sc/+/alerts/+/+/ack", "#", "$share/g/dev/#", "a/+/+/b", "+")

@@ -23,9 +23,9 @@ from drivers.serial_frames.decode import FrameDecoder
 from drivers.serial_frames.scanner import FrameScanner, Rejected
 from fuzz.mqtt_dispatch import mqtt_dispatch
 from gateway.config_file import parse_config
-from gateway.kinds import MODELS
-from gateway.model import Reading, decode, encode
-from gateway.problems import ConfigError, parse_toml
+from gateway.core.kinds import MODELS
+from gateway.core.model import Reading, decode, encode
+from gateway.core.problems import ConfigError, parse_toml
 from rules.loader import pack_from_text
 from rules.problems import RuleError
 

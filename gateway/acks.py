@@ -18,10 +18,10 @@ from typing import Annotated
 import msgspec
 
 from drivers.json_map import MalformedJsonError, parse_json, shown
-from gateway.counters import UNKNOWN, Counters
-from gateway.link.message import Inbound
-from gateway.model import AlertState
-from gateway.topics import Topics
+from gateway.core.counters import UNKNOWN, Counters
+from gateway.core.inbound import Inbound
+from gateway.core.model import AlertState
+from gateway.core.topics import Topics
 from rules.engine import RuleEngine
 
 log = logging.getLogger(__name__)

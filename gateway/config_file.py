@@ -14,7 +14,7 @@ from typing import Any, Final
 from pydantic import ValidationError
 
 from drivers.profile import BUILTIN, ProfileLibrary
-from gateway.config import (
+from gateway.core.config import (
     AnyDevice,
     GatewayConfig,
     GpioDevice,
@@ -23,9 +23,9 @@ from gateway.config import (
     MqttDevice,
     SerialDevice,
 )
-from gateway.kinds import MODELS
-from gateway.model import DeviceKind
-from gateway.problems import ConfigError, Problem, problem_from_pydantic, read_toml
+from gateway.core.kinds import MODELS
+from gateway.core.model import DeviceKind
+from gateway.core.problems import ConfigError, Problem, problem_from_pydantic, read_toml
 
 # the keys that name an environment variable holding a secret; a command checks only those
 # it uses (`scgw status` needs none of them)

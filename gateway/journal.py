@@ -26,10 +26,10 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from gateway.journaling import Batch as Batch
-from gateway.journaling import Entry as Entry
-from gateway.journaling import Receipt as Receipt
-from gateway.model import DeliveryClass, Record, decode, delivery_class, encode
+from gateway.core.journaling import Batch as Batch
+from gateway.core.journaling import Entry as Entry
+from gateway.core.journaling import Receipt as Receipt
+from gateway.core.model import DeliveryClass, Record, decode, delivery_class, encode
 
 log = logging.getLogger(__name__)
 

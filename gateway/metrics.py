@@ -12,13 +12,13 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from gateway.clock import Clock
-from gateway.config import MetricsConfig
-from gateway.counters import Counters
+from gateway.core.clock import Clock
+from gateway.core.config import MetricsConfig
+from gateway.core.counters import Counters
+from gateway.core.telemetry import TelemetryBuffer
 from gateway.journal import Journal
 from gateway.mqtt_link import MqttLink
 from gateway.status import StatusBoard
-from gateway.telemetry import TelemetryBuffer
 from rules.engine import RuleEngine
 from rules.runner import RuleRunner
 

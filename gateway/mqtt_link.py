@@ -15,15 +15,15 @@ import os
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
-from gateway.backoff import Backoff
-from gateway.clock import Clock
-from gateway.config import BROKER_MESSAGE_LIMIT, BrokerConfig
-from gateway.counters import Counters
+from gateway.core.backoff import Backoff
+from gateway.core.clock import Clock
+from gateway.core.config import BROKER_MESSAGE_LIMIT, BrokerConfig
+from gateway.core.counters import Counters
+from gateway.core.inbound import Handler, Inbound
+from gateway.core.waiting import first_of
 from gateway.link.connection import BrokerConnection, BrokerUnavailableError, PublishRefusedError
 from gateway.link.dispatch import PIPELINE, Dispatch
-from gateway.link.message import Handler, Inbound
 from gateway.link.routes import Routes
-from gateway.waiting import first_of
 
 __all__ = ["Handler", "Inbound", "LastWill", "LinkDownError", "MqttLink", "Session"]
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 
-from gateway.backoff import Backoff
-from gateway.clock import Clock
-from gateway.counters import Counters
+from gateway.core.backoff import Backoff
+from gateway.core.clock import Clock
+from gateway.core.counters import Counters
 
 log = logging.getLogger(__name__)
 

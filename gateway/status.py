@@ -7,8 +7,8 @@ import enum
 import logging
 from dataclasses import dataclass
 
-from gateway.clock import Clock
-from gateway.model import DeviceKind
+from gateway.core.clock import Clock
+from gateway.core.model import DeviceKind
 
 log = logging.getLogger(__name__)
 

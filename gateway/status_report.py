@@ -11,8 +11,8 @@ from typing import Any
 
 import msgspec
 
-from gateway.clock import Clock
-from gateway.config import JournalConfig
+from gateway.core.clock import Clock
+from gateway.core.config import JournalConfig
 
 STATUS_FILE = "status.json"
 STATUS_BLOCK = 4096

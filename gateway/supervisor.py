@@ -21,13 +21,24 @@ from drivers.pseudonym import Pseudonymiser
 from drivers.registry import Context, build_drivers
 from drivers.serial_frames.driver import SerialFrameDriver
 from gateway.acks import AckDesk
-from gateway.clock import Clock, SystemClock
 from gateway.clock_sync import ClockProbe, read_kernel_clock, trustworthy
-from gateway.config import AnyDevice, GatewayConfig, GpioDevice, Location, ModbusDevice, MqttDevice
-from gateway.counters import Counters
+from gateway.core.clock import Clock, SystemClock
+from gateway.core.config import (
+    AnyDevice,
+    GatewayConfig,
+    GpioDevice,
+    Location,
+    ModbusDevice,
+    MqttDevice,
+)
+from gateway.core.counters import Counters
+from gateway.core.kinds import make_event
+from gateway.core.model import AckCommand, Alert, DeliveryClass, DeviceEvent, Reading, new_id
+from gateway.core.telemetry import TelemetryBuffer
+from gateway.core.timeline import Timeline
+from gateway.core.topics import Topics
+from gateway.core.waiting import first_of
 from gateway.journal import Journal, JournalFullError, NotJournalledError, Quota, Receipt
-from gateway.kinds import make_event
-from gateway.model import AckCommand, Alert, DeliveryClass, DeviceEvent, Reading, new_id
 from gateway.mqtt_link import LastWill, MqttLink
 from gateway.restart import keep_running
 from gateway.sinks.mqtt_sink import MqttSink
@@ -37,10 +48,6 @@ from gateway.sinks.store_sink import StoreSink
 from gateway.sinks.store_writer import Writer, writer_for
 from gateway.status import Status, StatusBoard, supervise
 from gateway.status_report import StatusSnapshot, keep_writing, status_path
-from gateway.telemetry import TelemetryBuffer
-from gateway.timeline import Timeline
-from gateway.topics import Topics
-from gateway.waiting import first_of
 from rules.contacts import load_contacts
 from rules.directory import directory_from_config
 from rules.engine import RuleEngine

@@ -18,8 +18,8 @@ import socket
 from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING
 
+from gateway.core.waiting import first_of
 from gateway.status import Status
-from gateway.waiting import first_of
 
 if TYPE_CHECKING:
     from gateway.supervisor import Gateway

@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.model import Scalar
+from gateway.core.model import Scalar
 from rules.expressions import Values, compile_expression
 from rules.fields import FieldType
 from rules.problems import Report

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gateway.model import DeviceKind, Severity
+from gateway.core.model import DeviceKind, Severity
 from rules.conditions import Condition
 from rules.directory import DeviceInfo, KeyBy
 from rules.templates import Template

@@ -6,8 +6,8 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from gateway.config import GatewayConfig, Location
-from gateway.model import DeviceKind
+from gateway.core.config import GatewayConfig, Location
+from gateway.core.model import DeviceKind
 
 
 @dataclass(frozen=True, slots=True)

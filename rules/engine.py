@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 import msgspec
 
-from gateway.config import Location
-from gateway.model import AckCommand, Alert, DeviceEvent, DeviceKind, Reading, Scalar
+from gateway.core.config import Location
+from gateway.core.model import AckCommand, Alert, DeviceEvent, DeviceKind, Reading, Scalar
 from rules.conditions import RATE, Condition
 from rules.contacts import Contacts
 from rules.definition import READING, Rule, RulePack

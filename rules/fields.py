@@ -5,8 +5,8 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable, Mapping
 
-from gateway.kinds import MODELS
-from gateway.model import DeviceKind
+from gateway.core.kinds import MODELS
+from gateway.core.model import DeviceKind
 
 
 class FieldType(enum.Enum):

@@ -8,8 +8,8 @@ from collections.abc import Mapping
 
 import msgspec
 
-from gateway.config import Location
-from gateway.model import AckCommand, Alert, AlertState, DeviceKind, Scalar
+from gateway.core.config import Location
+from gateway.core.model import AckCommand, Alert, AlertState, DeviceKind, Scalar
 from rules.contacts import Contacts
 from rules.definition import EscalationPolicy, Rule
 from rules.directory import DeviceDirectory, KeyBy
@@ -261,6 +261,6 @@ class Lifecycle:
 
 
 def _alert_id(rule_id: str, key: str, serial: int, since: int) -> str:
-    """Like gateway.model.new_id (time first), but the same on every replay of the journal."""
+    """Like gateway.core.model.new_id (time first), but the same on every replay of the journal."""
     digest = hashlib.sha256(f"{rule_id}\0{key}\0{serial}".encode()).hexdigest()[:20]
     return f"{since & 0xFFFFFFFFFFFF:012x}{digest}"

@@ -5,7 +5,7 @@ docs/rules.md lists them; a file beyond one is refused with its line, never half
 
 from __future__ import annotations
 
-from gateway.operator_files import MAX_DEPTH, MAX_FILE_BYTES
+from gateway.core.operator_files import MAX_DEPTH, MAX_FILE_BYTES
 
 __all__ = [
     "MAX_ALIASES",

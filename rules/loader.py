@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from gateway.config import GatewayConfig
+from gateway.core.config import GatewayConfig
 from rules.contacts import Contacts
 from rules.definition import EscalationPolicy, Rule, RulePack, Step
 from rules.problems import RuleError, RuleProblem

@@ -8,8 +8,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TypeVar
 
-from gateway.kinds import MODELS
-from gateway.model import DeviceKind, Severity
+from gateway.core.kinds import MODELS
+from gateway.core.model import DeviceKind, Severity
 from rules.conditions import Condition, build_condition
 from rules.definition import READING, Clear, Count, Match, Rule
 from rules.directory import KeyBy

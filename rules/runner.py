@@ -23,12 +23,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from gateway.clock import Clock
-from gateway.counters import Counters
-from gateway.journaling import Batch, RecordLog
-from gateway.model import AckCommand, Alert, DeviceEvent, Reading, Record
-from gateway.telemetry import TelemetryBuffer
-from gateway.waiting import first_of
+from gateway.core.clock import Clock
+from gateway.core.counters import Counters
+from gateway.core.journaling import Batch, RecordLog
+from gateway.core.model import AckCommand, Alert, DeviceEvent, Reading, Record
+from gateway.core.telemetry import TelemetryBuffer
+from gateway.core.waiting import first_of
 from rules.seam import TimedRuleSet
 from rules.state_rows import LEGACY, PREFIX
 

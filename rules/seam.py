@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Protocol
 
-from gateway.model import AckCommand, Alert, DeviceEvent, Reading
+from gateway.core.model import AckCommand, Alert, DeviceEvent, Reading
 from rules.notify import Notify
 from rules.state_rows import Changes
 

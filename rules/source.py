@@ -9,8 +9,8 @@ from pathlib import Path
 
 import yaml
 
-from gateway.model import Scalar
-from gateway.operator_files import UnreadableFile, read_operator_file
+from gateway.core.model import Scalar
+from gateway.core.operator_files import UnreadableFile, read_operator_file
 from rules.limits import (
     MAX_ALIASES,
     MAX_DEPTH,

@@ -6,7 +6,7 @@ import enum
 
 import msgspec
 
-from gateway.model import Alert, DeviceKind, Scalar
+from gateway.core.model import Alert, DeviceKind, Scalar
 from rules.notify import Notify
 
 STATE_VERSION = 1

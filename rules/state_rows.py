@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import msgspec
 
-from gateway.model import Alert
+from gateway.core.model import Alert
 from rules.notify import Notify
 from rules.state import STATE_VERSION, EngineState, RuleState, Slot
 

@@ -7,7 +7,7 @@ import string
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from gateway.model import Scalar
+from gateway.core.model import Scalar
 from rules.limits import MAX_FORMAT_WIDTH, MAX_MESSAGE_CHARS
 
 PLACEHOLDERS: Mapping[str, str] = {

@@ -5,7 +5,7 @@
                                                        (test is another name of replay)
                                                        -> printable transition lines
 
-A replay file is JSON Lines: records encoded with gateway.model.encode (readings, events,
+A replay file is JSON Lines: records encoded with gateway.core.model.encode (readings, events,
 acks), and between them `{"tick": "90s"}` to let simulated time pass, `{"directory":
 {"smoke-3-1": {"kind": "smoke", "location": {"building": "3"}}}}` to place devices, and
 lines starting with # as comments.
@@ -20,9 +20,9 @@ from pathlib import Path
 
 import msgspec
 
-from gateway.config import Location
-from gateway.model import AckCommand, Alert, DeviceEvent, DeviceKind, Reading, decode
-from gateway.operator_files import UnreadableFile, read_operator_file
+from gateway.core.config import Location
+from gateway.core.model import AckCommand, Alert, DeviceEvent, DeviceKind, Reading, decode
+from gateway.core.operator_files import UnreadableFile, read_operator_file
 from rules.contacts import Contacts, read_contacts
 from rules.directory import DeviceDirectory, DeviceInfo
 from rules.engine import RuleEngine

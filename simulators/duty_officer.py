@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import aiomqtt
 import msgspec
 
-from gateway.model import Alert, AlertState
-from gateway.topics import ROOT
+from gateway.core.model import Alert, AlertState
+from gateway.core.topics import ROOT
 
 
 class DutyOfficer:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.clock import Clock
+from gateway.core.clock import Clock
 
 
 class SimulatedElder:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from drivers.modbus import ModbusMap
-from gateway.clock import Clock
+from gateway.core.clock import Clock
 from simulators.elder_button import SimulatedElder
 from simulators.http_pusher import HttpPusher
 from simulators.modbus_device import Fault as ModbusFault

@@ -25,7 +25,7 @@ import msgspec
 
 from drivers.json_map import JsonMap, JsonReading
 from drivers.profile import BUILTIN, Profile, ProfileLibrary
-from gateway.kinds import MODELS
+from gateway.core.kinds import MODELS
 from simulators.json_device import JsonPayloads
 from simulators.serial_device import sample
 

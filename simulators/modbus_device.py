@@ -21,7 +21,7 @@ from drivers.checksum import crc16_modbus
 from drivers.modbus.register_map import ModbusMap, Point
 from drivers.modbus.values import pack_words, raw_for, unpack_words
 from drivers.profile import Profile
-from gateway.kinds import MODELS
+from gateway.core.kinds import MODELS
 
 _CODE = {"coils": 1, "discrete_inputs": 2, "holding_registers": 3, "input_registers": 4}
 

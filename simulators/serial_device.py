@@ -24,7 +24,7 @@ from types import TracebackType
 from drivers.profile import BUILTIN, Profile, ProfileLibrary
 from drivers.serial_frames import FieldSpec, FrameSpec, SerialFormat, build_frame
 from drivers.serial_frames.datatypes import INTEGERS, pack
-from gateway.kinds import MODELS, ReadingSpec
+from gateway.core.kinds import MODELS, ReadingSpec
 
 Value = int | float | str | bytes
 

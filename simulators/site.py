@@ -28,10 +28,10 @@ import aiomqtt
 
 from drivers.json_map import JsonMap
 from drivers.profile import Profile, ProfileLibrary
-from gateway.clock import Clock
-from gateway.config import AnyDevice, GatewayConfig, GpioDevice, HttpDevice, MqttDevice
-from gateway.kinds import MODELS
-from gateway.services import free_port
+from gateway.core.clock import Clock
+from gateway.core.config import AnyDevice, GatewayConfig, GpioDevice, HttpDevice, MqttDevice
+from gateway.core.kinds import MODELS
+from gateway.ops.private_servers import free_port
 from simulators.elder_button import SimulatedElder
 from simulators.handles import (
     GpioButtonHandle,

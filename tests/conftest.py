@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.services import InfluxDB1, Mosquitto, VictoriaMetrics
+from gateway.ops.private_servers import InfluxDB1, Mosquitto, VictoriaMetrics
 
 
 @pytest.fixture(scope="session")

@@ -13,8 +13,8 @@ from typing import Any
 
 import aiomqtt
 
-from gateway.config import GatewayConfig
 from gateway.config_file import parse_config
+from gateway.core.config import GatewayConfig
 from gateway.supervisor import Gateway
 
 _sites = itertools.count(1)

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from gateway.acks import MAX_BY
-from gateway.model import AckCommand, AlertState
-from gateway.services import Mosquitto
+from gateway.core.model import AckCommand, AlertState
+from gateway.ops.private_servers import Mosquitto
 from gateway.supervisor import Gateway
 from tests.helpers import Watcher, eventually, make_config, running, sos_mqtt, unique_site
 

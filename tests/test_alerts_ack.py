@@ -11,8 +11,8 @@ from pathlib import Path
 import msgspec
 
 from gateway.config_file import load_config
-from gateway.model import AckCommand, Alert, AlertState, DeviceKind, Severity, encode
-from gateway.services import Mosquitto
+from gateway.core.model import AckCommand, Alert, AlertState, DeviceKind, Severity, encode
+from gateway.ops.private_servers import Mosquitto
 from gateway.supervisor import Gateway
 from tests.helpers import Watcher, eventually, running, unique_site
 
@@ -41,7 +41,7 @@ mqtt = {{ topic = "z2m/{site}/sos-1", event_key = "action", events = {{ single =
 async def _ack(config: Path, rule: str, device: str, env: dict[str, str] | None = None,
                timeout: float = 10) -> subprocess.CompletedProcess[str]:
     return await asyncio.to_thread(
-        subprocess.run, [sys.executable, "-m", "gateway.cli", "alerts", "ack", rule, device,
+        subprocess.run, [sys.executable, "-m", "gateway.ops.cli", "alerts", "ack", rule, device,
                          "--by", "officer-7", "--config", str(config), "--timeout", str(timeout)],
         capture_output=True, text=True, timeout=60, env=os.environ | (env or {}))
 

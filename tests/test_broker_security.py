@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import GatewayConfig
-from gateway.services import Mosquitto
+from gateway.core.config import GatewayConfig
+from gateway.ops.private_servers import Mosquitto
 from gateway.supervisor import Gateway
 from tests.helpers import eventually, make_config, running, unique_site
 

@@ -11,7 +11,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from gateway.cli import app
+from gateway.ops.cli import app
 
 # what a help text shows when it names the Python type instead of the value
 _PYTHON_TYPES = re.compile(r"<(str|bool|int|float|path|list\[[^\]]*\])>|\{[a-z_]+\}")

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from gateway.clock import ManualClock
 from gateway.clock_sync import EARLIEST, ClockState, trustworthy
-from gateway.services import Mosquitto, free_port
+from gateway.core.clock import ManualClock
+from gateway.ops.private_servers import Mosquitto, free_port
 from gateway.supervisor import CLOCK_CHECK_S, Gateway
 from tests.helpers import eventually, make_config, running, unique_site
 

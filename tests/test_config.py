@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from gateway.config_file import load_config
-from gateway.problems import ConfigError
+from gateway.core.problems import ConfigError
 
 GOOD = """
 site = "c1"
@@ -185,7 +185,7 @@ def test_store_credentials_must_fit_the_api(tmp_path: Path) -> None:
 
 
 def _scgw(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "gateway.cli", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "gateway.ops.cli", *args], capture_output=True,
                           text=True, timeout=60, check=False,
                           env=None if env is None else os.environ | env)
 

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from gateway.counters import Counters
+from gateway.core.counters import Counters
 
 log = logging.getLogger("tests.counters")
 quiet = logging.getLogger("tests.counters.quiet")

@@ -14,7 +14,7 @@ import pytest
 
 def test_demo_shows_alarm_ack_and_store_points_within_ten_seconds(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "gateway.cli", "demo", "--workdir", str(tmp_path / "demo"),
+        [sys.executable, "-m", "gateway.ops.cli", "demo", "--workdir", str(tmp_path / "demo"),
          "--duration", "11"],
         capture_output=True, text=True, timeout=90, check=False,
     )

@@ -17,11 +17,11 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from gateway.cli import app
 from gateway.clock_sync import MAX_ERROR_US, STATUS_BITS, TIME_ERROR, adjtimex
-from gateway.doctor import ClockState, Finding, Status, diagnose, read_kernel_clock
-from gateway.services import InfluxDB1, Mosquitto, VictoriaMetrics, free_port
-from gateway.store_query import export
+from gateway.ops.cli import app
+from gateway.ops.doctor import ClockState, Finding, Status, diagnose, read_kernel_clock
+from gateway.ops.private_servers import InfluxDB1, Mosquitto, VictoriaMetrics, free_port
+from gateway.ops.store_query import export
 from tests.helpers import eventually, unique_site
 
 PASSWORD = "doctor-Pa55word"
@@ -485,7 +485,7 @@ def test_the_command_exits_1_and_shows_the_failing_item_with_its_fix(
     healthy["broker"]["port"] = free_port()
     config = write_config(tmp_path / "gateway.toml", healthy)
     result = subprocess.run(
-        [sys.executable, "-m", "gateway.cli", "doctor", "--config", str(config)],
+        [sys.executable, "-m", "gateway.ops.cli", "doctor", "--config", str(config)],
         capture_output=True, text=True, timeout=60, check=False,
         env={**os.environ, **ENV, "COLUMNS": "400"})
     assert result.returncode == 1, result.stderr
@@ -498,7 +498,7 @@ def test_the_command_exits_1_and_shows_the_failing_item_with_its_fix(
 def test_the_command_exits_0_when_nothing_failed_and_speaks_json(
         tmp_path: Path, healthy: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
     config = write_config(tmp_path / "gateway.toml", healthy)
-    monkeypatch.setattr("gateway.doctor.clock.read_kernel_clock", synchronised)
+    monkeypatch.setattr("gateway.ops.doctor.clock.read_kernel_clock", synchronised)
     monkeypatch.setenv(SECRET, PASSWORD)
     result = CliRunner().invoke(app, ["doctor", "--config", str(config), "--json"])
     assert result.exit_code == 0, result.output

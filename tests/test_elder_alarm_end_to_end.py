@@ -7,9 +7,9 @@ from pathlib import Path
 
 import msgspec
 
-from gateway.model import Alert, AlertState, Severity
-from gateway.services import Mosquitto, VictoriaMetrics
-from gateway.store_query import export
+from gateway.core.model import Alert, AlertState, Severity
+from gateway.ops.private_servers import Mosquitto, VictoriaMetrics
+from gateway.ops.store_query import export
 from gateway.supervisor import Gateway
 from simulators.elder_button import SimulatedElder
 from tests.helpers import Watcher, eventually, make_config, running, unique_site

@@ -10,10 +10,10 @@ import pytest
 from gpiozero.pins.mock import MockFactory
 
 from drivers.elder_button_gpio import ElderButtonGpio, Indication
-from gateway.clock import ManualClock
-from gateway.config import GpioDevice
-from gateway.counters import Counters
-from gateway.model import (
+from gateway.core.clock import ManualClock
+from gateway.core.config import GpioDevice
+from gateway.core.counters import Counters
+from gateway.core.model import (
     Alert,
     AlertState,
     DeliveryClass,

@@ -8,9 +8,9 @@ from pathlib import Path
 import msgspec
 
 from drivers.elder_button_gpio import Indication
-from gateway.clock import ManualClock
-from gateway.model import Alert, AlertState
-from gateway.services import Mosquitto
+from gateway.core.clock import ManualClock
+from gateway.core.model import Alert, AlertState
+from gateway.ops.private_servers import Mosquitto
 from gateway.supervisor import Gateway
 from simulators.elder_button import SimulatedElder
 from tests.helpers import Watcher, elder_gpio, eventually, make_config, running, unique_site

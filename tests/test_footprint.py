@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.services import Mosquitto
+from gateway.ops.private_servers import Mosquitto
 from gateway.supervisor import Gateway
 from tests.helpers import make_config
 
@@ -58,9 +58,9 @@ def test_the_cli_loads_what_only_its_other_commands_need_when_they_run() -> None
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                             timeout=60, check=True, cwd=REPO)
     loaded = set(json.loads(result.stdout))
-    assert "gateway.cli" in loaded
-    assert {"rich", "gateway.grafana.files", "gateway.grafana.dashboard",
-            "gateway.grafana.provision", "grafana_client"} & loaded == set()
+    assert "gateway.ops.cli" in loaded
+    assert {"rich", "gateway.ops.grafana.files", "gateway.ops.grafana.dashboard",
+            "gateway.ops.grafana.provision", "grafana_client"} & loaded == set()
 
 
 def _held_by_gateway(tmp_path: Path, count: int) -> int:

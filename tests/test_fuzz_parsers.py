@@ -19,7 +19,7 @@ from fuzz.targets import (
     rule_file,
     serial_stream,
 )
-from gateway.problems import ConfigError, parse_toml
+from gateway.core.problems import ConfigError, parse_toml
 from rules.loader import pack_from_text
 from rules.problems import RuleError
 

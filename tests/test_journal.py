@@ -6,8 +6,8 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+from gateway.core.model import DeliveryClass, DeviceEvent, DeviceKind, decode, encode, new_id
 from gateway.journal import Journal, Receipt
-from gateway.model import DeliveryClass, DeviceEvent, DeviceKind, decode, encode, new_id
 
 
 def _event(n: int, cls: DeliveryClass = DeliveryClass.ALARM) -> DeviceEvent:

@@ -24,20 +24,20 @@ PACKAGES = ("gateway", "drivers", "rules", "simulators", "bench", "fuzz")
 PACKAGE_LAYERS: Mapping[str, str] = {"gateway": "kernel"}  # its __init__: only the version
 LAYERS: Mapping[str, str] = {
     # the kernel: what every device, rule and tool speaks in
-    "gateway.backoff": "kernel",
-    "gateway.clock": "kernel",
-    "gateway.config": "kernel",
+    "gateway.core.backoff": "kernel",
+    "gateway.core.clock": "kernel",
+    "gateway.core.config": "kernel",
     "gateway.core": "kernel",
-    "gateway.counters": "kernel",
-    "gateway.journaling": "kernel",
-    "gateway.kinds": "kernel",
-    "gateway.model": "kernel",
-    "gateway.operator_files": "kernel",
-    "gateway.problems": "kernel",
-    "gateway.telemetry": "kernel",
-    "gateway.timeline": "kernel",
-    "gateway.topics": "kernel",
-    "gateway.waiting": "kernel",
+    "gateway.core.counters": "kernel",
+    "gateway.core.journaling": "kernel",
+    "gateway.core.kinds": "kernel",
+    "gateway.core.model": "kernel",
+    "gateway.core.operator_files": "kernel",
+    "gateway.core.problems": "kernel",
+    "gateway.core.telemetry": "kernel",
+    "gateway.core.timeline": "kernel",
+    "gateway.core.topics": "kernel",
+    "gateway.core.waiting": "kernel",
     # device protocols and the rule engine, each on the kernel alone
     "drivers": "drivers",
     "rules": "rules",
@@ -56,15 +56,15 @@ LAYERS: Mapping[str, str] = {
     "gateway.supervisor": "runtime",
     "gateway.systemd_notify": "runtime",
     # what an operator runs beside it
-    "gateway.alert_ack": "tooling",
-    "gateway.broker_acl": "tooling",
-    "gateway.cli": "tooling",
-    "gateway.demo": "tooling",
-    "gateway.doctor": "tooling",
-    "gateway.grafana": "tooling",
+    "gateway.ops.alert_ack": "tooling",
+    "gateway.ops.broker_acl": "tooling",
+    "gateway.ops.cli": "tooling",
+    "gateway.ops.demo": "tooling",
+    "gateway.ops.doctor": "tooling",
+    "gateway.ops.grafana": "tooling",
     "gateway.ops": "tooling",
-    "gateway.services": "tooling",
-    "gateway.store_query": "tooling",
+    "gateway.ops.private_servers": "tooling",
+    "gateway.ops.store_query": "tooling",
     # devices that are not there, and measurements
     "simulators": "simulators",
     "bench": "bench",
@@ -263,7 +263,7 @@ def test_each_layer_imports_only_the_layers_below_it() -> None:
 
 
 def test_the_layer_check_sees_a_driver_that_imports_the_runtime() -> None:
-    graph = {"drivers.x": {"gateway.journal": 3, "gateway.model": 4}}
+    graph = {"drivers.x": {"gateway.journal": 3, "gateway.core.model": 4}}
     assert [(a, b) for a, targets in graph.items() for b in targets
             if layer_of(b) not in MAY_IMPORT[layer_of(a) or ""]] == [
         ("drivers.x", "gateway.journal")]

@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from gateway.clock import ManualClock
+from gateway.core.clock import ManualClock
+from gateway.core.model import DeviceEvent, DeviceKind
 from gateway.journal import Journal
-from gateway.model import DeviceEvent, DeviceKind
-from gateway.services import Mosquitto
+from gateway.ops.private_servers import Mosquitto
 from gateway.status import Status, StatusBoard, supervise
 from gateway.supervisor import Gateway
 from tests.helpers import Watcher, eventually, make_config, running, sos_mqtt, unique_site

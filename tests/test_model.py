@@ -9,8 +9,8 @@ import sys
 import msgspec
 import pytest
 
-from gateway.backoff import Backoff
-from gateway.model import (
+from gateway.core.backoff import Backoff
+from gateway.core.model import (
     AckCommand,
     Alert,
     AlertState,
@@ -24,7 +24,7 @@ from gateway.model import (
     encode,
     new_id,
 )
-from gateway.topics import Topics
+from gateway.core.topics import Topics
 
 
 def test_records_round_trip_with_version_and_tag() -> None:
@@ -106,7 +106,7 @@ def test_ids_draw_no_kernel_randomness_per_record(monkeypatch: pytest.MonkeyPatc
 
 def test_ids_of_another_process_differ_in_their_prefix() -> None:
     # a restart is a new process: its ids share no prefix with the last one's
-    script = "from gateway.model import new_id; print(new_id(1), new_id(1))"
+    script = "from gateway.core.model import new_id; print(new_id(1), new_id(1))"
     runs = [subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                            check=True).stdout.split() for _ in range(2)]
     mine = new_id(1)

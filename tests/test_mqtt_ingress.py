@@ -8,8 +8,8 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from gateway.model import DeliveryClass, DeviceEvent
-from gateway.services import Mosquitto
+from gateway.core.model import DeliveryClass, DeviceEvent
+from gateway.ops.private_servers import Mosquitto
 from gateway.supervisor import Gateway
 from tests.helpers import Watcher, eventually, make_config, running, sos_mqtt, unique_site
 

@@ -11,12 +11,12 @@ from typing import Any
 import aiomqtt
 import pytest
 
-from gateway.clock import SystemClock
-from gateway.config import BrokerConfig
-from gateway.counters import Counters
+from gateway.core.clock import SystemClock
+from gateway.core.config import BrokerConfig
+from gateway.core.counters import Counters
 from gateway.link import dispatch
 from gateway.mqtt_link import Inbound, LastWill, LinkDownError, MqttLink
-from gateway.services import Mosquitto
+from gateway.ops.private_servers import Mosquitto
 from tests.helpers import eventually
 
 

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import msgspec
 
-from gateway.clock import ManualClock
-from gateway.counters import Counters
+from gateway.core.clock import ManualClock
+from gateway.core.counters import Counters
+from gateway.core.kinds import make_event
+from gateway.core.model import DeviceKind, Notify, NotifyReason, Severity
 from gateway.journal import Journal
-from gateway.kinds import make_event
-from gateway.model import DeviceKind, Notify, NotifyReason, Severity
 from gateway.sinks.notify_sink import DONE_KEY, NotifySink
 from tests.helpers import eventually
 from tests.webhook import webhook

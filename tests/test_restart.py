@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from drivers.elder_button_gpio import Indication
-from gateway.model import AlertState
+from gateway.core.model import AlertState
 from gateway.supervisor import Gateway
 from simulators.elder_button import SimulatedElder
 from tests.helpers import elder_gpio, eventually, make_config, running

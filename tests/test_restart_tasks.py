@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from gateway.clock import ManualClock
-from gateway.counters import Counters
+from gateway.core.clock import ManualClock
+from gateway.core.counters import Counters
 from gateway.restart import keep_running
 
 

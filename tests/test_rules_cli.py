@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.services import Mosquitto
+from gateway.ops.private_servers import Mosquitto
 from gateway.status_report import read_status
 from tests.helpers import Watcher, eventually, unique_site
 from tests.rules.test_file_limits import LAUGHS
@@ -21,7 +21,7 @@ PACKS = Path(__file__).parent.parent / "rules" / "packs"
 
 
 def _scgw(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "gateway.cli", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "gateway.ops.cli", *args], capture_output=True,
                           text=True, timeout=60, check=False)
 
 
@@ -105,7 +105,7 @@ async def test_reload_keeps_old_rules_when_new_ones_are_invalid(
     config = _gateway_config(tmp_path, site, mosquitto.port)
     rules = tmp_path / "rules"
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "gateway.cli", "run", "--config", str(config),
+        sys.executable, "-m", "gateway.ops.cli", "run", "--config", str(config),
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
     try:
         async with Watcher(mosquitto.port, f"sc/{site}/#", "w") as watcher:
@@ -160,7 +160,7 @@ async def test_a_sighup_reload_of_pathological_files_is_refused_and_counted(
     config = _gateway_config(tmp_path, site, mosquitto.port)
     rules = tmp_path / "rules"
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "gateway.cli", "run", "--config", str(config),
+        sys.executable, "-m", "gateway.ops.cli", "run", "--config", str(config),
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
     try:
         async with Watcher(mosquitto.port, f"sc/{site}/#", "w") as watcher:

@@ -12,8 +12,8 @@ import msgspec
 import pytest
 
 from gateway.config_file import load_config
-from gateway.model import Alert, AlertState, DeviceEvent
-from gateway.services import Mosquitto
+from gateway.core.model import Alert, AlertState, DeviceEvent
+from gateway.ops.private_servers import Mosquitto
 from gateway.supervisor import Gateway
 from simulators.scenarios import SCENARIOS
 from simulators.site import SimulatedSite
@@ -119,14 +119,14 @@ def fired(seen: list[Seen]) -> set[tuple[str, str]]:
 
 
 def test_simulate_lists_scenarios_and_refuses_unknown_ones() -> None:
-    listed = subprocess.run([sys.executable, "-m", "gateway.cli", "simulate", "--list"],
+    listed = subprocess.run([sys.executable, "-m", "gateway.ops.cli", "simulate", "--list"],
                             capture_output=True, text=True, timeout=60, check=False)
     assert listed.returncode == 0
     for name, scenario in SCENARIOS.items():
         assert name in listed.stdout
         alerts = ", ".join(f"{rule} ({key})" for rule, key in scenario.alerts) or "none"
         assert f"alerts: {alerts}\n" in listed.stdout
-    unknown = subprocess.run([sys.executable, "-m", "gateway.cli", "simulate", "--scenario",
+    unknown = subprocess.run([sys.executable, "-m", "gateway.ops.cli", "simulate", "--scenario",
                               "alien-landing"], capture_output=True, text=True, timeout=60,
                              check=False)
     assert unknown.returncode == 2

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from gateway.core.model import DeviceEvent
 from gateway.journal import Journal
-from gateway.model import DeviceEvent
-from gateway.services import Mosquitto, VictoriaMetrics
+from gateway.ops.private_servers import Mosquitto, VictoriaMetrics
 from gateway.sinks import mqtt_sink, store_sink
 from gateway.supervisor import _settle
 from tests.helpers import Watcher, unique_site
@@ -46,7 +46,7 @@ events = {{ single = "press", double = "low_battery" }}
 """)
     async with Watcher(mosquitto.port, f"sc/{site}/#", "observer") as watcher:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "gateway.cli", "run", "--config", str(config),
+            sys.executable, "-m", "gateway.ops.cli", "run", "--config", str(config),
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
         try:
             await watcher.next(lambda s: s.topic.endswith("gateway/status")

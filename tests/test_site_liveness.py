@@ -7,11 +7,11 @@ from pathlib import Path
 
 import msgspec
 
-from gateway.clock import ManualClock
-from gateway.config import ModbusDevice
 from gateway.config_file import load_config
-from gateway.model import DeviceEvent
-from gateway.services import Mosquitto
+from gateway.core.clock import ManualClock
+from gateway.core.config import ModbusDevice
+from gateway.core.model import DeviceEvent
+from gateway.ops.private_servers import Mosquitto
 from gateway.status import Status
 from gateway.supervisor import Gateway
 from simulators.site import SimulatedSite

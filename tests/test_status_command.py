@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.services import Mosquitto
+from gateway.ops.private_servers import Mosquitto
 from gateway.status_report import read_status, status_path
 from gateway.supervisor import Gateway
 from tests.helpers import Watcher, eventually, running, unique_site
@@ -72,7 +72,7 @@ mqtt = {{ topic = "z2m/{site}/smoke-2" }}
         assert path == tmp_path / "run" / "status.json"
         assert not (tmp_path / "status.json").exists()
         result = await asyncio.to_thread(
-            subprocess.run, [sys.executable, "-m", "gateway.cli", "status", "--config",
+            subprocess.run, [sys.executable, "-m", "gateway.ops.cli", "status", "--config",
                              str(config_file)], capture_output=True, text=True, timeout=60,
             env=shell)
     assert result.returncode == 0, result.stderr

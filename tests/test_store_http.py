@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from gateway.config import StoreConfig
-from gateway.services import free_port
+from gateway.core.config import StoreConfig
+from gateway.ops.private_servers import free_port
 from gateway.sinks.store_writer import StoreWriteError, writer_for
 from tests.test_doctor import pki  # noqa: F401  # the compound's CA and a server certificate
 

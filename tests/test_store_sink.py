@@ -9,12 +9,11 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from gateway.clock import SystemClock
-from gateway.config import Location, StoreConfig
-from gateway.counters import Counters
-from gateway.journal import Journal
-from gateway.kinds import make_event
-from gateway.model import (
+from gateway.core.clock import SystemClock
+from gateway.core.config import Location, StoreConfig
+from gateway.core.counters import Counters
+from gateway.core.kinds import make_event
+from gateway.core.model import (
     Alert,
     AlertState,
     DeliveryClass,
@@ -23,11 +22,12 @@ from gateway.model import (
     Scalar,
     Severity,
 )
-from gateway.services import free_port
+from gateway.core.telemetry import TelemetryBuffer
+from gateway.journal import Journal
+from gateway.ops.private_servers import free_port
 from gateway.sinks.points import PointMaker
 from gateway.sinks.store_sink import StoreSink
 from gateway.sinks.store_writer import InfluxWriter, writer_for
-from gateway.telemetry import TelemetryBuffer
 from tests.helpers import eventually
 from tests.http_server import serving
 
@@ -123,7 +123,7 @@ async def test_a_batch_the_store_refuses_is_counted_and_passed(
 async def test_after_a_new_connection_the_window_before_is_written_again(
     tmp_path: Path, store_server: ScriptedStore
 ) -> None:
-    from gateway.clock import ManualClock
+    from gateway.core.clock import ManualClock
 
     config = StoreConfig(url=f"http://127.0.0.1:{store_server.port}", flush_interval_s=60,
                          retry_min_s=0.01, retry_max_s=0.05, replay_window_s=10)
@@ -216,7 +216,7 @@ def test_reading_points_keep_their_escapes_and_float_fields_device_after_device(
 async def test_an_alarm_cuts_the_batch_interval_short(
     tmp_path: Path, store_server: ScriptedStore
 ) -> None:
-    from gateway.clock import ManualClock
+    from gateway.core.clock import ManualClock
 
     config = StoreConfig(url=f"http://127.0.0.1:{store_server.port}", flush_interval_s=60,
                          retry_min_s=0.01, retry_max_s=0.05)

@@ -9,17 +9,17 @@ from typing import Any
 
 import pytest
 
-from gateway.clock import SystemClock
-from gateway.config import Location, StoreConfig
-from gateway.counters import Counters
+from gateway.core.clock import SystemClock
+from gateway.core.config import Location, StoreConfig
+from gateway.core.counters import Counters
+from gateway.core.kinds import make_event
+from gateway.core.model import Alert, AlertState, DeviceKind, Severity
+from gateway.core.telemetry import TelemetryBuffer
 from gateway.journal import Journal
-from gateway.kinds import make_event
-from gateway.model import Alert, AlertState, DeviceKind, Severity
-from gateway.services import InfluxDB1
+from gateway.ops.private_servers import InfluxDB1
 from gateway.sinks.points import PointMaker
 from gateway.sinks.store_sink import StoreSink
 from gateway.sinks.store_writer import InfluxV1Writer, StoreWriteError, writer_for
-from gateway.telemetry import TelemetryBuffer
 from tests.helpers import eventually, unique_site
 
 

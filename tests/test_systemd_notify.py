@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.services import Mosquitto
+from gateway.ops.private_servers import Mosquitto
 from gateway.systemd_notify import SystemdNotifier, watchdog_interval
 from tests.helpers import unique_site
 
@@ -69,7 +69,7 @@ path = "{tmp_path / 'journal.db'}"
     env = {**os.environ, "NOTIFY_SOCKET": address, "WATCHDOG_USEC": "400000"}
     messages = Messages(sock)
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "gateway.cli", "run", "--config", str(config),
+        sys.executable, "-m", "gateway.ops.cli", "run", "--config", str(config),
         env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
     try:
         ready = await messages.next(lambda m: "READY" in m)

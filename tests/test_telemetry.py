@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from gateway.counters import Counters
-from gateway.model import DeviceKind, Reading
-from gateway.telemetry import TelemetryBuffer
+from gateway.core.counters import Counters
+from gateway.core.model import DeviceKind, Reading
+from gateway.core.telemetry import TelemetryBuffer
 
 
 def _reading(n: int) -> Reading:

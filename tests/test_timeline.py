@@ -1,4 +1,4 @@
-from gateway.timeline import Timeline
+from gateway.core.timeline import Timeline
 
 
 def test_same_millisecond_records_are_nudged_apart_per_device() -> None:

@@ -11,7 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.services import free_port
+from gateway.ops.private_servers import free_port
 from tests.http_server import serving
 
 

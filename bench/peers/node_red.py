@@ -28,7 +28,7 @@ from bench.hostctl import BenchError
 from bench.mqtt_wire import PUBLISH, Connection, parse_publish, puback_packet, publish_packet
 from bench.peers.install import NodeRedInstall
 from bench.pipeline import Alerted
-from gateway.services import free_port
+from gateway.ops.private_servers import free_port
 
 GATE_PREFIX = "bench/nr-gates"
 ALERT_PREFIX = "bench/nr-alerts/fever"

@@ -30,10 +30,10 @@ from drivers.modbus.register_map import ModbusMap
 from drivers.modbus.rtu_framer import AnswerFramer
 from drivers.modbus.values import decode_point
 from drivers.profile import Profile
-from gateway.backoff import Backoff
-from gateway.clock import Clock
-from gateway.config import ModbusBusConfig, ModbusDevice
-from gateway.counters import Counters
+from gateway.core.backoff import Backoff
+from gateway.core.clock import Clock
+from gateway.core.config import ModbusBusConfig, ModbusDevice
+from gateway.core.counters import Counters
 
 log = logging.getLogger(__name__)
 

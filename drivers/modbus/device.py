@@ -6,10 +6,10 @@ from dataclasses import dataclass, field
 
 from drivers.modbus.planner import Block, Plan
 from drivers.modbus.register_map import ModbusMap
-from gateway.backoff import Backoff
-from gateway.kinds import MODELS, make_event
-from gateway.kinds.base import OutOfRangeError
-from gateway.model import DeviceEvent, DeviceKind, Reading, Scalar, new_id
+from gateway.core.backoff import Backoff
+from gateway.core.kinds import MODELS, make_event
+from gateway.core.kinds.base import OutOfRangeError
+from gateway.core.model import DeviceEvent, DeviceKind, Reading, Scalar, new_id
 
 Value = bool | int | float
 

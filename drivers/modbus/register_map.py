@@ -14,8 +14,8 @@ from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from gateway.kinds import MODELS
-from gateway.model import DeviceKind
+from gateway.core.kinds import MODELS
+from gateway.core.model import DeviceKind
 
 Function = Literal["coils", "discrete_inputs", "holding_registers", "input_registers"]
 DataType = Literal["bool", "uint16", "int16", "uint32", "int32", "float32"]

@@ -7,9 +7,9 @@ from drivers.pseudonym import Pseudonymiser
 from drivers.serial_frames.datatypes import as_number, unpack
 from drivers.serial_frames.frame import Frame
 from drivers.serial_frames.frame_format import FieldSpec, FrameSpec, SerialFormat
-from gateway.kinds import MODELS, make_event
-from gateway.kinds.base import OutOfRangeError
-from gateway.model import DeviceKind, Reading, Scalar, new_id
+from gateway.core.kinds import MODELS, make_event
+from gateway.core.kinds.base import OutOfRangeError
+from gateway.core.model import DeviceKind, Reading, Scalar, new_id
 
 
 class FrameDecoder:

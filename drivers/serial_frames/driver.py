@@ -21,10 +21,10 @@ from drivers.serial_frames.decode import FrameDecoder
 from drivers.serial_frames.frame import Frame
 from drivers.serial_frames.frame_format import SerialFormat
 from drivers.serial_frames.scanner import FrameScanner, Scanned
-from gateway.backoff import Backoff
-from gateway.clock import Clock
-from gateway.config import SerialDevice
-from gateway.counters import Counters
+from gateway.core.backoff import Backoff
+from gateway.core.clock import Clock
+from gateway.core.config import SerialDevice
+from gateway.core.counters import Counters
 
 log = logging.getLogger(__name__)
 

@@ -38,8 +38,8 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from drivers.checksum import ALGORITHMS, Algorithm
 from drivers.serial_frames.datatypes import INTEGERS, SIZED, Datatype, width
-from gateway.kinds import MODELS
-from gateway.model import DeviceKind
+from gateway.core.kinds import MODELS
+from gateway.core.model import DeviceKind
 
 _NAME = r"^[a-z][a-z0-9_]{0,63}$"
 

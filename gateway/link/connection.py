@@ -31,9 +31,9 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from gateway.config import BrokerConfig
-from gateway.counters import Counters
-from gateway.link.message import Inbound
+from gateway.core.config import BrokerConfig
+from gateway.core.counters import Counters
+from gateway.core.inbound import Inbound
 from gateway.link.tls import client_tls
 
 log = logging.getLogger(__name__)

@@ -18,10 +18,10 @@ import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
 
-from gateway.clock import Clock
-from gateway.counters import Counters
+from gateway.core.clock import Clock
+from gateway.core.counters import Counters
+from gateway.core.inbound import Handler, Inbound
 from gateway.journal import NotJournalledError
-from gateway.link.message import Handler, Inbound
 from gateway.link.routes import Routes
 
 log = logging.getLogger(__name__)

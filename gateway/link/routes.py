@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gateway.link.message import Handler
+from gateway.core.inbound import Handler
 
 ROUTE_CACHE = 4096  # topics whose handlers are remembered
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ssl
 
-from gateway.config import BrokerConfig
+from gateway.core.config import BrokerConfig
 
 
 def client_tls(config: BrokerConfig) -> ssl.SSLContext | None:

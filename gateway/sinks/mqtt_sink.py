@@ -16,15 +16,15 @@ from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.clock import Clock
-from gateway.counters import Counters
+from gateway.core.clock import Clock
+from gateway.core.counters import Counters
+from gateway.core.model import Alert, DeviceEvent, Reading, encode
+from gateway.core.telemetry import TelemetryBuffer
+from gateway.core.topics import Topics
+from gateway.core.waiting import first_of
 from gateway.journal import Entry, Journal
-from gateway.model import Alert, DeviceEvent, Reading, encode
 from gateway.mqtt_link import LinkDownError, MqttLink, Session
 from gateway.status import Status, StatusBoard
-from gateway.telemetry import TelemetryBuffer
-from gateway.topics import Topics
-from gateway.waiting import first_of
 
 log = logging.getLogger(__name__)
 

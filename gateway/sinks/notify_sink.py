@@ -24,12 +24,12 @@ from typing import Any, Protocol
 
 import msgspec
 
-from gateway.backoff import Backoff
-from gateway.clock import Clock
-from gateway.counters import Counters
+from gateway.core.backoff import Backoff
+from gateway.core.clock import Clock
+from gateway.core.counters import Counters
+from gateway.core.model import Notify
+from gateway.core.waiting import first_of
 from gateway.journal import Batch, Journal
-from gateway.model import Notify
-from gateway.waiting import first_of
 
 log = logging.getLogger(__name__)
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from gateway.config import Location
-from gateway.model import (
+from gateway.core.config import Location
+from gateway.core.model import (
     AckCommand,
     Alert,
     AlertState,

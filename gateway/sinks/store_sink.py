@@ -17,16 +17,16 @@ import logging
 from collections import deque
 from dataclasses import dataclass
 
-from gateway.backoff import Backoff
-from gateway.clock import Clock
-from gateway.config import StoreConfig
-from gateway.counters import Counters
+from gateway.core.backoff import Backoff
+from gateway.core.clock import Clock
+from gateway.core.config import StoreConfig
+from gateway.core.counters import Counters
+from gateway.core.model import DeliveryClass, Record, delivery_class
+from gateway.core.telemetry import TelemetryBuffer
+from gateway.core.waiting import first_of
 from gateway.journal import Batch, Journal
-from gateway.model import DeliveryClass, Record, delivery_class
 from gateway.sinks.points import PointMaker
 from gateway.sinks.store_writer import StoreWriteError, Writer
-from gateway.telemetry import TelemetryBuffer
-from gateway.waiting import first_of
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ import base64
 from collections.abc import Mapping
 from typing import Protocol
 
-from gateway.config import StoreConfig
+from gateway.core.config import StoreConfig
 from gateway.sinks.store_http import StoreConnection
 
 # 400 and 422: the store parsed the batch and refuses it; sending it again cannot help

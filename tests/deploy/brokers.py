@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from gateway.services import Mosquitto, find_binary, free_port
+from gateway.ops.private_servers import Mosquitto, find_binary, free_port
 
 
 def retarget(text: str, replacements: list[tuple[str, str]]) -> str:

@@ -16,8 +16,8 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 
-from gateway.config import BROKER_MESSAGE_LIMIT
 from gateway.config_file import parse_config
+from gateway.core.config import BROKER_MESSAGE_LIMIT
 from gateway.supervisor import Gateway
 from tests.deploy.brokers import FileBroker, retarget
 from tests.deploy.conftest import Installation

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from gateway.broker_acl import BrokerUsersError, Role, broker_users, notify_topics, render_acl
-from gateway.config import GatewayConfig
 from gateway.config_file import parse_config
+from gateway.core.config import GatewayConfig
+from gateway.ops.broker_acl import BrokerUsersError, Role, broker_users, notify_topics, render_acl
 
 
 def _config(tmp_path: Path, **broker: Any) -> GatewayConfig:
@@ -83,7 +83,7 @@ def test_the_cli_lists_users_and_fails_with_exit_2(tmp_path: Path) -> None:
                       '[store]\nurl = "http://127.0.0.1:9"\n')
 
     def scgw(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "gateway.cli", "broker", *args,
+        return subprocess.run([sys.executable, "-m", "gateway.ops.cli", "broker", *args,
                                "--config", str(config)], capture_output=True, text=True,
                               timeout=60, check=False, env=os.environ)
 

@@ -83,8 +83,8 @@ def test_the_services_and_their_images(compose: dict[str, Any]) -> None:
 
 def test_grafana_reads_the_store_the_gateway_writes(compose: dict[str, Any]) -> None:
     """The compose dashboard is the one definition, rendered for InfluxDB 2 in compose."""
-    from gateway.grafana.datasource import InfluxSource
-    from gateway.grafana.files import provisioning_files
+    from gateway.ops.grafana.datasource import InfluxSource
+    from gateway.ops.grafana.files import provisioning_files
 
     gateway = tomllib.loads((COMPOSE_FILE.parent / "compose" / "gateway.toml").read_text())
     store = gateway["store"]

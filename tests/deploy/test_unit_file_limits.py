@@ -5,7 +5,7 @@ from __future__ import annotations
 import configparser
 from pathlib import Path
 
-from gateway.config import HttpServerConfig
+from gateway.core.config import HttpServerConfig
 
 UNIT = Path(__file__).parents[2] / "deploy" / "systemd" / "scgw.service"
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.services import Mosquitto
+from gateway.ops.private_servers import Mosquitto
 from tests.helpers import Watcher, unique_site
 
 # Turn the protection on (PR_SET_MDWE = 65, PR_MDWE_REFUSE_EXEC_GAIN = 1), prove it holds,
@@ -70,7 +70,7 @@ mqtt = {{ topic = "devices/{site}/sos-1", event_key = "action", events = {{ sing
 """)
     async with Watcher(mosquitto.port, f"sc/{site}/#", "mdwe") as watcher:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-c", _UNDER_MDWE, sys.executable, "-m", "gateway.cli", "run",
+            sys.executable, "-c", _UNDER_MDWE, sys.executable, "-m", "gateway.ops.cli", "run",
             "--config", str(config), stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT)
         try:

@@ -15,11 +15,11 @@ import pytest
 from drivers.http_push import HttpPushReceiver
 from drivers.profile import BUILTIN, ProfileLibrary
 from drivers.pseudonym import Pseudonymiser
-from gateway.clock import ManualClock
-from gateway.config import HttpDevice
-from gateway.counters import Counters
-from gateway.model import DeliveryClass, DeviceEvent, DeviceKind, Reading, encode
-from gateway.services import free_port
+from gateway.core.clock import ManualClock
+from gateway.core.config import HttpDevice
+from gateway.core.counters import Counters
+from gateway.core.model import DeliveryClass, DeviceEvent, DeviceKind, Reading, encode
+from gateway.ops.private_servers import free_port
 from simulators.http_pusher import HttpPusher, PushFault
 from tests.helpers import eventually, make_config
 

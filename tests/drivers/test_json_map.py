@@ -8,7 +8,7 @@ import pytest
 
 from drivers.json_map import JsonMap, JsonMapper, MalformedJsonError, parse_json
 from drivers.pseudonym import Pseudonymiser
-from gateway.model import DeviceKind
+from gateway.core.model import DeviceKind
 
 
 def test_an_ignored_path_cannot_be_mapped() -> None:

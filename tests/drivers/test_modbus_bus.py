@@ -23,10 +23,10 @@ import pytest
 from drivers.modbus import ModbusMap, plan_map
 from drivers.modbus.bus import ModbusBusDriver
 from drivers.profile import Profile, ProfileLibrary
-from gateway.clock import ManualClock
-from gateway.config import ModbusBusConfig, ModbusDevice
-from gateway.counters import Counters
-from gateway.model import DeliveryClass, DeviceEvent, Reading
+from gateway.core.clock import ManualClock
+from gateway.core.config import ModbusBusConfig, ModbusDevice
+from gateway.core.counters import Counters
+from gateway.core.model import DeliveryClass, DeviceEvent, Reading
 from simulators.modbus_device import Fault, SimulatedDevice
 from simulators.modbus_rtu import RtuBusSimulator
 from simulators.modbus_tcp import TcpBusSimulator

@@ -10,8 +10,8 @@ from pathlib import Path
 import msgspec
 
 from drivers.profile import ProfileLibrary
-from gateway.model import DeviceEvent
-from gateway.services import Mosquitto
+from gateway.core.model import DeviceEvent
+from gateway.ops.private_servers import Mosquitto
 from gateway.supervisor import Gateway
 from simulators.modbus_device import Fault, SimulatedDevice
 from simulators.modbus_rtu import RtuBusSimulator

@@ -14,7 +14,7 @@ from drivers.modbus import ModbusMap, Point
 from drivers.modbus.frames import classify_rtu, classify_tcp, rtu_frame
 from drivers.modbus.values import decode_point, pack_words, raw_for
 from drivers.profile import ProfileLibrary, load_profile
-from gateway.problems import ConfigError
+from gateway.core.problems import ConfigError
 
 SHIPPED = ["modbus-door-io", "modbus-manhole-monitor", "modbus-smoke-detector",
            "modbus-temp-gate"]

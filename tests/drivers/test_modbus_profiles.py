@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from drivers.profile import ProfileLibrary
-from gateway.model import DeliveryClass, Scalar
+from gateway.core.model import DeliveryClass, Scalar
 from simulators.modbus_device import SimulatedDevice
 from tests.drivers.test_modbus_bus import Transport, on_line, profile
 

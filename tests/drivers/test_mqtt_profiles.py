@@ -10,9 +10,9 @@ import msgspec
 import pytest
 
 from drivers.profile import ProfileLibrary
-from gateway.clock import ManualClock
-from gateway.model import DeliveryClass, DeviceEvent, Reading
-from gateway.services import Mosquitto
+from gateway.core.clock import ManualClock
+from gateway.core.model import DeliveryClass, DeviceEvent, Reading
+from gateway.ops.private_servers import Mosquitto
 from gateway.supervisor import Gateway
 from simulators.mqtt_device import MqttDeviceSimulator
 from tests.helpers import Watcher, eventually, make_config, running, unique_site

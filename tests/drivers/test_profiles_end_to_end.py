@@ -19,9 +19,9 @@ import pytest
 
 from drivers.profile import ProfileLibrary
 from drivers.serial_frames.driver import SerialFrameDriver
-from gateway.model import DeviceEvent, Reading
-from gateway.services import Mosquitto, VictoriaMetrics, free_port
-from gateway.store_query import export
+from gateway.core.model import DeviceEvent, Reading
+from gateway.ops.private_servers import Mosquitto, VictoriaMetrics, free_port
+from gateway.ops.store_query import export
 from gateway.supervisor import Gateway
 from simulators.http_pusher import HttpPusher
 from simulators.modbus_device import SimulatedDevice

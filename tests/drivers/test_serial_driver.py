@@ -16,10 +16,10 @@ from drivers.profile import BUILTIN, ProfileLibrary
 from drivers.pseudonym import Pseudonymiser
 from drivers.serial_frames import build_frame
 from drivers.serial_frames.driver import SerialFrameDriver
-from gateway.clock import ManualClock
-from gateway.config import SerialDevice
-from gateway.counters import Counters
-from gateway.model import DeliveryClass, DeviceEvent, DeviceKind, Reading, encode
+from gateway.core.clock import ManualClock
+from gateway.core.config import SerialDevice
+from gateway.core.counters import Counters
+from gateway.core.model import DeliveryClass, DeviceEvent, DeviceKind, Reading, encode
 from simulators.serial_device import Fault, SerialDeviceSimulator
 from tests.helpers import eventually, make_config
 

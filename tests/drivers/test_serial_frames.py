@@ -14,8 +14,8 @@ from drivers.pseudonym import Pseudonymiser
 from drivers.serial_frames import Frame, FrameScanner, Rejected, SerialFormat, build_frame
 from drivers.serial_frames.datatypes import pack, unpack
 from drivers.serial_frames.decode import FrameDecoder
-from gateway.model import DeviceKind
-from gateway.problems import ConfigError
+from gateway.core.model import DeviceKind
+from gateway.core.problems import ConfigError
 
 
 def _format(**overrides: object) -> SerialFormat:

@@ -12,9 +12,9 @@ from pathlib import Path
 import aiomqtt
 import msgspec
 
+from gateway.core.model import DeliveryClass, DeviceEvent
 from gateway.journal import Journal
-from gateway.model import DeliveryClass, DeviceEvent
-from gateway.store_query import export
+from gateway.ops.store_query import export
 
 
 class Observer:

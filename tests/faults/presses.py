@@ -12,8 +12,8 @@ import itertools
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
-from gateway.model import DeviceEvent
-from gateway.store_query import export
+from gateway.core.model import DeviceEvent
+from gateway.ops.store_query import export
 
 SEQ = "duration_ms"  # the payload key that carries the source's sequence number
 

@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 import aiohttp
 from aiohttp import web
 
-from gateway.services import free_port
+from gateway.ops.private_servers import free_port
 from tests.http_server import serving
 
 

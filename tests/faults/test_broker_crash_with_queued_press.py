@@ -12,7 +12,7 @@ from pathlib import Path
 
 import aiomqtt
 
-from gateway.services import Mosquitto, VictoriaMetrics
+from gateway.ops.private_servers import Mosquitto, VictoriaMetrics
 from gateway.supervisor import Gateway
 from tests.faults.oracle import Observer, accepted_alarms, mqtt_copies
 from tests.helpers import eventually, make_config, running, sos_mqtt, unique_site

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from gateway.services import Mosquitto, VictoriaMetrics
+from gateway.ops.private_servers import Mosquitto, VictoriaMetrics
 from gateway.supervisor import Gateway
 from simulators.elder_button import SimulatedElder
 from tests.faults.oracle import Observer, accepted_alarms, judge

@@ -12,19 +12,19 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from gateway.clock import ManualClock
-from gateway.config import BrokerConfig
-from gateway.counters import Counters
+from gateway.core.clock import ManualClock
+from gateway.core.config import BrokerConfig
+from gateway.core.counters import Counters
+from gateway.core.kinds import make_event
+from gateway.core.model import Alert, AlertState, DeviceEvent, DeviceKind, Severity, new_id
+from gateway.core.telemetry import TelemetryBuffer
+from gateway.core.topics import Topics
 from gateway.journal import Journal
-from gateway.kinds import make_event
-from gateway.model import Alert, AlertState, DeviceEvent, DeviceKind, Severity, new_id
 from gateway.mqtt_link import LastWill, MqttLink
-from gateway.services import Mosquitto, VictoriaMetrics
+from gateway.ops.private_servers import Mosquitto, VictoriaMetrics
 from gateway.sinks.mqtt_sink import MqttSink
 from gateway.status import Status, StatusBoard
 from gateway.supervisor import Gateway
-from gateway.telemetry import TelemetryBuffer
-from gateway.topics import Topics
 from simulators.elder_button import SimulatedElder
 from tests.faults.burst import BUTTONS, burst_config
 from tests.faults.oracle import Observer, accepted_alarms, mqtt_copies

@@ -16,11 +16,11 @@ import aiomqtt
 import pytest
 
 from gateway import journal
-from gateway.config import MetricsConfig
-from gateway.kinds import make_event
+from gateway.core.config import MetricsConfig
+from gateway.core.kinds import make_event
+from gateway.core.model import DeliveryClass, DeviceKind
 from gateway.metrics import MetricsServer
-from gateway.model import DeliveryClass, DeviceKind
-from gateway.services import Mosquitto, VictoriaMetrics
+from gateway.ops.private_servers import Mosquitto, VictoriaMetrics
 from gateway.status_report import read_status, status_path
 from gateway.supervisor import Gateway
 from tests.faults.oracle import Observer

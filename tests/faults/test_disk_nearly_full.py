@@ -7,10 +7,10 @@ from pathlib import Path
 
 import aiomqtt
 
+from gateway.core.kinds import make_event
+from gateway.core.model import DeviceKind
 from gateway.journal import Journal, JournalFullError, Quota
-from gateway.kinds import make_event
-from gateway.model import DeviceKind
-from gateway.services import Mosquitto, VictoriaMetrics
+from gateway.ops.private_servers import Mosquitto, VictoriaMetrics
 from gateway.supervisor import Gateway
 from tests.faults.burst import verdict_after
 from tests.faults.oracle import Observer

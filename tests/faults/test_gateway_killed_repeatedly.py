@@ -11,7 +11,7 @@ from pathlib import Path
 import aiomqtt
 
 from gateway.journal import Journal
-from gateway.services import Mosquitto, VictoriaMetrics
+from gateway.ops.private_servers import Mosquitto, VictoriaMetrics
 from gateway.sinks import mqtt_sink, store_sink
 from tests.faults.oracle import Observer, accepted_alarms, judge
 from tests.helpers import Watcher, eventually, unique_site
@@ -49,7 +49,7 @@ events = {{ single = "press" }}
 
 async def _start(config: Path) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "gateway.cli", "run", "--config", str(config), "--log-level",
+        sys.executable, "-m", "gateway.ops.cli", "run", "--config", str(config), "--log-level",
         "warning", stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
 
 

@@ -7,7 +7,7 @@ import re
 import urllib.request
 from pathlib import Path
 
-from gateway.services import Mosquitto, VictoriaMetrics, free_port
+from gateway.ops.private_servers import Mosquitto, VictoriaMetrics, free_port
 from gateway.supervisor import Gateway
 from simulators.elder_button import SimulatedElder
 from tests.helpers import elder_gpio, eventually, make_config, running, unique_site

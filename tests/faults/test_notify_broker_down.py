@@ -9,9 +9,9 @@ from pathlib import Path
 
 import msgspec
 
+from gateway.core.model import Notify
 from gateway.journal import Journal
-from gateway.model import Notify
-from gateway.services import Mosquitto
+from gateway.ops.private_servers import Mosquitto
 from gateway.supervisor import Gateway
 from simulators.elder_button import SimulatedElder
 from tests.faults.oracle import Observer

@@ -16,7 +16,7 @@ import pytest
 
 from drivers.http_push import HttpPushReceiver
 from drivers.profile import ProfileLibrary
-from gateway.services import Mosquitto, VictoriaMetrics, free_port
+from gateway.ops.private_servers import Mosquitto, VictoriaMetrics, free_port
 from gateway.supervisor import Gateway
 from simulators.http_pusher import HttpPusher
 from tests.faults.burst import verdict_after

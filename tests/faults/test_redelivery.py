@@ -15,7 +15,7 @@ import aiomqtt
 import paho.mqtt.client as mqtt
 import pytest
 
-from gateway.services import Mosquitto, VictoriaMetrics
+from gateway.ops.private_servers import Mosquitto, VictoriaMetrics
 from gateway.supervisor import Gateway
 from tests.faults.oracle import Observer
 from tests.faults.presses import judge_presses, numbered_sos, press_payload

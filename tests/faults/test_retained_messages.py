@@ -8,8 +8,8 @@ from pathlib import Path
 import aiomqtt
 import msgspec
 
-from gateway.model import AlertState
-from gateway.services import Mosquitto
+from gateway.core.model import AlertState
+from gateway.ops.private_servers import Mosquitto
 from gateway.supervisor import Gateway
 from tests.faults.oracle import Observer, accepted_alarms
 from tests.helpers import Watcher, eventually, make_config, running, sos_mqtt, unique_site

@@ -12,7 +12,7 @@ from pathlib import Path
 import aiomqtt
 
 from drivers.profile import ProfileLibrary
-from gateway.services import Mosquitto, VictoriaMetrics
+from gateway.ops.private_servers import Mosquitto, VictoriaMetrics
 from gateway.supervisor import Gateway
 from simulators.modbus_device import SimulatedDevice
 from simulators.modbus_rtu import RtuBusSimulator

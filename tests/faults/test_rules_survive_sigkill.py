@@ -13,8 +13,8 @@ from pathlib import Path
 import aiomqtt
 import msgspec
 
-from gateway.model import Alert, AlertState, Reading
-from gateway.services import Mosquitto
+from gateway.core.model import Alert, AlertState, Reading
+from gateway.ops.private_servers import Mosquitto
 from tests.helpers import Watcher, eventually, unique_site
 from tests.webhook import webhook
 
@@ -46,7 +46,7 @@ rules:
 
 async def _start(config: Path) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "gateway.cli", "run", "--config", str(config),
+        sys.executable, "-m", "gateway.ops.cli", "run", "--config", str(config),
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from drivers.profile import ProfileLibrary
 from drivers.serial_frames.driver import SerialFrameDriver
-from gateway.services import Mosquitto, VictoriaMetrics
+from gateway.ops.private_servers import Mosquitto, VictoriaMetrics
 from gateway.supervisor import Gateway
 from simulators.serial_device import SerialDeviceSimulator
 from tests.faults.burst import verdict_after

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from gateway.services import Mosquitto, VictoriaMetrics
+from gateway.ops.private_servers import Mosquitto, VictoriaMetrics
 from gateway.supervisor import Gateway
 from tests.faults.burst import assert_clean, burst_config, press_all, verdict_after
 from tests.faults.oracle import Observer

@@ -14,10 +14,10 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.config import Location
-from gateway.kinds import make_event
-from gateway.model import AckCommand, Alert, DeviceEvent, DeviceKind, Reading, Record, new_id
-from gateway.services import InfluxDB1
+from gateway.core.config import Location
+from gateway.core.kinds import make_event
+from gateway.core.model import AckCommand, Alert, DeviceEvent, DeviceKind, Reading, Record, new_id
+from gateway.ops.private_servers import InfluxDB1
 from gateway.sinks.points import PointMaker
 from rules.directory import DeviceInfo
 from rules.engine import RuleEngine

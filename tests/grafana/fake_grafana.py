@@ -15,7 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.services import free_port
+from gateway.ops.private_servers import free_port
 
 
 @dataclass(frozen=True)

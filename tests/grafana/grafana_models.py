@@ -12,8 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, model_validator
 
-from gateway.grafana.datasource import DATASOURCE_UID
-from gateway.grafana.queries import QUERIES
+from gateway.ops.grafana.datasource import DATASOURCE_UID
+from gateway.ops.grafana.queries import QUERIES
 
 # Grafana's built-in panel plugins
 PANEL_TYPES = {"timeseries", "table", "stat", "gauge", "bargauge", "barchart", "state-timeline",
@@ -64,7 +64,7 @@ class Target(_Strict):
 
     @model_validator(mode="after")
     def _a_known_query(self) -> Target:
-        assert self.query in INFLUXQL, f"query not in gateway.grafana.queries: {self.query}"
+        assert self.query in INFLUXQL, f"query not in gateway.ops.grafana.queries: {self.query}"
         return self
 
 

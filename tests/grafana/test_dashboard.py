@@ -11,13 +11,13 @@ import yaml
 from pydantic import ValidationError
 from typer.testing import CliRunner
 
-from gateway.cli import app
-from gateway.grafana.alert_rules import ALERT_RULES, api_rule
-from gateway.grafana.dashboard import DASHBOARD_UID, FOLDER_TITLE, FOLDER_UID, dashboard_model
-from gateway.grafana.datasource import DATASOURCE_UID, InfluxSource, datasource_model
-from gateway.grafana.files import DASHBOARDS_PATH, provisioning_files
-from gateway.grafana.panels import PANELS
-from gateway.grafana.queries import QUERIES
+from gateway.ops.cli import app
+from gateway.ops.grafana.alert_rules import ALERT_RULES, api_rule
+from gateway.ops.grafana.dashboard import DASHBOARD_UID, FOLDER_TITLE, FOLDER_UID, dashboard_model
+from gateway.ops.grafana.datasource import DATASOURCE_UID, InfluxSource, datasource_model
+from gateway.ops.grafana.files import DASHBOARDS_PATH, provisioning_files
+from gateway.ops.grafana.panels import PANELS
+from gateway.ops.grafana.queries import QUERIES
 from tests.grafana.grafana_models import AlertingFile, ApiAlertRule, Dashboard, DataSource
 
 COMMITTED = Path(__file__).parents[2] / "deploy" / "grafana" / "provisioning"

@@ -11,7 +11,8 @@ from typing import Any
 import msgspec
 
 from gateway.config_file import load_config
-from gateway.grafana.queries import (
+from gateway.core.topics import Topics
+from gateway.ops.grafana.queries import (
     ACTIVE_ALARMS,
     ALARM_COUNTS,
     ALARM_STATES,
@@ -24,9 +25,8 @@ from gateway.grafana.queries import (
     InfluxQuery,
     render,
 )
-from gateway.services import InfluxDB1, Mosquitto
+from gateway.ops.private_servers import InfluxDB1, Mosquitto
 from gateway.supervisor import Gateway
-from gateway.topics import Topics
 from simulators.scenarios import SCENARIOS
 from simulators.site import SimulatedSite
 from tests.grafana.demo_day import rows

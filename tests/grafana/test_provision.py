@@ -10,9 +10,9 @@ from typing import Any
 from click.testing import Result
 from typer.testing import CliRunner
 
-from gateway.cli import app
-from gateway.grafana.dashboard import DASHBOARD_UID, FOLDER_TITLE, FOLDER_UID
-from gateway.services import free_port
+from gateway.ops.cli import app
+from gateway.ops.grafana.dashboard import DASHBOARD_UID, FOLDER_TITLE, FOLDER_UID
+from gateway.ops.private_servers import free_port
 from tests.grafana.fake_grafana import FakeGrafana, serving
 from tests.grafana.grafana_models import ApiAlertRule, Dashboard, DataSource
 
@@ -138,7 +138,7 @@ async def test_no_grafana_at_the_url() -> None:
 def test_without_grafana_client_the_command_says_how_to_install_it() -> None:
     # a process of its own, with the library made unimportable
     script = ("import sys; sys.modules['grafana_client'] = None; "
-              "from gateway.cli import app; app()")
+              "from gateway.ops.cli import app; app()")
     result = subprocess.run(
         [sys.executable, "-c", script, "grafana", "provision", "--url", "http://127.0.0.1:9",
          "--token", TOKEN], capture_output=True, text=True, timeout=60, check=False)

@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 import yaml
 
-from gateway.grafana.queries import (
+from gateway.core.model import AlertState
+from gateway.ops.grafana.queries import (
     ACTIVE_ALARMS,
     ALARM_COUNTS,
     ALARM_STATES,
@@ -30,8 +31,7 @@ from gateway.grafana.queries import (
     InfluxQuery,
     render,
 )
-from gateway.model import AlertState
-from gateway.services import InfluxDB1
+from gateway.ops.private_servers import InfluxDB1
 from rules.loader import PACKS
 from tests.grafana.demo_day import END, T0, DemoDay, demo_day, load, rows
 

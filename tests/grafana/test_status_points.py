@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from gateway.config import Location
-from gateway.kinds import make_event
-from gateway.model import DeviceKind
+from gateway.core.config import Location
+from gateway.core.kinds import make_event
+from gateway.core.model import DeviceKind
 from gateway.sinks.points import PointMaker
 
 MAKER = PointMaker("c1", lambda device: Location(building="3"))

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gateway.config import Location
-from gateway.kinds import make_event
-from gateway.model import AckCommand, Alert, AlertState, DeviceKind, Reading
+from gateway.core.config import Location
+from gateway.core.kinds import make_event
+from gateway.core.model import AckCommand, Alert, AlertState, DeviceKind, Reading
 from rules.contacts import Contacts
 from rules.definition import RulePack
 from rules.directory import DeviceInfo

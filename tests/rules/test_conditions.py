@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gateway.model import DeviceKind, Reading
+from gateway.core.model import DeviceKind, Reading
 from tests.rules.sim import ACKED, FIRING, RESOLVED, Sim, ms
 
 TILT = """

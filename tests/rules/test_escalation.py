@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gateway.kinds import make_event
+from gateway.core.kinds import make_event
 from rules.engine import RuleEngine
 from rules.loader import pack_from_text
 from rules.notify import NotifyReason

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from gateway.kinds import make_event
-from gateway.model import AlertState, Severity, decode, encode
+from gateway.core.kinds import make_event
+from gateway.core.model import AlertState, Severity, decode, encode
 from tests.rules.sim import ACKED, FIRING, RESOLVED, Sim
 
 SOS = """

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.model import DeviceKind
+from gateway.core.model import DeviceKind
 from rules import tooling
 from rules.definition import READING
 from rules.loader import load_pack, pack_from_text, read_pack

@@ -9,8 +9,8 @@ import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.kinds import make_event
-from gateway.model import AckCommand, Alert, AlertState, Reading
+from gateway.core.kinds import make_event
+from gateway.core.model import AckCommand, Alert, AlertState, Reading
 from rules.engine import RuleEngine
 from rules.loader import pack_from_text
 from rules.notify import Notify

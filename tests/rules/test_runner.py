@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from gateway.clock import ManualClock
-from gateway.counters import Counters
+from gateway.core.clock import ManualClock
+from gateway.core.counters import Counters
+from gateway.core.kinds import make_event
+from gateway.core.model import Alert, AlertState, DeviceKind, Notify, Reading, Record
+from gateway.core.telemetry import TelemetryBuffer
 from gateway.journal import Journal
-from gateway.kinds import make_event
-from gateway.model import Alert, AlertState, DeviceKind, Notify, Reading, Record
-from gateway.telemetry import TelemetryBuffer
 from rules.directory import directory_from_config
 from rules.engine import RuleEngine
 from rules.runner import RuleRunner

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import msgspec
 
-from gateway.clock import ManualClock
-from gateway.counters import Counters
+from gateway.core.clock import ManualClock
+from gateway.core.counters import Counters
+from gateway.core.kinds import make_event
+from gateway.core.model import Alert, AlertState, DeviceKind, Reading
+from gateway.core.telemetry import TelemetryBuffer
 from gateway.journal import Journal
-from gateway.kinds import make_event
-from gateway.model import Alert, AlertState, DeviceKind, Reading
-from gateway.telemetry import TelemetryBuffer
 from rules.engine import RuleEngine
 from rules.runner import LAZY_SAVE_S, RuleRunner
 from rules.state_rows import LEGACY, META, PREFIX, slot_key

@@ -1,0 +1,242 @@
+"""The gateway's TOML configuration as typed, frozen pydantic models.
+
+What the file may say, key by key; `gateway.config_file` reads a file into these models and
+checks what a schema cannot (duplicates, references, profiles, secrets).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from gateway.core.model import DeviceKind
+
+_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TlsConfig(_Strict):
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+
+
+DEFAULT_MAX_PAYLOAD = 65_536
+BROKER_MESSAGE_LIMIT = 262_144  # message_size_limit of the installed and private brokers
+
+
+class BrokerConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(default=1883, ge=1, le=65535)
+    client_id: str = Field(default="", max_length=64)
+    username: str | None = None
+    password_env: str | None = None
+    tls: TlsConfig | None = None
+    keepalive_s: int = Field(default=30, ge=5, le=3600)
+    session_expiry_s: int = Field(default=86_400, ge=60)
+    reconnect_min_s: float = Field(default=0.5, gt=0, le=60)
+    reconnect_max_s: float = Field(default=30.0, gt=0, le=3600)
+    publish_timeout_s: float = Field(default=10.0, gt=0, le=600)
+    # after a lost connection, publish again what the broker confirmed this long before the
+    # loss: a broker that crashes may have acknowledged messages it never delivered
+    replay_window_s: float = Field(default=30.0, ge=0, le=3600)
+    # a message the broker delivers again within this long of journalling it (same packet
+    # id, same content) is recognised as the same message and journalled only once
+    redelivery_window_s: float = Field(default=3600.0, ge=0, le=86_400)
+    # a device's or an acknowledgement's payload beyond this is refused unread (counted);
+    # the installed broker refuses more than BROKER_MESSAGE_LIMIT itself
+    max_payload_bytes: int = Field(default=DEFAULT_MAX_PAYLOAD, ge=256,
+                                   le=BROKER_MESSAGE_LIMIT)
+
+
+class StoreConfig(_Strict):
+    # "v2": /api/v2/write (InfluxDB 2.x/3.x, Cloud, 1.8+, VictoriaMetrics);
+    # "v1": the 1.x /write endpoint (Debian's `influxdb` package)
+    api: Literal["v2", "v1"] = "v2"
+    url: str = Field(pattern=r"^https?://")
+    org: str = "scgw"  # v2
+    bucket: str = "scgw"  # v2
+    token_env: str | None = None  # v2: the API token
+    database: str = Field(default="scgw", min_length=1)  # v1
+    retention_policy: str | None = None  # v1; None: the database's default
+    username: str | None = None  # v1, with the password in password_env
+    password_env: str | None = None  # v1
+    batch_size: int = Field(default=500, ge=1, le=50_000)
+    flush_interval_s: float = Field(default=1.0, gt=0, le=600)
+    timeout_s: float = Field(default=10.0, gt=0, le=600)
+    retry_min_s: float = Field(default=0.5, gt=0, le=60)
+    retry_max_s: float = Field(default=30.0, gt=0, le=3600)
+    # after a new connection to the store (it may have restarted), write again the journal
+    # records it accepted this long before: a store that crashes may lose what it had
+    # answered 2xx to and not yet flushed (VictoriaMetrics: about the last second)
+    replay_window_s: float = Field(default=10.0, ge=0, le=3600)
+
+
+class JournalConfig(_Strict):
+    path: Path = Path("journal.db")
+    telemetry_capacity: int = Field(default=10_000, ge=10, le=10_000_000)
+    # disk space: events are refused (counted) first, alarms keep a reserve of their own
+    max_mb: float = Field(default=512.0, gt=0)
+    alarm_reserve_mb: float = Field(default=32.0, ge=0)
+    min_free_disk_mb: float = Field(default=64.0, ge=0)
+    prune_interval_s: float = Field(default=60.0, gt=0, le=86_400)
+    # `scgw status` data, rewritten every 2 s: beside the journal unless set; on a Pi, a RAM
+    # file system (/run) spares the SD card
+    status_path: Path | None = None
+
+
+class Location(_Strict):
+    building: str | None = None
+    unit: str | None = None
+    floor: int | None = None
+
+    def label(self) -> str:
+        parts = []
+        if self.building is not None:
+            parts.append(f"building {self.building}")
+        if self.unit is not None:
+            parts.append(f"unit {self.unit}")
+        if self.floor is not None:
+            parts.append(f"floor {self.floor}")
+        return ", ".join(parts) or "unknown location"
+
+
+class GpioButtonSettings(_Strict):
+    pin: int = Field(ge=0, le=27)
+    led_pin: int | None = Field(default=None, ge=0, le=27)
+    pull_up: bool = True
+    debounce_ms: int = Field(default=50, ge=0, le=2000)
+    long_press_s: float = Field(default=3.0, gt=0, le=60)
+    blink_on_s: float = Field(default=0.5, gt=0, le=10)
+    blink_off_s: float = Field(default=0.5, gt=0, le=10)
+
+
+class MqttIngressSettings(_Strict):
+    topic: str = Field(min_length=1)
+    event_key: str | None = None
+    events: dict[str, str] = Field(default_factory=dict)
+    readings: list[str] = Field(default_factory=list)
+
+    @field_validator("topic")
+    @classmethod
+    def _no_wildcards(cls, value: str) -> str:
+        if "+" in value or "#" in value:
+            raise ValueError("an ingress topic names one device: no wildcards")
+        return value
+
+
+class ModbusBusConfig(_Strict):
+    """One physical Modbus bus (an RS-485 port, or a Modbus TCP gateway): one owner task."""
+
+    id: str = Field(pattern=_NAME)
+    type: Literal["rtu", "tcp"]
+    port: str | None = None  # rtu: the serial device, e.g. /dev/serial0
+    host: str | None = None  # tcp
+    tcp_port: int = Field(default=502, ge=1, le=65535)
+    baudrate: int = Field(default=9600, ge=1200, le=921_600)
+    parity: Literal["N", "E", "O"] = "N"
+    stopbits: Literal[1, 2] = 1
+    bytesize: Literal[7, 8] = 8
+    timeout_s: float = Field(default=0.5, gt=0, le=30)
+    inter_frame_ms: float = Field(default=5.0, ge=0, le=1000)
+    retry_max_s: float = Field(default=60.0, gt=0, le=3600)
+
+
+class ModbusSettings(_Strict):
+    bus: str
+    unit: int = Field(ge=1, le=247)
+    poll_s: float = Field(default=10.0, gt=0, le=3600)
+    alarm_poll_s: float = Field(default=1.0, gt=0, le=3600)
+
+
+class SerialSettings(_Strict):
+    port: str = Field(min_length=1)
+    baudrate: int = Field(default=9600, ge=1200, le=921_600)
+    parity: Literal["N", "E", "O"] = "N"
+    stopbits: Literal[1, 2] = 1
+    bytesize: Literal[7, 8] = 8
+
+
+class HttpSettings(_Strict):
+    token: str = Field(min_length=16)
+
+
+class HttpServerConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+    max_body_bytes: int = Field(default=16_384, ge=256, le=10_485_760)
+    # the push port is open to the LAN without authentication until a request arrives:
+    # every connection is bounded in number and time
+    header_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    idle_timeout_s: float = Field(default=60.0, gt=0, le=3600)
+    body_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    max_connections: int = Field(default=256, ge=1, le=4096)
+    max_connections_per_address: int = Field(default=16, ge=1, le=4096)
+
+
+class MetricsConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(default=9108, ge=1, le=65535)
+
+
+class _DeviceBase(_Strict):
+    id: str = Field(pattern=_NAME)
+    kind: DeviceKind
+    location: Location = Location()
+    heartbeat_s: float = Field(default=0, ge=0, le=86_400)
+    profile: str | None = None
+
+
+class GpioDevice(_DeviceBase):
+    transport: Literal["gpio"]
+    gpio: GpioButtonSettings
+
+
+class MqttDevice(_DeviceBase):
+    transport: Literal["mqtt"]
+    mqtt: MqttIngressSettings
+
+
+class ModbusDevice(_DeviceBase):
+    transport: Literal["modbus"]
+    modbus: ModbusSettings
+
+
+class SerialDevice(_DeviceBase):
+    transport: Literal["serial"]
+    serial: SerialSettings
+
+
+class HttpDevice(_DeviceBase):
+    transport: Literal["http"]
+    http: HttpSettings
+
+
+AnyDevice = GpioDevice | MqttDevice | ModbusDevice | SerialDevice | HttpDevice
+DeviceConfig = Annotated[AnyDevice, Field(discriminator="transport")]
+
+
+class GatewayConfig(_Strict):
+    site: str = Field(pattern=_NAME)
+    shutdown_timeout_s: float = Field(default=10.0, gt=0, le=600)
+    gpio_factory: Literal["default", "mock"] = "default"
+    broker: BrokerConfig = BrokerConfig()
+    store: StoreConfig
+    journal: JournalConfig = JournalConfig()
+    rule_files: list[Path] = Field(default_factory=list)  # files or directories; default pack
+    contacts_file: Path | None = None
+    profile_dirs: list[Path] = Field(default_factory=list)
+    pseudonym_key_env: str | None = None
+    http: HttpServerConfig | None = None
+    metrics: MetricsConfig | None = None
+    buses: list[ModbusBusConfig] = Field(default_factory=list)
+    devices: list[DeviceConfig] = Field(default_factory=list)
+
+    @property
+    def client_id(self) -> str:
+        return self.broker.client_id or f"scgw-{self.site}"

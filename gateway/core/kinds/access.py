@@ -1,0 +1,15 @@
+"""Access control: granted/denied, forced open, held open, tamper, duress, door closed.
+
+Card numbers never enter the model: drivers replace them with a keyed pseudonym.
+"""
+
+from gateway.core.kinds.base import COMMON_EVENTS, FLAG, KindModel
+from gateway.core.model import DeviceKind
+
+MODEL = KindModel(
+    kind=DeviceKind.ACCESS,
+    events=COMMON_EVENTS | {"granted", "denied", "forced_open", "held_open", "duress",
+                            "door_closed", "door_opened"},
+    alarms=frozenset({"forced_open", "duress"}),
+    readings={"door_open": FLAG},
+)

@@ -1,0 +1,52 @@
+"""What a kind's model is made of."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from gateway.core.model import DeviceKind
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReadingSpec:
+    """One telemetry quantity; values outside [low, high] are rejected as out of range."""
+
+    unit: str
+    low: float | None = None
+    high: float | None = None
+    integer: bool = False
+
+    def accepts(self, value: float) -> bool:
+        return (self.low is None or value >= self.low) and (self.high is None or value <= self.high)
+
+    def checked(self, name: str, value: float) -> int | float:
+        """`value` as the model keeps it (rounded); OutOfRangeError outside the range."""
+        if not self.accepts(value):
+            raise OutOfRangeError(f"{name}={value:g} {self.unit} outside "
+                                  f"[{self.low}, {self.high}]")
+        return round(value) if self.integer else round(value, 6)
+
+
+class OutOfRangeError(ValueError):
+    """A reading outside the range its kind's model allows."""
+
+
+FLAG = ReadingSpec(unit="bool", low=0, high=1, integer=True)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KindModel:
+    kind: DeviceKind
+    events: frozenset[str]
+    alarms: frozenset[str]
+    readings: Mapping[str, ReadingSpec]
+
+    def __post_init__(self) -> None:
+        if not self.alarms <= self.events:
+            raise ValueError(f"{self.kind}: alarms {set(self.alarms - self.events)} not events")
+
+
+# events every kind can report
+COMMON_EVENTS = frozenset({"fault", "fault_cleared", "tamper", "tamper_cleared", "low_battery",
+                           "battery_ok", "heartbeat", "offline", "online"})

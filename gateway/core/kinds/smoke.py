@@ -1,0 +1,17 @@
+"""Smoke sensors: alarm, fault, tamper, low battery, heartbeat; obscuration or ppm."""
+
+from gateway.core.kinds.base import COMMON_EVENTS, FLAG, KindModel, ReadingSpec
+from gateway.core.model import DeviceKind
+
+MODEL = KindModel(
+    kind=DeviceKind.SMOKE,
+    events=COMMON_EVENTS | {"alarm", "alarm_cleared", "test"},
+    alarms=frozenset({"alarm"}),
+    readings={
+        "obscuration_pct_ft": ReadingSpec(unit="%/ft", low=0, high=30),
+        "smoke_ppm": ReadingSpec(unit="ppm", low=0, high=10_000),
+        "temperature_c": ReadingSpec(unit="°C", low=-40, high=125),
+        "battery_pct": ReadingSpec(unit="%", low=0, high=100),
+        "smoke": FLAG,
+    },
+)
