@@ -54,7 +54,7 @@ async def test_an_apprise_target_loads_apprise(tmp_path: Path, mosquitto: Mosqui
 
 
 def test_the_cli_loads_what_only_its_other_commands_need_when_they_run() -> None:
-    script = "import json, sys, gateway.cli; print(json.dumps(sorted(sys.modules)))"
+    script = "import json, sys, gateway.ops.cli; print(json.dumps(sorted(sys.modules)))"
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                             timeout=60, check=True, cwd=REPO)
     loaded = set(json.loads(result.stdout))

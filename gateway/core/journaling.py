@@ -33,7 +33,7 @@ class Receipt:
 class Entry:
     seq: int
     record: Record
-    body: bytes = b""  # the record as journalled (gateway.model.encode); b"": not at hand
+    body: bytes = b""  # the record as journalled (gateway.core.model.encode); b"": not at hand
 
 
 @dataclass(frozen=True, slots=True)
