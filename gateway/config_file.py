@@ -112,6 +112,8 @@ def _salvage(raw: dict[str, Any],
         # a value inside a list (rule_files[2]) takes the whole list with it
         cut = next((n for n, part in enumerate(loc) if isinstance(part, int)), len(loc))
         path = tuple(str(part) for part in loc[:cut])
+        if err["type"] == "missing" and len(path) > 1 and path not in _PLACEHOLDERS:
+            path = path[:-1]  # a table without a key it requires is left out whole
         if path:
             left_out.add(".".join(path))
             _remove(clean, path)
