@@ -143,7 +143,8 @@ def test_push_port_tls_and_signing_are_checked(tmp_path: Path) -> None:
     # the files are found beside the configuration file, wherever it is loaded from
     (tmp_path / "devices-ca.crt").write_text("ca")
     config = load_config(_write(tmp_path, fixed))
-    assert config.http is not None and config.http.tls is not None
+    assert config.http is not None
+    assert config.http.tls is not None
     assert config.http.tls.cert_file == tmp_path / "push.crt"
     assert config.http.tls.ca_file == tmp_path / "devices-ca.crt"
     assert config.http.replay_window_s == 60

@@ -87,7 +87,6 @@ async def test_plain_http_to_the_tls_port_gets_no_service(
     failed = [r for r in caplog.records if "TLS handshake" in r.getMessage()]
     assert len(failed) == 1, [r.getMessage() for r in failed]  # paced, never a traceback
     assert failed[0].exc_info is None
-    assert "5 so far" not in failed[0].getMessage()
 
 
 async def test_mutual_tls_serves_only_devices_with_a_certificate_from_the_ca(
@@ -109,11 +108,9 @@ async def test_mutual_tls_serves_only_devices_with_a_certificate_from_the_ca(
         assert [e.type for e in rig.intake.events] == ["forced_open"]
 
 
-@pytest.mark.parametrize("http", [{"max_connections_per_address": 2}])
-async def test_connections_in_their_handshake_are_capped(
-    tmp_path: Path, pki: dict[str, Path], http: dict[str, object]
-) -> None:
-    async with open_rig(tmp_path, http={**http, **_tls(pki)}) as rig:
+async def test_connections_in_their_handshake_are_capped(tmp_path: Path,
+                                                         pki: dict[str, Path]) -> None:
+    async with open_rig(tmp_path, http={"max_connections_per_address": 2, **_tls(pki)}) as rig:
         connections = rig.receiver.connections
         assert connections is not None
         silent = [await asyncio.open_connection("127.0.0.1", rig.port) for _ in range(2)]
