@@ -57,8 +57,17 @@ async def test_a_push_over_tls_is_accepted(tmp_path: Path, pki: dict[str, Path],
     caplog.set_level(logging.INFO)
     async with open_rig(tmp_path, http=_tls(pki), pusher={"ca_file": pki["ca"]}) as rig:
         assert rig.url.startswith("https://")
-        result = await rig.pushers["door-h1"].push(DOOR_FORCED)
+        connections = rig.receiver.connections
+        assert connections is not None
+        rig.intake.gate.clear()  # the push waits for the journal
+        push = asyncio.create_task(rig.pushers["door-h1"].push(DOOR_FORCED), name="test.push")
+        # the connection is known by its TLS transport: in a request, it cannot be evicted
+        await eventually(lambda: connections.open == 1 and connections.idle == 0,
+                         what="the push in its request")
+        rig.intake.gate.set()
+        result = await asyncio.wait_for(push, 5)
         assert result.status == 200
+        assert connections.idle == 1  # kept alive, waiting for the next request
         assert result.body["accepted"] == [e.id for e in rig.intake.events]
         assert [e.type for e in rig.intake.events] == ["forced_open"]
         assert rig.counters.get("http_connections_closed") == 0
