@@ -10,6 +10,11 @@ opening and within `idle_timeout_s` of the answer to its previous request, or it
 closed. Refusals, evictions and timeouts are counted and logged at most once a minute per
 reason.
 
+With TLS, a connection is admitted (and capped) as soon as it opens, before its handshake,
+so that connections stuck in a handshake count like any other; the handshake is part of the
+time a connection has to send its first request head. A failed handshake is counted and
+logged like the rest.
+
 The network timeouts are physical and run on the event loop's time; the log pacing runs
 on the injected clock.
 """
@@ -18,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections import Counter
 from collections.abc import Callable
 from typing import Final
@@ -35,11 +41,14 @@ class PushConnections:
     """The protocol factory of the push port: wraps each aiohttp protocol in an admission."""
 
     def __init__(self, config: HttpServerConfig, counters: Counters, clock: Clock,
-                 protocol: Callable[[], asyncio.Protocol]) -> None:
+                 protocol: Callable[[], asyncio.Protocol],
+                 tls: ssl.SSLContext | None = None) -> None:
         self._config = config
         self._counters = counters
         self._clock = clock
         self.protocol = protocol
+        self.tls = tls
+        self._handshakes: set[asyncio.Task[None]] = set()
         self._open: dict[asyncio.BaseTransport, _Connection] = {}
         # connections waiting for a request head, the longest waiting first
         self._waiting: dict[_Connection, None] = {}
@@ -74,8 +83,36 @@ class PushConnections:
 
     def close(self) -> None:
         """Close every connection still open."""
+        for handshake in self._handshakes:
+            handshake.cancel()
         for connection in list(self._open.values()):
             self._drop(connection)
+
+    # -- TLS (called by each connection) --------------------------------------------------
+
+    def handshake(self, connection: _Connection, context: ssl.SSLContext) -> None:
+        task = asyncio.get_running_loop().create_task(
+            connection.secure(context, self._config.header_timeout_s),
+            name=f"http_push.tls[{connection.address}]")
+        self._handshakes.add(task)
+        task.add_done_callback(self._handshakes.discard)
+
+    def secured(self, connection: _Connection, transport: asyncio.Transport) -> bool:
+        """The handshake of `connection` succeeded: it goes on over `transport`. False if it
+        was closed meanwhile."""
+        if connection.transport is None or connection.transport not in self._open:
+            transport.abort()
+            return False
+        del self._open[connection.transport]
+        connection.transport = transport
+        self._open[transport] = connection
+        return True
+
+    def handshake_failed(self, connection: _Connection, exc: BaseException | None) -> None:
+        if connection.transport is None or connection.transport not in self._open:
+            return  # closed by a timeout or for room: counted there
+        self._close(connection, "tls_handshake", "TLS handshake with %s failed: %s",
+                    connection.address, _why(exc))
 
     # -- admission (called by each connection) ------------------------------------------
 
@@ -149,6 +186,13 @@ class PushConnections:
             del self._per_address[connection.address]
 
 
+def _why(exc: BaseException | None) -> str:
+    if exc is None:
+        return "the connection closed"
+    reason = getattr(exc, "reason", None)  # ssl.SSLError's short name, e.g. HTTP_REQUEST
+    return str(reason) if reason else (str(exc) or type(exc).__name__)
+
+
 class _Connection(asyncio.Protocol):
     """One connection: admitted, it hands everything to its aiohttp protocol."""
 
@@ -175,8 +219,30 @@ class _Connection(asyncio.Protocol):
         if not self._owner.admit(self):
             transport.abort()
             return
+        if self._owner.tls is not None:
+            # nothing is read before the handshake takes the transport over
+            transport.pause_reading()
+            self._owner.handshake(self, self._owner.tls)
+            return
         self._inner = self._owner.protocol()
         self._inner.connection_made(transport)
+
+    async def secure(self, context: ssl.SSLContext, timeout_s: float) -> None:
+        """Run the TLS handshake; on success, serve the connection over TLS."""
+        assert self.transport is not None
+        try:
+            secured = await asyncio.get_running_loop().start_tls(
+                self.transport, self, context, server_side=True,
+                ssl_handshake_timeout=timeout_s)
+        except Exception as exc:  # anything a peer can cause: counted, logged paced
+            self._owner.handshake_failed(self, exc)
+            return
+        if secured is None:  # closed during the handshake
+            self._owner.handshake_failed(self, None)
+            return
+        if self._owner.secured(self, secured):
+            self._inner = self._owner.protocol()
+            self._inner.connection_made(secured)
 
     def data_received(self, data: bytes) -> None:
         if self._inner is not None:

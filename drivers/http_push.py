@@ -6,6 +6,12 @@ before the device gets its 200, so an accepted push is never lost; a push that c
 telemetry is answered 202 (queued, and dropped first under pressure). `GET /health` answers
 while the server runs.
 
+A device with `http.auth = "signed"` signs each push instead of sending its token
+(`drivers.http_signature`): a push whose timestamp is outside `replay_window_s` of the
+gateway's clock, or whose nonce was already seen, is refused, so a captured push cannot be
+sent again. With `[http.tls]` the port speaks only TLS (and with its `ca_file`, only to
+devices holding a certificate from that CA).
+
 Connections are admitted, timed and capped by `PushConnections`; the body of a push must
 arrive within `body_timeout_s` (408 otherwise); nothing an unauthenticated client can do
 writes more than a line a minute to the log.
@@ -16,12 +22,15 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import math
 from dataclasses import dataclass, field
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from drivers.http_connections import PacedLog, PushConnections
+from drivers.http_signature import SCHEME, SeenNonces, Signature, UnsignedError
+from drivers.http_tls import server_tls
 from drivers.intake import Intake
 from drivers.json_map import JsonMap, JsonMapper, MalformedJsonError, parse_json
 from drivers.profile import Profile
@@ -78,6 +87,7 @@ class HttpPushReceiver:
                                  f"devices, not {device.kind}")
             mapper = JsonMapper(profile.mapping, device.kind, device.id, pseudonymise)
             self._pushers[device.id] = _Pusher(device, device.http.token.encode(), mapper)
+        self.nonces = SeenNonces(server.replay_window_s, server.max_nonces_per_device)
         self._intake: Intake | None = None
         self._connections: PushConnections | None = None
         self.ready = asyncio.Event()
@@ -101,18 +111,20 @@ class HttpPushReceiver:
         paced = [(_SERVER_LOG, PacedLog(_SERVER_LOG.name, self._counters, self._clock)),
                  (_ASYNCIO_LOG, PacedLog(_ASYNCIO_LOG.name, self._counters, self._clock,
                                          only=(_ACCEPT_FAILED,)))]
+        tls = await asyncio.to_thread(server_tls, server.tls) if server.tls else None
+        self._warn_in_clear()
         await runner.setup()
         assert runner.server is not None
         self._connections = PushConnections(server, self._counters, self._clock,
-                                            runner.server)
+                                            runner.server, tls)
         listener: asyncio.Server | None = None
         try:
             for logger, pacer in paced:
                 logger.addFilter(pacer)
             listener = await asyncio.get_running_loop().create_server(
                 self._connections, server.host, server.port)
-            log.info("HTTP push receiver on %s:%d for %d device(s)", server.host,
-                     server.port, len(self._pushers))
+            log.info("HTTP push receiver on %s:%d (%s) for %d device(s)", server.host,
+                     server.port, "TLS" if tls else "plain HTTP", len(self._pushers))
             self.ready.set()
             await asyncio.Event().wait()  # serve until cancelled
         finally:
@@ -123,6 +135,16 @@ class HttpPushReceiver:
             self._connections.close()
             for logger, pacer in paced:
                 logger.removeFilter(pacer)
+
+    def _warn_in_clear(self) -> None:
+        if self._server.tls is not None:
+            return
+        bearer = sorted(d for d, p in self._pushers.items() if p.device.http.auth == "bearer")
+        if bearer:
+            log.warning("HTTP push device(s) %s send their token in clear over plain HTTP: "
+                        "anyone on the LAN can read it and send a captured push again. Set "
+                        "[http.tls] (cert_file, key_file), or http.auth = \"signed\" on "
+                        "devices that can sign their pushes", ", ".join(bearer))
 
     @property
     def connections(self) -> PushConnections | None:
@@ -150,11 +172,67 @@ class HttpPushReceiver:
                                     "only counted")
             return _answer(404, error="unknown device")
         device = pusher.device.id
-        if not _authorised(request, pusher.token):
+        signature: Signature | None = None
+        if pusher.device.http.auth == "signed":
+            try:
+                signature = Signature.from_headers(request.headers)
+            except UnsignedError as exc:
+                return self._unauthorised(device, "unauthorised", str(exc))
+            if self.nonces.stale(signature.timestamp, self._clock.now_ms() / 1000):
+                return self._unauthorised(
+                    device, "stale", f"timestamp {signature.timestamp} more than "
+                    f"{self._server.replay_window_s:g} s from the gateway's clock")
+        elif not _authorised(request, pusher.token):
             # the header may hold a real token of another device: never log it
-            self._counters.reject(log, device, "unauthorised", "missing or wrong bearer token")
-            return _answer(401, error="unauthorised",
-                           headers={"WWW-Authenticate": 'Bearer realm="push"'})
+            return self._unauthorised(device, "unauthorised", "missing or wrong bearer token")
+        body_or_answer = await self._read(request, device)
+        if isinstance(body_or_answer, web.Response):
+            return body_or_answer
+        body = body_or_answer
+        if signature is not None:
+            refused = self._replay_check(pusher, signature, body)
+            if refused is not None:
+                return refused
+        try:
+            payload = parse_json(body)
+        except MalformedJsonError as exc:
+            self._counters.reject(log, device, "malformed_json", f"not JSON: {exc}")
+            return _answer(400, error="malformed JSON")
+        return await self._accept(pusher, payload)
+
+    def _unauthorised(self, device: str, reason: str, detail: str) -> web.Response:
+        self._counters.reject(log, device, reason, detail)
+        pusher = self._pushers[device]
+        scheme = SCHEME if pusher.device.http.auth == "signed" else "Bearer"
+        return _answer(401, error=reason, headers={"WWW-Authenticate": f'{scheme} realm="push"'})
+
+    def _replay_check(self, pusher: _Pusher, signature: Signature,
+                      body: bytes) -> web.Response | None:
+        """None if the signed push is authentic and new (its nonce is then remembered)."""
+        device = pusher.device.id
+        if not signature.matches(pusher.token, device, body):
+            return self._unauthorised(device, "bad_signature",
+                                      "the signature does not match the push")
+        now_s = self._clock.now_ms() / 1000
+        self.nonces.expire(now_s)
+        if self.nonces.seen(device, signature.nonce):
+            return self._unauthorised(device, "replayed",
+                                      f"nonce seen within the last "
+                                      f"{self._server.replay_window_s:g} s")
+        frees_at = self.nonces.full(device)
+        if frees_at is not None:
+            self._counters.reject(log, device, "nonce_limit",
+                                  f"{self.nonces.cap} signed pushes within "
+                                  f"{self._server.replay_window_s:g} s, the most remembered "
+                                  "(http.max_nonces_per_device)")
+            retry = max(1, math.ceil(frees_at - now_s))
+            return _answer(429, error="too many pushes within the replay window",
+                           headers={"Retry-After": str(retry)})
+        self.nonces.add(device, signature.nonce, signature.timestamp)
+        return None
+
+    async def _read(self, request: web.Request, device: str) -> bytes | web.Response:
+        """The body of a push, or the answer if it is too large or too late."""
         limit = self._server.max_body_bytes
         too_large = f"body larger than {limit} bytes"
         if request.content_length is not None and request.content_length > limit:
@@ -172,12 +250,7 @@ class HttpPushReceiver:
             answer = _answer(408, error=late)
             answer.force_close()
             return answer
-        try:
-            payload = parse_json(body)
-        except MalformedJsonError as exc:
-            self._counters.reject(log, device, "malformed_json", f"not JSON: {exc}")
-            return _answer(400, error="malformed JSON")
-        return await self._accept(pusher, payload)
+        return body
 
     async def _accept(self, pusher: _Pusher, payload: object) -> web.Response:
         assert self._intake is not None

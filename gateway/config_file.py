@@ -9,7 +9,7 @@ from collections import Counter
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from pydantic import ValidationError
 
@@ -19,9 +19,11 @@ from gateway.core.config import (
     GatewayConfig,
     GpioDevice,
     HttpDevice,
+    HttpTlsConfig,
     ModbusDevice,
     MqttDevice,
     SerialDevice,
+    TlsConfig,
 )
 from gateway.core.kinds import MODELS
 from gateway.core.model import DeviceKind
@@ -110,6 +112,8 @@ def _salvage(raw: dict[str, Any],
         # a value inside a list (rule_files[2]) takes the whole list with it
         cut = next((n for n, part in enumerate(loc) if isinstance(part, int)), len(loc))
         path = tuple(str(part) for part in loc[:cut])
+        if err["type"] == "missing" and len(path) > 1 and path not in _PLACEHOLDERS:
+            path = path[:-1]  # a table without a key it requires is left out whole
         if path:
             left_out.add(".".join(path))
             _remove(clean, path)
@@ -155,12 +159,13 @@ def _resolved(config: GatewayConfig, file: Path) -> GatewayConfig:
     """Paths in the file are relative to the file, wherever the gateway is started from."""
     broker = config.broker
     if broker.tls is not None:
-        tls = broker.tls.model_copy(update={
-            key: _beside(file, value) for key in ("ca_file", "cert_file", "key_file")
-            if (value := getattr(broker.tls, key)) is not None})
-        broker = broker.model_copy(update={"tls": tls})
+        broker = broker.model_copy(update={"tls": _tls_beside(file, broker.tls)})
+    http = config.http
+    if http is not None and http.tls is not None:
+        http = http.model_copy(update={"tls": _tls_beside(file, http.tls)})
     return config.model_copy(update={
         "broker": broker,
+        "http": http,
         "journal": config.journal.model_copy(update={
             "path": _beside(file, config.journal.path),
             "status_path": _beside(file, config.journal.status_path)
@@ -173,6 +178,27 @@ def _resolved(config: GatewayConfig, file: Path) -> GatewayConfig:
 
 def _beside(file: Path, path: Path) -> Path:
     return path if path.is_absolute() else file.parent / path
+
+
+_TLS_FILES: Final = ("ca_file", "cert_file", "key_file")
+
+
+_Tls = TypeVar("_Tls", TlsConfig, HttpTlsConfig)
+
+
+def _tls_beside(file: Path, tls: _Tls) -> _Tls:
+    return tls.model_copy(update={key: _beside(file, value) for key in _TLS_FILES
+                                  if (value := getattr(tls, key)) is not None})
+
+
+def _tls_problems(prefix: str, tls: TlsConfig | HttpTlsConfig, base: Path) -> list[Problem]:
+    """The files a TLS table names that are not there."""
+    problems = []
+    for key in _TLS_FILES:
+        value = getattr(tls, key)
+        if value is not None and not (value if value.is_absolute() else base / value).is_file():
+            problems.append(Problem(f"{prefix}.{key}", f"no such file: {value}"))
+    return problems
 
 
 def _cross_checks(config: GatewayConfig, places: _Places, base: Path, env: Mapping[str, str],
@@ -305,10 +331,9 @@ def _cross_checks(config: GatewayConfig, places: _Places, base: Path, env: Mappi
         if not (path if path.is_absolute() else base / path).is_file():
             problems.append(Problem("contacts_file", f"no such file: {path}"))
     if config.broker.tls is not None:
-        for key in ("ca_file", "cert_file", "key_file"):
-            value = getattr(config.broker.tls, key)
-            if value is not None and not (value if value.is_absolute() else base / value).is_file():
-                problems.append(Problem(f"broker.tls.{key}", f"no such file: {value}"))
+        problems += _tls_problems("broker.tls", config.broker.tls, base)
+    if config.http is not None and config.http.tls is not None:
+        problems += _tls_problems("http.tls", config.http.tls, base)
     return problems
 
 

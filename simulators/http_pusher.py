@@ -5,7 +5,13 @@ mapped path takes a harmless default, and the profile's `ignore` paths carry pla
 personal data, as a real device's payload would. Faults: a wrong token, a body over the
 receiver's limit, malformed JSON and an out-of-range value.
 
+It sends its token as a bearer token, or signs each push with it (`auth="signed"`: a
+timestamp, a fresh nonce and an HMAC, see `drivers.http_signature`); over https it trusts
+the CA in `ca_file` and can present a client certificate.
+
     PUSH_TOKEN=... python -m simulators.http_pusher http-temp-gate http://127.0.0.1:8080 gate-1
+    PUSH_TOKEN=... python -m simulators.http_pusher http-temp-gate https://gw.local:8443 \
+        gate-1 --auth signed --ca-file /etc/scgw/ca.crt --cert gate-1.crt --key gate-1.key
 """
 
 from __future__ import annotations
@@ -15,14 +21,19 @@ import asyncio
 import copy
 import enum
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass
+import secrets
+import ssl
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
 import aiohttp
 import msgspec
 
+from drivers.http_signature import NONCE_HEADER, SCHEME, TIMESTAMP_HEADER, sign
 from drivers.json_map import JsonMap, JsonReading
 from drivers.profile import BUILTIN, Profile, ProfileLibrary
 from gateway.core.kinds import MODELS
@@ -43,24 +54,54 @@ class PushResult:
     body: dict[str, Any]
 
 
+@dataclass(frozen=True, slots=True)
+class Push:
+    """One request as the device sends it (sent again as is, it is a replay)."""
+
+    data: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def _wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
 class HttpPusher:
     """Pushes to `{base_url}/push/{device}`; use as `async with`."""
 
     def __init__(self, profile: Profile, base_url: str, device: str, token: str,
-                 *, max_body_bytes: int = 16_384) -> None:
+                 *, max_body_bytes: int = 16_384, auth: Literal["bearer", "signed"] = "bearer",
+                 ca_file: Path | None = None, client_cert: tuple[Path, Path] | None = None,
+                 now_ms: Callable[[], int] = _wall_ms) -> None:
         if not isinstance(profile.mapping, JsonMap):
             raise ValueError(f"profile {profile.name} is not a json profile")
         self.profile = profile
         self.mapping = profile.mapping
+        self.device = device
         self.url = f"{base_url.rstrip('/')}/push/{device}"
         self._token = token
         self._max_body_bytes = max_body_bytes
+        self._auth = auth
+        self._ca_file = ca_file
+        self._client_cert = client_cert  # (certificate, key)
+        self._now_ms = now_ms
         self._readings = MODELS[profile.kind].readings
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> HttpPusher:
-        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
+        context = await asyncio.to_thread(self._tls) if self.url.startswith("https") else None
+        self._session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=10),
+            connector=aiohttp.TCPConnector(ssl=context if context is not None else True))
         return self
+
+    def _tls(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(
+            cafile=str(self._ca_file) if self._ca_file else None)
+        if self._client_cert is not None:
+            cert, key = self._client_cert
+            context.load_cert_chain(str(cert), str(key))
+        return context
 
     async def __aexit__(self, exc_type: type[BaseException] | None,
                         exc: BaseException | None, tb: TracebackType | None) -> None:
@@ -90,8 +131,11 @@ class HttpPusher:
     async def push(self, values: Mapping[str, Any] | None = None,
                    *, fault: PushFault | None = None) -> PushResult:
         """POST one payload (with `fault` applied) and return the receiver's answer."""
-        if self._session is None:
-            raise RuntimeError("use HttpPusher as `async with`")
+        return await self.send(self.prepare(values, fault=fault))
+
+    def prepare(self, values: Mapping[str, Any] | None = None,
+                *, fault: PushFault | None = None, at_s: int | None = None) -> Push:
+        """One push, signed at `at_s` (unix seconds; default: now) if the device signs."""
         body = self.body(values)
         token = self._token
         if fault is PushFault.OUT_OF_RANGE:
@@ -106,19 +150,33 @@ class HttpPusher:
             data = data[:-1]  # the closing brace lost
         if fault is PushFault.WRONG_TOKEN:
             token = token[::-1] + "x"
-        return await self._post(data, token)
+        return self._request(data, token, at_s)
 
     async def heartbeat(self) -> PushResult:
         """POST the message the device sends while idle: its profile's `heartbeat` event
         alone, with no reading (a passage's temperature is not repeated)."""
         body = JsonPayloads(self.profile).payload(event="heartbeat")
-        return await self._post(msgspec.json.encode(body), self._token)
+        return await self.send(self._request(msgspec.json.encode(body), self._token, None))
 
-    async def _post(self, data: bytes, token: str) -> PushResult:
+    def _request(self, data: bytes, token: str, at_s: int | None) -> Push:
+        headers = {"Content-Type": "application/json"}
+        if self._auth == "bearer":
+            headers["Authorization"] = f"Bearer {token}"
+            return Push(data, headers)
+        timestamp = self._now_ms() // 1000 if at_s is None else at_s
+        nonce = secrets.token_urlsafe(18)  # 24 characters
+        headers[TIMESTAMP_HEADER] = str(timestamp)
+        headers[NONCE_HEADER] = nonce
+        signature = sign(token.encode(), timestamp, nonce, self.device, data)
+        headers["Authorization"] = f"{SCHEME} {signature}"
+        return Push(data, headers)
+
+    async def send(self, push: Push) -> PushResult:
+        """POST `push` as it is and return the receiver's answer."""
         if self._session is None:
             raise RuntimeError("use HttpPusher as `async with`")
-        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-        async with self._session.post(self.url, data=data, headers=headers) as response:
+        async with self._session.post(self.url, data=push.data,
+                                      headers=push.headers) as response:
             try:
                 answer = await response.json(content_type=None)
             except ValueError:
@@ -170,9 +228,8 @@ def _put(body: dict[str, Any], path: str, value: Any) -> None:
     node[last] = copy.deepcopy(value)
 
 
-async def _main(profile: Profile, base_url: str, device: str, token: str,
-                every: float) -> None:
-    async with HttpPusher(profile, base_url, device, token) as pusher:
+async def _main(pusher: HttpPusher, every: float) -> None:
+    async with pusher:
         while True:
             result = await pusher.push()
             print(result.status, result.body)
@@ -187,12 +244,23 @@ def main() -> None:
     parser.add_argument("--token-env", default="PUSH_TOKEN",
                         help="environment variable holding the device's token")
     parser.add_argument("--every", type=float, default=5.0, help="seconds between pushes")
+    parser.add_argument("--auth", choices=("bearer", "signed"), default="bearer",
+                        help="send the token, or sign each push with it")
+    parser.add_argument("--ca-file", type=Path, help="https: the CA the gateway's "
+                        "certificate is checked against (default: the system's)")
+    parser.add_argument("--cert", type=Path, help="https: the device's client certificate")
+    parser.add_argument("--key", type=Path, help="https: the key of --cert")
     args = parser.parse_args()
     token = os.environ.get(args.token_env)
     if not token:
         parser.error(f"set {args.token_env} to the device's token")
+    if (args.cert is None) != (args.key is None):
+        parser.error("--cert and --key go together")
     profile = ProfileLibrary([BUILTIN]).get(args.profile)
-    asyncio.run(_main(profile, args.base_url, args.device, token, args.every))
+    pusher = HttpPusher(profile, args.base_url, args.device, token, auth=args.auth,
+                        ca_file=args.ca_file,
+                        client_cert=(args.cert, args.key) if args.cert else None)
+    asyncio.run(_main(pusher, args.every))
 
 
 if __name__ == "__main__":

@@ -4,7 +4,6 @@ in the logs."""
 from __future__ import annotations
 
 import logging
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,34 +13,17 @@ from gateway.core.config import GatewayConfig
 from gateway.ops.private_servers import Mosquitto
 from gateway.supervisor import Gateway
 from tests.helpers import eventually, make_config, running, unique_site
+from tests.pki import issue, make_ca
 
 PASSWORD = "s3cret-Pa55word-not-for-logs"
 
 
-def _openssl(*args: str, cwd: Path) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
-
-
-def _ca(directory: Path, name: str) -> tuple[Path, Path]:
-    directory.mkdir(parents=True, exist_ok=True)
-    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-             "-subj", f"/CN={name}", "-keyout", "ca.key", "-out", "ca.crt", cwd=directory)
-    return directory / "ca.crt", directory / "ca.key"
-
-
 @pytest.fixture
 def pki(tmp_path: Path) -> dict[str, Path]:
-    ca_crt, _ = _ca(tmp_path / "ca", "compound test CA")
-    other_ca, _ = _ca(tmp_path / "other", "someone else's CA")
-    d = tmp_path / "ca"
-    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost",
-             "-keyout", "server.key", "-out", "server.csr", cwd=d)
-    (d / "ext.cnf").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
-    _openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-             "-CAcreateserial", "-days", "2", "-extfile", "ext.cnf", "-out", "server.crt",
-             cwd=d)
-    return {"ca": ca_crt, "cert": d / "server.crt", "key": d / "server.key",
-            "other_ca": other_ca}
+    ca_crt, _ = make_ca(tmp_path / "ca", "compound test CA")
+    other_ca, _ = make_ca(tmp_path / "other", "someone else's CA")
+    cert, key = issue(tmp_path / "ca", "server", "localhost", san="DNS:localhost,IP:127.0.0.1")
+    return {"ca": ca_crt, "cert": cert, "key": key, "other_ca": other_ca}
 
 
 @pytest.fixture

@@ -117,6 +117,39 @@ def test_push_port_limits_are_checked(tmp_path: Path) -> None:
                                                "must be <= http.max_connections")
 
 
+def test_push_port_tls_and_signing_are_checked(tmp_path: Path) -> None:
+    (tmp_path / "push.crt").write_text("certificate")
+    text = GOOD.replace("[store]", "[http]\nreplay_window_s = 5\n[http.tls]\n"
+                        "cert_file = \"push.crt\"\nca_file = \"devices-ca.crt\"\n[store]")
+    text += ('[[devices]]\nid = "gate-1"\nkind = "temp_gate"\ntransport = "http"\n'
+             'profile = "http-temp-gate"\n'
+             'http = { token = "gate-token-0123456789", auth = "hmac" }\n')
+    with pytest.raises(ConfigError) as caught:
+        load_config(_write(tmp_path, text))
+    problems = {p.path: p for p in caught.value.problems}
+    assert sorted(problems) == ["devices[2].http.auth", "http.replay_window_s",
+                                "http.tls.key_file"]
+    assert problems["devices[2].http.auth"].device == "gate-1"
+    assert "required" in problems["http.tls.key_file"].message.lower()
+    (tmp_path / "push.key").write_text("key")
+    fixed = (text.replace("replay_window_s = 5", "replay_window_s = 60")
+             .replace('cert_file = "push.crt"', 'cert_file = "push.crt"\nkey_file = "push.key"')
+             .replace('auth = "hmac"', 'auth = "signed"'))
+    with pytest.raises(ConfigError) as caught:
+        load_config(_write(tmp_path, fixed))
+    (problem,) = caught.value.problems
+    assert (problem.path, problem.message) == ("http.tls.ca_file",
+                                               "no such file: devices-ca.crt")
+    # the files are found beside the configuration file, wherever it is loaded from
+    (tmp_path / "devices-ca.crt").write_text("ca")
+    config = load_config(_write(tmp_path, fixed))
+    assert config.http is not None
+    assert config.http.tls is not None
+    assert config.http.tls.cert_file == tmp_path / "push.crt"
+    assert config.http.tls.ca_file == tmp_path / "devices-ca.crt"
+    assert config.http.replay_window_s == 60
+
+
 def test_a_short_pseudonym_key_is_refused(tmp_path: Path) -> None:
     text = 'pseudonym_key_env = "K"\n' + GOOD
     with pytest.raises(ConfigError) as caught:

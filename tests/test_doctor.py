@@ -23,6 +23,7 @@ from gateway.ops.doctor import ClockState, Finding, Status, diagnose, read_kerne
 from gateway.ops.private_servers import InfluxDB1, Mosquitto, VictoriaMetrics, free_port
 from gateway.ops.store_query import export
 from tests.helpers import eventually, unique_site
+from tests.pki import issue, make_ca
 
 PASSWORD = "doctor-Pa55word"
 SECRET = "SCGW_DOCTOR_MQTT_PASSWORD"
@@ -163,26 +164,13 @@ async def test_a_broker_that_never_answers_times_out(tmp_path: Path,
     assert "network path" in failure.fix
 
 
-def _openssl(*args: str, cwd: Path) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
-
-
 @pytest.fixture
 def pki(tmp_path: Path) -> dict[str, Path]:
     """The compound's CA, a broker certificate it signed, and an unrelated CA."""
-    for name in ("ca", "other"):
-        (tmp_path / name).mkdir()
-        _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
-                 f"/CN={name}", "-keyout", "ca.key", "-out", "ca.crt", cwd=tmp_path / name)
-    ca = tmp_path / "ca"
-    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost",
-             "-keyout", "server.key", "-out", "server.csr", cwd=ca)
-    (ca / "san.cnf").write_text("subjectAltName=IP:127.0.0.1\n")
-    _openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-             "-CAcreateserial", "-days", "2", "-extfile", "san.cnf", "-out", "server.crt",
-             cwd=ca)
-    return {"ca": ca / "ca.crt", "cert": ca / "server.crt", "key": ca / "server.key",
-            "other_ca": tmp_path / "other" / "ca.crt"}
+    ca, _ = make_ca(tmp_path / "ca", "ca")
+    other_ca, _ = make_ca(tmp_path / "other", "other")
+    cert, key = issue(tmp_path / "ca", "server", "localhost", san="IP:127.0.0.1")
+    return {"ca": ca, "cert": cert, "key": key, "other_ca": other_ca}
 
 
 @pytest.fixture

@@ -164,6 +164,15 @@ class SerialSettings(_Strict):
 
 class HttpSettings(_Strict):
     token: str = Field(min_length=16)
+    # "bearer": the token itself in the Authorization header (a captured push can be sent
+    # again); "signed": an HMAC of the push made with the token, a timestamp and a nonce
+    auth: Literal["bearer", "signed"] = "bearer"
+
+
+class HttpTlsConfig(_Strict):
+    cert_file: Path
+    key_file: Path
+    ca_file: Path | None = None  # set: devices must present a certificate it signed
 
 
 class HttpServerConfig(_Strict):
@@ -177,6 +186,12 @@ class HttpServerConfig(_Strict):
     body_timeout_s: float = Field(default=10.0, gt=0, le=300)
     max_connections: int = Field(default=256, ge=1, le=4096)
     max_connections_per_address: int = Field(default=16, ge=1, le=4096)
+    tls: HttpTlsConfig | None = None
+    # a signed push is refused when its timestamp is further than this from the gateway's
+    # clock, or when its nonce was already seen within it
+    replay_window_s: float = Field(default=300.0, ge=10, le=3600)
+    # nonces remembered per device inside the window; beyond, its pushes are refused (429)
+    max_nonces_per_device: int = Field(default=4096, ge=8, le=65_536)
 
 
 class MetricsConfig(_Strict):

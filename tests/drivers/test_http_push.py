@@ -6,103 +6,25 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
 import pytest
 
-from drivers.http_push import HttpPushReceiver
-from drivers.profile import BUILTIN, ProfileLibrary
-from drivers.pseudonym import Pseudonymiser
-from gateway.core.clock import ManualClock
-from gateway.core.config import HttpDevice
-from gateway.core.counters import Counters
 from gateway.core.model import DeliveryClass, DeviceEvent, DeviceKind, Reading, encode
-from gateway.ops.private_servers import free_port
-from simulators.http_pusher import HttpPusher, PushFault
-from tests.helpers import eventually, make_config
+from simulators.http_pusher import PushFault
+from tests.drivers.push_rig import KEY, MAX_BODY, TOKENS, Rig, open_rig
+from tests.helpers import eventually
 
-KEY = Pseudonymiser(b"site-secret-key-for-tests-only!!")
-TOKENS = {"door-h1": "door-token-0123456789abcdef", "gate-h1": "gate-token-0123456789abcdef"}
-PROFILES = {"door-h1": ("access", "http-access-controller"),
-            "gate-h1": ("temp_gate", "http-temp-gate")}
 CARD = "0012345678"
 NAME = "Li Na"
-MAX_BODY = 1024
-
-
-class Collected:
-    """Intake that keeps what the receiver hands over; `gate` can hold the journal shut."""
-
-    def __init__(self) -> None:
-        self.events: list[DeviceEvent] = []
-        self.readings: list[Reading] = []
-        self.alive: set[str] = set()
-        self.gate = asyncio.Event()
-        self.gate.set()
-        self.waiting = asyncio.Event()
-
-    async def event(self, event: DeviceEvent) -> None:
-        self.waiting.set()
-        await self.gate.wait()
-        self.events.append(event)
-
-    def reading(self, reading: Reading) -> None:
-        self.readings.append(reading)
-
-    def seen(self, device: str) -> None:
-        self.alive.add(device)
-
-
-@dataclass
-class Rig:
-    url: str
-    counters: Counters
-    intake: Collected
-    pushers: dict[str, HttpPusher]
-    receiver: HttpPushReceiver
-
-    def rejected(self, device: str, reason: str) -> int:
-        return self.counters.get("rejected", device=device, reason=reason)
 
 
 @pytest.fixture
 async def rig(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Rig]:
-    port = free_port()
     limits = getattr(request, "param", {})  # [http] settings of a test, by indirection
-    config = make_config(
-        tmp_path, site="h",
-        http={"host": "127.0.0.1", "port": port, "max_body_bytes": MAX_BODY, **limits},
-        devices=[{"id": device, "kind": kind, "transport": "http", "profile": profile,
-                  "http": {"token": TOKENS[device]}}
-                 for device, (kind, profile) in PROFILES.items()])
-    assert config.http is not None
-    library = ProfileLibrary([BUILTIN])
-    devices = []
-    for device in config.devices:
-        assert isinstance(device, HttpDevice)
-        assert device.profile is not None
-        devices.append((device, library.get(device.profile)))
-    counters = Counters()
-    receiver = HttpPushReceiver(config.http, devices, ManualClock(), counters, KEY)
-    intake = Collected()
-    task = asyncio.create_task(receiver.run(intake), name="test.http_push")
-    ready = asyncio.create_task(receiver.ready.wait(), name="test.http_push.ready")
-    await asyncio.wait((task, ready), timeout=5, return_when=asyncio.FIRST_COMPLETED)
-    if task.done():
-        task.result()
-    url = f"http://127.0.0.1:{port}"
-    async with contextlib.AsyncExitStack() as stack:
-        pushers = {device.id: await stack.enter_async_context(
-            HttpPusher(profile, url, device.id, TOKENS[device.id], max_body_bytes=MAX_BODY))
-            for device, profile in devices}
-        try:
-            yield Rig(url, counters, intake, pushers, receiver)
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+    async with open_rig(tmp_path, http=limits) as running:
+        yield running
 
 
 async def test_access_controller_pushes_become_typed_events(rig: Rig) -> None:
