@@ -1,9 +1,11 @@
 """The durable, ordered journal: an append-only SQLite log in WAL mode with a cursor per consumer.
 
-Every append is committed with synchronous=FULL before the awaiting caller resumes, so a
-record the gateway has accepted survives a crash or power cut. Appends that arrive while a
-commit is running are grouped into the next transaction: one fsync serves many records.
-All SQLite work runs on one dedicated thread, never on the event loop.
+Every append is committed before the awaiting caller resumes, so a record the gateway has
+accepted survives a crash. Alarms, alerts, notifications and acknowledgements are committed
+with synchronous=FULL (an fsync) and survive a power cut too; other device events ride on
+the next fsync, or get one within EVENT_SYNC_S (the SD card's budget). Appends that arrive
+while a commit is running are grouped into the next transaction: one fsync serves many
+records. All SQLite work runs on one dedicated thread, never on the event loop.
 """
 
 from __future__ import annotations
@@ -29,7 +31,14 @@ import msgspec
 from gateway.core.journaling import Batch as Batch
 from gateway.core.journaling import Entry as Entry
 from gateway.core.journaling import Receipt as Receipt
-from gateway.core.model import DeliveryClass, Record, decode, delivery_class, encode
+from gateway.core.model import (
+    DeliveryClass,
+    DeviceEvent,
+    Record,
+    decode,
+    delivery_class,
+    encode,
+)
 
 log = logging.getLogger(__name__)
 
@@ -44,26 +53,43 @@ CREATE TABLE IF NOT EXISTS records (
 CREATE TABLE IF NOT EXISTS cursors (
     consumer TEXT PRIMARY KEY,
     seq INTEGER NOT NULL
-);
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS state (
     key TEXT PRIMARY KEY,
     value BLOB NOT NULL
-);
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS receipts (
     key TEXT PRIMARY KEY,
     digest BLOB NOT NULL,
     at INTEGER NOT NULL
-);
+) WITHOUT ROWID;
 """
+# Tables keyed by text are kept in their key's b-tree alone (WITHOUT ROWID): a change writes
+# one b-tree's pages instead of a table's and its index's. Journals made before keep their
+# tables as they are; they work the same.
 
 
-LAZY_S = 5.0  # longest a lazy cursor move waits for a commit to ride along with
+# longest a lazy cursor move waits for a commit to ride along with: a commit of its own
+# writes a page or two to the disk, so they are few (a power cut replays at most this much)
+LAZY_S = 60.0
+# the longest a device event that is not an alarm waits for an fsync (one of its own, or
+# the next alarm's): the same order as the kernel's own writeback of dirty pages (30 s)
+EVENT_SYNC_S = 30.0
+# the page of a new journal: a commit writes every page it changes whole, and most change
+# a few bytes of a record, a cursor or a receipt (SQLite's default is 4096)
+PAGE_SIZE = 1024
 SWITCH_INTERVAL_S = 0.0005  # see Journal.open
 RECENT = 4096  # newest records kept in memory for readers
 MEASURE_EVERY_S = 0.5  # how stale the journal's size may be when no limit is near
 MEASURE_MARGIN = 64 * 2**20  # free disk closer than this to the reserve: measure every commit
 WAL_HELD = 8 * 2**20  # the write-ahead log's size, allocated on the disk from the start
 ROWS_PER_STATEMENT = 200  # rows of one multi-row INSERT (3 values each: 600 variables)
+
+
+def _needs_fsync(record: Record) -> bool:
+    if isinstance(record, DeviceEvent):
+        return record.cls is DeliveryClass.ALARM
+    return True  # alerts, notifications, acknowledgements
 
 
 class JournalClosedError(Exception):
@@ -129,13 +155,18 @@ class Journal:
         self._recent: deque[Entry] = deque(maxlen=RECENT)
         self._receipts: dict[str, Receipt] = {}  # every receipt kept, by key
         self._measured_at = -math.inf  # time.monotonic() of the last exact measurement
-        self._wake = asyncio.Event()
+        self._wake = asyncio.Event()  # anything to commit
+        self._urgent = asyncio.Event()  # a commit that does not wait: not a lazy move
         self._committer: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._last_seq = 0
         self._listeners: list[asyncio.Event] = []
         self._closing = False
-        self.commits = 0
+        self.commits = 0  # with an fsync
+        self.lazy_commits = 0  # without
+        self.syncs = 0  # fsyncs of records committed without one, EVENT_SYNC_S after
+        self._unsynced = False  # records committed since the last fsync; journal thread
+        self._syncer: asyncio.Task[None] | None = None
         self.records_written = 0
 
     async def __aenter__(self) -> Journal:
@@ -163,10 +194,15 @@ class Journal:
             return
         self._closing = True
         self._wake.set()
+        self._urgent.set()
         try:
             await self._committer
         finally:
             self._committer = None
+            if self._syncer is not None:
+                self._syncer.cancel()
+                await asyncio.wait([self._syncer])  # its end, without taking a stop of ours
+            await self._run(self._sync_sync)
             await self._run(self._close_sync)
             self._executor.shutdown(wait=True)
 
@@ -192,17 +228,24 @@ class Journal:
         cursor: tuple[str, int] | None = None,
         state: dict[str, bytes | None] | None = None,
         receipt: Receipt | None = None,
-        durable: bool = True,
+        durable: bool | None = None,
     ) -> list[int]:
         """Atomically append `records`, move one consumer's cursor and update state keys.
 
         `receipt` is kept with the records (see `receipts`). Raises NotJournalledError
         when nothing was written: no room, or the disk refused the write.
-        `durable=False` (only without records) commits without an fsync of its own: for
-        state that may be lost in a power cut (the next durable commit syncs it too).
+
+        Durable (with an fsync before the caller resumes): alarm-class events, alerts,
+        notifications, acknowledgements, and state without records unless `durable=False`.
+        Other device events (a door opened, a device back online) are committed without an
+        fsync of their own: the next durable commit syncs them, or the journal does within
+        EVENT_SYNC_S; a power cut (not a crash) in between can lose them. `durable=False`
+        is for state that may be lost in a power cut.
         """
-        if records and not durable:
-            raise ValueError("records are always committed durably")
+        if durable is None:
+            durable = not records or any(_needs_fsync(r) for r in records)
+        elif records and not durable:
+            raise ValueError("records are committed as their class needs")
         if self._closing or self._committer is None:
             raise JournalClosedError(str(self._path))
         if records:
@@ -214,6 +257,7 @@ class Journal:
         job.encoded = [(delivery_class(r).value, encode(r)) for r in records]
         self._pending.append(job)
         self._wake.set()
+        self._urgent.set()
         # not shielded: a caller cancelled meanwhile leaves its records to the commit, as
         # before, and a shield cost one more turn of the loop for every caller
         return await done
@@ -309,13 +353,18 @@ class Journal:
         while True:
             await self._wake.wait()
             self._wake.clear()
+            waited = False
             if self._lazy and not self._pending and not self._closing:
                 # cursor moves alone: give other commits a moment to come and carry them
+                # (other lazy moves join them: the sinks move one after the other)
+                self._urgent.clear()
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(LAZY_S):  # wait_for on 3.11 can drop a stop
-                        await self._wake.wait()
+                        await self._urgent.wait()
                 self._wake.clear()
-            while self._pending or self._lazy:
+                waited = True
+            # lazy moves ride along with commits; alone, only once they waited
+            while self._pending or (self._lazy and (waited or self._closing)):
                 group, self._pending = (
                     self._pending[: self._max_group],
                     self._pending[self._max_group :],
@@ -347,10 +396,40 @@ class Journal:
                 # its callers were answered already, by _committed
             if self._closing:
                 return
+            if self._lazy:
+                self._wake.set()  # moves that came meanwhile wait for their own window
+
+    async def _sync_later(self) -> None:
+        """Records committed without an fsync reach the disk within EVENT_SYNC_S."""
+        try:
+            await asyncio.sleep(EVENT_SYNC_S)  # physical time: the disk's, not the schedule's
+            await self._run(self._sync_sync)
+        finally:
+            self._syncer = None
+
+    def _sync_sync(self) -> None:
+        if not self._unsynced or self._db is None:
+            return  # a durable commit synced them meanwhile
+        wal = self._path.with_name(self._path.name + "-wal")
+        try:
+            fd = os.open(wal, os.O_RDONLY)
+        except FileNotFoundError:
+            return
+        try:
+            os.fdatasync(fd)  # the log's pages, whoever wrote them
+        except OSError as exc:
+            log.warning("journal: cannot sync the write-ahead log: %s", exc)
+            return
+        finally:
+            os.close(fd)
+        self._unsynced = False
+        self.syncs += 1
 
     def _committed(self, group: list[_Commit], seqs: list[list[int]]) -> None:
         """On the loop, as soon as the journal thread committed `group`: its callers resume
         in the next turn of the loop, not after the committer task's turn as well."""
+        if self._unsynced and self._syncer is None and not self._closing:
+            self._syncer = asyncio.create_task(self._sync_later(), name="journal.sync")
         for job, job_seqs in zip(group, seqs, strict=True):
             self._remember(job, job_seqs)
             if job.receipt is not None:
@@ -388,11 +467,18 @@ class Journal:
 
     def _open_sync(self) -> int:
         db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        if db.execute("PRAGMA page_count").fetchone()[0] == 0:
+            db.execute(f"PRAGMA page_size={PAGE_SIZE}")  # only before the first write
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=FULL")
         self._synchronous = True
         # the WAL file shrinks back to WAL_HELD after a checkpoint, never below
         db.execute(f"PRAGMA journal_size_limit={WAL_HELD}")
+        # a checkpoint writes each page changed since the last one once: the fuller the
+        # log gets first (within the space held for it), the fewer times a page that
+        # changes often (a cursor's, the newest records') reaches the database file
+        page_size = db.execute("PRAGMA page_size").fetchone()[0]
+        db.execute(f"PRAGMA wal_autocheckpoint={WAL_HELD * 3 // 4 // (page_size + 24)}")
         db.executescript(_SCHEMA)
         self._hold_wal()
         self._db = db
@@ -490,9 +576,14 @@ class Journal:
             if consumer in self._cursors:
                 self._cursors[consumer] = max(self._cursors[consumer], seq)
         written = sum(len(s) for s in out)
-        if durable:  # cursor moves alone do not change what the journal holds
+        if durable or written:  # cursor moves alone do not change what the journal holds
             self._measure_if_due(db, sum(len(body) for job in group for _, body in job.encoded))
+        if durable:
             self.commits += 1
+            self._unsynced = False  # the fsync took what came before along
+        else:
+            self.lazy_commits += 1
+            self._unsynced = self._unsynced or bool(written)
         self.records_written += written
         if written:
             self._last_seq = max(self._last_seq, max(s[-1] for s in out if s))

@@ -7,11 +7,14 @@ state rows that changed are committed in one transaction, so a restart resumes e
 where it stopped.
 
 The SD card is a budget: a turn that changed only what telemetry moves (rate samples, the
-engine's clock) or only moved the cursor past events that changed nothing costs no fsync.
-The cursor waits in memory for the next durable commit; the lazy rows (and the cursor, if
-still waiting) are written without an fsync once they waited LAZY_SAVE_S. A power cut can
-then take them back: the events after the saved cursor are evaluated again from the state
-saved with it (the same outcome: nothing), and a rate starts from an older sample.
+engine's clock), or that evaluated only journalled records (events, acks) and raised
+nothing, costs no fsync. Its rows and the cursor wait in memory for the next durable
+commit; the lazy rows (and the cursor, if still waiting) are written without an fsync once
+they waited LAZY_SAVE_S. A power cut can then take them back: the records after the saved
+cursor are still in the journal and are evaluated again from the state saved with it, to
+the same state (a door's open timer is armed again from the event's own time), and a rate
+starts from an older sample. Whatever a reading or a timer changed durably, and every
+alert and notification, is committed with its fsync before anything is published.
 """
 
 from __future__ import annotations
@@ -77,6 +80,9 @@ class RuleRunner:
         # state rows waiting for a commit: rides along with the next durable one
         self._lazy: dict[str, bytes | None] = {}
         self._lazy_since: float | None = None  # clock.monotonic() of the oldest waiting change
+        # rows that journalled records changed, waiting with the cursor past those records:
+        # they go with whatever commit moves the cursor next
+        self._replayable: dict[str, bytes | None] = {}
         self.stats = RuleStats()
 
     async def restore(self) -> None:
@@ -91,6 +97,7 @@ class RuleRunner:
     def state_rows(self) -> dict[str, bytes | None]:
         """Every state row waiting to be saved and the ones changed now, to commit durably."""
         rows, self._lazy, self._lazy_since = self._lazy, {}, None
+        rows.update(self._take_replayable())
         changes = self.rules.state_changes()
         rows.update(changes.lazy)
         rows.update(changes.durable)
@@ -135,15 +142,22 @@ class RuleRunner:
             notifications = self.rules.take_notifications()
             changes = self.rules.state_changes()
             self._cursor = max(self._cursor, batch.upto)
-            if transitions or notifications or changes.durable:
-                # the lazy rows stay behind: riding along would write them with every alarm
+            replayable = not (readings or due or transitions or notifications)
+            if changes.durable and replayable:
+                # evaluated again from the journal after a power cut: no fsync of its own
                 for row in changes.durable:
+                    self._lazy.pop(row, None)
+                self._replayable.update(changes.durable)
+            elif transitions or notifications or changes.durable:
+                # the lazy rows stay behind: riding along would write them with every alarm
+                rows = {**self._take_replayable(), **changes.durable}
+                for row in rows:
                     self._lazy.pop(row, None)
                 await self._journal.commit(
                     [*transitions, *notifications],
                     cursor=(CONSUMER, self._cursor) if self._cursor > self._saved_cursor
                     else None,
-                    state=changes.durable,
+                    state=rows,
                 )
                 self._saved_cursor = self._cursor
             await self._defer(changes.lazy)
@@ -165,11 +179,16 @@ class RuleRunner:
         if now - self._lazy_since < LAZY_SAVE_S:
             return
         rows, self._lazy, self._lazy_since = self._lazy, {}, None
+        rows.update(self._take_replayable())
         cursor = self._cursor
         await self._journal.commit(
             cursor=(CONSUMER, cursor) if cursor > self._saved_cursor else None,
             state=rows, durable=False)
         self._saved_cursor = cursor
+
+    def _take_replayable(self) -> dict[str, bytes | None]:
+        rows, self._replayable = self._replayable, {}
+        return rows
 
     async def _wait(self, deadline: int | None) -> None:
         timer = None

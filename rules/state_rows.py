@@ -25,6 +25,9 @@ from rules.state import STATE_VERSION, EngineState, RuleState, Slot
 
 PREFIX = "rules."
 META = "rules.meta"
+# the rules' fingerprints and keys: apart from the meta row, whose `fires` changes with every
+# alert, so that an alert does not write them again (a few KiB with many rules)
+INDEX = "rules.index"
 _SLOT = "rules.slot\x1f"  # then the rule id, \x1f, the key
 _SEP = "\x1f"
 LEGACY = "rules.state"  # the whole state in one row, as older gateways saved it
@@ -61,15 +64,22 @@ def slot_key(rule_id: str, key: str) -> str:
     return f"{_SLOT}{rule_id}{_SEP}{key}"
 
 
+Index = dict[str, tuple[str, str]]  # rule id -> (fingerprint, key)
+
+
 def _meta(state: EngineState) -> Meta:
-    return Meta(v=state.v, now=state.now, fires=state.fires,
-                rules={r: (s.fingerprint, s.key) for r, s in state.rules.items()},
-                outbox=state.outbox, owed=state.owed, counters=state.counters)
+    return Meta(v=state.v, now=state.now, fires=state.fires, outbox=state.outbox,
+                owed=state.owed, counters=state.counters)
+
+
+def _index(state: EngineState) -> Index:
+    return {r: (s.fingerprint, s.key) for r, s in state.rules.items()}
 
 
 _encode = msgspec.json.Encoder().encode
 _slot_decoder = msgspec.json.Decoder(Slot)
 _meta_decoder = msgspec.json.Decoder(Meta)
+_index_decoder = msgspec.json.Decoder(Index)
 
 
 _EMPTY = _encode(Slot())  # what a slot holding only samples keeps durably: nothing
@@ -92,7 +102,9 @@ def decode(rows: Mapping[str, bytes]) -> EngineState:
         meta = _meta_decoder.decode(raw)
         if meta.v != STATE_VERSION:
             raise ValueError(f"rule state version {meta.v}; this gateway reads {STATE_VERSION}")
-        rules = {r: RuleState(fingerprint=fp, key=key) for r, (fp, key) in meta.rules.items()}
+        # older gateways kept the index in the meta row
+        index = _index_decoder.decode(rows[INDEX]) if INDEX in rows else meta.rules
+        rules = {r: RuleState(fingerprint=fp, key=key) for r, (fp, key) in index.items()}
         for row, value in rows.items():
             if not row.startswith(_SLOT):
                 continue
@@ -119,6 +131,8 @@ class SavedRows:
         for row, value in rows.items():
             if row == META:
                 self._durable[row] = _durable_meta(_meta_decoder.decode(value))
+            elif row == INDEX:
+                self._durable[row] = value
             elif row.startswith(_SLOT):
                 self._durable[row] = _durable_part(_slot_decoder.decode(value))
 
@@ -127,6 +141,8 @@ class SavedRows:
         out = Changes()
         meta = _meta(state)
         self._compare(META, _encode(meta), _durable_meta(meta), out)
+        index = _encode(_index(state))
+        self._compare(INDEX, index, index, out)
         if touched is None:
             current = {slot_key(r, k) for r, s in state.rules.items() for k in s.slots}
             for row in [r for r in self._full if r.startswith(_SLOT) and r not in current]:

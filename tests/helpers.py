@@ -12,9 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import aiomqtt
+import msgspec
 
 from gateway.config_file import parse_config
 from gateway.core.config import GatewayConfig
+from gateway.core.model import DeviceEvent
 from gateway.supervisor import Gateway
 
 _sites = itertools.count(1)
@@ -157,3 +159,22 @@ class Watcher:
     async def publish(self, topic: str, payload: bytes, qos: int = 1) -> None:
         assert self.client is not None
         await self.client.publish(topic, payload, qos=qos)
+
+
+async def status_and_event(watcher: Watcher, device: str, state: str) -> None:
+    """The device's status and its event saying `state`, in whichever order they come: the
+    status is published at once, the event once journalled (two topics, no order between
+    them)."""
+    waiting = {"status", "event"}
+
+    def says(seen: Seen) -> bool:
+        where = seen.topic.rpartition("/")[2]
+        if not seen.topic.endswith(f"/{device}/{where}") or where not in waiting:
+            return False
+        if where == "status":
+            return seen.payload == state.encode()
+        return msgspec.json.decode(seen.payload, type=DeviceEvent).type == state
+
+    while waiting:
+        seen = await watcher.next(says)
+        waiting.discard(seen.topic.rpartition("/")[2])

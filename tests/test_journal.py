@@ -3,11 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from pathlib import Path
 from typing import Any
 
-from gateway.core.model import DeliveryClass, DeviceEvent, DeviceKind, decode, encode, new_id
-from gateway.journal import Journal, Receipt
+import pytest
+
+from gateway import journal as journal_module
+from gateway.core.model import (
+    AckCommand,
+    DeliveryClass,
+    DeviceEvent,
+    DeviceKind,
+    decode,
+    encode,
+    new_id,
+)
+from gateway.journal import PAGE_SIZE, Journal, Receipt
+from tests.helpers import eventually
+
+T0 = 1_700_000_000_000
 
 
 def _event(n: int, cls: DeliveryClass = DeliveryClass.ALARM) -> DeviceEvent:
@@ -85,10 +100,10 @@ async def test_undecodable_record_is_skipped_not_blocking(tmp_path: Path) -> Non
     path = tmp_path / "j.db"
     async with Journal(path) as journal:
         await journal.append(_event(0))
-    import sqlite3
-
-    with sqlite3.connect(path) as db:
+    db = sqlite3.connect(path)
+    with db:  # commits, and the connection is closed after
         db.execute("INSERT INTO records (cls, body) VALUES ('alarm', x'7b6e6f')")
+    db.close()
     async with Journal(path) as journal:
         await journal.append(_event(2))
         batch = await journal.read("c")
@@ -188,3 +203,121 @@ async def test_a_caller_resumes_in_the_loop_turn_after_its_commit(tmp_path: Path
         ticker.cancel()
     # the median: a thread's hand-over of the interpreter lock can delay one reading
     assert sorted(waited)[len(waited) // 2] <= 2, waited
+
+
+def _layout(path: Path) -> tuple[int, dict[str, bool]]:
+    """The page size, and for each table whether it is kept without a rowid."""
+    db = sqlite3.connect(path)
+    try:
+        page_size = db.execute("PRAGMA page_size").fetchone()[0]
+        tables = [r[0] for r in db.execute(
+            "SELECT name FROM sqlite_schema WHERE type='table' AND name IN "
+            "('cursors', 'state', 'receipts')")]
+        indexes = {r[0] for r in db.execute(
+            "SELECT tbl_name FROM sqlite_schema WHERE type='index'")}
+        return page_size, {t: t not in indexes for t in tables}
+    finally:
+        db.close()
+
+
+async def test_a_new_journal_writes_small_pages_and_keyed_tables_in_one_tree(
+        tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    async with Journal(path) as journal:
+        await journal.commit([_event(0)], cursor=("rules", 1), state={"k": b"v"})
+    page_size, one_tree = _layout(path)
+    assert page_size == PAGE_SIZE == 1024
+    assert one_tree == {"cursors": True, "state": True, "receipts": True}
+
+
+async def test_a_journal_made_with_large_pages_and_indexed_tables_is_used_as_it_is(
+        tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    first, second = _event(0), _event(1)
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA page_size=4096")
+    db.execute("PRAGMA journal_mode=WAL")
+    db.executescript("""
+        CREATE TABLE records (seq INTEGER PRIMARY KEY AUTOINCREMENT, cls TEXT NOT NULL,
+                              body BLOB NOT NULL);
+        CREATE TABLE cursors (consumer TEXT PRIMARY KEY, seq INTEGER NOT NULL);
+        CREATE TABLE state (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+        CREATE TABLE receipts (key TEXT PRIMARY KEY, digest BLOB NOT NULL,
+                               at INTEGER NOT NULL);
+    """)
+    db.execute("INSERT INTO records (cls, body) VALUES (?, ?)",
+               (DeliveryClass.ALARM.value, encode(first)))
+    db.execute("INSERT INTO cursors VALUES ('rules', 1)")
+    db.commit()
+    db.close()
+    async with Journal(path) as journal:
+        assert journal.last_seq == 1
+        await journal.commit([second], cursor=("rules", 2), state={"k": b"v"})
+    async with Journal(path) as journal:
+        assert journal.last_seq == 2
+        assert await journal.cursor("rules") == 2
+        assert await journal.read_state("k") == b"v"
+        assert [e.record for e in (await journal.read("mqtt")).entries] == [
+            first, second]
+    assert _layout(path) == (4096, {"cursors": False, "state": False, "receipts": False})
+
+
+async def test_lazy_cursor_moves_of_several_consumers_share_one_commit(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(journal_module, "LAZY_S", 0.2)
+    async with Journal(tmp_path / "j.db") as journal:
+        for n in range(3):
+            await journal.append(_event(n))
+        durable = journal.commits
+        for consumer in ("mqtt", "store", "notify"):
+            await journal.move_cursor(consumer, 3, durable=False)
+            await asyncio.sleep(0.01)  # the sinks move one after the other
+        await eventually(lambda: journal.lazy_commits > 0, what="the lazy moves written")
+        await asyncio.sleep(0.5)  # longer than LAZY_S: a move left behind would be written
+        assert journal.lazy_commits == 1
+        assert journal.commits == durable
+    async with Journal(tmp_path / "j.db") as journal:
+        assert [await journal.cursor(c) for c in ("mqtt", "store", "notify")] == [3, 3, 3]
+
+
+async def test_a_durable_commit_carries_the_waiting_lazy_moves(tmp_path: Path) -> None:
+    async with Journal(tmp_path / "j.db") as journal:
+        await journal.append(_event(0))
+        await journal.move_cursor("mqtt", 1, durable=False)
+        await journal.append(_event(1))  # does not wait for LAZY_S, and takes the move along
+        assert journal.lazy_commits == 0
+    async with Journal(tmp_path / "j.db") as journal:
+        assert await journal.cursor("mqtt") == 1
+
+
+async def test_an_event_that_is_not_an_alarm_costs_no_fsync_and_is_synced_soon_after(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(journal_module, "EVENT_SYNC_S", 0.1)
+    async with Journal(tmp_path / "j.db") as journal:
+        await journal.append(_event(0, DeliveryClass.EVENT))
+        assert (journal.commits, journal.lazy_commits) == (0, 1)
+        await eventually(lambda: journal.syncs == 1, what="the log synced")
+        # alarms, alerts' kin and acknowledgements keep their own fsync
+        await journal.append(_event(1))
+        await journal.append(AckCommand(id=new_id(T0), ts=T0, rule="r", device="d", by="x"))
+        assert (journal.commits, journal.lazy_commits) == (2, 1)
+    async with Journal(tmp_path / "j.db") as journal:
+        assert journal.last_seq == 3
+
+
+async def test_an_alarm_syncs_the_events_before_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(journal_module, "EVENT_SYNC_S", 0.2)
+    async with Journal(tmp_path / "j.db") as journal:
+        await journal.append(_event(0, DeliveryClass.EVENT))
+        await journal.append(_event(1))
+        await asyncio.sleep(0.4)  # past EVENT_SYNC_S: nothing left to sync of its own
+        assert journal.syncs == 0
+        assert journal.commits == 1
+
+
+async def test_a_clean_close_syncs_what_waits(tmp_path: Path) -> None:
+    async with Journal(tmp_path / "j.db") as journal:
+        await journal.append(_event(0, DeliveryClass.EVENT))
+        assert journal.syncs == 0
+    assert journal.syncs == 1

@@ -7,15 +7,19 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import msgspec
-
 from drivers.profile import ProfileLibrary
-from gateway.core.model import DeviceEvent
 from gateway.ops.private_servers import Mosquitto
 from gateway.supervisor import Gateway
 from simulators.modbus_device import Fault, SimulatedDevice
 from simulators.modbus_rtu import RtuBusSimulator
-from tests.helpers import Seen, Watcher, eventually, make_config, running, unique_site
+from tests.helpers import (
+    Watcher,
+    eventually,
+    make_config,
+    running,
+    status_and_event,
+    unique_site,
+)
 
 POLL_S = 1.0
 UNITS = 20
@@ -44,7 +48,7 @@ async def test_dead_unit_goes_offline_and_comes_back(tmp_path: Path,
                                          for d in devices), what="all online")
             units[1].fail(Fault.NO_ANSWER)
             died = time.monotonic()
-            await _status_and_event(watcher, "smoke-2", "offline")
+            await status_and_event(watcher, "smoke-2", "offline")
             assert time.monotonic() - died <= 2 * POLL_S + 0.3  # within two intervals
             others = [u for u in units if u.unit != 2]
             assert all(gateway.board.get(f"smoke-{u.unit}") == "online" for u in others)
@@ -53,23 +57,5 @@ async def test_dead_unit_goes_offline_and_comes_back(tmp_path: Path,
                              what="the others still polled")
             assert gateway.counters.get("rejected", device="smoke-2", reason="timeout") >= 1
             units[1].heal()
-            await _status_and_event(watcher, "smoke-2", "online")
+            await status_and_event(watcher, "smoke-2", "online")
 
-
-async def _status_and_event(watcher: Watcher, device: str, state: str) -> None:
-    """The device's status and its event saying `state`, in whichever order they come: the
-    status is published at once, the event once journalled (two topics, no order between
-    them)."""
-    waiting = {"status", "event"}
-
-    def says(seen: Seen) -> bool:
-        where = seen.topic.rpartition("/")[2]
-        if not seen.topic.endswith(f"/{device}/{where}") or where not in waiting:
-            return False
-        if where == "status":
-            return seen.payload == state.encode()
-        return msgspec.json.decode(seen.payload, type=DeviceEvent).type == state
-
-    while waiting:
-        seen = await watcher.next(says)
-        waiting.discard(seen.topic.rpartition("/")[2])

@@ -15,7 +15,7 @@ from gateway.core.model import DeliveryClass, DeviceEvent, Reading
 from gateway.ops.private_servers import Mosquitto
 from gateway.supervisor import Gateway
 from simulators.mqtt_device import MqttDeviceSimulator
-from tests.helpers import Watcher, eventually, make_config, running, unique_site
+from tests.helpers import Watcher, eventually, make_config, running, status_and_event, unique_site
 
 LIBRARY = ProfileLibrary()
 
@@ -116,15 +116,9 @@ async def test_silent_device_goes_offline_with_an_event_and_comes_back(
             s.payload, type=Reading).values.get("battery_pct") == 81)
         for _ in range(8):
             clock.advance(15)  # 120 s of silence: two intervals
-        offline = await watcher.next(lambda s: s.topic.endswith("/status"))
-        assert offline.payload == b"offline"
-        event = await watcher.next(lambda s: s.topic.endswith("/event"))
-        assert msgspec.json.decode(event.payload, type=DeviceEvent).type == "offline"
+        await status_and_event(watcher, "sos-1", "offline")
         await device.report({"battery_pct": 79})
-        online = await watcher.next(lambda s: s.topic.endswith("/status"))
-        assert online.payload == b"online"
-        event = await watcher.next(lambda s: s.topic.endswith("/event"))
-        assert msgspec.json.decode(event.payload, type=DeviceEvent).type == "online"
+        await status_and_event(watcher, "sos-1", "online")
         async with aiomqtt.Client("127.0.0.1", mosquitto.port) as late:
             await late.subscribe(f"sc/{site}/elder_button/sos-1/status")
             async for message in late.messages:

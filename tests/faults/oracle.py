@@ -87,18 +87,26 @@ class Verdict:
               f"order violations={self.order_violations} {self.extra}")
 
 
-async def accepted_alarms(journal_path: Path) -> list[DeviceEvent]:
-    """Every alarm-class event the gateway journalled, i.e. accepted."""
-    async with Journal(journal_path) as journal:
-        out: list[DeviceEvent] = []
-        upto = 0
-        while True:
-            batch = await journal.read_after(upto, 5000)
-            if batch.upto <= upto:
-                return out
-            out += [e.record for e in batch.entries if isinstance(e.record, DeviceEvent)
-                    and e.record.cls is DeliveryClass.ALARM]
-            upto = batch.upto
+async def accepted_alarms(journal: Path | Journal) -> list[DeviceEvent]:
+    """Every alarm-class event the gateway journalled, i.e. accepted: from the journal file
+    of a gateway that stopped, or through a running gateway's own journal (it holds the
+    file for itself)."""
+    if isinstance(journal, Path):
+        async with Journal(journal) as opened:
+            return await _alarms_in(opened)
+    return await _alarms_in(journal)
+
+
+async def _alarms_in(journal: Journal) -> list[DeviceEvent]:
+    out: list[DeviceEvent] = []
+    upto = 0
+    while True:
+        batch = await journal.read_after(upto, 5000)
+        if batch.upto <= upto:
+            return out
+        out += [e.record for e in batch.entries if isinstance(e.record, DeviceEvent)
+                and e.record.cls is DeliveryClass.ALARM]
+        upto = batch.upto
 
 
 @dataclass(frozen=True)

@@ -96,7 +96,7 @@ async def test_an_alarm_after_a_broker_restart_is_not_held_back(
             late = []
             while (event := await _next_event(watcher)).ts < flushed_ms:
                 late.append(event)
-        events = await accepted_alarms(config.journal.path)
+        events = await accepted_alarms(gateway.journal)
         await eventually(lambda: mqtt_copies(events, observer.events).lost == 0,
                          what="every alarm observed")
         copies = mqtt_copies(events, observer.events)

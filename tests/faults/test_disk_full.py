@@ -181,14 +181,15 @@ async def test_the_reserve_is_for_alarms_alone(tmp_path: Path, no_held_log: None
         async with journal.Journal(disk / "j.db", quota=quota) as j:
             assert j.reserve_held == quota.alarm_reserve
             filler = fill(disk)
-            fault = make_event(DeviceKind.SMOKE, "s1", "fault", 1)
+            # events go on while they fit in blocks the journal's files already have (small
+            # pages fill a block's tail); the first that needs a new block is refused
             with pytest.raises(journal.JournalFullError) as refused:
-                await j.append(fault)
+                await _append_faults_until_refused(j)
             # the disk's own words, not a failed rollback hiding them
             assert refused.value.reason == "disk_full"
             assert "disk is full" in str(refused.value)
             assert j.reserve_held == quota.alarm_reserve  # not given up for an event
-            alarm = make_event(DeviceKind.SMOKE, "s1", "alarm", 2)
+            alarm = make_event(DeviceKind.SMOKE, "s1", "alarm", 2000)
             assert alarm.cls is DeliveryClass.ALARM
             seq = await j.append(alarm)
             assert j.reserve_held == 0
@@ -196,3 +197,8 @@ async def test_the_reserve_is_for_alarms_alone(tmp_path: Path, no_held_log: None
             filler.unlink()
             await j.move_cursor("x", seq)  # a commit measures the disk again
             assert j.reserve_held == quota.alarm_reserve  # held again once there is room
+
+
+async def _append_faults_until_refused(j: journal.Journal) -> None:
+    for n in range(1000):
+        await j.append(make_event(DeviceKind.SMOKE, "s1", "fault", n + 1))

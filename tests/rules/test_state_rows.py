@@ -18,7 +18,7 @@ from gateway.core.telemetry import TelemetryBuffer
 from gateway.journal import Journal
 from rules.engine import RuleEngine
 from rules.runner import LAZY_SAVE_S, RuleRunner
-from rules.state_rows import LEGACY, META, PREFIX, slot_key
+from rules.state_rows import INDEX, LEGACY, META, PREFIX, slot_key
 from tests.helpers import eventually
 from tests.rules.sim import CONTACTS, DIRECTORY, T0, Sim, default_pack, ms
 
@@ -74,6 +74,31 @@ def test_the_rows_restore_the_same_engine() -> None:
     assert again.snapshot() == sim.engine.snapshot()
     # restored rows are known as saved: nothing to write again
     assert not again.state_changes()
+
+
+def test_rows_that_kept_the_index_in_the_meta_row_restore_and_are_split_once() -> None:
+    sim = Sim(default_pack())
+    sim.event("elder-1", "press", 1)
+    changes = sim.engine.state_changes()
+    rows = {row: value for row, value in {**changes.lazy, **changes.durable}.items()
+            if value is not None}
+    # as gateways before the index row saved them: the index inside the meta row
+    meta = msgspec.json.decode(rows.pop(META))
+    meta["rules"] = msgspec.json.decode(rows.pop(INDEX))
+    assert meta["rules"]
+    rows[META] = msgspec.json.encode(meta)
+    again = RuleEngine(default_pack(), DIRECTORY, CONTACTS)
+    again.restore_rows(rows)
+    assert again.active() == sim.engine.active()
+    split = again.state_changes()
+    assert set(split.durable) == {META, INDEX}
+    assert not msgspec.json.decode(split.durable[META] or b"{}").get("rules")
+    # an alert later writes the meta row (its count of fires), not the index again
+    fired = again.on_event(make_event(DeviceKind.ELDER_BUTTON, "elder-2", "press", ms(2)))
+    assert [a.state for a in fired] == [AlertState.FIRING]
+    later = again.state_changes()
+    assert META in later.durable
+    assert INDEX not in later.durable
 
 
 @dataclass
@@ -178,3 +203,47 @@ async def test_a_whole_state_saved_by_an_older_gateway_is_read_and_replaced_by_r
         assert LEGACY not in rows
         assert META in rows
         assert slot_key("elder.sos", "elder-1") in rows
+
+
+async def test_an_event_that_raises_nothing_waits_with_the_cursor_and_is_evaluated_again(
+        tmp_path: Path) -> None:
+    path = tmp_path / "journal.db"
+    opened = make_event(DeviceKind.ACCESS, "door-1", "door_opened", ms(1))
+    async with rig(path) as r:
+        await r.journal.append(opened)
+        durable = r.journal.commits
+        await r.runner.caught_up()
+        # the door's timer is armed: rule state that needs no fsync of its own, because
+        # the event that armed it is in the journal past the saved cursor
+        assert r.engine.next_deadline() == ms(121)
+        assert r.journal.commits == durable
+        assert slot_key("access.held_open", "door-1") not in await r.journal.read_states(PREFIX)
+        assert await r.journal.cursor("rules") == 0
+        # the process dies here: nothing saved
+    async with rig(path) as again:
+        await again.runner.caught_up()
+        assert again.engine.next_deadline() == ms(121)  # armed again by the replayed event
+        await eventually(lambda: bool(again.clock.deadlines()), what="the runner's timer")
+        again.clock.advance(130)
+        await eventually(lambda: bool(again.alerts), what="the held-open alert")
+        assert [(a.rule, a.device, a.state, a.since) for a in again.alerts] == [
+            ("access.held_open", "door-1", AlertState.FIRING, ms(121))]
+        # the alert, with the slot and the cursor, was committed durably
+        rows = await again.journal.read_states(PREFIX)
+        assert slot_key("access.held_open", "door-1") in rows
+        assert await again.journal.cursor("rules") == 1
+
+
+async def test_rows_that_wait_with_the_cursor_go_with_the_next_durable_commit(
+        tmp_path: Path) -> None:
+    async with rig(tmp_path / "journal.db") as r:
+        await r.journal.append(make_event(DeviceKind.ACCESS, "door-1", "door_opened", ms(1)))
+        await r.runner.caught_up()
+        await r.journal.append(make_event(DeviceKind.ELDER_BUTTON, "elder-1", "press", ms(2)))
+        await r.runner.caught_up()
+        assert [a.rule for a in r.alerts] == ["elder.sos"]
+        # the press's commit moved the cursor past the door's event: its slot went with it
+        rows = await r.journal.read_states(PREFIX)
+        assert slot_key("access.held_open", "door-1") in rows
+        assert slot_key("elder.sos", "elder-1") in rows
+        assert await r.journal.cursor("rules") == 2
