@@ -472,6 +472,10 @@ class Journal:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=FULL")
         self._synchronous = True
+        # Debian's SQLite zeroes every page a DELETE frees: each prune wrote all the pruned
+        # records' pages again (and a checkpoint once more). FAST zeroes deleted bytes
+        # only in pages written anyway; a freed page keeps its old bytes until reused.
+        db.execute("PRAGMA secure_delete=FAST")
         # the WAL file shrinks back to WAL_HELD after a checkpoint, never below
         db.execute(f"PRAGMA journal_size_limit={WAL_HELD}")
         # a checkpoint writes each page changed since the last one once: the fuller the
