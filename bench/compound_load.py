@@ -8,8 +8,11 @@ heartbeat. Now and then an elder presses SOS, and once a smoke sensor
 goes into alarm and clears. Each SOS press is timed from its publish to the retained
 `firing` alert arriving on this process's own subscription.
 
-It waits for `go` on stdin, runs for --seconds, then prints one JSON line: what it sent per
-kind and the SOS latencies in seconds.
+It waits for `go` on stdin, has every device report once and says so, then keeps the
+periodic traffic going and takes commands on stdin, each answered with one JSON line:
+`sos N` (N presses on distinct buttons, one after the other, each timed to its alert),
+`fire` (a smoke sensor in alarm, then clear 5 s later), `end` (what it sent per kind). It
+stops by itself after --seconds.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import random
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,8 +45,6 @@ class Rates:
     door_s: float = 500.0  # 50 doors: 0.1 events/s, about 8,600 a day
     manhole_s: float = 60.0
     button_s: float = 240.0  # heartbeat, within the configured 300 s
-    sos_every_s: float = 30.0
-    fire_at_s: float = 30.0
 
 
 class _Rooms:
@@ -95,36 +96,44 @@ async def _periodic(client: aiomqtt.Client, topics: list[str], every_s: float, b
         index += 1
 
 
-async def _alarms(client: aiomqtt.Client, buttons: list[tuple[str, str]],
-                  smoke: tuple[str, str], rates: Rates, sent: Counter[str],
-                  arrivals: dict[str, asyncio.Future[float]], latencies: list[float]) -> None:
-    """SOS presses on distinct buttons; one smoke alarm and its clear."""
-    began = time.monotonic()
-    fire_done = False
-    room = _Rooms()
-    for device, topic in buttons:
-        await asyncio.sleep(rates.sos_every_s)
-        loop = asyncio.get_running_loop()
-        arrivals[device] = loop.create_future()
-        pressed = time.monotonic()
-        await client.publish(topic, json.dumps({"action": "single"}), qos=1)
-        sent["sos"] += 1
-        try:
-            async with asyncio.timeout(10.0):  # wait_for on 3.11 can swallow the stop
-                fired = await arrivals[device]
-            latencies.append(fired - pressed)
-        except TimeoutError:
-            latencies.append(float("inf"))
-        if not fire_done and time.monotonic() - began >= rates.fire_at_s:
-            fire_done = True
-            alarm = {"alarm": True, **room(random.Random(1), smoke[1])}
-            await client.publish(smoke[1], json.dumps(alarm),
-                                 qos=1)
-            await asyncio.sleep(5)
-            await client.publish(smoke[1], json.dumps({"alarm": False,
-                                                       **room(random.Random(2), smoke[1])}),
-                                 qos=1)
-            sent["fire"] += 2
+class _Alarms:
+    """SOS presses on buttons not pressed before, and a smoke sensor's alarm and clear."""
+
+    def __init__(self, client: aiomqtt.Client, buttons: list[tuple[str, str]],
+                 smoke: tuple[str, str], sent: Counter[str],
+                 arrivals: dict[str, asyncio.Future[float]]) -> None:
+        self._client = client
+        self._buttons = iter(buttons)
+        self._smoke = smoke
+        self._sent = sent
+        self._arrivals = arrivals
+        self._room = _Rooms()
+
+    async def sos(self, presses: int) -> list[float]:
+        """Seconds from each press to its `firing` alert (inf: none within 10 s)."""
+        latencies = []
+        for _ in range(presses):
+            device, topic = next(self._buttons)
+            arrived = asyncio.get_running_loop().create_future()
+            self._arrivals[device] = arrived
+            pressed = time.monotonic()
+            await self._client.publish(topic, json.dumps({"action": "single"}), qos=1)
+            self._sent["sos"] += 1
+            try:
+                async with asyncio.timeout(10.0):  # wait_for on 3.11 can swallow the stop
+                    latencies.append(await arrived - pressed)
+            except TimeoutError:
+                latencies.append(float("inf"))
+        return latencies
+
+    async def fire(self) -> None:
+        topic = self._smoke[1]
+        alarm = {"alarm": True, **self._room(random.Random(1), topic)}
+        await self._client.publish(topic, json.dumps(alarm), qos=1)
+        await asyncio.sleep(5)
+        clear = {"alarm": False, **self._room(random.Random(2), topic)}
+        await self._client.publish(topic, json.dumps(clear), qos=1)
+        self._sent["fire"] += 2
 
 
 async def _watch(client: aiomqtt.Client, arrivals: dict[str, asyncio.Future[float]]) -> None:
@@ -146,7 +155,6 @@ async def run(port: int, site: str, count: int, seconds: float, rates: Rates) ->
         by_kind.setdefault(device["kind"], []).append((device["id"], device["mqtt"]["topic"]))
     rng = random.Random(11)
     sent: Counter[str] = Counter()
-    latencies: list[float] = []
     arrivals: dict[str, asyncio.Future[float]] = {}
 
     def topics(kind: str) -> list[str]:
@@ -166,7 +174,6 @@ async def run(port: int, site: str, count: int, seconds: float, rates: Rates) ->
             for topic in topics(kind):
                 await client.publish(topic, json.dumps(body(rng, topic)), qos=1)
         print(json.dumps({"hello": sum(len(v) for v in by_kind.values())}), flush=True)
-        smoke = by_kind["smoke"]
         tasks = [
             _periodic(client, topics("smoke")[1:], rates.smoke_s, _Rooms(), sent, "smoke", rng),
             _periodic(client, topics("temp_gate")[:rates.active_gates], rates.gate_s, _gate,
@@ -175,13 +182,16 @@ async def run(port: int, site: str, count: int, seconds: float, rates: Rates) ->
             _periodic(client, topics("manhole"), rates.manhole_s, _manhole, sent, "manhole", rng),
             _periodic(client, topics("elder_button"), rates.button_s, _button, sent,
                       "elder_button", rng),
-            _alarms(client, by_kind["elder_button"], smoke[0], rates, sent, arrivals, latencies),
             _watch(client, arrivals),
         ]
+        alarms = _Alarms(client, by_kind["elder_button"], by_kind["smoke"][0], sent, arrivals)
         started = time.monotonic()
         running = [asyncio.ensure_future(t) for t in tasks]
         try:
-            await asyncio.wait(running, timeout=seconds, return_when=asyncio.FIRST_EXCEPTION)
+            async with asyncio.timeout(seconds):
+                await _commands(alarms, running)
+        except TimeoutError:
+            pass  # the period is over: stop as after `end`
         finally:
             for task in running:
                 task.cancel()
@@ -191,11 +201,31 @@ async def run(port: int, site: str, count: int, seconds: float, rates: Rates) ->
             if task.done() and not task.cancelled() and task.exception() is not None:
                 raise task.exception()  # type: ignore[misc]
         elapsed = time.monotonic() - started
-        result = {"sent": dict(sent), "seconds": elapsed, "sos_latencies_s": latencies}
+        result = {"sent": dict(sent), "seconds": elapsed}
         # said before the client disconnects: a disconnect that never completes (the
         # broker busy, paho waiting for the socket) must not hold the figures back
         print(json.dumps(result), flush=True)
     return result
+
+
+async def _commands(alarms: _Alarms, running: Sequence[asyncio.Future[Any]]) -> None:
+    """`sos N`, `fire` and `end` from stdin, each answered with a JSON line."""
+    while True:
+        read = asyncio.ensure_future(asyncio.to_thread(sys.stdin.readline))
+        await asyncio.wait([read, *running], return_when=asyncio.FIRST_COMPLETED)
+        for task in running:
+            if task.done():
+                task.result()  # a periodic task failed: its exception ends the run
+        word, _, arg = (await read).strip().partition(" ")
+        if word == "sos":
+            print(json.dumps({"sos_latencies_s": await alarms.sos(int(arg))}), flush=True)
+        elif word == "fire":
+            await alarms.fire()
+            print(json.dumps({"fire": True}), flush=True)
+        elif word in ("end", ""):
+            return
+        else:
+            raise SystemExit(f"unknown command {word!r}")
 
 
 def main() -> int:
