@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 from gateway.config_file import load_config
+from gateway.core import problems
+from gateway.core.operator_files import toml_brackets_deeper_than
 from gateway.core.problems import ConfigError
 
 GOOD = """
@@ -178,6 +180,32 @@ def test_a_config_beyond_the_operator_file_limits_is_refused(
         load_config(_write(tmp_path, text))
     (problem,) = caught.value.problems
     assert message in problem.message
+
+
+def test_deep_brackets_are_refused_before_the_parser_recurses(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def never(text: str) -> dict[str, object]:
+        raise AssertionError("tomllib was asked to parse it")
+
+    monkeypatch.setattr(problems.tomllib, "loads", never)
+    with pytest.raises(ConfigError) as caught:
+        load_config(_write(tmp_path, 'site = "c1"\nx = ' + "[" * 5000 + "]" * 5000 + "\n"))
+    assert "nest deeper than 32 levels" in caught.value.problems[0].message
+
+
+@pytest.mark.parametrize(("text", "deep"), [
+    ('x = [[[1]]]\n', False),
+    ('x = "' + "[" * 100 + '"\n', False),  # in a string
+    ("x = '" + "{" * 100 + "'\n", False),  # in a literal string
+    ('x = """\n' + "[" * 100 + '\n"""\n', False),  # in a multi-line string
+    ('x = "\\"' + "[" * 100 + '"\n', False),  # after an escaped quote, still in it
+    ("# " + "[" * 100 + "\nx = 1\n", False),  # in a comment
+    ("[[a.b]]\nx = " + "[" * 35 + "]" * 35 + "\n", True),
+    ("x = " + "[" * 34 + "]" * 34 + "\n", False),
+    ("x = " + "{a = " * 35 + "1" + "}" * 35 + "\n", True),
+])
+def test_bracket_depth_is_counted_outside_strings_and_comments(text: str, deep: bool) -> None:
+    assert toml_brackets_deeper_than(text, 34) is deep
 
 
 def test_a_config_that_is_not_utf8_names_the_line(tmp_path: Path) -> None:

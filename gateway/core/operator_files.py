@@ -7,6 +7,7 @@ refused with a message instead of taking the gateway's memory or time.
 from __future__ import annotations
 
 import os
+import re
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -55,6 +56,50 @@ def read_operator_file(path: Path) -> str:
                              line) from exc
     # as text mode reads it: \r\n and \r end a line
     return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+_TOML_MARK = re.compile(r"""[\[\]{}#"']""")
+
+
+def toml_brackets_deeper_than(text: str, depth: int) -> bool:
+    """Whether arrays and inline tables in TOML `text` open deeper than `depth`, outside
+    strings and comments: told before a parser recurses that deep (Python's tomllib
+    recurses once per level, and a RecursionError deep in the stack is no clean refusal)."""
+    level, i, n = 0, 0, len(text)
+    while (mark := _TOML_MARK.search(text, i)) is not None:
+        i = mark.start()
+        c = text[i]
+        if c in "[{":
+            level += 1
+            if level > depth:
+                return True
+            i += 1
+        elif c in "]}":
+            level = max(0, level - 1)
+            i += 1
+        elif c == "#":
+            end = text.find("\n", i)
+            i = n if end < 0 else end
+        else:
+            quote = c * 3 if text.startswith(c * 3, i) else c
+            i = _string_end(text, i + len(quote), quote)
+    return False
+
+
+def _string_end(text: str, i: int, quote: str) -> int:
+    """Where a TOML string that opened before `i` ends (after its closing quote)."""
+    escapes = quote[0] == '"'
+    n = len(text)
+    while i < n:
+        if escapes and text[i] == "\\":
+            i += 2
+            continue
+        if text.startswith(quote, i):
+            return i + len(quote)
+        if len(quote) == 1 and text[i] == "\n":
+            return i  # an unterminated one-line string: the parser says so
+        i += 1
+    return n
 
 
 def deeper_than(document: Any, depth: int = MAX_DEPTH) -> bool:

@@ -13,6 +13,7 @@ from gateway.core.operator_files import (
     UnreadableFile,
     deeper_than,
     read_operator_file,
+    toml_brackets_deeper_than,
 )
 
 MESSAGE_CHARS = 500  # of a problem as printed: the lists of known names fit
@@ -96,6 +97,8 @@ def read_toml(file: Path) -> dict[str, Any]:
 def parse_toml(text: str, file: Path) -> dict[str, Any]:
     """The TOML document in `text`, read from `file`; ConfigError when it cannot be parsed or
     nests deeper than MAX_DEPTH."""
+    if toml_brackets_deeper_than(text, MAX_DEPTH + 2):  # + a table header's [[ ]]
+        raise ConfigError(file, [Problem("<toml>", _TOO_DEEP)])
     try:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
