@@ -139,6 +139,7 @@ class Journal:
 
     def __init__(self, path: Path, *, max_group: int = 512, quota: Quota | None = None) -> None:
         self._path = path
+        self._wal = path.with_name(path.name + "-wal")  # SQLite's write-ahead log
         self._quota = quota or Quota()
         self._reserve = ReserveFile(path.with_name(path.name + ".reserve"),
                                     self._quota.alarm_reserve)
@@ -410,9 +411,8 @@ class Journal:
     def _sync_sync(self) -> None:
         if not self._unsynced or self._db is None:
             return  # a durable commit synced them meanwhile
-        wal = self._path.with_name(self._path.name + "-wal")
         try:
-            fd = os.open(wal, os.O_RDONLY)
+            fd = os.open(self._wal, os.O_RDONLY)
         except FileNotFoundError:
             return
         try:
@@ -498,9 +498,8 @@ class Journal:
         already has: with them allocated, cursor moves, pruning and records that fit in
         the database's free pages need no new disk space, and go on when the disk is full.
         """
-        wal = self._path.with_name(self._path.name + "-wal")
         try:
-            fd = os.open(wal, os.O_RDWR)
+            fd = os.open(self._wal, os.O_RDWR)
         except FileNotFoundError:
             return
         try:

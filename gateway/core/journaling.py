@@ -87,7 +87,8 @@ class RecordLog(Protocol):
         cursor: tuple[str, int] | None = None,
         state: dict[str, bytes | None] | None = None,
         receipt: Receipt | None = None,
-        durable: bool = True,
+        durable: bool | None = None,
     ) -> list[int]:
-        """Atomically append `records`, move one consumer's cursor and update state keys."""
+        """Atomically append `records`, move one consumer's cursor and update state keys;
+        `durable` None: with an fsync as the records' class needs."""
         ...
