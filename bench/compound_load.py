@@ -42,7 +42,8 @@ class Rates:
     smoke_s: float = 5.0
     gate_s: float = 10.0  # a passage at each active gate
     active_gates: int = 50
-    door_s: float = 500.0  # 50 doors: 0.1 events/s, about 8,600 a day
+    door_s: float = 500.0  # a passage at each of 50 doors: 8,640 a day, two events each
+    door_open_s: tuple[float, float] = (3.0, 8.0)  # how long a passage keeps a door open
     manhole_s: float = 60.0
     button_s: float = 240.0  # heartbeat, within the configured 300 s
 
@@ -75,9 +76,36 @@ def _button(rng: random.Random, topic: str) -> dict[str, Any]:
     return {"battery_pct": rng.randint(70, 100), "linkquality": rng.randint(80, 255)}
 
 
-def _door(rng: random.Random, topic: str) -> dict[str, Any]:
-    state = rng.choice(("open", "closed"))
+def _door(rng: random.Random, topic: str, state: str = "closed") -> dict[str, Any]:
     return {"door": state, "door_open": int(state == "open")}
+
+
+async def _passages(client: aiomqtt.Client, topics: list[str], rates: Rates,
+                    sent: Counter[str], rng: random.Random) -> None:
+    """People passing the doors: each door opened once per `rates.door_s`, spread evenly,
+    and closed a few seconds later. (A door propped open past the held-open rule's two
+    minutes is an alert, as rare as the SOS presses measured apart.)"""
+    if rates.door_s <= 0 or not topics:
+        return
+    closing: set[asyncio.Task[None]] = set()
+
+    async def close(topic: str) -> None:
+        await asyncio.sleep(rng.uniform(*rates.door_open_s))
+        await client.publish(topic, json.dumps(_door(rng, topic, "closed")), qos=1)
+        sent["access"] += 1
+
+    gap = rates.door_s / len(topics)
+    start = time.monotonic() + rng.uniform(0, gap)
+    index = 0
+    while True:
+        await asyncio.sleep(max(0.0, start + index * gap - time.monotonic()))
+        topic = topics[index % len(topics)]
+        await client.publish(topic, json.dumps(_door(rng, topic, "open")), qos=1)
+        sent["access"] += 1
+        task = asyncio.create_task(close(topic))
+        closing.add(task)
+        task.add_done_callback(closing.discard)
+        index += 1
 
 
 async def _periodic(client: aiomqtt.Client, topics: list[str], every_s: float, body: Body,
@@ -178,7 +206,7 @@ async def run(port: int, site: str, count: int, seconds: float, rates: Rates) ->
             _periodic(client, topics("smoke")[1:], rates.smoke_s, _Rooms(), sent, "smoke", rng),
             _periodic(client, topics("temp_gate")[:rates.active_gates], rates.gate_s, _gate,
                       sent, "temp_gate", rng),
-            _periodic(client, topics("access"), rates.door_s, _door, sent, "access", rng),
+            _passages(client, topics("access"), rates, sent, rng),
             _periodic(client, topics("manhole"), rates.manhole_s, _manhole, sent, "manhole", rng),
             _periodic(client, topics("elder_button"), rates.button_s, _button, sent,
                       "elder_button", rng),

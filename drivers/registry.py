@@ -7,10 +7,8 @@ from typing import Any, Protocol
 
 from drivers.elder_button_gpio import ElderButtonGpio
 from drivers.intake import Intake
-from drivers.modbus.bus import ModbusBusDriver
 from drivers.profile import Profile, ProfileLibrary
 from drivers.pseudonym import Pseudonymiser
-from drivers.serial_frames.driver import SerialFrameDriver
 from gateway.core.clock import Clock
 from gateway.core.config import GatewayConfig, GpioDevice, HttpDevice, ModbusDevice, SerialDevice
 from gateway.core.counters import Counters
@@ -40,15 +38,23 @@ def build_drivers(ctx: Context) -> list[Driver]:
         ElderButtonGpio(d, ctx.clock, ctx.counters, ctx.pin_factory)
         for d in config.devices if isinstance(d, GpioDevice)
     ]
+    # each transport's library only where its devices are configured: pymodbus alone is
+    # some 7 MiB of a gateway that reads MQTT devices
     for bus in config.buses:
         on_bus = [(d, _profile(ctx, d)) for d in config.devices
                   if isinstance(d, ModbusDevice) and d.modbus.bus == bus.id]
         if on_bus:
+            from drivers.modbus.bus import ModbusBusDriver
+
             drivers.append(ModbusBusDriver(bus, on_bus, ctx.clock, ctx.counters))
-    drivers += [
-        SerialFrameDriver(d, _profile(ctx, d), ctx.clock, ctx.counters, ctx.pseudonymise)
-        for d in config.devices if isinstance(d, SerialDevice)
-    ]
+    serial = [d for d in config.devices if isinstance(d, SerialDevice)]
+    if serial:
+        from drivers.serial_frames.driver import SerialFrameDriver
+
+        drivers += [
+            SerialFrameDriver(d, _profile(ctx, d), ctx.clock, ctx.counters, ctx.pseudonymise)
+            for d in serial
+        ]
     pushed = [(d, _profile(ctx, d)) for d in config.devices if isinstance(d, HttpDevice)]
     if pushed and config.http is not None:
         from drivers.http_push import HttpPushReceiver  # aiohttp's server: only when needed

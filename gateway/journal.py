@@ -46,9 +46,12 @@ T = TypeVar("T")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq INTEGER PRIMARY KEY,
     cls TEXT NOT NULL,
-    body BLOB NOT NULL
+    body BLOB NOT NULL,
+    receipt TEXT,
+    digest BLOB,
+    at INTEGER
 );
 CREATE TABLE IF NOT EXISTS cursors (
     consumer TEXT PRIMARY KEY,
@@ -58,15 +61,23 @@ CREATE TABLE IF NOT EXISTS state (
     key TEXT PRIMARY KEY,
     value BLOB NOT NULL
 ) WITHOUT ROWID;
+"""
+# Journals made before keep the tables they were made with, and work the same: receipts in
+# a table of their own, sequence numbers from SQLite's AUTOINCREMENT (a row of
+# sqlite_sequence rewritten with every commit).
+_RECEIPTS_TABLE = """
 CREATE TABLE IF NOT EXISTS receipts (
     key TEXT PRIMARY KEY,
     digest BLOB NOT NULL,
     at INTEGER NOT NULL
 ) WITHOUT ROWID;
 """
-# Tables keyed by text are kept in their key's b-tree alone (WITHOUT ROWID): a change writes
-# one b-tree's pages instead of a table's and its index's. Journals made before keep their
-# tables as they are; they work the same.
+# Every page a commit changes is written whole, so a commit of a door opened writes as few
+# b-trees as it can: its record carries the receipt of the message it came in (no receipts
+# table), and sequence numbers come from the records themselves (no AUTOINCREMENT: the
+# newest record is never pruned, so a number is never given twice). Tables keyed by text
+# are kept in their key's b-tree alone (WITHOUT ROWID): one b-tree's pages instead of a
+# table's and its index's.
 
 
 # longest a lazy cursor move waits for a commit to ride along with: a commit of its own
@@ -150,6 +161,8 @@ class Journal:
         self._db: sqlite3.Connection | None = None
         self._pending: list[_Commit] = []
         self._lazy: dict[str, int] = {}  # cursor moves waiting for a commit to ride along
+        self._lazy_since: float | None = None  # time.monotonic() of the oldest waiting move
+        self._inline_receipts = True  # receipts kept on their records (see _SCHEMA)
         self._cursors: dict[str, int] = {}  # as committed; journal thread only
         self._synchronous = True  # PRAGMA synchronous is FULL (else NORMAL); journal thread
         # the newest committed records, consecutive: most reads are served from here
@@ -285,7 +298,7 @@ class Journal:
         if not durable:
             if self._closing or self._committer is None:
                 raise JournalClosedError(str(self._path))
-            self._lazy[consumer] = max(seq, self._lazy.get(consumer, seq))
+            self._keep_lazy({consumer: seq})
             self._wake.set()
             return
         await self.commit(cursor=(consumer, seq))
@@ -354,23 +367,27 @@ class Journal:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            waited = False
             if self._lazy and not self._pending and not self._closing:
                 # cursor moves alone: give other commits a moment to come and carry them
                 # (other lazy moves join them: the sinks move one after the other)
                 self._urgent.clear()
                 with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(LAZY_S):  # wait_for on 3.11 can drop a stop
-                        await self._urgent.wait()
+                    async with asyncio.timeout(self._lazy_left()):  # not wait_for: 3.11's
+                        await self._urgent.wait()                   # can drop a stop
                 self._wake.clear()
-                waited = True
-            # lazy moves ride along with commits; alone, only once they waited
-            while self._pending or (self._lazy and (waited or self._closing)):
+            # lazy moves ride along with durable commits (the fsync is paid anyway); with a
+            # commit without one, or alone, only once they waited LAZY_S: each would write
+            # the cursors' page again for a door opened
+            while self._pending or (self._lazy and (self._lazy_left() <= 0 or self._closing)):
                 group, self._pending = (
                     self._pending[: self._max_group],
                     self._pending[self._max_group :],
                 )
-                lazy, self._lazy = self._lazy, {}
+                if (self._closing or self._lazy_left() <= 0
+                        or any(job.durable for job in group)):
+                    lazy, self._lazy, self._lazy_since = self._lazy, {}, None
+                else:
+                    lazy = {}
                 try:
                     await self._run(self._commit_sync, group, lazy)
                 except JournalFullError as exc:
@@ -386,8 +403,7 @@ class Journal:
                               self._quota.alarm_reserve)
                     self._fail([job for job in group if not job.alarm], {}, exc)
                     self._pending[:0] = alarms  # tried again first, in their order
-                    for consumer, seq in lazy.items():
-                        self._lazy[consumer] = max(seq, self._lazy.get(consumer, seq))
+                    self._keep_lazy(lazy)
                     continue
                 except Exception as exc:  # a failed commit fails its callers, not the journal
                     self._fail(group, lazy, exc)
@@ -449,8 +465,19 @@ class Journal:
         for job in group:
             if not job.done.done():
                 job.done.set_exception(failure)
-        for consumer, seq in lazy.items():  # tried again with the next commit
+        self._keep_lazy(lazy)  # tried again with the next commit
+
+    def _keep_lazy(self, lazy: dict[str, int]) -> None:
+        for consumer, seq in lazy.items():
             self._lazy[consumer] = max(seq, self._lazy.get(consumer, seq))
+        if self._lazy and self._lazy_since is None:
+            self._lazy_since = time.monotonic()
+
+    def _lazy_left(self) -> float:
+        """Seconds until the waiting lazy moves are due (0 or less: due now)."""
+        if self._lazy_since is None:
+            return LAZY_S
+        return self._lazy_since + LAZY_S - time.monotonic()
 
     def _remember(self, job: _Commit, seqs: list[int]) -> None:
         """Keep the newest records at hand, as long as they follow on without a gap."""
@@ -484,12 +511,19 @@ class Journal:
         page_size = db.execute("PRAGMA page_size").fetchone()[0]
         db.execute(f"PRAGMA wal_autocheckpoint={WAL_HELD * 3 // 4 // (page_size + 24)}")
         db.executescript(_SCHEMA)
+        columns = {str(r[1]) for r in db.execute("PRAGMA table_info(records)")}
+        self._inline_receipts = "receipt" in columns
+        if not self._inline_receipts:
+            db.executescript(_RECEIPTS_TABLE)
         self._hold_wal()
         self._db = db
         self._measure(db)
         self._receipts = {r.key: r for r in self._receipts_sync(0)}
-        row = db.execute("SELECT seq FROM sqlite_sequence WHERE name='records'").fetchone()
-        return int(row[0]) if row else 0
+        newest = db.execute("SELECT max(seq) FROM records").fetchone()[0] or 0
+        if db.execute("SELECT 1 FROM sqlite_schema WHERE name='sqlite_sequence'").fetchone():
+            row = db.execute("SELECT seq FROM sqlite_sequence WHERE name='records'").fetchone()
+            newest = max(newest, int(row[0]) if row else 0)
+        return int(newest)
 
     def _hold_wal(self) -> None:
         """Allocate the write-ahead log's blocks up front.
@@ -531,7 +565,8 @@ class Journal:
         # next after the last committed (the journal's only writer); what the group sets
         # last for a key, a cursor or a receipt is what it sets.
         out: list[list[int]] = []
-        records: list[tuple[int, str, bytes]] = []
+        inline = self._inline_receipts
+        records: list[tuple[Any, ...]] = []
         seq = self._last_seq
         state: dict[str, bytes | None] = {}
         cursors: dict[str, int] = dict(lazy)
@@ -540,18 +575,26 @@ class Journal:
             seqs = []
             for cls, body in job.encoded:
                 seq += 1
-                records.append((seq, cls, body))
+                records.append((seq, cls, body, None, None, None) if inline else
+                               (seq, cls, body))
                 seqs.append(seq)
             out.append(seqs)
             if job.cursor is not None:
                 consumer, at = job.cursor
                 cursors[consumer] = max(at, cursors.get(consumer, at))
             state.update(job.state)
-            if job.receipt is not None:
-                receipts[job.receipt.key] = job.receipt
+            r = job.receipt
+            if r is not None and inline and seqs:  # on the message's last record
+                records[-1] = (seq, records[-1][1], records[-1][2], r.key, r.digest, r.at)
+            elif r is not None and not inline:
+                receipts[r.key] = r
         db.execute("BEGIN IMMEDIATE")
         try:
-            _insert_rows(db, "INSERT INTO records (seq, cls, body) VALUES ", records, "")
+            if inline:
+                _insert_rows(db, "INSERT INTO records (seq, cls, body, receipt, digest, at) "
+                             "VALUES ", records, "")
+            else:
+                _insert_rows(db, "INSERT INTO records (seq, cls, body) VALUES ", records, "")
             _insert_rows(db, "INSERT INTO state (key, value) VALUES ",
                          [(k, v) for k, v in state.items() if v is not None],
                          " ON CONFLICT(key) DO UPDATE SET value=excluded.value")
@@ -563,8 +606,9 @@ class Journal:
             _insert_rows(db, "INSERT INTO cursors (consumer, seq) VALUES ",
                          list(cursors.items()),
                          " ON CONFLICT(consumer) DO UPDATE SET seq=max(seq, excluded.seq)")
-            _insert_rows(db, "INSERT OR REPLACE INTO receipts (key, digest, at) VALUES ",
-                         [(r.key, r.digest, r.at) for r in receipts.values()], "")
+            if receipts:
+                _insert_rows(db, "INSERT OR REPLACE INTO receipts (key, digest, at) VALUES ",
+                             [(r.key, r.digest, r.at) for r in receipts.values()], "")
             db.execute("COMMIT")
         except BaseException as exc:
             # SQLite has rolled back by itself after some errors (a full disk among them)
@@ -664,14 +708,24 @@ class Journal:
                     receipts_before: int | None) -> int:
         db = self._conn()
         gone = 0
+        inline = self._inline_receipts
         try:
-            if receipts_before is not None:
+            if receipts_before is not None and not inline:
                 db.execute("DELETE FROM receipts WHERE at < ?", (receipts_before,))
             if consumers:
                 floor = min(self._cursor_sync(c) for c in consumers)
                 if keep_from is not None:
                     floor = min(floor, keep_from - 1)
-                gone = db.execute("DELETE FROM records WHERE seq <= ?", (floor,)).rowcount
+                if inline:
+                    # the newest record stays (it keeps the sequence), and so do records
+                    # whose receipt may still be needed
+                    floor = min(floor, self._last_seq - 1)
+                    gone = db.execute(
+                        "DELETE FROM records WHERE seq <= ? AND (receipt IS NULL OR at < ?)",
+                        (floor, -1 if receipts_before is None else receipts_before)).rowcount
+                else:
+                    gone = db.execute("DELETE FROM records WHERE seq <= ?",
+                                      (floor,)).rowcount
         except sqlite3.Error as exc:
             if not _disk_full(exc) or not self._reserve.release():
                 raise
@@ -684,13 +738,22 @@ class Journal:
         return gone
 
     def _forget_receipts_sync(self, prefix: str) -> None:
+        if self._inline_receipts:
+            self._conn().execute(
+                "UPDATE records SET receipt=NULL, digest=NULL, at=NULL "
+                "WHERE receipt IS NOT NULL AND substr(receipt, 1, ?) = ?", (len(prefix), prefix))
+            return
         self._conn().execute("DELETE FROM receipts WHERE substr(key, 1, ?) = ?",
                              (len(prefix), prefix))
 
     def _receipts_sync(self, since: int) -> list[Receipt]:
-        rows = self._conn().execute(
-            "SELECT key, digest, at FROM receipts WHERE at >= ? ORDER BY at", (since,)
-        ).fetchall()
+        """Receipts at or after `since`, oldest first (a key given again: the newest last)."""
+        if self._inline_receipts:
+            query = ("SELECT receipt, digest, at FROM records "
+                     "WHERE receipt IS NOT NULL AND at >= ? ORDER BY seq")
+        else:
+            query = "SELECT key, digest, at FROM receipts WHERE at >= ? ORDER BY at"
+        rows = self._conn().execute(query, (since,)).fetchall()
         return [Receipt(str(key), bytes(digest), int(at)) for key, digest, at in rows]
 
     def _conn(self) -> sqlite3.Connection:

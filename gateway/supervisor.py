@@ -19,7 +19,6 @@ from drivers.mqtt_ingress import MqttIngress, inline_mapping
 from drivers.profile import BUILTIN, ProfileLibrary
 from drivers.pseudonym import Pseudonymiser
 from drivers.registry import Context, build_drivers
-from drivers.serial_frames.driver import SerialFrameDriver
 from gateway.acks import AckDesk
 from gateway.clock_sync import ClockProbe, read_kernel_clock, trustworthy
 from gateway.core.clock import Clock, SystemClock
@@ -309,14 +308,14 @@ class Gateway:
         """Wait until every device that reports on its own can reach the gateway: the
         broker connected with the device topics subscribed, the HTTP push receiver
         listening, every serial port open (opening a port discards what waited in it)."""
-        from drivers.http_push import HttpPushReceiver
-
         await self.link.session()
         for driver in self.drivers:
-            if isinstance(driver, HttpPushReceiver):
-                await driver.ready.wait()
-            elif isinstance(driver, SerialFrameDriver):
-                await driver.connected.wait()
+            # a receiver says it listens (`ready`), a serial driver that its port is open
+            # (`connected`); each is imported only when configured, so asked by name
+            for name in ("ready", "connected"):
+                opened = getattr(driver, name, None)
+                if isinstance(opened, asyncio.Event):
+                    await opened.wait()
 
     # -- wiring -------------------------------------------------------------------------
 

@@ -33,7 +33,7 @@ from gateway.core.model import AckCommand, Alert, DeviceEvent, Reading, Record
 from gateway.core.telemetry import TelemetryBuffer
 from gateway.core.waiting import first_of
 from rules.seam import TimedRuleSet
-from rules.state_rows import LEGACY, PREFIX
+from rules.state_rows import LEGACY, PREFIX, Changes
 
 log = logging.getLogger(__name__)
 
@@ -131,18 +131,27 @@ class RuleRunner:
             # the two streams in time order: a reading that waited for the turn must not
             # count at the time of an event journalled meanwhile (a `for` timer would
             # then start, and fire, that much later)
+            # what the journalled records changed can be evaluated again from the journal;
+            # what readings changed cannot (they are not journalled): the state is taken
+            # apart each time the stream evaluated switches between the two
+            changes, from_readings = Changes(), False
+            journalled: bool | None = None
             for seq, record in heapq.merge(((e.seq, e.record) for e in batch.entries),
                                            ((0, r) for r in readings), key=_ts):
+                if journalled is not None and journalled is not bool(seq):
+                    from_readings |= self._take_changes(changes, journalled)
+                journalled = bool(seq)
                 transitions += self._evaluate(seq, record)
             if due:
                 # timers run only once the journal is caught up: no record is overtaken
                 transitions += self.rules.on_time(self._clock.now_ms())
+                journalled = False  # a timer's change is no record's to replay
+            notifications = self.rules.take_notifications()  # changes the state it owes
+            from_readings |= self._take_changes(changes, journalled is not False)
             self.stats.seconds += time.perf_counter() - started
             self.stats.evaluations += len(batch.entries) + len(readings)
-            notifications = self.rules.take_notifications()
-            changes = self.rules.state_changes()
             self._cursor = max(self._cursor, batch.upto)
-            replayable = not (readings or due or transitions or notifications)
+            replayable = not (from_readings or due or transitions or notifications)
             if changes.durable and replayable:
                 # evaluated again from the journal after a power cut: no fsync of its own
                 for row in changes.durable:
@@ -166,6 +175,14 @@ class RuleRunner:
                 log.info("alert %s %s on %s: %s", alert.rule, alert.state, alert.device,
                          alert.message)
                 self._on_transition(alert)
+
+    def _take_changes(self, into: Changes, journalled: bool) -> bool:
+        """Add the state changed since the last take to `into`; whether durable rows
+        changed that the journal cannot replay (`journalled` False: readings, timers)."""
+        taken = self.rules.state_changes()
+        into.durable.update(taken.durable)
+        into.lazy.update(taken.lazy)
+        return bool(taken.durable) and not journalled
 
     async def _defer(self, rows: dict[str, bytes | None]) -> None:
         """Keep lazy rows (and the cursor) for a later commit; write them when they waited

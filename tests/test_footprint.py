@@ -27,6 +27,9 @@ NOT_FOR_MQTT_DEVICES = {
     "apprise",  # notification targets other than mqtt://
     "prometheus_client",  # [metrics]
     "gpiozero",  # GPIO buttons
+    "pymodbus",  # Modbus buses
+    "serial",  # serial ports (pyserial), Modbus RTU
+    "serial_asyncio_fast",
 }
 
 

@@ -227,7 +227,14 @@ async def test_a_new_journal_writes_small_pages_and_keyed_tables_in_one_tree(
         await journal.commit([_event(0)], cursor=("rules", 1), state={"k": b"v"})
     page_size, one_tree = _layout(path)
     assert page_size == PAGE_SIZE == 1024
-    assert one_tree == {"cursors": True, "state": True, "receipts": True}
+    # receipts ride on their records, and no sqlite_sequence row is rewritten per commit
+    assert one_tree == {"cursors": True, "state": True}
+    db = sqlite3.connect(path)
+    try:
+        assert db.execute("SELECT name FROM sqlite_schema WHERE name='sqlite_sequence'"
+                          ).fetchall() == []
+    finally:
+        db.close()
 
 
 async def test_a_journal_made_with_large_pages_and_indexed_tables_is_used_as_it_is(
@@ -260,6 +267,87 @@ async def test_a_journal_made_with_large_pages_and_indexed_tables_is_used_as_it_
         assert [e.record for e in (await journal.read("mqtt")).entries] == [
             first, second]
     assert _layout(path) == (4096, {"cursors": False, "state": False, "receipts": False})
+
+
+async def test_a_journal_made_with_a_receipts_table_keeps_using_it(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    db = sqlite3.connect(path)
+    db.executescript("""
+        CREATE TABLE records (seq INTEGER PRIMARY KEY AUTOINCREMENT, cls TEXT NOT NULL,
+                              body BLOB NOT NULL);
+        CREATE TABLE receipts (key TEXT PRIMARY KEY, digest BLOB NOT NULL,
+                               at INTEGER NOT NULL) WITHOUT ROWID;
+    """)
+    db.execute("INSERT INTO receipts VALUES ('mqtt:1', x'01', 5)")
+    db.commit()
+    db.close()
+    async with Journal(path) as journal:
+        assert journal.receipt("mqtt:1") == Receipt("mqtt:1", b"\x01", 5)
+        await journal.commit([_event(0)], receipt=Receipt("mqtt:2", b"\x02", 6))
+        await journal.move_cursor("c", 1)
+        assert await journal.prune(["c"], receipts_before=6) == 1
+    async with Journal(path) as journal:
+        assert journal.last_seq == 1
+        assert journal.receipt("mqtt:1") is None
+        assert journal.receipt("mqtt:2") == Receipt("mqtt:2", b"\x02", 6)
+
+
+async def test_receipts_ride_on_their_records_and_outlive_them_for_the_window(
+        tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    async with Journal(path) as journal:
+        await journal.commit([_event(0)], receipt=Receipt("mqtt:1", b"a", 100))
+        await journal.commit([_event(1), _event(2)], receipt=Receipt("mqtt:2", b"b", 200))
+        await journal.commit([_event(3)])
+        await journal.commit([_event(4)], receipt=Receipt("mqtt:1", b"c", 300))  # id reused
+        await journal.commit([_event(5)])
+        await journal.move_cursor("c", 6)
+        # every record passed; those carrying a receipt newer than 150 stay for it
+        assert await journal.prune(["c"], receipts_before=150) == 3
+    async with Journal(path) as journal:
+        assert journal.receipt("mqtt:1") == Receipt("mqtt:1", b"c", 300)
+        assert journal.receipt("mqtt:2") == Receipt("mqtt:2", b"b", 200)
+        await journal.forget_receipts("mqtt:")
+        assert journal.receipt("mqtt:1") is None
+    async with Journal(path) as journal:
+        assert journal.receipt("mqtt:1") is journal.receipt("mqtt:2") is None
+        assert await journal.prune(["c"], receipts_before=150) == 2
+
+
+async def test_sequence_numbers_are_never_given_twice_when_everything_was_pruned(
+        tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    async with Journal(path) as journal:
+        for n in range(3):
+            await journal.append(_event(n))
+        await journal.move_cursor("c", 3)
+        assert await journal.prune(["c"]) == 2  # the newest stays: it holds the number
+    async with Journal(path) as journal:
+        assert journal.last_seq == 3
+        assert await journal.append(_event(3)) == 4
+        assert [e.seq for e in (await journal.read("c")).entries] == [4]
+
+
+async def test_a_door_opened_writes_the_page_of_its_record_alone(tmp_path: Path) -> None:
+    """An event's commit without an fsync writes its record's page: no cursor page for the
+    sinks' lazy moves, no receipts table, no sqlite_sequence row."""
+    path = tmp_path / "j.db"
+    async with Journal(path) as journal:
+        await journal.commit([_event(0, DeliveryClass.EVENT)],
+                             receipt=Receipt("mqtt:0", b"d", T0))
+        start = _wal_frames(path)
+        for n in range(1, 21):
+            await journal.commit([_event(n, DeliveryClass.EVENT)],
+                                 receipt=Receipt(f"mqtt:{n}", b"d", T0 + n))
+            await journal.move_cursor("mqtt", n, durable=False)
+        frames = _wal_frames(path) - start
+        assert journal.lazy_commits == 21
+        assert await journal.cursor("mqtt") == 20  # waiting in memory
+    # and a new leaf every few records, with the page that points to it and the header
+    # (four pages a record before: the cursors', the receipts', sqlite_sequence's)
+    assert frames <= 20 * 1.6, frames
+    async with Journal(path) as journal:  # the close wrote the waiting moves
+        assert await journal.cursor("mqtt") == 20
 
 
 async def test_lazy_cursor_moves_of_several_consumers_share_one_commit(
@@ -344,7 +432,7 @@ async def test_pruning_does_not_write_the_pages_it_frees(tmp_path: Path) -> None
         filled = _wal_frames(path) - start
         await journal.move_cursor("c", journal.last_seq)
         before = _wal_frames(path)
-        assert await journal.prune(["c"]) == 400
+        assert await journal.prune(["c"]) == 399  # the newest stays
         written = _wal_frames(path) - before
     # freeing the records' pages writes the pages the delete changed (each leaf once, as it
     # empties) and the free list's, not every freed page once more, zeroed

@@ -89,6 +89,40 @@ async def test_a_reading_keeps_its_own_time_when_an_event_shares_its_turn(
     assert seen[0].since == seen[0].ts == T0 + 3000
 
 
+async def test_a_timer_a_door_armed_waits_for_a_commit_while_readings_flow(
+    tmp_path: Path,
+) -> None:
+    """A door opened arms the held-open timer: the journal can evaluate it again, so it
+    costs no fsync of its own, even when readings share its turn; a timer a reading armed
+    (a tilt that must last 3 s) cannot be replayed and is committed with an fsync."""
+    clock = ManualClock(T0 + 5)
+    telemetry = TelemetryBuffer(10, Counters())
+    async with Journal(tmp_path / "journal.db") as journal:
+        runner = RuleRunner(journal, RuleEngine(default_pack(), DIRECTORY, CONTACTS),
+                            telemetry, clock, lambda alert: None, Counters())
+        await runner.restore()
+        await runner.save()  # the rules' index, written once
+        task = asyncio.create_task(runner.run(), name="test.rules")
+        try:
+            await runner.caught_up()
+            fsynced = journal.commits
+            telemetry.push(Reading(id="r1", ts=T0, kind=DeviceKind.MANHOLE, device="manhole-1",
+                                   values={"tilt_deg": 1.0}))
+            await journal.append(make_event(DeviceKind.ACCESS, "door-1", "door_opened", T0 + 1))
+            telemetry.push(Reading(id="r2", ts=T0 + 2, kind=DeviceKind.MANHOLE,
+                                   device="manhole-1", values={"tilt_deg": 1.0}))
+            await runner.caught_up()
+            await eventually(lambda: bool(clock.deadlines()), what="the runner asleep")
+            assert journal.commits == fsynced  # the event's own commit had none either
+            telemetry.push(Reading(id="r3", ts=T0 + 3, kind=DeviceKind.MANHOLE,
+                                   device="manhole-1", values={"tilt_deg": 35.0}))
+            await eventually(lambda: journal.commits == fsynced + 1, what="the tilt's timer")
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        assert [k for k in await journal.read_states("rules.slot") if "held_open" in k] != []
+
+
 async def _records(journal: Journal) -> list[Record]:
     return [e.record for e in (await journal.read_after(0, 100)).entries]
 
