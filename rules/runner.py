@@ -39,7 +39,8 @@ log = logging.getLogger(__name__)
 
 CONSUMER = "rules"
 READINGS_BATCH_S = 0.005  # physical time, like a bus's silence: not the scheduling clock
-LAZY_SAVE_S = 300.0  # the longest lazy state and a cursor wait to be written
+LAZY_SAVE_S = 900.0  # the longest lazy state and a cursor wait to be written: a rate over
+# a minute gains nothing from samples saved more often (older than a reboot takes anyway)
 
 
 @dataclass
