@@ -81,7 +81,10 @@ class MqttIngress:
         receipts: ReceiptBook | None = None,
         redelivery_window_s: float = 3600.0,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD,
+        receipt_prefix: str = RECEIPT_PREFIX,
     ) -> None:
+        # each broker session numbers its packets apart: one prefix per session
+        self._prefix = receipt_prefix
         self._routes = {
             d.mqtt.topic: _Route(d, JsonMapper(mapping_of(d), d.kind, d.id, pseudonymise),
                                  d.mqtt.topic.encode() + b"\0",
@@ -155,7 +158,7 @@ class MqttIngress:
             return _NO_RECEIPT
         raw = payload.encode() if isinstance(payload, str) else payload
         digest = hashlib.blake2b(route.digest_prefix + raw, digest_size=16).digest()
-        key = f"{RECEIPT_PREFIX}{message.mid}"
+        key = f"{self._prefix}{message.mid}"
         now = self._clock.now_ms()
         known = self._receipts.receipt(key)
         if known is not None and known.digest == digest and now - known.at <= self._window_ms:
@@ -166,7 +169,7 @@ class MqttIngress:
         """On every connection: a broker that kept no session delivers nothing again, and
         numbers its packets anew, so the receipts of earlier packets mean nothing now."""
         if not session_present and self._receipts is not None:
-            await self._receipts.forget_receipts(RECEIPT_PREFIX)
+            await self._receipts.forget_receipts(self._prefix)
 
     async def _journal(self, route: _Route, events: list[DeviceEvent], receipt: Receipt
                        ) -> None:

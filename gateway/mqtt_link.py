@@ -62,7 +62,7 @@ class MqttLink:
         self,
         config: BrokerConfig,
         client_id: str,
-        will: LastWill,
+        will: LastWill | None,
         clock: Clock,
         counters: Counters,
     ) -> None:
@@ -78,6 +78,7 @@ class MqttLink:
         self._sessions = 0
         self._previous_loss: float | None = None
         self._backoff = Backoff(config.reconnect_min_s, config.reconnect_max_s)
+        self._elsewhere: list[str] = []
 
     def subscribe(self, topic_filter: str, handler: Handler) -> None:
         """Register a handler; subscriptions are (re)made on every connection.
@@ -86,6 +87,11 @@ class MqttLink:
         await (an async function's coroutine); later messages of the topic wait for that.
         """
         self._routes.add(topic_filter, handler)
+
+    def read_elsewhere(self, filters: Sequence[str]) -> None:
+        """Topic filters another session reads: a session the broker kept from before
+        (when this one read them too) is unsubscribed from them on connecting."""
+        self._elsewhere = list(filters)
 
     def on_connect(self, callback: Callable[[bool], Awaitable[None]]) -> None:
         """Await `callback(session_present)` on every connection, before any message of it
@@ -201,13 +207,17 @@ class MqttLink:
                          lambda mid, qos: connection.ack(mid, qos),
                          lambda paused: connection.pause_reading(paused))
         connection = BrokerConnection(
-            cfg, self._identifier, (self._will.topic, self._will.payload), password,
+            cfg, self._identifier,
+            None if self._will is None else (self._will.topic, self._will.payload), password,
             inbox.deliver, self._counters, receive_maximum=PIPELINE, max_packet=MAX_PACKET,
             pace_s=READ_PACE_S)
         try:
             await connection.open()
             for callback in self._on_connect:
                 await callback(connection.session_present)
+            if connection.session_present:
+                for first in range(0, len(self._elsewhere), SUBSCRIBE_BATCH):
+                    connection.unsubscribe(self._elsewhere[first:first + SUBSCRIBE_BATCH])
             connection.release()
             # many filters per SUBSCRIBE: one round trip for a whole site's device topics
             filters = [(topic_filter, 1) for topic_filter in self._routes.filters]

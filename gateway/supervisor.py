@@ -15,7 +15,7 @@ import msgspec
 
 from drivers.elder_button_gpio import ElderButtonGpio
 from drivers.json_map import JsonMap
-from drivers.mqtt_ingress import MqttIngress, inline_mapping
+from drivers.mqtt_ingress import RECEIPT_PREFIX, MqttIngress, inline_mapping
 from drivers.profile import BUILTIN, ProfileLibrary
 from drivers.pseudonym import Pseudonymiser
 from drivers.registry import Context, build_drivers
@@ -58,6 +58,7 @@ log = logging.getLogger(__name__)
 
 CLOCK_CHECK_S = 30.0  # how often the clock's sync state is read
 OFFLINE_KEY = "status.offline"  # journal state: devices whose last status event was offline
+BULK_PREFIX = "bulk:"  # receipt keys of the readings' session: its own packet ids
 
 
 class Gateway:
@@ -117,15 +118,23 @@ class Gateway:
                                              self.pseudonymise, self.pin_factory))
         self.buttons = {d.device.id: d for d in self.drivers if isinstance(d, ElderButtonGpio)}
         self._inline_mappings: dict[str, JsonMap] = {}
-        self.ingress = MqttIngress(
-            [d for d in config.devices if isinstance(d, MqttDevice)], self._json_mapping, self,
-            self.clock, self.counters, self.pseudonymise, receipts=self.journal,
-            redelivery_window_s=config.broker.redelivery_window_s,
-            max_payload_bytes=config.broker.max_payload_bytes,
-        )
-        self.link.on_connect(self.ingress.connected)
-        for topic in self.ingress.topics:
-            self.link.subscribe(topic, self.ingress.handle)
+        # The alarm lane: the devices that call for help are read on the gateway's own
+        # session, which publishes the alerts too; the others' readings on a session of
+        # their own ("{client_id}-bulk"), so that a backlog of readings the broker hands
+        # over (after an outage, a flood) never holds an alarm or its alert back.
+        mqtt_devices = [d for d in config.devices if isinstance(d, MqttDevice)]
+        lane = set(config.broker.alarm_lane_kinds) or {d.kind for d in mqtt_devices}
+        self.ingress = self._ingress(self.link, [d for d in mqtt_devices if d.kind in lane],
+                                     RECEIPT_PREFIX)
+        bulk_devices = [d for d in mqtt_devices if d.kind not in lane]
+        self.bulk_link: MqttLink | None = None
+        self.bulk_ingress: MqttIngress | None = None
+        if bulk_devices:
+            self.bulk_link = MqttLink(config.broker, f"{config.client_id}-bulk", None,
+                                      self.clock, self.counters)
+            self.bulk_ingress = self._ingress(self.bulk_link, bulk_devices, BULK_PREFIX)
+            self.link.read_elsewhere(self.bulk_ingress.topics)
+            self.bulk_link.read_elsewhere(self.ingress.topics)
         self.acks = AckDesk(self.topics, self.rules, self.ack, self.counters,
                             config.broker.max_payload_bytes)
         self.link.subscribe(self.topics.alert_ack_filter, self.acks.handle)
@@ -244,6 +253,7 @@ class Gateway:
 
             core = [
                 task("gw.mqtt.link", self.link.run),
+                *([task("gw.mqtt.bulk", self.bulk_link.run)] if self.bulk_link else []),
                 task("gw.rules", self.runner.run),
                 task("gw.sink.mqtt", self.mqtt_sink.run),
                 task("gw.sink.store", self.store_sink.run),
@@ -309,6 +319,8 @@ class Gateway:
         broker connected with the device topics subscribed, the HTTP push receiver
         listening, every serial port open (opening a port discards what waited in it)."""
         await self.link.session()
+        if self.bulk_link is not None:
+            await self.bulk_link.session()
         for driver in self.drivers:
             # a receiver says it listens (`ready`), a serial driver that its port is open
             # (`connected`); each is imported only when configured, so asked by name
@@ -397,7 +409,8 @@ class Gateway:
         return StatusSnapshot(
             ts=self.clock.now_ms(),
             site=self.config.site,
-            broker_connected=self.link.connected,
+            broker_connected=self.link.connected and (
+                self.bulk_link is None or self.bulk_link.connected),
             journal_last_seq=self.journal.last_seq,
             cursors=self.sink_cursors(),
             devices=[
@@ -424,6 +437,17 @@ class Gateway:
         button = self.buttons.get(alert.device)
         if button is not None:
             button.on_alert(alert)
+
+    def _ingress(self, link: MqttLink, devices: list[MqttDevice], prefix: str) -> MqttIngress:
+        """The MQTT devices read on `link`'s session (`prefix`: its receipts' keys)."""
+        ingress = MqttIngress(
+            devices, self._json_mapping, self, self.clock, self.counters, self.pseudonymise,
+            receipts=self.journal, redelivery_window_s=self.config.broker.redelivery_window_s,
+            max_payload_bytes=self.config.broker.max_payload_bytes, receipt_prefix=prefix)
+        link.on_connect(ingress.connected)
+        for topic in ingress.topics:
+            link.subscribe(topic, ingress.handle)
+        return ingress
 
     def _json_mapping(self, device: MqttDevice) -> JsonMap:
         if device.profile is None:

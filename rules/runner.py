@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from gateway.core.clock import Clock
 from gateway.core.counters import Counters
 from gateway.core.journaling import Batch, RecordLog
-from gateway.core.model import AckCommand, Alert, DeviceEvent, Reading, Record
+from gateway.core.model import AckCommand, Alert, DeliveryClass, DeviceEvent, Reading, Record
 from gateway.core.telemetry import TelemetryBuffer
 from gateway.core.waiting import first_of
 from rules.seam import TimedRuleSet
@@ -118,7 +118,11 @@ class RuleRunner:
             # telemetry alone appends nothing: no need to ask the database
             batch = (await self._journal.read_after(self._cursor, self._batch)
                      if self._journal.last_seq > self._cursor else Batch([], self._cursor))
-            readings, readings_upto = self._telemetry.peek(CONSUMER, self._readings_batch)
+            # a turn with an alarm takes no readings: its alert is committed (and published)
+            # before the readings waiting are evaluated, in the next turn
+            urgent = any(_alarm(e.record) for e in batch.entries)
+            readings, readings_upto = (([], None) if urgent else
+                                       self._telemetry.peek(CONSUMER, self._readings_batch))
             caught_up = batch.upto <= self._cursor
             deadline = self.rules.next_deadline()
             due = caught_up and deadline is not None and deadline <= self._clock.now_ms()
@@ -137,8 +141,16 @@ class RuleRunner:
             # apart each time the stream evaluated switches between the two
             changes, from_readings = Changes(), False
             journalled: bool | None = None
-            for seq, record in heapq.merge(((e.seq, e.record) for e in batch.entries),
-                                           ((0, r) for r in readings), key=_ts):
+            # alarms first: an SOS never waits behind a backlog of readings taken before it
+            # (no alarm rule looks at readings; their order among themselves is kept)
+            entries = [(e.seq, e.record) for e in batch.entries]
+            alarms = [(seq, r) for seq, r in entries if _alarm(r)]
+            if alarms:
+                for seq, record in alarms:
+                    transitions += self._evaluate(seq, record)
+                journalled = True
+                entries = [(seq, r) for seq, r in entries if not _alarm(r)]
+            for seq, record in heapq.merge(entries, ((0, r) for r in readings), key=_ts):
                 if journalled is not None and journalled is not bool(seq):
                     from_readings |= self._take_changes(changes, journalled)
                 journalled = bool(seq)
@@ -171,7 +183,8 @@ class RuleRunner:
                 )
                 self._saved_cursor = self._cursor
             await self._defer(changes.lazy)
-            self._telemetry.take(CONSUMER, readings_upto)
+            if readings_upto is not None:
+                self._telemetry.take(CONSUMER, readings_upto)
             for alert in transitions:
                 log.info("alert %s %s on %s: %s", alert.rule, alert.state, alert.device,
                          alert.message)
@@ -258,6 +271,10 @@ class RuleRunner:
         while not (self._idle.is_set() and self._cursor >= self._journal.last_seq):
             self._idle.clear()
             await self._idle.wait()
+
+
+def _alarm(record: Record) -> bool:
+    return isinstance(record, DeviceEvent) and record.cls is DeliveryClass.ALARM
 
 
 def _ts(item: tuple[int, Record]) -> int:

@@ -81,7 +81,8 @@ def _held_by_gateway(tmp_path: Path, count: int) -> int:
         held = tracemalloc.get_traced_memory()[0] - before
     finally:
         tracemalloc.stop()
-    assert len(gateway.ingress.topics) >= count
+    lanes = [gateway.ingress, gateway.bulk_ingress]
+    assert sum(len(lane.topics) for lane in lanes if lane is not None) >= count
     return held
 
 

@@ -52,6 +52,11 @@ class BrokerConfig(_Strict):
     # the installed broker refuses more than BROKER_MESSAGE_LIMIT itself
     max_payload_bytes: int = Field(default=DEFAULT_MAX_PAYLOAD, ge=256,
                                    le=BROKER_MESSAGE_LIMIT)
+    # devices of these kinds are read on the gateway's own broker session, the others on
+    # a session of their own (client id "{client_id}-bulk"), so that a backlog of their
+    # readings never holds an alarm back; empty: one session for all
+    alarm_lane_kinds: list[DeviceKind] = Field(default_factory=lambda: [
+        DeviceKind.ELDER_BUTTON, DeviceKind.SMOKE, DeviceKind.MANHOLE, DeviceKind.ACCESS])
 
 
 class StoreConfig(_Strict):

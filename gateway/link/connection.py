@@ -38,7 +38,8 @@ from gateway.link.tls import client_tls
 
 log = logging.getLogger(__name__)
 
-READ_BURST = 1024  # packets read in one turn at most: bounds how long a turn takes
+READ_BURST = 128  # packets read in one turn at most: bounds how long a turn takes (1024
+# held the loop for 0.1-0.5 s while a queued backlog drained, and an alarm's alert with it)
 MISC_EVERY_S = 1.0  # paho's keepalive bookkeeping (PINGREQ, a PINGRESP overdue)
 
 
@@ -86,7 +87,7 @@ class BrokerConnection:
         self,
         config: BrokerConfig,
         client_id: str,
-        will: tuple[str, bytes],
+        will: tuple[str, bytes] | None,
         password: str | None,
         deliver: Callable[[Inbound], None],
         counters: Counters,
@@ -118,7 +119,8 @@ class BrokerConnection:
         tls = client_tls(config)
         if tls is not None:
             client.tls_set_context(tls)
-        client.will_set(will[0], will[1], qos=1, retain=True)
+        if will is not None:
+            client.will_set(will[0], will[1], qos=1, retain=True)
         client.connect_timeout = config.publish_timeout_s
         client.on_socket_open = self._on_socket_open
         client.on_socket_close = self._on_socket_close
@@ -226,6 +228,12 @@ class BrokerConnection:
         if answer not in done:
             raise BrokerUnavailableError(self.why or "no SUBACK in time")
         return answer.result()
+
+    def unsubscribe(self, filters: Sequence[str]) -> None:
+        """Send an UNSUBSCRIBE (not awaited: the broker handles it before what follows)."""
+        rc, _ = self._paho.unsubscribe(list(filters))
+        if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            raise BrokerUnavailableError(f"unsubscribe not sent: {mqtt.error_string(rc)}")
 
     def publish(self, topic: str, payload: bytes, qos: int, retain: bool
                 ) -> asyncio.Future[None]:

@@ -172,7 +172,10 @@ class Dispatch:
     def _start(self, message: Inbound) -> Work | None:
         """Call the message's handlers; what they returned to await, or None."""
         later: Work | None = None
-        for handler in self._routes.handlers(message.topic):
+        handlers = self._routes.handlers(message.topic)
+        if not handlers:  # a subscription the broker kept from an earlier configuration
+            self._counters.inc("mqtt_unrouted")
+        for handler in handlers:
             try:
                 result = handler(message)
             except Exception:  # one bad handler must not take the connection down
