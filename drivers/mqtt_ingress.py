@@ -13,6 +13,12 @@ already, and it is acknowledged and dropped, counted as `redelivered{device}`.
 A retained message is an old one the broker kept, not something the device says
 now: it is ignored and counted (reason `retained`), as is a payload larger than
 `broker.max_payload_bytes` (reason `payload_too_large`), before anything parses it.
+
+A device bridged by zigbee2mqtt has an availability topic as well, on which the bridge says
+whether it can still reach the device: `online`/`offline` as plain text (zigbee2mqtt 1.x's
+legacy payload) or `{"state": "online"}`. `offline` makes the device offline at once;
+`online` counts as a sign of life. These messages are retained on purpose (the current
+state), so a retained one is read too. Anything else is rejected as `bad_availability`.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from drivers.json_map import (
     JsonReading,
     MalformedJsonError,
     parse_json,
+    shown,
 )
 from drivers.pseudonym import Pseudonymiser
 from gateway.core.clock import Clock
@@ -54,6 +61,30 @@ class _Route:
     digest_prefix: bytes  # the topic as hashed into a receipt's digest
     accepted: CounterKey  # ingress_messages{device}
     redelivered: CounterKey  # redelivered{device}
+
+
+AVAILABILITY = {b"online": True, b"offline": False}
+
+
+class BadAvailabilityError(ValueError):
+    """An availability payload that says neither online nor offline."""
+
+
+def parse_availability(payload: bytes | bytearray | str) -> bool:
+    """True for online, False for offline, in either of zigbee2mqtt's two forms."""
+    raw = payload.encode() if isinstance(payload, str) else bytes(payload)
+    plain = AVAILABILITY.get(raw.strip())
+    if plain is not None:
+        return plain
+    try:
+        body = parse_json(raw)
+    except MalformedJsonError as exc:
+        raise BadAvailabilityError(f"neither online/offline nor JSON: {exc}") from exc
+    state = body.get("state") if isinstance(body, dict) else None
+    if state not in ("online", "offline"):
+        raise BadAvailabilityError(f"state={shown(state)}: expected \"online\" or "
+                                   "\"offline\"")
+    return bool(state == "online")
 
 
 def inline_mapping(device: MqttDevice) -> JsonMap:
@@ -81,6 +112,7 @@ class MqttIngress:
         receipts: ReceiptBook | None = None,
         redelivery_window_s: float = 3600.0,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD,
+        availability_of: Callable[[MqttDevice], str | None] = lambda d: None,
     ) -> None:
         self._routes = {
             d.mqtt.topic: _Route(d, JsonMapper(mapping_of(d), d.kind, d.id, pseudonymise),
@@ -88,6 +120,11 @@ class MqttIngress:
                                  Counters.key("ingress_messages", device=d.id),
                                  Counters.key("redelivered", device=d.id))
             for d in devices
+        }
+        # availability topic -> device; a device's own topic is never also one
+        self._availability = {
+            topic: d for d in devices
+            if (topic := availability_of(d)) is not None and topic not in self._routes
         }
         self._intake = intake
         self._clock = clock
@@ -98,7 +135,7 @@ class MqttIngress:
 
     @property
     def topics(self) -> list[str]:
-        return list(self._routes)
+        return [*self._routes, *self._availability]
 
     def handle(self, message: Inbound) -> Awaitable[None] | None:
         """Decode a message and hand over its reading at once; events are journalled by
@@ -106,6 +143,9 @@ class MqttIngress:
         topic = message.topic
         route = self._routes.get(topic)
         if route is None:
+            bridged = self._availability.get(topic)
+            if bridged is not None:
+                self._availability_message(bridged, message)
             return None
         device = route.device
         if message.retain:
@@ -172,6 +212,26 @@ class MqttIngress:
                        ) -> None:
         await self._intake.events(events, None if receipt is _NO_RECEIPT else receipt)
         self._counters.inc_key(route.accepted)
+
+    def _availability_message(self, device: MqttDevice, message: Inbound) -> None:
+        payload = message.payload
+        if not isinstance(payload, bytes | bytearray | str) or not payload:
+            return  # a retained state cleared (the device was removed from the bridge)
+        if len(payload) > self._max_payload:
+            self._reject(device.id, message.topic, "payload_too_large", f"{len(payload)} "
+                         f"bytes, more than broker.max_payload_bytes ({self._max_payload})")
+            return
+        try:
+            online = parse_availability(payload)
+        except BadAvailabilityError as exc:
+            self._reject(device.id, message.topic, "bad_availability", str(exc))
+            return
+        self._counters.inc("availability", device=device.id,
+                           state="online" if online else "offline")
+        if online:
+            self._intake.seen(device.id)
+        else:
+            self._intake.unreachable(device.id)
 
     def _reject(self, device: str, topic: str, reason: str, detail: str) -> None:
         self._counters.reject(log, device, reason, f"on {topic}: {detail}")

@@ -123,6 +123,7 @@ class Gateway:
             self.clock, self.counters, self.pseudonymise, receipts=self.journal,
             redelivery_window_s=config.broker.redelivery_window_s,
             max_payload_bytes=config.broker.max_payload_bytes,
+            availability_of=self._availability_topic,
         )
         self.link.on_connect(self.ingress.connected)
         for topic in self.ingress.topics:
@@ -193,6 +194,9 @@ class Gateway:
 
     def seen(self, device: str) -> None:
         self.board.seen(device, self.clock.monotonic())
+
+    def unreachable(self, device: str) -> None:
+        self.board.unreachable(device)
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -438,6 +442,15 @@ class Gateway:
         mapping = self.profiles.get(device.profile).mapping
         assert isinstance(mapping, JsonMap)
         return mapping
+
+    def _availability_topic(self, device: MqttDevice) -> str | None:
+        """Where a bridge says whether it reaches the device: its own setting, else its
+        profile's."""
+        if device.mqtt.availability_topic is not None:
+            return device.mqtt.availability_topic
+        if device.profile is None:
+            return None
+        return self.profiles.get(device.profile).availability_for(device.mqtt.topic)
 
     def _location(self, device_id: str) -> Location | None:
         # called for every point written: a dict, not a scan of the device list

@@ -25,6 +25,12 @@ CASES: dict[str, tuple[dict[str, float], str, DeliveryClass]] = {
     "zigbee-sos-button": ({"battery_pct": 88, "linkquality": 96}, "press", DeliveryClass.ALARM),
     "nbiot-manhole": ({"tilt_deg": 35.2, "installed_tilt_deg": 1.2, "water_level_cm": 40,
                        "battery_pct": 81}, "open", DeliveryClass.ALARM),
+    "heiman-hs1sa": ({"battery_pct": 96.5, "linkquality": 92}, "alarm", DeliveryClass.ALARM),
+    "heiman-hs1eb": ({"battery_pct": 100, "linkquality": 87}, "press", DeliveryClass.ALARM),
+    "tuya-ts0215a-sos": ({"battery_pct": 100, "linkquality": 18}, "press",
+                         DeliveryClass.ALARM),
+    "aqara-sjcgq11lm": ({"battery_pct": 100, "linkquality": 83}, "water_high",
+                        DeliveryClass.EVENT),
 }
 
 
