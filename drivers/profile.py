@@ -102,8 +102,14 @@ def load_profile(file: Path, pieces: Sequence[Path] = ()) -> Profile:
     Included pieces are looked for in `pieces` (first match wins), then in the profile's
     own directory and the shipped one.
     """
+    return profile_from_toml(read_toml(file), file, pieces)
+
+
+def profile_from_toml(document: dict[str, Any], file: Path, pieces: Sequence[Path] = ()
+                      ) -> Profile:
+    """The profile in `document`, read from `file` (see `load_profile`)."""
     search = list(dict.fromkeys([*pieces, file.parent, BUILTIN]))
-    raw = _with_pieces(read_toml(file), file, search, (file.stem,))
+    raw = _with_pieces(document, file, search, (file.stem,))
     try:
         header = _Header.model_validate(raw)
     except ValidationError as exc:
