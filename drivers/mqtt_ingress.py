@@ -38,6 +38,7 @@ from drivers.json_map import (
     parse_json,
     shown,
 )
+from drivers.profile import ProfileLibrary
 from drivers.pseudonym import Pseudonymiser
 from gateway.core.clock import Clock
 from gateway.core.config import DEFAULT_MAX_PAYLOAD, MqttDevice
@@ -45,6 +46,7 @@ from gateway.core.counters import CounterKey, Counters
 from gateway.core.inbound import Inbound
 from gateway.core.journaling import Receipt, ReceiptBook
 from gateway.core.model import DeviceEvent
+from gateway.core.problems import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +87,20 @@ def parse_availability(payload: bytes | bytearray | str) -> bool:
         raise BadAvailabilityError(f"state={shown(state)}: expected \"online\" or "
                                    "\"offline\"")
     return bool(state == "online")
+
+
+def availability_topic(device: MqttDevice, profiles: ProfileLibrary) -> str | None:
+    """Where a bridge says whether it reaches the device: its own setting, else its
+    profile's (None for a profile that cannot be loaded: the config check reports it)."""
+    if device.mqtt.availability_topic is not None:
+        return device.mqtt.availability_topic
+    if device.profile is None:
+        return None
+    try:
+        profile = profiles.get(device.profile)
+    except (KeyError, ConfigError):
+        return None
+    return profile.availability_for(device.mqtt.topic)
 
 
 def inline_mapping(device: MqttDevice) -> JsonMap:

@@ -15,7 +15,7 @@ import msgspec
 
 from drivers.elder_button_gpio import ElderButtonGpio
 from drivers.json_map import JsonMap
-from drivers.mqtt_ingress import MqttIngress, inline_mapping
+from drivers.mqtt_ingress import MqttIngress, availability_topic, inline_mapping
 from drivers.profile import BUILTIN, ProfileLibrary
 from drivers.pseudonym import Pseudonymiser
 from drivers.registry import Context, build_drivers
@@ -123,7 +123,7 @@ class Gateway:
             self.clock, self.counters, self.pseudonymise, receipts=self.journal,
             redelivery_window_s=config.broker.redelivery_window_s,
             max_payload_bytes=config.broker.max_payload_bytes,
-            availability_of=self._availability_topic,
+            availability_of=functools.partial(availability_topic, profiles=self.profiles),
         )
         self.link.on_connect(self.ingress.connected)
         for topic in self.ingress.topics:
@@ -442,15 +442,6 @@ class Gateway:
         mapping = self.profiles.get(device.profile).mapping
         assert isinstance(mapping, JsonMap)
         return mapping
-
-    def _availability_topic(self, device: MqttDevice) -> str | None:
-        """Where a bridge says whether it reaches the device: its own setting, else its
-        profile's."""
-        if device.mqtt.availability_topic is not None:
-            return device.mqtt.availability_topic
-        if device.profile is None:
-            return None
-        return self.profiles.get(device.profile).availability_for(device.mqtt.topic)
 
     def _location(self, device_id: str) -> Location | None:
         # called for every point written: a dict, not a scan of the device list

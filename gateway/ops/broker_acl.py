@@ -9,7 +9,8 @@ Three kinds of broker users, each limited to the topics its job needs:
   but alert acknowledgements (`sc/{site}/alerts/{rule}/{device}/ack`);
 - every device with `transport = "mqtt"` gets a user named after its id that may publish
   to its own topic and nothing else, so one compromised sensor cannot raise another's
-  alarm.
+  alarm. A device with an availability topic (zigbee2mqtt's `<topic>/availability`) may
+  publish there too, and the gateway reads it.
 
 `render_acl` writes these as a Mosquitto `acl_file`. The ACL cannot forbid the retain flag:
 the gateway ignores retained device messages and acks instead (counted as `retained`). On
@@ -25,6 +26,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from drivers.mqtt_ingress import availability_topic
+from drivers.profile import BUILTIN, ProfileLibrary
 from gateway.core.config import GatewayConfig, MqttDevice
 from gateway.core.topics import ROOT, Topics
 
@@ -71,15 +74,18 @@ def broker_users(config: GatewayConfig, console_user: str = DEFAULT_CONSOLE_USER
                                 "login (with broker.password_env)"])
     site_tree = f"{ROOT}/{config.site}/#"
     devices = [d for d in config.devices if isinstance(d, MqttDevice)]
+    profiles = ProfileLibrary([BUILTIN, *config.profile_dirs])
+    own = {d.id: (d.mqtt.topic, *filter(None, [availability_topic(d, profiles)]))
+           for d in devices}  # what each device's publisher writes
     # what the gateway writes outside its own tree; the console reads it too
     outside = tuple(sorted({t for t in notify_topics
                             if not t.startswith(f"{ROOT}/{config.site}/")}))
     users = [
         BrokerUser(name=config.broker.username, role=Role.GATEWAY, readwrite=(site_tree,),
-                   read=tuple(d.mqtt.topic for d in devices), write=outside),
+                   read=tuple(t for d in devices for t in own[d.id]), write=outside),
         BrokerUser(name=console_user, role=Role.CONSOLE, read=(site_tree, *outside),
                    write=(Topics(config.site).alert_ack_filter,)),
-        *(BrokerUser(name=d.id, role=Role.DEVICE, write=(d.mqtt.topic,)) for d in devices),
+        *(BrokerUser(name=d.id, role=Role.DEVICE, write=own[d.id]) for d in devices),
     ]
     problems: list[str] = []
     for user in users[1:]:
