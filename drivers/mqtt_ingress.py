@@ -17,8 +17,9 @@ now: it is ignored and counted (reason `retained`), as is a payload larger than
 A device bridged by zigbee2mqtt has an availability topic as well, on which the bridge says
 whether it can still reach the device: `online`/`offline` as plain text (zigbee2mqtt 1.x's
 legacy payload) or `{"state": "online"}`. `offline` makes the device offline at once;
-`online` counts as a sign of life. These messages are retained on purpose (the current
-state), so a retained one is read too. Anything else is rejected as `bad_availability`.
+`online` counts as a sign of life, unless the bridge itself said it stopped
+(drivers/zigbee2mqtt.py). These messages are retained on purpose (the current state), so a
+retained one is read too. Anything else is rejected as `bad_availability`.
 """
 
 from __future__ import annotations
@@ -36,10 +37,10 @@ from drivers.json_map import (
     JsonReading,
     MalformedJsonError,
     parse_json,
-    shown,
 )
 from drivers.profile import ProfileLibrary
 from drivers.pseudonym import Pseudonymiser
+from drivers.zigbee2mqtt import BadAvailabilityError, Zigbee2MqttBridges, parse_availability
 from gateway.core.clock import Clock
 from gateway.core.config import DEFAULT_MAX_PAYLOAD, MqttDevice
 from gateway.core.counters import CounterKey, Counters
@@ -63,30 +64,6 @@ class _Route:
     digest_prefix: bytes  # the topic as hashed into a receipt's digest
     accepted: CounterKey  # ingress_messages{device}
     redelivered: CounterKey  # redelivered{device}
-
-
-AVAILABILITY = {b"online": True, b"offline": False}
-
-
-class BadAvailabilityError(ValueError):
-    """An availability payload that says neither online nor offline."""
-
-
-def parse_availability(payload: bytes | bytearray | str) -> bool:
-    """True for online, False for offline, in either of zigbee2mqtt's two forms."""
-    raw = payload.encode() if isinstance(payload, str) else bytes(payload)
-    plain = AVAILABILITY.get(raw.strip())
-    if plain is not None:
-        return plain
-    try:
-        body = parse_json(raw)
-    except MalformedJsonError as exc:
-        raise BadAvailabilityError(f"neither online/offline nor JSON: {exc}") from exc
-    state = body.get("state") if isinstance(body, dict) else None
-    if state not in ("online", "offline"):
-        raise BadAvailabilityError(f"state={shown(state)}: expected \"online\" or "
-                                   "\"offline\"")
-    return bool(state == "online")
 
 
 def availability_topic(device: MqttDevice, profiles: ProfileLibrary) -> str | None:
@@ -129,6 +106,7 @@ class MqttIngress:
         redelivery_window_s: float = 3600.0,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD,
         availability_of: Callable[[MqttDevice], str | None] = lambda d: None,
+        bridges: Zigbee2MqttBridges | None = None,
     ) -> None:
         self._routes = {
             d.mqtt.topic: _Route(d, JsonMapper(mapping_of(d), d.kind, d.id, pseudonymise),
@@ -142,6 +120,8 @@ class MqttIngress:
             topic: d for d in devices
             if (topic := availability_of(d)) is not None and topic not in self._routes
         }
+        self._bridges = bridges
+        self._bridge_topics = set(bridges.topics) if bridges is not None else set()
         self._intake = intake
         self._clock = clock
         self._counters = counters
@@ -151,7 +131,7 @@ class MqttIngress:
 
     @property
     def topics(self) -> list[str]:
-        return [*self._routes, *self._availability]
+        return [*self._routes, *self._availability, *self._bridge_topics]
 
     def handle(self, message: Inbound) -> Awaitable[None] | None:
         """Decode a message and hand over its reading at once; events are journalled by
@@ -162,6 +142,8 @@ class MqttIngress:
             bridged = self._availability.get(topic)
             if bridged is not None:
                 self._availability_message(bridged, message)
+            elif topic in self._bridge_topics and self._bridges is not None:
+                self._bridges.handle(message)
             return None
         device = route.device
         if message.retain:
@@ -244,6 +226,8 @@ class MqttIngress:
             return
         self._counters.inc("availability", device=device.id,
                            state="online" if online else "offline")
+        if online and self._bridges is not None and self._bridges.bridge_offline(device.id):
+            return  # kept from before the bridge stopped: it republishes when it is back
         if online:
             self._intake.seen(device.id)
         else:

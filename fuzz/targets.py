@@ -16,12 +16,12 @@ from drivers.modbus import ModbusMap
 from drivers.modbus.frames import classify_rtu, classify_tcp, rtu_answer_length
 from drivers.modbus.planner import plan_map
 from drivers.modbus.values import decode_point
-from drivers.mqtt_ingress import BadAvailabilityError, parse_availability
 from drivers.profile import BUILTIN, ProfileLibrary, profile_from_toml
 from drivers.pseudonym import Pseudonymiser
 from drivers.serial_frames import SerialFormat
 from drivers.serial_frames.decode import FrameDecoder
 from drivers.serial_frames.scanner import FrameScanner, Rejected
+from drivers.zigbee2mqtt import BadAvailabilityError, parse_availability
 from fuzz.mqtt_dispatch import mqtt_dispatch
 from gateway.config_file import parse_config
 from gateway.core.kinds import MODELS

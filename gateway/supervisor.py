@@ -20,10 +20,12 @@ from drivers.profile import BUILTIN, ProfileLibrary
 from drivers.pseudonym import Pseudonymiser
 from drivers.registry import Context, build_drivers
 from drivers.serial_frames.driver import SerialFrameDriver
+from drivers.zigbee2mqtt import BridgedDevice, Zigbee2MqttBridges
 from gateway.acks import AckDesk
 from gateway.clock_sync import ClockProbe, read_kernel_clock, trustworthy
 from gateway.core.clock import Clock, SystemClock
 from gateway.core.config import (
+    BROKER_MESSAGE_LIMIT,
     AnyDevice,
     GatewayConfig,
     GpioDevice,
@@ -118,12 +120,18 @@ class Gateway:
                                              self.pseudonymise, self.pin_factory))
         self.buttons = {d.device.id: d for d in self.drivers if isinstance(d, ElderButtonGpio)}
         self._inline_mappings: dict[str, JsonMap] = {}
+        mqtt_devices = [d for d in config.devices if isinstance(d, MqttDevice)]
+        self.bridges = Zigbee2MqttBridges(
+            [self._bridged(d) for d in mqtt_devices
+             if availability_topic(d, self.profiles) is not None],
+            self, self.counters, BROKER_MESSAGE_LIMIT)
         self.ingress = MqttIngress(
-            [d for d in config.devices if isinstance(d, MqttDevice)], self._json_mapping, self,
+            mqtt_devices, self._json_mapping, self,
             self.clock, self.counters, self.pseudonymise, receipts=self.journal,
             redelivery_window_s=config.broker.redelivery_window_s,
             max_payload_bytes=config.broker.max_payload_bytes,
             availability_of=functools.partial(availability_topic, profiles=self.profiles),
+            bridges=self.bridges,
         )
         self.link.on_connect(self.ingress.connected)
         for topic in self.ingress.topics:
@@ -442,6 +450,12 @@ class Gateway:
         mapping = self.profiles.get(device.profile).mapping
         assert isinstance(mapping, JsonMap)
         return mapping
+
+    def _bridged(self, device: MqttDevice) -> BridgedDevice:
+        profile = self.profiles.get(device.profile) if device.profile is not None else None
+        return BridgedDevice(device.id, device.mqtt.topic,
+                             profile.models if profile is not None else (),
+                             profile.name if profile is not None else None)
 
     def _location(self, device_id: str) -> Location | None:
         # called for every point written: a dict, not a scan of the device list

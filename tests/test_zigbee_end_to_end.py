@@ -171,3 +171,47 @@ async def test_a_retained_offline_found_at_start_makes_the_device_offline(
             await sos.report({"battery_pct": 80}, event="press")
             await watcher.next(lambda s: _is_event(s, "sos-8", "press"))
             assert gateway.board.get("sos-8") is Status.ONLINE
+
+
+async def test_a_stopped_zigbee2mqtt_makes_its_devices_offline_and_stale_online_is_not_believed(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    site = unique_site("z2m")
+    base = f"zigbee2mqtt-{site}"
+    config = make_config(tmp_path, site=site, broker_port=mosquitto.port,
+                         shutdown_timeout_s=0.5, devices=[
+                             _zigbee("sos-9", "elder_button", "heiman-hs1eb", f"{base}/sos-9"),
+                             _zigbee("smoke-9", "smoke", "heiman-hs1sa", f"{base}/smoke-9")])
+    async with Watcher(mosquitto.port, f"sc/{site}/#", "observer") as watcher:
+        sos = Zigbee2MqttDevice(watcher.client, f"{base}/sos-9", LIBRARY.get("heiman-hs1eb"))
+        smoke = Zigbee2MqttDevice(watcher.client, f"{base}/smoke-9",
+                                  LIBRARY.get("heiman-hs1sa"))
+        # zigbee2mqtt stopped after saying its devices were online: all of it retained
+        await sos.available(True)
+        await smoke.available(True)
+        assert watcher.client is not None
+        await watcher.client.publish(f"{base}/bridge/state", b'{"state":"offline"}', qos=1,
+                                     retain=True)
+        async with running(Gateway(config)) as gateway:
+            counters = gateway.counters
+
+            def retained_read() -> bool:
+                return (counters.get("availability", state="online") == 2
+                        and counters.get("zigbee2mqtt_state", state="offline") == 1)
+
+            await eventually(retained_read, what="the retained messages read")
+            assert gateway.board.get("sos-9") is gateway.board.get("smoke-9") is Status.OFFLINE
+            # a device's online while its bridge is stopped is stale: not believed
+            await sos.available(True)
+            await eventually(lambda: counters.get("availability", device="sos-9",
+                                                  state="online") == 2, what="read")
+            assert gateway.board.get("sos-9") is Status.OFFLINE
+            # zigbee2mqtt starts again and republishes its devices' availability
+            await watcher.client.publish(f"{base}/bridge/state", b"online", qos=1, retain=True)
+            await sos.available(True)
+            await watcher.next(lambda s: _is_event(s, "sos-9", "online"))
+            assert gateway.board.get("smoke-9") is Status.OFFLINE  # not republished yet
+            await smoke.available(True)
+            await eventually(lambda: gateway.board.get("smoke-9") is Status.ONLINE,
+                             what="smoke back")
+            assert gateway.counters.get("zigbee2mqtt_state", state="offline") == 1

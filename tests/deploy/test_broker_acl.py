@@ -59,7 +59,9 @@ def test_a_zigbee2mqtt_device_may_write_its_availability_and_the_gateway_reads_i
                 "mqtt": {"topic": "bridge/sos-3", "availability_topic": "bridge/sos-3/up"}}]}
     gateway, _, sos_2, sos_3 = broker_users(parse_config(raw, tmp_path / "g.toml", {}))
     assert gateway.read == ("zigbee2mqtt/sos-2", "zigbee2mqtt/sos-2/availability",
-                            "bridge/sos-3", "bridge/sos-3/up")
+                            "bridge/sos-3", "bridge/sos-3/up",
+                            "bridge/bridge/devices", "bridge/bridge/state",
+                            "zigbee2mqtt/bridge/devices", "zigbee2mqtt/bridge/state")
     assert sos_2.write == ("zigbee2mqtt/sos-2", "zigbee2mqtt/sos-2/availability")
     assert sos_3.write == ("bridge/sos-3", "bridge/sos-3/up")
 

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from drivers.json_map import JsonMap, JsonMapper
-from drivers.mqtt_ingress import BadAvailabilityError, parse_availability
 from drivers.profile import BUILTIN, ProfileLibrary, load_profile
+from drivers.zigbee2mqtt import BadAvailabilityError, parse_availability
 from gateway.core.problems import ConfigError
 
 LIBRARY = ProfileLibrary()
