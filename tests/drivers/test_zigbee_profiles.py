@@ -11,6 +11,7 @@ import pytest
 from drivers.json_map import JsonMap, JsonMapper
 from drivers.profile import BUILTIN, ProfileLibrary, load_profile
 from drivers.zigbee2mqtt import BadAvailabilityError, parse_availability
+from gateway.config_file import parse_config
 from gateway.core.problems import ConfigError
 
 LIBRARY = ProfileLibrary()
@@ -262,3 +263,20 @@ def test_an_availability_payload_that_says_neither_is_refused(payload: bytes, me
                                                               ) -> None:
     with pytest.raises(BadAvailabilityError, match=message.replace("(", r"\(")):
         parse_availability(payload)
+
+
+def test_a_device_may_name_its_model_and_is_checked_against_its_kind(tmp_path: Path) -> None:
+    def config(kind: str, profile: str) -> dict[str, Any]:
+        return {"site": "c1", "store": {"url": "http://127.0.0.1:9"}, "devices": [
+            {"id": "sos-1", "kind": kind, "transport": "mqtt", "profile": profile,
+             "mqtt": {"topic": "zigbee2mqtt/sos-1"}}]}
+
+    parsed = parse_config(config("elder_button", "TS0215A_sos"), tmp_path / "g.toml", {})
+    assert parsed.devices[0].profile == "TS0215A_sos"
+    with pytest.raises(ConfigError) as caught:
+        parse_config(config("smoke", "HS1EB/HS1EB-E"), tmp_path / "g.toml", {})
+    assert [(p.path, p.message) for p in caught.value.problems] == [
+        ("devices[0].profile", "profile heiman-hs1eb is for elder_button devices, not smoke")]
+    with pytest.raises(ConfigError) as caught:
+        parse_config(config("smoke", "HS9XX"), tmp_path / "g.toml", {})
+    assert caught.value.problems[0].message.startswith("no profile 'HS9XX' (known: ")
