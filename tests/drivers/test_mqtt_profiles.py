@@ -15,6 +15,7 @@ from gateway.core.model import DeliveryClass, DeviceEvent, Reading
 from gateway.ops.private_servers import Mosquitto
 from gateway.supervisor import Gateway
 from simulators.mqtt_device import MqttDeviceSimulator
+from simulators.zigbee2mqtt import Zigbee2MqttDevice
 from tests.helpers import Watcher, eventually, make_config, running, status_and_event, unique_site
 
 LIBRARY = ProfileLibrary()
@@ -58,7 +59,12 @@ async def test_profile_over_mqtt(tmp_path: Path, mosquitto: Mosquitto, profile: 
         mosquitto.port, f"sc/{site}/{kind}/dev-1/#", "watch"
     ) as watcher:
         await eventually(lambda: gateway.link.connected, what="connected")
-        device = MqttDeviceSimulator(watcher.client, topic, LIBRARY.get(profile))
+        if LIBRARY.get(profile).availability_topic is None:
+            device = MqttDeviceSimulator(watcher.client, topic, LIBRARY.get(profile))
+        else:  # as zigbee2mqtt relays it, saying first that it reaches the device
+            bridged = Zigbee2MqttDevice(watcher.client, topic, LIBRARY.get(profile))
+            await bridged.available(True)
+            device = bridged
         await device.report(readings, event_type)
 
         got: dict[str, bytes] = {}
