@@ -109,7 +109,7 @@ def profile_from_toml(document: dict[str, Any], file: Path, pieces: Sequence[Pat
                       ) -> Profile:
     """The profile in `document`, read from `file` (see `load_profile`)."""
     search = list(dict.fromkeys([*pieces, file.parent, BUILTIN]))
-    raw = _with_pieces(document, file, search, (file.stem,))
+    raw = _with_pieces(document, file, search, (file.stem,), set())
     try:
         header = _Header.model_validate(raw)
     except ValidationError as exc:
@@ -168,9 +168,13 @@ def _model_problems(header: _Header) -> list[Problem]:
 
 
 def _with_pieces(raw: dict[str, Any], file: Path, search: Sequence[Path],
-                 chain: tuple[str, ...]) -> dict[str, Any]:
+                 chain: tuple[str, ...], merged_once: set[str]) -> dict[str, Any]:
     """`raw` with the pieces it includes merged under it; ConfigError (naming `file`) for an
-    include that is missing, malformed or part of a cycle."""
+    include that is missing, malformed or part of a cycle.
+
+    A piece reached twice (two pieces that both include `zigbee/battery`) is merged once,
+    where it is first reached.
+    """
     body = dict(raw)
     includes = body.pop("include", [])
     if not isinstance(includes, list) or not all(isinstance(i, str) for i in includes):
@@ -185,6 +189,9 @@ def _with_pieces(raw: dict[str, Any], file: Path, search: Sequence[Path],
         if name in chain[1:]:
             cycle = " -> ".join((*chain, name))
             raise ConfigError(file, [Problem(key, f"includes form a cycle: {cycle}")])
+        if name in merged_once:
+            continue
+        merged_once.add(name)
         piece_file = next((d / f"{name}.toml" for d in search
                            if (d / f"{name}.toml").is_file()), None)
         if piece_file is None:
@@ -196,7 +203,7 @@ def _with_pieces(raw: dict[str, Any], file: Path, search: Sequence[Path],
         if named:
             raise ConfigError(piece_file, [Problem(k, "a piece cannot set it: only a profile "
                                                    "names a model") for k in named])
-        piece = _with_pieces(piece_raw, piece_file, search, (*chain, name))
+        piece = _with_pieces(piece_raw, piece_file, search, (*chain, name), merged_once)
         merged = _merge(merged, piece, "", file, f"{key} ({name})")
     return _merge(merged, body, "", file, "this file")
 

@@ -183,6 +183,16 @@ def test_cyclic_includes_are_refused_with_the_cycle(tmp_path: Path) -> None:
     assert problem.message == "includes form a cycle: button -> site/a -> site/b -> site/a"
 
 
+def test_a_piece_reached_twice_is_merged_once(tmp_path: Path) -> None:
+    _write(tmp_path, "site/ias", 'include = ["zigbee/battery", "zigbee/tamper"]\n')
+    file = _write(tmp_path, "button", PROFILE.format(
+        name="button", extra='include = ["zigbee/battery", "site/ias", "zigbee/tamper"]'))
+    mapping = load_profile(file).mapping
+    assert isinstance(mapping, JsonMap)
+    assert [r.path for r in mapping.readings] == ["battery"]
+    assert [e.path for e in mapping.events] == ["tamper", "tamper", "action"]
+
+
 def test_a_piece_cannot_name_a_model_nor_repeat_an_entry(tmp_path: Path) -> None:
     _write(tmp_path, "site/named", 'name = "x"\nmodels = ["X1"]\n')
     file = _write(tmp_path, "button", PROFILE.format(name="button",
