@@ -14,7 +14,8 @@ Shipped profiles live in drivers/profiles/; a site may add its own directories. 
 in subdirectories of them (`zigbee/battery.toml` is the piece `zigbee/battery`): a piece
 holds any keys of a profile but the ones that name the model, and may include other pieces.
 Merging: tables merge key by key, lists append (the pieces' entries first, in include order),
-and a value the including file sets itself wins over a piece's.
+and a value the including file sets itself wins over a piece's; a piece reached twice is
+merged once.
 """
 
 from __future__ import annotations
