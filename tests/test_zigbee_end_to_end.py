@@ -5,16 +5,19 @@ availability makes a device offline at once."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 from typing import Any
 
 import msgspec
+import pytest
 
 from drivers.profile import ProfileLibrary
 from gateway.core.model import Alert, AlertState, DeviceEvent
 from gateway.ops.private_servers import Mosquitto, VictoriaMetrics
 from gateway.ops.store_query import export
 from gateway.status import Status
+from gateway.status_report import status_path
 from gateway.supervisor import Gateway
 from simulators.zigbee2mqtt import Zigbee2MqttDevice
 from tests.helpers import Seen, Watcher, eventually, make_config, running, unique_site
@@ -37,8 +40,10 @@ def _is_event(seen: Seen, device: str, event_type: str) -> bool:
 
 
 async def test_sos_press_and_smoke_raise_alerts_and_availability_sets_offline_at_once(
-    tmp_path: Path, mosquitto: Mosquitto, victoria: VictoriaMetrics
+    tmp_path: Path, mosquitto: Mosquitto, victoria: VictoriaMetrics,
+    caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.DEBUG)
     site = unique_site("z2m")
     base = f"zigbee2mqtt-{site}"
     config = make_config(tmp_path, site=site, broker_port=mosquitto.port,
@@ -129,12 +134,15 @@ async def test_sos_press_and_smoke_raise_alerts_and_availability_sets_offline_at
                              for s in _drain(everything.queue))
         journal = b"".join(f.read_bytes() for f in Path(config.journal.path).parent.glob(
             Path(config.journal.path).name + "*"))  # with its write-ahead log
+        status_file = status_path(config.journal).read_bytes()
+    logged = caplog.text.encode()
     assert b"alerts/smoke.alarm/smoke-7" in published  # the search saw what was sent
     assert b"smoke-7" in journal
+    assert b"smoke-7" in status_file
+    assert b"bad_availability" in logged
     for secret in (b"wang-xiuying", b"0x00158d00028208ae"):
-        assert secret not in published
-        assert secret not in stored_text
-        assert secret not in journal
+        for where in (published, stored_text, journal, status_file, logged):
+            assert secret not in where
 
 
 # the block zigbee2mqtt's legacy `include_device_information` adds (Koenkk/zigbee2mqtt issue
