@@ -27,6 +27,11 @@ class Intake(Protocol):
 
 
 class MessageIntake(Intake, Protocol):
+    def unreachable(self, device: str) -> None:
+        """A bridge (zigbee2mqtt) says it lost `device`: offline now, without waiting for
+        the heartbeat to lapse."""
+        ...
+
     async def events(self, events: Sequence[DeviceEvent], receipt: Receipt | None = None
                      ) -> None:
         """Journal the events of one message in one commit, with the message's receipt.

@@ -38,6 +38,9 @@ class JsonEvent(_Strict):
     equals: bool | int | float | str | None = None
     event: str | None = None
     map: dict[str, str] = Field(default_factory=dict)
+    # values of a `map` path that are known and raise nothing (a button's release report,
+    # the empty `action` zigbee2mqtt may send after each one): not counted as unmapped
+    no_event: list[str] = Field(default_factory=list)
     on_change: bool = False  # for devices that report their whole state every time
 
 
@@ -70,6 +73,10 @@ class JsonMap(_Strict):
         for i, e in enumerate(self.events):
             if (e.event is None) == (not e.map):
                 out.append((f"events[{i}]", "give either event (with equals) or map"))
+            if e.no_event and not e.map:
+                out.append((f"events[{i}].no_event", "only a map has values without an event"))
+            for value in set(e.no_event) & set(e.map):
+                out.append((f"events[{i}].no_event", f"{value!r} is mapped to an event too"))
             for name in ([e.event] if e.event else []) + list(e.map.values()):
                 if name not in model.events:
                     out.append((f"events[{i}]", f"{name!r} is not an event of {kind} devices"))
@@ -248,7 +255,9 @@ class JsonMapper:
                     fields["card"] = pseudonym
         for index, e in enumerate(self._map.events):
             raw = lookup(body, e.path)
-            if raw is _MISSING:
+            if raw is _MISSING or raw is None:
+                # null is "no value" (zigbee2mqtt sends `"action": null` with a report
+                # that carries no action, and nulls for flags it has not read yet)
                 continue
             if e.event is not None and not _comparable(raw, e.equals):
                 if e.path not in bad:  # one problem per path, however many entries read it
@@ -270,6 +279,8 @@ class JsonMapper:
                     out.events.append(make_event(self._kind, self._device, e.event, ts, fields))
             else:
                 event = e.map.get(_key(raw))
+                if event is None and _key(raw) in e.no_event:
+                    continue
                 if event is None:
                     out.problems.append(("unmapped_event",
                                          f"{e.path}={shown(raw)} is not mapped"))

@@ -13,6 +13,13 @@ already, and it is acknowledged and dropped, counted as `redelivered{device}`.
 A retained message is an old one the broker kept, not something the device says
 now: it is ignored and counted (reason `retained`), as is a payload larger than
 `broker.max_payload_bytes` (reason `payload_too_large`), before anything parses it.
+
+A device bridged by zigbee2mqtt has an availability topic as well, on which the bridge says
+whether it can still reach the device: `online`/`offline` as plain text (zigbee2mqtt 1.x's
+legacy payload) or `{"state": "online"}`. `offline` makes the device offline at once;
+`online` counts as a sign of life, unless the bridge itself said it stopped
+(drivers/zigbee2mqtt.py). These messages are retained on purpose (the current state), so a
+retained one is read too. Anything else is rejected as `bad_availability`.
 """
 
 from __future__ import annotations
@@ -31,13 +38,16 @@ from drivers.json_map import (
     MalformedJsonError,
     parse_json,
 )
+from drivers.profile import ProfileLibrary
 from drivers.pseudonym import Pseudonymiser
+from drivers.zigbee2mqtt import BadAvailabilityError, Zigbee2MqttBridges, parse_availability
 from gateway.core.clock import Clock
 from gateway.core.config import DEFAULT_MAX_PAYLOAD, MqttDevice
 from gateway.core.counters import CounterKey, Counters
 from gateway.core.inbound import Inbound
 from gateway.core.journaling import Receipt, ReceiptBook
 from gateway.core.model import DeviceEvent
+from gateway.core.problems import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +64,20 @@ class _Route:
     digest_prefix: bytes  # the topic as hashed into a receipt's digest
     accepted: CounterKey  # ingress_messages{device}
     redelivered: CounterKey  # redelivered{device}
+
+
+def availability_topic(device: MqttDevice, profiles: ProfileLibrary) -> str | None:
+    """Where a bridge says whether it reaches the device: its own setting, else its
+    profile's (None for a profile that cannot be loaded: the config check reports it)."""
+    if device.mqtt.availability_topic is not None:
+        return device.mqtt.availability_topic
+    if device.profile is None:
+        return None
+    try:
+        profile = profiles.get(device.profile)
+    except (KeyError, ConfigError):
+        return None
+    return profile.availability_for(device.mqtt.topic)
 
 
 def inline_mapping(device: MqttDevice) -> JsonMap:
@@ -81,6 +105,8 @@ class MqttIngress:
         receipts: ReceiptBook | None = None,
         redelivery_window_s: float = 3600.0,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD,
+        availability_of: Callable[[MqttDevice], str | None] = lambda d: None,
+        bridges: Zigbee2MqttBridges | None = None,
         receipt_prefix: str = RECEIPT_PREFIX,
     ) -> None:
         # each broker session numbers its packets apart: one prefix per session
@@ -92,6 +118,13 @@ class MqttIngress:
                                  Counters.key("redelivered", device=d.id))
             for d in devices
         }
+        # availability topic -> device; a device's own topic is never also one
+        self._availability = {
+            topic: d for d in devices
+            if (topic := availability_of(d)) is not None and topic not in self._routes
+        }
+        self._bridges = bridges
+        self._bridge_topics = set(bridges.topics) if bridges is not None else set()
         self._intake = intake
         self._clock = clock
         self._counters = counters
@@ -101,7 +134,7 @@ class MqttIngress:
 
     @property
     def topics(self) -> list[str]:
-        return list(self._routes)
+        return [*self._routes, *self._availability, *self._bridge_topics]
 
     def handle(self, message: Inbound) -> Awaitable[None] | None:
         """Decode a message and hand over its reading at once; events are journalled by
@@ -109,6 +142,11 @@ class MqttIngress:
         topic = message.topic
         route = self._routes.get(topic)
         if route is None:
+            bridged = self._availability.get(topic)
+            if bridged is not None:
+                self._availability_message(bridged, message)
+            elif topic in self._bridge_topics and self._bridges is not None:
+                self._bridges.handle(message)
             return None
         device = route.device
         if message.retain:
@@ -175,6 +213,28 @@ class MqttIngress:
                        ) -> None:
         await self._intake.events(events, None if receipt is _NO_RECEIPT else receipt)
         self._counters.inc_key(route.accepted)
+
+    def _availability_message(self, device: MqttDevice, message: Inbound) -> None:
+        payload = message.payload
+        if not isinstance(payload, bytes | bytearray | str) or not payload:
+            return  # a retained state cleared (the device was removed from the bridge)
+        if len(payload) > self._max_payload:
+            self._reject(device.id, message.topic, "payload_too_large", f"{len(payload)} "
+                         f"bytes, more than broker.max_payload_bytes ({self._max_payload})")
+            return
+        try:
+            online = parse_availability(payload)
+        except BadAvailabilityError as exc:
+            self._reject(device.id, message.topic, "bad_availability", str(exc))
+            return
+        self._counters.inc("availability", device=device.id,
+                           state="online" if online else "offline")
+        if online and self._bridges is not None and self._bridges.bridge_offline(device.id):
+            return  # kept from before the bridge stopped: it republishes when it is back
+        if online:
+            self._intake.seen(device.id)
+        else:
+            self._intake.unreachable(device.id)
 
     def _reject(self, device: str, topic: str, reason: str, detail: str) -> None:
         self._counters.reject(log, device, reason, f"on {topic}: {detail}")

@@ -41,6 +41,11 @@ def write_seeds(target: str, directory: Path) -> int:
             (2, b"vendor/d1/sos", b'{"action": "single"}', 1),
             (0, b"sc/c1/alerts/sos/d1/ack", b'{"by": "duty"}', 0),
             (6, b"a/1/2/b", b"{}", 2), (14, b"$SYS/broker/uptime", b"1", 3))]
+    if target == "availability":
+        seeds += [b"online", b"offline", b'{"state":"online"}', b'{"state": "offline"}']
+    if target == "profile_file":
+        profiles = Path(__file__).parent.parent / "drivers" / "profiles"
+        seeds += [f.read_bytes() for f in sorted(profiles.rglob("*.toml"))]
     for n, seed in enumerate(seeds):
         (directory / f"seed-{n}").write_bytes(seed)
     return len(seeds)

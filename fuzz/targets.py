@@ -16,11 +16,12 @@ from drivers.modbus import ModbusMap
 from drivers.modbus.frames import classify_rtu, classify_tcp, rtu_answer_length
 from drivers.modbus.planner import plan_map
 from drivers.modbus.values import decode_point
-from drivers.profile import ProfileLibrary
+from drivers.profile import BUILTIN, ProfileLibrary, profile_from_toml
 from drivers.pseudonym import Pseudonymiser
 from drivers.serial_frames import SerialFormat
 from drivers.serial_frames.decode import FrameDecoder
 from drivers.serial_frames.scanner import FrameScanner, Rejected
+from drivers.zigbee2mqtt import BadAvailabilityError, parse_availability
 from fuzz.mqtt_dispatch import mqtt_dispatch
 from gateway.config_file import parse_config
 from gateway.core.kinds import MODELS
@@ -137,6 +138,33 @@ def rule_file(data: bytes) -> None:
         assert rule.id
 
 
+def availability(data: bytes) -> None:
+    """Any bytes on a zigbee2mqtt availability topic: online, offline, or refused."""
+    try:
+        online = parse_availability(data)
+    except BadAvailabilityError as exc:
+        assert str(exc)
+        return
+    assert isinstance(online, bool)
+
+
+_FUZZ_PROFILE = Path("/nonexistent/fuzz-profile.toml")
+
+
+def profile_file(data: bytes) -> None:
+    """Any text as a profile, which may include the shipped pieces (and name missing ones
+    or itself)."""
+    try:
+        raw = parse_toml(data.decode("utf-8", "replace"), _FUZZ_PROFILE)
+        profile = profile_from_toml(raw, _FUZZ_PROFILE, [BUILTIN])
+    except ConfigError as exc:
+        assert exc.problems
+        for problem in exc.problems:
+            assert problem.path and problem.message
+        return
+    assert profile.name == _FUZZ_PROFILE.stem
+
+
 TARGETS: dict[str, Callable[[bytes], None]] = {
     "json_payload": json_payload,
     "serial_stream": serial_stream,
@@ -144,4 +172,6 @@ TARGETS: dict[str, Callable[[bytes], None]] = {
     "config_file": config_file,
     "rule_file": rule_file,
     "mqtt_dispatch": mqtt_dispatch,
+    "availability": availability,
+    "profile_file": profile_file,
 }

@@ -230,6 +230,9 @@ def _cross_checks(config: GatewayConfig, places: _Places, base: Path, env: Mappi
                 claim(index, device, "gpio.led_pin", "GPIO", device.gpio.led_pin)
         elif isinstance(device, MqttDevice):
             claim(index, device, "mqtt.topic", "topic", device.mqtt.topic)
+            if device.mqtt.availability_topic is not None:
+                claim(index, device, "mqtt.availability_topic", "topic",
+                      device.mqtt.availability_topic)
             model = MODELS[device.kind]
             for raw, event_type in device.mqtt.events.items():
                 if event_type not in model.events:

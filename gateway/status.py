@@ -58,6 +58,11 @@ class StatusBoard:
         entry.last_seen = now
         self.set(device, Status.ONLINE)
 
+    def unreachable(self, device: str) -> None:
+        """A bridge says it lost `device`: offline now, whatever its heartbeat."""
+        if device in self._devices:
+            self.set(device, Status.OFFLINE)
+
     def statuses(self) -> list[tuple[str, DeviceKind, Status]]:
         return [(d, e.kind, e.status) for d, e in self._devices.items() if e.status is not None]
 

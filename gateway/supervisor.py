@@ -15,14 +15,16 @@ import msgspec
 
 from drivers.elder_button_gpio import ElderButtonGpio
 from drivers.json_map import JsonMap
-from drivers.mqtt_ingress import RECEIPT_PREFIX, MqttIngress, inline_mapping
+from drivers.mqtt_ingress import RECEIPT_PREFIX, MqttIngress, availability_topic, inline_mapping
 from drivers.profile import BUILTIN, ProfileLibrary
 from drivers.pseudonym import Pseudonymiser
 from drivers.registry import Context, build_drivers
+from drivers.zigbee2mqtt import BridgedDevice, Zigbee2MqttBridges
 from gateway.acks import AckDesk
 from gateway.clock_sync import ClockProbe, read_kernel_clock, trustworthy
 from gateway.core.clock import Clock, SystemClock
 from gateway.core.config import (
+    BROKER_MESSAGE_LIMIT,
     AnyDevice,
     GatewayConfig,
     GpioDevice,
@@ -123,16 +125,20 @@ class Gateway:
         # their own ("{client_id}-bulk"), so that a backlog of readings the broker hands
         # over (after an outage, a flood) never holds an alarm or its alert back.
         mqtt_devices = [d for d in config.devices if isinstance(d, MqttDevice)]
+        self.bridges = Zigbee2MqttBridges(
+            [self._bridged(d) for d in mqtt_devices
+             if availability_topic(d, self.profiles) is not None],
+            self, self.counters, BROKER_MESSAGE_LIMIT)
         lane = set(config.broker.alarm_lane_kinds) or {d.kind for d in mqtt_devices}
         self.ingress = self._ingress(self.link, [d for d in mqtt_devices if d.kind in lane],
-                                     RECEIPT_PREFIX)
+                                     RECEIPT_PREFIX, self.bridges)
         bulk_devices = [d for d in mqtt_devices if d.kind not in lane]
         self.bulk_link: MqttLink | None = None
         self.bulk_ingress: MqttIngress | None = None
         if bulk_devices:
             self.bulk_link = MqttLink(config.broker, f"{config.client_id}-bulk", None,
                                       self.clock, self.counters)
-            self.bulk_ingress = self._ingress(self.bulk_link, bulk_devices, BULK_PREFIX)
+            self.bulk_ingress = self._ingress(self.bulk_link, bulk_devices, BULK_PREFIX, None)
             self.link.read_elsewhere(self.bulk_ingress.topics)
             self.bulk_link.read_elsewhere(self.ingress.topics)
         self.acks = AckDesk(self.topics, self.rules, self.ack, self.counters,
@@ -201,6 +207,9 @@ class Gateway:
 
     def seen(self, device: str) -> None:
         self.board.seen(device, self.clock.monotonic())
+
+    def unreachable(self, device: str) -> None:
+        self.board.unreachable(device)
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -438,12 +447,16 @@ class Gateway:
         if button is not None:
             button.on_alert(alert)
 
-    def _ingress(self, link: MqttLink, devices: list[MqttDevice], prefix: str) -> MqttIngress:
-        """The MQTT devices read on `link`'s session (`prefix`: its receipts' keys)."""
+    def _ingress(self, link: MqttLink, devices: list[MqttDevice], prefix: str,
+                 bridges: Zigbee2MqttBridges | None) -> MqttIngress:
+        """The MQTT devices read on `link`'s session (`prefix`: its receipts' keys; the
+        zigbee2mqtt bridges' own topics on one session only)."""
         ingress = MqttIngress(
             devices, self._json_mapping, self, self.clock, self.counters, self.pseudonymise,
             receipts=self.journal, redelivery_window_s=self.config.broker.redelivery_window_s,
-            max_payload_bytes=self.config.broker.max_payload_bytes, receipt_prefix=prefix)
+            max_payload_bytes=self.config.broker.max_payload_bytes, receipt_prefix=prefix,
+            availability_of=functools.partial(availability_topic, profiles=self.profiles),
+            bridges=bridges)
         link.on_connect(ingress.connected)
         for topic in ingress.topics:
             link.subscribe(topic, ingress.handle)
@@ -461,6 +474,12 @@ class Gateway:
         mapping = self.profiles.get(device.profile).mapping
         assert isinstance(mapping, JsonMap)
         return mapping
+
+    def _bridged(self, device: MqttDevice) -> BridgedDevice:
+        profile = self.profiles.get(device.profile) if device.profile is not None else None
+        return BridgedDevice(device.id, device.mqtt.topic,
+                             profile.models if profile is not None else (),
+                             profile.name if profile is not None else None)
 
     def _location(self, device_id: str) -> Location | None:
         # called for every point written: a dict, not a scan of the device list

@@ -12,6 +12,7 @@ from simulators.modbus_device import Fault as ModbusFault
 from simulators.modbus_device import SimulatedDevice
 from simulators.mqtt_device import MqttDeviceSimulator
 from simulators.serial_device import SerialDeviceSimulator
+from simulators.zigbee2mqtt import Zigbee2MqttDevice
 
 
 class SimDevice(Protocol):
@@ -51,10 +52,16 @@ class MqttHandle:
         await self.device.report(self.state, beat)
 
     async def die(self) -> None:
+        """Silent from now on; a zigbee2mqtt device is also given up by zigbee2mqtt, as it
+        does once the device's availability timeout has passed."""
         self.dead = True
+        if isinstance(self.device, Zigbee2MqttDevice):
+            await self.device.available(False)
 
     async def revive(self) -> None:
         self.dead = False
+        if isinstance(self.device, Zigbee2MqttDevice):
+            await self.device.available(True)
 
 
 class GpioButtonHandle:

@@ -79,6 +79,15 @@ async def _device_dies(d: Mapping[str, SimDevice], sleep: Sleep, say: Say) -> No
     await sleep(6)  # retried with backoff: back within a few seconds
 
 
+async def _sos_battery_dead(d: Mapping[str, SimDevice], sleep: Sleep, say: Say) -> None:
+    say("an elder in building 7 presses the wireless SOS button (a Heiman HS1EB)")
+    await d["sos-7-1-301"].report({"battery_pct": 4}, event="press")
+    await sleep(5)
+    say("its battery dies; zigbee2mqtt gives it up and says it is offline")
+    await d["sos-7-1-301"].die()
+    await sleep(2)
+
+
 SCENARIOS: Mapping[str, Scenario] = {
     s.name: s
     for s in (
@@ -99,5 +108,9 @@ SCENARIOS: Mapping[str, Scenario] = {
         Scenario("quiet-night", "telemetry only", ("smoke-3-1", "manhole-n1"), _quiet_night),
         Scenario("device-dies", "a polled smoke detector stops answering, then comes back",
                  ("smoke-3-2",), _device_dies, (("device.offline", "smoke-3-2"),)),
+        Scenario("sos-battery-dead", "a wireless SOS press, then the button's battery dies",
+                 ("sos-7-1-301",), _sos_battery_dead,
+                 (("elder.sos", "sos-7-1-301"), ("device.battery_level", "sos-7-1-301"),
+                  ("device.offline", "sos-7-1-301"))),
     )
 }

@@ -47,6 +47,7 @@ from simulators.modbus_rtu import RtuBusSimulator
 from simulators.modbus_tcp import TcpBusSimulator
 from simulators.mqtt_device import MqttDeviceSimulator
 from simulators.serial_device import SerialDeviceSimulator
+from simulators.zigbee2mqtt import Zigbee2MqttDevice
 
 log = logging.getLogger(__name__)
 
@@ -188,11 +189,14 @@ transport = "gpio"
 location = {{ building = "5", unit = "2", floor = 1 }}
 gpio = {{ pin = 22, led_pin = 23, long_press_s = 3.0 }}
 
+# Zigbee devices through zigbee2mqtt, which says when it loses one on <topic>/availability;
+# these report their battery hourly, so an hourly heartbeat backs zigbee2mqtt up
 [[devices]]
 id = "sos-7-1-301"
 kind = "elder_button"
 transport = "mqtt"
-profile = "zigbee-sos-button"
+profile = "heiman-hs1eb"
+heartbeat_s = 3600
 location = {{ building = "7", unit = "1", floor = 3 }}
 mqtt = {{ topic = "zigbee2mqtt/sos-7-1-301" }}
 
@@ -200,7 +204,8 @@ mqtt = {{ topic = "zigbee2mqtt/sos-7-1-301" }}
 id = "smoke-3-1"
 kind = "smoke"
 transport = "mqtt"
-profile = "zigbee-smoke"
+profile = "heiman-hs1sa"
+heartbeat_s = 3600
 location = {{ building = "3", unit = "1", floor = 1 }}
 mqtt = {{ topic = "zigbee2mqtt/smoke-3-1" }}
 
@@ -296,7 +301,12 @@ http = {{ token = "{HTTP_TOKENS['door-7-1']}" }}
                                                            device.gpio.long_press_s)
             elif isinstance(device, MqttDevice) and device.profile is not None:
                 profile = self.profiles.get(device.profile)
-                sim = MqttDeviceSimulator(client, device.mqtt.topic, profile)
+                if profile.availability_for(device.mqtt.topic) is not None:
+                    bridged = Zigbee2MqttDevice(client, device.mqtt.topic, profile)
+                    await bridged.available(True)  # zigbee2mqtt found it at its start
+                    sim: MqttDeviceSimulator = bridged
+                else:
+                    sim = MqttDeviceSimulator(client, device.mqtt.topic, profile)
                 handle = MqttHandle(sim, _at_rest(profile))
                 self.devices[device.id] = handle
                 beats[device.id] = handle.heartbeat

@@ -12,10 +12,12 @@ from hypothesis import strategies as st
 from fuzz.mqtt_dispatch import message_bytes
 from fuzz.seeds import PATHOLOGICAL_CONFIG_FILES, PATHOLOGICAL_RULE_FILES
 from fuzz.targets import (
+    availability,
     config_file,
     json_payload,
     modbus_answer,
     mqtt_dispatch,
+    profile_file,
     rule_file,
     serial_stream,
 )
@@ -31,7 +33,9 @@ json_values = st.recursive(
     lambda children: st.lists(children, max_size=4)
     | st.dictionaries(st.sampled_from(["event", "code", "card", "smoke", "battery", "data",
                                        "tilt", "action", "alarm", "temp_x10", "abnormal",
-                                       "mask", "door_open", "holder", "person"]),
+                                       "mask", "door_open", "holder", "person",
+                                       "water_leak", "trouble", "test", "tamper",
+                                       "battery_low", "linkquality", "state"]),
                       children, max_size=6),
     max_leaves=20,
 )
@@ -180,3 +184,27 @@ def test_mqtt_dispatch_checks_what_it_claims() -> None:
                   + message_bytes(2, b"vendor/x/sos", b"2", 8)
                   + message_bytes(10, b"vendor/x/sos", b"3", 9)  # later, then acknowledged
                   + message_bytes(14, b"a/1/2/b", b"4", 10))  # not journalled
+
+
+@FUZZ
+@given(st.binary(max_size=128) | st.sampled_from([b"online", b"offline"]).map(
+    lambda s: b'{"state": "' + s + b'"}'))
+def test_availability_bytes(data: bytes) -> None:
+    availability(data)
+
+
+profile_lines = st.sampled_from([
+    'name = "fuzz-profile"', 'kind = "smoke"', 'kind = "elder_button"', 'transport = "json"',
+    'include = ["zigbee/battery"]', 'include = ["zigbee/tamper", "zigbee/battery_low"]',
+    'include = ["zigbee/nothing"]', 'include = ["../../etc/passwd"]', "include = [1]",
+    'include = "zigbee/battery"', 'availability_topic = "{topic}/availability"',
+    'availability_topic = "z2m/#"', 'models = ["HS1SA", "HS1SA"]', "heartbeat_s = 60",
+    "[json]", 'readings = [{ path = "battery", reading = "battery_pct" }]',
+    "readings = 3", 'events = [{ path = "smoke", equals = true, event = "alarm" }]',
+    "[modbus]", "json = 1"])
+
+
+@FUZZ
+@given(st.lists(profile_lines | st.text(max_size=30), max_size=10).map("\n".join))
+def test_profile_file(text: str) -> None:
+    profile_file(text.encode())

@@ -29,6 +29,7 @@ EXPECTED = {
     "door-forced": [("door-3-1", "forced_open")],
     "quiet-night": [],
     "device-dies": [],
+    "sos-battery-dead": [("sos-7-1-301", "press")],
 }
 
 

@@ -126,11 +126,13 @@ class MqttIngressSettings(_Strict):
     event_key: str | None = None
     events: dict[str, str] = Field(default_factory=dict)
     readings: list[str] = Field(default_factory=list)
+    # where a bridge (zigbee2mqtt) says online/offline for the device; else its profile's
+    availability_topic: str | None = Field(default=None, min_length=1)
 
-    @field_validator("topic")
+    @field_validator("topic", "availability_topic")
     @classmethod
-    def _no_wildcards(cls, value: str) -> str:
-        if "+" in value or "#" in value:
+    def _no_wildcards(cls, value: str | None) -> str | None:
+        if value is not None and ("+" in value or "#" in value):
             raise ValueError("an ingress topic names one device: no wildcards")
         return value
 

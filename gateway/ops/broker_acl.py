@@ -9,7 +9,9 @@ Three kinds of broker users, each limited to the topics its job needs:
   but alert acknowledgements (`sc/{site}/alerts/{rule}/{device}/ack`);
 - every device with `transport = "mqtt"` gets a user named after its id that may publish
   to its own topic and nothing else, so one compromised sensor cannot raise another's
-  alarm.
+  alarm. A device with an availability topic (zigbee2mqtt's `<topic>/availability`) may
+  publish there too, and the gateway reads it, and its bridge's `bridge/state` and
+  `bridge/devices`.
 
 `render_acl` writes these as a Mosquitto `acl_file`. The ACL cannot forbid the retain flag:
 the gateway ignores retained device messages and acks instead (counted as `retained`). On
@@ -25,6 +27,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from drivers.mqtt_ingress import availability_topic
+from drivers.profile import BUILTIN, ProfileLibrary
+from drivers.zigbee2mqtt import DEVICES, STATE, bridge_base
 from gateway.core.config import GatewayConfig, MqttDevice
 from gateway.core.topics import ROOT, Topics
 
@@ -71,15 +76,22 @@ def broker_users(config: GatewayConfig, console_user: str = DEFAULT_CONSOLE_USER
                                 "login (with broker.password_env)"])
     site_tree = f"{ROOT}/{config.site}/#"
     devices = [d for d in config.devices if isinstance(d, MqttDevice)]
+    profiles = ProfileLibrary([BUILTIN, *config.profile_dirs])
+    own = {d.id: (d.mqtt.topic, *filter(None, [availability_topic(d, profiles)]))
+           for d in devices}  # what each device's publisher writes
+    # what zigbee2mqtt says about itself, for the devices behind it
+    bridges = sorted({f"{base}/{what}" for d in devices if len(own[d.id]) > 1
+                      and (base := bridge_base(d.mqtt.topic)) is not None
+                      for what in (STATE, DEVICES)})
     # what the gateway writes outside its own tree; the console reads it too
     outside = tuple(sorted({t for t in notify_topics
                             if not t.startswith(f"{ROOT}/{config.site}/")}))
     users = [
         BrokerUser(name=config.broker.username, role=Role.GATEWAY, readwrite=(site_tree,),
-                   read=tuple(d.mqtt.topic for d in devices), write=outside),
+                   read=(*(t for d in devices for t in own[d.id]), *bridges), write=outside),
         BrokerUser(name=console_user, role=Role.CONSOLE, read=(site_tree, *outside),
                    write=(Topics(config.site).alert_ack_filter,)),
-        *(BrokerUser(name=d.id, role=Role.DEVICE, write=(d.mqtt.topic,)) for d in devices),
+        *(BrokerUser(name=d.id, role=Role.DEVICE, write=own[d.id]) for d in devices),
     ]
     problems: list[str] = []
     for user in users[1:]:

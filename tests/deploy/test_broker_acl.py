@@ -48,6 +48,24 @@ def test_each_user_gets_only_what_its_job_needs(tmp_path: Path) -> None:
                for line in acl[:acl.index("user gateway")].splitlines())
 
 
+def test_a_zigbee2mqtt_device_may_write_its_availability_and_the_gateway_reads_it(
+        tmp_path: Path) -> None:
+    raw = {"site": "c7", "broker": {"username": "gateway"},
+           "store": {"url": "http://127.0.0.1:9"},
+           "devices": [
+               {"id": "sos-2", "kind": "elder_button", "transport": "mqtt",
+                "profile": "heiman-hs1eb", "mqtt": {"topic": "zigbee2mqtt/sos-2"}},
+               {"id": "sos-3", "kind": "elder_button", "transport": "mqtt",
+                "mqtt": {"topic": "bridge/sos-3", "availability_topic": "bridge/sos-3/up"}}]}
+    gateway, _, sos_2, sos_3 = broker_users(parse_config(raw, tmp_path / "g.toml", {}))
+    assert gateway.read == ("zigbee2mqtt/sos-2", "zigbee2mqtt/sos-2/availability",
+                            "bridge/sos-3", "bridge/sos-3/up",
+                            "bridge/bridge/devices", "bridge/bridge/state",
+                            "zigbee2mqtt/bridge/devices", "zigbee2mqtt/bridge/state")
+    assert sos_2.write == ("zigbee2mqtt/sos-2", "zigbee2mqtt/sos-2/availability")
+    assert sos_3.write == ("bridge/sos-3", "bridge/sos-3/up")
+
+
 def test_the_mqtt_targets_of_a_contacts_file(tmp_path: Path) -> None:
     contacts = tmp_path / "contacts.yaml"
     contacts.write_text("groups:\n  duty_office: [\"mqtt://sc/c7/notify/duty\", "

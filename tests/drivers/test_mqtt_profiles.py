@@ -15,6 +15,7 @@ from gateway.core.model import DeliveryClass, DeviceEvent, Reading
 from gateway.ops.private_servers import Mosquitto
 from gateway.supervisor import Gateway
 from simulators.mqtt_device import MqttDeviceSimulator
+from simulators.zigbee2mqtt import Zigbee2MqttDevice
 from tests.helpers import Watcher, eventually, make_config, running, status_and_event, unique_site
 
 LIBRARY = ProfileLibrary()
@@ -25,6 +26,12 @@ CASES: dict[str, tuple[dict[str, float], str, DeliveryClass]] = {
     "zigbee-sos-button": ({"battery_pct": 88, "linkquality": 96}, "press", DeliveryClass.ALARM),
     "nbiot-manhole": ({"tilt_deg": 35.2, "installed_tilt_deg": 1.2, "water_level_cm": 40,
                        "battery_pct": 81}, "open", DeliveryClass.ALARM),
+    "heiman-hs1sa": ({"battery_pct": 96.5, "linkquality": 92}, "alarm", DeliveryClass.ALARM),
+    "heiman-hs1eb": ({"battery_pct": 100, "linkquality": 87}, "press", DeliveryClass.ALARM),
+    "tuya-ts0215a-sos": ({"battery_pct": 100, "linkquality": 18}, "press",
+                         DeliveryClass.ALARM),
+    "aqara-sjcgq11lm": ({"battery_pct": 100, "linkquality": 83}, "water_high",
+                        DeliveryClass.EVENT),
 }
 
 
@@ -52,7 +59,12 @@ async def test_profile_over_mqtt(tmp_path: Path, mosquitto: Mosquitto, profile: 
         mosquitto.port, f"sc/{site}/{kind}/dev-1/#", "watch"
     ) as watcher:
         await eventually(lambda: gateway.link.connected, what="connected")
-        device = MqttDeviceSimulator(watcher.client, topic, LIBRARY.get(profile))
+        if LIBRARY.get(profile).availability_topic is None:
+            device = MqttDeviceSimulator(watcher.client, topic, LIBRARY.get(profile))
+        else:  # as zigbee2mqtt relays it, saying first that it reaches the device
+            bridged = Zigbee2MqttDevice(watcher.client, topic, LIBRARY.get(profile))
+            await bridged.available(True)
+            device = bridged
         await device.report(readings, event_type)
 
         got: dict[str, bytes] = {}

@@ -14,6 +14,7 @@ MODEL = KindModel(
         "water_level_cm": ReadingSpec(unit="cm", low=0, high=1000),
         "gas_ppm": ReadingSpec(unit="ppm", low=0, high=100_000),
         "battery_pct": ReadingSpec(unit="%", low=0, high=100),
+        "linkquality": ReadingSpec(unit="lqi", low=0, high=255),
         "open": FLAG,
     },
 )

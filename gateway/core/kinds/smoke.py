@@ -12,6 +12,7 @@ MODEL = KindModel(
         "smoke_ppm": ReadingSpec(unit="ppm", low=0, high=10_000),
         "temperature_c": ReadingSpec(unit="°C", low=-40, high=125),
         "battery_pct": ReadingSpec(unit="%", low=0, high=100),
+        "linkquality": ReadingSpec(unit="lqi", low=0, high=255),
         "smoke": FLAG,
     },
 )
