@@ -14,6 +14,8 @@ MODEL = KindModel(
         "water_level_cm": ReadingSpec(unit="cm", low=0, high=1000),
         "gas_ppm": ReadingSpec(unit="ppm", low=0, high=100_000),
         "battery_pct": ReadingSpec(unit="%", low=0, high=100),
+        # NB-IoT reference signal received power: the radio link of a battery device
+        "signal_dbm": ReadingSpec(unit="dBm", low=-160, high=0),
         "open": FLAG,
     },
 )

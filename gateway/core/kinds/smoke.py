@@ -12,6 +12,8 @@ MODEL = KindModel(
         "smoke_ppm": ReadingSpec(unit="ppm", low=0, high=10_000),
         "temperature_c": ReadingSpec(unit="°C", low=-40, high=125),
         "battery_pct": ReadingSpec(unit="%", low=0, high=100),
+        # NB-IoT reference signal received power: the radio link of a battery device
+        "signal_dbm": ReadingSpec(unit="dBm", low=-160, high=0),
         "smoke": FLAG,
     },
 )
