@@ -13,9 +13,11 @@ from fuzz.mqtt_dispatch import message_bytes
 from fuzz.seeds import PATHOLOGICAL_CONFIG_FILES, PATHOLOGICAL_RULE_FILES
 from fuzz.targets import (
     config_file,
+    ctwing_push,
     json_payload,
     modbus_answer,
     mqtt_dispatch,
+    onenet_push,
     rule_file,
     serial_stream,
 )
@@ -180,3 +182,36 @@ def test_mqtt_dispatch_checks_what_it_claims() -> None:
                   + message_bytes(2, b"vendor/x/sos", b"2", 8)
                   + message_bytes(10, b"vendor/x/sos", b"3", 9)  # later, then acknowledged
                   + message_bytes(14, b"a/1/2/b", b"4", 10))  # not journalled
+
+
+push_words = st.sampled_from([
+    b'"messageType":', b'"notify"', b'"lifeCycle"', b'"dataReport"', b'"eventReport"',
+    b'"deviceOnlineOfflineReport"', b'"deviceName":"smoke-0001"', b'"imei":', b'"IMEI":',
+    b'"deviceId":"x"', b'"payload":', b'"APPdata":"aAUBAAAAAAAA"', b'"serviceData":',
+    b'"data":', b'"params":', b'"value":', b'"status":"offline"', b'"msg":', b'"nonce":',
+    b'"signature":', b'"id":', b'"eventType":', b"{", b"}", b",", b"1", b"-1", b'"x"'])
+
+
+@FUZZ
+@given(st.lists(push_words | st.binary(max_size=6), max_size=40).map(b"".join))
+def test_onenet_push(data: bytes) -> None:
+    onenet_push(data)
+
+
+@FUZZ
+@given(st.lists(push_words | st.binary(max_size=6), max_size=40).map(b"".join))
+def test_ctwing_push(data: bytes) -> None:
+    ctwing_push(data)
+
+
+@FUZZ
+@given(json_values, st.sampled_from(["notify", "lifeCycle", "dataReport", "eventReport",
+                                     "deviceOnlineOfflineReport"]))
+def test_platform_messages_structured(value: object, kind: str) -> None:
+    message = {"messageType": kind, "deviceName": "d", "deviceId": "d", "data": value,
+               "payload": value, "eventContent": value}
+    body = json.dumps(message, allow_nan=True)
+    onenet_push(body.encode())
+    onenet_push(json.dumps({"msg": body, "nonce": "abcdefgh", "signature": "x",
+                            "id": 1}).encode())
+    ctwing_push(body.encode())
