@@ -278,6 +278,17 @@ def _cross_checks(config: GatewayConfig, places: _Places, base: Path, env: Mappi
                                         "HTTP push devices need an [http] section", device.id))
         elif isinstance(device, OneNetDevice | CtwingDevice):
             problems += _platform_device_problems(config, index, device, places.sound)
+            settings = device.onenet if isinstance(device, OneNetDevice) else device.ctwing
+            platform = "OneNET" if isinstance(device, OneNetDevice) else "CTWing"
+            if settings.imei is not None:
+                claim(index, device, f"{device.transport}.imei", f"{platform} IMEI",
+                      settings.imei)
+            if isinstance(device, OneNetDevice) and device.onenet.device_name is not None:
+                claim(index, device, "onenet.device_name", "OneNET device name",
+                      f"{device.onenet.product_id or '*'}/{device.onenet.device_name}")
+            if isinstance(device, CtwingDevice) and device.ctwing.device_id is not None:
+                claim(index, device, "ctwing.device_id", "CTWing deviceId",
+                      device.ctwing.device_id)
         if not isinstance(device, GpioDevice | MqttDevice) and device.profile is None:
             problems.append(Problem(f"devices[{index}].profile",
                                     f"{device.transport} devices need a profile", device.id))

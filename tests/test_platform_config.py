@@ -60,3 +60,14 @@ def test_weak_or_malformed_secrets_are_refused(tmp_path: Path, section: str,
                                                value: dict[str, Any], key: str) -> None:
     text = _problems(tmp_path, [_smoke(device_name="s1")], http=HTTP, **{section: value})
     assert key in text
+
+
+def test_two_devices_cannot_be_the_same_platform_device(tmp_path: Path) -> None:
+    twin = dict(_smoke(device_name="s1"), id="smoke-2")
+    text = _problems(tmp_path, [_smoke(device_name="s1"), twin], http=HTTP, onenet=ONENET)
+    assert "devices[1].onenet.device_name" in text
+    assert "already used by device smoke-1" in text
+    covers = [{"id": f"cover-{n}", "kind": "manhole", "transport": "ctwing",
+               "profile": "ctwing-manhole", "ctwing": {"device_id": "abc"}} for n in (1, 2)]
+    text = _problems(tmp_path, covers, http=HTTP, ctwing=CTWING)
+    assert "devices[1].ctwing.device_id" in text
