@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from drivers.elder_button_gpio import ElderButtonGpio
 from drivers.intake import Intake
 from drivers.modbus.bus import ModbusBusDriver
-from drivers.platform_push import PushRoutes
 from drivers.profile import Profile, ProfileLibrary
 from drivers.pseudonym import Pseudonymiser
 from drivers.serial_frames.driver import SerialFrameDriver
@@ -25,6 +24,9 @@ from gateway.core.config import (
 )
 from gateway.core.counters import Counters
 from gateway.core.journaling import ReceiptBook
+
+if TYPE_CHECKING:
+    from drivers.platform_push import PushRoutes  # aiohttp's server: only when needed
 
 
 class Driver(Protocol):
