@@ -18,8 +18,9 @@ from simulators.serial_device import SerialDeviceSimulator
 from tests.drivers.platform_rig import CTWING_TOKEN, MAX_BODY, PlatformRig, open_platforms
 
 # A smoke sensor's dataReport as CTWing pushed it (profile device: serviceData), quoted in
-# an open-source fire-safety platform's parser (com.smart.device.message.parse.fire.smoke.
-# lian, LiAnSmokeEnum / LiAnSmokeParseStrategy)
+# an open-source fire-safety platform's parser (github.com/wanghanhong/springcloud_alibaba,
+# device-message .../parse/fire/smoke/lian: LiAnSmokeEnum, LiAnSmokeParseStrategy; the
+# Alarm_Status table of the profile is its LiAnSmokeMapConstant)
 SMOKE_REPORT: dict[str, Any] = {
     "upPacketSN": -1, "upDataSN": -1, "topic": "v1/up/ad19prof", "timestamp": 1606982320277,
     "tenantId": "10461180", "serviceId": "", "protocol": "lwm2m", "productId": "15014772",
@@ -96,6 +97,12 @@ async def test_the_published_smoke_report_becomes_readings_and_an_event(
     assert (await rig.ctwing.push(alarm)).statuses == [200]
     assert (rig.intake.journalled[-1].type, rig.intake.journalled[-1].cls) == (
         "alarm", DeliveryClass.ALARM)
+    for status in (10, 7):  # taken off its base, then normal again
+        alarm["payload"]["serviceData"]["Alarm_Status"] = status
+        alarm["timestamp"] += 60_000
+        assert (await rig.ctwing.push(alarm)).statuses == [200]
+    assert [e.type for e in rig.intake.journalled] == ["heartbeat", "alarm", "tamper",
+                                                       "alarm_cleared"]
 
 
 def _cover_frame(frame: str, values: dict[str, Any]) -> bytes:
