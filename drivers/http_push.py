@@ -23,6 +23,7 @@ import asyncio
 import hmac
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -33,6 +34,7 @@ from drivers.http_signature import SCHEME, SeenNonces, Signature, UnsignedError
 from drivers.http_tls import server_tls
 from drivers.intake import Intake
 from drivers.json_map import JsonMap, JsonMapper, MalformedJsonError, parse_json
+from drivers.platform_push import PushRoutes
 from drivers.profile import Profile
 from drivers.pseudonym import Pseudonymiser
 from gateway.core.clock import Clock
@@ -73,8 +75,10 @@ class HttpPushReceiver:
         pseudonymise: Pseudonymiser | None = None,
         *,
         shutdown_timeout_s: float = 5.0,
+        platforms: Sequence[PushRoutes] = (),
     ) -> None:
         self._server = server
+        self._platforms = list(platforms)  # OneNET, CTWing: routes of their own on this port
         self._clock = clock
         self._counters = counters
         self._shutdown_timeout_s = shutdown_timeout_s
@@ -103,6 +107,8 @@ class HttpPushReceiver:
                               middlewares=[self._track])
         app.router.add_post("/push/{device}", self._push)
         app.router.add_get("/health", self._health)
+        for platform in self._platforms:
+            platform.add_routes(app.router, intake, self._read)
         # no access log: one line per request is a line per request of anyone on the LAN
         runner = web.AppRunner(app, shutdown_timeout=self._shutdown_timeout_s,
                                keepalive_timeout=server.idle_timeout_s,
@@ -124,7 +130,7 @@ class HttpPushReceiver:
             listener = await asyncio.get_running_loop().create_server(
                 self._connections, server.host, server.port)
             log.info("HTTP push receiver on %s:%d (%s) for %d device(s)", server.host,
-                     server.port, "TLS" if tls else "plain HTTP", len(self._pushers))
+                     server.port, "TLS" if tls else "plain HTTP", self._devices)
             self.ready.set()
             await asyncio.Event().wait()  # serve until cancelled
         finally:
@@ -161,7 +167,11 @@ class HttpPushReceiver:
             self._connections.request_finished(request.transport)
 
     async def _health(self, request: web.Request) -> web.Response:
-        return web.json_response({"status": "ok", "devices": len(self._pushers)})
+        return web.json_response({"status": "ok", "devices": self._devices})
+
+    @property
+    def _devices(self) -> int:
+        return len(self._pushers) + sum(p.devices for p in self._platforms)
 
     async def _push(self, request: web.Request) -> web.Response:
         pusher = self._pushers.get(request.match_info["device"])

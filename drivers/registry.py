@@ -3,15 +3,28 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from drivers.elder_button_gpio import ElderButtonGpio
 from drivers.intake import Intake
 from drivers.profile import Profile, ProfileLibrary
 from drivers.pseudonym import Pseudonymiser
 from gateway.core.clock import Clock
-from gateway.core.config import GatewayConfig, GpioDevice, HttpDevice, ModbusDevice, SerialDevice
+from gateway.core.config import (
+    AnyDevice,
+    CtwingDevice,
+    GatewayConfig,
+    GpioDevice,
+    HttpDevice,
+    ModbusDevice,
+    OneNetDevice,
+    SerialDevice,
+)
 from gateway.core.counters import Counters
+from gateway.core.journaling import ReceiptBook
+
+if TYPE_CHECKING:
+    from drivers.platform_push import PushRoutes  # aiohttp's server: only when needed
 
 
 class Driver(Protocol):
@@ -29,6 +42,7 @@ class Context:
     counters: Counters
     pseudonymise: Pseudonymiser | None
     pin_factory: Any
+    receipts: ReceiptBook | None = None  # platforms' pushes given again are journalled once
 
 
 def build_drivers(ctx: Context) -> list[Driver]:
@@ -56,15 +70,36 @@ def build_drivers(ctx: Context) -> list[Driver]:
             for d in serial
         ]
     pushed = [(d, _profile(ctx, d)) for d in config.devices if isinstance(d, HttpDevice)]
-    if pushed and config.http is not None:
+    platforms = _platforms(ctx)
+    if (pushed or platforms) and config.http is not None:
         from drivers.http_push import HttpPushReceiver  # aiohttp's server: only when needed
 
         drivers.append(HttpPushReceiver(config.http, pushed, ctx.clock, ctx.counters,
                                         ctx.pseudonymise,
-                                        shutdown_timeout_s=config.shutdown_timeout_s))
+                                        shutdown_timeout_s=config.shutdown_timeout_s,
+                                        platforms=platforms))
     return drivers
 
 
-def _profile(ctx: Context, device: ModbusDevice | SerialDevice | HttpDevice) -> Profile:
+def _platforms(ctx: Context) -> list[PushRoutes]:
+    """The receivers of NB-IoT platforms' pushes, served on the HTTP push port."""
+    config = ctx.config
+    out: list[PushRoutes] = []
+    onenet = [(d, _profile(ctx, d)) for d in config.devices if isinstance(d, OneNetDevice)]
+    if onenet and config.onenet is not None:
+        from drivers.onenet.receiver import OneNetReceiver
+
+        out.append(OneNetReceiver(config.onenet, onenet, ctx.clock, ctx.counters,
+                                  ctx.receipts, ctx.pseudonymise))
+    ctwing = [(d, _profile(ctx, d)) for d in config.devices if isinstance(d, CtwingDevice)]
+    if ctwing and config.ctwing is not None:
+        from drivers.ctwing.receiver import CtwingReceiver
+
+        out.append(CtwingReceiver(config.ctwing, ctwing, ctx.clock, ctx.counters,
+                                  ctx.receipts, ctx.pseudonymise))
+    return out
+
+
+def _profile(ctx: Context, device: AnyDevice) -> Profile:
     assert device.profile is not None  # the config check requires one
     return ctx.profiles.get(device.profile)

@@ -36,6 +36,8 @@ def write_seeds(target: str, directory: Path) -> int:
         example = Path(__file__).parent.parent / "deploy" / "gateway.example.toml"
         seeds.append(example.read_bytes())
         seeds += PATHOLOGICAL_CONFIG_FILES
+    if target in ("onenet_push", "ctwing_push"):
+        seeds += _PLATFORM_SEEDS[target]
     if target == "mqtt_dispatch":
         seeds += [message_bytes(flags, topic, payload, mid) for flags, topic, payload, mid in (
             (2, b"vendor/d1/sos", b'{"action": "single"}', 1),
@@ -75,3 +77,28 @@ PATHOLOGICAL_CONFIG_FILES: list[bytes] = [
     b"a." * 2000 + b"b = 1\n",
     b"x = " + b"1" * 5000 + b"\n",
 ]
+
+
+# a published message of each platform (see tests/drivers/test_*_push.py for the sources)
+_PLATFORM_SEEDS: dict[str, list[bytes]] = {
+    "onenet_push": [
+        b'{"msg": "{\\"messageType\\":\\"notify\\",\\"notifyType\\":\\"property\\",'
+        b'\\"productId\\":\\"00001\\",\\"deviceName\\":\\"iot-0001\\",\\"data\\":'
+        b'{\\"id\\":\\"12345\\",\\"params\\":{\\"smoke_state\\":{\\"value\\":1,'
+        b'\\"time\\":1524448722123}}}}", "nonce": "abcdefgh", "signature": "x", '
+        b'"time": 1591340648197, "id": "3799902"}',
+        b'{"projectId": "990909090", "productId": "00001", "deviceName": "iot-0001", '
+        b'"messageType": "lifeCycle", "data": {"status": "online", "time": 1524448722123}}',
+    ],
+    "ctwing_push": [
+        b'{"upPacketSN":-1,"upDataSN":-1,"topic":"v1/up/ad","timestamp":1650554828842,'
+        b'"tenantId":"2000033629","serviceId":"","protocol":"lwm2m","productId":"15114816",'
+        b'"payload":{"APPdata":"AQFWMS4wAAAAACMAAAAH/wAlODYyNTkyMDUxNjUxNDcyAAEAMjUAODAAAAAAAAAB'
+        b'AQAAAAEAAASD"},"messageType":"dataReport","deviceType":"",'
+        b'"deviceId":"40edca19b0124480864366de4621de99","assocAssetId":"","IMSI":"undefined",'
+        b'"IMEI":"862592051651472"}',
+        b'{"timestamp":1619523036482,"tenantId":"2000033827","protocol":"lwm2m",'
+        b'"productId":"15045240","messageType":"deviceOnlineOfflineReport","iccid":"undefined",'
+        b'"eventType":1,"deviceId":"d01308047f864601a821e02dc328eab4"}',
+    ],
+}

@@ -165,6 +165,68 @@ def profile_file(data: bytes) -> None:
     assert profile.name == _FUZZ_PROFILE.stem
 
 
+_ONENET_KEY = "A1b2C3d4E5f6G7h8"
+
+
+def onenet_push(data: bytes) -> None:
+    """Any body as a OneNET push, its msg in plaintext and in secure mode, through the
+    OneNET profiles."""
+    from drivers.onenet.message import MalformedPushError, Notify, parse_envelope, parse_message
+    from drivers.onenet.signature import UndecryptableError, decrypt, verify
+
+    texts = [data.decode("utf-8", "replace")]
+    try:
+        envelope = parse_envelope(data)
+    except MalformedPushError as exc:
+        assert str(exc)
+    else:
+        assert isinstance(verify("token-123", envelope.nonce, envelope.msg,
+                                 envelope.signature), bool)
+        texts.append(envelope.msg)
+        with contextlib.suppress(UndecryptableError):
+            texts.append(decrypt(_ONENET_KEY, envelope.msg))
+    for text in texts:
+        try:
+            message = parse_message(text)
+        except MalformedPushError as exc:
+            assert str(exc)
+            continue
+        if isinstance(message, Notify):
+            for profile in _profiles("json"):
+                if profile.name.startswith("onenet-"):
+                    assert isinstance(profile.mapping, JsonMap)
+                    mapper = JsonMapper(profile.mapping, profile.kind, "d1", KEY)
+                    _check_reading(mapper.decode(message.body, 1).reading)
+
+
+def ctwing_push(data: bytes) -> None:
+    """Any body as a CTWing push, through the CTWing profiles (json and byte layout)."""
+    from drivers.ctwing.appdata import AppData
+    from drivers.ctwing.message import MalformedPushError, Uplink, parse_message
+
+    try:
+        message = parse_message(data)
+    except MalformedPushError as exc:
+        assert str(exc)
+        return
+    if not isinstance(message, Uplink):
+        return
+    for name in LIBRARY.names():
+        profile = LIBRARY.get(name)
+        if not name.startswith("ctwing-"):
+            continue
+        if isinstance(profile.mapping, JsonMap):
+            decoded = JsonMapper(profile.mapping, profile.kind, "d1", KEY).decode(message.body, 1)
+        elif message.app_data is not None:
+            assert isinstance(profile.mapping, SerialFormat)
+            decoded = AppData(profile.mapping, profile.kind, "d1", KEY).decode(
+                message.app_data, 1)
+        else:
+            continue
+        _check_reading(decoded.reading)
+        assert all(reason for reason, _ in decoded.problems)
+
+
 TARGETS: dict[str, Callable[[bytes], None]] = {
     "json_payload": json_payload,
     "serial_stream": serial_stream,
@@ -174,4 +236,6 @@ TARGETS: dict[str, Callable[[bytes], None]] = {
     "mqtt_dispatch": mqtt_dispatch,
     "availability": availability,
     "profile_file": profile_file,
+    "onenet_push": onenet_push,
+    "ctwing_push": ctwing_push,
 }

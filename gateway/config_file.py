@@ -6,7 +6,7 @@ from __future__ import annotations
 import copy
 import os
 from collections import Counter
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, TypeVar
@@ -16,12 +16,16 @@ from pydantic import ValidationError
 from drivers.profile import BUILTIN, ProfileLibrary
 from gateway.core.config import (
     AnyDevice,
+    CtwingConfig,
+    CtwingDevice,
     GatewayConfig,
     GpioDevice,
     HttpDevice,
     HttpTlsConfig,
     ModbusDevice,
     MqttDevice,
+    OneNetConfig,
+    OneNetDevice,
     SerialDevice,
     TlsConfig,
 )
@@ -275,6 +279,19 @@ def _cross_checks(config: GatewayConfig, places: _Places, base: Path, env: Mappi
             if config.http is None and places.sound("http"):
                 problems.append(Problem(f"devices[{index}].http",
                                         "HTTP push devices need an [http] section", device.id))
+        elif isinstance(device, OneNetDevice | CtwingDevice):
+            problems += _platform_device_problems(config, index, device, places.sound)
+            settings = device.onenet if isinstance(device, OneNetDevice) else device.ctwing
+            platform = "OneNET" if isinstance(device, OneNetDevice) else "CTWing"
+            if settings.imei is not None:
+                claim(index, device, f"{device.transport}.imei", f"{platform} IMEI",
+                      settings.imei)
+            if isinstance(device, OneNetDevice) and device.onenet.device_name is not None:
+                claim(index, device, "onenet.device_name", "OneNET device name",
+                      f"{device.onenet.product_id or '*'}/{device.onenet.device_name}")
+            if isinstance(device, CtwingDevice) and device.ctwing.device_id is not None:
+                claim(index, device, "ctwing.device_id", "CTWing deviceId",
+                      device.ctwing.device_id)
         if not isinstance(device, GpioDevice | MqttDevice) and device.profile is None:
             problems.append(Problem(f"devices[{index}].profile",
                                     f"{device.transport} devices need a profile", device.id))
@@ -340,7 +357,34 @@ def _cross_checks(config: GatewayConfig, places: _Places, base: Path, env: Mappi
     return problems
 
 
+def _platform_device_problems(config: GatewayConfig, index: int,
+                              device: OneNetDevice | CtwingDevice,
+                              sound: Callable[..., bool]) -> list[Problem]:
+    """An NB-IoT device behind OneNET or CTWing: named somehow, its platform configured."""
+    problems = []
+    key = f"devices[{index}].{device.transport}"
+    section: OneNetConfig | CtwingConfig | None
+    if isinstance(device, OneNetDevice):
+        named = device.onenet.device_name is not None or device.onenet.imei is not None
+        what, section, platform = "device_name or imei", config.onenet, "onenet"
+    else:
+        named = device.ctwing.device_id is not None or device.ctwing.imei is not None
+        what, section, platform = "device_id or imei", config.ctwing, "ctwing"
+    if not named:
+        problems.append(Problem(key, f"give {what}: how the platform names the device",
+                                device.id))
+    if section is None and sound(platform):
+        problems.append(Problem(key, f"{platform} devices need an [{platform}] section",
+                                device.id))
+    if config.http is None and sound("http"):
+        problems.append(Problem(key, f"{platform} pushes arrive on the HTTP push port: "
+                                "they need an [http] section", device.id))
+    return problems
+
+
 _PROFILE_TRANSPORT = {"mqtt": "json", "http": "json", "modbus": "modbus", "serial": "serial"}
+# CTWing passes either the device's own bytes (APPdata: a byte layout) or a JSON object
+_PROFILE_TRANSPORTS = {"onenet": {"json"}, "ctwing": {"json", "serial"}}
 
 
 def _profile_checks(config: GatewayConfig, devices: list[tuple[int, AnyDevice]],
@@ -365,7 +409,9 @@ def _profile_checks(config: GatewayConfig, devices: list[tuple[int, AnyDevice]],
         if profile.kind != device.kind:
             problems.append(Problem(key, f"profile {profile.name} is for {profile.kind} "
                                     f"devices, not {device.kind}", device.id))
-        if profile.transport != _PROFILE_TRANSPORT.get(device.transport):
+        spoken = _PROFILE_TRANSPORTS.get(device.transport,
+                                         {_PROFILE_TRANSPORT.get(device.transport)})
+        if profile.transport not in spoken:
             problems.append(Problem(key, f"profile {profile.name} speaks {profile.transport}, "
                                     f"not {device.transport}", device.id))
     return problems

@@ -117,7 +117,8 @@ class Gateway:
         self.profiles = ProfileLibrary([BUILTIN, *config.profile_dirs])
         self.pseudonymise = _pseudonymiser(config)
         self.drivers = build_drivers(Context(config, self.profiles, self.clock, self.counters,
-                                             self.pseudonymise, self.pin_factory))
+                                             self.pseudonymise, self.pin_factory,
+                                             receipts=self.journal))
         self.buttons = {d.device.id: d for d in self.drivers if isinstance(d, ElderButtonGpio)}
         self._inline_mappings: dict[str, JsonMap] = {}
         # The alarm lane: the devices that call for help are read on the gateway's own
@@ -210,6 +211,10 @@ class Gateway:
 
     def unreachable(self, device: str) -> None:
         self.board.unreachable(device)
+
+    def offline(self, device: str) -> None:
+        # a platform's word that the device left: offline now, journalled as any status
+        self.board.set(device, Status.OFFLINE)
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -378,7 +383,9 @@ class Gateway:
         """Delete what every consumer has passed; SQLite reuses the freed pages."""
         while True:
             await self.clock.sleep(self.config.journal.prune_interval_s)
-            window_ms = round(self.config.broker.redelivery_window_s * 1000)
+            window_ms = round(max([self.config.broker.redelivery_window_s]
+                                  + [p.redelivery_window_s for p in
+                                     (self.config.onenet, self.config.ctwing) if p]) * 1000)
             gone = await self.journal.prune(["mqtt", "store", "rules", "notify"],
                                             keep_from=min(self.mqtt_sink.replay_floor,
                                                           self.store_sink.replay_floor),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from drivers.json_map import JsonMap
 from drivers.modbus import ModbusMap
 from gateway.core.clock import Clock
 from simulators.elder_button import SimulatedElder
@@ -11,6 +12,7 @@ from simulators.http_pusher import HttpPusher
 from simulators.modbus_device import Fault as ModbusFault
 from simulators.modbus_device import SimulatedDevice
 from simulators.mqtt_device import MqttDeviceSimulator
+from simulators.onenet_platform import OneNetPlatform
 from simulators.serial_device import SerialDeviceSimulator
 from simulators.zigbee2mqtt import Zigbee2MqttDevice
 
@@ -195,3 +197,54 @@ class HttpHandle:
 
     async def revive(self) -> None:
         self.dead = False
+
+
+class OneNetHandle:
+    """An NB-IoT device on OneNET: each report is a thing-model property push of the
+    platform (signed, encrypted, retried), `state` the properties its check-ins repeat."""
+
+    def __init__(self, platform: OneNetPlatform, product_id: str, device_name: str,
+                 mapping: JsonMap, state: dict[str, float] | None = None) -> None:
+        self.platform = platform
+        self.product_id = product_id
+        self.device_name = device_name
+        self._map = mapping
+        self.dead = False
+        self.state = self._params(state or {}, None)
+
+    def _params(self, readings: dict[str, float], event: str | None) -> dict[str, object]:
+        params: dict[str, object] = {}
+        for r in self._map.readings:
+            if r.reading in readings:
+                params[_identifier(r.path)] = (readings[r.reading] - r.offset) / r.scale
+        for e in self._map.events:
+            for code, name in e.map.items():
+                if name == event:
+                    params[_identifier(e.path)] = int(code) if code.isdigit() else code
+        return params
+
+    async def report(self, readings: dict[str, float] | None = None,
+                     event: str | None = None) -> None:
+        if self.dead:
+            return
+        params = self._params(readings or {}, event)
+        self.state.update({k: v for k, v in params.items()
+                           if any(_identifier(r.path) == k for r in self._map.readings)})
+        await self.platform.push(self.platform.property_notify(
+            self.product_id, self.device_name, params))
+
+    async def heartbeat(self) -> None:
+        if not self.dead:
+            await self.platform.push(self.platform.property_notify(
+                self.product_id, self.device_name, self.state))
+
+    async def die(self) -> None:
+        self.dead = True
+
+    async def revive(self) -> None:
+        self.dead = False
+
+
+def _identifier(path: str) -> str:
+    """`data.params.<identifier>.value` -> the thing model's identifier."""
+    return path.split(".")[2]

@@ -42,9 +42,12 @@ async def _fire_building_3(d: Mapping[str, SimDevice], sleep: Sleep, say: Say) -
 
 
 async def _manhole_theft(d: Mapping[str, SimDevice], sleep: Sleep, say: Say) -> None:
-    say("the cover of manhole-s2 is lifted: tilt 35 degrees, sustained")
-    await d["manhole-s2"].report({"tilt_deg": 35.0, "installed_tilt_deg": 1.0}, event="open")
-    await sleep(10)
+    say("the cover of manhole-e3 is lifted: tilt 35 degrees, reported through OneNET")
+    await d["manhole-e3"].report({"tilt_deg": 35.0}, event="open")
+    await sleep(5)
+    say("still lifted: the monitor reports 35 degrees again")
+    await d["manhole-e3"].report({"tilt_deg": 35.0})
+    await sleep(5)
 
 
 async def _fever_at_gate(d: Mapping[str, SimDevice], sleep: Sleep, say: Say) -> None:
@@ -98,9 +101,10 @@ SCENARIOS: Mapping[str, Scenario] = {
                  ("smoke-3-1", "smoke-3-2"), _fire_building_3,
                  (("smoke.alarm", "smoke-3-1"), ("smoke.alarm", "smoke-3-2"),
                   ("smoke.fire_confirmed", "building-3"))),
-        Scenario("manhole-theft", "a manhole cover lifted, tilt 35 degrees sustained",
-                 ("manhole-s2",), _manhole_theft,
-                 (("manhole.open", "manhole-s2"), ("manhole.tilt", "manhole-s2"))),
+        Scenario("manhole-theft", "a manhole cover lifted, tilt 35 degrees sustained, "
+                 "reported by an NB-IoT monitor through OneNET",
+                 ("manhole-e3",), _manhole_theft,
+                 (("manhole.open", "manhole-e3"), ("manhole.tilt", "manhole-e3"))),
         Scenario("fever-at-gate", "two passages at 37.8 and 37.9 degrees at the east gate",
                  ("gate-east",), _fever_at_gate, (("temp_gate.fever", "gate-east"),)),
         Scenario("door-forced", "a door forced open", ("door-3-1",), _door_forced,

@@ -29,7 +29,14 @@ import aiomqtt
 from drivers.json_map import JsonMap
 from drivers.profile import Profile, ProfileLibrary
 from gateway.core.clock import Clock
-from gateway.core.config import AnyDevice, GatewayConfig, GpioDevice, HttpDevice, MqttDevice
+from gateway.core.config import (
+    AnyDevice,
+    GatewayConfig,
+    GpioDevice,
+    HttpDevice,
+    MqttDevice,
+    OneNetDevice,
+)
 from gateway.core.kinds import MODELS
 from gateway.ops.private_servers import free_port
 from simulators.elder_button import SimulatedElder
@@ -38,6 +45,7 @@ from simulators.handles import (
     HttpHandle,
     ModbusHandle,
     MqttHandle,
+    OneNetHandle,
     SerialHandle,
     SimDevice,
 )
@@ -46,6 +54,7 @@ from simulators.modbus_device import SimulatedDevice
 from simulators.modbus_rtu import RtuBusSimulator
 from simulators.modbus_tcp import TcpBusSimulator
 from simulators.mqtt_device import MqttDeviceSimulator
+from simulators.onenet_platform import OneNetPlatform
 from simulators.serial_device import SerialDeviceSimulator
 from simulators.zigbee2mqtt import Zigbee2MqttDevice
 
@@ -54,6 +63,10 @@ log = logging.getLogger(__name__)
 SITE = "demo"
 KEY_ENV = "SCGW_PSEUDONYM_KEY"
 HTTP_TOKENS = {"gate-east": "gate-east-push-token-0001", "door-7-1": "door-7-1-push-token-0001"}
+# the compound's OneNET Studio push instance (secure mode)
+ONENET_TOKEN = "demo-onenet-instance-token"
+ONENET_AES_KEY = "Dm0k3yOneNet16ch"
+ONENET_PRODUCT = "Xq7Lp2Ab9c"
 
 
 # a device at rest: full battery, level cover, normal temperatures, no alarm
@@ -280,6 +293,18 @@ transport = "http"
 profile = "http-access-controller"
 location = {{ building = "7", unit = "1" }}
 http = {{ token = "{HTTP_TOKENS['door-7-1']}" }}
+
+[[devices]]
+id = "manhole-e3"
+kind = "manhole"
+transport = "onenet"
+profile = "onenet-manhole"
+location = {{ building = "east-road" }}
+onenet = {{ product_id = "{ONENET_PRODUCT}", device_name = "manhole-e3" }}
+
+[onenet]
+token = "{ONENET_TOKEN}"
+aes_key = "{ONENET_AES_KEY}"
 """
 
     async def attach(self, config: GatewayConfig, pin_factory: Any, clock: Clock
@@ -318,6 +343,10 @@ http = {{ token = "{HTTP_TOKENS['door-7-1']}" }}
                 http = HttpHandle(pusher)
                 self.devices[device.id] = http
                 beats[device.id] = http.heartbeat
+            elif isinstance(device, OneNetDevice) and device.profile is not None:
+                handle_ = await self._onenet(config, device)
+                self.devices[device.id] = handle_
+                beats[device.id] = handle_.heartbeat
         for device_id, modbus in self.modbus.items():
             self.devices[device_id] = ModbusHandle(modbus)
         for device_id, serial in self.serial.items():
@@ -334,6 +363,19 @@ http = {{ token = "{HTTP_TOKENS['door-7-1']}" }}
                     name=f"sim[{device_id}].heartbeat"))
         self._stack.push_async_callback(self._stop_beating)
         return self.devices
+
+    async def _onenet(self, config: GatewayConfig, device: OneNetDevice) -> OneNetHandle:
+        """The device behind the compound's OneNET push instance."""
+        assert config.onenet is not None
+        assert device.profile is not None
+        assert device.onenet.device_name is not None
+        platform = OneNetPlatform(f"http://127.0.0.1:{self.http_port}{config.onenet.path}",
+                                  config.onenet.token, config.onenet.aes_key)
+        await self._stack.enter_async_context(platform)
+        profile = self.profiles.get(device.profile)
+        assert isinstance(profile.mapping, JsonMap)
+        return OneNetHandle(platform, device.onenet.product_id or "", device.onenet.device_name,
+                            profile.mapping, _at_rest(profile))
 
     def _interval(self, device: AnyDevice) -> float:
         if device.heartbeat_s:

@@ -14,9 +14,11 @@ from fuzz.seeds import PATHOLOGICAL_CONFIG_FILES, PATHOLOGICAL_RULE_FILES
 from fuzz.targets import (
     availability,
     config_file,
+    ctwing_push,
     json_payload,
     modbus_answer,
     mqtt_dispatch,
+    onenet_push,
     profile_file,
     rule_file,
     serial_stream,
@@ -208,3 +210,34 @@ profile_lines = st.sampled_from([
 @given(st.lists(profile_lines | st.text(max_size=30), max_size=10).map("\n".join))
 def test_profile_file(text: str) -> None:
     profile_file(text.encode())
+push_words = st.sampled_from([
+    b'"messageType":', b'"notify"', b'"lifeCycle"', b'"dataReport"', b'"eventReport"',
+    b'"deviceOnlineOfflineReport"', b'"deviceName":"smoke-0001"', b'"imei":', b'"IMEI":',
+    b'"deviceId":"x"', b'"payload":', b'"APPdata":"aAUBAAAAAAAA"', b'"serviceData":',
+    b'"data":', b'"params":', b'"value":', b'"status":"offline"', b'"msg":', b'"nonce":',
+    b'"signature":', b'"id":', b'"eventType":', b"{", b"}", b",", b"1", b"-1", b'"x"'])
+
+
+@FUZZ
+@given(st.lists(push_words | st.binary(max_size=6), max_size=40).map(b"".join))
+def test_onenet_push(data: bytes) -> None:
+    onenet_push(data)
+
+
+@FUZZ
+@given(st.lists(push_words | st.binary(max_size=6), max_size=40).map(b"".join))
+def test_ctwing_push(data: bytes) -> None:
+    ctwing_push(data)
+
+
+@FUZZ
+@given(json_values, st.sampled_from(["notify", "lifeCycle", "dataReport", "eventReport",
+                                     "deviceOnlineOfflineReport"]))
+def test_platform_messages_structured(value: object, kind: str) -> None:
+    message = {"messageType": kind, "deviceName": "d", "deviceId": "d", "data": value,
+               "payload": value, "eventContent": value}
+    body = json.dumps(message, allow_nan=True)
+    onenet_push(body.encode())
+    onenet_push(json.dumps({"msg": body, "nonce": "abcdefgh", "signature": "x",
+                            "id": 1}).encode())
+    ctwing_push(body.encode())

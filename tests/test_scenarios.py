@@ -24,7 +24,7 @@ EXPECTED = {
     "elder-sos": [("elder-3-1-502", "press"), ("elder-5-2-101", "press"),
                   ("elder-5-2-101", "cancel")],
     "fire-building-3": [("smoke-3-1", "alarm"), ("smoke-3-2", "alarm")],
-    "manhole-theft": [("manhole-s2", "open")],
+    "manhole-theft": [("manhole-e3", "open")],
     "fever-at-gate": [("gate-east", "fever"), ("gate-east", "fever")],
     "door-forced": [("door-3-1", "forced_open")],
     "quiet-night": [],

@@ -239,7 +239,59 @@ class HttpDevice(_DeviceBase):
     http: HttpSettings
 
 
-AnyDevice = GpioDevice | MqttDevice | ModbusDevice | SerialDevice | HttpDevice
+# -- NB-IoT devices behind an operator's platform (OneNET, CTWing) -------------------------
+
+class OneNetSettings(_Strict):
+    """A device on China Mobile's OneNET: its project's product id and device name, or the
+    IMEI that LwM2M devices report."""
+
+    product_id: str | None = Field(default=None, min_length=1, max_length=64)
+    device_name: str | None = Field(default=None, min_length=1, max_length=64)
+    imei: str | None = Field(default=None, pattern=r"^[0-9]{15}$")
+
+
+class OneNetDevice(_DeviceBase):
+    transport: Literal["onenet"]
+    onenet: OneNetSettings
+
+
+class CtwingSettings(_Strict):
+    """A device on China Telecom's CTWing (AEP): the platform's device id, or its IMEI."""
+
+    device_id: str | None = Field(default=None, min_length=1, max_length=64)
+    imei: str | None = Field(default=None, pattern=r"^[0-9]{15}$")
+    product_id: str | None = Field(default=None, min_length=1, max_length=64)
+
+
+class CtwingDevice(_DeviceBase):
+    transport: Literal["ctwing"]
+    ctwing: CtwingSettings
+
+
+class OneNetConfig(_Strict):
+    """The OneNET push instance pointed at the gateway (served on the [http] port)."""
+
+    path: str = Field(default="/onenet", pattern=r"^/[A-Za-z0-9/_.-]{0,127}$")
+    token: str = Field(min_length=6, max_length=64)  # the instance's Token
+    # the 16-character key of an instance in secure mode (安全模式); none: plaintext mode
+    aes_key: str | None = Field(default=None, min_length=16, max_length=16)
+    # OneNET pushes a message again for 2 h 45 min until it gets a 200 within 5 s: a message
+    # id seen again within this long is the same message
+    redelivery_window_s: float = Field(default=10_800.0, ge=0, le=86_400)
+
+
+class CtwingConfig(_Strict):
+    """The CTWing subscription pointed at the gateway (served on the [http] port).
+
+    CTWing signs nothing: the subscription's URL carries a secret, {path}/{token}."""
+
+    path: str = Field(default="/ctwing", pattern=r"^/[A-Za-z0-9/_.-]{0,127}$")
+    token: str = Field(min_length=16, max_length=128, pattern=r"^[A-Za-z0-9_-]+$")
+    redelivery_window_s: float = Field(default=3600.0, ge=0, le=86_400)
+
+
+AnyDevice = (GpioDevice | MqttDevice | ModbusDevice | SerialDevice | HttpDevice | OneNetDevice
+             | CtwingDevice)
 DeviceConfig = Annotated[AnyDevice, Field(discriminator="transport")]
 
 
@@ -255,6 +307,8 @@ class GatewayConfig(_Strict):
     profile_dirs: list[Path] = Field(default_factory=list)
     pseudonym_key_env: str | None = None
     http: HttpServerConfig | None = None
+    onenet: OneNetConfig | None = None
+    ctwing: CtwingConfig | None = None
     metrics: MetricsConfig | None = None
     buses: list[ModbusBusConfig] = Field(default_factory=list)
     devices: list[DeviceConfig] = Field(default_factory=list)

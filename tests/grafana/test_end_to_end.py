@@ -69,8 +69,8 @@ async def test_dashboard_queries_read_back_the_scenarios(
                 await SCENARIOS[name].run(devices, instant, said.append)
 
             async def scenarios_stored() -> bool:
-                return {("elder.sos", "elder-3-1-502"), ("manhole.open", "manhole-s2"),
-                        ("manhole.tilt", "manhole-s2"),
+                return {("elder.sos", "elder-3-1-502"), ("manhole.open", "manhole-e3"),
+                        ("manhole.tilt", "manhole-e3"),
                         ("temp_gate.fever", "gate-east")} <= set(await active())
 
             await eventually(scenarios_stored, timeout=30, what="the scenarios' alerts stored")
@@ -112,8 +112,8 @@ async def test_dashboard_queries_read_back_the_scenarios(
 
     # elder-5-2-101 was pressed by mistake and cancelled, smoke-3-2 came back: resolved
     assert await active() == {("elder.sos", "elder-3-1-502"): 2,
-                              ("manhole.open", "manhole-s2"): 1,
-                              ("manhole.tilt", "manhole-s2"): 1,
+                              ("manhole.open", "manhole-e3"): 1,
+                              ("manhole.tilt", "manhole-e3"): 1,
                               ("temp_gate.fever", "gate-east"): 1}
 
     states: dict[tuple[str, str], list[int]] = {}
@@ -124,8 +124,8 @@ async def test_dashboard_queries_read_back_the_scenarios(
                 seen.append(r["last"])
     assert states == {("elder-3-1-502", "elder.sos"): [1, 2],
                       ("elder-5-2-101", "elder.sos"): [1, 3],
-                      ("manhole-s2", "manhole.open"): [1],
-                      ("manhole-s2", "manhole.tilt"): [1],
+                      ("manhole-e3", "manhole.open"): [1],
+                      ("manhole-e3", "manhole.tilt"): [1],
                       ("gate-east", "temp_gate.fever"): [1],
                       ("smoke-3-2", "device.offline"): [1, 3]}
 
@@ -147,7 +147,7 @@ async def test_dashboard_queries_read_back_the_scenarios(
     assert normal[0]["count"] >= 2
 
     tilt = [r for r in await query(MANHOLE_TILT) if r["max"] is not None]
-    assert max(r["max"] for r in tilt if r["device"] == "manhole-s2") == 35.0
+    assert max(r["max"] for r in tilt if r["device"] == "manhole-e3") == 35.0
 
     buildings = {r["value"] for r in await query(BUILDINGS)}
     assert {"3", "5", "east-gate", "north-gate", "south-road"} <= buildings

@@ -15,6 +15,8 @@ MODEL = KindModel(
         "gas_ppm": ReadingSpec(unit="ppm", low=0, high=100_000),
         "battery_pct": ReadingSpec(unit="%", low=0, high=100),
         "linkquality": ReadingSpec(unit="lqi", low=0, high=255),
+        # NB-IoT reference signal received power: the radio link of a battery device
+        "signal_dbm": ReadingSpec(unit="dBm", low=-160, high=0),
         "open": FLAG,
     },
 )
