@@ -33,10 +33,8 @@ ReadBody = Callable[[web.Request, str], Awaitable[bytes | web.Response]]
 
 @runtime_checkable
 class PlatformIntake(MessageIntake, Protocol):
-    def offline(self, device: str) -> None:
-        """The platform says `device` went offline: it is offline now, not after its
-        heartbeat."""
-        ...
+    """What a platform's receiver hands its uplinks to (its `unreachable`: the platform
+    says the device went offline)."""
 
 
 class PushRoutes(Protocol):

@@ -210,11 +210,8 @@ class Gateway:
         self.board.seen(device, self.clock.monotonic())
 
     def unreachable(self, device: str) -> None:
+        # a bridge's or a platform's word that the device left: offline now
         self.board.unreachable(device)
-
-    def offline(self, device: str) -> None:
-        # a platform's word that the device left: offline now, journalled as any status
-        self.board.set(device, Status.OFFLINE)
 
     # -- lifecycle ----------------------------------------------------------------------
 

@@ -119,7 +119,7 @@ class CtwingReceiver:
                 if message.online:
                     self._intake.seen(device)
                 else:
-                    self._intake.offline(device)
+                    self._intake.unreachable(device)
                 return answer(200, accepted=[])
             receipt = self.uplinks.receipt(_key(message), _content(message))
             if receipt is None:

@@ -145,7 +145,7 @@ class OneNetReceiver:
                 if message.online:
                     self._intake.seen(device)
                 else:
-                    self._intake.offline(device)
+                    self._intake.unreachable(device)
                 self.uplinks.note(receipt)
                 return answer(200, accepted=[])
             assert isinstance(message, Notify)

@@ -73,7 +73,7 @@ class JournalIntake:
     def seen(self, device: str) -> None:
         self.alive.append(device)
 
-    def offline(self, device: str) -> None:
+    def unreachable(self, device: str) -> None:
         self.gone.append(device)
 
 
