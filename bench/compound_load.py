@@ -42,6 +42,7 @@ class Rates:
     smoke_s: float = 5.0
     gate_s: float = 10.0  # a passage at each active gate
     active_gates: int = 50
+    idle_gate_s: float = 240.0  # the others report they are there, within their 300 s
     door_s: float = 500.0  # a passage at each of 50 doors: 8,640 a day, two events each
     door_open_s: tuple[float, float] = (3.0, 8.0)  # how long a passage keeps a door open
     manhole_s: float = 60.0
@@ -206,6 +207,8 @@ async def run(port: int, site: str, count: int, seconds: float, rates: Rates) ->
             _periodic(client, topics("smoke")[1:], rates.smoke_s, _Rooms(), sent, "smoke", rng),
             _periodic(client, topics("temp_gate")[:rates.active_gates], rates.gate_s, _gate,
                       sent, "temp_gate", rng),
+            _periodic(client, topics("temp_gate")[rates.active_gates:], rates.idle_gate_s,
+                      _gate, sent, "temp_gate", rng),
             _passages(client, topics("access"), rates, sent, rng),
             _periodic(client, topics("manhole"), rates.manhole_s, _manhole, sent, "manhole", rng),
             _periodic(client, topics("elder_button"), rates.button_s, _button, sent,

@@ -361,18 +361,26 @@ class Gateway:
         """
         stored = await self.journal.read_state(OFFLINE_KEY)
         offline: set[str] = set(json.loads(stored)) if stored else set()
+        transitions = self.board.transitions
         while True:
-            device, kind, old, new = await self.board.transitions.get()
-            if old is None and new is Status.ONLINE and device not in offline:
-                continue  # a device found at start is news to nobody
-            after = offline | {device} if new is Status.OFFLINE else offline - {device}
-            ts = self.clock.now_ms()
+            # every change waiting in one commit: when a bridge or a sweep takes hundreds
+            # of devices offline at once, the list of them is written once, not per device
+            waiting = [await transitions.get()]
+            while not transitions.empty():
+                waiting.append(transitions.get_nowait())
+            after, events, ts = set(offline), [], self.clock.now_ms()
+            for device, kind, old, new in waiting:
+                if old is None and new is Status.ONLINE and device not in after:
+                    continue  # a device found at start is news to nobody
+                after = after | {device} if new is Status.OFFLINE else after - {device}
+                events.append(make_event(kind, device, new.value, ts))
+            if not events:
+                continue
             try:
                 await self.journal.commit(
-                    [make_event(kind, device, new.value, ts)],
-                    state={OFFLINE_KEY: json.dumps(sorted(after)).encode()})
+                    events, state={OFFLINE_KEY: json.dumps(sorted(after)).encode()})
             except JournalFullError as exc:
-                self.counters.inc("dropped", cls="event", reason=exc.reason)
+                self.counters.inc("dropped", len(events), cls="event", reason=exc.reason)
                 continue
             offline = after
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 from gateway.core.clock import ManualClock
@@ -101,3 +102,34 @@ async def test_a_device_offline_at_shutdown_is_journalled_online_when_it_returns
 
         await eventually(journalled, what="sos-1 journalled online")
         assert await _status_events(gateway.journal) == expected
+
+
+async def test_devices_gone_offline_together_are_journalled_in_one_commit(
+        tmp_path: Path) -> None:
+    """A bridge that drops, a sweep that finds a building's sensors silent: the offline
+    events and the list of offline devices go in one commit, not one per device."""
+    devices = [sos_mqtt(f"sos-{n}", f"vendor/sos-{n}") for n in range(200)]
+    gateway = Gateway(make_config(tmp_path, site=unique_site("gone"), devices=devices))
+    for n in range(200):
+        gateway.board.add(f"sos-{n}", DeviceKind.ELDER_BUTTON, 60, 0.0)
+        gateway.board.set(f"sos-{n}", Status.ONLINE)  # found at start: no event
+    async with gateway.journal as journal:
+        task = asyncio.create_task(gateway._journal_status_changes())
+        try:
+            await eventually(lambda: gateway.board.transitions.empty(), what="start taken")
+            before = journal.commits + journal.lazy_commits
+            for n in range(200):
+                gateway.board.unreachable(f"sos-{n}")
+            await eventually(lambda: journal.last_seq == 200, what="the offline events")
+            assert journal.commits + journal.lazy_commits == before + 1
+            for n in range(100):
+                gateway.board.seen(f"sos-{n}", 1.0)
+            await eventually(lambda: journal.last_seq == 300, what="the online events")
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        entries = (await journal.read_after(0, 500)).entries
+        assert [e.record.type for e in entries if isinstance(e.record, DeviceEvent)] == (
+            ["offline"] * 200 + ["online"] * 100)
+        stored = await journal.read_state("status.offline")
+    assert stored is not None and len(json.loads(stored)) == 100
