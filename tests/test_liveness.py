@@ -132,4 +132,5 @@ async def test_devices_gone_offline_together_are_journalled_in_one_commit(
         assert [e.record.type for e in entries if isinstance(e.record, DeviceEvent)] == (
             ["offline"] * 200 + ["online"] * 100)
         stored = await journal.read_state("status.offline")
-    assert stored is not None and len(json.loads(stored)) == 100
+    assert stored is not None
+    assert len(json.loads(stored)) == 100
