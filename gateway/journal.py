@@ -39,6 +39,7 @@ from gateway.core.model import (
     delivery_class,
     encode,
 )
+from gateway.receipt_memory import ReceiptMemory
 
 log = logging.getLogger(__name__)
 
@@ -167,7 +168,7 @@ class Journal:
         self._synchronous = True  # PRAGMA synchronous is FULL (else NORMAL); journal thread
         # the newest committed records, consecutive: most reads are served from here
         self._recent: deque[Entry] = deque(maxlen=RECENT)
-        self._receipts: dict[str, Receipt] = {}  # every receipt kept, by key
+        self._receipts = ReceiptMemory()  # every receipt kept, by key
         self._measured_at = -math.inf  # time.monotonic() of the last exact measurement
         self._wake = asyncio.Event()  # anything to commit
         self._urgent = asyncio.Event()  # a commit that does not wait: not a lazy move
@@ -338,8 +339,7 @@ class Journal:
         and receipts older than `receipts_before` (epoch ms)."""
         gone = await self._run(self._prune_sync, list(consumers), keep_from, receipts_before)
         if receipts_before is not None:
-            for key in [k for k, r in self._receipts.items() if r.at < receipts_before]:
-                del self._receipts[key]
+            self._receipts.drop_older(receipts_before)
         return gone
 
     def receipt(self, key: str) -> Receipt | None:
@@ -348,12 +348,11 @@ class Journal:
 
     def note(self, receipt: Receipt) -> None:
         """Keep `receipt` in memory only: for messages that left nothing in the journal."""
-        self._receipts[receipt.key] = receipt
+        self._receipts.put(receipt)
 
     async def forget_receipts(self, prefix: str) -> None:
         """Forget every receipt whose key starts with `prefix`, in memory and on disk."""
-        for key in [k for k in self._receipts if k.startswith(prefix)]:
-            del self._receipts[key]
+        self._receipts.forget(prefix)
         await self._run(self._forget_receipts_sync, prefix)
 
     @property
@@ -449,7 +448,7 @@ class Journal:
         for job, job_seqs in zip(group, seqs, strict=True):
             self._remember(job, job_seqs)
             if job.receipt is not None:
-                self._receipts[job.receipt.key] = job.receipt
+                self._receipts.put(job.receipt)
             if not job.done.done():
                 job.done.set_result(job_seqs)
         if any(job.records for job in group):
@@ -518,7 +517,8 @@ class Journal:
         self._hold_wal()
         self._db = db
         self._measure(db)
-        self._receipts = {r.key: r for r in self._receipts_sync(0)}
+        self._receipts = ReceiptMemory()
+        self._receipts.load(self._receipts_sync(0))
         newest = db.execute("SELECT max(seq) FROM records").fetchone()[0] or 0
         if db.execute("SELECT 1 FROM sqlite_schema WHERE name='sqlite_sequence'").fetchone():
             row = db.execute("SELECT seq FROM sqlite_sequence WHERE name='records'").fetchone()

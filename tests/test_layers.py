@@ -49,6 +49,7 @@ LAYERS: Mapping[str, str] = {
     "gateway.link": "runtime",
     "gateway.metrics": "runtime",
     "gateway.mqtt_link": "runtime",
+    "gateway.receipt_memory": "runtime",
     "gateway.restart": "runtime",
     "gateway.sinks": "runtime",
     "gateway.status": "runtime",
