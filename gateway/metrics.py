@@ -47,6 +47,7 @@ class GatewayView(Protocol):
     @property
     def clock_synchronised(self) -> bool | None: ...
     def sink_cursors(self) -> dict[str, int]: ...
+    def intake_backlog(self) -> dict[str, dict[str, float]]: ...
 
 
 class _GatewayCollector(Collector):
@@ -68,6 +69,23 @@ class _GatewayCollector(Collector):
             age.add_metric([sink], 0.0 if oldest is None else max(now - oldest, 0) / 1000)
         yield backlog
         yield age
+        waiting = GaugeMetricFamily("scgw_intake_backlog_messages",
+                                    "Messages read and not yet handled, per broker session "
+                                    "(devices, bulk); readings the rules have not evaluated",
+                                    labels=["lane"])
+        held = GaugeMetricFamily("scgw_intake_backlog_bytes",
+                                 "Payload bytes of the messages read and not yet handled",
+                                 labels=["lane"])
+        waited = GaugeMetricFamily("scgw_intake_oldest_age_seconds",
+                                   "Age of the oldest message read and not yet handled",
+                                   labels=["lane"])
+        for lane, figures in gw.intake_backlog().items():
+            waiting.add_metric([lane], figures["messages"])
+            held.add_metric([lane], figures["bytes"])
+            waited.add_metric([lane], figures["oldest_s"])
+        yield waiting
+        yield held
+        yield waited
         telemetry = GaugeMetricFamily("scgw_telemetry_buffered", "Readings in the memory buffer")
         telemetry.add_metric([], len(gw.telemetry))
         yield telemetry

@@ -22,7 +22,7 @@ from gateway.core.counters import Counters
 from gateway.core.inbound import Handler, Inbound
 from gateway.core.waiting import first_of
 from gateway.link.connection import BrokerConnection, BrokerUnavailableError, PublishRefusedError
-from gateway.link.dispatch import PIPELINE, Dispatch
+from gateway.link.dispatch import IDLE, PIPELINE, Backlog, Dispatch
 from gateway.link.routes import Routes
 
 __all__ = ["Handler", "Inbound", "LastWill", "LinkDownError", "MqttLink", "Session"]
@@ -79,6 +79,7 @@ class MqttLink:
         self._previous_loss: float | None = None
         self._backoff = Backoff(config.reconnect_min_s, config.reconnect_max_s)
         self._elsewhere: list[str] = []
+        self._inbox: Dispatch | None = None  # the current connection's
 
     def subscribe(self, topic_filter: str, handler: Handler) -> None:
         """Register a handler; subscriptions are (re)made on every connection.
@@ -97,6 +98,10 @@ class MqttLink:
         """Await `callback(session_present)` on every connection, before any message of it
         is handled: False when the broker kept nothing of the gateway's session."""
         self._on_connect.append(callback)
+
+    def backlog(self) -> Backlog:
+        """What the current connection read and the gateway has not handled yet."""
+        return IDLE if self._inbox is None else self._inbox.backlog()
 
     @property
     def connected(self) -> bool:
@@ -203,7 +208,7 @@ class MqttLink:
         # a fresh client each time: paho would otherwise re-send its own in-flight
         # messages first, out of order with the sink's replay from the journal
         connection: BrokerConnection
-        inbox = Dispatch(self._routes, self._counters, self._clock,
+        inbox = self._inbox = Dispatch(self._routes, self._counters, self._clock,
                          lambda mid, qos: connection.ack(mid, qos),
                          lambda paused: connection.pause_reading(paused))
         connection = BrokerConnection(
@@ -248,6 +253,7 @@ class MqttLink:
         finally:
             await inbox.close()
             connection.close()
+            self._inbox = None  # what it held is the broker's again
 
     def _end_session(self, session: Session | None = None) -> None:
         session = session or self._session

@@ -33,6 +33,23 @@ class StatusSnapshot(msgspec.Struct, kw_only=True):
     pid: int = 0
     alerts: list[dict[str, str | int]] = msgspec.field(default_factory=list)
     clock_synchronised: bool | None = None  # None: unknown
+    # per broker session ("devices", "bulk"): messages read and not yet handled, the oldest's
+    # age in seconds; and readings the rules have not evaluated yet
+    intake: dict[str, dict[str, float]] = msgspec.field(default_factory=dict)
+
+
+BEHIND_S = 1.0  # an intake whose oldest message waited longer is behind
+
+
+def intake_words(intake: dict[str, dict[str, float]]) -> str:
+    """The gateway's intake in words: keeping up, or behind by how much where."""
+    behind = [(lane, f) for lane, f in intake.items()
+              if f.get("messages", 0) and f.get("oldest_s", 0) >= BEHIND_S]
+    if not behind:
+        return "intake: keeping up"
+    return "intake: " + "; ".join(
+        f"{lane} behind by {int(f['messages']):,} message(s) / {f['oldest_s']:.1f} s"
+        for lane, f in behind)
 
 
 def status_path(journal: JournalConfig) -> Path:

@@ -54,6 +54,7 @@ from rules.directory import directory_from_config
 from rules.engine import RuleEngine
 from rules.loader import load_pack, rule_sources
 from rules.problems import RuleError
+from rules.runner import CONSUMER as RULES
 from rules.runner import RuleRunner
 
 log = logging.getLogger(__name__)
@@ -426,6 +427,21 @@ class Gateway:
         return {"mqtt": self.mqtt_sink.cursor, "store": self.store_sink.cursor,
                 "notify": self.notify_sink.cursor}
 
+    def intake_backlog(self) -> dict[str, dict[str, float]]:
+        """Per broker session: messages read and not yet handled, their bytes, the oldest's
+        age; and the readings waiting for the rules."""
+        lanes = {"devices": self.link, "bulk": self.bulk_link}
+        out: dict[str, dict[str, float]] = {}
+        for lane, link in lanes.items():
+            if link is not None:
+                b = link.backlog()
+                out[lane] = {"messages": b.messages, "bytes": b.bytes, "oldest_s": b.oldest_s}
+        oldest = self.telemetry.oldest_pending_ts(RULES)
+        out["readings"] = {
+            "messages": self.telemetry.pending(RULES), "bytes": 0,
+            "oldest_s": 0.0 if oldest is None else max((self.clock.now_ms() - oldest) / 1000, 0)}
+        return out
+
     def snapshot(self) -> StatusSnapshot:
         return StatusSnapshot(
             ts=self.clock.now_ms(),
@@ -443,6 +459,7 @@ class Gateway:
             counters=self.counters.snapshot(),
             pid=os.getpid(),
             clock_synchronised=self.clock_synchronised,
+            intake=self.intake_backlog(),
             alerts=[{"rule": a.rule, "device": a.device, "state": a.state.value,
                      "severity": a.severity.value, "since": a.since, "message": a.message}
                     for a in self.rules.active()],

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from gateway.ops.private_servers import Mosquitto
-from gateway.status_report import read_status, status_path
+from gateway.status_report import intake_words, read_status, status_path
 from gateway.supervisor import Gateway
 from tests.helpers import Watcher, eventually, running, unique_site
 
@@ -82,3 +82,13 @@ mqtt = {{ topic = "z2m/{site}/smoke-2" }}
     assert "out_of_range: 1" in lines["smoke-1"]
     assert "online" in lines["smoke-2"]
     assert lines["smoke-2"].rstrip("│ ").endswith("-")
+
+
+def test_the_intake_is_said_in_words() -> None:
+    assert intake_words({"devices": {"messages": 0, "bytes": 0, "oldest_s": 0.0}}) == (
+        "intake: keeping up")
+    assert intake_words({"bulk": {"messages": 3, "bytes": 10, "oldest_s": 0.2}}) == (
+        "intake: keeping up")  # a moment's work is not being behind
+    assert intake_words({"devices": {"messages": 0, "bytes": 0, "oldest_s": 0.0},
+                         "readings": {"messages": 12345, "bytes": 0, "oldest_s": 4.25}}) == (
+        "intake: readings behind by 12,345 message(s) / 4.2 s")

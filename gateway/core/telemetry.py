@@ -75,5 +75,10 @@ class TelemetryBuffer:
     def pending(self, consumer: str) -> int:
         return self._first_seq + len(self._items) - 1 - self._positions[consumer]
 
+    def oldest_pending_ts(self, consumer: str) -> int | None:
+        """The time (epoch ms) of the oldest reading `consumer` has not taken, if any."""
+        index = self._positions[consumer] + 1 - self._first_seq
+        return self._items[index].ts if 0 <= index < len(self._items) else None
+
     def __len__(self) -> int:
         return len(self._items)

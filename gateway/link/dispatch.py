@@ -17,6 +17,7 @@ import functools
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from gateway.core.clock import Clock
 from gateway.core.counters import Counters
@@ -31,6 +32,18 @@ QOS0_BACKLOG = 10_000  # incoming QoS 0 messages waiting to be journalled before
 REDELIVER_AFTER_S = 2.0  # a message not journalled is asked for again after this
 
 Work = list[tuple[Awaitable[None], Handler]]
+
+
+@dataclass(frozen=True, slots=True)
+class Backlog:
+    """What a connection read and the gateway has not handled yet."""
+
+    messages: int
+    bytes: int
+    oldest_s: float  # age of the oldest QoS 1 message not yet acknowledged (0: none)
+
+
+IDLE = Backlog(0, 0, 0.0)
 
 
 async def _refuse(topic: str) -> None:
@@ -61,6 +74,9 @@ class Dispatch:
         # connection too, so the broker delivers them again in their order
         self.refused: set[str] = set()
         self._unacked: deque[tuple[Inbound, asyncio.Task[None] | None]] = deque()
+        # when each unacknowledged message was read (monotonic), and their payloads' bytes
+        self._read_at: deque[float] = deque()
+        self.held_bytes = 0
         # completes when the connection should end for the broker to deliver again
         self.redeliver: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
@@ -74,6 +90,8 @@ class Dispatch:
             return
         task = self._accept(message)
         self._unacked.append((message, task))
+        self._read_at.append(self._clock.monotonic())
+        self.held_bytes += len(message.payload)
         if task is None:
             self._drain()
         else:
@@ -116,6 +134,8 @@ class Dispatch:
             if task is not None and not task.done():
                 break
             unacked.popleft()
+            self._read_at.popleft()
+            self.held_bytes -= len(message.payload)
             if task is None:
                 self._acknowledge(message.mid, message.qos)
             elif task.cancelled():
@@ -128,6 +148,13 @@ class Dispatch:
         if self._paused and len(unacked) < PIPELINE // 2:
             self._paused = False
             self._pause(False)
+
+    def backlog(self) -> Backlog:
+        """Messages read and not yet handled: how many, their bytes, the oldest's age."""
+        waiting = len(self._unacked) + len(self.handlers)
+        oldest = self._read_at[0] if self._read_at else None
+        age = 0.0 if oldest is None else max(self._clock.monotonic() - oldest, 0.0)
+        return Backlog(waiting, self.held_bytes, age)
 
     def _not_acknowledged(self, message: Inbound) -> None:
         """A message the gateway could not journal stays the broker's: it is not

@@ -157,7 +157,7 @@ def status(config: ConfigOption) -> None:
 
     from rich.table import Table
 
-    from gateway.status_report import read_status, status_path
+    from gateway.status_report import intake_words, read_status, status_path
 
     cfg = _load(config, secrets=())
     path = status_path(cfg.journal)
@@ -175,6 +175,7 @@ def status(config: ConfigOption) -> None:
     if snap.clock_synchronised is False:
         out.print("[bold red]system clock not synchronised[/]: timestamps may be wrong until "
                   "NTP syncs (see `scgw doctor`)")
+    out.print(intake_words(snap.intake))
     backlog = Table("sink", "journal backlog")
     for sink, cursor in snap.cursors.items():
         backlog.add_row(sink, str(snap.journal_last_seq - cursor))

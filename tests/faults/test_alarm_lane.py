@@ -51,6 +51,14 @@ async def test_an_sos_is_not_held_back_by_the_readings_queued_before_it(
     async with Watcher(mosquitto.port, alert_topic, "duty-office") as office:
         await office.publish(sos_topic, b'{"action": "single"}')  # after every reading
         async with running(Gateway(config)) as gateway:
+            backlog: list[float] = []
+
+            async def sample() -> None:
+                while True:
+                    backlog.append(gateway.intake_backlog()["readings"]["messages"])
+                    await asyncio.sleep(0.01)
+
+            sampler = asyncio.create_task(sample())
             seen = await office.next(lambda s: msgspec.json.decode(
                 s.payload, type=Alert).state is AlertState.FIRING, timeout=30)
             drained_then = gateway.counters.get("ingress_messages", device="gate-1")
@@ -58,6 +66,14 @@ async def test_an_sos_is_not_held_back_by_the_readings_queued_before_it(
             await eventually(lambda: gateway.counters.get(
                 "ingress_messages", device="gate-1") == QUEUED, timeout=60,
                 what="the readings drained")
+            # the backlog is seen, and seen to clear
+            await eventually(lambda: gateway.intake_backlog()["readings"]["messages"] == 0,
+                             what="the rules caught up")
+            sampler.cancel()
+            await asyncio.gather(sampler, return_exceptions=True)
+            assert max(backlog) > 0
+            assert gateway.intake_backlog()["bulk"] == {"messages": 0, "bytes": 0,
+                                                        "oldest_s": 0.0}
     assert msgspec.json.decode(seen.payload, type=Alert).device == "sos-1"
     # on one session it would have come after all of them
     assert drained_then < QUEUED, drained_then
