@@ -40,6 +40,7 @@ from drivers.json_map import (
 )
 from drivers.profile import ProfileLibrary
 from drivers.pseudonym import Pseudonymiser
+from drivers.throttle import Throttle
 from drivers.zigbee2mqtt import BadAvailabilityError, Zigbee2MqttBridges, parse_availability
 from gateway.core.clock import Clock
 from gateway.core.config import DEFAULT_MAX_PAYLOAD, MqttDevice
@@ -52,6 +53,7 @@ from gateway.core.problems import ConfigError
 log = logging.getLogger(__name__)
 
 RECEIPT_PREFIX = "mqtt:"  # receipt keys: the broker's packet id
+THROTTLE_LOG_S = 60.0  # a throttled device is logged at most this often
 _NO_RECEIPT = Receipt("", b"", 0)  # a message that cannot come again (QoS 0)
 
 
@@ -64,6 +66,7 @@ class _Route:
     digest_prefix: bytes  # the topic as hashed into a receipt's digest
     accepted: CounterKey  # ingress_messages{device}
     redelivered: CounterKey  # redelivered{device}
+    throttle: Throttle | None = None  # its readings beyond the rate it may send
 
 
 def availability_topic(device: MqttDevice, profiles: ProfileLibrary) -> str | None:
@@ -108,14 +111,19 @@ class MqttIngress:
         availability_of: Callable[[MqttDevice], str | None] = lambda d: None,
         bridges: Zigbee2MqttBridges | None = None,
         receipt_prefix: str = RECEIPT_PREFIX,
+        rate_hz: float = 0.0,
+        burst_s: float = 5.0,
     ) -> None:
         # each broker session numbers its packets apart: one prefix per session
         self._prefix = receipt_prefix
+        self._rate_hz = rate_hz
         self._routes = {
             d.mqtt.topic: _Route(d, JsonMapper(mapping_of(d), d.kind, d.id, pseudonymise),
                                  d.mqtt.topic.encode() + b"\0",
                                  Counters.key("ingress_messages", device=d.id),
-                                 Counters.key("redelivered", device=d.id))
+                                 Counters.key("redelivered", device=d.id),
+                                 Throttle(rate_hz, burst_s, clock.monotonic()) if rate_hz
+                                 else None)
             for d in devices
         }
         # availability topic -> device; a device's own topic is never also one
@@ -179,6 +187,10 @@ class MqttIngress:
         self._intake.seen(device.id)
         if not decoded.problems:
             self._counters.recovered(device.id)
+        if (not decoded.events and route.throttle is not None
+                and not route.throttle.allow(self._clock.monotonic())):
+            self._throttled(route)  # readings alone: an event, an alarm first, always passes
+            return None
         if decoded.reading is not None:
             self._intake.reading(decoded.reading)
         if decoded.events:
@@ -235,6 +247,18 @@ class MqttIngress:
             self._intake.seen(device.id)
         else:
             self._intake.unreachable(device.id)
+
+    def _throttled(self, route: _Route) -> None:
+        device = route.device
+        self._counters.inc("throttled", device=device.id)
+        self._counters.inc("shed_readings", kind=device.kind.value, reason="device_rate")
+        throttle = route.throttle
+        now = self._clock.monotonic()
+        if throttle is not None and now - throttle.logged_at >= THROTTLE_LOG_S:
+            throttle.logged_at = now
+            log.warning("device %s sends faster than limits.device_rate_hz (%g/s): its "
+                        "readings beyond it are dropped (counted as throttled); its events "
+                        "pass", device.id, self._rate_hz)
 
     def _reject(self, device: str, topic: str, reason: str, detail: str) -> None:
         self._counters.reject(log, device, reason, f"on {topic}: {detail}")

@@ -33,7 +33,7 @@ from gateway.core.config import (
     MqttDevice,
 )
 from gateway.core.counters import Counters
-from gateway.core.kinds import make_event
+from gateway.core.kinds import MODELS, make_event
 from gateway.core.model import AckCommand, Alert, DeliveryClass, DeviceEvent, Reading, new_id
 from gateway.core.telemetry import TelemetryBuffer
 from gateway.core.timeline import Timeline
@@ -61,6 +61,7 @@ log = logging.getLogger(__name__)
 
 CLOCK_CHECK_S = 30.0  # how often the clock's sync state is read
 OFFLINE_KEY = "status.offline"  # journal state: devices whose last status event was offline
+SHED_EVERY_MS = 1000  # under overload: a coalescible device's readings, one a second
 BULK_PREFIX = "bulk:"  # receipt keys of the readings' session: its own packet ids
 
 
@@ -153,6 +154,9 @@ class Gateway:
         self._alarm_refused = False  # an alarm found no room, none was journalled since
         self._stop = asyncio.Event()
         self._events_timeline = Timeline()
+        self._shed_above = max(int(config.journal.telemetry_capacity * config.limits.shed_above),
+                               1)
+        self._kept_at: dict[str, int] = {}  # device -> ts of its last reading kept (shedding)
         self._readings_timeline = Timeline()
 
     # -- Intake, for the drivers --------------------------------------------------------
@@ -202,10 +206,25 @@ class Gateway:
     def reading(self, reading: Reading) -> None:
         # the driver marked the device seen for the message that carried it (Intake.seen):
         # once per message, not again per reading
+        if self.telemetry.pending(RULES) >= self._shed_above and self._shed(reading):
+            return
         ts = self._readings_timeline.stamp(reading.device, reading.ts)
         if ts != reading.ts:
             reading = msgspec.structs.replace(reading, ts=ts)
         self.telemetry.push(reading)
+
+    def _shed(self, reading: Reading) -> bool:
+        """Under overload (the rules behind by more than limits.shed_above of the buffer): a
+        reading of a coalescible kind within a second of its device's last one kept is
+        dropped, counted; readings where each is a person passing never are."""
+        if not MODELS[reading.kind].coalescible:
+            return False
+        kept = self._kept_at.get(reading.device)
+        if kept is not None and 0 <= reading.ts - kept < SHED_EVERY_MS:
+            self.counters.inc("shed_readings", kind=reading.kind.value, reason="overload")
+            return True
+        self._kept_at[reading.device] = reading.ts
+        return False
 
     def seen(self, device: str) -> None:
         self.board.seen(device, self.clock.monotonic())
@@ -484,6 +503,8 @@ class Gateway:
             devices, self._json_mapping, self, self.clock, self.counters, self.pseudonymise,
             receipts=self.journal, redelivery_window_s=self.config.broker.redelivery_window_s,
             max_payload_bytes=self.config.broker.max_payload_bytes, receipt_prefix=prefix,
+            rate_hz=self.config.limits.device_rate_hz,
+            burst_s=self.config.limits.device_burst_s,
             availability_of=functools.partial(availability_topic, profiles=self.profiles),
             bridges=bridges)
         link.on_connect(ingress.connected)

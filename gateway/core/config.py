@@ -295,6 +295,19 @@ AnyDevice = (GpioDevice | MqttDevice | ModbusDevice | SerialDevice | HttpDevice 
 DeviceConfig = Annotated[AnyDevice, Field(discriminator="transport")]
 
 
+class LimitsConfig(_Strict):
+    """What the gateway takes in when more comes than it can handle."""
+
+    # a device's readings beyond this many messages a second (over a burst of
+    # device_burst_s) are dropped, counted; its events, alarms first, always pass. 0: off
+    device_rate_hz: float = Field(default=20.0, ge=0)
+    device_burst_s: float = Field(default=5.0, gt=0, le=3600)
+    # readings waiting for the rules beyond this share of journal.telemetry_capacity: the
+    # readings of coalescible kinds (room temperature, tilt, battery) keep one a second per
+    # device until the rules catch up
+    shed_above: float = Field(default=0.5, gt=0, le=1)
+
+
 class GatewayConfig(_Strict):
     site: str = Field(pattern=_NAME)
     shutdown_timeout_s: float = Field(default=10.0, gt=0, le=600)
@@ -310,6 +323,7 @@ class GatewayConfig(_Strict):
     onenet: OneNetConfig | None = None
     ctwing: CtwingConfig | None = None
     metrics: MetricsConfig | None = None
+    limits: LimitsConfig = LimitsConfig()
     buses: list[ModbusBusConfig] = Field(default_factory=list)
     devices: list[DeviceConfig] = Field(default_factory=list)
 

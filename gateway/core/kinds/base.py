@@ -41,6 +41,9 @@ class KindModel:
     events: frozenset[str]
     alarms: frozenset[str]
     readings: Mapping[str, ReadingSpec]
+    # under overload, one reading a second per device is enough (a room's temperature, a
+    # tilt, a battery); not where each reading is a person passing (a gate)
+    coalescible: bool = True
 
     def __post_init__(self) -> None:
         if not self.alarms <= self.events:

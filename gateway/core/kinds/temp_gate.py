@@ -16,4 +16,5 @@ MODEL = KindModel(
         "mask": FLAG,
         "passage_count": ReadingSpec(unit="count", low=0, integer=True),
     },
+    coalescible=False,  # each reading is a person passing: a fever must never be shed
 )

@@ -1,0 +1,25 @@
+"""A device's message rate, held to what it declared: a token bucket per device."""
+
+from __future__ import annotations
+
+
+class Throttle:
+    """`rate_hz` messages a second on average, `burst_s` seconds of them at once."""
+
+    __slots__ = ("_at", "_capacity", "_rate", "_tokens", "logged_at")
+
+    def __init__(self, rate_hz: float, burst_s: float, now: float) -> None:
+        self._rate = rate_hz
+        self._capacity = max(rate_hz * burst_s, 1.0)
+        self._tokens = self._capacity
+        self._at = now
+        self.logged_at = -1e18  # when its throttling was last logged (monotonic)
+
+    def allow(self, now: float) -> bool:
+        """Whether one more message fits now; takes it if so."""
+        self._tokens = min(self._capacity, self._tokens + (now - self._at) * self._rate)
+        self._at = now
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return True
+        return False
