@@ -11,6 +11,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from drivers.gb26875.frame import decode_frame
+from drivers.gb26875.objects import UnitError
+from drivers.gb26875.stream import FrameStream
+from drivers.gb26875.stream import Rejected as NotAFrame
+from drivers.gb26875.units import decode_unit
 from drivers.json_map import JsonMap, JsonMapper, MalformedJsonError, parse_json
 from drivers.modbus import ModbusMap
 from drivers.modbus.frames import classify_rtu, classify_tcp, rtu_answer_length
@@ -106,6 +111,33 @@ def modbus_answer(data: bytes) -> None:
                     decode_point(point, block.address, bits if point.on_bits else registers)
 
 
+def gb26875_stream(data: bytes) -> None:
+    """Any byte stream on a GB/T 26875.3 connection: frames, their units, or a reason."""
+    stream = FrameStream()
+    half = len(data) // 2
+    items = stream.feed(data[:half]) + stream.feed(data[half:]) + stream.close()
+    for item in items:
+        if isinstance(item, NotAFrame):
+            assert item.reason
+            assert item.detail
+            continue
+        raw = item.encode()
+        assert decode_frame(raw) == item
+        if not item.data:
+            continue  # a heartbeat
+        try:
+            unit = decode_unit(item.data)
+        except UnitError as exc:
+            assert exc.reason
+            continue
+        try:
+            again = unit.encode()
+        except ValueError:
+            continue  # a garbled text (U+FFFD is 4 bytes in GB 18030) may not fit again
+        assert decode_unit(again) == unit
+    assert stream.dropped <= len(data)
+
+
 _FUZZ_TOML = Path("/nonexistent/fuzz.toml")
 
 
@@ -144,4 +176,5 @@ TARGETS: dict[str, Callable[[bytes], None]] = {
     "config_file": config_file,
     "rule_file": rule_file,
     "mqtt_dispatch": mqtt_dispatch,
+    "gb26875_stream": gb26875_stream,
 }
