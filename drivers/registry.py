@@ -6,21 +6,30 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from drivers.elder_button_gpio import ElderButtonGpio
-from drivers.intake import Intake
+from drivers.intake import MessageIntake
 from drivers.modbus.bus import ModbusBusDriver
 from drivers.profile import Profile, ProfileLibrary
 from drivers.pseudonym import Pseudonymiser
 from drivers.serial_frames.driver import SerialFrameDriver
 from gateway.core.clock import Clock
-from gateway.core.config import GatewayConfig, GpioDevice, HttpDevice, ModbusDevice, SerialDevice
+from gateway.core.config import (
+    GatewayConfig,
+    Gb26875Device,
+    GpioDevice,
+    HttpDevice,
+    ModbusDevice,
+    SerialDevice,
+)
 from gateway.core.counters import Counters
+from gateway.core.journaling import ReceiptBook
 
 
 class Driver(Protocol):
     @property
     def name(self) -> str: ...
 
-    async def run(self, intake: Intake) -> None: ...
+    # the gateway hands every driver a MessageIntake; most need only its Intake part
+    async def run(self, intake: MessageIntake) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +40,7 @@ class Context:
     counters: Counters
     pseudonymise: Pseudonymiser | None
     pin_factory: Any
+    receipts: ReceiptBook | None = None  # to recognise a message a device gives again
 
 
 def build_drivers(ctx: Context) -> list[Driver]:
@@ -56,6 +66,12 @@ def build_drivers(ctx: Context) -> list[Driver]:
         drivers.append(HttpPushReceiver(config.http, pushed, ctx.clock, ctx.counters,
                                         ctx.pseudonymise,
                                         shutdown_timeout_s=config.shutdown_timeout_s))
+    fire_panels = [d for d in config.devices if isinstance(d, Gb26875Device)]
+    if fire_panels and config.gb26875 is not None:
+        from drivers.gb26875.server import Gb26875Server
+
+        drivers.append(Gb26875Server(config.gb26875, fire_panels, ctx.clock, ctx.counters,
+                                     ctx.receipts))
     return drivers
 
 

@@ -115,7 +115,8 @@ class Gateway:
         self.profiles = ProfileLibrary([BUILTIN, *config.profile_dirs])
         self.pseudonymise = _pseudonymiser(config)
         self.drivers = build_drivers(Context(config, self.profiles, self.clock, self.counters,
-                                             self.pseudonymise, self.pin_factory))
+                                             self.pseudonymise, self.pin_factory,
+                                             receipts=self.journal))
         self.buttons = {d.device.id: d for d in self.drivers if isinstance(d, ElderButtonGpio)}
         self._inline_mappings: dict[str, JsonMap] = {}
         self.ingress = MqttIngress(
@@ -308,12 +309,14 @@ class Gateway:
     async def intake_open(self) -> None:
         """Wait until every device that reports on its own can reach the gateway: the
         broker connected with the device topics subscribed, the HTTP push receiver
-        listening, every serial port open (opening a port discards what waited in it)."""
+        listening, the GB/T 26875.3 port open, every serial port open (opening a port
+        discards what waited in it)."""
+        from drivers.gb26875.server import Gb26875Server
         from drivers.http_push import HttpPushReceiver
 
         await self.link.session()
         for driver in self.drivers:
-            if isinstance(driver, HttpPushReceiver):
+            if isinstance(driver, HttpPushReceiver | Gb26875Server):
                 await driver.ready.wait()
             elif isinstance(driver, SerialFrameDriver):
                 await driver.connected.wait()

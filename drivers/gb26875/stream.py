@@ -47,14 +47,23 @@ class FrameStream:
             out.append(item)
 
     def close(self) -> list[Frame | Rejected]:
-        """The connection ended: what is left is a truncated frame (or nothing)."""
-        left = bytes(self._buffer)
-        self._buffer.clear()
-        if not left:
-            return []
-        self.dropped += len(left)
-        return [Rejected("truncated", f"the connection ended {len(left)} byte(s) into a "
-                         "frame")]
+        """The connection ended: a frame still waiting for its bytes is truncated, and the
+        bytes after its start are scanned again (its length may have run past the end and
+        swallowed whole frames)."""
+        out: list[Frame | Rejected] = []
+        while self._buffer:
+            item = self._next()
+            if item is not None:
+                out.append(item)
+                continue
+            waiting = len(self._buffer)
+            self._skip_start()
+            if START not in self._buffer:  # no frame inside: the rest was this one's
+                self.dropped += len(self._buffer)
+                self._buffer.clear()
+            out.append(Rejected("truncated", f"the connection ended {waiting} byte(s) into "
+                                "a frame"))
+        return out
 
     def _next(self) -> Frame | Rejected | None:
         buffer = self._buffer

@@ -1,0 +1,156 @@
+"""The GB/T 26875.3 server: confirmed only once journalled, a retransmission journalled once,
+components mapped to their detectors and places, bad input counted and survived."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from pathlib import Path
+
+from drivers.gb26875.frame import Command, Frame
+from drivers.gb26875.states import ComponentState, TransmitterState
+from drivers.gb26875.stream import FrameStream
+from gateway.core.model import DeliveryClass
+from tests.drivers.gb26875_fixtures import EXAMPLES
+from tests.drivers.gb26875_rig import OTHER, PANEL, open_rig
+from tests.helpers import eventually
+
+
+async def test_a_fire_alarm_is_confirmed_only_once_journalled_for_its_mapped_detector(
+        tmp_path: Path) -> None:
+    async with open_rig(tmp_path) as rig, rig.device() as device:
+        rig.intake.gate.clear()  # the journal holds the commit back
+        report = asyncio.create_task(device.fire("1-3-017", "3号楼2层东梯"))
+        await asyncio.wait_for(rig.intake.waiting.wait(), 5)
+        await asyncio.sleep(0.3)  # time for a confirm that should not come
+        assert not report.done()
+        assert rig.counters.get("gb26875_answers") == 0
+        rig.intake.gate.set()
+        delivery = await asyncio.wait_for(report, 5)
+        assert (delivery.confirmed, delivery.sends) == (True, 1)
+        (event,) = await rig.intake.journalled()
+        assert (event.device, event.type, event.cls) == ("smoke-3-2-017", "alarm",
+                                                          DeliveryClass.ALARM)
+        assert event.fields["building"] == "3"
+        assert event.fields["floor"] == 2
+        assert event.fields["zone"] == "east stair"
+        assert event.fields["component"] == "1-3-017"
+        assert event.fields["description"] == "3号楼2层东梯"
+        assert "fire-panel-3" in rig.intake.alive
+
+
+async def test_a_lost_confirm_makes_the_device_send_again_and_it_is_journalled_once(
+        tmp_path: Path) -> None:
+    async with open_rig(tmp_path) as rig, rig.device(confirm_timeout_s=0.3) as device:
+        device.lose_confirms = 1
+        delivery = await device.fire("1-3-017")
+        assert (delivery.confirmed, delivery.sends) == (True, 2)
+        assert device.sent[0] == device.sent[1]  # the same frame, same serial number
+        assert [e.type for e in await rig.intake.journalled()] == ["alarm"]
+        assert rig.counters.get("redelivered", device="fire-panel-3") == 1
+
+
+async def test_states_become_events_on_their_edges_and_restored_clears(tmp_path: Path) -> None:
+    async with open_rig(tmp_path) as rig, rig.device() as device:
+        normal = ComponentState.NORMAL
+        await device.fire("1-3-017")
+        await device.component("1-3-017", normal | ComponentState.FAULT)
+        await device.component("1-3-017", normal | ComponentState.FAULT
+                               | ComponentState.SHIELDED | ComponentState.SUPERVISION)
+        await device.restored("1-3-017")
+        await device.restored("1-5-001")  # not known before: everything clears
+        events = await rig.intake.journalled()
+        assert [(e.device, e.type) for e in events] == [
+            ("smoke-3-2-017", "alarm"),
+            ("smoke-3-2-017", "alarm_cleared"), ("smoke-3-2-017", "fault"),
+            ("smoke-3-2-017", "supervision"), ("smoke-3-2-017", "shielded"),
+            ("smoke-3-2-017", "fault_cleared"), ("smoke-3-2-017", "supervision_cleared"),
+            ("smoke-3-2-017", "shielded_cleared"),
+            ("smoke-3-5-001", "alarm_cleared"), ("smoke-3-5-001", "fault_cleared"),
+            ("smoke-3-5-001", "supervision_cleared"), ("smoke-3-5-001", "shielded_cleared"),
+        ]
+
+
+async def test_an_unmapped_component_still_raises_its_alarm_on_the_transmission_device(
+        tmp_path: Path) -> None:
+    async with open_rig(tmp_path) as rig, rig.device() as device:
+        assert (await device.fire("2-9-100")).confirmed
+        (event,) = await rig.intake.journalled()
+        assert (event.device, event.type, event.fields["component"]) == (
+            "fire-panel-3", "alarm", "2-9-100")
+        assert rig.counters.get("gb26875_unmapped_components", device="fire-panel-3") == 1
+
+
+async def test_the_transmission_devices_own_power_fault_is_its_fault(tmp_path: Path) -> None:
+    async with open_rig(tmp_path) as rig, rig.device() as device:
+        await device.own_state(TransmitterState.NORMAL | TransmitterState.MAIN_POWER_FAULT)
+        await device.own_state(TransmitterState.NORMAL)
+        events = await rig.intake.journalled()
+        assert [(e.device, e.type) for e in events] == [("fire-panel-3", "fault"),
+                                                        ("fire-panel-3", "fault_cleared")]
+        assert events[0].fields["fault"] == "main_power_fault"
+
+
+async def test_a_heartbeat_and_an_unknown_unit_type_are_confirmed(tmp_path: Path) -> None:
+    async with open_rig(tmp_path) as rig, rig.device() as device:
+        assert (await device.heartbeat()).confirmed
+        assert (await device.send(b"\xfe\x01\x00")).confirmed  # a user-defined type
+        assert rig.rejected("unknown_type") == 1
+        assert await rig.intake.journalled() == []
+        assert "fire-panel-3" in rig.intake.alive
+
+
+async def _exchange(port: int, data: bytes, expect_answers: int) -> list[Frame]:
+    """Send `data`, end the sending side, and read `expect_answers` frames back."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(data)
+        writer.write_eof()
+        await writer.drain()
+        stream = FrameStream()
+        answers: list[Frame] = []
+        async with asyncio.timeout(5):
+            while len(answers) < expect_answers:
+                chunk = await reader.read(4096)
+                assert chunk, "the gateway closed the connection"
+                answers += [f for f in stream.feed(chunk) if isinstance(f, Frame)]
+        return answers
+    finally:
+        writer.close()
+
+
+async def test_bad_input_is_rejected_counted_and_the_good_device_carries_on(
+        tmp_path: Path) -> None:
+    fire = EXAMPLES["component_fire"]  # from address 889: fire-panel-3, serial 1
+    bad_checksum = fire[:-3] + bytes(((fire[-3] + 1) & 0xFF,)) + b"##"
+    past_end = fire[:24] + (900).to_bytes(2, "little") + fire[26:]
+    async with open_rig(tmp_path) as rig, rig.device(OTHER) as good:
+        (denied,) = await _exchange(rig.server.port, b"\x00garbage" + bad_checksum, 1)
+        assert (denied.command, denied.serial, denied.destination) == (Command.DENY, 1, PANEL)
+        # the length swallows the good frame; at the end its bytes are scanned again
+        (confirmed,) = await _exchange(rig.server.port, past_end + fire, 1)
+        assert confirmed.command == Command.CONFIRM
+        noise = random.Random(7).randbytes(5000)
+        (confirmed,) = await _exchange(rig.server.port, noise + fire, 1)
+        assert confirmed.command == Command.CONFIRM
+        reader, writer = await asyncio.open_connection("127.0.0.1", rig.server.port)
+        writer.write(fire[:40])  # truncated: the connection ends inside the frame
+        writer.close()
+        await eventually(lambda: rig.counters.get("rejected", reason="truncated") >= 2)
+        assert rig.rejected("bad_checksum", "unknown") == 1
+        assert rig.counters.get("rejected", reason="bad_start") >= 2
+        assert (await good.fire("1-1-001")).confirmed
+        assert not rig.task.done()
+        devices = [e.device for e in await rig.intake.journalled()]
+        # the published frame (zone 10, position 2) is not mapped: on its transmitter, once
+        assert sorted(devices) == ["fire-panel-3", "fire-panel-4"]
+        assert rig.counters.get("redelivered", device="fire-panel-3") == 1
+
+
+async def test_a_frame_from_an_unknown_address_is_denied_and_counted(tmp_path: Path) -> None:
+    async with open_rig(tmp_path) as rig, rig.device(address=12345) as stranger:
+        delivery = await asyncio.wait_for(stranger.fire("1-3-017"), 30)
+        assert not delivery.confirmed
+        assert delivery.denied == delivery.sends
+        assert rig.counters.get("rejected", reason="unknown_source") == delivery.sends
+        assert await rig.intake.journalled() == []
