@@ -133,7 +133,7 @@ async def test_bad_input_is_rejected_counted_and_the_good_device_carries_on(
         noise = random.Random(7).randbytes(5000)
         (confirmed,) = await _exchange(rig.server.port, noise + fire, 1)
         assert confirmed.command == Command.CONFIRM
-        reader, writer = await asyncio.open_connection("127.0.0.1", rig.server.port)
+        _, writer = await asyncio.open_connection("127.0.0.1", rig.server.port)
         writer.write(fire[:40])  # truncated: the connection ends inside the frame
         writer.close()
         await eventually(lambda: rig.counters.get("rejected", reason="truncated") >= 2)
