@@ -74,6 +74,7 @@ class Gb26875Server:
                 device.id, device.location.building, device.location.floor, settings.zone)
         self._intake: MessageIntake | None = None
         self._connections = 0
+        self._conversations: set[asyncio.Task[None]] = set()
         self.port = server.port
         self.ready = asyncio.Event()
 
@@ -93,6 +94,12 @@ class Gb26875Server:
         finally:
             self.ready.clear()
             listener.close()
+            # a frame not journalled yet is not confirmed: its device sends it again
+            conversations = list(self._conversations)
+            for task in conversations:
+                task.cancel()
+            if conversations:
+                await asyncio.wait(conversations, timeout=2)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(2):
                     await listener.wait_closed()
@@ -107,12 +114,17 @@ class Gb26875Server:
             return
         self._connections += 1
         self._counters.inc("gb26875_connections")
+        task = asyncio.current_task()
+        assert task is not None
+        task.set_name(f"gw.gb26875.connection[{self._connections}]")
+        self._conversations.add(task)
         try:
             await self._converse(reader, writer)
         except (ConnectionError, OSError):
             self._counters.inc("gb26875_connections_lost")
         finally:
             self._connections -= 1
+            self._conversations.discard(task)
             writer.close()
             with contextlib.suppress(ConnectionError, OSError, TimeoutError):
                 async with asyncio.timeout(1):
