@@ -84,7 +84,8 @@ class Gb26875Server:
 
     async def run(self, intake: MessageIntake) -> None:
         self._intake = intake
-        listener = await asyncio.start_server(self._serve, self._server.host, self._server.port)
+        listener = await asyncio.start_server(self._accept, self._server.host,
+                                              self._server.port)
         try:
             self.port = listener.sockets[0].getsockname()[1]
             log.info("GB/T 26875.3 receiver on %s:%d for %d transmission device(s)",
@@ -104,7 +105,9 @@ class Gb26875Server:
                 async with asyncio.timeout(2):
                     await listener.wait_closed()
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """A new connection: its conversation runs in a task of this server's own, which
+        the server cancels when it stops."""
         if self._connections >= self._server.max_connections:
             self._counters.inc("gb26875_connections_refused")
             self._counters.log_every(log, ("gb26875", "connections"), self._clock.monotonic(),
@@ -114,17 +117,18 @@ class Gb26875Server:
             return
         self._connections += 1
         self._counters.inc("gb26875_connections")
-        task = asyncio.current_task()
-        assert task is not None
-        task.set_name(f"gw.gb26875.connection[{self._connections}]")
+        task = asyncio.create_task(self._serve(reader, writer),
+                                   name=f"gw.gb26875.connection[{id(writer):x}]")
         self._conversations.add(task)
+        task.add_done_callback(self._conversations.discard)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             await self._converse(reader, writer)
         except (ConnectionError, OSError):
             self._counters.inc("gb26875_connections_lost")
         finally:
             self._connections -= 1
-            self._conversations.discard(task)
             writer.close()
             with contextlib.suppress(ConnectionError, OSError, TimeoutError):
                 async with asyncio.timeout(1):
@@ -165,6 +169,8 @@ class Gb26875Server:
         assert self._intake is not None
         device = panel.transmitter
         self._intake.seen(device)
+        for place in panel.places.values():  # reachable through their panel
+            self._intake.seen(place.device)
         self._counters.inc("gb26875_frames", device=device)
         if frame.command == Command.CONFIRM:
             return  # the device confirms what the gateway sent it
