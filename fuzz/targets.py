@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from drivers.gb26875.frame import decode_frame
-from drivers.gb26875.objects import UnitError
+from drivers.gb26875.objects import ComponentAddress, UnitError
+from drivers.gb26875.panel_map import PanelMap, Place
 from drivers.gb26875.stream import FrameStream
 from drivers.gb26875.stream import Rejected as NotAFrame
-from drivers.gb26875.units import decode_unit
+from drivers.gb26875.units import Unit, decode_unit
 from drivers.json_map import JsonMap, JsonMapper, MalformedJsonError, parse_json
 from drivers.modbus import ModbusMap
 from drivers.modbus.frames import classify_rtu, classify_tcp, rtu_answer_length
@@ -130,12 +131,32 @@ def gb26875_stream(data: bytes) -> None:
         except UnitError as exc:
             assert exc.reason
             continue
+        _check_panel_map(unit)
         try:
             again = unit.encode()
         except ValueError:
             continue  # a garbled text (U+FFFD is 4 bytes in GB 18030) may not fit again
         assert decode_unit(again) == unit
     assert stream.dropped <= len(data)
+
+
+_PANEL = PanelMap("panel", {(1, ComponentAddress(3, 17)): Place("d1", "3", 2, "east")})
+
+
+def _check_panel_map(unit: Unit) -> None:
+    """What any unit becomes: events of the smoke model, on the detector or its panel."""
+    decoded = _PANEL.decode(unit, 1)
+    for event in decoded.events:
+        assert event.type in MODELS[event.kind].events
+        assert event.device in ("panel", "d1")
+        assert decode(encode(event)) == event
+    for reading in decoded.readings:
+        assert reading.device == "d1"
+        _check_reading(reading)
+    for reason, detail in decoded.problems:
+        assert reason == "out_of_range"
+        assert detail
+    _PANEL.remember(decoded)
 
 
 _FUZZ_TOML = Path("/nonexistent/fuzz.toml")

@@ -22,7 +22,8 @@ from drivers.gb26875.objects import ComponentAddress
 from drivers.gb26875.states import ComponentState, SystemState, TransmitterState, names
 from drivers.gb26875.transmitter import TransmitterStatus
 from drivers.gb26875.units import Unit
-from gateway.core.kinds import make_event
+from gateway.core.kinds import MODELS, make_event
+from gateway.core.kinds.base import OutOfRangeError
 from gateway.core.model import DeviceEvent, DeviceKind, Reading, Scalar, new_id
 
 # component state bit -> (raised, cleared) event types
@@ -40,6 +41,7 @@ _TRANSMITTER_FAULTS: Final = (TransmitterState.FAULT | TransmitterState.MAIN_POW
                               | TransmitterState.BACKUP_POWER_FAULT
                               | TransmitterState.CHANNEL_FAULT | TransmitterState.LINE_FAULT)
 TEMPERATURE: Final = 3  # analog type: 0.1 °C
+_TEMPERATURE: Final = MODELS[DeviceKind.SMOKE].readings["temperature_c"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +79,7 @@ class Decoded:
     readings: list[Reading] = field(default_factory=list)
     states: dict[ComponentKey | str, int] = field(default_factory=dict)  # to remember
     unmapped: int = 0  # components reported that the table does not name
+    problems: list[tuple[str, str]] = field(default_factory=list)  # (reason, detail)
 
 
 @dataclass(slots=True)
@@ -104,12 +107,21 @@ class PanelMap:
                 self._faults("transmitter", faults, names(TransmitterState(faults)), now_ms,
                              out, {})
             elif isinstance(obj, ComponentAnalog) and obj.analog_type == TEMPERATURE:
-                place = self.places.get((obj.system_address, obj.address))
-                if place is not None:
-                    out.readings.append(Reading(
-                        id=new_id(now_ms), ts=now_ms, kind=DeviceKind.SMOKE,
-                        device=place.device, values={"temperature_c": obj.value / 10}))
+                self._temperature(obj, now_ms, out)
         return out
+
+    def _temperature(self, obj: ComponentAnalog, now_ms: int, out: Decoded) -> None:
+        place = self.places.get((obj.system_address, obj.address))
+        if place is None:
+            return
+        try:
+            value = _TEMPERATURE.checked("temperature_c", obj.value / 10)
+        except OutOfRangeError as exc:
+            out.problems.append(("out_of_range", f"component {obj.system_address}-"
+                                 f"{obj.address}: {exc}"))
+            return
+        out.readings.append(Reading(id=new_id(now_ms), ts=now_ms, kind=DeviceKind.SMOKE,
+                                    device=place.device, values={"temperature_c": value}))
 
     def remember(self, decoded: Decoded) -> None:
         """What `decoded` reported is journalled: its states are the known ones now."""

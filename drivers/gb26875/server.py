@@ -211,6 +211,8 @@ class Gb26875Server:
             self._counters.log_once(log, ("gb26875", "unmapped", device), "%s reports "
                                     "components that no device names (gb26875.component); "
                                     "they are reported on %s itself", device, device)
+        for reason, detail in decoded.problems:
+            self._counters.reject(log, device, reason, detail)
         for reading in decoded.readings:
             self._intake.reading(reading)
         if decoded.events:

@@ -5,11 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import random
+from datetime import datetime
 from pathlib import Path
 
-from drivers.gb26875.frame import Command, Frame
+from drivers.gb26875.facility import ComponentAnalog
+from drivers.gb26875.frame import Command, Frame, TimeTag
+from drivers.gb26875.objects import ComponentAddress
+from drivers.gb26875.panel_map import TEMPERATURE
 from drivers.gb26875.states import ComponentState, TransmitterState
 from drivers.gb26875.stream import FrameStream
+from drivers.gb26875.units import Unit, UnitType
 from gateway.core.model import DeliveryClass
 from tests.drivers.gb26875_fixtures import EXAMPLES
 from tests.drivers.gb26875_rig import OTHER, PANEL, open_rig
@@ -154,3 +159,18 @@ async def test_a_frame_from_an_unknown_address_is_denied_and_counted(tmp_path: P
         assert delivery.denied == delivery.sends
         assert rig.counters.get("rejected", reason="unknown_source") == delivery.sends
         assert await rig.intake.journalled() == []
+
+
+async def test_a_components_temperature_is_its_detectors_reading_within_range(
+        tmp_path: Path) -> None:
+    def analog(tenths: int) -> Unit:
+        return Unit(UnitType.COMPONENT_ANALOG, (ComponentAnalog(
+            1, 1, 40, ComponentAddress(3, 17), TEMPERATURE, tenths, TimeTag.of(
+                datetime(2026, 1, 1, 8, 0))),))
+
+    async with open_rig(tmp_path) as rig, rig.device() as device:
+        assert (await device.report(analog(253))).confirmed
+        assert (await device.report(analog(3200))).confirmed  # 320 °C: outside the model
+        assert [(r.device, r.values) for r in rig.intake.readings] == [
+            ("smoke-3-2-017", {"temperature_c": 25.3})]
+        assert rig.rejected("out_of_range") == 1
