@@ -174,3 +174,17 @@ async def test_a_components_temperature_is_its_detectors_reading_within_range(
         assert [(r.device, r.values) for r in rig.intake.readings] == [
             ("smoke-3-2-017", {"temperature_c": 25.3})]
         assert rig.rejected("out_of_range") == 1
+
+
+async def test_connections_are_bounded_in_number_and_idle_time(tmp_path: Path) -> None:
+    async with open_rig(tmp_path, max_connections=1, idle_timeout_s=0.5) as rig, \
+            rig.device() as device:
+        assert (await device.heartbeat()).confirmed
+        reader, writer = await asyncio.open_connection("127.0.0.1", rig.server.port)
+        assert await asyncio.wait_for(reader.read(100), 5) == b""  # closed at once
+        writer.close()
+        assert rig.counters.get("gb26875_connections_refused") == 1
+        # the device's own connection, silent past the idle timeout, is closed; it
+        # connects again to send its next report
+        await eventually(lambda: rig.counters.get("gb26875_idle_closed") == 1)
+        assert (await device.fire("1-3-017")).confirmed
