@@ -166,11 +166,12 @@ async def test_a_confirm_lost_on_the_wire_makes_one_event_not_two(
                                       confirm_timeout_s=0.5) as device:
             device.lose_confirms = 2
             delivery = await device.fire("1-3-017")
-            assert (delivery.confirmed, delivery.sends) == (True, 3)
+            assert delivery.confirmed
+            assert delivery.sends >= 3  # more when a confirm came after the timeout
         await _wait_published(watcher, seen, site)
         await eventually(lambda: gateway.mqtt_sink.cursor >= gateway.journal.last_seq,
                          what="everything published")
-        assert gateway.counters.get("redelivered", device="fire-panel-3") == 2
+        assert gateway.counters.get("redelivered", device="fire-panel-3") == delivery.sends - 1
         await _drain(watcher, seen)
     assert len(_alarm_ids(seen, site)) == 1
     assert sum(s.topic == f"sc/{site}/smoke/{DETECTOR}/event" for s in seen) == 1

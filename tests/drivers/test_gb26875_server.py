@@ -23,7 +23,7 @@ from tests.helpers import eventually
 
 async def test_a_fire_alarm_is_confirmed_only_once_journalled_for_its_mapped_detector(
         tmp_path: Path) -> None:
-    async with open_rig(tmp_path) as rig, rig.device() as device:
+    async with open_rig(tmp_path) as rig, rig.device(confirm_timeout_s=10) as device:
         rig.intake.gate.clear()  # the journal holds the commit back
         report = asyncio.create_task(device.fire("1-3-017", "3号楼2层东梯"))
         await asyncio.wait_for(rig.intake.waiting.wait(), 5)
@@ -49,10 +49,12 @@ async def test_a_lost_confirm_makes_the_device_send_again_and_it_is_journalled_o
     async with open_rig(tmp_path) as rig, rig.device(confirm_timeout_s=0.3) as device:
         device.lose_confirms = 1
         delivery = await device.fire("1-3-017")
-        assert (delivery.confirmed, delivery.sends) == (True, 2)
-        assert device.sent[0] == device.sent[1]  # the same frame, same serial number
+        # one more send per confirm that came after the timeout (a loaded machine)
+        assert delivery.confirmed
+        assert delivery.sends >= 2
+        assert len(set(device.sent)) == 1  # the same frame, same serial number
         assert [e.type for e in await rig.intake.journalled()] == ["alarm"]
-        assert rig.counters.get("redelivered", device="fire-panel-3") == 1
+        assert rig.counters.get("redelivered", device="fire-panel-3") == delivery.sends - 1
 
 
 async def test_states_become_events_on_their_edges_and_restored_clears(tmp_path: Path) -> None:
@@ -153,7 +155,8 @@ async def test_bad_input_is_rejected_counted_and_the_good_device_carries_on(
 
 
 async def test_a_frame_from_an_unknown_address_is_denied_and_counted(tmp_path: Path) -> None:
-    async with open_rig(tmp_path) as rig, rig.device(address=12345) as stranger:
+    async with open_rig(tmp_path) as rig, rig.device(address=12345,
+                                                     confirm_timeout_s=10) as stranger:
         delivery = await asyncio.wait_for(stranger.fire("1-3-017"), 30)
         assert not delivery.confirmed
         assert delivery.denied == delivery.sends

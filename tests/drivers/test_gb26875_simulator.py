@@ -54,6 +54,7 @@ async def test_a_report_is_sent_again_with_its_serial_number_until_the_retries_r
         assert len({f.serial for f in c.received}) == 1
         assert len({f.data for f in c.received}) == 1
         c.answer = Command.CONFIRM
+        device.confirm_timeout_s = 10
         delivery = await device.fire("1-3-017")
         assert (delivery.confirmed, delivery.sends) == (True, 1)
         assert c.received[-1].serial == c.received[0].serial + 1
@@ -61,7 +62,7 @@ async def test_a_report_is_sent_again_with_its_serial_number_until_the_retries_r
 
 async def test_a_deny_makes_the_device_send_again() -> None:
     async with centre() as c, TransmissionDevice("127.0.0.1", c.port, 889,
-                                                 confirm_timeout_s=0.5, retries=1) as device:
+                                                 confirm_timeout_s=10, retries=1) as device:
         c.answer = Command.DENY
         delivery = await device.heartbeat()
         assert (delivery.confirmed, delivery.sends, delivery.denied) == (False, 2, 2)
