@@ -179,22 +179,25 @@ class Gb26875Server:
                                   f"command {frame.command} from a transmission device")
             await self._answer(writer, frame, Command.DENY)
             return
+        answered = frame.command == Command.SEND  # a response answers a request
         if not frame.data:  # a heartbeat
-            await self._answer(writer, frame, Command.CONFIRM)
+            if answered:
+                await self._answer(writer, frame, Command.CONFIRM)
             return
         try:
             unit = decode_unit(frame.data)
         except UnitError as exc:
             self._counters.reject(log, device, exc.reason, exc.detail)
             # an unknown type in a well-formed frame is answered as received
-            await self._answer(writer, frame, Command.CONFIRM if exc.reason == "unknown_type"
-                               else Command.DENY)
+            if answered:
+                await self._answer(writer, frame, Command.CONFIRM
+                                   if exc.reason == "unknown_type" else Command.DENY)
             return
-        if await self._journal(panel, frame, unit):
+        journalled = await self._journal(panel, frame, unit)
+        if journalled:
             self._counters.recovered(device)
-            await self._answer(writer, frame, Command.CONFIRM)
-        else:
-            await self._answer(writer, frame, Command.DENY)
+        if answered:
+            await self._answer(writer, frame, Command.CONFIRM if journalled else Command.DENY)
 
     async def _journal(self, panel: PanelMap, frame: Frame, unit: Unit) -> bool:
         """Journal what the unit reports; False if it could not be (the device sends it

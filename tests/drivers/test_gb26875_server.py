@@ -191,3 +191,24 @@ async def test_connections_are_bounded_in_number_and_idle_time(tmp_path: Path) -
         # connects again to send its next report
         await eventually(lambda: rig.counters.get("gb26875_idle_closed") == 1)
         assert (await device.fire("1-3-017")).confirmed
+
+
+async def test_a_response_is_taken_unanswered_and_a_control_command_denied(
+        tmp_path: Path) -> None:
+    async with open_rig(tmp_path) as rig:
+        _, writer = await asyncio.open_connection("127.0.0.1", rig.server.port)
+        writer.write(EXAMPLES["response_transmitter_status"])  # main power fault, from 889
+        await eventually(lambda: rig.counters.get("gb26875_frames") == 1)
+        control = Frame(serial=9, command=Command.CONTROL, source=PANEL, destination=1,
+                        data=EXAMPLES["sync_clock"][27:-3])
+        (denied,) = await _exchange(rig.server.port, control.encode(), 1)
+        writer.close()
+        assert (denied.command, denied.serial) == (Command.DENY, 9)
+        assert rig.counters.get("gb26875_answers") == 1  # the deny only
+        assert rig.rejected("unexpected_command") == 1
+
+        async def fault_journalled() -> bool:
+            events = await rig.intake.journalled()
+            return [(e.device, e.type) for e in events] == [("fire-panel-3", "fault")]
+
+        await eventually(fault_journalled, what="the response's fault journalled")
