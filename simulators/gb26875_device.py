@@ -151,10 +151,10 @@ class TransmissionDevice:
 
     async def _disconnect(self) -> None:
         if self._reader_task is not None:
-            self._reader_task.cancel()
+            task, self._reader_task = self._reader_task, None
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._reader_task
-            self._reader_task = None
+                await task
         if self._writer is not None:
             self._writer.close()
             with contextlib.suppress(ConnectionError, OSError):
@@ -162,6 +162,15 @@ class TransmissionDevice:
             self._writer = None
 
     async def _read(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await self._answer_all(reader, writer)
+        except (ConnectionError, OSError):
+            pass  # reset by the centre: the next send connects again
+        finally:
+            writer.close()
+
+    async def _answer_all(self, reader: asyncio.StreamReader,
+                          writer: asyncio.StreamWriter) -> None:
         stream = FrameStream()
         while data := await reader.read(4096):
             for frame in stream.feed(data):
@@ -176,7 +185,6 @@ class TransmissionDevice:
                         answer.set_result(frame.command)
                 elif frame.command == Command.CONTROL:
                     writer.write(self._control(frame).encode())
-        writer.close()
 
     def _control(self, frame: Frame) -> Frame:
         try:
