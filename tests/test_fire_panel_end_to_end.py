@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import pytest
 
 from gateway.core.clock import ManualClock
 from gateway.core.model import DeviceEvent, Record
@@ -98,30 +99,35 @@ async def test_a_fire_on_component_1_3_017_raises_the_alert_of_its_detector(
     await eventually(stored, what="the detector's alarm in the store")
 
 
-class _DiesBeforeTheCommit:
-    """The journal's commit of the first alarm never returns: the gateway dies in it."""
+class _DiesAtTheCommit:
+    """The gateway dies at the journal's commit of the first alarm: before it (nothing on
+    disk) or right after it (on disk, the confirm not sent)."""
 
-    def __init__(self, gateway: Gateway) -> None:
+    def __init__(self, gateway: Gateway, after: bool) -> None:
         self.reached = asyncio.Event()
+        self._after = after
         self._commit = gateway.journal.commit
         gateway.journal.commit = self  # type: ignore[method-assign]
 
     async def __call__(self, records: Sequence[Record] = (), **kw: Any) -> list[int]:
-        if any(isinstance(r, DeviceEvent) and r.type == "alarm" for r in records):
-            self.reached.set()
-            await asyncio.Event().wait()  # killed here
-        return await self._commit(records, **kw)
+        if not any(isinstance(r, DeviceEvent) and r.type == "alarm" for r in records):
+            return await self._commit(records, **kw)
+        done = await self._commit(records, **kw) if self._after else []
+        self.reached.set()
+        await asyncio.Event().wait()  # killed here
+        return done
 
 
-async def test_a_gateway_killed_before_the_commit_gets_the_frame_again_and_journals_it_once(
-        tmp_path: Path, mosquitto: Mosquitto, victoria: VictoriaMetrics) -> None:
+@pytest.mark.parametrize("after", [False, True], ids=["before_commit", "after_commit"])
+async def test_a_gateway_killed_at_the_commit_gets_the_frame_again_and_journals_it_once(
+        tmp_path: Path, mosquitto: Mosquitto, victoria: VictoriaMetrics, after: bool) -> None:
     site = unique_site("fire-kill")
     port = free_port()
     config = _config(tmp_path, mosquitto, victoria.url, site, port)
     seen: list[Seen] = []
     async with Watcher(mosquitto.port, f"sc/{site}/#", "observer") as watcher:
         first = Gateway(config)
-        dies = _DiesBeforeTheCommit(first)
+        dies = _DiesAtTheCommit(first, after)
         task = asyncio.create_task(first.run(), name="test.gateway.first")
         await asyncio.wait_for(first.ready.wait(), 10)
         await intake_open(first)
@@ -129,7 +135,7 @@ async def test_a_gateway_killed_before_the_commit_gets_the_frame_again_and_journ
                                       retries=20) as device:
             report = asyncio.create_task(device.fire("1-3-017"))
             await asyncio.wait_for(dies.reached.wait(), 10)
-            assert not report.done()  # received, not journalled: not confirmed
+            assert not report.done()  # not confirmed
             task.cancel()  # the process dies: nothing after this point runs
             await asyncio.gather(task, return_exceptions=True)
             async with running(Gateway(config)) as second:
@@ -142,6 +148,8 @@ async def test_a_gateway_killed_before_the_commit_gets_the_frame_again_and_journ
                           and e.record.type == "alarm"]
                 assert len(alarms) == 1
                 assert alarms[0].device == DETECTOR
+                # after the commit: the frame sent again is recognised by its receipt on disk
+                assert second.counters.get("redelivered", device="fire-panel-3") >= int(after)
         await _drain(watcher, seen)
     assert len(_alarm_ids(seen, site)) == 1
 
