@@ -1,9 +1,10 @@
 """A user information transmission device speaking GB/T 26875.3-2011 to a monitoring centre
 (the gateway), byte for byte.
 
-It reports state changes of its fire panels' components and of itself in send frames, and
-sends the same frame again (same serial number) when no confirm comes within
-`confirm_timeout_s`, up to `retries` times, reconnecting when the connection is lost. It
+It reports state changes of its fire panels' components and of itself in send frames, over
+TCP or (`udp=True`) UDP, and sends the same frame again (same serial number) when no
+confirm comes within `confirm_timeout_s`, up to `retries` times, reconnecting when a TCP
+connection is lost. It
 confirms the centre's clock synchronisation and sets its clock; `lose_confirms` makes it
 ignore confirms as if they were lost on the wire.
 
@@ -15,9 +16,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import TracebackType
+from typing import cast
 
 from drivers.gb26875.downstream import ClockSync
 from drivers.gb26875.facility import ComponentStatus
@@ -47,7 +50,7 @@ class TransmissionDevice:
 
     def __init__(self, host: str, port: int, address: int, *, centre: int = 0,
                  confirm_timeout_s: float = 2.0, retries: int = 3,
-                 reconnect_s: float = 0.2) -> None:
+                 reconnect_s: float = 0.2, udp: bool = False) -> None:
         self.host, self.port, self.address, self.centre = host, port, address, centre
         self.confirm_timeout_s = confirm_timeout_s
         self.retries = retries
@@ -59,6 +62,8 @@ class TransmissionDevice:
         self._serial = 0
         self._answers: dict[int, asyncio.Future[int]] = {}
         self._writer: asyncio.StreamWriter | None = None
+        self._udp: asyncio.DatagramTransport | None = None
+        self._over_udp = udp
         self._reader_task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
 
@@ -124,7 +129,7 @@ class TransmissionDevice:
                 async with asyncio.timeout(self.confirm_timeout_s):
                     command = await answer
             except (TimeoutError, ConnectionError, OSError):
-                if self._writer is None or self._writer.is_closing():
+                if not self._over_udp and (self._writer is None or self._writer.is_closing()):
                     await asyncio.sleep(self.reconnect_s)
                     with contextlib.suppress(ConnectionError, OSError):
                         await self._connect()
@@ -137,6 +142,10 @@ class TransmissionDevice:
         return Delivery(False, self.retries + 1, denied)
 
     async def _write(self, data: bytes) -> None:
+        if self._udp is not None:
+            self.sent.append(data)
+            self._udp.sendto(data)
+            return
         if self._writer is None or self._writer.is_closing():
             raise ConnectionResetError("not connected")
         self.sent.append(data)
@@ -145,11 +154,18 @@ class TransmissionDevice:
 
     async def _connect(self) -> None:
         await self._disconnect()
+        if self._over_udp:
+            self._udp, _ = await asyncio.get_running_loop().create_datagram_endpoint(
+                lambda: _Datagrams(self), remote_addr=(self.host, self.port))
+            return
         reader, self._writer = await asyncio.open_connection(self.host, self.port)
         self._reader_task = asyncio.create_task(self._read(reader, self._writer),
                                                 name=f"sim.gb26875[{self.address}].read")
 
     async def _disconnect(self) -> None:
+        if self._udp is not None:
+            self._udp.close()
+            self._udp = None
         if self._reader_task is not None:
             task, self._reader_task = self._reader_task, None
             task.cancel()
@@ -174,17 +190,20 @@ class TransmissionDevice:
         stream = FrameStream()
         while data := await reader.read(4096):
             for frame in stream.feed(data):
-                if not isinstance(frame, Frame):
-                    continue
-                if frame.command in (Command.CONFIRM, Command.DENY):
-                    if frame.command == Command.CONFIRM and self.lose_confirms:
-                        self.lose_confirms -= 1
-                        continue
-                    answer = self._answers.get(frame.serial)
-                    if answer is not None and not answer.done():
-                        answer.set_result(frame.command)
-                elif frame.command == Command.CONTROL:
-                    writer.write(self._control(frame).encode())
+                if isinstance(frame, Frame):
+                    self.take(frame, writer.write)
+
+    def take(self, frame: Frame, reply: Callable[[bytes], object]) -> None:
+        """A frame from the centre: a confirm or deny for a report, or a control command."""
+        if frame.command in (Command.CONFIRM, Command.DENY):
+            if frame.command == Command.CONFIRM and self.lose_confirms:
+                self.lose_confirms -= 1
+                return
+            answer = self._answers.get(frame.serial)
+            if answer is not None and not answer.done():
+                answer.set_result(frame.command)
+        elif frame.command == Command.CONTROL:
+            reply(self._control(frame).encode())
 
     def _control(self, frame: Frame) -> Frame:
         try:
@@ -202,8 +221,27 @@ class TransmissionDevice:
         return frame.answer(Command.CONFIRM, self.now())
 
 
+class _Datagrams(asyncio.DatagramProtocol):
+    """The centre's answers over UDP: each datagram whole frames."""
+
+    def __init__(self, device: TransmissionDevice) -> None:
+        self._device = device
+        self._transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # a datagram endpoint's transport (not a DatagramTransport subclass on 3.11)
+        self._transport = cast(asyncio.DatagramTransport, transport)
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        transport = self._transport
+        for frame in FrameStream().feed(data):
+            if isinstance(frame, Frame) and transport is not None:
+                self._device.take(frame, transport.sendto)
+
+
 async def _main(args: argparse.Namespace) -> None:
-    async with TransmissionDevice(args.host, args.port, args.address) as device:
+    async with TransmissionDevice(args.host, args.port, args.address,
+                                  udp=args.udp) as device:
         if args.fire:
             print(await device.fire(args.fire))
         else:
@@ -216,4 +254,5 @@ if __name__ == "__main__":
     parser.add_argument("port", type=int)
     parser.add_argument("address", type=int, help="the transmission device's address")
     parser.add_argument("--fire", help="report a fire alarm on this component, e.g. 1-3-017")
+    parser.add_argument("--udp", action="store_true", help="send over UDP instead of TCP")
     asyncio.run(_main(parser.parse_args()))

@@ -1,4 +1,5 @@
-"""The TCP port GB/T 26875.3 transmission devices connect to, as to a monitoring centre.
+"""The TCP port GB/T 26875.3 transmission devices connect to, as to a monitoring centre
+(and a UDP port with `udp_port`: each datagram whole frames, answered to its sender).
 
 Every frame is answered, as the standard wants: a send frame (fire alarms, states) is
 confirmed only once what it reported is journalled; a retransmission of it (the same
@@ -16,9 +17,9 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
-from typing import Final
+from typing import Final, cast
 
 from drivers.gb26875.frame import Command, Frame, TimeTag
 from drivers.gb26875.objects import UnitError
@@ -36,6 +37,34 @@ log = logging.getLogger(__name__)
 RECEIPT_PREFIX: Final = "gb26875:"  # receipt keys: device address and serial number
 _READ_BYTES: Final = 4096
 _NO_RECEIPT: Final = Receipt("", b"", 0)
+_DATAGRAM_BACKLOG: Final = 256  # datagrams waiting for the journal; beyond, dropped
+
+Send = Callable[[bytes], Awaitable[None]]
+
+
+class _Datagrams(asyncio.DatagramProtocol):
+    """Datagrams in a bounded queue: one that finds it full is dropped and counted (its
+    device gets no confirm and sends it again)."""
+
+    def __init__(self, counters: Counters) -> None:
+        self.queue: asyncio.Queue[tuple[bytes, tuple[str, int]]] = asyncio.Queue(
+            _DATAGRAM_BACKLOG)
+        self._counters = counters
+        self._transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # a datagram endpoint's transport (not a DatagramTransport subclass on 3.11)
+        self._transport = cast(asyncio.DatagramTransport, transport)
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        if self.queue.full():
+            self._counters.inc("gb26875_datagrams_dropped")
+            return
+        self.queue.put_nowait((data, addr))
+
+    def send(self, data: bytes, to: tuple[str, int]) -> None:
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.sendto(data, to)
 
 
 class Gb26875Server:
@@ -76,6 +105,7 @@ class Gb26875Server:
         self._connections = 0
         self._conversations: set[asyncio.Task[None]] = set()
         self.port = server.port
+        self.udp_port = server.udp_port
         self.ready = asyncio.Event()
 
     @property
@@ -86,14 +116,26 @@ class Gb26875Server:
         self._intake = intake
         listener = await asyncio.start_server(self._accept, self._server.host,
                                               self._server.port)
+        udp: asyncio.DatagramTransport | None = None
         try:
             self.port = listener.sockets[0].getsockname()[1]
-            log.info("GB/T 26875.3 receiver on %s:%d for %d transmission device(s)",
-                     self._server.host, self.port, len(self.panels))
+            datagrams = _Datagrams(self._counters)
+            if self._server.udp_port is not None:
+                udp, _ = await asyncio.get_running_loop().create_datagram_endpoint(
+                    lambda: datagrams, local_addr=(self._server.host, self._server.udp_port))
+                self.udp_port = udp.get_extra_info("sockname")[1]
+            log.info("GB/T 26875.3 receiver on %s:%d (TCP%s) for %d transmission device(s)",
+                     self._server.host, self.port,
+                     "" if udp is None else f", UDP {self.udp_port}", len(self.panels))
             self.ready.set()
-            await asyncio.Event().wait()  # serve until cancelled
+            if udp is None:
+                await asyncio.Event().wait()  # serve until cancelled
+            else:
+                await self._serve_datagrams(datagrams)
         finally:
             self.ready.clear()
+            if udp is not None:
+                udp.close()
             listener.close()
             # a frame not journalled yet is not confirmed: its device sends it again
             conversations = list(self._conversations)
@@ -136,6 +178,10 @@ class Gb26875Server:
 
     async def _converse(self, reader: asyncio.StreamReader,
                         writer: asyncio.StreamWriter) -> None:
+        async def send(data: bytes) -> None:
+            writer.write(data)
+            await writer.drain()
+
         stream = FrameStream()
         device = UNKNOWN  # the transmission device on this connection, once it says
         while True:
@@ -145,27 +191,44 @@ class Gb26875Server:
             except TimeoutError:
                 self._counters.inc("gb26875_idle_closed")
                 return
-            items = stream.feed(chunk) if chunk else stream.close()
-            for item in items:
-                if isinstance(item, Rejected):
-                    self._counters.reject(log, device, item.reason, item.detail)
-                    if item.header is not None and item.header.source in self.panels:
-                        await self._answer(writer, item.header, Command.DENY)
-                    continue
-                panel = self.panels.get(item.source)
-                if panel is None:
-                    self._counters.reject(log, UNKNOWN, "unknown_source", f"a frame from "
-                                          f"address {item.source}, which no transmission "
-                                          "device in the configuration has")
-                    await self._answer(writer, item, Command.DENY)
-                    continue
-                device = panel.transmitter
-                await self._frame(writer, panel, item)
+            device = await self._handle(stream.feed(chunk) if chunk else stream.close(),
+                                        device, send)
             if not chunk:
                 return
 
-    async def _frame(self, writer: asyncio.StreamWriter, panel: PanelMap,
-                     frame: Frame) -> None:
+    async def _serve_datagrams(self, datagrams: _Datagrams) -> None:
+        """One datagram after the other; each is whole frames (a frame cut short is
+        truncated), answered to the address it came from."""
+        while True:
+            data, address = await datagrams.queue.get()
+
+            async def send(answer: bytes, to: tuple[str, int] = address) -> None:
+                datagrams.send(answer, to)
+
+            stream = FrameStream()
+            await self._handle(stream.feed(data) + stream.close(), UNKNOWN, send)
+
+    async def _handle(self, items: list[Frame | Rejected], device: str, send: Send) -> str:
+        """Take what a connection or datagram brought; returns the transmission device it
+        came from, as far as known."""
+        for item in items:
+            if isinstance(item, Rejected):
+                self._counters.reject(log, device, item.reason, item.detail)
+                if item.header is not None and item.header.source in self.panels:
+                    await self._answer(send, item.header, Command.DENY)
+                continue
+            panel = self.panels.get(item.source)
+            if panel is None:
+                self._counters.reject(log, UNKNOWN, "unknown_source", f"a frame from "
+                                      f"address {item.source}, which no transmission "
+                                      "device in the configuration has")
+                await self._answer(send, item, Command.DENY)
+                continue
+            device = panel.transmitter
+            await self._frame(send, panel, item)
+        return device
+
+    async def _frame(self, send: Send, panel: PanelMap, frame: Frame) -> None:
         assert self._intake is not None
         device = panel.transmitter
         self._intake.seen(device)
@@ -177,12 +240,12 @@ class Gb26875Server:
         if frame.command not in (Command.SEND, Command.RESPONSE):
             self._counters.reject(log, device, "unexpected_command",
                                   f"command {frame.command} from a transmission device")
-            await self._answer(writer, frame, Command.DENY)
+            await self._answer(send, frame, Command.DENY)
             return
         answered = frame.command == Command.SEND  # a response answers a request
         if not frame.data:  # a heartbeat
             if answered:
-                await self._answer(writer, frame, Command.CONFIRM)
+                await self._answer(send, frame, Command.CONFIRM)
             return
         try:
             unit = decode_unit(frame.data)
@@ -190,14 +253,14 @@ class Gb26875Server:
             self._counters.reject(log, device, exc.reason, exc.detail)
             # an unknown type in a well-formed frame is answered as received
             if answered:
-                await self._answer(writer, frame, Command.CONFIRM
+                await self._answer(send, frame, Command.CONFIRM
                                    if exc.reason == "unknown_type" else Command.DENY)
             return
         journalled = await self._journal(panel, frame, unit)
         if journalled:
             self._counters.recovered(device)
         if answered:
-            await self._answer(writer, frame, Command.CONFIRM if journalled else Command.DENY)
+            await self._answer(send, frame, Command.CONFIRM if journalled else Command.DENY)
 
     async def _journal(self, panel: PanelMap, frame: Frame, unit: Unit) -> bool:
         """Journal what the unit reports; False if it could not be (the device sends it
@@ -246,12 +309,10 @@ class Gb26875Server:
             return None
         return Receipt(key, digest, now)
 
-    async def _answer(self, writer: asyncio.StreamWriter, frame: Frame,
-                      command: Command) -> None:
+    async def _answer(self, send: Send, frame: Frame, command: Command) -> None:
         # from the address the device sent to, with its serial number
-        writer.write(frame.answer(command, self.time_tag()).encode())
         self._counters.inc("gb26875_answers", command=command.name.lower())
-        await writer.drain()
+        await send(frame.answer(command, self.time_tag()).encode())
 
     def time_tag(self) -> TimeTag:
         """Now on the gateway's clock, in local time as the devices keep it."""

@@ -199,6 +199,8 @@ class Gb26875ServerConfig(_Strict):
 
     host: str = "127.0.0.1"
     port: int = Field(default=9030, ge=1, le=65535)
+    # the standard carries frames over TCP or UDP: a UDP port too, for devices that use it
+    udp_port: int | None = Field(default=None, ge=1, le=65535)
     max_connections: int = Field(default=64, ge=1, le=4096)
     # a connection that sends no complete frame for this long is closed (a device sends a
     # heartbeat every 20-30 s)

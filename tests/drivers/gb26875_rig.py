@@ -80,8 +80,11 @@ class Rig:
     counters: Counters
     clock: ManualClock
 
-    def device(self, address: int = PANEL, **options: Any) -> TransmissionDevice:
-        return TransmissionDevice("127.0.0.1", self.server.port, address, **options)
+    def device(self, address: int = PANEL, *, udp: bool = False,
+               **options: Any) -> TransmissionDevice:
+        port = self.server.udp_port if udp else self.server.port
+        assert port is not None
+        return TransmissionDevice("127.0.0.1", port, address, udp=udp, **options)
 
     def rejected(self, reason: str, device: str = "fire-panel-3") -> int:
         return self.counters.get("rejected", device=device, reason=reason)

@@ -16,6 +16,7 @@ from drivers.gb26875.states import ComponentState, TransmitterState
 from drivers.gb26875.stream import FrameStream
 from drivers.gb26875.units import Unit, UnitType
 from gateway.core.model import DeliveryClass
+from gateway.ops.private_servers import free_port
 from tests.drivers.gb26875_fixtures import EXAMPLES
 from tests.drivers.gb26875_rig import OTHER, PANEL, open_rig
 from tests.helpers import eventually
@@ -212,3 +213,38 @@ async def test_a_response_is_taken_unanswered_and_a_control_command_denied(
             return [(e.device, e.type) for e in events] == [("fire-panel-3", "fault")]
 
         await eventually(fault_journalled, what="the response's fault journalled")
+
+
+async def test_over_udp_a_fire_is_confirmed_once_journalled_and_a_resend_recognised(
+        tmp_path: Path) -> None:
+    async with open_rig(tmp_path, udp_port=free_port()) as rig, \
+            rig.device(udp=True, confirm_timeout_s=0.5) as device:
+        device.lose_confirms = 1
+        delivery = await device.fire("1-3-017")
+        assert delivery.confirmed
+        assert delivery.sends >= 2
+        (event,) = await rig.intake.journalled()
+        assert (event.device, event.type, event.fields["zone"]) == (
+            "smoke-3-2-017", "alarm", "east stair")
+        assert rig.counters.get("redelivered", device="fire-panel-3") == delivery.sends - 1
+
+
+async def test_over_udp_bad_datagrams_are_counted_and_the_device_carries_on(
+        tmp_path: Path) -> None:
+    fire = EXAMPLES["component_fire"]
+    async with open_rig(tmp_path, udp_port=free_port()) as rig, \
+            rig.device(OTHER, udp=True) as good:
+        assert rig.server.udp_port is not None
+        transport, _ = await asyncio.get_running_loop().create_datagram_endpoint(
+            asyncio.DatagramProtocol, remote_addr=("127.0.0.1", rig.server.udp_port))
+        try:
+            transport.sendto(random.Random(5).randbytes(900))
+            transport.sendto(fire[:50])  # a frame cut short
+            transport.sendto(fire[:-3] + b"\x00##")  # a bad checksum: denied
+            await eventually(lambda: rig.counters.get("gb26875_answers", command="deny") == 1)
+        finally:
+            transport.close()
+        assert rig.counters.get("rejected", reason="truncated") >= 1
+        assert rig.counters.get("rejected", reason="bad_checksum") == 1
+        assert (await good.fire("1-1-001")).confirmed
+        assert [e.device for e in await rig.intake.journalled()] == ["fire-panel-4"]
