@@ -63,8 +63,10 @@ class TimeTag:
 
     @classmethod
     def of(cls, moment: datetime) -> TimeTag:
+        """`moment` as a time tag; a year outside 2000-2099 (a clock not yet set, as on a Pi
+        before NTP) keeps its last two digits, so that an answer can always be sent."""
         return cls(moment.second, moment.minute, moment.hour, moment.day, moment.month,
-                   moment.year - 2000)
+                   moment.year % 100)
 
     def to_bytes(self) -> bytes:
         return bytes((self.second, self.minute, self.hour, self.day, self.month, self.year))

@@ -23,7 +23,7 @@ from typing import Final, cast
 
 from drivers.gb26875.frame import Command, Frame, TimeTag
 from drivers.gb26875.objects import UnitError
-from drivers.gb26875.panel_map import PanelMap, Place, component_key
+from drivers.gb26875.panel_map import ComponentKey, PanelMap, Place, component_key
 from drivers.gb26875.stream import FrameStream, Rejected
 from drivers.gb26875.units import Unit, decode_unit
 from drivers.intake import MessageIntake
@@ -84,23 +84,20 @@ class Gb26875Server:
         self._counters = counters
         self._receipts = receipts
         self._window_ms = round(server.redelivery_window_s * 1000)
-        self.panels: dict[int, PanelMap] = {}  # by the transmission device's address
-        by_id: dict[str, PanelMap] = {}
-        for device in devices:
-            if device.gb26875.address is not None:
-                panel = PanelMap(device.id, {})
-                self.panels[device.gb26875.address] = panel
-                by_id[device.id] = panel
+        places: dict[str, dict[ComponentKey, Place]] = {
+            d.id: {} for d in devices if d.gb26875.address is not None}
         for device in devices:
             settings = device.gb26875
             if settings.via is None or settings.component is None:
                 continue
-            if settings.via not in by_id:
+            if settings.via not in places:
                 raise ValueError(f"{device.id}: no transmission device {settings.via!r}")
-            places = by_id[settings.via].places
-            assert isinstance(places, dict)
-            places[component_key(settings.component)] = Place(
+            places[settings.via][component_key(settings.component)] = Place(
                 device.id, device.location.building, device.location.floor, settings.zone)
+        # by the transmission device's address
+        self.panels: dict[int, PanelMap] = {
+            d.gb26875.address: PanelMap(d.id, places[d.id])
+            for d in devices if d.gb26875.address is not None}
         self._intake: MessageIntake | None = None
         self._connections = 0
         self._conversations: set[asyncio.Task[None]] = set()
@@ -287,8 +284,11 @@ class Gb26875Server:
                                           None if receipt is _NO_RECEIPT else receipt)
             except Exception as exc:  # not on disk: not received
                 self._counters.inc("gb26875_not_journalled", device=device)
-                log.error("%s: a frame's %d event(s) were not journalled (%s); the device is "
-                          "denied and will send them again", device, len(decoded.events), exc)
+                self._counters.log_every(
+                    log, ("gb26875", "not_journalled", device), self._clock.monotonic(), 60.0,
+                    "%s: a frame's %d event(s) were not journalled (%s); the device is denied "
+                    "and sends them again (gb26875_not_journalled counts these)", device,
+                    len(decoded.events), exc)
                 return False
         elif receipt is not _NO_RECEIPT and self._receipts is not None:
             self._receipts.note(receipt)

@@ -3,6 +3,8 @@ unit type survives a round trip, and what is not a frame is rejected with a reas
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -295,3 +297,12 @@ def test_a_component_address_is_written_zone_dash_position() -> None:
 def test_texts_longer_than_their_field_are_refused_when_encoding() -> None:
     with pytest.raises(ValueError, match="more than 31"):
         ComponentStatus(1, 1, 40, ComponentAddress(1, 1), 0, "烟" * 16, JULY_2).write()
+
+
+def test_a_clock_not_yet_set_still_gives_a_time_tag_that_can_be_sent() -> None:
+    tag = TimeTag.of(datetime(1970, 1, 1, 0, 0, 5))  # a Pi before NTP
+    assert tag == TimeTag(5, 0, 0, 1, 1, 70)
+    frame = Frame(serial=1, command=Command.CONFIRM, source=1, destination=2, time=tag)
+    assert decode_frame(frame.encode()).time == tag
+    assert TimeTag.of(datetime(2026, 12, 4, 17, 5, 9)).to_bytes() == bytes(
+        (9, 5, 17, 4, 12, 26))
