@@ -51,6 +51,7 @@ class JournalIntake:
         self.gate = asyncio.Event()
         self.gate.set()
         self.waiting = asyncio.Event()
+        self.refuse = 0  # commits still to refuse, as a full disk would
 
     async def event(self, event: DeviceEvent) -> None:
         await self.events([event])
@@ -59,6 +60,9 @@ class JournalIntake:
                      ) -> None:
         self.waiting.set()
         await self.gate.wait()
+        if self.refuse:
+            self.refuse -= 1
+            raise OSError("the journal refused the commit")
         await self.journal.commit(events, receipt=receipt)
 
     def reading(self, reading: Reading) -> None:

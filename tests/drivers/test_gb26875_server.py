@@ -248,3 +248,15 @@ async def test_over_udp_bad_datagrams_are_counted_and_the_device_carries_on(
         assert rig.counters.get("rejected", reason="bad_checksum") == 1
         assert (await good.fire("1-1-001")).confirmed
         assert [e.device for e in await rig.intake.journalled()] == ["fire-panel-4"]
+
+
+async def test_a_frame_the_journal_refused_is_denied_and_taken_when_sent_again(
+        tmp_path: Path) -> None:
+    async with open_rig(tmp_path) as rig, rig.device(confirm_timeout_s=10) as device:
+        rig.intake.refuse = 1
+        delivery = await device.fire("1-3-017")
+        assert (delivery.confirmed, delivery.sends, delivery.denied) == (True, 2, 1)
+        assert rig.counters.get("gb26875_not_journalled", device="fire-panel-3") == 1
+        # the state was not remembered on the refusal: the second send raises the alarm
+        assert [(e.device, e.type) for e in await rig.intake.journalled()] == [
+            ("smoke-3-2-017", "alarm")]
