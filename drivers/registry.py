@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from drivers.elder_button_gpio import ElderButtonGpio
-from drivers.intake import Intake
+from drivers.intake import MessageIntake
 from drivers.profile import Profile, ProfileLibrary
 from drivers.pseudonym import Pseudonymiser
 from gateway.core.clock import Clock
@@ -14,6 +14,7 @@ from gateway.core.config import (
     AnyDevice,
     CtwingDevice,
     GatewayConfig,
+    Gb26875Device,
     GpioDevice,
     HttpDevice,
     ModbusDevice,
@@ -31,7 +32,8 @@ class Driver(Protocol):
     @property
     def name(self) -> str: ...
 
-    async def run(self, intake: Intake) -> None: ...
+    # the gateway hands every driver a MessageIntake; most need only its Intake part
+    async def run(self, intake: MessageIntake) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +44,7 @@ class Context:
     counters: Counters
     pseudonymise: Pseudonymiser | None
     pin_factory: Any
-    receipts: ReceiptBook | None = None  # platforms' pushes given again are journalled once
+    receipts: ReceiptBook | None = None  # to recognise a message a device gives again
 
 
 def build_drivers(ctx: Context) -> list[Driver]:
@@ -78,6 +80,12 @@ def build_drivers(ctx: Context) -> list[Driver]:
                                         ctx.pseudonymise,
                                         shutdown_timeout_s=config.shutdown_timeout_s,
                                         platforms=platforms))
+    fire_panels = [d for d in config.devices if isinstance(d, Gb26875Device)]
+    if fire_panels and config.gb26875 is not None:
+        from drivers.gb26875.server import Gb26875Server
+
+        drivers.append(Gb26875Server(config.gb26875, fire_panels, ctx.clock, ctx.counters,
+                                     ctx.receipts))
     return drivers
 
 

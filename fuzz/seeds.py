@@ -48,9 +48,32 @@ def write_seeds(target: str, directory: Path) -> int:
     if target == "profile_file":
         profiles = Path(__file__).parent.parent / "drivers" / "profiles"
         seeds += [f.read_bytes() for f in sorted(profiles.rglob("*.toml"))]
+    if target == "gb26875_stream":
+        seeds += gb26875_seeds()
     for n, seed in enumerate(seeds):
         (directory / f"seed-{n}").write_bytes(seed)
     return len(seeds)
+
+
+def gb26875_seeds() -> list[bytes]:
+    """A frame of every unit type the codec knows, a heartbeat and a confirm."""
+    import dataclasses
+
+    from drivers.gb26875.frame import Command, Frame, TimeTag
+    from drivers.gb26875.objects import ComponentAddress
+    from drivers.gb26875.units import OBJECTS, Unit
+
+    time = TimeTag(2, 58, 9, 26, 9, 12)
+    by_type: dict[str, object] = {"TimeTag": time, "ComponentAddress": ComponentAddress(3, 17),
+                                  "str": "3号楼2层"}
+    frames = [Frame(serial=1, command=Command.SEND, source=889, destination=1, time=time),
+              Frame(serial=1, command=Command.CONFIRM, source=1, destination=889, time=time)]
+    for kind, cls in OBJECTS.items():
+        obj = cls(*(by_type.get(str(f.type), 1) for f in dataclasses.fields(cls)))  # type: ignore[arg-type]
+        unit = Unit(kind, (obj, obj))
+        frames.append(Frame(serial=2, command=Command.SEND, source=889, destination=1,
+                            time=time, data=unit.encode()))
+    return [f.encode() for f in frames]
 
 
 _SOS = b"rules:\n  - id: sos\n    match: {kind: elder_button, type: press}\n" \

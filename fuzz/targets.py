@@ -11,6 +11,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from drivers.gb26875.frame import decode_frame
+from drivers.gb26875.objects import ComponentAddress, UnitError
+from drivers.gb26875.panel_map import PanelMap, Place
+from drivers.gb26875.stream import FrameStream
+from drivers.gb26875.stream import Rejected as NotAFrame
+from drivers.gb26875.units import Unit, decode_unit
 from drivers.json_map import JsonMap, JsonMapper, MalformedJsonError, parse_json
 from drivers.modbus import ModbusMap
 from drivers.modbus.frames import classify_rtu, classify_tcp, rtu_answer_length
@@ -105,6 +111,53 @@ def modbus_answer(data: bytes) -> None:
                 # a float NaN or infinity is a ValueError: rejected as decode by the driver
                 with contextlib.suppress(ValueError):
                     decode_point(point, block.address, bits if point.on_bits else registers)
+
+
+def gb26875_stream(data: bytes) -> None:
+    """Any byte stream on a GB/T 26875.3 connection: frames, their units, or a reason."""
+    stream = FrameStream()
+    half = len(data) // 2
+    items = stream.feed(data[:half]) + stream.feed(data[half:]) + stream.close()
+    for item in items:
+        if isinstance(item, NotAFrame):
+            assert item.reason
+            assert item.detail
+            continue
+        raw = item.encode()
+        assert decode_frame(raw) == item
+        if not item.data:
+            continue  # a heartbeat
+        try:
+            unit = decode_unit(item.data)
+        except UnitError as exc:
+            assert exc.reason
+            continue
+        _check_panel_map(unit)
+        try:
+            again = unit.encode()
+        except ValueError:
+            continue  # a garbled text (U+FFFD is 4 bytes in GB 18030) may not fit again
+        assert decode_unit(again) == unit
+    assert stream.dropped <= len(data)
+
+
+_PANEL = PanelMap("panel", {(1, ComponentAddress(3, 17)): Place("d1", "3", 2, "east")})
+
+
+def _check_panel_map(unit: Unit) -> None:
+    """What any unit becomes: events of the smoke model, on the detector or its panel."""
+    decoded = _PANEL.decode(unit, 1)
+    for event in decoded.events:
+        assert event.type in MODELS[event.kind].events
+        assert event.device in ("panel", "d1")
+        assert decode(encode(event)) == event
+    for reading in decoded.readings:
+        assert reading.device == "d1"
+        _check_reading(reading)
+    for reason, detail in decoded.problems:
+        assert reason == "out_of_range"
+        assert detail
+    _PANEL.remember(decoded)
 
 
 _FUZZ_TOML = Path("/nonexistent/fuzz.toml")
@@ -238,4 +291,5 @@ TARGETS: dict[str, Callable[[bytes], None]] = {
     "profile_file": profile_file,
     "onenet_push": onenet_push,
     "ctwing_push": ctwing_push,
+    "gb26875_stream": gb26875_stream,
 }

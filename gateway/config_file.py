@@ -19,6 +19,7 @@ from gateway.core.config import (
     CtwingConfig,
     CtwingDevice,
     GatewayConfig,
+    Gb26875Device,
     GpioDevice,
     HttpDevice,
     HttpTlsConfig,
@@ -292,7 +293,8 @@ def _cross_checks(config: GatewayConfig, places: _Places, base: Path, env: Mappi
             if isinstance(device, CtwingDevice) and device.ctwing.device_id is not None:
                 claim(index, device, "ctwing.device_id", "CTWing deviceId",
                       device.ctwing.device_id)
-        if not isinstance(device, GpioDevice | MqttDevice) and device.profile is None:
+        if (not isinstance(device, GpioDevice | MqttDevice | Gb26875Device)
+                and device.profile is None):
             problems.append(Problem(f"devices[{index}].profile",
                                     f"{device.transport} devices need a profile", device.id))
     bus_ids = Counter(b.id for b in config.buses)
@@ -307,6 +309,7 @@ def _cross_checks(config: GatewayConfig, places: _Places, base: Path, env: Mappi
             problems.append(Problem(f"buses[{index}].port", f"{bus.port} is also used by "
                                     f"device {claimed[('serial port', bus.port)]}"))
     problems += _profile_checks(config, devices, base)
+    problems += _gb26875_checks(config, devices)
     if (config.broker.reconnect_max_s < config.broker.reconnect_min_s
             and places.sound("broker.reconnect_min_s", "broker.reconnect_max_s")):
         problems.append(Problem("broker.reconnect_max_s", "must be >= broker.reconnect_min_s"))
@@ -380,6 +383,51 @@ def _platform_device_problems(config: GatewayConfig, index: int,
         problems.append(Problem(key, f"{platform} pushes arrive on the HTTP push port: "
                                 "they need an [http] section", device.id))
     return problems
+
+
+def _gb26875_checks(config: GatewayConfig, devices: list[tuple[int, AnyDevice]]
+                    ) -> list[Problem]:
+    """Transmission devices have distinct addresses; each component names one of them and
+    a place on its fire panels (system address - zone - position) no other component has."""
+    problems: list[Problem] = []
+    transmitters: dict[str, Gb26875Device] = {}
+    addresses: dict[int, str] = {}
+    for index, device in devices:
+        if not isinstance(device, Gb26875Device):
+            continue
+        if device.kind is not DeviceKind.SMOKE:
+            problems.append(Problem(f"devices[{index}].kind", "a GB/T 26875.3 device reports "
+                                    "fire alarms: its kind is smoke", device.id))
+        address = device.gb26875.address
+        if address is not None:
+            transmitters[device.id] = device
+            if address in addresses:
+                problems.append(Problem(f"devices[{index}].gb26875.address", f"address "
+                                        f"{address} is already used by device "
+                                        f"{addresses[address]}", device.id))
+            addresses.setdefault(address, device.id)
+    if transmitters and config.gb26875 is None:
+        problems.append(Problem("gb26875", "GB/T 26875.3 devices need a [gb26875] section"))
+    components: dict[tuple[str, str], str] = {}
+    for index, device in devices:
+        if not isinstance(device, Gb26875Device) or device.gb26875.via is None:
+            continue
+        via, component = device.gb26875.via, str(device.gb26875.component)
+        if via not in transmitters:
+            problems.append(Problem(f"devices[{index}].gb26875.via", f"no transmission device "
+                                    f"{via!r} (a gb26875 device with an address)", device.id))
+        key = (via, _component_key(component))
+        if key in components:
+            problems.append(Problem(f"devices[{index}].gb26875.component", f"component "
+                                    f"{component} of {via} is already device "
+                                    f"{components[key]}", device.id))
+        components.setdefault(key, device.id)
+    return problems
+
+
+def _component_key(component: str) -> str:
+    """`1-3-017` and `1-3-17` are the same component."""
+    return "-".join(str(int(part)) for part in component.split("-"))
 
 
 _PROFILE_TRANSPORT = {"mqtt": "json", "http": "json", "modbus": "modbus", "serial": "serial"}

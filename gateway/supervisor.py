@@ -348,7 +348,8 @@ class Gateway:
     async def intake_open(self) -> None:
         """Wait until every device that reports on its own can reach the gateway: the
         broker connected with the device topics subscribed, the HTTP push receiver
-        listening, every serial port open (opening a port discards what waited in it)."""
+        listening, the GB/T 26875.3 port open, every serial port open (opening a port
+        discards what waited in it)."""
         await self.link.session()
         if self.bulk_link is not None:
             await self.bulk_link.session()

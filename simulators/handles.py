@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import ClassVar, Protocol
 
+from drivers.gb26875.states import ComponentState
 from drivers.json_map import JsonMap
 from drivers.modbus import ModbusMap
 from gateway.core.clock import Clock
 from simulators.elder_button import SimulatedElder
+from simulators.gb26875_device import Delivery, TransmissionDevice
 from simulators.http_pusher import HttpPusher
 from simulators.modbus_device import Fault as ModbusFault
 from simulators.modbus_device import SimulatedDevice
@@ -245,6 +247,69 @@ class OneNetHandle:
         self.dead = False
 
 
+def _confirmed(delivery: Delivery) -> None:
+    if not delivery.confirmed:
+        raise RuntimeError(f"the gateway did not confirm after {delivery.sends} send(s)")
+
+
+class TransmissionDeviceHandle:
+    """A fire panel's user information transmission device (GB/T 26875.3): its heartbeat."""
+
+    def __init__(self, device: TransmissionDevice) -> None:
+        self.device = device
+        self.dead = False
+
+    async def report(self, readings: dict[str, float] | None = None,
+                     event: str | None = None) -> None:
+        if readings or event not in (None, "heartbeat"):
+            raise ValueError("a transmission device reports its components' states")
+        await self.heartbeat()
+
+    async def heartbeat(self) -> None:
+        """A heartbeat frame; one the gateway does not confirm is simply missed."""
+        if not self.dead:
+            await self.device.heartbeat()
+
+    async def die(self) -> None:
+        self.dead = True
+
+    async def revive(self) -> None:
+        self.dead = False
+
+
 def _identifier(path: str) -> str:
     """`data.params.<identifier>.value` -> the thing model's identifier."""
     return path.split(".")[2]
+
+
+class FirePanelComponentHandle:
+    """A detector on a fire panel: its state changes go out through the panel's
+    transmission device; `component` is system-zone-position, e.g. `1-3-017`."""
+
+    _STATES: ClassVar[dict[str, ComponentState]] = {
+        "alarm": ComponentState.FIRE, "fault": ComponentState.FAULT,
+        "supervision": ComponentState.SUPERVISION, "shielded": ComponentState.SHIELDED}
+
+    def __init__(self, device: TransmissionDevice, component: str) -> None:
+        self.device = device
+        self.component = component
+
+    async def report(self, readings: dict[str, float] | None = None,
+                     event: str | None = None) -> None:
+        if readings:
+            raise ValueError("a detector behind a fire panel reports states, not readings")
+        if event is None:
+            return
+        if event.endswith("_cleared") or event == "restored":
+            state = ComponentState.NORMAL
+        elif event in self._STATES:
+            state = ComponentState.NORMAL | self._STATES[event]
+        else:
+            raise ValueError(f"a fire panel's detector cannot report {event}")
+        _confirmed(await self.device.component(self.component, state))
+
+    async def die(self) -> None:
+        raise ValueError("a detector behind a fire panel reports through its panel")
+
+    async def revive(self) -> None:
+        raise ValueError("a detector behind a fire panel reports through its panel")

@@ -33,12 +33,13 @@ async def _elder_sos(d: Mapping[str, SimDevice], sleep: Sleep, say: Say) -> None
 
 
 async def _fire_building_3(d: Mapping[str, SimDevice], sleep: Sleep, say: Say) -> None:
-    say("Zigbee smoke sensor smoke-3-1 in building 3 alarms")
-    await d["smoke-3-1"].report({"battery_pct": 92}, event="alarm")
+    say("detector 1-3-017 of building 3's fire panel (floor 2, east stair) alarms; the "
+        "panel's transmission device reports it over GB/T 26875.3")
+    await d["smoke-3-2-017"].report(event="alarm")
     await sleep(20)
-    say("20 s later the RS-485 smoke detector smoke-3-2, also in building 3, alarms")
-    await d["smoke-3-2"].report({"obscuration_pct_ft": 4.2}, event="alarm")
-    await sleep(2)  # polled: the next alarm poll reads it
+    say("20 s later detector 1-5-001 of the same panel (floor 5, lift lobby) alarms")
+    await d["smoke-3-5-001"].report(event="alarm")
+    await sleep(1)
 
 
 async def _manhole_theft(d: Mapping[str, SimDevice], sleep: Sleep, say: Say) -> None:
@@ -97,9 +98,10 @@ SCENARIOS: Mapping[str, Scenario] = {
         Scenario("elder-sos", "an elder presses the SOS button; another cancels by mistake",
                  ("elder-3-1-502", "elder-5-2-101"), _elder_sos,
                  (("elder.sos", "elder-3-1-502"), ("elder.sos", "elder-5-2-101"))),
-        Scenario("fire-building-3", "two smoke sensors in building 3 alarm 20 s apart",
-                 ("smoke-3-1", "smoke-3-2"), _fire_building_3,
-                 (("smoke.alarm", "smoke-3-1"), ("smoke.alarm", "smoke-3-2"),
+        Scenario("fire-building-3", "two detectors of building 3's fire panel alarm 20 s "
+                 "apart, reported over GB/T 26875.3",
+                 ("smoke-3-2-017", "smoke-3-5-001"), _fire_building_3,
+                 (("smoke.alarm", "smoke-3-2-017"), ("smoke.alarm", "smoke-3-5-001"),
                   ("smoke.fire_confirmed", "building-3"))),
         Scenario("manhole-theft", "a manhole cover lifted, tilt 35 degrees sustained, "
                  "reported by an NB-IoT monitor through OneNET",

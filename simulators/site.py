@@ -32,6 +32,7 @@ from gateway.core.clock import Clock
 from gateway.core.config import (
     AnyDevice,
     GatewayConfig,
+    Gb26875Device,
     GpioDevice,
     HttpDevice,
     MqttDevice,
@@ -40,7 +41,9 @@ from gateway.core.config import (
 from gateway.core.kinds import MODELS
 from gateway.ops.private_servers import free_port
 from simulators.elder_button import SimulatedElder
+from simulators.gb26875_device import TransmissionDevice
 from simulators.handles import (
+    FirePanelComponentHandle,
     GpioButtonHandle,
     HttpHandle,
     ModbusHandle,
@@ -48,6 +51,7 @@ from simulators.handles import (
     OneNetHandle,
     SerialHandle,
     SimDevice,
+    TransmissionDeviceHandle,
 )
 from simulators.http_pusher import HttpPusher
 from simulators.modbus_device import SimulatedDevice
@@ -114,6 +118,7 @@ class SimulatedSite:
                                                workdir / "tty-gate-west"),
         }
         self.http_port = free_port()
+        self.gb26875_port = free_port()
         self.devices: dict[str, SimDevice] = {}
         # device id -> the interval at which its simulator sends a heartbeat
         self.heartbeats: dict[str, float] = {}
@@ -172,6 +177,10 @@ path = "{w}/journal.db"
 host = "127.0.0.1"
 port = {self.http_port}
 
+[gb26875]
+host = "127.0.0.1"
+port = {self.gb26875_port}
+
 [[buses]]
 id = "rs485-1"
 type = "rtu"
@@ -229,6 +238,30 @@ transport = "modbus"
 profile = "modbus-smoke-detector"
 location = {{ building = "3", unit = "2", floor = 4 }}
 modbus = {{ bus = "rs485-1", unit = 2, poll_s = {poll_s}, alarm_poll_s = {alarm_poll_s} }}
+
+# building 3's fire alarm control panel reports through its user information transmission
+# device over GB/T 26875.3; its detectors are mapped by system-zone-position
+[[devices]]
+id = "fire-panel-3"
+kind = "smoke"
+transport = "gb26875"
+heartbeat_s = 30
+location = {{ building = "3" }}
+gb26875 = {{ address = 3001 }}
+
+[[devices]]
+id = "smoke-3-2-017"
+kind = "smoke"
+transport = "gb26875"
+location = {{ building = "3", unit = "2", floor = 2 }}
+gb26875 = {{ via = "fire-panel-3", component = "1-3-017", zone = "east stair" }}
+
+[[devices]]
+id = "smoke-3-5-001"
+kind = "smoke"
+transport = "gb26875"
+location = {{ building = "3", unit = "1", floor = 5 }}
+gb26875 = {{ via = "fire-panel-3", component = "1-5-001", zone = "lift lobby" }}
 
 [[devices]]
 id = "door-5-1"
@@ -347,6 +380,20 @@ aes_key = "{ONENET_AES_KEY}"
                 handle_ = await self._onenet(config, device)
                 self.devices[device.id] = handle_
                 beats[device.id] = handle_.heartbeat
+        panels: dict[str, TransmissionDevice] = {}
+        for device in config.devices:
+            if (isinstance(device, Gb26875Device) and device.gb26875.address is not None
+                    and config.gb26875 is not None):
+                panel = TransmissionDevice(config.gb26875.host, config.gb26875.port,
+                                           device.gb26875.address)
+                panels[device.id] = await self._stack.enter_async_context(panel)
+                transmitter = TransmissionDeviceHandle(panel)
+                self.devices[device.id] = transmitter
+                beats[device.id] = transmitter.heartbeat
+        for device in config.devices:
+            if isinstance(device, Gb26875Device) and device.gb26875.via in panels:
+                self.devices[device.id] = FirePanelComponentHandle(
+                    panels[device.gb26875.via], str(device.gb26875.component))
         for device_id, modbus in self.modbus.items():
             self.devices[device_id] = ModbusHandle(modbus)
         for device_id, serial in self.serial.items():
@@ -402,4 +449,5 @@ async def _keep_beating(device: str, beat: Callable[[], Awaitable[None]], interv
         due += interval
         while due < clock.monotonic():  # a device sends no check-ins it missed
             due += interval
-        await clock.sleep(due - clock.monotonic())
+        if due > clock.monotonic():  # due now (the check-in took until then): at once
+            await clock.sleep(due - clock.monotonic())

@@ -10,11 +10,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fuzz.mqtt_dispatch import message_bytes
-from fuzz.seeds import PATHOLOGICAL_CONFIG_FILES, PATHOLOGICAL_RULE_FILES
+from fuzz.seeds import PATHOLOGICAL_CONFIG_FILES, PATHOLOGICAL_RULE_FILES, gb26875_seeds
 from fuzz.targets import (
     availability,
     config_file,
     ctwing_push,
+    gb26875_stream,
     json_payload,
     modbus_answer,
     mqtt_dispatch,
@@ -241,3 +242,24 @@ def test_platform_messages_structured(value: object, kind: str) -> None:
     onenet_push(json.dumps({"msg": body, "nonce": "abcdefgh", "signature": "x",
                             "id": 1}).encode())
     ctwing_push(body.encode())
+@given(st.binary(max_size=600))
+def test_gb26875_stream_bytes(data: bytes) -> None:
+    gb26875_stream(data)
+
+
+@FUZZ
+@given(st.lists(st.sampled_from(gb26875_seeds()) | st.binary(max_size=12)
+                | st.sampled_from([b"@@", b"##", b"\x00\x04", b"\xff\xff", b"\x02\x01"]),
+                max_size=12).map(b"".join))
+def test_gb26875_stream_near_frames(data: bytes) -> None:
+    """Whole frames of every unit type, cut and spliced with the bytes that frame them."""
+    gb26875_stream(data)
+
+
+@FUZZ
+@given(st.sampled_from(gb26875_seeds()), st.integers(0, 1200), st.binary(min_size=1,
+                                                                         max_size=3))
+def test_gb26875_stream_mutated_frames(seed: bytes, at: int, patch: bytes) -> None:
+    """A frame with a few bytes changed: its length, its unit's count, a text, its end."""
+    at %= len(seed)
+    gb26875_stream(seed[:at] + patch + seed[at + len(patch):])

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from gateway.core.model import DeviceKind
 
@@ -201,6 +201,41 @@ class HttpServerConfig(_Strict):
     max_nonces_per_device: int = Field(default=4096, ge=8, le=65_536)
 
 
+class Gb26875ServerConfig(_Strict):
+    """The TCP port GB/T 26875.3 transmission devices connect to, as to a monitoring centre."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=9030, ge=1, le=65535)
+    # the standard carries frames over TCP or UDP: a UDP port too, for devices that use it
+    udp_port: int | None = Field(default=None, ge=1, le=65535)
+    max_connections: int = Field(default=64, ge=1, le=4096)
+    # a connection that sends no complete frame for this long is closed (a device sends a
+    # heartbeat every 20-30 s)
+    idle_timeout_s: float = Field(default=300.0, gt=0, le=86_400)
+    # a frame sent again (same device, same serial number and content) within this long of
+    # the first is recognised and confirmed without being journalled again
+    redelivery_window_s: float = Field(default=3600.0, ge=0, le=86_400)
+
+
+class Gb26875Settings(_Strict):
+    """Either a transmission device (`address`) or a component behind one (`via`,
+    `component`: system address - zone - position, e.g. `1-3-017`)."""
+
+    address: int | None = Field(default=None, ge=0, le=(1 << 48) - 1)
+    via: str | None = Field(default=None, pattern=_NAME)
+    component: str | None = Field(default=None, pattern=r"^\d{1,3}-\d{1,5}-\d{1,5}$")
+    zone: str | None = Field(default=None, max_length=64)  # where on its floor
+
+    @model_validator(mode="after")
+    def _one_role(self) -> Gb26875Settings:
+        if (self.address is None) == (self.via is None):
+            raise ValueError("give address (a transmission device) or via and component "
+                             "(a component behind one)")
+        if (self.via is None) != (self.component is None):
+            raise ValueError("via and component go together")
+        return self
+
+
 class MetricsConfig(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(default=9108, ge=1, le=65535)
@@ -290,8 +325,13 @@ class CtwingConfig(_Strict):
     redelivery_window_s: float = Field(default=3600.0, ge=0, le=86_400)
 
 
+class Gb26875Device(_DeviceBase):
+    transport: Literal["gb26875"]
+    gb26875: Gb26875Settings
+
+
 AnyDevice = (GpioDevice | MqttDevice | ModbusDevice | SerialDevice | HttpDevice | OneNetDevice
-             | CtwingDevice)
+             | CtwingDevice | Gb26875Device)
 DeviceConfig = Annotated[AnyDevice, Field(discriminator="transport")]
 
 
@@ -322,6 +362,7 @@ class GatewayConfig(_Strict):
     http: HttpServerConfig | None = None
     onenet: OneNetConfig | None = None
     ctwing: CtwingConfig | None = None
+    gb26875: Gb26875ServerConfig | None = None
     metrics: MetricsConfig | None = None
     limits: LimitsConfig = LimitsConfig()
     buses: list[ModbusBusConfig] = Field(default_factory=list)

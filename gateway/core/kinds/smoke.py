@@ -5,7 +5,10 @@ from gateway.core.model import DeviceKind
 
 MODEL = KindModel(
     kind=DeviceKind.SMOKE,
-    events=COMMON_EVENTS | {"alarm", "alarm_cleared", "test"},
+    # supervision (监管, a supervisory signal) and shielded (屏蔽, switched off at the
+    # panel): states of a fire panel's detectors, reported over GB/T 26875.3
+    events=COMMON_EVENTS | {"alarm", "alarm_cleared", "test", "supervision",
+                            "supervision_cleared", "shielded", "shielded_cleared"},
     alarms=frozenset({"alarm"}),
     readings={
         "obscuration_pct_ft": ReadingSpec(unit="%/ft", low=0, high=30),
