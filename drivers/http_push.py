@@ -23,7 +23,9 @@ import asyncio
 import hmac
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -52,6 +54,17 @@ _ASYNCIO_LOG = logging.getLogger("asyncio")
 _ACCEPT_FAILED = "socket.accept() out of system resource"
 
 
+class PushRoutes(Protocol):
+    """More devices served on the push port by a protocol of their own (Hikvision)."""
+
+    @property
+    def devices(self) -> int: ...
+
+    def attach(self, app: web.Application, intake: Intake) -> None:
+        """Add the routes to `app`; what the devices report goes to `intake`."""
+        ...
+
+
 @dataclass(slots=True)
 class _Pusher:
     device: HttpDevice
@@ -73,8 +86,10 @@ class HttpPushReceiver:
         pseudonymise: Pseudonymiser | None = None,
         *,
         shutdown_timeout_s: float = 5.0,
+        routes: Sequence[PushRoutes] = (),
     ) -> None:
         self._server = server
+        self._routes = tuple(routes)
         self._clock = clock
         self._counters = counters
         self._shutdown_timeout_s = shutdown_timeout_s
@@ -103,6 +118,8 @@ class HttpPushReceiver:
                               middlewares=[self._track])
         app.router.add_post("/push/{device}", self._push)
         app.router.add_get("/health", self._health)
+        for routes in self._routes:
+            routes.attach(app, intake)
         # no access log: one line per request is a line per request of anyone on the LAN
         runner = web.AppRunner(app, shutdown_timeout=self._shutdown_timeout_s,
                                keepalive_timeout=server.idle_timeout_s,
@@ -124,7 +141,7 @@ class HttpPushReceiver:
             listener = await asyncio.get_running_loop().create_server(
                 self._connections, server.host, server.port)
             log.info("HTTP push receiver on %s:%d (%s) for %d device(s)", server.host,
-                     server.port, "TLS" if tls else "plain HTTP", len(self._pushers))
+                     server.port, "TLS" if tls else "plain HTTP", self._devices)
             self.ready.set()
             await asyncio.Event().wait()  # serve until cancelled
         finally:
@@ -161,7 +178,11 @@ class HttpPushReceiver:
             self._connections.request_finished(request.transport)
 
     async def _health(self, request: web.Request) -> web.Response:
-        return web.json_response({"status": "ok", "devices": len(self._pushers)})
+        return web.json_response({"status": "ok", "devices": self._devices})
+
+    @property
+    def _devices(self) -> int:
+        return len(self._pushers) + sum(r.devices for r in self._routes)
 
     async def _push(self, request: web.Request) -> web.Response:
         pusher = self._pushers.get(request.match_info["device"])

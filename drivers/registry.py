@@ -12,8 +12,17 @@ from drivers.profile import Profile, ProfileLibrary
 from drivers.pseudonym import Pseudonymiser
 from drivers.serial_frames.driver import SerialFrameDriver
 from gateway.core.clock import Clock
-from gateway.core.config import GatewayConfig, GpioDevice, HttpDevice, ModbusDevice, SerialDevice
+from gateway.core.config import (
+    DahuaDevice,
+    GatewayConfig,
+    GpioDevice,
+    HikvisionDevice,
+    HttpDevice,
+    ModbusDevice,
+    SerialDevice,
+)
 from gateway.core.counters import Counters
+from gateway.core.journaling import ReceiptBook
 
 
 class Driver(Protocol):
@@ -31,6 +40,8 @@ class Context:
     counters: Counters
     pseudonymise: Pseudonymiser | None
     pin_factory: Any
+    # where drivers recognise a message a device sends again (the journal's receipts)
+    receipts: ReceiptBook | None = None
 
 
 def build_drivers(ctx: Context) -> list[Driver]:
@@ -50,12 +61,26 @@ def build_drivers(ctx: Context) -> list[Driver]:
         for d in config.devices if isinstance(d, SerialDevice)
     ]
     pushed = [(d, _profile(ctx, d)) for d in config.devices if isinstance(d, HttpDevice)]
-    if pushed and config.http is not None:
-        from drivers.http_push import HttpPushReceiver  # aiohttp's server: only when needed
+    hikvision = [d for d in config.devices if isinstance(d, HikvisionDevice)]
+    if (pushed or hikvision) and config.http is not None:
+        # aiohttp's server: only when needed
+        from drivers.hikvision.push import HikvisionPushes
+        from drivers.http_push import HttpPushReceiver, PushRoutes
 
+        routes: list[PushRoutes] = []
+        if hikvision:
+            routes.append(HikvisionPushes(hikvision, config.http, ctx.clock, ctx.counters,
+                                          ctx.pseudonymise, ctx.receipts))
         drivers.append(HttpPushReceiver(config.http, pushed, ctx.clock, ctx.counters,
                                         ctx.pseudonymise,
-                                        shutdown_timeout_s=config.shutdown_timeout_s))
+                                        shutdown_timeout_s=config.shutdown_timeout_s,
+                                        routes=routes))
+    dahua = [d for d in config.devices if isinstance(d, DahuaDevice)]
+    if dahua:
+        from drivers.dahua.client import DahuaStream  # aiohttp's client: only when needed
+
+        drivers += [DahuaStream(d, ctx.clock, ctx.counters, ctx.pseudonymise, ctx.receipts)
+                    for d in dahua]
     return drivers
 
 

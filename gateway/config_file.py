@@ -16,8 +16,10 @@ from pydantic import ValidationError
 from drivers.profile import BUILTIN, ProfileLibrary
 from gateway.core.config import (
     AnyDevice,
+    DahuaDevice,
     GatewayConfig,
     GpioDevice,
+    HikvisionDevice,
     HttpDevice,
     HttpTlsConfig,
     ModbusDevice,
@@ -272,7 +274,25 @@ def _cross_checks(config: GatewayConfig, places: _Places, base: Path, env: Mappi
             if config.http is None and places.sound("http"):
                 problems.append(Problem(f"devices[{index}].http",
                                         "HTTP push devices need an [http] section", device.id))
-        if not isinstance(device, GpioDevice | MqttDevice) and device.profile is None:
+        elif isinstance(device, HikvisionDevice):
+            if config.http is None and places.sound("http"):
+                problems.append(Problem(f"devices[{index}].hikvision",
+                                        "Hikvision terminals push to the [http] port: it "
+                                        "needs an [http] section", device.id))
+            if device.kind not in (DeviceKind.ACCESS, DeviceKind.TEMP_GATE):
+                problems.append(Problem(f"devices[{index}].kind", "a Hikvision terminal is "
+                                        "an access or temp_gate device", device.id))
+        elif isinstance(device, DahuaDevice):
+            claim(index, device, "dahua.host", "Dahua terminal",
+                  (device.dahua.host, device.dahua.port))
+            if device.kind not in (DeviceKind.ACCESS, DeviceKind.TEMP_GATE):
+                problems.append(Problem(f"devices[{index}].kind", "a Dahua terminal is an "
+                                        "access or temp_gate device", device.id))
+            if device.dahua.reconnect_max_s < device.dahua.reconnect_min_s:
+                problems.append(Problem(f"devices[{index}].dahua.reconnect_max_s",
+                                        "must be >= dahua.reconnect_min_s", device.id))
+        if (not isinstance(device, GpioDevice | MqttDevice | HikvisionDevice | DahuaDevice)
+                and device.profile is None):
             problems.append(Problem(f"devices[{index}].profile",
                                     f"{device.transport} devices need a profile", device.id))
     bus_ids = Counter(b.id for b in config.buses)

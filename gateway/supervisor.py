@@ -25,6 +25,7 @@ from gateway.clock_sync import ClockProbe, read_kernel_clock, trustworthy
 from gateway.core.clock import Clock, SystemClock
 from gateway.core.config import (
     AnyDevice,
+    DahuaDevice,
     GatewayConfig,
     GpioDevice,
     Location,
@@ -115,7 +116,8 @@ class Gateway:
         self.profiles = ProfileLibrary([BUILTIN, *config.profile_dirs])
         self.pseudonymise = _pseudonymiser(config)
         self.drivers = build_drivers(Context(config, self.profiles, self.clock, self.counters,
-                                             self.pseudonymise, self.pin_factory))
+                                             self.pseudonymise, self.pin_factory,
+                                             receipts=self.journal))
         self.buttons = {d.device.id: d for d in self.drivers if isinstance(d, ElderButtonGpio)}
         self._inline_mappings: dict[str, JsonMap] = {}
         self.ingress = MqttIngress(
@@ -326,6 +328,8 @@ class Gateway:
             return device.heartbeat_s
         if isinstance(device, ModbusDevice):
             return device.modbus.poll_s
+        if isinstance(device, DahuaDevice):
+            return device.dahua.heartbeat_s  # the stream's own heartbeat
         if device.profile is not None:
             return self.profiles.get(device.profile).heartbeat_s
         return 0.0
