@@ -6,6 +6,11 @@ The reader is fed whatever the socket gave and hands back, in order, the head of
 (`PartHead`), its body in pieces (`PartData`) and its end (`PartEnd`); what it keeps
 between feeds is at most a part head and the length of a delimiter. So a caller can keep
 an event part and let a picture go by without ever holding it.
+
+A part whose head gives its `Content-Length` ends after that many bytes (or at a delimiter
+met before): an event is handed over as soon as its last byte arrives, not when the next
+part begins (on an event stream, a heartbeat later). What follows it up to the next
+boundary (the CRLF of the layout) is skipped.
 """
 
 from __future__ import annotations
@@ -85,6 +90,7 @@ class MultipartReader:
         self._buffer = bytearray()
         self._state = _State.PREAMBLE
         self._skipped = 0
+        self._remaining: int | None = None  # of a part with a Content-Length
 
     @property
     def done(self) -> bool:
@@ -149,7 +155,31 @@ class MultipartReader:
             head = _headers(bytes(buf[:end]))
             del buf[:end + skip]
             pieces.append(PartHead(head))
+            length = head.get("content-length", "")
+            self._remaining = int(length) if length.isdigit() and len(length) < 12 else None
             self._state = _State.BODY
+            return True
+        if self._state is _State.BODY and self._remaining is not None:
+            take = min(len(buf), self._remaining)
+            at = buf.find(self._delimiter, 0, take)
+            if at >= 0:  # the length was too long: the delimiter ends the part
+                if at:
+                    pieces.append(PartData(bytes(buf[:at])))
+                del buf[:at + len(self._delimiter)]
+                self._remaining = None
+                pieces.append(PartEnd())
+                self._state = _State.AFTER_BOUNDARY
+                return True
+            if take:
+                pieces.append(PartData(bytes(buf[:take])))
+                del buf[:take]
+                self._remaining -= take
+            if self._remaining:
+                return False
+            self._remaining = None
+            pieces.append(PartEnd())
+            self._state = _State.PREAMBLE  # skip to the next boundary
+            self._skipped = 0
             return True
         if self._state is _State.BODY:
             at = buf.find(self._delimiter)

@@ -125,9 +125,9 @@ def map_event(event: StreamEvent, kind: DeviceKind, device: str, now_ms: int,
     """The events and reading of one stream event on a terminal of `kind`."""
     out = Mapped()
     data = event.data
-    for key, what in _PERSONAL.items():
-        if data.get(key) not in (None, ""):
-            out.dropped[what] += 1
+    # once per event and kind of data, however many fields carry it
+    for what in {w for k, w in _PERSONAL.items() if data.get(k) not in (None, "")}:
+        out.dropped[what] += 1
     if event.code == "AccessControl":
         if kind is DeviceKind.TEMP_GATE:
             _thermal(data, device, now_ms, out)

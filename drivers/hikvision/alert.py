@@ -78,9 +78,9 @@ def decode(alert: Mapping[str, Any], kind: DeviceKind, device: str, now_ms: int,
         body = alert.get("AccessControllerEvent")
         if not isinstance(body, dict):
             raise AlertError("AccessControllerEvent without its AccessControllerEvent object")
-        for key, what in _PERSONAL.items():
-            if body.get(key) not in (None, ""):
-                out.dropped[what] += 1
+        # once per event and kind of data, however many fields carry it
+        for what in {w for k, w in _PERSONAL.items() if body.get(k) not in (None, "")}:
+            out.dropped[what] += 1
         serial = body.get("serialNo")
         out.serial = str(serial) if isinstance(serial, int | str) and str(serial) else None
         if kind is DeviceKind.TEMP_GATE:

@@ -83,3 +83,12 @@ def test_runaway_heads_and_preambles_are_refused() -> None:
         MultipartReader("b", max_head_bytes=64).feed(b"--b\r\n" + b"X: y\r\n" * 40)
     with pytest.raises(MultipartError, match="no boundary within"):
         MultipartReader("b", max_preamble_bytes=100).feed(b"x" * 200)
+
+
+def test_a_part_with_its_length_ends_at_its_last_byte() -> None:
+    reader = MultipartReader("myboundary")
+    pieces = reader.feed(b"--myboundary\r\nContent-Type: text/plain\r\nContent-Length: 11\r\n\r\n"
+                         b"Heartbeat\r\n")
+    assert isinstance(pieces[-1], PartEnd)  # not waiting for the next boundary
+    more = reader.feed(b"\r\n--myboundary\r\nContent-Length: 99\r\n\r\nshort\r\n--myboundary\r\n")
+    assert _parts(more) == [({"content-length": "99"}, b"short")]
