@@ -43,7 +43,8 @@ class DahuaTerminal:
         self._written = 0  # events written whole, in order
         self._resume: int | None = None  # where the next stream starts, after a break
         self._changed = asyncio.Event()
-        self._drop = False
+        self._drop_next = False
+        self._drop_at: set[int] = set()  # events whose part is cut in the middle
         self._records = itertools.count(1)
         self._runner: web.AppRunner | None = None
         self.silent = False  # no heartbeats
@@ -72,6 +73,9 @@ class DahuaTerminal:
         if data is not None:
             text += ";data=" + json.dumps(data, indent=3)
         body = (text + "\r\n").encode()
+        if self._drop_next:
+            self._drop_next = False
+            self._drop_at.add(len(self._log))
         self._log.append(f"--{BOUNDARY}\r\nContent-Type: text/plain\r\nContent-Length: "
                          f"{len(body)}\r\n\r\n".encode() + body + b"\r\n")
         self._changed.set()
@@ -88,8 +92,8 @@ class DahuaTerminal:
             **extra})
 
     def drop_mid_event(self) -> None:
-        """Break the stream halfway through the next event's part."""
-        self._drop = True
+        """Break the stream halfway through the part of the next event emitted."""
+        self._drop_next = True
 
     @property
     def sent(self) -> int:
@@ -121,8 +125,8 @@ class DahuaTerminal:
             while True:
                 while cursor < len(self._log):
                     part = self._log[cursor]
-                    if self._drop:
-                        self._drop = False
+                    if cursor in self._drop_at:
+                        self._drop_at.discard(cursor)
                         await response.write(part[:len(part) // 2])
                         self._resume = max(0, cursor - 1)
                         assert request.transport is not None
