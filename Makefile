@@ -84,7 +84,8 @@ test-paho-latest: deps $(PAHO_STAMP)
 FUZZ_SECONDS ?= 600
 fuzz: deps
 	$(BIN)/pip install --quiet 'atheris>=2.3,<3'
-	for target in json_payload serial_stream modbus_answer config_file rule_file mqtt_dispatch; do \
+	for target in json_payload serial_stream modbus_answer config_file rule_file mqtt_dispatch \
+	    hikvision_push dahua_stream; do \
 	  mkdir -p .fuzz/$$target && \
 	  $(BIN)/python -m fuzz $$target --seconds $(FUZZ_SECONDS) --corpus .fuzz/$$target \
 	    || exit 1; \

@@ -41,6 +41,9 @@ def write_seeds(target: str, directory: Path) -> int:
             (2, b"vendor/d1/sos", b'{"action": "single"}', 1),
             (0, b"sc/c1/alerts/sos/d1/ack", b'{"by": "duty"}', 0),
             (6, b"a/1/2/b", b"{}", 2), (14, b"$SYS/broker/uptime", b"1", 3))]
+    from fuzz.terminals import SEEDS
+
+    seeds += SEEDS.get(target, [])
     for n, seed in enumerate(seeds):
         (directory / f"seed-{n}").write_bytes(seed)
     return len(seeds)

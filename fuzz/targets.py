@@ -22,6 +22,7 @@ from drivers.serial_frames import SerialFormat
 from drivers.serial_frames.decode import FrameDecoder
 from drivers.serial_frames.scanner import FrameScanner, Rejected
 from fuzz.mqtt_dispatch import mqtt_dispatch
+from fuzz.terminals import dahua_stream, hikvision_push
 from gateway.config_file import parse_config
 from gateway.core.kinds import MODELS
 from gateway.core.model import Reading, decode, encode
@@ -144,4 +145,6 @@ TARGETS: dict[str, Callable[[bytes], None]] = {
     "config_file": config_file,
     "rule_file": rule_file,
     "mqtt_dispatch": mqtt_dispatch,
+    "hikvision_push": hikvision_push,
+    "dahua_stream": dahua_stream,
 }

@@ -13,6 +13,8 @@ from fuzz.mqtt_dispatch import message_bytes
 from fuzz.seeds import PATHOLOGICAL_CONFIG_FILES, PATHOLOGICAL_RULE_FILES
 from fuzz.targets import (
     config_file,
+    dahua_stream,
+    hikvision_push,
     json_payload,
     modbus_answer,
     mqtt_dispatch,
@@ -180,3 +182,44 @@ def test_mqtt_dispatch_checks_what_it_claims() -> None:
                   + message_bytes(2, b"vendor/x/sos", b"2", 8)
                   + message_bytes(10, b"vendor/x/sos", b"3", 9)  # later, then acknowledged
                   + message_bytes(14, b"a/1/2/b", b"4", 10))  # not journalled
+
+
+hikvision_words = st.lists(st.sampled_from([
+    b"--MIME_boundary\r\n", b"--MIME_boundary--\r\n", b"Content-Type: image/jpeg\r\n",
+    b"Content-Type: application/json\r\n", b"Content-Length: 4\r\n", b"\r\n",
+    b'{"eventType": "AccessControllerEvent", "AccessControllerEvent": {',
+    b'"majorEventType": 5, "subEventType": 27', b'"cardNo": "0042"', b", ", b"}", b"}}",
+    b'"currTemperature": 38.5, "isAbnomalTemperature": "true"', b'"mask": "no"',
+    b"<EventNotificationAlert>", b"</EventNotificationAlert>", b"<eventType>IO</eventType>",
+    b"<!DOCTYPE a [<!ENTITY b 'c'>]>", b"&b;", b"\xff\xd8\xff\xd9",
+]) | st.binary(max_size=8), max_size=30).map(b"".join)
+
+
+@FUZZ
+@given(st.binary(max_size=512) | hikvision_words)
+def test_hikvision_push(data: bytes) -> None:
+    hikvision_push(data)
+
+
+dahua_words = st.lists(st.sampled_from([
+    b"--myboundary\r\n", b"Content-Type: text/plain\r\n", b"Content-Length: 11\r\n", b"\r\n",
+    b"Heartbeat", b"Code=AccessControl;action=Pulse;index=0;data=", b"Code=BreakIn;",
+    b"Code=AlarmLocal;action=Stop;index=3", b'{"Status": 0, "ErrorCode": 18, "UTC": 5}',
+    b'{"CardNo": "77", "Status": 1, "CurrentTemperature": 99, "TemperatureUnit": 1}',
+    b'{"Status": "Open"}', b"Code=DoorStatus;action=Pulse;index=0;data=",
+]) | st.binary(max_size=8), max_size=30).map(b"".join)
+
+
+@FUZZ
+@given(st.binary(max_size=512) | dahua_words)
+def test_dahua_stream(data: bytes) -> None:
+    dahua_stream(data)
+
+
+def test_terminal_targets_take_their_seeds() -> None:
+    from fuzz.terminals import SEEDS
+
+    for seed in SEEDS["hikvision_push"]:
+        hikvision_push(seed)
+    for seed in SEEDS["dahua_stream"]:
+        dahua_stream(seed)

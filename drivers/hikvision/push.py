@@ -178,7 +178,7 @@ class HikvisionPushes:
             async with asyncio.timeout(server.body_timeout_s):
                 if content_type.lower().startswith("multipart/"):
                     return await self._multipart(request, content_type)
-                return _Body([_document(await self._whole(request), content_type)])
+                return _Body([read_notification(await self._whole(request))])
         except TimeoutError:
             raise PushRefused(408, "body_timeout", f"body not complete within "
                               f"{server.body_timeout_s} s") from None
@@ -227,7 +227,7 @@ class HikvisionPushes:
                                           f"than {server.max_body_bytes} bytes")
                 elif isinstance(piece, PartEnd) and held is not None:
                     if held.strip():
-                        body.documents.append(_document(bytes(held), part_type))
+                        body.documents.append(read_notification(bytes(held)))
                     held = None
             if reader.done:
                 break
@@ -311,7 +311,7 @@ def _allowed(remote: str | None, device: HikvisionDevice) -> bool:
     return any(address in network for network in device.hikvision.addresses)
 
 
-def _document(data: bytes, content_type: str) -> object:
+def read_notification(data: bytes) -> object:
     """A notification part or body as plain values: XML or JSON, by its first byte."""
     text = data.lstrip()
     if text.startswith(b"<"):
