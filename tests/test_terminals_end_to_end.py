@@ -54,7 +54,8 @@ def _terminal(device: str, kind: str) -> dict[str, Any]:
 
 @contextlib.asynccontextmanager
 async def compound(tmp_path: Path, mosquitto: Mosquitto, victoria: VictoriaMetrics,
-                   monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Site]:
+                   monkeypatch: pytest.MonkeyPatch, **dahua_settings: Any
+                   ) -> AsyncIterator[Site]:
     monkeypatch.setenv(KEY_ENV, "compound-secret-key-0123456789")
     site = unique_site("e2e-term")
     port = free_port()
@@ -67,7 +68,8 @@ async def compound(tmp_path: Path, mosquitto: Mosquitto, victoria: VictoriaMetri
                       "location": {"building": "5"},
                       "dahua": {"host": "127.0.0.1", "port": dahua.port,
                                 "username": "admin", "password": "dahua-admin-1",
-                                "reconnect_min_s": 0.05, "reconnect_max_s": 0.2}}])
+                                "reconnect_min_s": 0.05, "reconnect_max_s": 0.2,
+                                **dahua_settings}}])
         base = f"http://127.0.0.1:{port}/hikvision"
         async with running(Gateway(config)) as gateway, Watcher(
             mosquitto.port, f"sc/{site}/#", "terminals"
@@ -156,3 +158,22 @@ async def test_nothing_personal_leaves_the_drivers(
             assert secret.encode() not in data, (where, secret)
         assert FACE_JPEG not in data, where
         assert FACE_JPEG[20:60] not in data, where  # not even its comment segment
+
+
+async def test_a_silent_dahua_terminal_goes_offline_after_two_heartbeats(
+        tmp_path: Path, mosquitto: Mosquitto, victoria: VictoriaMetrics,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    async with compound(tmp_path, mosquitto, victoria, monkeypatch, heartbeat_s=1) as c:
+        status = f"sc/{c.site}/access/door-dh/status"
+        await c.watcher.next(lambda s: s.topic == status and s.payload == b"online")
+        c.dahua.silent = True  # the terminal stops sending heartbeats
+        started = asyncio.get_running_loop().time()
+        await c.watcher.next(lambda s: s.topic == status and s.payload == b"offline")
+        # offline within two heartbeat intervals (and the supervisor's look) of the last part
+        assert asyncio.get_running_loop().time() - started < 4.0
+        # the stream, silent as long, is renewed about then too (whichever is seen first)
+        await eventually(lambda: c.gateway.counters.get("dahua_reconnects", device="door-dh",
+                                                        reason="heartbeat") >= 1,
+                         what="the silent stream renewed")
+        c.dahua.silent = False
+        await c.watcher.next(lambda s: s.topic == status and s.payload == b"online")
