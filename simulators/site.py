@@ -29,18 +29,27 @@ import aiomqtt
 from drivers.json_map import JsonMap
 from drivers.profile import Profile, ProfileLibrary
 from gateway.core.clock import Clock
-from gateway.core.config import AnyDevice, GatewayConfig, GpioDevice, HttpDevice, MqttDevice
+from gateway.core.config import (
+    AnyDevice,
+    GatewayConfig,
+    GpioDevice,
+    HikvisionDevice,
+    HttpDevice,
+    MqttDevice,
+)
 from gateway.core.kinds import MODELS
 from gateway.ops.private_servers import free_port
 from simulators.elder_button import SimulatedElder
 from simulators.handles import (
     GpioButtonHandle,
+    HikvisionHandle,
     HttpHandle,
     ModbusHandle,
     MqttHandle,
     SerialHandle,
     SimDevice,
 )
+from simulators.hikvision_terminal import HikvisionTerminal
 from simulators.http_pusher import HttpPusher
 from simulators.modbus_device import SimulatedDevice
 from simulators.modbus_rtu import RtuBusSimulator
@@ -53,6 +62,8 @@ log = logging.getLogger(__name__)
 SITE = "demo"
 KEY_ENV = "SCGW_PSEUDONYM_KEY"
 HTTP_TOKENS = {"gate-east": "gate-east-push-token-0001", "door-7-1": "door-7-1-push-token-0001"}
+# the push credentials set in the Hikvision terminals' alarm-server settings
+HIKVISION_PASSWORDS = {"door-7-2": "door-7-2-push-pass", "gate-south": "gate-south-push-pass"}
 
 
 # a device at rest: full battery, level cover, normal temperatures, no alarm
@@ -275,6 +286,28 @@ transport = "http"
 profile = "http-access-controller"
 location = {{ building = "7", unit = "1" }}
 http = {{ token = "{HTTP_TOKENS['door-7-1']}" }}
+
+[[devices]]
+id = "door-7-2"
+kind = "access"
+transport = "hikvision"
+heartbeat_s = 60
+location = {{ building = "7", unit = "2" }}
+[devices.hikvision]
+username = "alarmserver"
+password = "{HIKVISION_PASSWORDS['door-7-2']}"
+addresses = ["127.0.0.1"]
+
+[[devices]]
+id = "gate-south"
+kind = "temp_gate"
+transport = "hikvision"
+heartbeat_s = 60
+location = {{ building = "south-gate" }}
+[devices.hikvision]
+username = "alarmserver"
+password = "{HIKVISION_PASSWORDS['gate-south']}"
+addresses = ["127.0.0.1"]
 """
 
     async def attach(self, config: GatewayConfig, pin_factory: Any, clock: Clock
@@ -308,6 +341,15 @@ http = {{ token = "{HTTP_TOKENS['door-7-1']}" }}
                 http = HttpHandle(pusher)
                 self.devices[device.id] = http
                 beats[device.id] = http.heartbeat
+            elif isinstance(device, HikvisionDevice):
+                terminal = HikvisionTerminal(
+                    f"http://127.0.0.1:{self.http_port}/hikvision/{device.id}",
+                    username=device.hikvision.username, password=device.hikvision.password,
+                    auth=device.hikvision.auth)
+                await self._stack.enter_async_context(terminal)
+                hikvision = HikvisionHandle(terminal)
+                self.devices[device.id] = hikvision
+                beats[device.id] = hikvision.heartbeat
         for device_id, modbus in self.modbus.items():
             self.devices[device_id] = ModbusHandle(modbus)
         for device_id, serial in self.serial.items():

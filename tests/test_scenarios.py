@@ -25,8 +25,8 @@ EXPECTED = {
                   ("elder-5-2-101", "cancel")],
     "fire-building-3": [("smoke-3-1", "alarm"), ("smoke-3-2", "alarm")],
     "manhole-theft": [("manhole-s2", "open")],
-    "fever-at-gate": [("gate-east", "fever"), ("gate-east", "fever")],
-    "door-forced": [("door-3-1", "forced_open")],
+    "fever-at-gate": [("gate-south", "fever"), ("gate-south", "fever")],
+    "door-forced": [("door-7-2", "forced_open")],
     "quiet-night": [],
     "device-dies": [],
 }

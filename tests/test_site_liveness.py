@@ -37,14 +37,15 @@ async def test_compound_left_idle_checks_in_on_time_and_raises_no_alert(
             await intake_open(gateway)
             await site.attach(config, gateway.pin_factory, clock)
             board = gateway.board
-            # all thirteen online before any time has passed: polled devices answered their
+            # all fifteen online before any time has passed: polled devices answered their
             # first poll, the others sent their first check-in
-            assert len(config.devices) == 13
+            assert len(config.devices) == 15
             await eventually(lambda: all(board.get(d.id) is Status.ONLINE
                                          for d in config.devices), what="every device online")
             assert site.heartbeats == {
                 "sos-7-1-301": 3600, "smoke-3-1": 3600, "manhole-n1": 21600,
-                "gate-east": 300, "door-7-1": 300, "door-3-1": 60, "gate-west": 30}
+                "gate-east": 300, "door-7-1": 300, "door-3-1": 60, "gate-west": 30,
+                "door-7-2": 60, "gate-south": 60}
 
             def checked_in() -> bool:
                 now = clock.monotonic()
