@@ -7,7 +7,11 @@ a device and checks what it sends back.
 
 A server nonce is self-contained (its issue time and an HMAC of it), so nothing is kept
 per challenge; it is valid for `nonce_lifetime_s`, after which the device is told `stale`
-and answers the new challenge without asking anyone for the password again.
+and answers the new challenge without asking anyone for the password again. What is kept
+is the highest nonce count (`nc`) accepted per nonce while it is valid: a captured
+`Authorization` header sent again carries a count already used, and is refused, so a
+request cannot be replayed (qop=auth does not cover the body: a replay with another body
+would pass otherwise).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import hmac
 import os
 import re
 import struct
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -132,13 +137,18 @@ class DigestVerifier:
     """Challenges devices for one realm and checks their answers (qop=auth, MD5/SHA-256)."""
 
     def __init__(self, realm: str, *, key: bytes | None = None, nonce_lifetime_s: float = 300.0,
-                 algorithm: str = "MD5") -> None:
+                 algorithm: str = "MD5", max_nonces: int = 4096) -> None:
         if algorithm not in _HASHES:
             raise ValueError(f"algorithm {algorithm} is not supported")
         self.realm = realm
         self._key = key or os.urandom(32)
         self._lifetime = nonce_lifetime_s
         self._algorithm = algorithm
+        # nonce -> (issued, highest nc accepted), oldest first; bounded: a nonce forgotten
+        # for room is refused (stale) from then on, as is any issued before it
+        self._counts: OrderedDict[str, tuple[float, int]] = OrderedDict()
+        self._max_nonces = max_nonces
+        self._forgotten_before = float("-inf")
 
     def challenge(self, now_s: float, *, stale: bool = False) -> str:
         """A `WWW-Authenticate` header with a fresh nonce."""
@@ -179,6 +189,28 @@ class DigestVerifier:
             return Verdict(False, "wrong user name or password")
         if not 0 <= now_s - issued <= self._lifetime:
             return Verdict(False, "nonce expired", stale=True)
+        return self._count(params["nonce"], issued, params.get("nc", ""), now_s)
+
+    def _count(self, nonce: str, issued: float, nc_text: str, now_s: float) -> Verdict:
+        """Accept each nonce count once, in increasing order, per nonce."""
+        while self._counts:  # forget the nonces that expired
+            oldest, (when, _) = next(iter(self._counts.items()))
+            if now_s - when <= self._lifetime:
+                break
+            del self._counts[oldest]
+        try:
+            nc = int(nc_text, 16) if nc_text else 0
+        except ValueError:
+            return Verdict(False, f"nonce count {nc_text[:12]!r} is not hexadecimal")
+        seen = self._counts.get(nonce)
+        if seen is None and issued <= self._forgotten_before:
+            return Verdict(False, "nonce forgotten for room", stale=True)
+        if seen is not None and nc <= seen[1]:
+            return Verdict(False, "replayed: nonce count already used", stale=True)
+        self._counts[nonce] = (issued, nc)
+        while len(self._counts) > self._max_nonces:
+            _, (when, _) = self._counts.popitem(last=False)
+            self._forgotten_before = max(self._forgotten_before, when)
         return Verdict(True)
 
     def _issued(self, nonce: str) -> float | None:

@@ -154,7 +154,10 @@ class HikvisionPushes:
                                            settings.password, now_s)
             if verdict.ok:
                 return None
-            if not verdict.stale:
+            if verdict.reason.startswith("replayed"):
+                # a captured request sent again: its body may be anyone's
+                self._counters.reject(log, device.id, "replayed", verdict.reason)
+            elif not verdict.stale:
                 self._counters.reject(log, device.id, "unauthorised",
                                       f"digest credentials refused: {verdict.reason}")
             else:

@@ -60,3 +60,26 @@ def test_basic_credentials_compare_exactly() -> None:
     assert basic_matches(header, "door", "door-password")
     assert not basic_matches(header, "door", "door-passwor")
     assert not basic_matches("Basic !!!", "door", "door-password")
+
+
+def test_a_captured_authorization_cannot_be_replayed() -> None:
+    verifier = DigestVerifier("scgw", key=b"k" * 32, nonce_lifetime_s=60, max_nonces=2)
+    client = DigestClient("door", "door-password")
+    client.challenged(verifier.challenge(1000.0))
+    first = client.authorization("POST", "/hikvision/door-1")
+    assert verifier.check(first, "POST", "door", "door-password", 1001.0).ok
+    replay = verifier.check(first, "POST", "door", "door-password", 1002.0)
+    assert (replay.ok, replay.reason, replay.stale) == (
+        False, "replayed: nonce count already used", True)
+    # the same nonce with the next count is the client's next request
+    assert verifier.check(client.authorization("POST", "/hikvision/door-1"), "POST", "door",
+                          "door-password", 1003.0).ok
+    # nonces forgotten for room are refused, not accepted afresh
+    for at in (1004.0, 1005.0):
+        other = DigestClient("door", "door-password")
+        other.challenged(verifier.challenge(at))
+        assert verifier.check(other.authorization("POST", "/"), "POST", "door",
+                              "door-password", at).ok
+    again = verifier.check(client.authorization("POST", "/hikvision/door-1"), "POST", "door",
+                           "door-password", 1006.0)
+    assert (again.ok, again.reason) == (False, "nonce forgotten for room")

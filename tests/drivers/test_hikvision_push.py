@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import aiohttp
 import pytest
 
+from drivers.digest import DigestClient
 from drivers.hikvision.codes import ALARM, DENIED, DOOR, GRANTED
 from gateway.core.model import DeliveryClass, DeviceEvent, Reading, encode
 from simulators.hikvision_terminal import FACE_JPEG, RESIDENT
@@ -145,3 +147,25 @@ def test_every_mapped_code_is_a_known_event() -> None:
     assert set(DOOR).isdisjoint(GRANTED)
     assert access_event(3, 0x70) is None  # an operation (remote login...) is not reported
     assert {access_event(1, minor) for minor in ALARM} >= {("duress", None), ("tamper", None)}
+
+
+async def test_a_captured_push_sent_again_is_refused(tmp_path: Path) -> None:
+    async with open_hikvision(tmp_path, layout="json") as rig:
+        door = rig.terminals["door-hk"]
+        url = f"{rig.url}/hikvision/door-hk"
+        async with aiohttp.ClientSession() as session:
+            async with session.post(url, data=b"{}") as first:
+                client = DigestClient("alarmserver", "door-hk-push-pass")
+                client.challenged(first.headers["WWW-Authenticate"])
+            captured = client.authorization("POST", "/hikvision/door-hk")
+            closed = door.body(door.access(5, 0x1A, None), picture=False)[0]
+            forced = door.body(door.access(5, 0x1B, None), picture=False)[0]
+            async with session.post(url, data=closed,
+                                    headers={"Authorization": captured}) as genuine:
+                assert genuine.status == 200
+            # someone on the LAN sends the captured header again, with a body of their own
+            async with session.post(url, data=forced,
+                                    headers={"Authorization": captured}) as replayed:
+                assert replayed.status == 401
+        assert rig.rejected("door-hk", "replayed") == 1
+        assert [e.type for e in rig.intake.journalled] == ["door_closed"]
