@@ -156,7 +156,9 @@ class MultipartReader:
             del buf[:end + skip]
             pieces.append(PartHead(head))
             length = head.get("content-length", "")
-            self._remaining = int(length) if length.isdigit() and len(length) < 12 else None
+            # isdigit alone takes "²" and other digits int() refuses
+            self._remaining = (int(length) if length.isascii() and length.isdigit()
+                               and len(length) < 12 else None)
             self._state = _State.BODY
             return True
         if self._state is _State.BODY and self._remaining is not None:

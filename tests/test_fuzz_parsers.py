@@ -223,3 +223,20 @@ def test_terminal_targets_take_their_seeds() -> None:
         hikvision_push(seed)
     for seed in SEEDS["dahua_stream"]:
         dahua_stream(seed)
+
+
+@pytest.mark.parametrize("data", [
+    # found by atheris, dahua_stream: a Content-Length of "1²" passed str.isdigit() and
+    # made int() raise in the multipart reader
+    b"--myboundary\r\nContent-Type: text/plain\r\nContent-Length: 11\r\n\r\nHeartbeat\r\n"
+    b"\r\n--myboundary\r\nContent-Type: onten\nContent-Length: 1\xb2\r\n\r\n\r\n-\xd8mon\r\n",
+    # the same digit in an event's index
+    "--myboundary\r\n\r\nCode=BreakIn;action=Pulse;index=²\r\n--myboundary\r\n".encode(),
+])
+def test_regression_digits_int_refuses(data: bytes) -> None:
+    dahua_stream(data)
+
+
+def test_regression_digits_int_refuses_in_a_hikvision_notification() -> None:
+    hikvision_push('{"eventType": "AccessControllerEvent", "AccessControllerEvent": '
+                   '{"majorEventType": "5", "subEventType": "²"}}'.encode())

@@ -106,7 +106,7 @@ def parse_part(text: str) -> StreamEvent | None:
     if action not in ("Start", "Stop", "Pulse"):
         raise StreamEventError(f"action {action[:20]!r} (Start, Stop, Pulse)")
     index_text = fields.get("index", "0")
-    if not index_text.isdigit() or len(index_text) > 6:
+    if not (index_text.isascii() and index_text.isdigit()) or len(index_text) > 6:
         raise StreamEventError(f"index {index_text[:20]!r} is not a number")
     data: Mapping[str, Any] = {}
     if sep:
