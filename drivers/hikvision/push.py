@@ -51,6 +51,7 @@ RECEIPT_PREFIX = "hikvision:"
 REALM = "scgw"
 _CHUNK = 16_384
 _EVENT_TYPES = ("application/json", "application/xml", "text/xml", "text/plain", "")
+_JPEG = b"\xff\xd8"  # the start of every JPEG
 _OK = ('<?xml version="1.0" encoding="UTF-8"?>\n<ResponseStatus version="2.0" '
        'xmlns="http://www.isapi.org/ver20/XMLSchema"><requestURL>/</requestURL>'
        '<statusCode>1</statusCode><statusString>OK</statusString>'
@@ -205,7 +206,6 @@ class HikvisionPushes:
         body = _Body()
         total = 0
         held: bytearray | None = None  # the notification part being read
-        part_type = ""
         async for chunk in request.content.iter_chunked(_CHUNK):
             total += len(chunk)
             if total > server.max_picture_push_bytes:
@@ -217,14 +217,18 @@ class HikvisionPushes:
                 raise PushRefused(400, "malformed_multipart", str(exc)) from None
             for piece in pieces:
                 if isinstance(piece, PartHead):
-                    part_type = piece.content_type
-                    if part_type.startswith("image/") or part_type not in _EVENT_TYPES:
+                    if _picture(piece):
                         body.pictures += 1  # read past, never kept
                         held = None
                     else:
                         held = bytearray()
                 elif isinstance(piece, PartData) and held is not None:
+                    first = len(held) < len(_JPEG)
                     held += piece.data
+                    if first and held[:len(_JPEG)] == _JPEG:  # a picture not saying so
+                        body.pictures += 1
+                        held = None
+                        continue
                     if len(held) > server.max_body_bytes:
                         raise PushRefused(413, "body_too_large", "notification part larger "
                                           f"than {server.max_body_bytes} bytes")
@@ -302,6 +306,14 @@ class HikvisionPushes:
         if known is not None and known.digest == digest:
             return True, None
         return False, Receipt(key, digest, self._clock.now_ms())
+
+
+def _picture(head: PartHead) -> bool:
+    """A part to read past: an image, anything but a notification, or a part named as a
+    picture (some firmware gives its pictures no content type)."""
+    name = head.name.lower()
+    return (head.content_type.startswith("image/") or head.content_type not in _EVENT_TYPES
+            or "picture" in name or "image" in name)
 
 
 def _allowed(remote: str | None, device: HikvisionDevice) -> bool:

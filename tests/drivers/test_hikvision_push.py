@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import aiohttp
@@ -169,3 +170,18 @@ async def test_a_captured_push_sent_again_is_refused(tmp_path: Path) -> None:
                 assert replayed.status == 401
         assert rig.rejected("door-hk", "replayed") == 1
         assert [e.type for e in rig.intake.journalled] == ["door_closed"]
+
+
+async def test_pictures_that_do_not_say_so_are_dropped_too(tmp_path: Path) -> None:
+    # part names vary by firmware: "event_log" or "AccessControllerEvent", sometimes with
+    # no content type, pictures before the notification (an open Go integration's tests)
+    async with open_hikvision(tmp_path) as rig:
+        door = rig.terminals["door-hk"]
+        event = json.dumps(door.access(5, 0x4B)).encode()
+        body = (b'--b\r\nContent-Disposition: form-data; name="Picture"\r\n\r\n' + FACE_JPEG
+                + b'\r\n--b\r\nContent-Disposition: form-data; name="face"\r\n\r\n' + FACE_JPEG
+                + b'\r\n--b\r\nContent-Disposition: form-data; name="AccessControllerEvent"'
+                b"\r\n\r\n" + event + b"\r\n--b--\r\n")
+        assert await door.send(body, "multipart/form-data; boundary=b") == 200
+        assert [e.type for e in rig.intake.journalled] == ["granted"]
+        assert rig.counters.get("privacy_dropped", device="door-hk", what="picture") == 2
