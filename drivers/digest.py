@@ -5,13 +5,12 @@ answer their configuration API only through it; Dahua terminals serve their even
 only through it. `DigestClient` answers a server's challenge; `DigestVerifier` challenges
 a device and checks what it sends back.
 
-A server nonce is self-contained (its issue time and an HMAC of it), so nothing is kept
-per challenge; it is valid for `nonce_lifetime_s`, after which the device is told `stale`
-and answers the new challenge without asking anyone for the password again. What is kept
-is the highest nonce count (`nc`) accepted per nonce while it is valid: a captured
-`Authorization` header sent again carries a count already used, and is refused, so a
-request cannot be replayed (qop=auth does not cover the body: a replay with another body
-would pass otherwise).
+A server nonce is self-contained (its issue time, random bytes and an HMAC of both): it
+is valid for `nonce_lifetime_s`, after which the device is told `stale` and answers the new
+challenge without asking anyone for the password again. What is kept is the highest nonce
+count (`nc`) accepted per nonce while it is valid: a captured `Authorization` header sent
+again carries a count already used, and is refused, so a request cannot be replayed
+(qop=auth does not cover the body: a replay with another body would pass otherwise).
 """
 
 from __future__ import annotations
@@ -152,7 +151,9 @@ class DigestVerifier:
 
     def challenge(self, now_s: float, *, stale: bool = False) -> str:
         """A `WWW-Authenticate` header with a fresh nonce."""
-        issued = struct.pack(">d", now_s)
+        # random bytes too: two challenges at one instant must not share a nonce (and its
+        # counts)
+        issued = struct.pack(">d", now_s) + os.urandom(8)
         mac = hmac.new(self._key, issued, hashlib.sha256).digest()[:16]
         nonce = base64.urlsafe_b64encode(issued + mac).decode().rstrip("=")
         stale_part = ", stale=true" if stale else ""
@@ -218,12 +219,12 @@ class DigestVerifier:
             raw = base64.urlsafe_b64decode(nonce + "=" * (-len(nonce) % 4))
         except ValueError:
             return None
-        if len(raw) != 24:
+        if len(raw) != 32:
             return None
-        issued, mac = raw[:8], raw[8:]
+        issued, mac = raw[:16], raw[16:]
         if not hmac.compare_digest(mac, hmac.new(self._key, issued, hashlib.sha256).digest()[:16]):
             return None
-        value: float = struct.unpack(">d", issued)[0]
+        value: float = struct.unpack(">d", issued[:8])[0]
         return value
 
 

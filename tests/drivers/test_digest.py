@@ -83,3 +83,13 @@ def test_a_captured_authorization_cannot_be_replayed() -> None:
     again = verifier.check(client.authorization("POST", "/hikvision/door-1"), "POST", "door",
                            "door-password", 1006.0)
     assert (again.ok, again.reason) == (False, "nonce forgotten for room")
+
+
+def test_challenges_at_one_instant_have_nonces_of_their_own() -> None:
+    # two terminals challenged within the same clock tick count their requests apart
+    verifier = DigestVerifier("scgw", key=b"k" * 32)
+    first, second = DigestClient("a", "pa"), DigestClient("b", "pb")
+    first.challenged(verifier.challenge(1000.0))
+    second.challenged(verifier.challenge(1000.0))
+    assert verifier.check(first.authorization("POST", "/a"), "POST", "a", "pa", 1000.0).ok
+    assert verifier.check(second.authorization("POST", "/b"), "POST", "b", "pb", 1000.0).ok
