@@ -91,6 +91,11 @@ class DahuaTerminal:
             "Type": "Entry", "UTC": now, "RealUTC": now, "UserID": user, "UserType": 0,
             **extra})
 
+    def forget_nonces(self) -> None:
+        """Forget every nonce handed out (as after a reboot): an answer to an old challenge
+        is refused, without `stale`."""
+        self._verifier = DigestVerifier(self._verifier.realm)
+
     def drop_mid_event(self) -> None:
         """Break the stream halfway through the part of the next event emitted."""
         self._drop_next = True

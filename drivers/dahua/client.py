@@ -102,7 +102,9 @@ class DahuaStream:
 
     async def _attach(self, session: aiohttp.ClientSession, intake: Intake) -> None:
         uri = self.url.raw_path_qs
-        for _ in range(2):
+        # the first request answers the last stream's challenge (or none): a 401 brings a
+        # fresh one; a 401 to the answer of a fresh one means wrong credentials
+        for attempt in range(2):
             headers = ({"Authorization": self._digest.authorization("GET", uri)}
                        if self._digest.ready else {})
             async with session.get(self.url, headers=headers) as response:
@@ -113,18 +115,15 @@ class DahuaStream:
                         raise StreamBroken("unauthorised",
                                            f"the terminal asks for no usable digest: "
                                            f"{exc}") from None
-                    if headers:  # our answer was refused: the credentials are wrong
-                        stale = "stale=true" in response.headers.get("WWW-Authenticate", "")
-                        if not stale:
-                            raise StreamBroken("unauthorised", "the terminal refused the "
-                                               "user name or password (dahua.username, "
-                                               "dahua.password)")
+                    if attempt:
+                        raise StreamBroken("unauthorised", "the terminal refused the user "
+                                           "name or password (dahua.username, "
+                                           "dahua.password)")
                     continue
                 if response.status != 200:
                     raise StreamBroken("http_status", f"HTTP {response.status}")
                 await self._read(response, intake)
                 return
-        raise StreamBroken("unauthorised", "the terminal challenged every answer")
 
     async def _read(self, response: aiohttp.ClientResponse, intake: Intake) -> None:
         settings = self.device.dahua

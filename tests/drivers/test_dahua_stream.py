@@ -154,3 +154,16 @@ def test_parts_are_read_or_refused_with_a_reason() -> None:
         except StreamEventError:
             continue
         raise AssertionError(f"{bad!r} was accepted")
+
+
+async def test_a_terminal_that_forgot_its_nonces_is_attached_again_at_once(
+        tmp_path: Path) -> None:
+    async with open_stream(tmp_path) as rig:
+        await eventually(rig.stream.attached.is_set, what="the stream open")
+        t = rig.terminal
+        t.forget_nonces()  # the next attach answers a challenge the terminal forgot
+        t.drop_mid_event()
+        t.emit("BreakIn", data={"Door": 1, "UTC": 1_790_000_201})
+        await eventually(lambda: len(rig.intake.journalled) == 1, what="the event")
+        assert t.attaches == 2
+        assert rig.counters.get("dahua_reconnects", reason="unauthorised") == 0
