@@ -78,7 +78,8 @@ class HttpPushReceiver:
         platforms: Sequence[PushRoutes] = (),
     ) -> None:
         self._server = server
-        self._platforms = list(platforms)  # OneNET, CTWing: routes of their own on this port
+        # OneNET, CTWing, Hikvision terminals: routes of their own on this port
+        self._platforms = list(platforms)
         self._clock = clock
         self._counters = counters
         self._shutdown_timeout_s = shutdown_timeout_s

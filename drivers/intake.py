@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from gateway.core.journaling import Receipt
 from gateway.core.model import DeviceEvent, Reading
@@ -26,6 +26,7 @@ class Intake(Protocol):
         ...
 
 
+@runtime_checkable
 class MessageIntake(Intake, Protocol):
     def unreachable(self, device: str) -> None:
         """A bridge (zigbee2mqtt) says it lost `device`: offline now, without waiting for

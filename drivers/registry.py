@@ -13,9 +13,11 @@ from gateway.core.clock import Clock
 from gateway.core.config import (
     AnyDevice,
     CtwingDevice,
+    DahuaDevice,
     GatewayConfig,
     Gb26875Device,
     GpioDevice,
+    HikvisionDevice,
     HttpDevice,
     ModbusDevice,
     OneNetDevice,
@@ -86,11 +88,18 @@ def build_drivers(ctx: Context) -> list[Driver]:
 
         drivers.append(Gb26875Server(config.gb26875, fire_panels, ctx.clock, ctx.counters,
                                      ctx.receipts))
+    dahua = [d for d in config.devices if isinstance(d, DahuaDevice)]
+    if dahua:
+        from drivers.dahua.client import DahuaStream  # aiohttp's client: only when needed
+
+        drivers += [DahuaStream(d, ctx.clock, ctx.counters, ctx.pseudonymise, ctx.receipts)
+                    for d in dahua]
     return drivers
 
 
 def _platforms(ctx: Context) -> list[PushRoutes]:
-    """The receivers of NB-IoT platforms' pushes, served on the HTTP push port."""
+    """The receivers served on the HTTP push port beside the devices' own pushes: NB-IoT
+    platforms' and Hikvision terminals'."""
     config = ctx.config
     out: list[PushRoutes] = []
     onenet = [(d, _profile(ctx, d)) for d in config.devices if isinstance(d, OneNetDevice)]
@@ -105,6 +114,12 @@ def _platforms(ctx: Context) -> list[PushRoutes]:
 
         out.append(CtwingReceiver(config.ctwing, ctwing, ctx.clock, ctx.counters,
                                   ctx.receipts, ctx.pseudonymise))
+    hikvision = [d for d in config.devices if isinstance(d, HikvisionDevice)]
+    if hikvision and config.http is not None:
+        from drivers.hikvision.push import HikvisionPushes
+
+        out.append(HikvisionPushes(hikvision, config.http, ctx.clock, ctx.counters,
+                                   ctx.pseudonymise, ctx.receipts))
     return out
 
 

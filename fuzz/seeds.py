@@ -50,6 +50,9 @@ def write_seeds(target: str, directory: Path) -> int:
         seeds += [f.read_bytes() for f in sorted(profiles.rglob("*.toml"))]
     if target == "gb26875_stream":
         seeds += gb26875_seeds()
+    from fuzz.terminals import SEEDS
+
+    seeds += SEEDS.get(target, [])
     for n, seed in enumerate(seeds):
         (directory / f"seed-{n}").write_bytes(seed)
     return len(seeds)

@@ -29,6 +29,7 @@ from drivers.serial_frames.decode import FrameDecoder
 from drivers.serial_frames.scanner import FrameScanner, Rejected
 from drivers.zigbee2mqtt import BadAvailabilityError, parse_availability
 from fuzz.mqtt_dispatch import mqtt_dispatch
+from fuzz.terminals import dahua_stream, hikvision_push
 from gateway.config_file import parse_config
 from gateway.core.kinds import MODELS
 from gateway.core.model import Reading, decode, encode
@@ -292,4 +293,6 @@ TARGETS: dict[str, Callable[[bytes], None]] = {
     "onenet_push": onenet_push,
     "ctwing_push": ctwing_push,
     "gb26875_stream": gb26875_stream,
+    "hikvision_push": hikvision_push,
+    "dahua_stream": dahua_stream,
 }

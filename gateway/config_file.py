@@ -18,9 +18,11 @@ from gateway.core.config import (
     AnyDevice,
     CtwingConfig,
     CtwingDevice,
+    DahuaDevice,
     GatewayConfig,
     Gb26875Device,
     GpioDevice,
+    HikvisionDevice,
     HttpDevice,
     HttpTlsConfig,
     ModbusDevice,
@@ -293,7 +295,25 @@ def _cross_checks(config: GatewayConfig, places: _Places, base: Path, env: Mappi
             if isinstance(device, CtwingDevice) and device.ctwing.device_id is not None:
                 claim(index, device, "ctwing.device_id", "CTWing deviceId",
                       device.ctwing.device_id)
-        if (not isinstance(device, GpioDevice | MqttDevice | Gb26875Device)
+        elif isinstance(device, HikvisionDevice):
+            if config.http is None and places.sound("http"):
+                problems.append(Problem(f"devices[{index}].hikvision",
+                                        "Hikvision terminals push to the [http] port: it "
+                                        "needs an [http] section", device.id))
+            if device.kind not in (DeviceKind.ACCESS, DeviceKind.TEMP_GATE):
+                problems.append(Problem(f"devices[{index}].kind", "a Hikvision terminal is "
+                                        "an access or temp_gate device", device.id))
+        elif isinstance(device, DahuaDevice):
+            claim(index, device, "dahua.host", "Dahua terminal",
+                  (device.dahua.host, device.dahua.port))
+            if device.kind not in (DeviceKind.ACCESS, DeviceKind.TEMP_GATE):
+                problems.append(Problem(f"devices[{index}].kind", "a Dahua terminal is an "
+                                        "access or temp_gate device", device.id))
+            if device.dahua.reconnect_max_s < device.dahua.reconnect_min_s:
+                problems.append(Problem(f"devices[{index}].dahua.reconnect_max_s",
+                                        "must be >= dahua.reconnect_min_s", device.id))
+        if (not isinstance(device, GpioDevice | MqttDevice | Gb26875Device | HikvisionDevice
+                           | DahuaDevice)
                 and device.profile is None):
             problems.append(Problem(f"devices[{index}].profile",
                                     f"{device.transport} devices need a profile", device.id))

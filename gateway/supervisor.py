@@ -26,6 +26,7 @@ from gateway.core.clock import Clock, SystemClock
 from gateway.core.config import (
     BROKER_MESSAGE_LIMIT,
     AnyDevice,
+    DahuaDevice,
     GatewayConfig,
     GpioDevice,
     Location,
@@ -369,6 +370,8 @@ class Gateway:
             return device.heartbeat_s
         if isinstance(device, ModbusDevice):
             return device.modbus.poll_s
+        if isinstance(device, DahuaDevice):
+            return device.dahua.heartbeat_s  # the stream's own heartbeat
         if device.profile is not None:
             return self.profiles.get(device.profile).heartbeat_s
         return 0.0

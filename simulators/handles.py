@@ -10,6 +10,7 @@ from drivers.modbus import ModbusMap
 from gateway.core.clock import Clock
 from simulators.elder_button import SimulatedElder
 from simulators.gb26875_device import Delivery, TransmissionDevice
+from simulators.hikvision_terminal import RESIDENT, HikvisionTerminal
 from simulators.http_pusher import HttpPusher
 from simulators.modbus_device import Fault as ModbusFault
 from simulators.modbus_device import SimulatedDevice
@@ -239,6 +240,50 @@ class OneNetHandle:
         if not self.dead:
             await self.platform.push(self.platform.property_notify(
                 self.product_id, self.device_name, self.state))
+
+    async def die(self) -> None:
+        self.dead = True
+
+    async def revive(self) -> None:
+        self.dead = False
+
+
+class HikvisionHandle:
+    """A Hikvision terminal: each report is one notification pushed as the terminal would,
+    a person's name, numbers and face picture included where one stands at it."""
+
+    # event -> (majorEventType, subEventType, with a person)
+    _CODES: ClassVar[dict[str, tuple[int, int, bool]]] = {
+        "granted": (5, 0x4B, True), "denied": (5, 0x09, True),
+        "door_opened": (5, 0x19, False), "door_closed": (5, 0x1A, False),
+        "forced_open": (5, 0x1B, False), "held_open": (5, 0x1C, False),
+        "tamper": (1, 0x404, False), "tamper_cleared": (1, 0x405, False),
+        "duress": (1, 0x40A, False)}
+
+    def __init__(self, terminal: HikvisionTerminal) -> None:
+        self.terminal = terminal
+        self.dead = False
+
+    async def report(self, readings: dict[str, float] | None = None,
+                     event: str | None = None) -> None:
+        if self.dead:
+            return
+        terminal = self.terminal
+        readings = readings or {}
+        if "body_temp_c" in readings:  # a face-temperature terminal's passage
+            mask = "no" if readings.get("mask") == 0 or event == "no_mask" else "yes"
+            await terminal.push(terminal.temperature(readings["body_temp_c"],
+                                                     abnormal=event == "fever", mask=mask))
+        elif event in self._CODES:
+            major, minor, person = self._CODES[event]
+            await terminal.push(terminal.access(major, minor,
+                                                RESIDENT if person else None))
+        elif event is not None:
+            raise ValueError(f"a Hikvision terminal does not report {event!r}")
+
+    async def heartbeat(self) -> None:
+        if not self.dead:
+            await self.terminal.heartbeat()
 
     async def die(self) -> None:
         self.dead = True

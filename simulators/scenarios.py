@@ -52,17 +52,18 @@ async def _manhole_theft(d: Mapping[str, SimDevice], sleep: Sleep, say: Say) -> 
 
 
 async def _fever_at_gate(d: Mapping[str, SimDevice], sleep: Sleep, say: Say) -> None:
-    say("a resident passes the east gate with 37.8 degrees; the gate flags it")
-    await d["gate-east"].report({"body_temp_c": 37.8}, event="fever")
+    say("a resident passes the south gate's face-temperature terminal with 37.8 degrees; "
+        "the terminal flags it")
+    await d["gate-south"].report({"body_temp_c": 37.8}, event="fever")
     await sleep(5)
     say("asked to pass again, the resident measures 37.9 degrees")
-    await d["gate-east"].report({"body_temp_c": 37.9}, event="fever")
+    await d["gate-south"].report({"body_temp_c": 37.9}, event="fever")
     await sleep(1)
 
 
 async def _door_forced(d: Mapping[str, SimDevice], sleep: Sleep, say: Say) -> None:
-    say("the door of building 3, unit 1 is forced open")
-    await d["door-3-1"].report(event="forced_open")
+    say("the door of building 7, unit 2 is forced open; its Hikvision terminal reports it")
+    await d["door-7-2"].report(event="forced_open")
     await sleep(1)
 
 
@@ -107,10 +108,10 @@ SCENARIOS: Mapping[str, Scenario] = {
                  "reported by an NB-IoT monitor through OneNET",
                  ("manhole-e3",), _manhole_theft,
                  (("manhole.open", "manhole-e3"), ("manhole.tilt", "manhole-e3"))),
-        Scenario("fever-at-gate", "two passages at 37.8 and 37.9 degrees at the east gate",
-                 ("gate-east",), _fever_at_gate, (("temp_gate.fever", "gate-east"),)),
-        Scenario("door-forced", "a door forced open", ("door-3-1",), _door_forced,
-                 (("access.forced_open", "door-3-1"),)),
+        Scenario("fever-at-gate", "two passages at 37.8 and 37.9 degrees at the south gate",
+                 ("gate-south",), _fever_at_gate, (("temp_gate.fever", "gate-south"),)),
+        Scenario("door-forced", "a door forced open", ("door-7-2",), _door_forced,
+                 (("access.forced_open", "door-7-2"),)),
         Scenario("quiet-night", "telemetry only", ("smoke-3-1", "manhole-n1"), _quiet_night),
         Scenario("device-dies", "a polled smoke detector stops answering, then comes back",
                  ("smoke-3-2",), _device_dies, (("device.offline", "smoke-3-2"),)),

@@ -34,6 +34,7 @@ from gateway.core.config import (
     GatewayConfig,
     Gb26875Device,
     GpioDevice,
+    HikvisionDevice,
     HttpDevice,
     MqttDevice,
     OneNetDevice,
@@ -45,6 +46,7 @@ from simulators.gb26875_device import TransmissionDevice
 from simulators.handles import (
     FirePanelComponentHandle,
     GpioButtonHandle,
+    HikvisionHandle,
     HttpHandle,
     ModbusHandle,
     MqttHandle,
@@ -53,6 +55,7 @@ from simulators.handles import (
     SimDevice,
     TransmissionDeviceHandle,
 )
+from simulators.hikvision_terminal import HikvisionTerminal
 from simulators.http_pusher import HttpPusher
 from simulators.modbus_device import SimulatedDevice
 from simulators.modbus_rtu import RtuBusSimulator
@@ -71,6 +74,8 @@ HTTP_TOKENS = {"gate-east": "gate-east-push-token-0001", "door-7-1": "door-7-1-p
 ONENET_TOKEN = "demo-onenet-instance-token"
 ONENET_AES_KEY = "Dm0k3yOneNet16ch"
 ONENET_PRODUCT = "Xq7Lp2Ab9c"
+# the push credentials set in the Hikvision terminals' alarm-server settings
+HIKVISION_PASSWORDS = {"door-7-2": "door-7-2-push-pass", "gate-south": "gate-south-push-pass"}
 
 
 # a device at rest: full battery, level cover, normal temperatures, no alarm
@@ -335,6 +340,28 @@ profile = "onenet-manhole"
 location = {{ building = "east-road" }}
 onenet = {{ product_id = "{ONENET_PRODUCT}", device_name = "manhole-e3" }}
 
+[[devices]]
+id = "door-7-2"
+kind = "access"
+transport = "hikvision"
+heartbeat_s = 60
+location = {{ building = "7", unit = "2" }}
+[devices.hikvision]
+username = "alarmserver"
+password = "{HIKVISION_PASSWORDS['door-7-2']}"
+addresses = ["127.0.0.1"]
+
+[[devices]]
+id = "gate-south"
+kind = "temp_gate"
+transport = "hikvision"
+heartbeat_s = 60
+location = {{ building = "south-gate" }}
+[devices.hikvision]
+username = "alarmserver"
+password = "{HIKVISION_PASSWORDS['gate-south']}"
+addresses = ["127.0.0.1"]
+
 [onenet]
 token = "{ONENET_TOKEN}"
 aes_key = "{ONENET_AES_KEY}"
@@ -394,6 +421,15 @@ aes_key = "{ONENET_AES_KEY}"
             if isinstance(device, Gb26875Device) and device.gb26875.via in panels:
                 self.devices[device.id] = FirePanelComponentHandle(
                     panels[device.gb26875.via], str(device.gb26875.component))
+            elif isinstance(device, HikvisionDevice):
+                terminal = HikvisionTerminal(
+                    f"http://127.0.0.1:{self.http_port}/hikvision/{device.id}",
+                    username=device.hikvision.username, password=device.hikvision.password,
+                    auth=device.hikvision.auth)
+                await self._stack.enter_async_context(terminal)
+                hikvision = HikvisionHandle(terminal)
+                self.devices[device.id] = hikvision
+                beats[device.id] = hikvision.heartbeat
         for device_id, modbus in self.modbus.items():
             self.devices[device_id] = ModbusHandle(modbus)
         for device_id, serial in self.serial.items():

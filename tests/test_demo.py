@@ -30,7 +30,7 @@ def test_demo_shows_alarm_ack_and_store_points_within_ten_seconds(tmp_path: Path
     # after their first answer, the others after the check-in their simulator sends at once
     config = tomllib.loads((tmp_path / "demo" / "gateway.toml").read_text())
     devices = {d["id"] for d in config["devices"]}
-    assert len(devices) == 17
+    assert len(devices) == 19
     online = {m.group(2): float(m.group(1)) for m in re.finditer(
         r"\[\s*([\d.]+)s\] device (\S+) is online", out)}
     assert set(online) == devices, out

@@ -15,7 +15,9 @@ from fuzz.targets import (
     availability,
     config_file,
     ctwing_push,
+    dahua_stream,
     gb26875_stream,
+    hikvision_push,
     json_payload,
     modbus_answer,
     mqtt_dispatch,
@@ -263,3 +265,59 @@ def test_gb26875_stream_mutated_frames(seed: bytes, at: int, patch: bytes) -> No
     """A frame with a few bytes changed: its length, its unit's count, a text, its end."""
     at %= len(seed)
     gb26875_stream(seed[:at] + patch + seed[at + len(patch):])
+hikvision_words = st.lists(st.sampled_from([
+    b"--MIME_boundary\r\n", b"--MIME_boundary--\r\n", b"Content-Type: image/jpeg\r\n",
+    b"Content-Type: application/json\r\n", b"Content-Length: 4\r\n", b"\r\n",
+    b'{"eventType": "AccessControllerEvent", "AccessControllerEvent": {',
+    b'"majorEventType": 5, "subEventType": 27', b'"cardNo": "0042"', b", ", b"}", b"}}",
+    b'"currTemperature": 38.5, "isAbnomalTemperature": "true"', b'"mask": "no"',
+    b"<EventNotificationAlert>", b"</EventNotificationAlert>", b"<eventType>IO</eventType>",
+    b"<!DOCTYPE a [<!ENTITY b 'c'>]>", b"&b;", b"\xff\xd8\xff\xd9",
+]) | st.binary(max_size=8), max_size=30).map(b"".join)
+
+
+@FUZZ
+@given(st.binary(max_size=512) | hikvision_words)
+def test_hikvision_push(data: bytes) -> None:
+    hikvision_push(data)
+
+
+dahua_words = st.lists(st.sampled_from([
+    b"--myboundary\r\n", b"Content-Type: text/plain\r\n", b"Content-Length: 11\r\n", b"\r\n",
+    b"Heartbeat", b"Code=AccessControl;action=Pulse;index=0;data=", b"Code=BreakIn;",
+    b"Code=AlarmLocal;action=Stop;index=3", b'{"Status": 0, "ErrorCode": 18, "UTC": 5}',
+    b'{"CardNo": "77", "Status": 1, "CurrentTemperature": 99, "TemperatureUnit": 1}',
+    b'{"Status": "Open"}', b"Code=DoorStatus;action=Pulse;index=0;data=",
+]) | st.binary(max_size=8), max_size=30).map(b"".join)
+
+
+@FUZZ
+@given(st.binary(max_size=512) | dahua_words)
+def test_dahua_stream(data: bytes) -> None:
+    dahua_stream(data)
+
+
+def test_terminal_targets_take_their_seeds() -> None:
+    from fuzz.terminals import SEEDS
+
+    for seed in SEEDS["hikvision_push"]:
+        hikvision_push(seed)
+    for seed in SEEDS["dahua_stream"]:
+        dahua_stream(seed)
+
+
+@pytest.mark.parametrize("data", [
+    # found by atheris, dahua_stream: a Content-Length of "1²" passed str.isdigit() and
+    # made int() raise in the multipart reader
+    b"--myboundary\r\nContent-Type: text/plain\r\nContent-Length: 11\r\n\r\nHeartbeat\r\n"
+    b"\r\n--myboundary\r\nContent-Type: onten\nContent-Length: 1\xb2\r\n\r\n\r\n-\xd8mon\r\n",
+    # the same digit in an event's index
+    "--myboundary\r\n\r\nCode=BreakIn;action=Pulse;index=²\r\n--myboundary\r\n".encode(),
+])
+def test_regression_digits_int_refuses(data: bytes) -> None:
+    dahua_stream(data)
+
+
+def test_regression_digits_int_refuses_in_a_hikvision_notification() -> None:
+    hikvision_push('{"eventType": "AccessControllerEvent", "AccessControllerEvent": '
+                   '{"majorEventType": "5", "subEventType": "²"}}'.encode())

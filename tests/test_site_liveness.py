@@ -37,16 +37,16 @@ async def test_compound_left_idle_checks_in_on_time_and_raises_no_alert(
             await intake_open(gateway)
             await site.attach(config, gateway.pin_factory, clock)
             board = gateway.board
-            # all seventeen online before any time has passed: polled devices answered their
+            # all nineteen online before any time has passed: polled devices answered their
             # first poll, the others sent their first check-in (a fire panel's detectors
             # with their transmission device's)
-            assert len(config.devices) == 17
+            assert len(config.devices) == 19
             await eventually(lambda: all(board.get(d.id) is Status.ONLINE
                                          for d in config.devices), what="every device online")
             assert site.heartbeats == {
                 "sos-7-1-301": 3600, "smoke-3-1": 3600, "manhole-n1": 21600, "manhole-e3": 21600,
                 "gate-east": 300, "door-7-1": 300, "door-3-1": 60, "gate-west": 30,
-                "fire-panel-3": 30}
+                "fire-panel-3": 30, "door-7-2": 60, "gate-south": 60}
 
             def checked_in() -> bool:
                 now = clock.monotonic()

@@ -9,7 +9,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    IPvAnyNetwork,
+    field_validator,
+    model_validator,
+)
 
 from gateway.core.model import DeviceKind
 
@@ -199,6 +206,9 @@ class HttpServerConfig(_Strict):
     replay_window_s: float = Field(default=300.0, ge=10, le=3600)
     # nonces remembered per device inside the window; beyond, its pushes are refused (429)
     max_nonces_per_device: int = Field(default=4096, ge=8, le=65_536)
+    # a push that carries pictures (Hikvision terminals) may be this large in all; the
+    # pictures are read past, never kept, and its event part is held to max_body_bytes
+    max_picture_push_bytes: int = Field(default=2_097_152, ge=1024, le=16_777_216)
 
 
 class Gb26875ServerConfig(_Strict):
@@ -330,8 +340,52 @@ class Gb26875Device(_DeviceBase):
     gb26875: Gb26875Settings
 
 
+class HikvisionSettings(_Strict):
+    """A Hikvision terminal pushing ISAPI notifications to the HTTP port (its alarm server)."""
+
+    # the credentials the terminal sends with each push (its alarm-server settings)
+    username: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,32}$")
+    password: str = Field(min_length=8, max_length=64)
+    auth: Literal["digest", "basic"] = "digest"
+    # the terminal's own addresses (or networks): a push from anywhere else is refused
+    addresses: list[IPvAnyNetwork] = Field(min_length=1)
+    # where `scgw devices hikvision setup` reaches the terminal's ISAPI (default: the first
+    # address)
+    host: str | None = None
+    port: int = Field(default=80, ge=1, le=65535)
+
+
+class HikvisionDevice(_DeviceBase):
+    transport: Literal["hikvision"]
+    hikvision: HikvisionSettings
+
+
+class DahuaSettings(_Strict):
+    """A Dahua terminal whose event stream the gateway holds open."""
+
+    host: str = Field(min_length=1)
+    port: int = Field(default=80, ge=1, le=65535)
+    username: str = Field(min_length=1, max_length=32)
+    password: str = Field(min_length=1, max_length=64)
+    # the heartbeat asked of the terminal; two missed, the stream is renewed and the
+    # device offline
+    heartbeat_s: float = Field(default=30.0, ge=1, le=600)
+    connect_timeout_s: float = Field(default=10.0, gt=0, le=120)
+    reconnect_min_s: float = Field(default=1.0, gt=0, le=60)
+    reconnect_max_s: float = Field(default=60.0, gt=0, le=3600)
+    # event codes asked for; "All" is every code the terminal has
+    codes: list[str] = Field(default_factory=lambda: ["All"], min_length=1)
+    # the largest event part read; a larger one is refused and the stream renewed
+    max_part_bytes: int = Field(default=65_536, ge=1024, le=1_048_576)
+
+
+class DahuaDevice(_DeviceBase):
+    transport: Literal["dahua"]
+    dahua: DahuaSettings
+
+
 AnyDevice = (GpioDevice | MqttDevice | ModbusDevice | SerialDevice | HttpDevice | OneNetDevice
-             | CtwingDevice | Gb26875Device)
+             | CtwingDevice | Gb26875Device | HikvisionDevice | DahuaDevice)
 DeviceConfig = Annotated[AnyDevice, Field(discriminator="transport")]
 
 

@@ -432,5 +432,59 @@ def broker_acl(config: ConfigOption,
     print(render_acl(users, source=str(config)), end="")
 
 
+devices_app = typer.Typer(no_args_is_help=True, help="Set up devices for the gateway.")
+hikvision_app = typer.Typer(no_args_is_help=True, help="Hikvision terminals.")
+app.add_typer(devices_app, name="devices")
+devices_app.add_typer(hikvision_app, name="hikvision")
+
+
+@hikvision_app.command("setup")
+def hikvision_setup(
+    device: Annotated[str, typer.Argument(help="The terminal's device id.")],
+    config: ConfigOption,
+    gateway_host: Annotated[str, typer.Option(
+        help="The gateway's address as the terminal reaches it (default: http.host).")] = "",
+    admin_user: Annotated[str, typer.Option(help="The terminal's administrator.")] = "admin",
+    admin_password_env: Annotated[str, typer.Option(
+        help="The environment variable holding the administrator's password.")
+    ] = "HIKVISION_ADMIN_PASSWORD",
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Print what would be sent; send nothing.")] = False,
+) -> None:
+    """Set the terminal's alarm server to the gateway's push port, and read it back."""
+    import os
+
+    from drivers.hikvision.setup import SetupError, apply, setup_request
+    from gateway.core.config import HikvisionDevice
+
+    loaded = _load(config, secrets=())
+    terminal = next((d for d in loaded.devices if d.id == device), None)
+    if not isinstance(terminal, HikvisionDevice) or loaded.http is None:
+        err().print(f"{config}: no Hikvision device {device!r} (with an [http] section)",
+                    markup=False)
+        raise typer.Exit(EXIT_CONFIG)
+    host = gateway_host or loaded.http.host
+    if host in ("127.0.0.1", "::1", "localhost", "0.0.0.0", "::"):
+        err().print(f"http.host is {host}: give --gateway-host, the address the terminal "
+                    "reaches the gateway at", markup=False)
+        raise typer.Exit(EXIT_CONFIG)
+    request = setup_request(terminal, host, loaded.http.port)
+    if dry_run:
+        print(request.shown())
+        return
+    password = os.environ.get(admin_password_env)
+    if not password:
+        err().print(f"set {admin_password_env} to the terminal's administrator password",
+                    markup=False)
+        raise typer.Exit(EXIT_CONFIG)
+    try:
+        entry = asyncio.run(apply(request, admin_user, password))
+    except (SetupError, OSError) as exc:
+        err().print(f"{device}: {exc}", markup=False)
+        raise typer.Exit(1) from exc
+    print(f"{device}: alarm server set to {entry['ipAddress']}:{entry['portNo']}"
+          f"{entry['url']} ({entry['httpAuthenticationMethod']}), read back")
+
+
 if __name__ == "__main__":
     app()

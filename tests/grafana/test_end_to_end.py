@@ -71,7 +71,7 @@ async def test_dashboard_queries_read_back_the_scenarios(
             async def scenarios_stored() -> bool:
                 return {("elder.sos", "elder-3-1-502"), ("manhole.open", "manhole-e3"),
                         ("manhole.tilt", "manhole-e3"),
-                        ("temp_gate.fever", "gate-east")} <= set(await active())
+                        ("temp_gate.fever", "gate-south")} <= set(await active())
 
             await eventually(scenarios_stored, timeout=30, what="the scenarios' alerts stored")
             critical = await query(CRITICAL_UNACKNOWLEDGED)
@@ -114,7 +114,7 @@ async def test_dashboard_queries_read_back_the_scenarios(
     assert await active() == {("elder.sos", "elder-3-1-502"): 2,
                               ("manhole.open", "manhole-e3"): 1,
                               ("manhole.tilt", "manhole-e3"): 1,
-                              ("temp_gate.fever", "gate-east"): 1}
+                              ("temp_gate.fever", "gate-south"): 1}
 
     states: dict[tuple[str, str], list[int]] = {}
     for r in await query(ALARM_STATES, interval="100ms"):
@@ -126,7 +126,7 @@ async def test_dashboard_queries_read_back_the_scenarios(
                       ("elder-5-2-101", "elder.sos"): [1, 3],
                       ("manhole-e3", "manhole.open"): [1],
                       ("manhole-e3", "manhole.tilt"): [1],
-                      ("gate-east", "temp_gate.fever"): [1],
+                      ("gate-south", "temp_gate.fever"): [1],
                       ("smoke-3-2", "device.offline"): [1, 3]}
 
     counts = {(r["kind"], r["severity"]): r["alarms"] for r in await query(ALARM_COUNTS)}
@@ -139,7 +139,7 @@ async def test_dashboard_queries_read_back_the_scenarios(
 
     fever = await query(FEVER_READINGS)
     assert [(r["device"], r["building"], r["body_temp_c"]) for r in fever] == [
-        ("gate-east", "east-gate", 37.9), ("gate-east", "east-gate", 37.8)]
+        ("gate-south", "south-gate", 37.9), ("gate-south", "south-gate", 37.8)]
     # the north gate was polled all along at a normal 36.5, which the panel leaves out
     normal = rows(await asyncio.to_thread(
         influxdb1.query, 'SELECT count("body_temp_c") FROM "sc_temp_gate" '

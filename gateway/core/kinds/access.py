@@ -1,4 +1,5 @@
-"""Access control: granted/denied, forced open, held open, tamper, duress, door closed.
+"""Access control: granted/denied, forced open, held open, tamper, duress, door closed,
+alarm inputs.
 
 Card numbers never enter the model: drivers replace them with a keyed pseudonym.
 """
@@ -9,7 +10,9 @@ from gateway.core.model import DeviceKind
 MODEL = KindModel(
     kind=DeviceKind.ACCESS,
     events=COMMON_EVENTS | {"granted", "denied", "forced_open", "held_open", "duress",
-                            "door_closed", "door_opened"},
+                            "door_closed", "door_opened",
+                            # a contact wired to the terminal's own alarm input
+                            "alarm_input", "alarm_input_cleared"},
     alarms=frozenset({"forced_open", "duress"}),
     readings={"door_open": FLAG},
 )
