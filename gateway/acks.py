@@ -70,6 +70,19 @@ class AckDesk:
             return None
         return self._journal(rule, device, by)
 
+    async def acknowledge(self, rule: str, device: str, by: str) -> None:
+        """An acknowledgement from the console: refused (AckRefusedError, counted) as an MQTT
+        ack would be when its rule is unknown or its alert is not firing."""
+        label = rule if self._rules.knows(rule) else UNKNOWN
+        try:
+            if not 1 <= len(by) <= MAX_BY:
+                raise AckRefusedError("malformed", f"by: 1 to {MAX_BY} characters")
+            self._firing(rule, device, label)
+        except AckRefusedError as exc:
+            self._counters.inc("ack_rejected", rule=label, reason=exc.reason)
+            raise
+        await self._journal(rule, device, by)
+
     def _check(self, message: Inbound, rule: str, device: str, label: str) -> str:
         if message.retain:
             raise AckRefusedError("retained", "a retained ack is an old one: only an ack "
@@ -85,6 +98,10 @@ class AckDesk:
         except (MalformedJsonError, msgspec.ValidationError) as exc:
             raise AckRefusedError("malformed", f'{exc} (expected {{"by": "<1 to {MAX_BY} '
                                   'characters>"}})') from exc
+        self._firing(rule, device, label)
+        return by
+
+    def _firing(self, rule: str, device: str, label: str) -> None:
         if label == UNKNOWN:
             raise AckRefusedError("unknown_rule", f"the gateway has no rule {shown(rule)}")
         alert = next((a for a in self._rules.active() if a.rule == rule and a.device == device),
@@ -93,4 +110,3 @@ class AckDesk:
             state = "acknowledged already" if alert is not None else "not active"
             raise AckRefusedError("not_firing", f"the alert of {rule} on {shown(device)} is "
                                   f"{state}")
-        return by

@@ -22,6 +22,7 @@ from drivers.registry import Context, build_drivers
 from drivers.serial_frames.driver import SerialFrameDriver
 from gateway.acks import AckDesk
 from gateway.clock_sync import ClockProbe, read_kernel_clock, trustworthy
+from gateway.console.alert_log import AlertLog
 from gateway.core.clock import Clock, SystemClock
 from gateway.core.config import (
     AnyDevice,
@@ -133,6 +134,12 @@ class Gateway:
         self.notify_sink = NotifySink(
             self.journal, self.link, self.clock, self.counters,
             apprise_at_start=needs_apprise(self.contacts.every_target() if self.contacts else ()))
+        # the console's alert timelines: transitions, notifications and people's notes
+        self.alert_log: AlertLog | None = None
+        if config.console is not None:
+            self.alert_log = AlertLog(self.journal, self.clock, config.console.keep_days)
+            self.notify_sink.listeners.append(self.alert_log.notified)
+        self.console: Any = None  # the console's server, while it runs
         self.ready = asyncio.Event()
         self._alarm_refused = False  # an alarm found no room, none was journalled since
         self._stop = asyncio.Event()
@@ -229,6 +236,8 @@ class Gateway:
     async def run(self) -> None:
         async with self.journal, asyncio.TaskGroup() as group:
             await self.runner.restore()
+            if self.alert_log is not None:
+                await self.alert_log.load()
             active = self.rules.active()
             self.mqtt_sink.seed(active)
             for alert in active:
@@ -262,6 +271,14 @@ class Gateway:
 
                 server = MetricsServer(self, self.config.metrics)
                 core.append(task("gw.metrics", server.run))
+            if self.config.console is not None and self.alert_log is not None:
+                from gateway.console.accounts import users_path
+                from gateway.console.server import ConsoleServer  # aiohttp.web, argon2
+
+                self.console = ConsoleServer(self, self.alert_log, self.config.console,
+                                             users_path(self.config))
+                core.append(task("gw.console.timelines", self.alert_log.run))
+                core.append(task("gw.console", self.console.run))
             drivers = [
                 task(f"gw.{driver.name}", functools.partial(driver.run, self))
                 for driver in self.drivers
@@ -422,6 +439,8 @@ class Gateway:
                                              by=by))
 
     def _feedback(self, alert: Alert) -> None:
+        if self.alert_log is not None:
+            self.alert_log.transition(alert)
         button = self.buttons.get(alert.device)
         if button is not None:
             button.on_alert(alert)

@@ -1,0 +1,248 @@
+"""The console's words: Simplified Chinese first, English second.
+
+The vocabulary is the one duty staff in a compound's 值班室 use: 火警 (fire alarm), 一键呼救
+(one-touch elder alarm), 井盖 (manhole cover), 门禁 (access control), 体温 (body temperature).
+A rule, contact group or device kind without an entry is shown by its id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+DEFAULT = "zh-CN"
+
+ZH: Mapping[str, str] = {
+    "title": "值班室 · 报警看板",
+    "login.title": "值班室登录",
+    "login.name": "用户名",
+    "login.password": "密码",
+    "login.submit": "登录",
+    "login.failed": "用户名或密码错误",
+    "login.limited": "尝试次数过多，请一分钟后再试",
+    "logout": "退出",
+    "nav.board": "报警看板",
+    "nav.devices": "设备",
+    "nav.shift": "交接班",
+    "stream.live": "实时连接正常",
+    "stream.broken": "与网关的连接已中断，正在重新连接…",
+    "broker.down": "网关与消息服务器（MQTT）断开，报警仍在本机记录",
+    "sound.armed": "🔔 声音已开启",
+    "sound.unarmed": "🔇 声音未开启：点击开启（每班一次）",
+    "sound.needed": "有新的紧急报警，但声音未开启！",
+    "critical": "紧急报警",
+    "others": "其他报警",
+    "none": "当前没有报警",
+    "since": "已持续",
+    "where": "位置",
+    "step": "升级进度",
+    "step.of": "第 {n} / {total} 步",
+    "step.done": "已全部通知",
+    "step.none": "无升级策略",
+    "next": "下一步",
+    "next.at": "{group}，{left} 后",
+    "next.none": "不再升级",
+    "notified": "已通知",
+    "ack": "确认",
+    "ack.note": "备注（可选）",
+    "ack.by": "由 {by} 确认",
+    "note.add": "添加备注",
+    "note.text": "备注",
+    "timeline": "处理记录",
+    "viewer": "（只读账号）",
+    "error": "操作失败",
+    "language": "English",
+    "place.building": "{b}号楼",
+    "place.unit": "{u}单元",
+    "place.floor": "{f}层",
+    "entry.firing": "报警触发",
+    "entry.acknowledged": "已确认",
+    "entry.resolved": "已解除",
+    "entry.notified": "已通知 {group}",
+    "entry.notify_failed": "通知 {group} 失败",
+    "entry.note": "备注",
+    "entry.ack_note": "确认备注",
+    "kind.smoke": "烟感",
+    "kind.access": "门禁",
+    "kind.manhole": "井盖",
+    "kind.elder_button": "一键呼救",
+    "kind.temp_gate": "体温",
+    "severity.critical": "紧急",
+    "severity.major": "重要",
+    "severity.minor": "一般",
+    "severity.info": "提示",
+    "state.firing": "报警中",
+    "state.acknowledged": "已确认",
+    "state.resolved": "已解除",
+    "state.online": "在线",
+    "state.offline": "离线",
+    "state.unknown": "未知",
+    "rule.elder.sos": "一键呼救",
+    "rule.smoke.alarm": "烟感报警",
+    "rule.smoke.fire_confirmed": "火警（已确认）",
+    "rule.smoke.heat_rise": "温度快速上升",
+    "rule.access.forced_open": "门被强行打开",
+    "rule.access.held_open": "门长时间未关",
+    "rule.access.duress": "门禁胁迫报警",
+    "rule.access.denied_burst": "门禁多次拒绝",
+    "rule.manhole.tilt": "井盖倾斜",
+    "rule.manhole.open": "井盖被打开",
+    "rule.manhole.gas": "井下可燃气体",
+    "rule.manhole.water_high": "井下水位高",
+    "rule.temp_gate.fever": "体温异常",
+    "rule.device.offline": "设备离线",
+    "rule.device.low_battery": "设备电量低",
+    "rule.device.battery_level": "设备电量低",
+    "rule.device.tamper": "设备被拆",
+    "rule.device.fault": "设备故障",
+    "group.family": "家属",
+    "group.duty_office": "值班室",
+    "group.clinic": "社区医生",
+    "group.property_manager": "物业经理",
+    "group.fire_warden": "消防负责人",
+    "group.maintenance": "维修",
+    "devices.title": "设备",
+    "devices.id": "设备",
+    "devices.kind": "类型",
+    "devices.place": "位置",
+    "devices.status": "状态",
+    "devices.last_seen": "最后上报",
+    "devices.rejected": "拒收数据",
+    "shift.title": "交接班",
+    "shift.open": "仍未解除",
+    "shift.all": "本班报警",
+    "shift.ack_time": "确认用时",
+    "shift.median": "各级别确认用时中位数",
+}
+
+EN: Mapping[str, str] = {
+    "title": "Duty office · alarm board",
+    "login.title": "Duty office login",
+    "login.name": "User name",
+    "login.password": "Password",
+    "login.submit": "Log in",
+    "login.failed": "Wrong user name or password",
+    "login.limited": "Too many attempts: try again in a minute",
+    "logout": "Log out",
+    "nav.board": "Alarm board",
+    "nav.devices": "Devices",
+    "nav.shift": "Shift handover",
+    "stream.live": "Live",
+    "stream.broken": "Connection to the gateway lost: reconnecting…",
+    "broker.down": "The gateway lost the MQTT broker; alerts are still recorded here",
+    "sound.armed": "🔔 Sound armed",
+    "sound.unarmed": "🔇 Sound off: click to arm (once per shift)",
+    "sound.needed": "New critical alert, and the sound is not armed!",
+    "critical": "Critical alerts",
+    "others": "Other alerts",
+    "none": "No active alerts",
+    "since": "For",
+    "where": "Where",
+    "step": "Escalation",
+    "step.of": "step {n} of {total}",
+    "step.done": "everyone notified",
+    "step.none": "no escalation policy",
+    "next": "Next step",
+    "next.at": "{group} in {left}",
+    "next.none": "no further step",
+    "notified": "Notified",
+    "ack": "Acknowledge",
+    "ack.note": "Note (optional)",
+    "ack.by": "acknowledged by {by}",
+    "note.add": "Add note",
+    "note.text": "Note",
+    "timeline": "Timeline",
+    "viewer": "(view only)",
+    "error": "Action failed",
+    "language": "中文",
+    "place.building": "building {b}",
+    "place.unit": "unit {u}",
+    "place.floor": "floor {f}",
+    "entry.firing": "firing",
+    "entry.acknowledged": "acknowledged",
+    "entry.resolved": "resolved",
+    "entry.notified": "notified {group}",
+    "entry.notify_failed": "notifying {group} failed",
+    "entry.note": "note",
+    "entry.ack_note": "acknowledgement note",
+    "kind.smoke": "smoke sensor",
+    "kind.access": "access control",
+    "kind.manhole": "manhole cover",
+    "kind.elder_button": "elder SOS button",
+    "kind.temp_gate": "temperature gate",
+    "severity.critical": "critical",
+    "severity.major": "major",
+    "severity.minor": "minor",
+    "severity.info": "info",
+    "state.firing": "firing",
+    "state.acknowledged": "acknowledged",
+    "state.resolved": "resolved",
+    "state.online": "online",
+    "state.offline": "offline",
+    "state.unknown": "unknown",
+    "rule.elder.sos": "Elder SOS",
+    "rule.smoke.alarm": "Smoke alarm",
+    "rule.smoke.fire_confirmed": "Fire (confirmed)",
+    "rule.smoke.heat_rise": "Temperature rising fast",
+    "rule.access.forced_open": "Door forced open",
+    "rule.access.held_open": "Door held open",
+    "rule.access.duress": "Duress at a door",
+    "rule.access.denied_burst": "Repeated access denials",
+    "rule.manhole.tilt": "Manhole cover tilted",
+    "rule.manhole.open": "Manhole cover open",
+    "rule.manhole.gas": "Gas in a manhole",
+    "rule.manhole.water_high": "High water in a manhole",
+    "rule.temp_gate.fever": "Fever at a temperature gate",
+    "rule.device.offline": "Device offline",
+    "rule.device.low_battery": "Low battery",
+    "rule.device.battery_level": "Low battery",
+    "rule.device.tamper": "Device tampered with",
+    "rule.device.fault": "Device fault",
+    "group.family": "family",
+    "group.duty_office": "duty office",
+    "group.clinic": "clinic",
+    "group.property_manager": "property manager",
+    "group.fire_warden": "fire warden",
+    "group.maintenance": "maintenance",
+    "devices.title": "Devices",
+    "devices.id": "Device",
+    "devices.kind": "Kind",
+    "devices.place": "Where",
+    "devices.status": "Status",
+    "devices.last_seen": "Last seen",
+    "devices.rejected": "Rejected input",
+    "shift.title": "Shift handover",
+    "shift.open": "Still open",
+    "shift.all": "Alerts of the shift",
+    "shift.ack_time": "Time to acknowledge",
+    "shift.median": "Median time to acknowledge by severity",
+}
+
+CATALOGUES: Mapping[str, Mapping[str, str]] = {"zh-CN": ZH, "en": EN}
+
+
+def choose(accept_language: str | None, default: str = DEFAULT) -> str:
+    """The catalogue for a browser's Accept-Language header (by its q values), else `default`."""
+    if not accept_language:
+        return default
+    wanted: list[tuple[float, int, str]] = []
+    for index, part in enumerate(accept_language.split(",")[:32]):
+        tag, _, params = part.strip().partition(";")
+        q = 1.0
+        if params.strip().startswith("q="):
+            try:
+                q = float(params.strip()[2:])
+            except ValueError:
+                q = 0.0
+        wanted.append((-q, index, tag.strip().lower()))
+    for q, _, tag in sorted(wanted):
+        if q >= 0:
+            continue
+        if tag.startswith("zh"):
+            return "zh-CN"
+        if tag.startswith("en"):
+            return "en"
+    return default
+
+
+def words(language: str) -> Mapping[str, str]:
+    return CATALOGUES.get(language, CATALOGUES[DEFAULT])
