@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import re
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+
+import aiohttp
 
 from gateway.console.accounts import Accounts, Role, users_path
 from gateway.core.config import GatewayConfig
@@ -30,3 +35,32 @@ def base_url(config: GatewayConfig) -> str:
 def add_user(config: GatewayConfig, name: str, role: Role = Role.OFFICER,
              password: str = PASSWORD, language: str | None = None) -> None:
     Accounts(users_path(config)).add(name, role, password, language)
+
+
+@contextlib.asynccontextmanager
+async def client() -> AsyncIterator[aiohttp.ClientSession]:
+    # unsafe: keep the cookies of an IP address (127.0.0.1), as a browser does
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:
+        yield session
+
+
+async def login(session: aiohttp.ClientSession, base: str, name: str,
+                password: str = PASSWORD) -> int:
+    """Post the login form as a browser does; the answer's status."""
+    async with session.get(base + "/login") as response:
+        form = await response.text()
+    found = re.search(r'name="csrf" value="([^"]+)"', form)
+    assert found is not None, form
+    async with session.post(base + "/login", allow_redirects=False, data={
+            "name": name, "password": password, "csrf": found.group(1)}) as response:
+        return response.status
+
+
+async def csrf_token(session: aiohttp.ClientSession, base: str) -> str:
+    """The session's CSRF token, as the board page carries it."""
+    async with session.get(base + "/") as response:
+        assert response.status == 200
+        page = await response.text()
+    found = re.search(r'data-csrf="([^"]+)"', page)
+    assert found is not None
+    return found.group(1)
