@@ -100,8 +100,12 @@ class Accounts:
                 return {}
             stamp = (st.st_mtime_ns, st.st_size)
             if stamp != self._stamp:
-                data = self.path.read_bytes()
-                self._users = msgspec.json.decode(data, type=_File).users if data else {}
+                try:
+                    data = self.path.read_bytes()
+                    self._users = msgspec.json.decode(data, type=_File).users if data else {}
+                except (OSError, msgspec.MsgspecError) as exc:
+                    raise AccountError(f"cannot read the accounts in {self.path}: {exc}") \
+                        from exc
                 self._stamp = stamp
             return dict(self._users)
 

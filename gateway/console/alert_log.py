@@ -133,7 +133,7 @@ class AlertLog:
             if self._clock.monotonic() - last_prune >= PRUNE_S:
                 last_prune = self._clock.monotonic()
                 state.update(self._expired())
-            dirty, self._dirty = self._dirty, set()
+            dirty = set(self._dirty)
             state.update({KEY + i: msgspec.json.encode(self.records[i]) for i in dirty
                           if i in self.records})
             if not state:
@@ -143,7 +143,13 @@ class AlertLog:
             except NotJournalledError as exc:
                 log.warning("alert timelines not written (%s): tried again at the next "
                             "change", exc)
-                self._dirty |= dirty
+                continue
+            self._dirty -= dirty  # what changed meanwhile is written in the next turn
+
+    @property
+    def saved(self) -> bool:
+        """Every timeline is in the journal as it stands."""
+        return not self._dirty
 
     def _expired(self) -> dict[str, bytes | None]:
         before = self._clock.now_ms() - self._keep_ms

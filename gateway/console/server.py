@@ -23,7 +23,7 @@ import msgspec
 from aiohttp import web
 
 from gateway.acks import AckRefusedError
-from gateway.console.accounts import Account, Accounts, Role
+from gateway.console.accounts import Account, AccountError, Accounts, Role
 from gateway.console.alert_log import AlertLog, NoteError, check_note
 from gateway.console.board import GatewayState, board, devices
 from gateway.console.catalogue import CATALOGUES, choose
@@ -143,7 +143,14 @@ class ConsoleServer:
 
     @web.middleware
     async def _guard(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        response = await self._checked(request, handler)
+        try:
+            response = await self._checked(request, handler)
+        except AccountError as exc:
+            # a file the gateway's user cannot read (made by root?), or damaged
+            self._gw.counters.inc("console_refused", reason="accounts_unreadable")
+            self._gw.counters.log_once(log, ("console", "accounts"), "console: %s", exc)
+            response = web.json_response({"error": "the accounts cannot be read: see the "
+                                          "gateway's log"}, status=503)
         response.headers.update(SECURITY_HEADERS)
         return response
 

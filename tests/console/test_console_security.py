@@ -178,3 +178,14 @@ async def test_a_session_ends_at_logout(gateway: Gateway) -> None:
         other.cookie_jar.update_cookies({"scgw_session": cookie})
         async with other.get(base + "/api/board") as response:
             assert response.status == 401
+
+
+async def test_a_damaged_accounts_file_refuses_logins_and_says_why(gateway: Gateway) -> None:
+    from gateway.console.accounts import users_path
+
+    users_path(gateway.config).write_text("{not json")
+    base = base_url(gateway.config)
+    async with client() as session:
+        assert await login(session, base, OFFICER) == 503
+    assert gateway.counters.get("console_refused", reason="accounts_unreadable") == 1
+    assert not gateway.stopping.is_set()
