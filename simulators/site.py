@@ -100,6 +100,7 @@ class SimulatedSite:
                                                workdir / "tty-gate-west"),
         }
         self.http_port = free_port()
+        self.console_port = free_port()  # the duty office's console
         self.devices: dict[str, SimDevice] = {}
         # device id -> the interval at which its simulator sends a heartbeat
         self.heartbeats: dict[str, float] = {}
@@ -157,6 +158,10 @@ path = "{w}/journal.db"
 [http]
 host = "127.0.0.1"
 port = {self.http_port}
+
+[console]
+host = "127.0.0.1"
+port = {self.console_port}
 
 [[buses]]
 id = "rs485-1"
