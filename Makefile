@@ -8,7 +8,7 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 STAMP  := $(VENV)/.installed
 
 .PHONY: all deps system-deps venv demo run test test-faults test-paho-latest fuzz lint pytest bench \
-        bench-deps clean
+        bench-deps clean screenshot
 
 all: test
 
@@ -107,3 +107,8 @@ bench: deps bench-deps
 
 clean:
 	rm -rf $(VENV) $(PAHO_VENV) .demo .pytest_cache .mypy_cache .ruff_cache
+
+# The console's picture in the README: the test browser's screenshot of the demo's board
+screenshot: deps
+	SCGW_SCREENSHOT=$(CURDIR)/docs/console-zh.png $(BIN)/pytest -q \
+	  tests/console/test_console_screenshot.py

@@ -47,7 +47,10 @@
   function place(p) {
     if (!p) return "";
     const parts = [];
-    if (p.building !== undefined) parts.push(t("place.building", { b: p.building }));
+    if (p.building !== undefined) {
+      // "3号楼", but a named building ("east-gate") as it is named
+      parts.push(/^\d+$/.test(p.building) ? t("place.building", { b: p.building }) : p.building);
+    }
     if (p.unit !== undefined) parts.push(t("place.unit", { u: p.unit }));
     if (p.floor !== undefined) parts.push(t("place.floor", { f: p.floor }));
     return parts.join(body.dataset.lang === "zh-CN" ? "" : ", ");
