@@ -121,6 +121,13 @@ devices:
                 assert (entries[2].by, entries[3].by, entries[3].note) == (
                     OFFICER, OFFICER, words["note"])
 
+                # a link from Grafana's active alarms points at the alert
+                await asyncio.to_thread(browser.get,
+                                        f"{base}/?rule=elder.sos&device=elder-1")
+                await asyncio.to_thread(browser.wait, lambda: browser.js(
+                    f"return document.getElementById('alert-{alert.id}')"
+                    ".classList.contains('focus');"), what="the linked alert in focus")
+
                 await asyncio.to_thread(browser.find("#logout").click)
                 await asyncio.to_thread(browser.wait, lambda: browser.driver.current_url
                                         == base + "/login", what="the login page")

@@ -191,7 +191,9 @@
     node.dataset.state = alert.state;
     node.dataset.severity = alert.severity;
     node.dataset.rule = alert.rule;
-    node.className = "alert " + alert.severity + " " + alert.state;
+    node.dataset.device = alert.device;
+    node.className = "alert " + alert.severity + " " + alert.state
+      + (node.classList.contains("focus") ? " focus" : "");
     const info = node.querySelector(".info");
     info.replaceChildren(
       el("h3", { class: "what" }, word("rule", alert.rule)),
@@ -232,6 +234,21 @@
     }
     seen = ids;
     tick();
+    focus();
+  }
+  // a link from elsewhere (Grafana's active alarms) names an alert by rule and device
+  const wanted = new URLSearchParams(location.search);
+  let focused = !wanted.has("rule");
+  function focus() {
+    if (focused) return;
+    for (const node of document.querySelectorAll("article.alert")) {
+      if (node.dataset.rule === wanted.get("rule")
+          && node.dataset.device === wanted.get("device")) {
+        node.classList.add("focus");
+        node.scrollIntoView({ block: "center" });
+        focused = true;
+      }
+    }
   }
   function tick() {
     const at = now();
