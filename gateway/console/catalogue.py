@@ -112,6 +112,13 @@ ZH: Mapping[str, str] = {
     "shift.all": "本班报警",
     "shift.ack_time": "确认用时",
     "shift.median": "各级别确认用时中位数",
+    "shift.since": "开始时间",
+    "shift.what": "报警",
+    "shift.device": "设备",
+    "shift.severity": "级别",
+    "shift.state": "状态",
+    "shift.by": "确认人",
+    "shift.notes": "备注",
 }
 
 EN: Mapping[str, str] = {
@@ -215,6 +222,13 @@ EN: Mapping[str, str] = {
     "shift.all": "Alerts of the shift",
     "shift.ack_time": "Time to acknowledge",
     "shift.median": "Median time to acknowledge by severity",
+    "shift.since": "Since",
+    "shift.what": "Alert",
+    "shift.device": "Device",
+    "shift.severity": "Severity",
+    "shift.state": "State",
+    "shift.by": "Acknowledged by",
+    "shift.notes": "Notes",
 }
 
 CATALOGUES: Mapping[str, Mapping[str, str]] = {"zh-CN": ZH, "en": EN}

@@ -42,6 +42,7 @@ KEEPALIVE_S = 15.0
 BROKER_CHECK_S = 0.5
 MAX_BODY = 16_384
 ACK_WAIT_S = 5.0
+MAX_NAME = 64  # characters of a login name looked at; longer ones are no account's
 STATIC = {"console.css": "text/css", "console.js": "text/javascript"}
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; "
@@ -213,6 +214,7 @@ class ConsoleServer:
     async def _login(self, request: web.Request) -> web.StreamResponse:
         form = await request.post()
         name, password, csrf = (str(form.get(k, "")) for k in ("name", "password", "csrf"))
+        name = name[:MAX_NAME]  # what the limit remembers of it stays small
         expected = request.cookies.get(LOGIN_COOKIE, "")
         if not expected or not hmac.compare_digest(csrf.encode(), expected.encode()):
             self._gw.counters.inc("console_refused", reason="csrf")

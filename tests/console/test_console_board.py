@@ -24,11 +24,13 @@ from tests.webhook import webhook
 WORDS = {
     "zh-CN": {"login": "值班室登录", "what": "一键呼救", "where": "3号楼1单元5层",
               "armed": "声音已开启", "unarmed": "声音未开启", "next": "值班室",
-              "notified": "家属", "state": "已确认", "note": "已到场，老人无恙"},
+              "notified": "家属", "state": "已确认", "note": "已到场，老人无恙",
+              "online": "在线"},
     "en": {"login": "Duty office login", "what": "Elder SOS",
            "where": "building 3, unit 1, floor 5", "armed": "Sound armed",
            "unarmed": "Sound off", "next": "duty office", "notified": "family",
-           "state": "acknowledged", "note": "on site, the elder is fine"},
+           "state": "acknowledged", "note": "on site, the elder is fine",
+           "online": "online"},
 }
 
 
@@ -120,6 +122,18 @@ devices:
                                                      "ack_note"]
                 assert (entries[2].by, entries[3].by, entries[3].note) == (
                     OFFICER, OFFICER, words["note"])
+
+                # the shift handover and the devices, from the same session
+                await asyncio.to_thread(browser.find("#nav-shift").click)
+                await asyncio.to_thread(browser.wait, lambda: words["note"] in browser.text(
+                    "main"), what="the shift handover")
+                shift = await asyncio.to_thread(browser.text, "main")
+                assert words["what"] in shift
+                assert OFFICER in shift
+                await asyncio.to_thread(browser.find("#nav-devices").click)
+                await asyncio.to_thread(browser.wait, lambda: "elder-1" in browser.text(
+                    "main"), what="the devices")
+                assert words["online"] in await asyncio.to_thread(browser.text, "main")
 
                 # a link from Grafana's active alarms points at the alert
                 await asyncio.to_thread(browser.get,

@@ -288,15 +288,17 @@
   function renderShift(data) {
     const row = (a) => ({ class: a.state, cells: [clockText(a.since), word("rule", a.rule),
       a.device, word("severity", a.severity), word("state", a.state), a.by || "—",
-      a.ack_ms === null ? "—" : duration(a.ack_ms)] });
-    const heads = [t("since"), t("timeline"), t("devices.id"), t("severity.critical"),
-                   t("devices.status"), t("ack"), t("shift.ack_time")];
-    main.replaceChildren(el("h2", {}, t("shift.open")),
+      a.ack_ms === null ? "—" : duration(a.ack_ms), a.notes.join(" / ")] });
+    const heads = ["shift.since", "shift.what", "shift.device", "shift.severity", "shift.state",
+                   "shift.by", "shift.ack_time", "shift.notes"].map((k) => t(k));
+    main.replaceChildren(
+      el("h2", {}, t("shift.open")),
       table(heads, data.alerts.filter((a) => a.state !== "resolved").map(row)),
       el("h2", {}, t("shift.all")), table(heads, data.alerts.map(row)),
-      el("h2", {}, t("shift.median")), table([t("severity.critical"), t("shift.ack_time")],
-        Object.entries(data.median_ack_ms).map(([s, ms]) => ({ cells: [word("severity", s),
-          duration(ms)] }))));
+      el("h2", {}, t("shift.median")),
+      table([t("shift.severity"), t("shift.ack_time")],
+        Object.entries(data.median_ack_ms).map(([s, ms]) => ({
+          cells: [word("severity", s), duration(ms)] }))));
   }
 
   // -- the stream -------------------------------------------------------------------------
