@@ -54,33 +54,33 @@ async def run_site(workdir: Path, scenarios: list[str], duration: float | None,
             config_file = workdir / "gateway.toml"
             config_file.write_text(site.config(mosquitto.port, store.url))
             config = await asyncio.to_thread(load_config, config_file)
-            login = await _console_logins(config, console)
+            login, shown = await _console_logins(config)
             await _run(config, site, store.url, scenarios, duration, console,
-                       login if officer else None, stay)
+                       login if officer else None, stay, shown)
     finally:
         await asyncio.to_thread(mosquitto.stop)
         await asyncio.to_thread(store.stop)
         console.print("[bold]Stopped everything the demo started.[/bold]")
 
 
-async def _console_logins(config: GatewayConfig, console: Console) -> ConsoleLogin:
-    """A login for the person watching the demo, its random password printed once, and
-    one for the simulated duty officer; the demo's alone, made afresh at every start."""
+async def _console_logins(config: GatewayConfig) -> tuple[ConsoleLogin, str]:
+    """A login for the person watching the demo, and one for the simulated duty officer;
+    the demo's alone, made afresh at every start. Returns the officer's, and the line that
+    shows the console's address and the person's random password (printed once)."""
     assert config.console is not None
     url = f"http://{config.console.host}:{config.console.port}"
     accounts = Accounts(users_path(config))
     password, officer = secrets.token_urlsafe(12), secrets.token_urlsafe(16)
     await asyncio.to_thread(accounts.add, DEMO_USER, Role.OFFICER, password)
     await asyncio.to_thread(accounts.add, OFFICER_USER, Role.OFFICER, officer)
-    console.print(f"  console          {url}/  login {DEMO_USER}, password {password} "
-                  "(made for this demo; shown once)", markup=False, highlight=False,
-                  soft_wrap=True)
-    return ConsoleLogin(url, OFFICER_USER, officer)
+    shown = (f"  console          {url}/  login {DEMO_USER}, password {password} "
+             "(made for this demo; shown once)")
+    return ConsoleLogin(url, OFFICER_USER, officer), shown
 
 
 async def _run(config: GatewayConfig, site: SimulatedSite, store_url: str,
                scenarios: list[str], duration: float | None, console: Console,
-               officer: ConsoleLogin | None, stay: bool) -> None:
+               officer: ConsoleLogin | None, stay: bool, login_line: str) -> None:
     gateway = Gateway(config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -102,6 +102,9 @@ async def _run(config: GatewayConfig, site: SimulatedSite, store_url: str,
 
     async def play() -> None:
         await gateway.ready.wait()
+        if gateway.console is not None:
+            await gateway.console.ready.wait()  # the address works once it is shown
+            console.print(login_line, markup=False, highlight=False, soft_wrap=True)
         try:
             async with asyncio.timeout(INTAKE_WAIT_S):
                 await gateway.intake_open()
