@@ -27,6 +27,7 @@ from rules.engine import RuleEngine
 log = logging.getLogger(__name__)
 
 MAX_BY = 128  # characters of `by`: it is shown to everyone and kept with the alert
+MAX_REASON = 500  # characters of a reason for resolving by hand
 
 
 class AckPayload(msgspec.Struct):
@@ -45,7 +46,7 @@ class AckDesk:
     """Turns ack messages into journalled acknowledgements, refusing what is not one."""
 
     def __init__(self, topics: Topics, rules: RuleEngine,
-                 journal: Callable[[str, str, str], Awaitable[None]], counters: Counters,
+                 journal: Callable[..., Awaitable[None]], counters: Counters,
                  max_payload_bytes: int) -> None:
         self._topics = topics
         self._rules = rules
@@ -82,6 +83,28 @@ class AckDesk:
             self._counters.inc("ack_rejected", rule=label, reason=exc.reason)
             raise
         await self._journal(rule, device, by)
+
+    async def resolve(self, rule: str, device: str, by: str, reason: str) -> None:
+        """A person resolves an active alert by hand, giving a reason: refused
+        (AckRefusedError, counted in `ack_rejected`) unless its rule allows that."""
+        label = rule if self._rules.knows(rule) else UNKNOWN
+        try:
+            if not 1 <= len(by) <= MAX_BY:
+                raise AckRefusedError("malformed", f"by: 1 to {MAX_BY} characters")
+            if not 1 <= len(reason) <= MAX_REASON:
+                raise AckRefusedError("malformed", f"reason: 1 to {MAX_REASON} characters")
+            if label == UNKNOWN:
+                raise AckRefusedError("unknown_rule", f"the gateway has no rule {shown(rule)}")
+            if not self._rules.resolvable(rule):
+                raise AckRefusedError("not_by_hand", f"rule {rule} does not let a person "
+                                      "resolve its alerts (clear.by_hand)")
+            if not any(a.rule == rule and a.device == device for a in self._rules.active()):
+                raise AckRefusedError("not_firing", f"the alert of {rule} on {shown(device)} "
+                                      "is not active")
+        except AckRefusedError as exc:
+            self._counters.inc("ack_rejected", rule=label, reason=exc.reason)
+            raise
+        await self._journal(rule, device, by, reason=reason)
 
     def _check(self, message: Inbound, rule: str, device: str, label: str) -> str:
         if message.retain:

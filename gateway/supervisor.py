@@ -432,11 +432,12 @@ class Gateway:
                     for a in self.rules.active()],
         )
 
-    async def ack(self, rule: str, device: str, by: str) -> None:
-        """Journal an acknowledgement; the rules apply it in order with everything else."""
+    async def ack(self, rule: str, device: str, by: str, *, reason: str | None = None) -> None:
+        """Journal an acknowledgement (with a reason: a resolution by hand); the rules apply
+        it in order with everything else."""
         ts = self.clock.now_ms()
         await self.journal.append(AckCommand(id=new_id(ts), ts=ts, rule=rule, device=device,
-                                             by=by))
+                                             by=by, reason=reason))
 
     def _feedback(self, alert: Alert) -> None:
         if self.alert_log is not None:

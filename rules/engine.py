@@ -82,7 +82,8 @@ class RuleEngine:
                             reading.values)
 
     def on_ack(self, ack: AckCommand) -> list[Alert]:
-        """Acknowledge the firing alert of `ack.rule` on `ack.device` (a device or place key)."""
+        """Acknowledge the firing alert of `ack.rule` on `ack.device` (a device or place key);
+        with `ack.reason`, resolve it by hand if its rule allows that."""
         self._begin()
         at = self._at(ack.ts)
         self._advance(at)
@@ -90,7 +91,10 @@ class RuleEngine:
         state = self._state.rules.get(ack.rule)
         slot = state.slots.get(ack.device) if state is not None else None
         if rule is not None and slot is not None:
-            self._life.acknowledge(rule, ack.device, slot, ack, at)
+            if ack.reason is not None:
+                self._life.resolve_by_hand(rule, ack.device, slot, ack, at)
+            else:
+                self._life.acknowledge(rule, ack.device, slot, ack, at)
             self._after(rule, ack.device, slot)
         return self._end()
 
@@ -136,6 +140,11 @@ class RuleEngine:
             groups=tuple(s.group for s in policy.steps), reached=slot.step, round=slot.round,
             next_at=policy.deadline(slot.alert.since, slot.round, slot.step) if going else None,
             next_group=policy.steps[slot.step].group if going else None)
+
+    def resolvable(self, rule_id: str) -> bool:
+        """Whether a person may resolve the alerts of `rule_id` by hand."""
+        rule = self._rules.get(rule_id)
+        return rule is not None and rule.clear.by_hand
 
     def knows(self, rule: str) -> bool:
         """Whether `rule` is the id of one of the installed rules."""

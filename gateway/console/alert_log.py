@@ -28,7 +28,9 @@ PRUNE_S = 3600.0
 
 class Entry(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     ts: int
-    what: str  # firing | acknowledged | resolved | notified | notify_failed | note
+    # firing | acknowledged | resolved | notified | notify_failed | note | ack_note |
+    # resolve_reason
+    what: str
     by: str | None = None
     note: str | None = None
     group: str | None = None

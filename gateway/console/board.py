@@ -56,6 +56,7 @@ def alert_view(alert: Alert, log: AlertLog, rules: RuleEngine,
         "state": alert.state.value, "severity": alert.severity.value, "since": alert.since,
         "ts": alert.ts, "message": alert.message, "by": alert.by,
         "place": place(locations.get(alert.device)),
+        "resolvable": rules.resolvable(alert.rule),
         "escalation": msgspec.to_builtins(escalation) if escalation is not None else None,
         "timeline": msgspec.to_builtins(record.entries) if record is not None else [],
     }

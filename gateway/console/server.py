@@ -60,6 +60,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 class AckPath(Protocol):
     async def acknowledge(self, rule: str, device: str, by: str) -> None: ...
+    async def resolve(self, rule: str, device: str, by: str, reason: str) -> None: ...
 
 
 class ConsoleGateway(GatewayState, Protocol):
@@ -108,6 +109,7 @@ class ConsoleServer:
         app.router.add_get("/api/stream", self._stream)
         app.router.add_post("/api/alerts/{id}/ack", self._ack)
         app.router.add_post("/api/alerts/{id}/note", self._note)
+        app.router.add_post("/api/alerts/{id}/resolve", self._resolve)
         app.router.add_post("/api/language", self._set_language)
         return app
 
@@ -358,22 +360,44 @@ class ConsoleServer:
             await self._gw.acks.acknowledge(alert.rule, alert.device, user)
         except AckRefusedError as exc:
             return web.json_response({"error": str(exc), "reason": exc.reason}, status=409)
-        applied = await self._applied(alert.id)
+        applied = await self._applied(alert.id, AlertState.FIRING)
         if note:
             await self._log.note(alert.id, user, note, what="ack_note")
         log.info("console: %s acknowledged %s on %s", user, alert.rule, alert.device)
         return web.json_response({"ok": True, "applied": applied},
                                  status=200 if applied else 202)
 
-    async def _applied(self, alert_id: str) -> bool:
-        """Wait (bounded) until the rules applied the acknowledgement, as `scgw alerts ack`
-        waits for the gateway's answer: its note then follows it in the timeline."""
+    async def _resolve(self, request: web.Request) -> web.StreamResponse:
+        self._officer(request)
+        reason = await self._text(request)
+        if not reason:
+            return web.json_response({"error": "a resolution by hand needs a reason"},
+                                     status=400)
+        alert_id = request.match_info["id"]
+        alert = next((a for a in self._gw.rules.active() if a.id == alert_id), None)
+        if alert is None:
+            return web.json_response({"error": f"no active alert {alert_id}"}, status=409)
+        user = request[_SESSION].user
+        try:
+            await self._gw.acks.resolve(alert.rule, alert.device, user, reason)
+        except AckRefusedError as exc:
+            return web.json_response({"error": str(exc), "reason": exc.reason}, status=409)
+        applied = await self._applied(alert.id, alert.state)
+        await self._log.note(alert.id, user, reason, what="resolve_reason")
+        log.info("console: %s resolved %s on %s by hand", user, alert.rule, alert.device)
+        return web.json_response({"ok": True, "applied": applied},
+                                 status=200 if applied else 202)
+
+    async def _applied(self, alert_id: str, before: AlertState) -> bool:
+        """Wait (bounded) until the rules applied the acknowledgement (the alert left state
+        `before`), as `scgw alerts ack` waits for the gateway's answer: its note then
+        follows it in the timeline."""
         changed = asyncio.Event()
         self._log.listeners.append(changed.set)
         try:
             async with asyncio.timeout(ACK_WAIT_S):
                 while (record := self._log.records.get(alert_id)) is not None \
-                        and record.alert.state is AlertState.FIRING:
+                        and record.alert.state is before:
                     changed.clear()
                     await changed.wait()
         except TimeoutError:

@@ -58,5 +58,17 @@ async def test_the_board_recovers_from_broker_and_gateway_restarts(
                 "the SOS after the restart")
             # the same page all along: no reload, no new login (the session outlived it)
             assert await asyncio.to_thread(browser.js, "return window.sameDocument === true;")
+
+            # the duty office went to see: a press by mistake, resolved by hand on the page
+            [alert] = gateway.rules.active()
+            await asyncio.to_thread(browser.find(f"#resolve-reason-{alert.id}").send_keys,
+                                    "pressed by mistake")
+            await asyncio.to_thread(browser.find(f"#resolve-{alert.id}").click)
+            await asyncio.to_thread(browser.wait, lambda: browser.js(
+                "return document.querySelector('article.alert') === null"), 5.0,
+                "the alert gone from the board")
+            assert gateway.rules.active() == []
+            assert gateway.alert_log is not None
+            assert gateway.alert_log.records[alert.id].alert.by == OFFICER
     finally:
         await asyncio.to_thread(browser.quit)

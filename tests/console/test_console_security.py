@@ -35,7 +35,7 @@ from tests.helpers import eventually, running, unique_site
 GUARDED = [("GET", "/"), ("GET", "/devices"), ("GET", "/shift"), ("GET", "/api/board"),
            ("GET", "/api/devices"), ("GET", "/api/shift"), ("GET", "/api/stream"),
            ("POST", "/logout"), ("POST", "/api/alerts/x/ack"), ("POST", "/api/alerts/x/note"),
-           ("POST", "/api/language")]
+           ("POST", "/api/alerts/x/resolve"), ("POST", "/api/language")]
 
 
 @pytest.fixture
@@ -125,7 +125,7 @@ async def test_a_viewer_sees_but_cannot_act(gateway: Gateway) -> None:
         token = await csrf_token(session, base)
         async with session.get(base + "/api/board") as response:
             assert [a["id"] for a in (await response.json())["alerts"]] == [alert_id]
-        for action in ("ack", "note"):
+        for action in ("ack", "note", "resolve"):
             async with session.post(f"{base}/api/alerts/{alert_id}/{action}",
                                     json={"note": "mine"},
                                     headers={CSRF_HEADER: token}) as response:

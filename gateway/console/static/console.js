@@ -179,6 +179,20 @@
       catch (e) { banner("stream", t("error") + ": " + e.message); }
     });
     box.append(ack, note);
+    if (alert.resolvable) {
+      const resolve = el("div", { class: "resolve" },
+        el("textarea", { id: "resolve-reason-" + alert.id, placeholder: t("resolve.reason"),
+                         maxlength: 500 }),
+        el("button", { type: "button", id: "resolve-" + alert.id }, t("resolve")));
+      resolve.querySelector("button").addEventListener("click", async (ev) => {
+        const area = document.getElementById("resolve-reason-" + alert.id);
+        if (!area.value.trim()) { area.focus(); return; }
+        ev.target.disabled = true;
+        try { await post("/api/alerts/" + alert.id + "/resolve", { note: area.value }); }
+        catch (e) { banner("stream", t("error") + ": " + e.message); ev.target.disabled = false; }
+      });
+      box.append(resolve);
+    }
     return box;
   }
   function card(alert) {
