@@ -40,6 +40,8 @@ LOGIN_COOKIE = "scgw_login"  # the login form's CSRF token, double-submitted
 CSRF_HEADER = "X-CSRF-Token"
 KEEPALIVE_S = 15.0
 BROKER_CHECK_S = 0.5
+ACCOUNT_CHECK_S = 2.0  # an open board of an account removed (or given a new password) ends
+MAX_STREAMS = 64  # open boards at once: a compound's duty office has a handful
 MAX_BODY = 16_384
 ACK_WAIT_S = 5.0
 MAX_NAME = 64  # characters of a login name looked at; longer ones are no account's
@@ -293,6 +295,10 @@ class ConsoleServer:
     async def _stream(self, request: web.Request) -> web.StreamResponse:
         """The board as server-sent events: at once, then at every change."""
         token = request.cookies.get(COOKIE, "")
+        if len(self._streams) >= MAX_STREAMS:
+            self._gw.counters.inc("console_refused", reason="too_many_streams")
+            return web.json_response({"error": f"{MAX_STREAMS} boards are open already"},
+                                     status=503)
         response = web.StreamResponse(headers={
             "Content-Type": "text/event-stream", "Cache-Control": "no-store",
             "X-Accel-Buffering": "no"})
@@ -300,7 +306,7 @@ class ConsoleServer:
         wake = asyncio.Event()
         self._streams.add(wake)
         broker: bool | None = None
-        quiet = 0.0
+        quiet = checked = 0.0
         try:
             await response.write(b"retry: 1000\n\n")
             wake.set()
@@ -320,6 +326,11 @@ class ConsoleServer:
                     await asyncio.wait_for(wake.wait(), BROKER_CHECK_S)
                 except TimeoutError:
                     quiet += BROKER_CHECK_S
+                    checked += BROKER_CHECK_S
+                if checked >= ACCOUNT_CHECK_S:
+                    checked = 0.0
+                    if await self._session(request) is None:
+                        return response  # removed, or a new password: log in again
         except (ConnectionResetError, ConnectionError):
             return response  # the page went away
         finally:

@@ -3,6 +3,7 @@ login attempts per user and per address."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from aiohttp import web
 from yarl import URL
 
 from gateway.console.accounts import Role
-from gateway.console.server import CSRF_HEADER
+from gateway.console.server import ACCOUNT_CHECK_S, CSRF_HEADER
 from gateway.console.sessions import LOGIN_FAILURES, LOGIN_WINDOW_S, LoginLimit
 from gateway.core.clock import ManualClock
 from gateway.core.model import AlertState
@@ -189,3 +190,34 @@ async def test_a_damaged_accounts_file_refuses_logins_and_says_why(gateway: Gate
         assert await login(session, base, OFFICER) == 503
     assert gateway.counters.get("console_refused", reason="accounts_unreadable") == 1
     assert not gateway.stopping.is_set()
+
+
+async def test_an_open_board_ends_when_its_account_is_removed(gateway: Gateway) -> None:
+    from gateway.console.accounts import Accounts, users_path
+
+    base = base_url(gateway.config)
+    async with client() as session:
+        assert await login(session, base, OFFICER) == 303
+        async with session.get(base + "/api/stream") as stream:
+            assert stream.status == 200
+            assert await stream.content.read(64)  # the board, at once
+            await asyncio.to_thread(Accounts(users_path(gateway.config)).remove, OFFICER)
+            async with asyncio.timeout(2 * ACCOUNT_CHECK_S + 3):
+                while await stream.content.read(65536):
+                    pass  # the board goes on until the stream ends
+        async with session.get(base + "/api/board") as response:
+            assert response.status == 401
+
+
+async def test_open_boards_are_bounded(gateway: Gateway,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("gateway.console.server.MAX_STREAMS", 2)
+    base = base_url(gateway.config)
+    async with client() as session:
+        assert await login(session, base, OFFICER) == 303
+        async with session.get(base + "/api/stream") as one, \
+                session.get(base + "/api/stream") as two:
+            assert (one.status, two.status) == (200, 200)
+            async with session.get(base + "/api/stream") as three:
+                assert three.status == 503
+    assert gateway.counters.get("console_refused", reason="too_many_streams") == 1
