@@ -90,6 +90,7 @@ class ConsoleServer:
         self.ready = asyncio.Event()
         self._closing = False
         log_.listeners.append(self._changed)
+        gateway.board.listeners.append(self._changed)  # the devices page follows them
 
     def _changed(self) -> None:
         for wake in self._streams:

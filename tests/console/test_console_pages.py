@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -11,6 +12,7 @@ from gateway.console.server import CSRF_HEADER
 from gateway.core.clock import ManualClock
 from gateway.ops.cli import app
 from gateway.ops.private_servers import Mosquitto, free_port
+from gateway.status import Status
 from gateway.supervisor import Gateway
 from simulators.elder_button import SimulatedElder
 from tests.console.rig import OFFICER, add_user, base_url, client, csrf_token, login
@@ -20,18 +22,26 @@ from tests.helpers import elder_gpio, eventually, make_config, running, sos_mqtt
 async def test_devices_offline_first(tmp_path: Path, mosquitto: Mosquitto) -> None:
     clock = ManualClock()
     site = unique_site("dev")
-    config = make_config(tmp_path, site=site, broker_port=mosquitto.port,
+    rules = tmp_path / "rules.yaml"  # no rule on going offline: no alert pushes the board
+    rules.write_text("rules:\n  - id: sos\n    match: {kind: elder_button, type: press}\n"
+                     "    clear: {type: cancel}\n    message: SOS\n")
+    config = make_config(tmp_path, site=site, broker_port=mosquitto.port, rule_files=[str(rules)],
                          devices=[elder_gpio("elder-1", pin=17),
                                   sos_mqtt("button-9", f"z2m/{site}/button-9", heartbeat_s=60)],
                          console={"port": free_port()}, shutdown_timeout_s=0.3)
     add_user(config, OFFICER)
     async with running(Gateway(config, clock=clock)) as gateway:
         await eventually(lambda: gateway.console.ready.is_set(), what="console")
-        clock.advance(120)  # two heartbeats of silence: the wireless button is offline
-        await eventually(lambda: gateway.board.get("button-9") is not None, what="offline")
         base = base_url(config)
         async with client() as session:
             assert await login(session, base, OFFICER) == 303
+            async with session.get(base + "/api/stream") as stream:
+                await stream.content.readuntil(b"event: board")  # at once
+                clock.advance(120)  # two heartbeats of silence: the wireless button is offline
+                # the change is pushed: the devices page reads them again
+                async with asyncio.timeout(5):
+                    await stream.content.readuntil(b"event: board")
+            assert gateway.board.get("button-9") is Status.OFFLINE
             async with session.get(base + "/api/devices") as response:
                 rows = (await response.json())["devices"]
     assert [(r["id"], r["status"]) for r in rows] == [("button-9", "offline"),
