@@ -140,6 +140,8 @@ class Gateway:
             self.alert_log = AlertLog(self.journal, self.clock, config.console.keep_days)
             self.notify_sink.listeners.append(self.alert_log.notified)
         self.console: Any = None  # the console's server, while it runs
+        # the latest battery level (%) of each device that reports one, for the console
+        self.batteries: dict[str, float] | None = {} if config.console is not None else None
         self.ready = asyncio.Event()
         self._alarm_refused = False  # an alarm found no room, none was journalled since
         self._stop = asyncio.Event()
@@ -196,6 +198,10 @@ class Gateway:
         ts = self._readings_timeline.stamp(reading.device, reading.ts)
         if ts != reading.ts:
             reading = msgspec.structs.replace(reading, ts=ts)
+        if self.batteries is not None:
+            level = reading.values.get("battery_pct", reading.values.get("battery"))
+            if isinstance(level, int | float) and not isinstance(level, bool):
+                self.batteries[reading.device] = level
         self.telemetry.push(reading)
 
     def seen(self, device: str) -> None:

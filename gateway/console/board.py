@@ -39,6 +39,8 @@ class GatewayState(Protocol):
     def board(self) -> StatusBoard: ...
     @property
     def link(self) -> BrokerLink: ...
+    @property
+    def batteries(self) -> dict[str, float] | None: ...
 
 
 def place(location: Location | None) -> dict[str, Any] | None:
@@ -91,6 +93,7 @@ def devices(gw: GatewayState) -> list[dict[str, Any]]:
             "status": status.value if status is not None else "unknown",
             "last_seen": now_ms - round((now - seen) * 1000) if seen is not None else None,
             "rejected": rejected.get(device.id, 0),
+            "battery": (gw.batteries or {}).get(device.id),  # %, where the device says
         })
     order = {"offline": 0, "unknown": 1, "online": 2}
     return sorted(rows, key=lambda r: (order[r["status"]], r["id"]))

@@ -16,7 +16,16 @@ from gateway.status import Status
 from gateway.supervisor import Gateway
 from simulators.elder_button import SimulatedElder
 from tests.console.rig import OFFICER, add_user, base_url, client, csrf_token, login
-from tests.helpers import elder_gpio, eventually, make_config, running, sos_mqtt, unique_site
+from tests.helpers import (
+    Watcher,
+    elder_gpio,
+    eventually,
+    intake_open,
+    make_config,
+    running,
+    sos_mqtt,
+    unique_site,
+)
 
 
 async def test_devices_offline_first(tmp_path: Path, mosquitto: Mosquitto) -> None:
@@ -33,6 +42,10 @@ async def test_devices_offline_first(tmp_path: Path, mosquitto: Mosquitto) -> No
     async with running(Gateway(config, clock=clock)) as gateway:
         await eventually(lambda: gateway.console.ready.is_set(), what="console")
         base = base_url(config)
+        async with Watcher(mosquitto.port, "unused/#", "button") as button:
+            await intake_open(gateway)
+            await button.publish(f"z2m/{site}/button-9", b'{"battery": 87}')
+            await eventually(lambda: gateway.batteries == {"button-9": 87}, what="battery")
         async with client() as session:
             assert await login(session, base, OFFICER) == 303
             async with session.get(base + "/api/stream") as stream:
@@ -49,6 +62,7 @@ async def test_devices_offline_first(tmp_path: Path, mosquitto: Mosquitto) -> No
     assert rows[1]["kind"] == "elder_button"
     assert rows[1]["place"] == {"building": "3", "unit": "1", "floor": 5}
     assert rows[0]["rejected"] == 0
+    assert (rows[0]["battery"], rows[1]["battery"]) == (87, None)
 
 
 async def test_shift_handover_on_the_page_and_the_command_line(tmp_path: Path,

@@ -294,10 +294,11 @@
   function renderDevices(data) {
     main.replaceChildren(el("h2", {}, t("devices.title")), table(
       [t("devices.id"), t("devices.kind"), t("devices.place"), t("devices.status"),
-       t("devices.last_seen"), t("devices.rejected")],
+       t("devices.last_seen"), t("devices.battery"), t("devices.rejected")],
       data.devices.map((d) => ({ class: d.status, cells: [d.id, word("kind", d.kind),
         place(d.place), word("state", d.status),
-        d.last_seen ? clockText(d.last_seen) : "—", d.rejected] }))));
+        d.last_seen ? clockText(d.last_seen) : "—",
+        d.battery === null ? "—" : Math.round(d.battery) + "%", d.rejected] }))));
   }
   function renderShift(data) {
     const row = (a) => ({ class: a.state, cells: [clockText(a.since), word("rule", a.rule),
