@@ -8,7 +8,7 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 STAMP  := $(VENV)/.installed
 
 .PHONY: all deps system-deps venv demo run test test-faults test-paho-latest fuzz lint pytest bench \
-        bench-deps clean
+        bench-deps clean screenshot
 
 all: test
 
@@ -18,7 +18,11 @@ deps: system-deps venv
 # installer tests use, each with the Debian package that has it. Only the packages of missing
 # tools are installed, and nothing that is installed already is upgraded.
 TOOLS := mosquitto:mosquitto mosquitto_passwd:mosquitto victoria-metrics:victoria-metrics \
-         influxd:influxdb openssl:openssl systemd-analyze:systemd useradd:passwd
+         influxd:influxdb openssl:openssl systemd-analyze:systemd useradd:passwd \
+         chromium:chromium chromedriver:chromium-driver
+# Files the tests need that are no command, each with its Debian package: a CJK font, without
+# which the console's Chinese shows as empty boxes in the test browser (and its screenshots)
+FILES ?= /usr/share/fonts/truetype/wqy/wqy-microhei.ttc:fonts-wqy-microhei
 # where tools are found besides $PATH (useradd is in /usr/sbin, outside a user's PATH)
 TOOL_DIRS ?= /usr/sbin /sbin
 APT_GET ?= $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get
@@ -32,6 +36,7 @@ system-deps:
 	  for dir in $(TOOL_DIRS); do [ -x "$$dir/$$tool" ] && found=1; done; \
 	  [ -n "$$found" ] || add "$${pair#*:}"; \
 	done; \
+	for pair in $(FILES); do [ -e "$${pair%%:*}" ] || add "$${pair#*:}"; done; \
 	$(PYTHON) -c 'import ensurepip, venv' >/dev/null 2>&1 || add python3-venv; \
 	if [ -n "$$need" ]; then \
 	  echo "installing $$need with apt-get"; \
@@ -104,3 +109,8 @@ bench: deps bench-deps
 
 clean:
 	rm -rf $(VENV) $(PAHO_VENV) .demo .pytest_cache .mypy_cache .ruff_cache
+
+# The console's picture in the README: the test browser's screenshot of the demo's board
+screenshot: deps
+	SCGW_SCREENSHOT=$(CURDIR)/docs/console-zh.png $(BIN)/pytest -q \
+	  tests/console/test_console_screenshot.py

@@ -27,6 +27,7 @@ from rules.engine import RuleEngine
 log = logging.getLogger(__name__)
 
 MAX_BY = 128  # characters of `by`: it is shown to everyone and kept with the alert
+MAX_REASON = 500  # characters of a reason for resolving by hand
 
 
 class AckPayload(msgspec.Struct):
@@ -45,7 +46,7 @@ class AckDesk:
     """Turns ack messages into journalled acknowledgements, refusing what is not one."""
 
     def __init__(self, topics: Topics, rules: RuleEngine,
-                 journal: Callable[[str, str, str], Awaitable[None]], counters: Counters,
+                 journal: Callable[..., Awaitable[None]], counters: Counters,
                  max_payload_bytes: int) -> None:
         self._topics = topics
         self._rules = rules
@@ -70,6 +71,41 @@ class AckDesk:
             return None
         return self._journal(rule, device, by)
 
+    async def acknowledge(self, rule: str, device: str, by: str) -> None:
+        """An acknowledgement from the console: refused (AckRefusedError, counted) as an MQTT
+        ack would be when its rule is unknown or its alert is not firing."""
+        label = rule if self._rules.knows(rule) else UNKNOWN
+        try:
+            if not 1 <= len(by) <= MAX_BY:
+                raise AckRefusedError("malformed", f"by: 1 to {MAX_BY} characters")
+            self._firing(rule, device, label)
+        except AckRefusedError as exc:
+            self._counters.inc("ack_rejected", rule=label, reason=exc.reason)
+            raise
+        await self._journal(rule, device, by)
+
+    async def resolve(self, rule: str, device: str, by: str, reason: str) -> None:
+        """A person resolves an active alert by hand, giving a reason: refused
+        (AckRefusedError, counted in `ack_rejected`) unless its rule allows that."""
+        label = rule if self._rules.knows(rule) else UNKNOWN
+        try:
+            if not 1 <= len(by) <= MAX_BY:
+                raise AckRefusedError("malformed", f"by: 1 to {MAX_BY} characters")
+            if not 1 <= len(reason) <= MAX_REASON:
+                raise AckRefusedError("malformed", f"reason: 1 to {MAX_REASON} characters")
+            if label == UNKNOWN:
+                raise AckRefusedError("unknown_rule", f"the gateway has no rule {shown(rule)}")
+            if not self._rules.resolvable(rule):
+                raise AckRefusedError("not_by_hand", f"rule {rule} does not let a person "
+                                      "resolve its alerts (clear.by_hand)")
+            if not any(a.rule == rule and a.device == device for a in self._rules.active()):
+                raise AckRefusedError("not_firing", f"the alert of {rule} on {shown(device)} "
+                                      "is not active")
+        except AckRefusedError as exc:
+            self._counters.inc("ack_rejected", rule=label, reason=exc.reason)
+            raise
+        await self._journal(rule, device, by, reason=reason)
+
     def _check(self, message: Inbound, rule: str, device: str, label: str) -> str:
         if message.retain:
             raise AckRefusedError("retained", "a retained ack is an old one: only an ack "
@@ -85,6 +121,10 @@ class AckDesk:
         except (MalformedJsonError, msgspec.ValidationError) as exc:
             raise AckRefusedError("malformed", f'{exc} (expected {{"by": "<1 to {MAX_BY} '
                                   'characters>"}})') from exc
+        self._firing(rule, device, label)
+        return by
+
+    def _firing(self, rule: str, device: str, label: str) -> None:
         if label == UNKNOWN:
             raise AckRefusedError("unknown_rule", f"the gateway has no rule {shown(rule)}")
         alert = next((a for a in self._rules.active() if a.rule == rule and a.device == device),
@@ -93,4 +133,3 @@ class AckDesk:
             state = "acknowledged already" if alert is not None else "not active"
             raise AckRefusedError("not_firing", f"the alert of {rule} on {shown(device)} is "
                                   f"{state}")
-        return by

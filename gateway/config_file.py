@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from drivers.profile import BUILTIN, ProfileLibrary
 from gateway.core.config import (
     AnyDevice,
+    ConsoleTlsConfig,
     CtwingConfig,
     CtwingDevice,
     DahuaDevice,
@@ -170,9 +171,15 @@ def _resolved(config: GatewayConfig, file: Path) -> GatewayConfig:
     http = config.http
     if http is not None and http.tls is not None:
         http = http.model_copy(update={"tls": _tls_beside(file, http.tls)})
+    console = config.console
+    if console is not None:
+        console = console.model_copy(update={
+            "tls": _tls_beside(file, console.tls) if console.tls is not None else None,
+            "users_file": _beside(file, console.users_file) if console.users_file else None})
     return config.model_copy(update={
         "broker": broker,
         "http": http,
+        "console": console,
         "journal": config.journal.model_copy(update={
             "path": _beside(file, config.journal.path),
             "status_path": _beside(file, config.journal.status_path)
@@ -190,19 +197,20 @@ def _beside(file: Path, path: Path) -> Path:
 _TLS_FILES: Final = ("ca_file", "cert_file", "key_file")
 
 
-_Tls = TypeVar("_Tls", TlsConfig, HttpTlsConfig)
+_Tls = TypeVar("_Tls", TlsConfig, HttpTlsConfig, ConsoleTlsConfig)
 
 
 def _tls_beside(file: Path, tls: _Tls) -> _Tls:
     return tls.model_copy(update={key: _beside(file, value) for key in _TLS_FILES
-                                  if (value := getattr(tls, key)) is not None})
+                                  if (value := getattr(tls, key, None)) is not None})
 
 
-def _tls_problems(prefix: str, tls: TlsConfig | HttpTlsConfig, base: Path) -> list[Problem]:
+def _tls_problems(prefix: str, tls: TlsConfig | HttpTlsConfig | ConsoleTlsConfig,
+                  base: Path) -> list[Problem]:
     """The files a TLS table names that are not there."""
     problems = []
     for key in _TLS_FILES:
-        value = getattr(tls, key)
+        value = getattr(tls, key, None)
         if value is not None and not (value if value.is_absolute() else base / value).is_file():
             problems.append(Problem(f"{prefix}.{key}", f"no such file: {value}"))
     return problems
@@ -377,6 +385,8 @@ def _cross_checks(config: GatewayConfig, places: _Places, base: Path, env: Mappi
         problems += _tls_problems("broker.tls", config.broker.tls, base)
     if config.http is not None and config.http.tls is not None:
         problems += _tls_problems("http.tls", config.http.tls, base)
+    if config.console is not None and config.console.tls is not None:
+        problems += _tls_problems("console.tls", config.console.tls, base)
     return problems
 
 

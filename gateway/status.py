@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from gateway.core.clock import Clock
@@ -38,6 +39,7 @@ class StatusBoard:
         # (device, kind, old, new) for every change; the gateway journals them as events
         self.transitions: asyncio.Queue[tuple[str, DeviceKind, Status | None, Status]] = (
             asyncio.Queue())
+        self.listeners: list[Callable[[], None]] = []  # told of every change (the console)
 
     def add(self, device: str, kind: DeviceKind, heartbeat_s: float, now: float) -> None:
         self._devices[device] = _Device(kind, heartbeat_s, now)
@@ -49,6 +51,8 @@ class StatusBoard:
             entry.status = status
             log.info("device %s is %s", device, status)
             self.changed.set()
+            for listener in self.listeners:
+                listener()
 
     def seen(self, device: str, now: float) -> None:
         """A good message arrived from `device` at monotonic time `now`."""

@@ -22,6 +22,7 @@ from drivers.registry import Context, build_drivers
 from drivers.zigbee2mqtt import BridgedDevice, Zigbee2MqttBridges
 from gateway.acks import AckDesk
 from gateway.clock_sync import ClockProbe, read_kernel_clock, trustworthy
+from gateway.console.alert_log import AlertLog
 from gateway.core.clock import Clock, SystemClock
 from gateway.core.config import (
     BROKER_MESSAGE_LIMIT,
@@ -151,6 +152,14 @@ class Gateway:
         self.notify_sink = NotifySink(
             self.journal, self.link, self.clock, self.counters,
             apprise_at_start=needs_apprise(self.contacts.every_target() if self.contacts else ()))
+        # the console's alert timelines: transitions, notifications and people's notes
+        self.alert_log: AlertLog | None = None
+        if config.console is not None:
+            self.alert_log = AlertLog(self.journal, self.clock, config.console.keep_days)
+            self.notify_sink.listeners.append(self.alert_log.notified)
+        self.console: Any = None  # the console's server, while it runs
+        # the latest battery level (%) of each device that reports one, for the console
+        self.batteries: dict[str, float] | None = {} if config.console is not None else None
         self.ready = asyncio.Event()
         self._alarm_refused = False  # an alarm found no room, none was journalled since
         self._stop = asyncio.Event()
@@ -212,6 +221,10 @@ class Gateway:
         ts = self._readings_timeline.stamp(reading.device, reading.ts)
         if ts != reading.ts:
             reading = msgspec.structs.replace(reading, ts=ts)
+        if self.batteries is not None:
+            level = reading.values.get("battery_pct", reading.values.get("battery"))
+            if isinstance(level, int | float) and not isinstance(level, bool):
+                self.batteries[reading.device] = level
         self.telemetry.push(reading)
 
     def _shed(self, reading: Reading) -> bool:
@@ -269,6 +282,8 @@ class Gateway:
     async def run(self) -> None:
         async with self.journal, asyncio.TaskGroup() as group:
             await self.runner.restore()
+            if self.alert_log is not None:
+                await self.alert_log.load()
             active = self.rules.active()
             self.mqtt_sink.seed(active)
             for alert in active:
@@ -303,6 +318,14 @@ class Gateway:
 
                 server = MetricsServer(self, self.config.metrics)
                 core.append(task("gw.metrics", server.run))
+            if self.config.console is not None and self.alert_log is not None:
+                from gateway.console.accounts import users_path
+                from gateway.console.server import ConsoleServer  # aiohttp.web, argon2
+
+                self.console = ConsoleServer(self, self.alert_log, self.config.console,
+                                             users_path(self.config))
+                core.append(task("gw.console.timelines", self.alert_log.run))
+                core.append(task("gw.console", self.console.run))
             drivers = [
                 task(f"gw.{driver.name}", functools.partial(driver.run, self))
                 for driver in self.drivers
@@ -488,13 +511,16 @@ class Gateway:
                     for a in self.rules.active()],
         )
 
-    async def ack(self, rule: str, device: str, by: str) -> None:
-        """Journal an acknowledgement; the rules apply it in order with everything else."""
+    async def ack(self, rule: str, device: str, by: str, *, reason: str | None = None) -> None:
+        """Journal an acknowledgement (with a reason: a resolution by hand); the rules apply
+        it in order with everything else."""
         ts = self.clock.now_ms()
         await self.journal.append(AckCommand(id=new_id(ts), ts=ts, rule=rule, device=device,
-                                             by=by))
+                                             by=by, reason=reason))
 
     def _feedback(self, alert: Alert) -> None:
+        if self.alert_log is not None:
+            self.alert_log.transition(alert)
         button = self.buttons.get(alert.device)
         if button is not None:
             button.on_alert(alert)

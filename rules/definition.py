@@ -44,13 +44,15 @@ class Match:
 class Clear:
     """How an alert ends: clear events, a clear condition (hysteresis), a quiet time.
 
-    A latched alert resolves only once acknowledged as well.
+    A latched alert resolves only once acknowledged as well. `by_hand`: a person may also
+    resolve it, giving a reason (the duty office found a false press).
     """
 
     types: frozenset[str] = frozenset()
     condition: Condition | None = None
     after_ms: int | None = None
     latch: bool = False
+    by_hand: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

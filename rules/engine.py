@@ -23,6 +23,17 @@ from rules.state_rows import LEGACY, META, Changes, SavedRows
 from rules.state_rows import decode as decode_rows
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Escalation:
+    """Where an active alert's escalation stands."""
+
+    groups: tuple[str, ...]  # the policy's steps, in order
+    reached: int  # steps sent in this round
+    round: int
+    next_at: int | None  # when the next step goes out unless acknowledged; None: no more
+    next_group: str | None
+
+
 @dataclass(frozen=True, slots=True)
 class _Judgement:
     """What one record says about one rule for its device."""
@@ -71,7 +82,8 @@ class RuleEngine:
                             reading.values)
 
     def on_ack(self, ack: AckCommand) -> list[Alert]:
-        """Acknowledge the firing alert of `ack.rule` on `ack.device` (a device or place key)."""
+        """Acknowledge the firing alert of `ack.rule` on `ack.device` (a device or place key);
+        with `ack.reason`, resolve it by hand if its rule allows that."""
         self._begin()
         at = self._at(ack.ts)
         self._advance(at)
@@ -79,7 +91,10 @@ class RuleEngine:
         state = self._state.rules.get(ack.rule)
         slot = state.slots.get(ack.device) if state is not None else None
         if rule is not None and slot is not None:
-            self._life.acknowledge(rule, ack.device, slot, ack, at)
+            if ack.reason is not None:
+                self._life.resolve_by_hand(rule, ack.device, slot, ack, at)
+            else:
+                self._life.acknowledge(rule, ack.device, slot, ack, at)
             self._after(rule, ack.device, slot)
         return self._end()
 
@@ -112,6 +127,24 @@ class RuleEngine:
         """The notification intents produced since the last call, oldest first."""
         out, self._state.outbox = self._state.outbox, []
         return out
+
+    def escalation(self, rule_id: str, key: str) -> Escalation | None:
+        """The escalation of the active alert of `rule_id` on `key`, if it has a policy."""
+        rule = self._rules.get(rule_id)
+        slot = self._slot(rule_id, key)
+        policy = self._pack.escalations.get(rule.escalation or "") if rule else None
+        if policy is None or slot is None or slot.alert is None:
+            return None
+        going = slot.escalating and slot.phase is Phase.FIRING and slot.step < len(policy.steps)
+        return Escalation(
+            groups=tuple(s.group for s in policy.steps), reached=slot.step, round=slot.round,
+            next_at=policy.deadline(slot.alert.since, slot.round, slot.step) if going else None,
+            next_group=policy.steps[slot.step].group if going else None)
+
+    def resolvable(self, rule_id: str) -> bool:
+        """Whether a person may resolve the alerts of `rule_id` by hand."""
+        rule = self._rules.get(rule_id)
+        return rule is not None and rule.clear.by_hand
 
     def knows(self, rule: str) -> bool:
         """Whether `rule` is the id of one of the installed rules."""

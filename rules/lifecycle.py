@@ -96,6 +96,17 @@ class Lifecycle:
         self.alerts.append(slot.alert)
         self.settle(rule, key, slot, at, ack.id, alert.value, by=ack.by)
 
+    def resolve_by_hand(self, rule: Rule, key: str, slot: Slot, ack: AckCommand,
+                        at: int) -> None:
+        """A person ends the alert, with a reason, where the rule allows it."""
+        alert = slot.alert
+        if not rule.clear.by_hand or alert is None \
+                or slot.phase not in (Phase.FIRING, Phase.ACKNOWLEDGED):
+            return
+        slot.members = {}
+        self.resolve(rule, key, slot, at, ack.id, alert.value,
+                     f"{alert.message} (resolved by {ack.by}: {ack.reason})", by=ack.by)
+
     def settle(self, rule: Rule, key: str, slot: Slot, at: int, cause: str | None,
                value: Scalar | None, *, by: str | None) -> None:
         """Resolve once no device meets the rule any more (and, if latched, once acknowledged).

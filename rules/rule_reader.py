@@ -24,7 +24,7 @@ _RULE_KEYS = ("id", "description", "match", "condition", "consecutive", "at_once
               "count", "absence", "clear", "key", "severity", "message", "resolve_message",
               "escalation", "min_refire")
 _MATCH_KEYS = ("kind", "type", "devices", "building", "unit", "floor")
-_CLEAR_KEYS = ("type", "condition", "after", "latch")
+_CLEAR_KEYS = ("type", "condition", "after", "latch", "by_hand")
 ANY = "any"
 
 E = TypeVar("E", KeyBy, Severity)
@@ -186,7 +186,7 @@ class RuleReader:
             return Clear(condition=condition) if condition is not None else None
         if not isinstance(node.value, dict):
             self.report(node.line, "clear: is a condition, or a mapping with type, condition, "
-                                   "after, latch")
+                                   "after, latch, by_hand")
             return None
         spec = node.value
         for key in spec:
@@ -210,8 +210,12 @@ class RuleReader:
         if latch is not None and not isinstance(latch.value, bool):
             self.report(latch.line, "latch: is true or false")
             return None
+        by_hand = spec.get("by_hand")
+        if by_hand is not None and not isinstance(by_hand.value, bool):
+            self.report(by_hand.line, "by_hand: is true or false")
+            return None
         return Clear(types=types, condition=condition, after_ms=after_ms,
-                     latch=bool(latch and latch.value))
+                     latch=bool(latch and latch.value), by_hand=bool(by_hand and by_hand.value))
 
     def _count(self, node: Node | None) -> Count | None:
         if node is None:

@@ -124,6 +124,7 @@ class SimulatedSite:
         }
         self.http_port = free_port()
         self.gb26875_port = free_port()
+        self.console_port = free_port()  # the duty office's console
         self.devices: dict[str, SimDevice] = {}
         # device id -> the interval at which its simulator sends a heartbeat
         self.heartbeats: dict[str, float] = {}
@@ -185,6 +186,10 @@ port = {self.http_port}
 [gb26875]
 host = "127.0.0.1"
 port = {self.gb26875_port}
+
+[console]
+host = "127.0.0.1"
+port = {self.console_port}
 
 [[buses]]
 id = "rs485-1"

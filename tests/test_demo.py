@@ -45,6 +45,18 @@ def test_demo_shows_alarm_ack_and_store_points_within_ten_seconds(tmp_path: Path
     assert re.search(r"elder-3-1-502\s*│\s*firing\s*│\s*1\s*│", table)
     assert re.search(r"elder-3-1-502\s*│\s*acknowledged\s*│\s*2\s*│", table)
     assert "Stopped everything the demo started." in out
+    # the console: its address and a login made for this demo, its password printed once;
+    # the simulated duty officer acknowledged on the console, with a note in the timeline
+    login = re.search(r"console\s+http://127\.0\.0\.1:\d+/\s+login demo, password (\S+) "
+                      r"\(made for this demo; shown once\)", out)
+    assert login, out
+    assert out.count(login.group(1)) == 1
+    from gateway.console.report import read_records
+
+    [record] = [r for r in read_records(tmp_path / "demo" / "journal.db")
+                if r.alert.device == "elder-3-1-502"]
+    assert [(e.what, e.by, e.note) for e in record.entries if e.by == "duty-office"] == [
+        ("acknowledged", "duty-office", None), ("ack_note", "duty-office", "on my way")]
     # the servers it started are gone: their ports refuse connections
     for port in re.findall(r"(?:mqtt|http)://127\.0\.0\.1:(\d+)", out)[:2]:
         with pytest.raises(ConnectionRefusedError):

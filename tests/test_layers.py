@@ -45,6 +45,7 @@ LAYERS: Mapping[str, str] = {
     "gateway.acks": "runtime",
     "gateway.clock_sync": "runtime",
     "gateway.config_file": "runtime",
+    "gateway.console": "runtime",
     "gateway.journal": "runtime",
     "gateway.link": "runtime",
     "gateway.metrics": "runtime",

@@ -16,9 +16,11 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 TOOLS = {"mosquitto": "mosquitto", "mosquitto_passwd": "mosquitto",
          "victoria-metrics": "victoria-metrics", "influxd": "influxdb", "openssl": "openssl",
-         "systemd-analyze": "systemd", "useradd": "passwd"}
+         "systemd-analyze": "systemd", "useradd": "passwd", "chromium": "chromium",
+         "chromedriver": "chromium-driver"}
+FONT = "font"  # in `present`: the CJK font file is there
 EVERYTHING = ["mosquitto", "victoria-metrics", "influxdb", "openssl", "systemd", "passwd",
-              "python3-venv"]
+              "chromium", "chromium-driver", "fonts-wqy-microhei", "python3-venv"]
 
 
 def _system_deps(tmp_path: Path, present: set[str],
@@ -26,7 +28,10 @@ def _system_deps(tmp_path: Path, present: set[str],
     """The apt-get calls `make system-deps` makes when only `present` tools are installed."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    for tool in present:
+    font = tmp_path / "font.ttc"
+    if FONT in present:
+        font.write_bytes(b"")
+    for tool in present - {FONT}:
         (bin_dir / tool).write_text("#!/bin/sh\n")
         (bin_dir / tool).chmod(0o755)
     calls = tmp_path / "apt-get.calls"
@@ -43,7 +48,7 @@ def _system_deps(tmp_path: Path, present: set[str],
     assert make is not None
     result = subprocess.run(
         [make, "-s", "-C", str(REPO), "system-deps", f"PYTHON={python}", "TOOL_DIRS=",
-         f"APT_GET={recorder}"],
+         f"FILES={font}:fonts-wqy-microhei", f"APT_GET={recorder}"],
         env={**os.environ, "PATH": str(bin_dir)}, capture_output=True, text=True, timeout=60,
         check=False)
     assert result.returncode == 0, result.stderr
@@ -53,18 +58,18 @@ def _system_deps(tmp_path: Path, present: set[str],
 
 
 def test_nothing_is_installed_when_every_tool_is_there(tmp_path: Path) -> None:
-    assert _system_deps(tmp_path, set(TOOLS)) == []
+    assert _system_deps(tmp_path, {*TOOLS, FONT}) == []
 
 
 def test_only_the_packages_of_missing_tools_are_installed(tmp_path: Path) -> None:
-    calls = _system_deps(tmp_path, set(TOOLS) - {"influxd", "useradd"})
+    calls = _system_deps(tmp_path, {*TOOLS, FONT} - {"influxd", "useradd"})
     assert calls == [["update", "-qq"], ["install", "-y", "-qq", "--no-upgrade", "influxdb",
                                          "passwd"]]
 
 
 @pytest.mark.parametrize("missing", ["mosquitto", "mosquitto_passwd"])
 def test_one_package_for_tools_it_shares(tmp_path: Path, missing: str) -> None:
-    calls = _system_deps(tmp_path, set(TOOLS) - {"mosquitto", "mosquitto_passwd"} | (
+    calls = _system_deps(tmp_path, {*TOOLS, FONT} - {"mosquitto", "mosquitto_passwd"} | (
         {"mosquitto", "mosquitto_passwd"} - {missing}))
     assert calls[-1] == ["install", "-y", "-qq", "--no-upgrade", "mosquitto"]
 
@@ -72,3 +77,9 @@ def test_one_package_for_tools_it_shares(tmp_path: Path, missing: str) -> None:
 def test_a_fresh_machine_gets_everything(tmp_path: Path) -> None:
     calls = _system_deps(tmp_path, set(), venv_module=False)
     assert calls == [["update", "-qq"], ["install", "-y", "-qq", "--no-upgrade", *EVERYTHING]]
+
+
+def test_the_cjk_font_is_installed_when_missing(tmp_path: Path) -> None:
+    calls = _system_deps(tmp_path, set(TOOLS))
+    assert calls == [["update", "-qq"], ["install", "-y", "-qq", "--no-upgrade",
+                                         "fonts-wqy-microhei"]]

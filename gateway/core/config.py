@@ -251,6 +251,25 @@ class MetricsConfig(_Strict):
     port: int = Field(default=9108, ge=1, le=65535)
 
 
+class ConsoleTlsConfig(_Strict):
+    cert_file: Path
+    key_file: Path
+
+
+class ConsoleConfig(_Strict):
+    """The duty office's console: a web page served by the gateway on the compound's LAN."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8088, ge=1, le=65535)
+    tls: ConsoleTlsConfig | None = None  # without it, plain HTTP (a trusted LAN only)
+    # accounts (`scgw users`) and sessions: beside the journal unless set
+    users_file: Path | None = None
+    session_hours: float = Field(default=12.0, gt=0, le=168)
+    language: Literal["zh-CN", "en"] = "zh-CN"  # when neither the user nor the browser says
+    # an alert's timeline (who did what, when) is kept this long after it resolved
+    keep_days: float = Field(default=30.0, gt=0, le=3650)
+
+
 class _DeviceBase(_Strict):
     id: str = Field(pattern=_NAME)
     kind: DeviceKind
@@ -419,6 +438,7 @@ class GatewayConfig(_Strict):
     gb26875: Gb26875ServerConfig | None = None
     metrics: MetricsConfig | None = None
     limits: LimitsConfig = LimitsConfig()
+    console: ConsoleConfig | None = None
     buses: list[ModbusBusConfig] = Field(default_factory=list)
     devices: list[DeviceConfig] = Field(default_factory=list)
 

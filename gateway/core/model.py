@@ -120,7 +120,8 @@ class Alert(msgspec.Struct, frozen=True, kw_only=True, tag="alert", tag_field="r
 
 
 class AckCommand(msgspec.Struct, frozen=True, kw_only=True, tag="ack", tag_field="rec"):
-    """A person's acknowledgement of the alert of `rule` on `device`."""
+    """A person's acknowledgement of the alert of `rule` on `device`; with a `reason`, the
+    person resolves it by hand (where its rule allows that)."""
 
     v: int = SCHEMA_VERSION
     id: str
@@ -128,6 +129,7 @@ class AckCommand(msgspec.Struct, frozen=True, kw_only=True, tag="ack", tag_field
     rule: str
     device: str
     by: str
+    reason: str | None = None
 
 
 class NotifyReason(enum.StrEnum):

@@ -484,6 +484,121 @@ def hikvision_setup(
         raise typer.Exit(1) from exc
     print(f"{device}: alarm server set to {entry['ipAddress']}:{entry['portNo']}"
           f"{entry['url']} ({entry['httpAuthenticationMethod']}), read back")
+users_app = typer.Typer(no_args_is_help=True,
+                        help="The duty console's accounts (officers act, viewers see).")
+report_app = typer.Typer(no_args_is_help=True, help="Reports from the gateway's journal.")
+app.add_typer(users_app, name="users")
+app.add_typer(report_app, name="report")
+
+
+def _accounts(config: Path) -> Any:
+    from gateway.console.accounts import Accounts, users_path
+
+    return Accounts(users_path(_load(config, secrets=())))
+
+
+def _new_password(name: str) -> str:
+    """Asked twice on the terminal, never on the command line (it would stay in the
+    shell's history and show in the process list)."""
+    import getpass
+
+    from gateway.console.accounts import AccountError, check_password
+
+    password = getpass.getpass(f"password for {name}: ")
+    try:
+        check_password(password)
+    except AccountError as exc:
+        err().print(f"refused: {exc}", soft_wrap=True, markup=False, highlight=False)
+        raise typer.Exit(EXIT_CONFIG) from None
+    if getpass.getpass("the same again: ") != password:
+        err().print("refused: the two passwords differ", markup=False)
+        raise typer.Exit(EXIT_CONFIG)
+    return password
+
+
+def _account_change(action: Any, *args: Any) -> None:
+    from gateway.console.accounts import AccountError
+
+    try:
+        action(*args)
+    except AccountError as exc:
+        err().print(f"refused: {exc}", soft_wrap=True, markup=False, highlight=False)
+        raise typer.Exit(EXIT_CONFIG) from None
+
+
+@users_app.command("add")
+def users_add(
+    name: Annotated[str, typer.Argument(help="The login name, e.g. wang.")],
+    config: ConfigOption,
+    role: Annotated[str, typer.Option(help="officer (sees and acts) or viewer (sees).")],
+    language: Annotated[str | None, typer.Option(
+        help="zh-CN or en; left out: the browser's language.")] = None,
+) -> None:
+    """Add an account; its password is asked on the terminal (exit 2 if refused)."""
+    from gateway.console.accounts import AccountError, Role, check_name
+
+    accounts = _accounts(config)
+    try:
+        check_name(name)
+        chosen = Role(role)
+    except (AccountError, ValueError) as exc:
+        reason = exc if isinstance(exc, AccountError) else f"role {role!r}: officer or viewer"
+        err().print(f"refused: {reason}", soft_wrap=True, markup=False, highlight=False)
+        raise typer.Exit(EXIT_CONFIG) from None
+    if name in accounts.users():
+        err().print(f"refused: user {name} exists already", markup=False)
+        raise typer.Exit(EXIT_CONFIG)
+    _account_change(accounts.add, name, chosen, _new_password(name), language)
+    _console().print(f"added {name} ({chosen}) to {accounts.path}", markup=False,
+                     highlight=False)
+
+
+@users_app.command("passwd")
+def users_passwd(name: Annotated[str, typer.Argument(help="The login name.")],
+                 config: ConfigOption) -> None:
+    """Give an account a new password (asked on the terminal); its sessions end."""
+    accounts = _accounts(config)
+    if name not in accounts.users():
+        err().print(f"no user {name}", markup=False)
+        raise typer.Exit(1)
+    _account_change(accounts.passwd, name, _new_password(name))
+    _console().print(f"new password for {name}", markup=False, highlight=False)
+
+
+@users_app.command("remove")
+def users_remove(name: Annotated[str, typer.Argument(help="The login name.")],
+                 config: ConfigOption) -> None:
+    """Remove an account; its sessions end at their next request."""
+    accounts = _accounts(config)
+    _account_change(accounts.remove, name)
+    _console().print(f"removed {name}", markup=False, highlight=False)
+
+
+@users_app.command("list")
+def users_list(config: ConfigOption) -> None:
+    """The accounts: name, role and language, tab-separated."""
+    for name, account in sorted(_accounts(config).users().items()):
+        print(f"{name}\t{account.role}\t{account.language or '-'}")
+
+
+@report_app.command("shift")
+def report_shift(
+    config: ConfigOption,
+    since: Annotated[str, typer.Option(help="How far back the shift goes, e.g. 12h or 90m.")
+                     ] = "12h",
+) -> None:
+    """The shift handover: the alerts of the shift, which are open, who acknowledged what
+    and how fast (read from the journal; the gateway may be running)."""
+    from gateway.console.report import print_shift
+    from rules.source import parse_duration
+
+    cfg = _load(config, secrets=())
+    try:
+        back_ms = parse_duration(since)
+    except ValueError as exc:
+        err().print(f"--since {since}: {exc}", soft_wrap=True, markup=False)
+        raise typer.Exit(EXIT_CONFIG) from None
+    print_shift(cfg.journal.path, round(time.time() * 1000) - back_ms, _console())
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 import signal
 from pathlib import Path
 
@@ -13,17 +14,20 @@ from rich.console import Console
 from rich.table import Table
 
 from gateway.config_file import load_config
+from gateway.console.accounts import Accounts, Role, users_path
 from gateway.core.config import GatewayConfig
 from gateway.core.model import Alert, AlertState, DeviceEvent, Notify
 from gateway.ops.private_servers import Mosquitto, VictoriaMetrics
 from gateway.ops.store_query import Series, export, export_url
 from gateway.supervisor import Gateway
-from simulators.duty_officer import DutyOfficer
+from simulators.duty_officer import ConsoleLogin, DutyOfficer
 from simulators.scenarios import SCENARIOS
 from simulators.site import SITE, SimulatedSite
 
 INTAKE_WAIT_S = 10.0  # for the broker, the HTTP receiver and the serial ports
 ALERT_MATCH = '{__name__=~"sc_alert_state_code"}'
+DEMO_USER = "demo"  # the console's login for whoever watches the demo
+OFFICER_USER = "duty-office"  # the simulated duty officer's, who acknowledges on the console
 
 _STYLE = {AlertState.FIRING: "bold red", AlertState.ACKNOWLEDGED: "yellow",
           AlertState.RESOLVED: "green"}
@@ -50,16 +54,33 @@ async def run_site(workdir: Path, scenarios: list[str], duration: float | None,
             config_file = workdir / "gateway.toml"
             config_file.write_text(site.config(mosquitto.port, store.url))
             config = await asyncio.to_thread(load_config, config_file)
-            await _run(config, site, store.url, scenarios, duration, console, officer, stay)
+            login, shown = await _console_logins(config)
+            await _run(config, site, store.url, scenarios, duration, console,
+                       login if officer else None, stay, shown)
     finally:
         await asyncio.to_thread(mosquitto.stop)
         await asyncio.to_thread(store.stop)
         console.print("[bold]Stopped everything the demo started.[/bold]")
 
 
+async def _console_logins(config: GatewayConfig) -> tuple[ConsoleLogin, str]:
+    """A login for the person watching the demo, and one for the simulated duty officer;
+    the demo's alone, made afresh at every start. Returns the officer's, and the line that
+    shows the console's address and the person's random password (printed once)."""
+    assert config.console is not None
+    url = f"http://{config.console.host}:{config.console.port}"
+    accounts = Accounts(users_path(config))
+    password, officer = secrets.token_urlsafe(12), secrets.token_urlsafe(16)
+    await asyncio.to_thread(accounts.add, DEMO_USER, Role.OFFICER, password)
+    await asyncio.to_thread(accounts.add, OFFICER_USER, Role.OFFICER, officer)
+    shown = (f"  console          {url}/  login {DEMO_USER}, password {password} "
+             "(made for this demo; shown once)")
+    return ConsoleLogin(url, OFFICER_USER, officer), shown
+
+
 async def _run(config: GatewayConfig, site: SimulatedSite, store_url: str,
                scenarios: list[str], duration: float | None, console: Console,
-               officer: bool, stay: bool) -> None:
+               officer: ConsoleLogin | None, stay: bool, login_line: str) -> None:
     gateway = Gateway(config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -72,13 +93,18 @@ async def _run(config: GatewayConfig, site: SimulatedSite, store_url: str,
 
     async def watch() -> None:
         async for alert in DutyOfficer("127.0.0.1", config.broker.port, config.site,
-                                       ack_after_s=2.0 if officer else None).watch():
+                                       name=OFFICER_USER,
+                                       ack_after_s=2.0 if officer else None,
+                                       console=officer).watch():
             _print_alert(console, alert, loop.time() - started)
             if alert.state is AlertState.ACKNOWLEDGED:
                 await _show_points(console, store_url, alert)
 
     async def play() -> None:
         await gateway.ready.wait()
+        if gateway.console is not None:
+            await gateway.console.ready.wait()  # the address works once it is shown
+            console.print(login_line, markup=False, highlight=False, soft_wrap=True)
         try:
             async with asyncio.timeout(INTAKE_WAIT_S):
                 await gateway.intake_open()
@@ -142,7 +168,7 @@ async def _events(config: GatewayConfig, console: Console, now: object, started:
 
 
 def _forget_journal(workdir: Path) -> None:
-    for old in workdir.glob("journal.db*"):
+    for old in [*workdir.glob("journal.db*"), *workdir.glob("console-users.json*")]:
         old.unlink()
 
 

@@ -18,7 +18,7 @@ import asyncio
 import functools
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -90,6 +90,8 @@ class NotifySink:
         self._room = asyncio.Event()  # set when an intent is finished
         self.cursor = 0
         self.moved = asyncio.Event()  # set whenever the cursor advances
+        # told of every target done: (intent, delivered); the console's timelines
+        self.listeners: list[Callable[[Notify, bool], None]] = []
 
     async def run(self) -> None:
         self.cursor = self._read_upto = await self._journal.cursor(CONSUMER)
@@ -154,6 +156,8 @@ class NotifySink:
         # the target is done for good: a restart must not send it again
         await self._move({delivery.key: delivery.done()})
         self._counters.inc("notified" if delivered else "notify_failed", group=intent.group)
+        for listener in self.listeners:
+            listener(intent, delivered)
 
     async def _move(self, state: dict[str, bytes | None]) -> None:
         """Commit `state` and move the cursor to just before the oldest open intent."""

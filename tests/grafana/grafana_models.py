@@ -119,7 +119,7 @@ class Matcher(_Strict):
 
 class Property(_Strict):
     id: Literal["unit", "decimals", "mappings", "thresholds", "color", "custom.cellOptions",
-                "displayName"]
+                "displayName", "links"]
     value: Any
 
     @model_validator(mode="after")
@@ -132,7 +132,17 @@ class Property(_Strict):
             Thresholds.model_validate(self.value)
         elif self.id == "color":
             Color.model_validate(self.value)
+        elif self.id == "links":
+            [DataLink.model_validate(link) for link in self.value]
         return self
+
+
+class DataLink(_Strict):
+    """A data link: Grafana fills `${...}` in its url from the row it is clicked on."""
+
+    title: str = Field(min_length=1)
+    url: str = Field(min_length=1)
+    targetBlank: bool = False
 
 
 class Override(_Strict):
@@ -191,8 +201,20 @@ class Variable(_Strict):
     hide: Literal[0, 1, 2]
 
 
+class TextVariable(_Strict):
+    """A text box on the dashboard (its value in `query`), e.g. another service's address."""
+
+    name: str = Field(pattern=r"^\w+$")
+    label: str
+    type: Literal["textbox"]
+    query: str
+    current: dict[str, Any]
+    options: list[Any]
+    hide: Literal[0, 1, 2]
+
+
 class Templating(_Strict):
-    variables: list[Variable] = Field(alias="list")
+    variables: list[Variable | TextVariable] = Field(alias="list")
 
 
 class TimeRange(_Strict):

@@ -28,7 +28,7 @@ def test_dashboard_is_a_valid_grafana_dashboard() -> None:
     assert dashboard.uid == DASHBOARD_UID
     assert {p.type for p in dashboard.panels} == {"table", "state-timeline", "barchart",
                                                   "timeseries"}
-    assert [v.name for v in dashboard.templating.variables] == ["building"]
+    assert [v.name for v in dashboard.templating.variables] == ["building", "console"]
     assert dashboard.templating.variables[0].query == QUERIES["buildings"].text
 
 
@@ -135,3 +135,16 @@ def test_export_command_writes_the_files(tmp_path: Path) -> None:
     (datasource,) = yaml.safe_load(expected["datasources/scgw.yaml"])["datasources"]
     assert (datasource["url"], datasource["jsonData"]["dbName"]) == ("http://influx.lan:8086",
                                                                      "c1")
+
+
+def test_active_alarms_link_each_alert_to_the_console() -> None:
+    model = dashboard_model(DATASOURCE_UID)
+    [table] = [p for p in model["panels"] if p["title"] == "Active alarms"]
+    [links] = [prop["value"] for o in table["fieldConfig"]["overrides"]
+               if o["matcher"]["options"] == "device"
+               for prop in o["properties"] if prop["id"] == "links"]
+    assert links[0]["url"] == ("${console}/?rule=${__data.fields.rule}"
+                               "&device=${__data.fields.device}")
+    [console] = [v for v in model["templating"]["list"] if v["name"] == "console"]
+    assert console["type"] == "textbox"
+

@@ -78,11 +78,13 @@ class Sim:
         self.until(at)
         return self._take(self.engine.on_reading(reading))
 
-    def ack(self, rule: str, key: str, at: float, by: str = "duty") -> list[Alert]:
+    def ack(self, rule: str, key: str, at: float, by: str = "duty",
+            reason: str | None = None) -> list[Alert]:
         self._serial += 1
         self.until(at)
         return self._take(self.engine.on_ack(AckCommand(id=f"a{self._serial}", ts=ms(at),
-                                                        rule=rule, device=key, by=by)))
+                                                        rule=rule, device=key, by=by,
+                                                        reason=reason)))
 
     def until(self, at: float) -> list[Alert]:
         """Let simulated time pass to `at` seconds, calling on_time at every deadline."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from gateway.core.kinds import make_event
 from gateway.core.model import AlertState, Severity, decode, encode
-from tests.rules.sim import ACKED, FIRING, RESOLVED, Sim
+from tests.rules.sim import ACKED, FIRING, RESOLVED, Sim, default_pack
 
 SOS = """
 rules:
@@ -155,3 +155,35 @@ def test_transitions_never_go_back_in_time() -> None:
     out = sim.engine.on_event(make_event(sim.alerts[0].kind, "elder-1", "cancel",
                                          sim.alerts[0].ts - 50_000))
     assert out[0].ts == sim.alerts[0].ts
+
+
+def test_a_person_resolves_by_hand_where_the_rule_allows_it() -> None:
+    sim = Sim(SOS.replace("clear: {type: cancel}", "clear: {type: cancel, by_hand: true}"))
+    assert sim.engine.resolvable("sos")
+    (fired,) = sim.event("elder-1", "press", 0)
+    (resolved,) = sim.ack("sos", "elder-1", 90, by="wang", reason="false press, checked")
+    assert (resolved.id, resolved.state, resolved.by) == (fired.id, RESOLVED, "wang")
+    assert resolved.message == "SOS elder-1 (building 3, unit 1, floor 5) (resolved by " \
+                               "wang: false press, checked)"
+    assert sim.engine.active() == []
+    assert sim.event("elder-1", "press", 100)[0].state is FIRING  # a new press, a new alert
+
+
+def test_resolving_by_hand_stops_the_escalation_and_tells_who_was_told() -> None:
+    sim = Sim(default_pack())
+    sim.event("elder-1", "press", 0)
+    sim.until(150)  # family at once, the duty office at 2 min
+    sim.ack("elder.sos", "elder-1", 160, by="wang", reason="visited: all well")
+    sim.until(3600)
+    # no clinic at 5 min: the two groups told are told it is over
+    assert [(n.group, n.reason) for n in sim.notes] == [
+        ("family", "escalation"), ("duty_office", "escalation"), ("family", "resolved"),
+        ("duty_office", "resolved")]
+
+
+def test_without_by_hand_a_reason_changes_nothing() -> None:
+    sim = Sim(SOS)
+    assert not sim.engine.resolvable("sos")
+    sim.event("elder-1", "press", 0)
+    assert sim.ack("sos", "elder-1", 10, reason="tried") == []
+    assert sim.states() == [("sos", "elder-1", FIRING, 0)]

@@ -148,6 +148,9 @@ def test_a_block_expression_reports_the_line_of_the_mistake() -> None:
      "notify: b}\n", 5, "steps must be in order"),
     ("rules:\n  - id: r\n    match: {kind: smoke, type: any}\n    absence: 10m\n"
      "    key: building\n    message: m\n", 5, "an absence rule is keyed by device"),
+    ("rules:\n  - id: r\n    match: {kind: smoke, type: alarm}\n"
+     "    clear: {type: alarm_cleared, by_hand: 'yes'}\n    message: m\n", 4,
+     "by_hand: is true or false"),
 ])
 def test_mistakes_are_located(text: str, line: int, message: str) -> None:
     with pytest.raises(RuleError) as caught:

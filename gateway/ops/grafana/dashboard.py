@@ -13,6 +13,7 @@ FOLDER_UID: Final = "scgw"
 FOLDER_TITLE: Final = "Smart community"
 # the model version of Grafana 10.4 / 11.0; newer Grafana migrates it on load
 SCHEMA_VERSION: Final = 39
+CONSOLE_URL: Final = "http://scgw.local:8088"  # the Pi's console, as its [console] serves it
 
 
 def datasource_ref(uid: str) -> dict[str, str]:
@@ -55,6 +56,15 @@ def dashboard_model(datasource_uid: str) -> dict[str, Any]:
             "sort": 1,
             "current": {"selected": True, "text": ["All"], "value": ["$__all"]},
             "options": [],
+            "hide": 0,
+        }, {
+            # where the active alarms' links lead: the gateway's console
+            "name": "console",
+            "label": "Console",
+            "type": "textbox",
+            "query": CONSOLE_URL,
+            "current": {"selected": False, "text": CONSOLE_URL, "value": CONSOLE_URL},
+            "options": [{"selected": True, "text": CONSOLE_URL, "value": CONSOLE_URL}],
             "hide": 0,
         }]},
         "panels": [_panel(panel, ref) for panel in PANELS],

@@ -97,6 +97,11 @@ PANELS: tuple[Panel, ...] = (
                      ("custom.cellOptions", {"type": "color-text"})),
             _by_name("since", ("unit", "dateTimeAsIso")),
             _by_name("last change", ("unit", "dateTimeAsIso")),
+            # each alert on the duty office's console (the dashboard's `console` address)
+            _by_name("device", ("links", [{
+                "title": "Open on the duty office's console",
+                "url": "${console}/?rule=${__data.fields.rule}&device=${__data.fields.device}",
+                "targetBlank": True}])),
         ],
         options={**_TABLE, "sortBy": [{"displayName": "state", "desc": False}]},
         transformations=[{"id": "organize", "options": {

@@ -1,0 +1,62 @@
+"""The console's HTML: a frame for every page; the page's script fills it in. No inline
+script or style (the Content-Security-Policy forbids them): words travel as JSON data."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from html import escape
+
+from gateway.console.catalogue import words
+
+
+def _words_json(language: str) -> str:
+    return json.dumps(dict(words(language)), ensure_ascii=False).replace("</", "<\\/")
+
+
+def login_page(language: str, login_csrf: str, error: str | None = None) -> str:
+    w = words(language)
+    problem = f'<p class="problem" id="login-error">{escape(w[error])}</p>' if error else ""
+    return f"""<!doctype html>
+<html lang="{escape(language)}"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{escape(w["login.title"])}</title>
+<link rel="stylesheet" href="/static/console.css"></head>
+<body class="login"><main>
+<h1>{escape(w["login.title"])}</h1>{problem}
+<form method="post" action="/login" id="login-form">
+<input type="hidden" name="csrf" value="{escape(login_csrf)}">
+<label>{escape(w["login.name"])}<input name="name" id="name" autocomplete="username"
+ required maxlength="32"></label>
+<label>{escape(w["login.password"])}<input name="password" id="password" type="password"
+ autocomplete="current-password" required maxlength="256"></label>
+<button type="submit" id="login">{escape(w["login.submit"])}</button>
+</form></main></body></html>"""
+
+
+def app_page(page: str, language: str, session: Mapping[str, str]) -> str:
+    w = words(language)
+    data = " ".join(f'data-{k}="{escape(v)}"' for k, v in session.items())
+    nav = "".join(
+        f'<a href="{href}" class="{"here" if name == page else ""}" id="nav-{name}">'
+        f'{escape(w["nav." + name])}</a>'
+        for name, href in (("board", "/"), ("devices", "/devices"), ("shift", "/shift")))
+    return f"""<!doctype html>
+<html lang="{escape(language)}"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{escape(w["title"])}</title>
+<link rel="stylesheet" href="/static/console.css"></head>
+<body data-page="{escape(page)}" data-lang="{escape(language)}" {data}>
+<header><h1>{escape(w["title"])}</h1><nav>{nav}</nav>
+<span id="clock"></span>
+<button id="sound" class="unarmed" type="button"></button>
+<button id="language" type="button">{escape(w["language"])}</button>
+<span id="who"></span>
+<button id="logout" type="button">{escape(w["logout"])}</button></header>
+<div id="stream" class="banner broken" hidden></div>
+<div id="broker" class="banner broken" hidden></div>
+<div id="sound-needed" class="banner alarm" hidden></div>
+<main id="main"></main>
+<script type="application/json" id="words">{_words_json(language)}</script>
+<script src="/static/console.js"></script>
+</body></html>"""

@@ -1,0 +1,61 @@
+"""`scgw report shift`: the shift handover from the journal's alert timelines, on a terminal."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+
+import msgspec
+from rich.console import Console
+from rich.table import Table
+
+from gateway.console.alert_log import KEY, AlertRecord
+from gateway.console.shift import shift_report
+
+
+def read_records(journal: Path) -> list[AlertRecord]:
+    """The alert timelines in the journal at `journal`, read-only (the gateway may run)."""
+    db = sqlite3.connect(f"{journal.resolve().as_uri()}?mode=ro", uri=True, timeout=5)
+    try:
+        rows = db.execute("SELECT value FROM state WHERE substr(key, 1, ?) = ?",
+                          (len(KEY), KEY)).fetchall()
+    finally:
+        db.close()
+    records = []
+    for (value,) in rows:
+        try:
+            records.append(msgspec.json.decode(bytes(value), type=AlertRecord))
+        except msgspec.MsgspecError:
+            continue  # written by a newer gateway: the rest still tells the shift
+    return records
+
+
+def _when(ms: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ms / 1000))
+
+
+def _took(ms: int | None) -> str:
+    if ms is None:
+        return "-"
+    seconds = round(ms / 1000)
+    return f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+def print_shift(journal: Path, since_ms: int, console: Console) -> None:
+    if not journal.exists():
+        console.print(f"no journal at {journal}", markup=False)
+        return
+    report = shift_report(read_records(journal), since_ms)
+    rows = report["alerts"]
+    still = [r for r in rows if r["state"] != "resolved"]
+    console.print(f"Shift since {_when(since_ms)}: {len(rows)} alert(s), {len(still)} still "
+                  "open", markup=False)
+    table = Table("since", "rule", "device", "severity", "state", "acknowledged by",
+                  "time to ack", "notes")
+    for r in rows:
+        table.add_row(_when(r["since"]), r["rule"], r["device"], r["severity"], r["state"],
+                      r["by"] or "-", _took(r["ack_ms"]), " / ".join(r["notes"]))
+    console.print(table)
+    for severity, ms in report["median_ack_ms"].items():
+        console.print(f"median time to acknowledge, {severity}: {_took(ms)}", markup=False)
