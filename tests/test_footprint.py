@@ -91,3 +91,20 @@ def test_devices_mapped_alike_cost_the_gateway_little_memory_each(tmp_path: Path
     # configuration, in Python objects the gateway holds
     per_device = (_held_by_gateway(tmp_path, 600) - _held_by_gateway(tmp_path, 100)) / 500
     assert per_device < 2048
+
+
+def test_the_service_starts_without_the_command_lines_libraries(tmp_path: Path) -> None:
+    """`scgw run` is served without typer and rich (about 4 MiB of a Pi's memory): they load
+    for the other commands, and rich to print a problem."""
+    script = ("import json, sys\nfrom gateway.ops.entry import main\n"
+              "import gateway.supervisor\n"
+              "try:\n    main(['run', '--config', sys.argv[1]])\n"
+              "except SystemExit as exc:\n"
+              "    print(json.dumps([exc.code, sorted(sys.modules)]))\n")
+    result = subprocess.run([sys.executable, "-c", script, str(tmp_path / "none.toml")],
+                            capture_output=True, text=True, timeout=60, check=True, cwd=REPO)
+    code, loaded = json.loads(result.stdout)
+    assert code == 2  # the missing file, said on stderr
+    assert "cannot read" in result.stderr
+    assert "typer" not in loaded
+    assert "click" not in loaded

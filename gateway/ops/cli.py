@@ -3,42 +3,29 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import signal
 import time
-from collections.abc import Collection
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from gateway.config_file import SECRETS, InvalidConfigError, load_config
 from gateway.core.config import GatewayConfig
-from gateway.core.problems import ConfigError
 from gateway.ops.grafana.cli import grafana_app
+from gateway.ops.service import EXIT_CONFIG, LOG_LEVELS, err
+from gateway.ops.service import _load as _load
+from gateway.ops.service import _logging as _logging
+from gateway.ops.service import _print_rule_problems as _print_rule_problems
+from gateway.ops.service import _rule_files as _rule_files
+from gateway.ops.service import console as _console
 
 if TYPE_CHECKING:
-    from rich.console import Console
+    pass
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Smart-community gateway: devices to MQTT, alerts and a time-series store.")
 
 
-def _console() -> Console:
-    """rich's console, loaded at the first output: `run` prints nothing unless it fails."""
-    from rich.console import Console
-
-    return Console()
-
-
-def err() -> Console:
-    """The console for errors (stderr)."""
-    from rich.console import Console
-
-    return Console(stderr=True)
-
-
-EXIT_CONFIG = 2
 
 ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="The gateway's TOML file.")]
 
@@ -60,54 +47,6 @@ def _options(
     pass
 
 
-def _load(file: Path, *, secrets: Collection[str] = SECRETS) -> GatewayConfig:
-    """The configuration, its rule files and contacts checked; exit 2 listing every problem.
-
-    Of the environment variables the file names, only those of `secrets` (the command uses
-    them) must be set."""
-    from rules.tooling import check
-
-    config: GatewayConfig | None = None
-    readable: GatewayConfig | None = None
-    try:
-        config = readable = load_config(file, secrets=secrets)
-    except ConfigError as exc:
-        err().print(f"{exc.file}: {len(exc.problems)} problem(s)", style="bold red",
-                    soft_wrap=True, markup=False)
-        for problem in exc.problems:
-            err().print(f"  {problem}", soft_wrap=True, markup=False, highlight=False)
-        readable = exc.partial if isinstance(exc, InvalidConfigError) else None
-    rule_problems = check(*_rule_files(readable)) if readable is not None else []
-    if rule_problems:
-        _print_rule_problems(rule_problems)
-    if config is None or rule_problems:
-        raise typer.Exit(EXIT_CONFIG)
-    return config
-
-
-def _rule_files(config: GatewayConfig) -> tuple[list[Path], Path | None]:
-    """The rule files and contacts file to check; missing ones are configuration problems."""
-    from rules.loader import rule_sources
-
-    contacts = config.contacts_file
-    return ([path for path in rule_sources(config) if path.exists()],
-            contacts if contacts is not None and contacts.is_file() else None)
-
-
-def _print_rule_problems(problems: list[Any]) -> None:
-    err().print(f"{len(problems)} problem(s) in the rules", style="bold red", soft_wrap=True,
-                markup=False)
-    for problem in problems:
-        err().print(f"  {problem}", soft_wrap=True, markup=False, highlight=False)
-
-
-def _logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # pymodbus logs every timeout with a hex dump; the drivers count those and log once
-    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
-
-
 @app.command("check-config")
 def check_config(file: Annotated[Path, typer.Argument(help="The gateway's TOML file.")]) -> None:
     """Validate a configuration file; print every problem with its key path (exit 2)."""
@@ -121,33 +60,11 @@ def run(
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error")] = "info",
 ) -> None:
     """Run the gateway in the foreground; SIGTERM or Ctrl-C stops it cleanly."""
-    cfg = _load(config)
-    _logging(log_level)
-    asyncio.run(_serve(cfg))
+    if log_level not in LOG_LEVELS:
+        raise typer.BadParameter(f"one of {', '.join(LOG_LEVELS)}", param_hint="--log-level")
+    from gateway.ops.service import run as serve
 
-
-async def _serve(config: GatewayConfig) -> None:
-    from gateway.supervisor import Gateway, GpioUnavailableError
-    from gateway.systemd_notify import reporting_to_systemd
-
-    try:
-        gateway = Gateway(config)
-    except GpioUnavailableError as exc:
-        err().print(str(exc), soft_wrap=True, markup=False)
-        raise typer.Exit(EXIT_CONFIG) from exc
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, gateway.stop)
-    reloads: set[asyncio.Task[bool]] = set()
-
-    def reload() -> None:  # SIGHUP: `scgw rules reload`
-        task = asyncio.create_task(gateway.reload_rules(), name="gw.rules.reload")
-        reloads.add(task)
-        task.add_done_callback(reloads.discard)
-
-    loop.add_signal_handler(signal.SIGHUP, reload)
-    async with reporting_to_systemd(gateway):  # READY, watchdog, STOPPING under systemd
-        await gateway.run()
+    serve(config, log_level)
 
 
 @app.command()
