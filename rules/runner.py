@@ -20,6 +20,7 @@ alert and notification, is committed with its fsync before anything is published
 from __future__ import annotations
 
 import asyncio
+import bisect
 import heapq
 import logging
 import time
@@ -118,11 +119,17 @@ class RuleRunner:
             # telemetry alone appends nothing: no need to ask the database
             batch = (await self._journal.read_after(self._cursor, self._batch)
                      if self._journal.last_seq > self._cursor else Batch([], self._cursor))
-            # a turn with an alarm takes no readings: its alert is committed (and published)
-            # before the readings waiting are evaluated, in the next turn
-            urgent = any(_alarm(e.record) for e in batch.entries)
-            readings, readings_upto = (([], None) if urgent else
-                                       self._telemetry.peek(CONSUMER, self._readings_batch))
+            readings, upto = self._telemetry.peek(CONSUMER, self._readings_batch)
+            readings_upto: int | None = upto
+            alarms = [e.record.ts for e in batch.entries if _alarm(e.record)]
+            if alarms and readings and readings[-1].ts > max(alarms):
+                # a turn with an alarm takes only the readings from before it: its alert is
+                # committed (and published) before the readings after it are evaluated, in
+                # the next turn; all in time order (a reading taken later counts at the
+                # engine's time, and a `for` it starts would start that much later)
+                kept = bisect.bisect_right([r.ts for r in readings], max(alarms))
+                readings_upto = upto - (len(readings) - kept) if kept else None
+                readings = readings[:kept]
             caught_up = batch.upto <= self._cursor
             deadline = self.rules.next_deadline()
             due = caught_up and deadline is not None and deadline <= self._clock.now_ms()
@@ -141,16 +148,8 @@ class RuleRunner:
             # apart each time the stream evaluated switches between the two
             changes, from_readings = Changes(), False
             journalled: bool | None = None
-            # alarms first: an SOS never waits behind a backlog of readings taken before it
-            # (no alarm rule looks at readings; their order among themselves is kept)
-            entries = [(e.seq, e.record) for e in batch.entries]
-            alarms = [(seq, r) for seq, r in entries if _alarm(r)]
-            if alarms:
-                for seq, record in alarms:
-                    transitions += self._evaluate(seq, record)
-                journalled = True
-                entries = [(seq, r) for seq, r in entries if not _alarm(r)]
-            for seq, record in heapq.merge(entries, ((0, r) for r in readings), key=_ts):
+            for seq, record in heapq.merge(((e.seq, e.record) for e in batch.entries),
+                                           ((0, r) for r in readings), key=_ts):
                 if journalled is not None and journalled is not bool(seq):
                     from_readings |= self._take_changes(changes, journalled)
                 journalled = bool(seq)
