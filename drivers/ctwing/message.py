@@ -19,13 +19,12 @@ import binascii
 from dataclasses import dataclass
 from typing import Any
 
-from drivers.json_map import MalformedJsonError, parse_json, shown
+from drivers.json_map import shown
+from drivers.platform_message import MalformedPushError as MalformedPushError
+from drivers.platform_message import Other as Other
+from drivers.platform_message import json_object
 
 MAX_APPDATA = 1024  # NB-IoT uplinks are a few hundred bytes at most
-
-
-class MalformedPushError(ValueError):
-    """The body is not a CTWing push."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,21 +54,11 @@ class OnlineOffline:
     online: bool
 
 
-@dataclass(frozen=True, slots=True)
-class Other:
-    message_type: str
-
-
 Message = Uplink | OnlineOffline | Other
 
 
 def parse_message(body: bytes) -> Message:
-    try:
-        raw = parse_json(body)
-    except MalformedJsonError as exc:
-        raise MalformedPushError(f"not JSON: {exc}") from None
-    if not isinstance(raw, dict):
-        raise MalformedPushError("the body is not a JSON object")
+    raw = json_object(body, "the body")
     kind = raw.get("messageType")
     if not isinstance(kind, str):
         raise MalformedPushError(f"messageType={shown(kind)} is not a message type")

@@ -15,11 +15,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from drivers.json_map import MalformedJsonError, parse_json, shown
-
-
-class MalformedPushError(ValueError):
-    """The body is not a OneNET push (or its message is not a OneNET message)."""
+from drivers.json_map import shown
+from drivers.platform_message import MalformedPushError as MalformedPushError
+from drivers.platform_message import Other as Other
+from drivers.platform_message import json_object
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,21 +57,11 @@ class LifeCycle:
     online: bool
 
 
-@dataclass(frozen=True, slots=True)
-class Other:
-    message_type: str
-
-
 Message = Notify | LifeCycle | Other
 
 
 def parse_envelope(body: bytes) -> Envelope:
-    try:
-        raw = parse_json(body)
-    except MalformedJsonError as exc:
-        raise MalformedPushError(f"not JSON: {exc}") from None
-    if not isinstance(raw, dict):
-        raise MalformedPushError("the body is not a JSON object")
+    raw = json_object(body, "the body")
     for key in ("msg", "nonce", "signature"):
         if not isinstance(raw.get(key), str):
             raise MalformedPushError(f"{key} is missing or not a string "
@@ -86,12 +75,7 @@ def parse_envelope(body: bytes) -> Envelope:
 
 
 def parse_message(text: str) -> Message:
-    try:
-        raw = parse_json(text)
-    except MalformedJsonError as exc:
-        raise MalformedPushError(f"msg is not JSON: {exc}") from None
-    if not isinstance(raw, dict):
-        raise MalformedPushError("msg is not a JSON object")
+    raw = json_object(text, "msg")
     kind = raw.get("messageType")
     if not isinstance(kind, str):
         raise MalformedPushError(f"msg.messageType={shown(kind)} is not a message type")
