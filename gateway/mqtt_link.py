@@ -34,6 +34,10 @@ READ_PACE_S = 0.002  # at most one read of the connection per this, while messag
 MAX_PACKET = BROKER_MESSAGE_LIMIT + 65_536  # incoming packet bytes: payload, topic, header
 
 
+class _WithinLimit(Exception):
+    """The broker's Receive Maximum is below the in-flight limit used to connect."""
+
+
 class LinkDownError(Exception):
     """The broker connection was lost before the broker acknowledged the publish."""
 
@@ -80,6 +84,9 @@ class MqttLink:
         self._backoff = Backoff(config.reconnect_min_s, config.reconnect_max_s)
         self._elsewhere: list[str] = []
         self._inbox: Dispatch | None = None  # the current connection's
+        # QoS 1 messages in flight: the configured number, or the broker's Receive Maximum
+        # once a CONNACK said it was lower
+        self.max_inflight = config.max_inflight
 
     def subscribe(self, topic_filter: str, handler: Handler) -> None:
         """Register a handler; subscriptions are (re)made on every connection.
@@ -181,6 +188,8 @@ class MqttLink:
         while True:
             try:
                 await self._connection()
+            except _WithinLimit:
+                continue
             except BrokerUnavailableError as exc:
                 self._counters.inc("mqtt_disconnects")
                 log.warning("MQTT broker %s:%d unavailable: %s", self._config.host,
@@ -215,9 +224,16 @@ class MqttLink:
             cfg, self._identifier,
             None if self._will is None else (self._will.topic, self._will.payload), password,
             inbox.deliver, self._counters, receive_maximum=PIPELINE, max_packet=MAX_PACKET,
-            pace_s=READ_PACE_S)
+            max_inflight=self.max_inflight, pace_s=READ_PACE_S)
         try:
             await connection.open()
+            if connection.broker_receive_maximum < self.max_inflight:
+                # nothing was sent or read on this connection yet: a clean DISCONNECT and
+                # a new connection within the broker's limit, at once
+                self.max_inflight = max(connection.broker_receive_maximum, 1)
+                log.info("the MQTT broker takes %d unacknowledged messages at most: "
+                         "connecting again within that", self.max_inflight)
+                raise _WithinLimit
             for callback in self._on_connect:
                 await callback(connection.session_present)
             if connection.session_present:

@@ -222,3 +222,36 @@ async def test_a_publish_without_puback_in_time_raises_link_down(
             await link.publish_on(session, "out/alarm", b"a")
         assert counters.get("mqtt_publish_failed", reason="timeout") == 1
         await link.publish("out/after", b"b")  # the connection serves again
+
+
+async def test_alerts_in_flight_keep_within_the_brokers_receive_maximum(tmp_path: Any) -> None:
+    """The gateway sends up to broker.max_inflight QoS 1 messages per round trip, never
+    more than the broker's CONNACK allows: a lower Receive Maximum makes it connect again
+    within it, before anything was sent, without counting a lost connection."""
+    counters = Counters()
+    broker = Mosquitto(tmp_path / "narrow", max_inflight=7)
+    broker.start()
+    try:
+        link = _link(broker.port, "gw-inflight", counters)
+        assert link.max_inflight == 1000  # the configured default
+        async with _running(link):
+            session = await link.session()
+            await asyncio.gather(*(link.publish_on(session, f"out/{i}", b"x", qos=1)
+                                   for i in range(200)))
+        assert link.max_inflight == 7
+        assert session.number == 1
+        assert counters.get("mqtt_disconnects") == 0
+    finally:
+        broker.stop()
+
+
+async def test_a_broker_with_room_keeps_the_configured_in_flight_limit(
+        mosquitto: Mosquitto) -> None:
+    link = _link(mosquitto.port, "gw-inflight-wide")
+    async with _running(link):
+        session = await link.session()
+        await asyncio.gather(*(link.publish_on(session, f"out/{i}", b"x", qos=1)
+                               for i in range(200)))
+    assert mosquitto.max_inflight == 1000
+    assert link.max_inflight == 1000
+    assert session.number == 1

@@ -49,6 +49,10 @@ class BrokerConfig(_Strict):
     reconnect_min_s: float = Field(default=0.5, gt=0, le=60)
     reconnect_max_s: float = Field(default=30.0, gt=0, le=3600)
     publish_timeout_s: float = Field(default=10.0, gt=0, le=600)
+    # QoS 1 messages sent and not yet acknowledged by the broker, at most: alerts go out
+    # this many per round trip; lowered to the broker's own Receive Maximum (Mosquitto's
+    # max_inflight_messages, 20 unless its configuration says otherwise)
+    max_inflight: int = Field(default=1000, ge=1, le=65_535)
     # after a lost connection, publish again what the broker confirmed this long before the
     # loss: a broker that crashes may have acknowledged messages it never delivered
     replay_window_s: float = Field(default=30.0, ge=0, le=3600)

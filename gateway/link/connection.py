@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 
 READ_BURST = 128  # packets read in one turn at most: bounds how long a turn takes (1024
 # held the loop for 0.1-0.5 s while a queued backlog drained, and an alarm's alert with it)
+MQTT_RECEIVE_MAXIMUM = 65_535  # a CONNACK without one: the protocol's default
 MISC_EVERY_S = 1.0  # paho's keepalive bookkeeping (PINGREQ, a PINGRESP overdue)
 
 
@@ -93,6 +94,7 @@ class BrokerConnection:
         counters: Counters,
         *,
         receive_maximum: int,
+        max_inflight: int,
         max_packet: int,
         pace_s: float,
     ) -> None:
@@ -105,6 +107,8 @@ class BrokerConnection:
         self.lost: asyncio.Future[None] = self._loop.create_future()
         self.why = ""  # why the connection ended
         self.session_present = False  # what the broker said in its CONNACK
+        # unacknowledged QoS 1 messages the broker takes (its CONNACK's Receive Maximum)
+        self.broker_receive_maximum = MQTT_RECEIVE_MAXIMUM
         self._connack: asyncio.Future[None] = self._loop.create_future()
         self._properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         self._properties.SessionExpiryInterval = config.session_expiry_s
@@ -122,6 +126,7 @@ class BrokerConnection:
         if will is not None:
             client.will_set(will[0], will[1], qos=1, retain=True)
         client.connect_timeout = config.publish_timeout_s
+        client.max_inflight_messages_set(max_inflight)
         client.on_socket_open = self._on_socket_open
         client.on_socket_close = self._on_socket_close
         client.on_socket_register_write = self._on_register_write
@@ -415,6 +420,9 @@ class BrokerConnection:
             self._connack.set_exception(BrokerUnavailableError(f"refused: {reason}"))
             return
         self.session_present = bool(flags.session_present)
+        if properties is not None:
+            self.broker_receive_maximum = int(getattr(properties, "ReceiveMaximum",
+                                                      MQTT_RECEIVE_MAXIMUM))
         self._held = True  # the caller looks at the session before messages come in
         self._sync_reader()
         self._connack.set_result(None)

@@ -130,11 +130,13 @@ class Mosquitto(_Process):
                  tls: tuple[Path, Path, Path] | None = None,
                  passwords: dict[str, str] | None = None,
                  message_size_limit: int | None = BROKER_MESSAGE_LIMIT,
-                 autosave_s: int = 1) -> None:
+                 autosave_s: int = 1, max_inflight: int = 1000) -> None:
         """`tls` is (CA, certificate, key); `passwords` turns anonymous access off;
         `message_size_limit` None lets any payload through, as Mosquitto's default does;
-        with `persistence`, the database is saved every `autosave_s` seconds."""
+        with `persistence`, the database is saved every `autosave_s` seconds;
+        `max_inflight` is its Receive Maximum (1000 as the installed broker's)."""
         super().__init__(workdir, port)
+        self.max_inflight = max_inflight
         self.persistence = persistence
         self.autosave_s = autosave_s
         self.tls = tls
@@ -147,6 +149,7 @@ class Mosquitto(_Process):
             f"listener {self.port} 127.0.0.1",
             f"allow_anonymous {'false' if self.passwords else 'true'}",
             "max_queued_messages 100000",
+            f"max_inflight_messages {self.max_inflight}",
             f"persistence {'true' if self.persistence else 'false'}",
             f"persistence_location {self.workdir}/",
             # with persistence: sessions on disk within a second by default

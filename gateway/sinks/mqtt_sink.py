@@ -58,7 +58,7 @@ class MqttSink:
         counters: Counters,
         clock: Clock,
         replay_window_s: float,
-        batch: int = 100,
+        batch: int = 500,  # within the link's QoS 1 messages in flight (1000)
         telemetry_batch: int = 2000,
     ) -> None:
         self._clock = clock
