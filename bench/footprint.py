@@ -5,24 +5,26 @@ manhole covers, wireless elder buttons, door controllers), each on its own topic
 5-minute heartbeat and the shipped rules, as a large compound would have them. Nothing
 publishes during the measurement: what is left is the gateway's own cost of waiting.
 
-Start-up is from spawning the gateway process to its retained `online` status arriving
-at a separate subscriber: by then it has imported everything, validated the config,
-opened its journal, connected to the broker and subscribed to every device's topic.
+The gateway runs as installed: the venv's `scgw run --config gateway.toml`, nothing of
+the benchmark in its process. Start-up is from spawning it to its retained `online` status
+arriving at a separate subscriber: by then it has imported everything, validated the
+config, opened its journal, connected to the broker and subscribed to every device's topic.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import configs
+from bench import configs, toml_text
 from bench.children import Child, python_module
 from bench.gateway_bench import Servers
-from bench.hostctl import BenchError, GatewayProcess
+from bench.hostctl import BenchError
 from bench.procstat import sample
 from bench.report import Row
 
@@ -65,6 +67,10 @@ async def run(srv: Servers, workdir: Path, progress: Progress, *, count: int = 1
     progress(f"footprint: {count} devices, start-up, then {idle_s:g} s idle")
     where = workdir / "gateway-footprint"
     config = configs.gateway(SITE, where, srv.mosquitto.port, srv.store.url, devices(count))
+    config_file = where / "gateway.toml"
+    await asyncio.to_thread(where.mkdir, parents=True, exist_ok=True)
+    await asyncio.to_thread(config_file.write_text, toml_text.dumps(config), encoding="utf-8")
+    scgw = str(Path(sys.executable).parent / "scgw")
     status_topic = f"sc/{SITE}/gateway/status"
     async with Child("footprint-status", python_module(
             "bench.listener", "--port", str(srv.mosquitto.port), "--filter", status_topic,
@@ -72,7 +78,8 @@ async def run(srv: Servers, workdir: Path, progress: Progress, *, count: int = 1
             "bench-footprint-status", "--marker", "online"), workdir) as listener:
         await listener.read_json(30)
         spawned = time.monotonic()
-        async with GatewayProcess("gateway-footprint", config, where) as gw:
+        async with Child("gateway-footprint", [scgw, "run", "--config", str(config_file)],
+                         where, json_lines=False) as gw:
             deadline = spawned + 120
             while True:
                 await listener.send("count")

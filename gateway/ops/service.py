@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from gateway.config_file import SECRETS, InvalidConfigError, load_config
 from gateway.core.config import GatewayConfig
 from gateway.core.problems import ConfigError
+from gateway.ops.allocator import give_back, one_arena
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -107,12 +108,22 @@ async def _serve(config: GatewayConfig) -> None:
         task.add_done_callback(reloads.discard)
 
     loop.add_signal_handler(signal.SIGHUP, reload)
-    async with reporting_to_systemd(gateway):  # READY, watchdog, STOPPING under systemd
-        await gateway.run()
+
+    async def settled() -> None:  # the start-up's garbage goes back to the kernel
+        await gateway.ready.wait()
+        give_back()
+
+    trimming = asyncio.create_task(settled(), name="gw.allocator")
+    try:
+        async with reporting_to_systemd(gateway):  # READY, watchdog, STOPPING under systemd
+            await gateway.run()
+    finally:
+        trimming.cancel()
 
 
 def run(config: Path, log_level: str = "info") -> None:
     """Run the gateway in the foreground; SIGTERM or Ctrl-C stops it cleanly."""
+    one_arena()  # before any thread starts
     cfg = _load(config)
     _logging(log_level)
     asyncio.run(_serve(cfg))

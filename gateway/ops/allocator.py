@@ -1,0 +1,47 @@
+"""The C allocator's side of the gateway's resident memory (glibc; elsewhere a no-op).
+
+Two settings, both for a Pi's small memory: one malloc arena for the whole process
+(glibc gives each thread that allocates an arena of its own, whose touched pages stay
+resident: the journal's thread and the resolver's), set before any thread starts; and,
+once the gateway is up, the free pages left by the start-up (the configuration's TOML,
+its validation, the rule files) handed back to the kernel. Measured with 1,000 configured
+devices: about 2 MiB of the idle gateway's 52.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import functools
+import logging
+
+log = logging.getLogger(__name__)
+
+M_ARENA_MAX = -8  # mallopt's parameter number (malloc.h)
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL | None:
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return None
+    try:
+        libc = ctypes.CDLL(name)
+        libc.mallopt  # noqa: B018 - glibc's, not every libc has them
+        libc.malloc_trim  # noqa: B018
+    except (OSError, AttributeError):
+        return None
+    return libc
+
+
+def one_arena() -> bool:
+    """One malloc arena for every thread; call before the first thread starts. Whether the
+    allocator took it."""
+    libc = _libc()
+    return libc is not None and bool(libc.mallopt(M_ARENA_MAX, 1))
+
+
+def give_back() -> bool:
+    """Return the allocator's free pages to the kernel; whether any were returned."""
+    libc = _libc()
+    return libc is not None and bool(libc.malloc_trim(0))
