@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 
 EXIT_CONFIG = 2
 LOG_LEVELS = ("debug", "info", "warning", "error")
+TRIM_FIRST_S = 3.0  # after start: the broker connection and subscriptions are made by then
+TRIM_EVERY_S = 600.0
 
 
 def console() -> Console:
@@ -109,9 +111,14 @@ async def _serve(config: GatewayConfig) -> None:
 
     loop.add_signal_handler(signal.SIGHUP, reload)
 
-    async def settled() -> None:  # the start-up's garbage goes back to the kernel
+    async def settled() -> None:
+        # the start-up's garbage goes back to the kernel once connected and subscribed,
+        # and a burst's later on
         await gateway.ready.wait()
-        give_back()
+        await asyncio.sleep(TRIM_FIRST_S)
+        while True:
+            give_back()
+            await asyncio.sleep(TRIM_EVERY_S)
 
     trimming = asyncio.create_task(settled(), name="gw.allocator")
     try:
