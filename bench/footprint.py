@@ -14,6 +14,7 @@ config, opened its journal, connected to the broker and subscribed to every devi
 from __future__ import annotations
 
 import asyncio
+import compileall
 import json
 import sys
 import time
@@ -24,7 +25,7 @@ from typing import Any
 from bench import configs, toml_text
 from bench.children import Child, python_module
 from bench.gateway_bench import Servers
-from bench.hostctl import BenchError
+from bench.hostctl import REPO, BenchError
 from bench.procstat import sample
 from bench.report import Row
 
@@ -62,6 +63,11 @@ def devices(count: int) -> list[dict[str, Any]]:
     return out[:count]
 
 
+def _compile_bytecode() -> None:
+    for package in ("gateway", "drivers", "rules"):
+        compileall.compile_dir(REPO / package, quiet=1)
+
+
 async def run(srv: Servers, workdir: Path, progress: Progress, *, count: int = 1000,
               idle_s: float = 20.0, settle_s: float = 5.0) -> list[Row]:
     progress(f"footprint: {count} devices, start-up, then {idle_s:g} s idle")
@@ -71,6 +77,9 @@ async def run(srv: Servers, workdir: Path, progress: Progress, *, count: int = 1
     await asyncio.to_thread(where.mkdir, parents=True, exist_ok=True)
     await asyncio.to_thread(config_file.write_text, toml_text.dumps(config), encoding="utf-8")
     scgw = str(Path(sys.executable).parent / "scgw")
+    # an installed gateway starts from bytecode pip compiled at install; a checkout run with
+    # PYTHONDONTWRITEBYTECODE=1 (or read-only) would compile every module at each start
+    await asyncio.to_thread(_compile_bytecode)
     status_topic = f"sc/{SITE}/gateway/status"
     async with Child("footprint-status", python_module(
             "bench.listener", "--port", str(srv.mosquitto.port), "--filter", status_topic,
