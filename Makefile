@@ -62,8 +62,11 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
+# two workers, a test file each at a time: the suite's servers and processes wait on
+# sockets and fsyncs more than they compute (PYTEST_WORKERS=0 runs it in one process)
+PYTEST_WORKERS ?= 2
 pytest: deps
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadfile)
 
 test-faults: deps
 	$(BIN)/pytest -q -s tests/faults
