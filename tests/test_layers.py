@@ -68,6 +68,8 @@ LAYERS: Mapping[str, str] = {
     "gateway.ops.grafana": "tooling",
     "gateway.ops": "tooling",
     "gateway.ops.private_servers": "tooling",
+    "gateway.ops.sharing_cli": "tooling",
+    "gateway.ops.sharing_report": "tooling",
     "gateway.ops.store_query": "tooling",
     # devices that are not there, and measurements
     "simulators": "simulators",
