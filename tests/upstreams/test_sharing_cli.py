@@ -102,7 +102,7 @@ def test_preview_shows_exactly_what_would_leave(tmp_path: Path) -> None:
     pseudonym = hmac.new(b"district-key-of-16-bytes", b"elder-3-1-502",
                          hashlib.sha256).hexdigest()[:32]
     assert json.loads(result.output) == {"district": [
-        {"id": "a1", "ts": 1_767_225_600_100, "rule": "elder.sos", "state": "firing",
+        {"id": "a1:firing", "ts": 1_767_225_600_100, "rule": "elder.sos", "state": "firing",
          "since": 1_767_225_600_000, "building": "3", "device": pseudonym}]}
 
 

@@ -90,7 +90,7 @@ async def test_only_what_the_policy_allows_leaves_and_is_audited(
     assert hook.records == [
         {"id": alarm.id, "ts": T0 - T0 % 60_000, "kind": "smoke", "type": "alarm",
          "device": "smoke-3-2-017", "building": "3"},
-        {"id": firing.id, "state": "firing", "building": "3", "device": pseudonym},
+        {"id": f"{firing.id}:firing", "state": "firing", "building": "3", "device": pseudonym},
     ]
     assert pseudonym != "elder-3-1-502"
     assert len(pseudonym) == 32
@@ -99,7 +99,7 @@ async def test_only_what_the_policy_allows_leaves_and_is_audited(
             for r in rows] == [
         ("district", alarm.id, "smoke-alarms", "smoke-3-2-017", "id,ts,kind,type,device,building",
          "", ""),
-        ("district", firing.id, "sos", "elder-3-1-502", "id,state,building,device",
+        ("district", f"{firing.id}:firing", "sos", "elder-3-1-502", "id,state,building,device",
          "state:health:clear,device:personal:pseudonym", "vital_interest: test")]
 
 
