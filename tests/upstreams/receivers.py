@@ -33,6 +33,7 @@ class SignedWebhook:
     batches: list[list[dict[str, Any]]] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)
     down: bool = False
+    delay_s: float = 0.0  # a slow platform: answers this long after it took a batch
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
@@ -58,6 +59,8 @@ class SignedWebhook:
             return web.Response(status=401)
         self.batches.append(json.loads(body)["records"])
         self.arrived.set()
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
         return web.Response(status=204)
 
 
