@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from gateway.core.clock import SystemClock
+from gateway.core.clock import ManualClock, SystemClock
 from gateway.core.config import Location
 from gateway.core.counters import Counters
 from gateway.core.kinds import make_event
@@ -23,6 +23,7 @@ from gateway.upstreams.sink import UpstreamSink, UpstreamState
 from gateway.upstreams.transport import Setting
 from tests.helpers import eventually
 from tests.upstreams.receivers import SignedWebhook, signed_webhook
+from tests.upstreams.test_sharing_policy import TEMPLATES
 
 SECRET = "webhook-secret-of-the-platform"
 KEY = b"pseudonym-key-of-this-platform"
@@ -136,3 +137,51 @@ async def test_an_upstream_down_keeps_its_backlog_and_then_delivers_it_once_in_o
     assert sorted(r.record_id for r in rows if r.upstream == "down") == sorted(
         e.id for e in sent)
     assert all(r.deliveries == 1 for r in rows)
+
+
+async def test_the_street_office_gets_hourly_counts_kept_across_a_restart(
+        tmp_path: Path, platform_pki: dict[str, Path]) -> None:
+    policy = (TEMPLATES / "street_office_grid.yaml").read_text()
+    start = 1_767_225_600_000  # on the hour
+    clock = ManualClock(start + 10 * 60_000)
+    places = {"door-7-1": Location(building="7"), "door-7-2": Location(building="7"),
+              "door-3-1": Location(building="3")}
+    async with Journal(tmp_path / "journal.db") as journal, \
+            signed_webhook(SECRET.encode(), platform_pki["cert"], platform_pki["key"]) as hook:
+        hook.now = lambda: clock.now_ms() / 1000  # the platform's clock is the gateway's
+
+        def street_sink() -> UpstreamSink:
+            config = WebhookUpstream(kind="webhook", name="street", policy=Path("p.yaml"),
+                                     url=hook.url, secret_env="SECRET",
+                                     ca_file=platform_pki["ca"])
+            transport = transport_for(config, Setting("c1", {"SECRET": SECRET}, clock))
+            shaper = Shaper("street", policy_from_text(policy), "c1", None, places.get)
+            return UpstreamSink(config, shaper, transport, journal, clock, Counters())
+
+        first = street_sink()
+        task = asyncio.create_task(first.run())
+        for n, device in enumerate(["door-7-1", "door-7-2", "door-3-1", "door-7-1"]):
+            await journal.commit([event(device, DeviceKind.ACCESS, "granted", start + n)])
+        await journal.commit([event("door-7-1", DeviceKind.ACCESS, "heartbeat", start + 9)])
+        await eventually(lambda: first.cursor == journal.last_seq, what="counted")
+        task.cancel()
+        await asyncio.wait([task])
+        # a restart: the counts come back from the journal, none counted twice
+        second = street_sink()
+        task = asyncio.create_task(second.run())
+        await journal.commit([event("door-3-1", DeviceKind.ACCESS, "door_opened", start + 10)])
+        await eventually(lambda: second.cursor == journal.last_seq, what="counted again")
+        assert hook.records == []  # the hour has not ended
+        clock.advance(50 * 60)  # the end of the hour
+        await eventually(lambda: len(hook.records) == 2, what="the hour's counts")
+        task.cancel()
+        await asyncio.wait([task])
+        rows = await journal.read_shared(0)
+    assert sorted(hook.records, key=lambda r: r["building"]) == [
+        {"id": f"door-events-hourly:{start}:building=3", "rec": "count", "site": "c1",
+         "rule": "door-events-hourly", "period_start": start, "period_s": 3600, "count": 2,
+         "building": "3"},
+        {"id": f"door-events-hourly:{start}:building=7", "rec": "count", "site": "c1",
+         "rule": "door-events-hourly", "period_start": start, "period_s": 3600, "count": 3,
+         "building": "7"}]
+    assert sorted(r.subject for r in rows) == ["building-3", "building-7"]
