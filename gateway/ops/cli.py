@@ -94,9 +94,10 @@ def status(config: ConfigOption) -> None:
         out.print("[bold red]system clock not synchronised[/]: timestamps may be wrong until "
                   "NTP syncs (see `scgw doctor`)")
     out.print(intake_words(snap.intake))
-    backlog = Table("sink", "journal backlog")
+    backlog = Table("sink", "journal backlog", "state")
     for sink, cursor in snap.cursors.items():
-        backlog.add_row(sink, str(snap.journal_last_seq - cursor))
+        backlog.add_row(sink, str(snap.journal_last_seq - cursor),
+                        snap.upstreams.get(sink.removeprefix("upstream:"), ""))
     out.print(backlog)
     rejected: dict[str, dict[str, int]] = {}
     for key, value in snap.counters.items():
