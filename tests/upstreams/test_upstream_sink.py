@@ -9,6 +9,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import pytest
+
 from gateway.core.clock import ManualClock, SystemClock
 from gateway.core.config import Location
 from gateway.core.counters import Counters
@@ -185,3 +187,75 @@ async def test_the_street_office_gets_hourly_counts_kept_across_a_restart(
          "rule": "door-events-hourly", "period_start": start, "period_s": 3600, "count": 3,
          "building": "7"}]
     assert sorted(r.subject for r in rows) == ["building-3", "building-7"]
+
+
+async def _until_sleeping(clock: ManualClock) -> float:
+    """The next deadline once a sleeper waits on `clock` (the sink's backoff or timer)."""
+    await eventually(lambda: bool(clock.deadlines()), what="the sink waiting on its clock",
+                     interval=0.005)
+    return clock.deadlines()[0]
+
+
+async def test_five_minutes_down_in_the_sinks_own_time_then_back(
+        tmp_path: Path, platform_pki: dict[str, Path]) -> None:
+    clock = ManualClock(int(time.time() * 1000))
+    async with Journal(tmp_path / "journal.db") as journal, \
+            signed_webhook(SECRET.encode(), platform_pki["cert"], platform_pki["key"]) as hook:
+        hook.now = lambda: clock.now_ms() / 1000
+        hook.down = True
+        config = WebhookUpstream(kind="webhook", name="district", policy=Path("p.yaml"),
+                                 url=hook.url, secret_env="SECRET", ca_file=platform_pki["ca"],
+                                 retry_min_s=1.0, retry_max_s=60.0, batch=7)
+        transport = transport_for(config, Setting("c1", {"SECRET": SECRET}, clock))
+        counters = Counters()
+        sink = UpstreamSink(config, Shaper("district", policy_from_text(POLICY), "c1", KEY,
+                                           PLACES.get), transport, journal, clock, counters)
+        task = asyncio.create_task(sink.run())
+        sent = []
+        for n in range(20):
+            sent.append(event(("smoke-3-2-017", "smoke-7-1")[n % 2], DeviceKind.SMOKE,
+                              "alarm", clock.now_ms() + n))
+        await journal.commit(sent)
+        started = clock.monotonic()
+        deadline = await _until_sleeping(clock)
+        while deadline - started < 300:  # five minutes of the sink's clock
+            clock.advance(deadline - clock.monotonic())
+            deadline = await _until_sleeping(clock)  # tried, failed, waiting again
+            assert sink.cursor == 0
+        retries = counters.get("upstream_retries", upstream="district", reason="http_503")
+        hook.down = False
+        clock.advance(deadline - clock.monotonic())
+        await eventually(lambda: sink.cursor == journal.last_seq, what="the backlog drained")
+        task.cancel()
+        await asyncio.wait([task])
+    # backoff doubled up to its cap: a handful of attempts, not one a second
+    assert 5 <= retries <= 60
+    assert [r["id"] for r in hook.records] == [e.id for e in sent]
+    assert [len(b) for b in hook.batches] == [7, 7, 6]
+
+
+async def test_a_delay_holds_a_record_until_its_time(
+        tmp_path: Path, platform_pki: dict[str, Path]) -> None:
+    clock = ManualClock(int(time.time() * 1000))
+    delayed = POLICY.replace("    round: 1m\n", "    round: 1m\n    delay: 10m\n")
+    async with Journal(tmp_path / "journal.db") as journal, \
+            signed_webhook(SECRET.encode(), platform_pki["cert"], platform_pki["key"]) as hook:
+        hook.now = lambda: clock.now_ms() / 1000
+        config = WebhookUpstream(kind="webhook", name="d", policy=Path("p.yaml"), url=hook.url,
+                                 secret_env="SECRET", ca_file=platform_pki["ca"])
+        transport = transport_for(config, Setting("c1", {"SECRET": SECRET}, clock))
+        sink = UpstreamSink(config, Shaper("d", policy_from_text(delayed), "c1", KEY,
+                                           PLACES.get), transport, journal, clock, Counters())
+        task = asyncio.create_task(sink.run())
+        alarm = event("smoke-3-2-017", DeviceKind.SMOKE, "alarm", clock.now_ms())
+        await journal.commit([alarm])
+        deadline = await _until_sleeping(clock)
+        assert deadline == pytest.approx(clock.monotonic() + 600, abs=0.01)
+        clock.advance(599)
+        await asyncio.sleep(0.05)
+        assert hook.records == []
+        clock.advance(1)
+        await eventually(lambda: len(hook.records) == 1, what="sent when due")
+        task.cancel()
+        await asyncio.wait([task])
+    assert hook.records[0]["id"] == alarm.id
