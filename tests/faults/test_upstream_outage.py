@@ -133,7 +133,8 @@ async def test_platform_down_then_back_with_the_gateway_killed_while_it_drains(
         # while the district is down: the local bus and the city get everything at once
         await eventually(lambda: len(local.events) >= EVENTS and len(city.records) >= EVENTS,
                          timeout=10, what="the local bus and the city served")
-        local_lag = time.monotonic() - max(sent_at.values())
+        # from the last publish until the local bus and the city had every record
+        served_lag = time.monotonic() - max(sent_at.values())
         assert district.records == []
         # back, and slow: the gateway is killed in the middle of draining its backlog
         district.delay_s = 0.15
@@ -161,11 +162,11 @@ async def test_platform_down_then_back_with_the_gateway_killed_while_it_drains(
     print(f"[upstream outage + SIGKILL] accepted={len(accepted)} taken at the kill="
           f"{taken_at_kill} lost={copies.lost} same-id copies={copies.same_id} new ids="
           f"{copies.new_id} order violations={copies.order_violations} "
-          f"local lag={local_lag:.2f}s")
+          f"local bus and city served {served_lag:.2f} s after the last publish")
     assert (copies.lost, copies.new_id, copies.order_violations) == (0, 0, 0)
     assert copies.same_id <= BATCH  # at most the batch in flight at the kill
     city_seen = [DeviceEvent(id=r["id"], ts=r["ts"], kind=DeviceKind(r["kind"]),
                              device=r["device"], type=r["type"]) for r in city.records]
     city_copies = mqtt_copies(accepted, city_seen)
     assert (city_copies.lost, city_copies.new_id, city_copies.order_violations) == (0, 0, 0)
-    assert local_lag < 3.0
+    assert served_lag < 2.0  # measured: 0.03-0.07 s here
