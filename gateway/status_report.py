@@ -36,7 +36,7 @@ class StatusSnapshot(msgspec.Struct, kw_only=True):
     # per broker session ("devices", "bulk"): messages read and not yet handled, the oldest's
     # age in seconds; and readings the rules have not evaluated yet
     intake: dict[str, dict[str, float]] = msgspec.field(default_factory=dict)
-    # each outside platform's state: "up", "starting", or "down: why"
+    # each outside platform's state: "up", "idle" (nothing delivered yet), or "down: why"
     upstreams: dict[str, str] = msgspec.field(default_factory=dict)
 
 

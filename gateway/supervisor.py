@@ -489,7 +489,7 @@ class Gateway:
         return {**self.local_sink_cursors(), **{u.consumer: u.cursor for u in self.upstreams}}
 
     def upstream_states(self) -> list[dict[str, Any]]:
-        """Each upstream's state (starting, up, down), why it is down, its backlog."""
+        """Each upstream's state (idle, up, down), why it is down, its backlog."""
         return [{"name": u.name, "state": u.state.value, "reason": u.down_reason,
                  "backlog": max(self.journal.last_seq - u.cursor, 0)} for u in self.upstreams]
 

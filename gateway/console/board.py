@@ -73,7 +73,7 @@ def board(gw: GatewayState, log: AlertLog) -> dict[str, Any]:
         "now": gw.clock.now_ms(),
         "site": gw.config.site,
         "broker": gw.link.connected,
-        # each outside platform: up, down (retrying) or starting, and its records waiting
+        # each outside platform: up, down (retrying) or idle, and its records waiting
         "upstreams": gw.upstream_states(),
         "alerts": [alert_view(a, log, gw.rules, locations) for a in alerts],
     }

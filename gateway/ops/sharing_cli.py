@@ -65,11 +65,14 @@ def check(paths: Annotated[list[Path] | None, typer.Argument(
 def preview(
     config: ConfigOption,
     events: Annotated[Path, typer.Option("--events", help="Records, one JSON per line.")],
+    with_rules: Annotated[bool, typer.Option(
+        "--with-rules", help="Run the stream through the configured rules: their alerts too.")]
+    = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per upstream.")]
     = False,
 ) -> None:
     """Show, per upstream, exactly the payloads that would leave for a recorded stream."""
-    from gateway.ops.sharing_report import EventsFileError, read_records
+    from gateway.ops.sharing_report import EventsFileError, read_records, with_alerts
     from gateway.ops.sharing_report import preview as make_preview
 
     cfg = _load(config, secrets=())
@@ -84,6 +87,8 @@ def preview(
     except (EventsFileError, OSError) as exc:
         err().print(str(exc), markup=False, soft_wrap=True)
         raise typer.Exit(EXIT_CONFIG) from exc
+    if with_rules:
+        records = with_alerts(cfg, records)
     shown = make_preview(cfg, records, env)
     if as_json:
         out: dict[str, list[object]] = {u.name: [] for u in cfg.upstreams}

@@ -13,7 +13,7 @@ from typing import Any
 import msgspec
 
 from gateway.core.config import GatewayConfig
-from gateway.core.model import Record, decode
+from gateway.core.model import AckCommand, DeviceEvent, Reading, Record, decode
 from gateway.core.operator_files import read_operator_file
 from gateway.journal import SHARED_COLUMNS, SharedRow
 from gateway.upstreams.build import shaper_for
@@ -87,16 +87,38 @@ class EventsFileError(Exception):
 
 def read_records(file: Path) -> list[Record]:
     """The records of a JSON-lines file (as published on MQTT or replayed by the rules);
-    blank lines, `#` comments and `{"directory": ...}` lines are skipped."""
+    blank lines, `#` comments, `{"directory": ...}` and `{"tick": ...}` lines are
+    skipped."""
     out: list[Record] = []
     for number, raw in enumerate(read_operator_file(file).splitlines(), start=1):
         line = raw.strip()
-        if not line or line.startswith("#") or line.startswith('{"directory"'):
-            continue
+        if not line or line.startswith("#") or line.startswith(('{"directory"', '{"tick"')):
+            continue  # a rule sample's places and ticks: the configuration's places count
         try:
             out.append(decode(line))
         except msgspec.MsgspecError as exc:
             raise EventsFileError(f"{file}:{number}: not a record: {exc}") from exc
+    return out
+
+
+def with_alerts(config: GatewayConfig, records: list[Record]) -> list[Record]:
+    """`records` with the alert transitions the configured rules make of them, each after
+    the record (or the timer) that caused it; alerts already in `records` are left out."""
+    from rules.directory import directory_from_config
+    from rules.engine import RuleEngine
+    from rules.loader import load_pack, rule_sources
+
+    engine = RuleEngine(load_pack(rule_sources(config)), directory_from_config(config))
+    out: list[Record] = []
+    for record in records:
+        while (due := engine.next_deadline()) is not None and due <= record.ts:
+            out += engine.on_time(due)
+        if isinstance(record, DeviceEvent):
+            out += [record, *engine.on_event(record)]
+        elif isinstance(record, Reading):
+            out += [record, *engine.on_reading(record)]
+        elif isinstance(record, AckCommand):
+            out += [record, *engine.on_ack(record)]
     return out
 
 

@@ -32,8 +32,8 @@ STATE_PREFIX = "upstream."
 
 
 class UpstreamState(enum.StrEnum):
-    STARTING = "starting"
-    UP = "up"  # the last delivery was confirmed (or there was nothing to deliver)
+    IDLE = "idle"  # nothing delivered since the start: nothing to deliver yet
+    UP = "up"  # the last delivery was confirmed
     DOWN = "down"  # deliveries fail; retrying
 
 
@@ -65,7 +65,7 @@ class UpstreamSink:
         self._delay = {r.id: r.delay_ms for r in rules if r.aggregate}
         self._held_until: int | None = None  # a delayed record at the head: until (epoch ms)
         self._due: dict[int, int] = {}  # the delayed record at the head: seq -> when due
-        self.state = UpstreamState.STARTING
+        self.state = UpstreamState.IDLE
         self.down_reason = ""
         self.moved = asyncio.Event()  # set whenever the cursor advances
         self.delivered = 0  # parcels confirmed since the start

@@ -106,6 +106,23 @@ def test_preview_shows_exactly_what_would_leave(tmp_path: Path) -> None:
          "since": 1_767_225_600_000, "building": "3", "device": pseudonym}]}
 
 
+def test_preview_with_the_rules_shows_the_alerts_a_recorded_stream_raises(
+        tmp_path: Path) -> None:
+    config = write_config(tmp_path, (REPO / "sharing" / "district_elder_care.yaml").read_text(),
+                          pseudonym_key_env="SCGW_TEST_DISTRICT_KEY")
+    result = CliRunner().invoke(app, [
+        "sharing", "preview", "--config", str(config), "--events",
+        str(REPO / "rules" / "samples" / "elder_sos.jsonl"), "--with-rules", "--json"],
+        env={"SCGW_TEST_DISTRICT_KEY": "district-key-of-16-bytes"})
+    assert result.exit_code == 0, result.output
+    shared = json.loads(result.output)["district"]
+    assert [(r["state"], r.get("building")) for r in shared] == [
+        ("firing", "3"), ("acknowledged", "3"), ("resolved", "3"),
+        ("firing", None), ("resolved", None)]  # elder-5-2-101 has no place configured
+    assert "elder-" not in result.output
+    assert "duty-office" not in result.output
+
+
 async def test_report_lists_what_went_where(tmp_path: Path) -> None:
     config = write_config(tmp_path, FEVERS)
     async with Journal(tmp_path / "journal.db") as journal:
