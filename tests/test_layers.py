@@ -37,6 +37,7 @@ LAYERS: Mapping[str, str] = {
     "gateway.core.telemetry": "kernel",
     "gateway.core.timeline": "kernel",
     "gateway.core.topics": "kernel",
+    "gateway.core.upstream_config": "kernel",
     "gateway.core.waiting": "kernel",
     # device protocols and the rule engine, each on the kernel alone
     "drivers": "drivers",
@@ -57,6 +58,7 @@ LAYERS: Mapping[str, str] = {
     "gateway.status_report": "runtime",
     "gateway.supervisor": "runtime",
     "gateway.systemd_notify": "runtime",
+    "gateway.upstreams": "runtime",
     # what an operator runs beside it
     "gateway.ops.alert_ack": "tooling",
     "gateway.ops.broker_acl": "tooling",
@@ -66,6 +68,8 @@ LAYERS: Mapping[str, str] = {
     "gateway.ops.grafana": "tooling",
     "gateway.ops": "tooling",
     "gateway.ops.private_servers": "tooling",
+    "gateway.ops.sharing_cli": "tooling",
+    "gateway.ops.sharing_report": "tooling",
     "gateway.ops.store_query": "tooling",
     # devices that are not there, and measurements
     "simulators": "simulators",
