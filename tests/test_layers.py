@@ -25,6 +25,7 @@ PACKAGE_LAYERS: Mapping[str, str] = {"gateway": "kernel"}  # its __init__: only 
 LAYERS: Mapping[str, str] = {
     # the kernel: what every device, rule and tool speaks in
     "gateway.core.backoff": "kernel",
+    "gateway.core.city": "kernel",
     "gateway.core.clock": "kernel",
     "gateway.core.config": "kernel",
     "gateway.core": "kernel",
@@ -44,6 +45,7 @@ LAYERS: Mapping[str, str] = {
     # the running gateway: journal, link, sinks, and the supervisor that wires them
     "gateway.acks": "runtime",
     "gateway.clock_sync": "runtime",
+    "gateway.city_connection": "runtime",
     "gateway.config_file": "runtime",
     "gateway.console": "runtime",
     "gateway.journal": "runtime",
