@@ -36,11 +36,12 @@ from gateway.core.config import (
 from gateway.core.kinds import MODELS
 from gateway.core.model import DeviceKind
 from gateway.core.problems import ConfigError, Problem, problem_from_pydantic, read_toml
+from gateway.core.upstream_config import AnyUpstream
 
 # the keys that name an environment variable holding a secret; a command checks only those
 # it uses (`scgw status` needs none of them)
 SECRETS: Final = frozenset({"broker.password_env", "store.token_env", "store.password_env",
-                            "pseudonym_key_env"})
+                            "pseudonym_key_env", "upstreams"})
 
 
 class InvalidConfigError(ConfigError):
@@ -187,7 +188,48 @@ def _resolved(config: GatewayConfig, file: Path) -> GatewayConfig:
         "profile_dirs": [_beside(file, d) for d in config.profile_dirs],
         "rule_files": [_beside(file, f) for f in config.rule_files],
         "contacts_file": _beside(file, config.contacts_file) if config.contacts_file else None,
+        "upstreams": [_upstream_beside(file, u) for u in config.upstreams],
     })
+
+
+def _upstream_beside(file: Path, upstream: AnyUpstream) -> AnyUpstream:
+    update: dict[str, Path] = {"policy": _beside(file, upstream.policy)}
+    if upstream.ca_file is not None:
+        update["ca_file"] = _beside(file, upstream.ca_file)
+    return upstream.model_copy(update=update)
+
+
+def _upstream_checks(config: GatewayConfig, base: Path, env: Mapping[str, str],
+                     secrets: Collection[str]) -> list[Problem]:
+    """Names used once, policy and CA files there, secrets set (pseudonym keys of 16 bytes
+    at least). The policies themselves are checked with the rules (`scgw sharing check`)."""
+    problems: list[Problem] = []
+    names = Counter(u.name for u in config.upstreams)
+    for index, upstream in enumerate(config.upstreams):
+        key = f"upstreams[{index}]"
+        if names[upstream.name] > 1:
+            problems.append(Problem(f"{key}.name", f"duplicate upstream name {upstream.name!r}"))
+        for what, path in (("policy", upstream.policy), ("ca_file", upstream.ca_file)):
+            if path is not None and not (path if path.is_absolute() else base / path).is_file():
+                problems.append(Problem(f"{key}.{what}", f"no such file: {path}"))
+        if "upstreams" not in secrets:
+            continue
+        for field, name in upstream.secret_envs().items():
+            if name not in env:
+                problems.append(Problem(f"{key}.{field}", f"environment variable {name} is "
+                                        "not set"))
+            elif field in ("pseudonym_key_env", "secret_env") and len(env[name].encode()) < 16:
+                problems.append(Problem(f"{key}.{field}", f"the key in {name} needs at least "
+                                        "16 bytes"))
+    keys = Counter(u.pseudonym_key_env for u in config.upstreams if u.pseudonym_key_env)
+    for index, upstream in enumerate(config.upstreams):
+        env_name = upstream.pseudonym_key_env
+        if env_name and (keys[env_name] > 1 or env_name == config.pseudonym_key_env):
+            problems.append(Problem(f"upstreams[{index}].pseudonym_key_env",
+                                    f"{env_name} is another key's too: each upstream needs a "
+                                    "key of its own, or two platforms could link their "
+                                    "pseudonyms"))
+    return problems
 
 
 def _beside(file: Path, path: Path) -> Path:
@@ -387,6 +429,7 @@ def _cross_checks(config: GatewayConfig, places: _Places, base: Path, env: Mappi
         problems += _tls_problems("http.tls", config.http.tls, base)
     if config.console is not None and config.console.tls is not None:
         problems += _tls_problems("console.tls", config.console.tls, base)
+    problems += _upstream_checks(config, base, env, secrets)
     return problems
 
 

@@ -62,7 +62,24 @@ CREATE TABLE IF NOT EXISTS state (
     key TEXT PRIMARY KEY,
     value BLOB NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS shared (
+    upstream TEXT NOT NULL,
+    record_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    rule TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    type TEXT NOT NULL,
+    fields TEXT NOT NULL,
+    personal TEXT NOT NULL,
+    basis TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    deliveries INTEGER NOT NULL DEFAULT 1,
+    PRIMARY KEY (upstream, record_id)
+) WITHOUT ROWID;
 """
+# `shared`: the audit of what left for each upstream (see SharedRow), written in the
+# transaction that moves the upstream's cursor
 # Journals made before keep the tables they were made with, and work the same: receipts in
 # a table of their own, sequence numbers from SQLite's AUTOINCREMENT (a row of
 # sqlite_sequence rewritten with every commit).
@@ -134,6 +151,28 @@ class Quota:
     min_free_disk: int = 64 * 2**20
 
 
+@dataclass(frozen=True, slots=True)
+class SharedRow:
+    """One record an upstream confirmed: who got it, under which policy rule, which fields.
+
+    `subject` is the local device (or place) the record is about, as it never leaves;
+    `personal` lists `field:class` of the personal fields that went; `at` is epoch ms.
+    """
+
+    upstream: str
+    record_id: str
+    seq: int
+    rule: str
+    subject: str
+    kind: str
+    type: str
+    fields: str  # comma-separated
+    personal: str  # comma-separated field:class
+    basis: str  # "" or "law: reference"
+    at: int
+    deliveries: int = 1
+
+
 @dataclass(slots=True)
 class _Commit:
     records: Sequence[Record]
@@ -144,6 +183,7 @@ class _Commit:
     encoded: list[tuple[str, bytes]] = field(default_factory=list)
     receipt: Receipt | None = None
     alarm: bool = False
+    shared: Sequence[SharedRow] = ()
 
 
 class Journal:
@@ -244,8 +284,12 @@ class Journal:
         state: dict[str, bytes | None] | None = None,
         receipt: Receipt | None = None,
         durable: bool | None = None,
+        shared: Sequence[SharedRow] = (),
     ) -> list[int]:
         """Atomically append `records`, move one consumer's cursor and update state keys.
+
+        `shared` rows go to the audit of what left for upstreams (a row for a record
+        already there counts one more delivery).
 
         `receipt` is kept with the records (see `receipts`). Raises NotJournalledError
         when nothing was written: no room, or the disk refused the write.
@@ -267,7 +311,8 @@ class Journal:
             self._check_room(records)
         done: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
         job = _Commit(records, cursor, state or {}, done, durable, receipt=receipt,
-                      alarm=any(delivery_class(r) is DeliveryClass.ALARM for r in records))
+                      alarm=any(delivery_class(r) is DeliveryClass.ALARM for r in records),
+                      shared=shared)
         # encode on the loop: cheap, and keeps bad records from reaching the database thread
         job.encoded = [(delivery_class(r).value, encode(r)) for r in records]
         self._pending.append(job)
@@ -329,6 +374,14 @@ class Journal:
     async def read_states(self, prefix: str) -> dict[str, bytes]:
         """Every state key starting with `prefix`, with its value."""
         return await self._run(self._states_sync, prefix)
+
+    async def read_shared(self, since_ms: int) -> list[SharedRow]:
+        """The audit rows of records upstreams confirmed at or after `since_ms`."""
+        return await self._run(self._shared_sync, since_ms)
+
+    async def prune_shared(self, before_ms: int) -> int:
+        """Delete the audit rows of records confirmed before `before_ms` (retention)."""
+        return await self._run(self._prune_shared_sync, before_ms)
 
     async def backlog(self, consumer: str) -> int:
         return self._last_seq - await self.cursor(consumer)
@@ -571,7 +624,9 @@ class Journal:
         state: dict[str, bytes | None] = {}
         cursors: dict[str, int] = dict(lazy)
         receipts: dict[str, Receipt] = {}
+        shared: list[tuple[Any, ...]] = []
         for job in group:
+            shared += [_shared_values(row) for row in job.shared]
             seqs = []
             for cls, body in job.encoded:
                 seq += 1
@@ -606,6 +661,9 @@ class Journal:
             _insert_rows(db, "INSERT INTO cursors (consumer, seq) VALUES ",
                          list(cursors.items()),
                          " ON CONFLICT(consumer) DO UPDATE SET seq=max(seq, excluded.seq)")
+            _insert_rows(db, f"INSERT INTO shared ({SHARED_COLUMNS}) VALUES ", shared,
+                         " ON CONFLICT(upstream, record_id) DO UPDATE SET "
+                         "deliveries=deliveries+1, at=excluded.at")
             if receipts:
                 _insert_rows(db, "INSERT OR REPLACE INTO receipts (key, digest, at) VALUES ",
                              [(r.key, r.digest, r.at) for r in receipts.values()], "")
@@ -694,6 +752,16 @@ class Journal:
                 log.error("journal record %d cannot be decoded (%s); skipped", seq, exc)
         return Batch(entries, upto)
 
+    def _shared_sync(self, since_ms: int) -> list[SharedRow]:
+        rows = self._conn().execute(
+            f"SELECT {SHARED_COLUMNS} FROM shared WHERE at >= ? ORDER BY at", (since_ms,)
+        ).fetchall()
+        return [SharedRow(*row) for row in rows]
+
+    def _prune_shared_sync(self, before_ms: int) -> int:
+        return int(self._conn().execute("DELETE FROM shared WHERE at < ?",
+                                        (before_ms,)).rowcount)
+
     def _state_sync(self, key: str) -> bytes | None:
         row = self._conn().execute("SELECT value FROM state WHERE key=?", (key,)).fetchone()
         return bytes(row[0]) if row else None
@@ -770,6 +838,15 @@ def _insert_rows(db: sqlite3.Connection, head: str, rows: Sequence[tuple[Any, ..
         one = f"({','.join('?' * len(chunk[0]))})"
         db.execute(f"{head}{','.join([one] * len(chunk))}{tail}",
                    [value for row in chunk for value in row])
+
+
+SHARED_COLUMNS = ("upstream, record_id, seq, rule, subject, kind, type, fields, personal, "
+                  "basis, at, deliveries")
+
+
+def _shared_values(row: SharedRow) -> tuple[Any, ...]:
+    return (row.upstream, row.record_id, row.seq, row.rule, row.subject, row.kind, row.type,
+            row.fields, row.personal, row.basis, row.at, row.deliveries)
 
 
 def _disk_full(exc: sqlite3.Error) -> bool:

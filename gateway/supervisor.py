@@ -51,6 +51,7 @@ from gateway.sinks.store_sink import StoreSink
 from gateway.sinks.store_writer import Writer, writer_for
 from gateway.status import Status, StatusBoard, supervise
 from gateway.status_report import StatusSnapshot, keep_writing, status_path
+from gateway.upstreams.build import build_upstreams
 from rules.contacts import load_contacts
 from rules.directory import directory_from_config
 from rules.engine import RuleEngine
@@ -62,6 +63,7 @@ from rules.runner import RuleRunner
 log = logging.getLogger(__name__)
 
 CLOCK_CHECK_S = 30.0  # how often the clock's sync state is read
+AUDIT_PRUNE_S = 3600.0  # how often audit rows past their retention are deleted
 OFFLINE_KEY = "status.offline"  # journal state: devices whose last status event was offline
 SHED_EVERY_MS = 1000  # under overload: a coalescible device's readings, one a second
 BULK_PREFIX = "bulk:"  # receipt keys of the readings' session: its own packet ids
@@ -117,6 +119,9 @@ class Gateway:
             self.clock,
             self.counters,
         )
+        # outside platforms, each behind its sharing policy, with a cursor of its own
+        self.upstreams = build_upstreams(config, self.journal, self.clock, self.counters,
+                                         os.environ)
         self.pin_factory = pin_factory if pin_factory is not None else _pin_factory(config)
         self.profiles = ProfileLibrary([BUILTIN, *config.profile_dirs])
         self.pseudonymise = _pseudonymiser(config)
@@ -305,6 +310,8 @@ class Gateway:
                 task("gw.sink.mqtt", self.mqtt_sink.run),
                 task("gw.sink.store", self.store_sink.run),
                 task("gw.sink.notify", self.notify_sink.run),
+                *(task(f"gw.upstream[{u.name}]", u.run) for u in self.upstreams),
+                task("gw.upstream.audit", self._prune_audit),
                 task("gw.liveness", functools.partial(supervise, self.board, self.clock)),
                 task("gw.status.events", self._journal_status_changes),
                 task("gw.journal.prune", self._prune),
@@ -353,7 +360,9 @@ class Gateway:
                 except NotJournalledError as exc:  # a full disk: only lazy state is at stake
                     log.warning("rule state not saved at the stop (%s): rates start from "
                                 "older samples at the next start", exc)
-                while min(self.sink_cursors().values()) < self.journal.last_seq:
+                # upstreams are not waited for: one that is down would hold every stop
+                # for the whole bound; they go on from their cursors at the next start
+                while min(self.local_sink_cursors().values()) < self.journal.last_seq:
                     self.mqtt_sink.moved.clear()
                     self.store_sink.moved.clear()
                     self.notify_sink.moved.clear()
@@ -361,7 +370,8 @@ class Gateway:
                                    self.notify_sink.moved)
         except TimeoutError:
             log.warning("shutdown bound reached; %d record(s) stay in the journal for the "
-                        "next start", self.journal.last_seq - min(self.sink_cursors().values()))
+                        "next start",
+                        self.journal.last_seq - min(self.local_sink_cursors().values()))
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(max(bound, 1.0)):
                 await self.link.close((self.topics.gateway_status, Status.OFFLINE.encode()))
@@ -438,7 +448,8 @@ class Gateway:
             window_ms = round(max([self.config.broker.redelivery_window_s]
                                   + [p.redelivery_window_s for p in
                                      (self.config.onenet, self.config.ctwing) if p]) * 1000)
-            gone = await self.journal.prune(["mqtt", "store", "rules", "notify"],
+            gone = await self.journal.prune(["mqtt", "store", "rules", "notify",
+                                             *(u.consumer for u in self.upstreams)],
                                             keep_from=min(self.mqtt_sink.replay_floor,
                                                           self.store_sink.replay_floor),
                                             receipts_before=self.clock.now_ms() - window_ms)
@@ -469,9 +480,22 @@ class Gateway:
                 self.clock_synchronised = trusted
             await self.clock.sleep(CLOCK_CHECK_S)
 
-    def sink_cursors(self) -> dict[str, int]:
+    def local_sink_cursors(self) -> dict[str, int]:
         return {"mqtt": self.mqtt_sink.cursor, "store": self.store_sink.cursor,
                 "notify": self.notify_sink.cursor}
+
+    def sink_cursors(self) -> dict[str, int]:
+        """Every sink's cursor, upstreams as `upstream:NAME`."""
+        return {**self.local_sink_cursors(), **{u.consumer: u.cursor for u in self.upstreams}}
+
+    async def _prune_audit(self) -> None:
+        """The audit of what left for upstreams, kept for sharing.audit_keep_days."""
+        keep_ms = round(self.config.sharing.audit_keep_days * 86_400_000)
+        while True:
+            gone = await self.journal.prune_shared(self.clock.now_ms() - keep_ms)
+            if gone:
+                self.counters.inc("audit_pruned", gone)
+            await self.clock.sleep(AUDIT_PRUNE_S)
 
     def intake_backlog(self) -> dict[str, dict[str, float]]:
         """Per broker session: messages read and not yet handled, their bytes, the oldest's

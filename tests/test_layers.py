@@ -38,6 +38,7 @@ LAYERS: Mapping[str, str] = {
     "gateway.core.telemetry": "kernel",
     "gateway.core.timeline": "kernel",
     "gateway.core.topics": "kernel",
+    "gateway.core.upstream_config": "kernel",
     "gateway.core.waiting": "kernel",
     # device protocols and the rule engine, each on the kernel alone
     "drivers": "drivers",
@@ -59,6 +60,7 @@ LAYERS: Mapping[str, str] = {
     "gateway.status_report": "runtime",
     "gateway.supervisor": "runtime",
     "gateway.systemd_notify": "runtime",
+    "gateway.upstreams": "runtime",
     # what an operator runs beside it
     "gateway.ops.alert_ack": "tooling",
     "gateway.ops.broker_acl": "tooling",

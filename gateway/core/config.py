@@ -19,6 +19,7 @@ from pydantic import (
 )
 
 from gateway.core.model import DeviceKind
+from gateway.core.upstream_config import SharingConfig, UpstreamConfig
 
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
@@ -441,6 +442,9 @@ class GatewayConfig(_Strict):
     console: ConsoleConfig | None = None
     buses: list[ModbusBusConfig] = Field(default_factory=list)
     devices: list[DeviceConfig] = Field(default_factory=list)
+    # outside platforms, each behind its sharing policy (gateway.core.upstream_config)
+    upstreams: list[UpstreamConfig] = Field(default_factory=list)
+    sharing: SharingConfig = SharingConfig()
 
     @property
     def client_id(self) -> str:

@@ -34,6 +34,26 @@ class DeliveryClass(enum.StrEnum):
     TELEMETRY = "telemetry"
 
 
+class DataClass(enum.StrEnum):
+    """Personal data as PIPL sorts it: personal, or sensitive (health, whereabouts).
+
+    What leaves the compound in clear with a sensitive class needs a legal basis named in
+    the sharing policy that lets it out.
+    """
+
+    PERSONAL = "personal"  # identifies a person: a card's pseudonym, the elder behind a button
+    HEALTH = "health"  # sensitive: a body temperature, an SOS
+    WHEREABOUTS = "whereabouts"  # sensitive: where a person passed (a door, a gate)
+
+    @property
+    def sensitive(self) -> bool:
+        return self is not DataClass.PERSONAL
+
+
+# personal fields of records whatever the device: who acknowledged or resolved an alert
+RECORD_PRIVACY: Final[dict[str, DataClass]] = {"by": DataClass.PERSONAL}
+
+
 class AlertState(enum.StrEnum):
     FIRING = "firing"
     ACKNOWLEDGED = "acknowledged"

@@ -59,9 +59,29 @@ def _load(file: Path, *, secrets: Collection[str] = SECRETS) -> GatewayConfig:
     rule_problems = check(*_rule_files(readable)) if readable is not None else []
     if rule_problems:
         _print_rule_problems(rule_problems)
-    if config is None or rule_problems:
+    policy_problems = _policy_problems(readable) if readable is not None else []
+    if policy_problems:
+        err().print(f"{len(policy_problems)} problem(s) in the sharing policies",
+                    style="bold red", soft_wrap=True, markup=False)
+        for problem in policy_problems:
+            err().print(f"  {problem}", soft_wrap=True, markup=False, highlight=False)
+    if config is None or rule_problems or policy_problems:
         raise SystemExit(EXIT_CONFIG)
     return config
+
+
+def _policy_problems(config: GatewayConfig) -> list[Any]:
+    """Every problem of the upstreams' sharing policies (a sensitive field in clear without
+    a legal basis among them); policy files that are missing are configuration problems."""
+    from gateway.upstreams.policy import PolicyError, load_policy
+
+    problems: list[Any] = []
+    for path in sorted({u.policy for u in config.upstreams if u.policy.is_file()}):
+        try:
+            load_policy(path)
+        except PolicyError as exc:
+            problems += exc.problems
+    return problems
 
 
 def _rule_files(config: GatewayConfig) -> tuple[list[Path], Path | None]:

@@ -5,7 +5,7 @@ Card numbers never enter the model: drivers replace them with a keyed pseudonym.
 """
 
 from gateway.core.kinds.base import COMMON_EVENTS, FLAG, KindModel
-from gateway.core.model import DeviceKind
+from gateway.core.model import DataClass, DeviceKind
 
 MODEL = KindModel(
     kind=DeviceKind.ACCESS,
@@ -15,4 +15,8 @@ MODEL = KindModel(
                             "alarm_input", "alarm_input_cleared"},
     alarms=frozenset({"forced_open", "duress"}),
     readings={"door_open": FLAG},
+    # a card (already a pseudonym) names a person; a passage tells where someone was
+    privacy={"card": DataClass.PERSONAL},
+    sensitive_events={"granted": DataClass.WHEREABOUTS, "denied": DataClass.WHEREABOUTS,
+                      "door_opened": DataClass.WHEREABOUTS},
 )

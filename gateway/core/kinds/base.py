@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from gateway.core.model import DeviceKind
+from gateway.core.model import DataClass, DeviceKind
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -44,10 +44,21 @@ class KindModel:
     # under overload, one reading a second per device is enough (a room's temperature, a
     # tilt, a battery); not where each reading is a person passing (a gate)
     coalescible: bool = True
+    # personal data in this kind's records, by field (an event's field, a reading, or
+    # `device` where one device stands for one person)
+    privacy: Mapping[str, DataClass] = field(default_factory=dict)
+    # event types that are personal data themselves (an SOS press is a health matter):
+    # such an event's `type` counts as that class
+    sensitive_events: Mapping[str, DataClass] = field(default_factory=dict)
+    # alerts on this kind's devices tell of such events: their rule and state count as this
+    alert_class: DataClass | None = None
 
     def __post_init__(self) -> None:
         if not self.alarms <= self.events:
             raise ValueError(f"{self.kind}: alarms {set(self.alarms - self.events)} not events")
+        if not set(self.sensitive_events) <= self.events:
+            raise ValueError(f"{self.kind}: sensitive events "
+                             f"{set(self.sensitive_events) - self.events} not events")
 
 
 # events every kind can report

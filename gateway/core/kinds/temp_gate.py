@@ -4,7 +4,7 @@ Readings carry no personal identity: no name, card or face ever enters this mode
 """
 
 from gateway.core.kinds.base import COMMON_EVENTS, FLAG, KindModel, ReadingSpec
-from gateway.core.model import DeviceKind
+from gateway.core.model import DataClass, DeviceKind
 
 MODEL = KindModel(
     kind=DeviceKind.TEMP_GATE,
@@ -17,4 +17,9 @@ MODEL = KindModel(
         "passage_count": ReadingSpec(unit="count", low=0, integer=True),
     },
     coalescible=False,  # each reading is a person passing: a fever must never be shed
+    # a body temperature is health data; a passage tells where someone was
+    privacy={"body_temp_c": DataClass.HEALTH, "abnormal": DataClass.HEALTH,
+             "value": DataClass.HEALTH, "card": DataClass.PERSONAL},
+    sensitive_events={"fever": DataClass.HEALTH, "passage": DataClass.WHEREABOUTS},
+    alert_class=DataClass.HEALTH,
 )
