@@ -57,9 +57,12 @@ def run(
     cfg = _load(config)
     logging.basicConfig(level=log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from gateway.city_connection import CityAccessError
+    from hub.service import HubSetupError
+
     try:
         asyncio.run(_serve(cfg, name))
-    except OSError as exc:
+    except (HubSetupError, CityAccessError) as exc:
         typer.echo(f"the city's cluster: {exc}", err=True)
         raise typer.Exit(EXIT_CLUSTER) from None
 

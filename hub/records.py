@@ -1,18 +1,23 @@
 """What arrives from a compound: a subject (`sc.{district}.{site}.{kind}.{device}.{type}`)
-and the JSON its sharing policy let out, read back into the gateway's typed records.
+and the JSON object its sharing policy let out, read back into the gateway's typed records.
 
-A policy may have dropped fields: what a point or an alert needs (the time, an alert's
-rule, state and severity) must be there, the rest has defaults. The device and its kind
-come from the subject, as the compound named them (possibly a pseudonym).
+A policy keeps some fields and drops the rest (gateway/upstreams/shaping.py): an event's
+own fields stand beside `ts`, `type` and the place; an alert's beside its rule, state and
+severity. What a point or an alert needs must be there (the time; an alert's rule and
+severity), the rest has defaults. The device and its kind come from the subject, as the
+compound named them (possibly a pseudonym, or a place). The gateway's own record encoding
+(`gateway.core.model.encode`, fields nested) reads the same.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import msgspec
 
 from gateway.core.city import CitySubject
+from gateway.core.config import Location
 from gateway.core.model import (
     Alert,
     AlertState,
@@ -25,6 +30,11 @@ from gateway.core.model import (
 )
 
 MAX_PAYLOAD = 64 * 1024
+# what a payload's keys mean besides an event's own fields
+_RESERVED = frozenset({"v", "id", "ts", "rec", "site", "kind", "device", "building", "unit",
+                       "floor", "type", "cls", "fields", "values", "rule", "state",
+                       "severity", "since", "value", "message", "by", "cause"})
+_STATES = {s.value for s in AlertState}
 
 
 class BadParcel(Exception):
@@ -35,40 +45,16 @@ class BadParcel(Exception):
         self.reason = reason
 
 
-class _Shared(msgspec.Struct, kw_only=True, forbid_unknown_fields=False):
-    """A record as a policy may have shaped it: only `ts` is always needed."""
-
-    rec: str | None = None
-    id: str | None = None
-    ts: int
-    # a device event
-    type: str | None = None
-    cls: DeliveryClass = DeliveryClass.EVENT
-    fields: dict[str, Scalar] = msgspec.field(default_factory=dict)
-    # a reading
-    values: dict[str, Scalar] = msgspec.field(default_factory=dict)
-    # an alert
-    rule: str | None = None
-    state: AlertState | None = None
-    severity: Severity | None = None
-    since: int | None = None
-    value: Scalar | None = None
-    message: str = ""
-    by: str | None = None
-
-
-_decoder = msgspec.json.Decoder(_Shared)
-_STATES = {s.value for s in AlertState}
-
 CityRecord = Reading | DeviceEvent | Alert
 
 
 @dataclass(frozen=True, slots=True)
 class Arrival:
-    """One compound's record as the hub read it."""
+    """One compound's record as the hub read it, and the place it came with."""
 
     subject: CitySubject
     record: CityRecord
+    place: Location | None = None
 
     @property
     def compound(self) -> tuple[str, str]:
@@ -78,42 +64,87 @@ class Arrival:
 def read(subject: str, data: bytes, msg_id: str | None) -> Arrival:
     """The record in one message; BadParcel saying what is wrong with it."""
     where = CitySubject.parse(subject)
+    shown = repr(subject[:200])
     if where is None:
-        raise BadParcel("subject", f"{subject[:200]!r} is not sc.district.site.kind.device.type")
+        raise BadParcel("subject", f"{shown} is not sc.district.site.kind.device.type")
     try:
         kind = DeviceKind(where.kind)
     except ValueError:
-        raise BadParcel("kind", f"unknown device kind {where.kind[:40]!r} in {subject[:200]!r}"
+        raise BadParcel("kind", f"unknown device kind {where.kind[:40]!r} in {shown}"
                         ) from None
     if len(data) > MAX_PAYLOAD:
-        raise BadParcel("too_large", f"{len(data)} bytes on {subject[:200]!r}")
+        raise BadParcel("too_large", f"{len(data)} bytes on {shown}")
     try:
-        shared = _decoder.decode(data)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise BadParcel("payload", f"{exc} on {subject[:200]!r}") from None
-    record_id = shared.id or msg_id
+        obj = msgspec.json.decode(data)
+    except msgspec.DecodeError as exc:
+        raise BadParcel("payload", f"{exc} on {shown}") from None
+    if not isinstance(obj, dict):
+        raise BadParcel("payload", f"not a JSON object on {shown}")
+    try:
+        return _arrival(where, kind, obj, msg_id)
+    except (ValueError, TypeError) as exc:  # a value of the wrong type or out of its set
+        raise BadParcel("payload", f"{exc} on {shown}") from None
+
+
+def _arrival(where: CitySubject, kind: DeviceKind, obj: dict[str, Any],
+             msg_id: str | None) -> Arrival:
+    shown = repr(str(where)[:200])
+    ts = obj.get("ts")
+    if not isinstance(ts, int) or isinstance(ts, bool):
+        raise BadParcel("no_ts", f"no integer `ts` on {shown}: the policy must keep it")
+    record_id = _text(obj.get("id")) or msg_id
     if not record_id:
-        raise BadParcel("no_id", f"neither an id nor a Nats-Msg-Id on {subject[:200]!r}")
-    rec = shared.rec or ("reading" if where.type == "reading" else
-                         "alert" if where.type in _STATES else "event")
+        raise BadParcel("no_id", f"neither an id nor a Nats-Msg-Id on {shown}")
+    rec = _text(obj.get("rec")) or ("reading" if where.type == "reading" else
+                                    "alert" if where.type in _STATES else "event")
     record: CityRecord
     if rec == "reading":
-        record = Reading(id=record_id, ts=shared.ts, kind=kind, device=where.device,
-                         values=shared.values)
+        record = Reading(id=record_id, ts=ts, kind=kind, device=where.device,
+                         values=_scalars(obj.get("values")))
     elif rec == "event":
-        record = DeviceEvent(id=record_id, ts=shared.ts, kind=kind, device=where.device,
-                             type=shared.type or where.type, cls=shared.cls,
-                             fields=shared.fields)
+        fields = {k: v for k, v in obj.items() if k not in _RESERVED and _scalar(v)}
+        fields.update(_scalars(obj.get("fields")))
+        record = DeviceEvent(id=record_id, ts=ts, kind=kind, device=where.device,
+                             type=_text(obj.get("type")) or where.type,
+                             cls=DeliveryClass(obj.get("cls", "event")), fields=fields)
     elif rec == "alert":
-        state = shared.state or (AlertState(where.type) if where.type in _STATES else None)
-        if shared.rule is None or state is None or shared.severity is None:
+        state = obj.get("state") or (where.type if where.type in _STATES else None)
+        rule, severity = _text(obj.get("rule")), obj.get("severity")
+        if not rule or state is None or severity is None:
             raise BadParcel("alert", f"an alert without its rule, state or severity on "
-                                     f"{subject[:200]!r}")
-        record = Alert(id=record_id, ts=shared.ts, rule=shared.rule, device=where.device,
-                       kind=kind, state=state, severity=shared.severity,
-                       since=shared.since if shared.since is not None else shared.ts,
-                       value=shared.value, message=shared.message, by=shared.by)
+                                     f"{shown}: the policy must keep them")
+        since = obj.get("since")
+        value = obj.get("value")
+        record = Alert(id=record_id, ts=ts, rule=rule, device=where.device, kind=kind,
+                       state=AlertState(state), severity=Severity(severity),
+                       since=since if isinstance(since, int) else ts,
+                       value=value if _scalar(value) else None,
+                       message=_text(obj.get("message")), by=_text(obj.get("by")) or None)
     else:
-        raise BadParcel("rec", f"a {rec[:40]!r} record on {subject[:200]!r}: the hub keeps "
-                               "readings, events and alerts")
-    return Arrival(where, record)
+        raise BadParcel("rec", f"a {rec[:40]!r} record on {shown}: the hub keeps readings, "
+                               "events and alerts")
+    return Arrival(where, record, _place(obj))
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _scalar(value: Any) -> bool:
+    return isinstance(value, bool | int | float | str)
+
+
+def _scalars(value: Any) -> dict[str, Scalar]:
+    if not isinstance(value, dict):
+        return {}
+    return {str(k): v for k, v in value.items() if _scalar(v)}
+
+
+def _place(obj: dict[str, Any]) -> Location | None:
+    building, unit, floor = obj.get("building"), obj.get("unit"), obj.get("floor")
+    if building is None and unit is None and floor is None:
+        return None
+    return Location(building=str(building) if building is not None else None,
+                    unit=str(unit) if unit is not None else None,
+                    floor=floor if isinstance(floor, int) and not isinstance(floor, bool)
+                    else None)

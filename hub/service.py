@@ -19,10 +19,13 @@ import nats.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js.client import JetStreamContext
+from nats.js.errors import BucketNotFoundError
+from nats.js.kv import KeyValue
 
 from gateway.city_connection import connect
 from gateway.core.backoff import Backoff
 from gateway.core.clock import Clock, SystemClock
+from gateway.core.config import Location
 from gateway.core.counters import Counters
 from gateway.core.model import Alert
 from gateway.sinks.points import PointMaker
@@ -39,6 +42,10 @@ MSG_ID = "Nats-Msg-Id"
 FORGET_EVERY_S = 600.0
 
 
+class HubSetupError(Exception):
+    """The cluster lacks what `scgw hub init` makes."""
+
+
 class Hub:
     """`run` until cancelled (or `stop`)."""
 
@@ -52,7 +59,8 @@ class Hub:
         self.alerts: CityAlerts | None = None
         self.board: BoardServer | None = None
         self.ready = asyncio.Event()  # consuming, and the board is up
-        self._points: dict[tuple[str, str], PointMaker] = {}
+        # per compound: its points, and the places its devices came with
+        self._points: dict[tuple[str, str], tuple[PointMaker, dict[str, Location]]] = {}
         self._stop = asyncio.Event()
         self._nc: Client | None = None
 
@@ -65,8 +73,7 @@ class Hub:
                           self.clock, self.counters)
         try:
             js = nc.jetstream()
-            kv = await js.key_value(self.config.alerts.bucket)
-            self.alerts = CityAlerts(kv)
+            self.alerts = CityAlerts(await self._bucket(js))
             self.board = BoardServer(self.alerts, self.config.board, self.counters, self.clock)
             stopping = asyncio.create_task(self._stop.wait(), name=f"{self.name}.stop")
             async with asyncio.TaskGroup() as tasks:
@@ -84,6 +91,21 @@ class Hub:
         finally:
             await store.close()
             await nc.close()
+
+    async def _bucket(self, js: JetStreamContext) -> KeyValue:
+        """The alert bucket, once the cluster answers (it may be electing leaders)."""
+        backoff = Backoff(0.2, 5.0)
+        while True:
+            try:
+                return await js.key_value(self.config.alerts.bucket)
+            except BucketNotFoundError:
+                raise HubSetupError(f"no alert bucket {self.config.alerts.bucket} in the "
+                                    "cluster: run `scgw hub init` first") from None
+            except (nats.errors.Error, OSError) as exc:
+                delay = backoff.next_delay()
+                log.warning("the alert bucket cannot be read yet (%s: %s); again in %.1f s",
+                            type(exc).__name__, exc, delay)
+                await self.clock.sleep(delay)
 
     async def _consume(self, js: JetStreamContext, store: CityStore) -> None:
         consumer = self.config.consumer
@@ -121,7 +143,7 @@ class Hub:
                                        "a message was refused: %s", exc)
                 await self._settle(msg, term=True)
         lines = [line for _, arrival in arrivals
-                 if (line := self._maker(arrival).line(arrival.record)) is not None]
+                 if (line := self._point(arrival)) is not None]
 
         async def keep_alive() -> None:
             for msg, _ in arrivals:
@@ -167,14 +189,19 @@ class Hub:
             self.counters.inc("hub_ack_errors")
             log.debug("acknowledgement not sent: %s", exc)
 
-    def _maker(self, arrival: Arrival) -> PointMaker:
+    def _point(self, arrival: Arrival) -> str | None:
+        """The record's point, tagged with its compound and the place it came with."""
         compound = arrival.compound
-        maker = self._points.get(compound)
-        if maker is None:
+        found = self._points.get(compound)
+        if found is None:
             district, site = compound
-            maker = self._points[compound] = PointMaker(site, lambda _device: None,
-                                                        {"district": district})
-        return maker
+            places: dict[str, Location] = {}
+            found = self._points[compound] = (PointMaker(site, places.get,
+                                                         {"district": district}), places)
+        maker, places = found
+        if arrival.place is not None:
+            places[arrival.record.device] = arrival.place
+        return maker.line(arrival.record)
 
     async def _forget(self) -> None:
         assert self.alerts is not None

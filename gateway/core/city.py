@@ -8,16 +8,26 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
-
-from gateway.core.config import TlsConfig
 
 SUBJECT_ROOT = "sc"
 # a subject token may hold these as they are; anything else is written %XX (UTF-8 bytes),
 # so a device id with a dot or a space keeps its own token and reads back the same
 _PLAIN = re.compile(r"[A-Za-z0-9_-]")
 _ESCAPED = re.compile(r"%([0-9A-F]{2})")
+
+
+class NatsTls(BaseModel):
+    """The CA the servers' certificates are checked against (None: the system's), and our
+    own certificate where the cluster asks for one."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
 
 
 class NatsAccess(BaseModel):
@@ -32,7 +42,7 @@ class NatsAccess(BaseModel):
     # an nkey seed (`SU...`) in this variable, or the path of a JWT credentials file
     nkey_seed_env: str | None = None
     credentials_env: str | None = None
-    tls: TlsConfig | None = None
+    tls: NatsTls | None = None
     connect_timeout_s: float = Field(default=5.0, gt=0, le=120)
     reconnect_wait_s: float = Field(default=1.0, gt=0, le=120)
 

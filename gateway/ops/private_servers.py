@@ -328,7 +328,8 @@ class NatsNode(_Process):
             f'jetstream {{\n  store_dir: "{self.workdir / "js"}"\n'
             "  max_memory_store: 64MB\n  max_file_store: 2GB\n}\n"
             f'cluster {{\n  name: "{self.cluster}"\n  listen: 127.0.0.1:{self.route_port}\n'
-            f"  routes: [{routes}]\n}}\n"
+            # clients keep to the servers they were given (a test's relay in front of one)
+            f"  no_advertise: true\n  routes: [{routes}]\n}}\n"
         )
         return [find_binary("nats-server"), "-c", str(conf)]
 

@@ -91,15 +91,15 @@ class HubProcess:
                  str(self.config_file), "--name", self.name],
                 stdout=log, stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True)
 
-    def status(self) -> dict[str, int]:
-        """The process's counters (blocking: from a thread); {} while it is not up."""
+    def status(self) -> dict[str, int] | None:
+        """The process's counters (blocking: from a thread); None while it is not up."""
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/api/status",
                                         timeout=1) as resp:
                 counters: dict[str, int] = json.loads(resp.read())["counters"]
                 return counters
         except OSError:
-            return {}
+            return None
 
     def board(self) -> dict[str, Any]:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/api/board",
@@ -109,7 +109,7 @@ class HubProcess:
 
     async def up(self, timeout: float = 20.0) -> None:
         async with asyncio.timeout(timeout):
-            while not await asyncio.to_thread(self.status):
+            while await asyncio.to_thread(self.status) is None:
                 assert self._proc is not None
                 if self._proc.poll() is not None:
                     raise AssertionError(f"{self.name} exited: {self.log.read_text()[-2000:]}")

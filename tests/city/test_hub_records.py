@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from gateway.core.config import Location
 from gateway.core.model import Alert, AlertState, DeliveryClass, DeviceEvent, Reading
 from hub.records import BadParcel, read
 
@@ -22,6 +23,16 @@ def test_an_event_keeps_its_time_fields_and_class() -> None:
                                          fields={"n": 3})
 
 
+def test_a_policy_shaped_event_keeps_its_own_fields_and_its_place() -> None:
+    # as gateway/upstreams/shaping.py makes it: an event's fields beside the kept ones
+    payload = {"id": "a2", "ts": 2000, "kind": "smoke", "type": "fault", "device": "s1",
+               "building": "3", "floor": 2, "code": 7, "note": "x"}
+    arrival = read("sc.north.c1.smoke.s1.fault", json.dumps(payload).encode(), "m")
+    assert arrival.record == DeviceEvent(id="a2", ts=2000, kind="smoke", device="s1",
+                                         type="fault", fields={"code": 7, "note": "x"})
+    assert arrival.place == Location(building="3", floor=2)
+
+
 def test_what_a_policy_dropped_is_taken_from_the_subject_and_the_message_id() -> None:
     arrival = read("sc.north.c1.temp_gate.g%2E1.reading", b'{"ts": 5, "values": {"t": 36.5}}',
                    "msg-9")
@@ -36,7 +47,9 @@ def test_what_a_policy_dropped_is_taken_from_the_subject_and_the_message_id() ->
 @pytest.mark.parametrize(("subject", "payload", "reason"), [
     ("sc.north.c1.elder_button.e1", b'{"ts": 1}', "subject"),
     ("sc.north.c1.toaster.e1.press", b'{"ts": 1}', "kind"),
-    (SUBJECT, b'{"ts": "yesterday"}', "payload"),
+    (SUBJECT, b'{"ts": "yesterday"}', "no_ts"),
+    (SUBJECT, b'{"ts": 1, "cls": "urgent"}', "payload"),
+    (SUBJECT, b"[1, 2]", "payload"),
     (SUBJECT, b"\xff", "payload"),
     (SUBJECT, b'{"ts": 1}' + b" " * 70_000, "too_large"),
     ("sc.north.c1.smoke.s1.firing", b'{"ts": 1, "id": "x"}', "alert"),
