@@ -136,7 +136,7 @@ async def test_the_board_lists_alerts_with_their_compound_and_changes_nothing(
 
 async def test_what_cannot_be_read_is_counted_and_not_delivered_again(
         nats_cluster: NatsCluster, city: CityNames, victoria: VictoriaMetrics) -> None:
-    config = hub_config(nats_cluster, city, victoria.url)
+    config = hub_config(nats_cluster, city, victoria.url, consumer={"ack_wait_s": 1.0})
     async with running_hub(config) as hub, city_client(nats_cluster) as js:
         await js.publish(f"sc.{city.district}.c1.elder_button.e1.press", b"{not json",
                          headers={"Nats-Msg-Id": "bad-1"})
