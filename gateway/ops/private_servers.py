@@ -115,6 +115,12 @@ class _Process:
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
+    @property
+    def pid(self) -> int:
+        if self._proc is None:
+            raise ServiceError(f"{self.name} was never started")
+        return self._proc.pid
+
     def _close_log(self) -> None:
         if self._log is not None:
             self._log.close()

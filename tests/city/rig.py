@@ -1,15 +1,11 @@
-"""The city's test rig: names apart per test, a hub's configuration, hub processes."""
+"""The city's test rig: names apart per test, a hub's configuration, a hub in the test's own
+event loop, a client of the cluster (hub processes and the oracle: bench/city_rig.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
-import signal
-import subprocess
-import sys
-import urllib.request
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,14 +14,13 @@ from typing import Any
 import nats
 from nats.js.client import JetStreamContext
 
+from bench.city_rig import HubProcess, toml
 from gateway.core.city import CitySubject
 from gateway.core.model import Alert, DeviceEvent, Record, encode
 from gateway.ops.private_servers import NatsCluster, free_port
 from hub.config import HubConfig, parse_hub_config
 from hub.provision import provision
 from hub.service import Hub
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True)
@@ -61,73 +56,6 @@ def hub_raw(cluster: NatsCluster, names: CityNames, store_url: str, **extra: Any
 def hub_config(cluster: NatsCluster, names: CityNames, store_url: str, **extra: Any
                ) -> HubConfig:
     return parse_hub_config(hub_raw(cluster, names, store_url, **extra), Path("hub.toml"), {})
-
-
-def toml(raw: dict[str, Any]) -> str:
-    """`raw` (tables of scalars and lists) as TOML."""
-    out = []
-    for table, values in raw.items():
-        out.append(f"[{table}]")
-        out += [f"{key} = {json.dumps(value)}" for key, value in values.items()]
-    return "\n".join(out) + "\n"
-
-
-class HubProcess:
-    """`scgw hub run` as a process of its own, killable like a crashed machine."""
-
-    def __init__(self, workdir: Path, raw: dict[str, Any], name: str) -> None:
-        self.name = name
-        self.port = int(raw["board"]["port"])
-        workdir.mkdir(parents=True, exist_ok=True)
-        self.config_file = workdir / f"{name}.toml"
-        self.config_file.write_text(toml(raw))
-        self.log = workdir / f"{name}.log"
-        self._proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with self.log.open("ab") as log:
-            self._proc = subprocess.Popen(
-                [sys.executable, "-m", "gateway.ops.cli", "hub", "run", "--config",
-                 str(self.config_file), "--name", self.name],
-                stdout=log, stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True)
-
-    def status(self) -> dict[str, int] | None:
-        """The process's counters (blocking: from a thread); None while it is not up."""
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/api/status",
-                                        timeout=1) as resp:
-                counters: dict[str, int] = json.loads(resp.read())["counters"]
-                return counters
-        except OSError:
-            return None
-
-    def board(self) -> dict[str, Any]:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/api/board",
-                                    timeout=2) as resp:
-            answer: dict[str, Any] = json.loads(resp.read())
-            return answer
-
-    async def up(self, timeout: float = 20.0) -> None:
-        async with asyncio.timeout(timeout):
-            while await asyncio.to_thread(self.status) is None:
-                assert self._proc is not None
-                if self._proc.poll() is not None:
-                    raise AssertionError(f"{self.name} exited: {self.log.read_text()[-2000:]}")
-                await asyncio.sleep(0.1)
-
-    def kill(self) -> None:
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.send_signal(signal.SIGKILL)
-            self._proc.wait()
-
-    def stop(self) -> None:
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
 
 
 @contextlib.asynccontextmanager
@@ -167,3 +95,6 @@ async def publish(js: JetStreamContext, district: str, site: str, record: Record
     subject = CitySubject(district, site, str(kind), getattr(record, "device", ""), type_)
     await js.publish(str(subject), encode(record),
                      headers={"Nats-Msg-Id": msg_id or f"{site}.{record.id}.{type_}"})
+
+
+__all__ = ["HubProcess", "toml"]

@@ -14,13 +14,12 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+from bench.city_rig import accepted_alarms, judge_compound, stream_records
 from gateway.ops.private_servers import Mosquitto, NatsCluster, VictoriaMetrics
 from gateway.supervisor import Gateway
 from hub.provision import provision
 from simulators.elder_button import SimulatedElder
-from tests.city.oracle import judge_compound, stream_records
 from tests.city.rig import CityNames, HubProcess, city_client, hub_config, hub_raw
-from tests.faults.oracle import accepted_alarms
 from tests.helpers import elder_gpio, eventually, make_config, running
 
 BUTTONS = 4

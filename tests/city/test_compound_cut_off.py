@@ -14,16 +14,15 @@ from pathlib import Path
 
 import msgspec
 
+from bench.city_rig import accepted_alarms, judge_compound, stream_records
 from gateway.core.model import DeviceEvent
 from gateway.ops.private_servers import Mosquitto, NatsCluster, VictoriaMetrics
 from gateway.supervisor import Gateway
 from gateway.upstreams.sink import UpstreamState
 from simulators.elder_button import SimulatedElder
-from tests.city.oracle import judge_compound, stream_records
 from tests.city.relay import Relay
 from tests.city.rig import CityNames, city_client, hub_config, running_hub
 from tests.city.test_city_end_to_end import BUTTONS, compound_config
-from tests.faults.oracle import accepted_alarms
 from tests.helpers import Watcher, eventually, running
 
 WINDOW_S = 1.0
