@@ -175,10 +175,13 @@ async def _hub(cluster: NatsCluster, srv: Servers, workdir: Path, progress: Prog
     reads all of it."""
     nc = await connect(NatsAccess(servers=cluster.urls), {}, "bench-city")
     try:
-        total = (await nc.jetstream().stream_info(STREAM)).state.messages
+        state = (await nc.jetstream().stream_info(STREAM)).state
     finally:
         await nc.close()
-    rows = []
+    total = state.messages
+    rows = [Row("city", "stream bytes per record", f"{state.bytes / total:.0f} B",
+                f"{total:,} records, {state.bytes / 2**20:.1f} MiB on each of 3 nodes",
+                {"bytes_per_record": round(state.bytes / total), "records": total})]
     for processes in (1, 2):
         durable = f"hub-bench-{processes}"
         raws = [_hub_raw(cluster, srv.store.url, durable) for _ in range(processes)]
