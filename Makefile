@@ -92,7 +92,7 @@ fuzz: deps
 	$(BIN)/pip install --quiet 'atheris>=2.3,<3'
 	for target in json_payload serial_stream modbus_answer config_file rule_file mqtt_dispatch \
 	    availability profile_file onenet_push ctwing_push gb26875_stream \
-	    hikvision_push dahua_stream; do \
+	    hikvision_push dahua_stream sharing_policy; do \
 	  mkdir -p .fuzz/$$target && \
 	  $(BIN)/python -m fuzz $$target --seconds $(FUZZ_SECONDS) --corpus .fuzz/$$target \
 	    || exit 1; \

@@ -281,12 +281,36 @@ def ctwing_push(data: bytes) -> None:
         assert all(reason for reason, _ in decoded.problems)
 
 
+def sharing_policy(data: bytes) -> None:
+    """Any text as a sharing policy: a policy that shapes records without failing, or
+    PolicyError naming every problem with its line."""
+    from gateway.core.config import Location
+    from gateway.core.kinds import make_event
+    from gateway.core.model import DeviceKind
+    from gateway.upstreams.policy import PolicyError, policy_from_text
+    from gateway.upstreams.shaping import Shaper
+
+    try:
+        policy = policy_from_text(data.decode("utf-8", "replace"))
+    except PolicyError as exc:
+        assert exc.problems
+        for problem in exc.problems:
+            assert problem.line >= 1 and problem.message
+        return
+    shaper = Shaper("fuzz", policy, "c1", b"fuzz-pseudonym-key", {
+        "d": Location(building="3", unit="1", floor=2)}.get)
+    for kind in DeviceKind:
+        for seq, type_ in enumerate(sorted(MODELS[kind].events)[:3], start=1):
+            shaper.shape(seq, make_event(kind, "d", type_, 1_767_225_600_000))
+
+
 TARGETS: dict[str, Callable[[bytes], None]] = {
     "json_payload": json_payload,
     "serial_stream": serial_stream,
     "modbus_answer": modbus_answer,
     "config_file": config_file,
     "rule_file": rule_file,
+    "sharing_policy": sharing_policy,
     "mqtt_dispatch": mqtt_dispatch,
     "availability": availability,
     "profile_file": profile_file,

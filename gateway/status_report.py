@@ -36,6 +36,8 @@ class StatusSnapshot(msgspec.Struct, kw_only=True):
     # per broker session ("devices", "bulk"): messages read and not yet handled, the oldest's
     # age in seconds; and readings the rules have not evaluated yet
     intake: dict[str, dict[str, float]] = msgspec.field(default_factory=dict)
+    # each outside platform's state: "up", "idle" (nothing delivered yet), or "down: why"
+    upstreams: dict[str, str] = msgspec.field(default_factory=dict)
 
 
 BEHIND_S = 1.0  # an intake whose oldest message waited longer is behind

@@ -488,6 +488,11 @@ class Gateway:
         """Every sink's cursor, upstreams as `upstream:NAME`."""
         return {**self.local_sink_cursors(), **{u.consumer: u.cursor for u in self.upstreams}}
 
+    def upstream_states(self) -> list[dict[str, Any]]:
+        """Each upstream's state (idle, up, down), why it is down, its backlog."""
+        return [{"name": u.name, "state": u.state.value, "reason": u.down_reason,
+                 "backlog": max(self.journal.last_seq - u.cursor, 0)} for u in self.upstreams]
+
     async def _prune_audit(self) -> None:
         """The audit of what left for upstreams, kept for sharing.audit_keep_days."""
         keep_ms = round(self.config.sharing.audit_keep_days * 86_400_000)
@@ -530,6 +535,8 @@ class Gateway:
             pid=os.getpid(),
             clock_synchronised=self.clock_synchronised,
             intake=self.intake_backlog(),
+            upstreams={u.name: u.state.value + (f": {u.down_reason}" if u.down_reason else "")
+                       for u in self.upstreams},
             alerts=[{"rule": a.rule, "device": a.device, "state": a.state.value,
                      "severity": a.severity.value, "since": a.since, "message": a.message}
                     for a in self.rules.active()],

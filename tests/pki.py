@@ -31,3 +31,10 @@ def issue(ca_dir: Path, name: str, common_name: str,
     openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
             "-CAcreateserial", "-days", "2", *extra, "-out", f"{name}.crt", cwd=ca_dir)
     return ca_dir / f"{name}.crt", ca_dir / f"{name}.key"
+
+
+def localhost_pki(directory: Path, name: str) -> dict[str, Path]:
+    """A CA and a certificate for localhost that it signed: {"ca", "cert", "key"}."""
+    ca, _ = make_ca(directory, name)
+    cert, key = issue(directory, "server", "localhost", san="DNS:localhost,IP:127.0.0.1")
+    return {"ca": ca, "cert": cert, "key": key}

@@ -25,6 +25,7 @@ from fuzz.targets import (
     profile_file,
     rule_file,
     serial_stream,
+    sharing_policy,
 )
 from gateway.core.problems import ConfigError, parse_toml
 from rules.loader import pack_from_text
@@ -124,6 +125,21 @@ RULE_WORDS = ["rules:", "  - id: r1", "    match: {kind: smoke, type: alarm}",
        .map("\n".join))
 def test_rule_file(text: str) -> None:
     rule_file(text.encode())
+
+
+POLICY_WORDS = ["rules:", "  - id: p1", "    select: {records: [event], kind: [smoke]}",
+                "    select: {records: [alert], rule: [elder.sos]}", "    select: {}",
+                "    fields: [ts, device, type, body_temp_c]", "    pseudonymise: [device]",
+                "    place: floor", "    round: 1m", "    delay: -1s",
+                "    aggregate: {period: 1h, by: [building, type]}", "    basis: law",
+                "    reference: x", "description: d", "\t", "- ", ":"]
+
+
+@FUZZ
+@given(st.lists(st.sampled_from(POLICY_WORDS) | st.text(max_size=12), max_size=25)
+       .map("\n".join))
+def test_sharing_policy(text: str) -> None:
+    sharing_policy(text.encode())
 
 
 def test_regression_problems_with_and_without_a_rule_id_on_one_line() -> None:

@@ -70,6 +70,8 @@ LAYERS: Mapping[str, str] = {
     "gateway.ops.grafana": "tooling",
     "gateway.ops": "tooling",
     "gateway.ops.private_servers": "tooling",
+    "gateway.ops.sharing_cli": "tooling",
+    "gateway.ops.sharing_report": "tooling",
     "gateway.ops.store_query": "tooling",
     # the city hub: the compounds' stream into the central store, on the running gateway's
     # pieces (the store writer, the record model)

@@ -41,6 +41,7 @@ class GatewayState(Protocol):
     def link(self) -> BrokerLink: ...
     @property
     def batteries(self) -> dict[str, float] | None: ...
+    def upstream_states(self) -> list[dict[str, Any]]: ...
 
 
 def place(location: Location | None) -> dict[str, Any] | None:
@@ -72,6 +73,8 @@ def board(gw: GatewayState, log: AlertLog) -> dict[str, Any]:
         "now": gw.clock.now_ms(),
         "site": gw.config.site,
         "broker": gw.link.connected,
+        # each outside platform: up, down (retrying) or idle, and its records waiting
+        "upstreams": gw.upstream_states(),
         "alerts": [alert_view(a, log, gw.rules, locations) for a in alerts],
     }
 

@@ -55,6 +55,7 @@ def app_page(page: str, language: str, session: Mapping[str, str]) -> str:
 <button id="logout" type="button">{escape(w["logout"])}</button></header>
 <div id="stream" class="banner broken" hidden></div>
 <div id="broker" class="banner broken" hidden></div>
+<div id="upstreams" class="banner broken" hidden></div>
 <div id="sound-needed" class="banner alarm" hidden></div>
 <main id="main"></main>
 <script type="application/json" id="words">{_words_json(language)}</script>

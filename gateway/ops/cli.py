@@ -18,6 +18,7 @@ from gateway.ops.service import _logging as _logging
 from gateway.ops.service import _print_rule_problems as _print_rule_problems
 from gateway.ops.service import _rule_files as _rule_files
 from gateway.ops.service import console as _console
+from gateway.ops.sharing_cli import sharing_app
 from hub.cli import hub_app
 
 if TYPE_CHECKING:
@@ -94,9 +95,10 @@ def status(config: ConfigOption) -> None:
         out.print("[bold red]system clock not synchronised[/]: timestamps may be wrong until "
                   "NTP syncs (see `scgw doctor`)")
     out.print(intake_words(snap.intake))
-    backlog = Table("sink", "journal backlog")
+    backlog = Table("sink", "journal backlog", "state")
     for sink, cursor in snap.cursors.items():
-        backlog.add_row(sink, str(snap.journal_last_seq - cursor))
+        backlog.add_row(sink, str(snap.journal_last_seq - cursor),
+                        snap.upstreams.get(sink.removeprefix("upstream:"), ""))
     out.print(backlog)
     rejected: dict[str, dict[str, int]] = {}
     for key, value in snap.counters.items():
@@ -189,6 +191,7 @@ alerts_app = typer.Typer(no_args_is_help=True, help="List and acknowledge alerts
 app.add_typer(rules_app, name="rules")
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(grafana_app, name="grafana")
+app.add_typer(sharing_app, name="sharing")
 app.add_typer(hub_app, name="hub")
 
 ContactsOption = Annotated[Path | None, typer.Option(help="A contacts file to check against.")]

@@ -78,9 +78,16 @@ def _policy_problems(config: GatewayConfig) -> list[Any]:
     problems: list[Any] = []
     for path in sorted({u.policy for u in config.upstreams if u.policy.is_file()}):
         try:
-            load_policy(path)
+            policy = load_policy(path)
         except PolicyError as exc:
             problems += exc.problems
+            continue
+        for index, upstream in enumerate(config.upstreams):
+            if upstream.policy == path and policy.pseudonymises \
+                    and upstream.pseudonym_key_env is None:
+                problems.append(f"upstreams[{index}] ({upstream.name}): its policy {path} "
+                                "pseudonymises: set pseudonym_key_env to the variable of "
+                                "its own key")
     return problems
 
 

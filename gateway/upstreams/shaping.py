@@ -172,7 +172,8 @@ class Shaper:
                 if isinstance(value, int) and not isinstance(value, bool):
                     full[name] = value - value % rule.round_ms
         # every parcel carries its record's id: the far side's idempotency key
-        payload: dict[str, Value] = {"id": record.id}
+        key = delivery_id(record)
+        payload: dict[str, Value] = {"id": key}
         personal: list[str] = []
         for name in rule.fields:
             if full.get(name) is not None:
@@ -194,7 +195,7 @@ class Shaper:
             type_ = str(payload.get("type", "event"))
         else:
             type_ = str(payload.get("state", "alert"))
-        parcel = Parcel(record_id=record.id, seq=seq, device=str(device), kind=kind,
+        parcel = Parcel(record_id=key, seq=seq, device=str(device), kind=kind,
                         type=type_, payload=_json(payload), rule=rule.id)
         return Shaped(parcel, rule, record.device, record.ts + rule.delay_ms,
                       tuple(payload), tuple(personal))
@@ -214,6 +215,14 @@ class Shaper:
         parcel = Parcel(record_id=record_id, seq=seq, device=place, kind=kind, type="count",
                         payload=_json(payload), rule=rule.id)
         return Shaped(parcel, rule, place, period_start, tuple(payload), ())
+
+
+def delivery_id(record: DeviceEvent | Alert) -> str:
+    """The id a record leaves with, the same on every delivery: an event's id; for an alert,
+    whose id names the alert and not its transition, `{alert id}:{state}`."""
+    if isinstance(record, Alert):
+        return f"{record.id}:{record.state.value}"
+    return record.id
 
 
 def _data_class(record: DeviceEvent | Alert, name: str) -> DataClass | None:

@@ -32,8 +32,8 @@ STATE_PREFIX = "upstream."
 
 
 class UpstreamState(enum.StrEnum):
-    STARTING = "starting"
-    UP = "up"  # the last delivery was confirmed (or there was nothing to deliver)
+    IDLE = "idle"  # nothing delivered since the start: nothing to deliver yet
+    UP = "up"  # the last delivery was confirmed
     DOWN = "down"  # deliveries fail; retrying
 
 
@@ -64,7 +64,8 @@ class UpstreamSink:
         self._period = {r.id: r.aggregate.period_ms for r in rules if r.aggregate}
         self._delay = {r.id: r.delay_ms for r in rules if r.aggregate}
         self._held_until: int | None = None  # a delayed record at the head: until (epoch ms)
-        self.state = UpstreamState.STARTING
+        self._due: dict[int, int] = {}  # the delayed record at the head: seq -> when due
+        self.state = UpstreamState.IDLE
         self.down_reason = ""
         self.moved = asyncio.Event()  # set whenever the cursor advances
         self.delivered = 0  # parcels confirmed since the start
@@ -114,19 +115,25 @@ class UpstreamSink:
             upto = batch.upto
             for entry in batch.entries:
                 result = self._shaper.shape(entry.seq, entry.record)
-                if isinstance(result, Shaped) and result.due_ms > now:
-                    self._held_until = result.due_ms  # a delay holds what comes after too
-                    upto = entry.seq - 1
-                    break
+                if isinstance(result, Shaped) and result.rule.delay_ms:
+                    # a record's time from a clock ahead of ours counts as now: the delay
+                    # runs from when it was first looked at, at the latest
+                    due = self._due.get(entry.seq)
+                    if due is None:
+                        due = min(result.due_ms, now + result.rule.delay_ms)
+                        self._due = {entry.seq: due}
+                    if due > now:
+                        self._held_until = due  # a delay holds what comes after too
+                        upto = entry.seq - 1
+                        break
                 if isinstance(result, Shaped):
                     shaped.append(result)
                 elif isinstance(result, Counted):
                     self._tally.add(result.rule.id, result.period_start, result.group,
                                     result.seq)
                     counted = True
-        due = self._tally.due(now, self._period, self._delay)
         sums: list[Key] = []
-        for key, count, seq in due:
+        for key, count, seq in self._tally.due(now, self._period, self._delay):
             rule = next(r for r in self._shaper.policy.rules if r.id == key[0])
             shaped.append(self._shaper.aggregate_parcel(rule, key[1], key[2], count, seq))
             sums.append(key)

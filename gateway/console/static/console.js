@@ -230,6 +230,9 @@
     receivedAt = Date.now();
     state.boards += 1;
     banner("broker", board.broker ? "" : t("broker.down"));
+    const down = (board.upstreams || []).filter((u) => u.state === "down");
+    banner("upstreams", down.length ? t("upstreams.down", {
+      names: down.map((u) => u.name + " (" + u.backlog + ")").join(", ") }) : "");
     if (body.dataset.page !== "board") { refresh(); return; }
     const ids = new Set(board.alerts.map((a) => a.id));
     for (const node of document.querySelectorAll("article.alert")) {
