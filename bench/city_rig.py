@@ -130,11 +130,17 @@ Streamed = list[tuple[str, dict[str, Any]]]
 
 async def stream_records(js: JetStreamContext, stream: str, district: str) -> Streamed:
     """Every message of `district` in the stream, in stream order: (subject, payload)."""
-    sub = await js.pull_subscribe(
-        f"sc.{district}.>", stream=stream,
-        config=api.ConsumerConfig(ack_policy=api.AckPolicy.NONE,
-                                  deliver_policy=api.DeliverPolicy.ALL,
-                                  inactive_threshold=30.0))
+    async with asyncio.timeout(60):
+        while True:  # a node that just came back may hold the consumer's creation up
+            try:
+                sub = await js.pull_subscribe(
+                    f"sc.{district}.>", stream=stream,
+                    config=api.ConsumerConfig(ack_policy=api.AckPolicy.NONE,
+                                              deliver_policy=api.DeliverPolicy.ALL,
+                                              inactive_threshold=30.0))
+                break
+            except TimeoutError:
+                await asyncio.sleep(0.5)
     out: Streamed = []
     try:
         while True:

@@ -115,7 +115,10 @@ def _arrival(where: CitySubject, kind: DeviceKind, obj: dict[str, Any],
                                      f"{shown}: the policy must keep them")
         since = obj.get("since")
         value = obj.get("value")
-        record = Alert(id=record_id, ts=ts, rule=rule, device=where.device, kind=kind,
+        # a transition leaves as `{alert id}:{state}` (one id per transition): the alert's
+        # own id is what names it on the board
+        alert_id = record_id.removesuffix(f":{state}") or record_id
+        record = Alert(id=alert_id, ts=ts, rule=rule, device=where.device, kind=kind,
                        state=AlertState(state), severity=Severity(severity),
                        since=since if isinstance(since, int) else ts,
                        value=value if _scalar(value) else None,

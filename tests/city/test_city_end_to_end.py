@@ -101,6 +101,7 @@ async def test_a_burst_from_three_compounds_survives_a_lost_leader_and_a_killed_
             accepted = {g.config.site: await accepted_alarms(g.journal) for g in gateways}
             local_alerts = {g.config.site: {a.id for a in g.rules.active()} for g in gateways}
         await hubs[0].up()
+        await asyncio.to_thread(nats_cluster.wait_healthy)
         async with city_client(nats_cluster) as js:
             streamed = await stream_records(js, city.stream, city.district)
 

@@ -39,9 +39,11 @@ def test_what_a_policy_dropped_is_taken_from_the_subject_and_the_message_id() ->
     assert arrival.record == Reading(id="msg-9", ts=5, kind="temp_gate", device="g.1",
                                      values={"t": 36.5})
     alert = read("sc.north.c1.smoke.s1.acknowledged",
-                 b'{"id": "al", "ts": 9, "rule": "smoke.alarm", "severity": "critical"}', None)
+                 b'{"id": "al:acknowledged", "ts": 9, "rule": "smoke.alarm",'
+                 b' "severity": "critical"}', None)
     assert isinstance(alert.record, Alert)
-    assert (alert.record.state, alert.record.since) == (AlertState.ACKNOWLEDGED, 9)
+    assert (alert.record.id, alert.record.state, alert.record.since) == (
+        "al", AlertState.ACKNOWLEDGED, 9)
 
 
 @pytest.mark.parametrize(("subject", "payload", "reason"), [

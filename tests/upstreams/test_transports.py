@@ -39,7 +39,7 @@ def mqtt(port: int, ca: Path, password: str = PASSWORD) -> MqttUpstream:
 
 
 def test_every_kind_has_a_transport() -> None:
-    assert set(TRANSPORTS) == {"mqtt", "webhook"}
+    assert set(TRANSPORTS) == {"mqtt", "webhook", "jetstream"}
 
 
 async def test_mqtt_publishes_each_parcel_on_its_topic_once_the_broker_confirmed(
