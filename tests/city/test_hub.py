@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -27,7 +30,15 @@ from gateway.ops.private_servers import NatsCluster, VictoriaMetrics
 from gateway.ops.store_query import export
 from hub.config import parse_hub_config
 from hub.provision import provision
-from tests.city.rig import CityNames, city_client, hub_config, hub_raw, publish, running_hub
+from tests.city.rig import (
+    CityNames,
+    city_client,
+    hub_config,
+    hub_raw,
+    publish,
+    running_hub,
+    toml,
+)
 from tests.helpers import eventually
 
 T0 = int(time.time() * 1000) // 1000 * 1000  # within the store's retention
@@ -169,4 +180,25 @@ def _post(url: str) -> int:
         return exc.code
 
 
-__all__ = ["hub_raw"]
+
+async def test_the_hub_commands_set_up_the_cluster_and_name_a_missing_secret(
+        tmp_path: Path, nats_cluster: NatsCluster, city: CityNames,
+        victoria: VictoriaMetrics) -> None:
+    file = tmp_path / "hub.toml"
+    file.write_text(toml(hub_raw(nats_cluster, city, victoria.url)))
+    done = await asyncio.to_thread(_scgw, "hub", "init", "--config", str(file))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[0].startswith(f"stream {city.stream} created")
+    file.write_text(toml(hub_raw(nats_cluster, city, victoria.url,
+                                 nats={"user": "hub", "password_env": "CITY_UNSET_PASSWORD"})))
+    refused = await asyncio.to_thread(_scgw, "hub", "run", "--config", str(file))
+    assert refused.returncode == 2
+    assert "nats.password_env: the environment variable CITY_UNSET_PASSWORD is not set" in (
+        refused.stderr)
+
+
+def _scgw(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "gateway.ops.cli", *args], capture_output=True,
+                          text=True, timeout=60, check=False,
+                          env={k: v for k, v in os.environ.items()
+                               if k != "CITY_UNSET_PASSWORD"})
