@@ -28,6 +28,10 @@ CAS_TRIES = 10
 WATCH_RETRY_S = 1.0
 
 
+class AlertContention(Exception):
+    """Other writers kept changing an alert's entry: the transition was not recorded yet."""
+
+
 class CityAlert(msgspec.Struct, frozen=True, kw_only=True):
     """An alert with its compound, as the bucket holds it and the board shows it."""
 
@@ -101,8 +105,8 @@ class CityAlerts:
                 return True
             except KeyWrongLastSequenceError:
                 continue
-        raise RuntimeError(f"alert {alert.id}: the bucket kept changing under {CAS_TRIES} "
-                           "tries")
+        raise AlertContention(f"alert {alert.id}: the bucket's entry changed under each of "
+                              f"{CAS_TRIES} tries")
 
     async def watch(self) -> None:
         """Keep `current` equal to the bucket, until cancelled; a broken watch starts again

@@ -20,6 +20,7 @@ hub_app = typer.Typer(no_args_is_help=True,
 HubConfigOption = Annotated[Path, typer.Option("--config", "-c", help="The hub's TOML file.")]
 EXIT_CONFIG = 2
 EXIT_CLUSTER = 3
+LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 def _load(file: Path) -> HubConfig:
@@ -54,6 +55,8 @@ def run(
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error")] = "info",
 ) -> None:
     """Run one hub process in the foreground; SIGTERM or Ctrl-C stops it cleanly."""
+    if log_level not in LOG_LEVELS:
+        raise typer.BadParameter(f"one of {', '.join(LOG_LEVELS)}", param_hint="--log-level")
     cfg = _load(config)
     logging.basicConfig(level=log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -13,7 +13,6 @@ import asyncio
 import logging
 import os
 from collections.abc import Mapping
-from typing import Any
 
 import nats.errors
 from nats.aio.client import Client
@@ -30,11 +29,11 @@ from gateway.core.counters import Counters
 from gateway.core.model import Alert
 from gateway.sinks.points import PointMaker
 from gateway.sinks.store_writer import writer_for
-from hub.alerts import CityAlert, CityAlerts
+from hub.alerts import AlertContention, CityAlert, CityAlerts
 from hub.board import BoardServer
 from hub.config import HubConfig
 from hub.records import Arrival, BadParcel, read
-from hub.store import CityStore
+from hub.store import CityStore, KeepAlive
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +158,7 @@ class Hub:
             self.counters.inc("hub_records", kind=type(arrival.record).__name__.lower())
             await self._settle(msg)
 
-    async def _apply(self, alert: CityAlert, keep_alive: Any) -> None:
+    async def _apply(self, alert: CityAlert, keep_alive: KeepAlive) -> None:
         assert self.alerts is not None
         backoff = Backoff(0.1, 5.0)
         while True:
@@ -167,7 +166,7 @@ class Hub:
                 if await self.alerts.apply(alert):
                     self.counters.inc("hub_alert_transitions")
                 return
-            except (nats.errors.Error, OSError) as exc:
+            except (nats.errors.Error, OSError, AlertContention) as exc:
                 delay = backoff.next_delay()
                 self.counters.log_every(log, ("hub", "alerts"), self.clock.monotonic(), 10.0,
                                         "alert state not written (%s); again in %.1f s",

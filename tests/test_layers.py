@@ -98,7 +98,7 @@ MAY_IMPORT: Mapping[str, frozenset[str]] = {
 
 # what loading a configuration must not load: device, network and store libraries
 DRIVER_LIBRARIES = ("pymodbus", "serial", "serial_asyncio_fast", "paho", "aiomqtt", "aiohttp",
-                    "gpiozero", "influxdb_client")
+                    "gpiozero", "influxdb_client", "nats")
 
 Graph = dict[str, dict[str, int]]  # importer -> imported -> line of the first such import
 
