@@ -310,8 +310,12 @@ class NatsNode(_Process):
     """One node of a private NATS cluster with JetStream; its store under its work dir."""
 
     def __init__(self, workdir: Path, server_name: str, cluster: str,
-                 routes: list[int], route_port: int) -> None:
+                 routes: list[int], route_port: int,
+                 users: dict[str, str] | None = None) -> None:
+        """`users` (name: password) turns anonymous access off; one route (its own) is a
+        server alone, without a cluster."""
         super().__init__(workdir)
+        self.users = users
         self.name = server_name
         self.server_name = server_name
         self.cluster = cluster
@@ -327,16 +331,24 @@ class NatsNode(_Process):
         conf = self.workdir / "nats.conf"
         routes = ", ".join(f'"nats-route://127.0.0.1:{p}"' for p in self.routes
                            if p != self.route_port)
-        conf.write_text(
+        text = (
             f'server_name: "{self.server_name}"\n'
             f"listen: 127.0.0.1:{self.port}\n"
             f"http: 127.0.0.1:{self.monitor_port}\n"
             f'jetstream {{\n  store_dir: "{self.workdir / "js"}"\n'
             "  max_memory_store: 64MB\n  max_file_store: 2GB\n}\n"
-            f'cluster {{\n  name: "{self.cluster}"\n  listen: 127.0.0.1:{self.route_port}\n'
-            # clients keep to the servers they were given (a test's relay in front of one)
-            f"  no_advertise: true\n  routes: [{routes}]\n}}\n"
         )
+        if len(self.routes) > 1:
+            text += (
+                f'cluster {{\n  name: "{self.cluster}"\n'
+                f"  listen: 127.0.0.1:{self.route_port}\n"
+                # clients keep to the servers they were given (a test's relay in front of one)
+                f"  no_advertise: true\n  routes: [{routes}]\n}}\n")
+        if self.users:
+            entries = ", ".join(f"{{user: {json.dumps(u)}, password: {json.dumps(p)}}}"
+                                for u, p in self.users.items())
+            text += f"authorization {{\n  users: [{entries}]\n}}\n"
+        conf.write_text(text)
         return [find_binary("nats-server"), "-c", str(conf)]
 
     def ready(self) -> bool:
@@ -360,23 +372,28 @@ class NatsNode(_Process):
                     f"http://127.0.0.1:{self.monitor_port}/healthz", timeout=0.5) as resp:
                 if resp.status != 200:
                     return False
+            if len(self.routes) == 1:
+                return True  # alone: no meta group to wait for
             return bool(self.monitor("/jsz").get("meta_cluster", {}).get("leader"))
         except (OSError, ValueError):
             return False
 
 
 class NatsCluster:
-    """Three (or `size`) NATS servers on loopback ports, clustered with JetStream.
+    """Three (or `size`) NATS servers on loopback ports, clustered with JetStream (`size`
+    1: one server alone).
 
     `start` runs them all (a JetStream cluster elects its meta leader only once a quorum is
     up), then waits until every node is healthy. A node can be killed and started again on
     the same ports with the same store, as a crashed machine that comes back.
     """
 
-    def __init__(self, workdir: Path, size: int = 3, name: str = "city") -> None:
+    def __init__(self, workdir: Path, size: int = 3, name: str = "city",
+                 users: dict[str, str] | None = None) -> None:
         self.workdir = workdir
         route_ports = [free_port() for _ in range(size)]
-        self.nodes = [NatsNode(workdir / f"n{i + 1}", f"n{i + 1}", name, route_ports, port)
+        self.nodes = [NatsNode(workdir / f"n{i + 1}", f"n{i + 1}", name, route_ports, port,
+                               users)
                       for i, port in enumerate(route_ports)]
 
     @property
