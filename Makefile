@@ -19,7 +19,8 @@ deps: system-deps venv
 # tools are installed, and nothing that is installed already is upgraded.
 TOOLS := mosquitto:mosquitto mosquitto_passwd:mosquitto victoria-metrics:victoria-metrics \
          influxd:influxdb openssl:openssl systemd-analyze:systemd useradd:passwd \
-         chromium:chromium chromedriver:chromium-driver
+         chromium:chromium chromedriver:chromium-driver \
+         nats-server:nats-server
 # Files the tests need that are no command, each with its Debian package: a CJK font, without
 # which the console's Chinese shows as empty boxes in the test browser (and its screenshots)
 FILES ?= /usr/share/fonts/truetype/wqy/wqy-microhei.ttc:fonts-wqy-microhei

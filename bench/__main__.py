@@ -25,6 +25,7 @@ from pathlib import Path
 
 from bench import (
     alarm_load,
+    city,
     compound_day,
     configs,
     footprint,
@@ -42,7 +43,8 @@ from bench.report import Row, machine_text, table
 from bench.targets import HEADLINE, HEADLINE_KEYS, RESULT_FILES, judge
 from gateway.ops.private_servers import ServiceError
 
-NEW = ("compound-day", "pipeline", "alarm-load", "modbus", "rs485", "footprint", "replay")
+NEW = ("compound-day", "pipeline", "alarm-load", "modbus", "rs485", "footprint", "replay",
+       "city")
 OLD = ("journal", "latency", "ingress", "memory", "idle")
 BENCHMARKS = NEW + OLD
 RESULTS = REPO / "bench" / "results"
@@ -119,6 +121,13 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--day-seconds", type=_positive(float), default=120.0, metavar="S",
                    help="compound day: length of the measured period (default 120)")
     g.add_argument("--replay-points", type=int, default=100_000, metavar="N")
+    g = p.add_argument_group("city")
+    g.add_argument("--city-burst", type=int, default=1000, metavar="N",
+                   help="city: alarms per gateway of the burst (three gateways; default 1000)")
+    g.add_argument("--city-parcels", type=int, default=20_000, metavar="N",
+                   help="city: parcels published through one NATS node (default 20000)")
+    g.add_argument("--city-seconds", type=_positive(float), default=60.0, metavar="S",
+                   help="city: how long the simulated compound is measured (default 60)")
     g = p.add_argument_group("journal, latency, ingress, memory, idle")
     g.add_argument("--producers", type=_counts, default=[1, 16, 256], metavar="N,N,...",
                    help="journal: concurrent producers per run (default 1,16,256)")
@@ -156,6 +165,7 @@ def _quick(args: argparse.Namespace) -> None:
     args.modbus_seconds = args.rs485_seconds = 6.0
     args.day_seconds = 30.0
     args.replay_points, args.journal_seconds = 20_000, 1.0
+    args.city_burst, args.city_parcels, args.city_seconds = 300, 5000, 20.0
     args.ingress_messages, args.event_messages, args.idle_seconds = 5000, 500, 3.0
 
 
@@ -199,6 +209,9 @@ async def one_run(args: argparse.Namespace, want: set[str], workdir: Path) -> li
             rows += await footprint.run(srv, workdir, _progress, count=args.footprint_devices)
         if "replay" in want:
             rows += await replay.run(srv, workdir, _progress, points=args.replay_points)
+        if "city" in want:
+            rows += await city.run(srv, workdir, _progress, burst=args.city_burst,
+                                   parcels=args.city_parcels, seconds=args.city_seconds)
         rows += await _old(srv, workdir, sizes, want)
     return rows
 

@@ -16,7 +16,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-PACKAGES = ("gateway", "drivers", "rules", "simulators", "bench", "fuzz")
+PACKAGES = ("gateway", "drivers", "rules", "simulators", "bench", "fuzz", "hub")
 
 # Each module belongs to the layer of its longest prefix here (the top packages of several
 # layers only to their own, as themselves); a module of none fails the test below, so a
@@ -25,6 +25,7 @@ PACKAGE_LAYERS: Mapping[str, str] = {"gateway": "kernel"}  # its __init__: only 
 LAYERS: Mapping[str, str] = {
     # the kernel: what every device, rule and tool speaks in
     "gateway.core.backoff": "kernel",
+    "gateway.core.city": "kernel",
     "gateway.core.clock": "kernel",
     "gateway.core.config": "kernel",
     "gateway.core": "kernel",
@@ -45,6 +46,7 @@ LAYERS: Mapping[str, str] = {
     # the running gateway: journal, link, sinks, and the supervisor that wires them
     "gateway.acks": "runtime",
     "gateway.clock_sync": "runtime",
+    "gateway.city_connection": "runtime",
     "gateway.config_file": "runtime",
     "gateway.console": "runtime",
     "gateway.journal": "runtime",
@@ -71,6 +73,9 @@ LAYERS: Mapping[str, str] = {
     "gateway.ops.sharing_cli": "tooling",
     "gateway.ops.sharing_report": "tooling",
     "gateway.ops.store_query": "tooling",
+    # the city hub: the compounds' stream into the central store, on the running gateway's
+    # pieces (the store writer, the record model)
+    "hub": "hub",
     # devices that are not there, and measurements
     "simulators": "simulators",
     "bench": "bench",
@@ -83,15 +88,17 @@ MAY_IMPORT: Mapping[str, frozenset[str]] = {
     "drivers": frozenset({"kernel", "drivers"}),
     "rules": frozenset({"kernel", "rules"}),
     "runtime": frozenset({"kernel", "drivers", "rules", "runtime"}),
-    "tooling": frozenset({"kernel", "drivers", "rules", "runtime", "tooling", "simulators"}),
+    "tooling": frozenset({"kernel", "drivers", "rules", "runtime", "tooling", "simulators",
+                          "hub"}),
+    "hub": frozenset({"kernel", "runtime", "hub"}),
     "simulators": frozenset({"kernel", "drivers", "tooling", "simulators"}),
     "bench": frozenset({"kernel", "drivers", "rules", "runtime", "tooling", "simulators",
-                        "bench"}),
+                        "bench", "hub"}),
 }
 
 # what loading a configuration must not load: device, network and store libraries
 DRIVER_LIBRARIES = ("pymodbus", "serial", "serial_asyncio_fast", "paho", "aiomqtt", "aiohttp",
-                    "gpiozero", "influxdb_client")
+                    "gpiozero", "influxdb_client", "nats")
 
 Graph = dict[str, dict[str, int]]  # importer -> imported -> line of the first such import
 

@@ -17,10 +17,11 @@ REPO = Path(__file__).resolve().parent.parent
 TOOLS = {"mosquitto": "mosquitto", "mosquitto_passwd": "mosquitto",
          "victoria-metrics": "victoria-metrics", "influxd": "influxdb", "openssl": "openssl",
          "systemd-analyze": "systemd", "useradd": "passwd", "chromium": "chromium",
-         "chromedriver": "chromium-driver"}
+         "chromedriver": "chromium-driver", "nats-server": "nats-server"}
 FONT = "font"  # in `present`: the CJK font file is there
 EVERYTHING = ["mosquitto", "victoria-metrics", "influxdb", "openssl", "systemd", "passwd",
-              "chromium", "chromium-driver", "fonts-wqy-microhei", "python3-venv"]
+              "chromium", "chromium-driver", "nats-server", "fonts-wqy-microhei",
+              "python3-venv"]
 
 
 def _system_deps(tmp_path: Path, present: set[str],

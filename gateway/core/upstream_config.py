@@ -13,6 +13,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from gateway.core.city import NatsAccess
+
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 _ENV = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
 
@@ -87,7 +89,27 @@ class WebhookUpstream(UpstreamBase):
         return {**super().secret_envs(), "secret_env": self.secret_env}
 
 
-AnyUpstream = MqttUpstream | WebhookUpstream
+class JetStreamUpstream(UpstreamBase):
+    """The city's NATS JetStream cluster: each parcel published to
+    `sc.{district}.{site}.{kind}.{device}.{type}` with a message id the stream deduplicates
+    by; delivered when the stream acknowledged it (stored on a majority of its replicas)."""
+
+    kind: Literal["jetstream"]
+    district: str = Field(pattern=_NAME)
+    nats: NatsAccess
+    # the stream the subjects must land in: a publish that no stream, or another one, takes
+    # is not confirmed
+    stream: str | None = Field(default="SC", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    # the CA the cluster's certificates are checked against (TLS, `tls://` servers); None:
+    # nats.tls.ca_file, else the system's certificate authorities
+    ca_file: Path | None = None
+
+    def secret_envs(self) -> dict[str, str]:
+        return {**super().secret_envs(),
+                **{f"nats.{key}": name for key, name in self.nats.secrets().items()}}
+
+
+AnyUpstream = MqttUpstream | WebhookUpstream | JetStreamUpstream
 UpstreamConfig = Annotated[AnyUpstream, Field(discriminator="kind")]
 
 

@@ -19,6 +19,7 @@ from gateway.ops.service import _print_rule_problems as _print_rule_problems
 from gateway.ops.service import _rule_files as _rule_files
 from gateway.ops.service import console as _console
 from gateway.ops.sharing_cli import sharing_app
+from hub.cli import hub_app
 
 if TYPE_CHECKING:
     pass
@@ -191,6 +192,7 @@ app.add_typer(rules_app, name="rules")
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(grafana_app, name="grafana")
 app.add_typer(sharing_app, name="sharing")
+app.add_typer(hub_app, name="hub")
 
 ContactsOption = Annotated[Path | None, typer.Option(help="A contacts file to check against.")]
 

@@ -115,6 +115,12 @@ class _Process:
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
+    @property
+    def pid(self) -> int:
+        if self._proc is None:
+            raise ServiceError(f"{self.name} was never started")
+        return self._proc.pid
+
     def _close_log(self) -> None:
         if self._log is not None:
             self._log.close()
@@ -298,3 +304,137 @@ class InfluxDB1(_Process):
         error = answer.get("results", [{}])[0].get("error")
         if error:
             raise ServiceError(f"CREATE DATABASE {database}: {error}")
+
+
+# -- a NATS JetStream cluster (the city) --------------------------------------------------
+
+
+class NatsNode(_Process):
+    """One node of a private NATS cluster with JetStream; its store under its work dir."""
+
+    def __init__(self, workdir: Path, server_name: str, cluster: str,
+                 routes: list[int], route_port: int,
+                 users: dict[str, str] | None = None) -> None:
+        """`users` (name: password) turns anonymous access off; one route (its own) is a
+        server alone, without a cluster."""
+        super().__init__(workdir)
+        self.users = users
+        self.name = server_name
+        self.server_name = server_name
+        self.cluster = cluster
+        self.route_port = route_port
+        self.routes = routes  # every node's route port, its own included
+        self.monitor_port = free_port()
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def command(self) -> list[str]:
+        conf = self.workdir / "nats.conf"
+        routes = ", ".join(f'"nats-route://127.0.0.1:{p}"' for p in self.routes
+                           if p != self.route_port)
+        text = (
+            f'server_name: "{self.server_name}"\n'
+            f"listen: 127.0.0.1:{self.port}\n"
+            f"http: 127.0.0.1:{self.monitor_port}\n"
+            f'jetstream {{\n  store_dir: "{self.workdir / "js"}"\n'
+            "  max_memory_store: 64MB\n  max_file_store: 2GB\n}\n"
+        )
+        if len(self.routes) > 1:
+            text += (
+                f'cluster {{\n  name: "{self.cluster}"\n'
+                f"  listen: 127.0.0.1:{self.route_port}\n"
+                # clients keep to the servers they were given (a test's relay in front of one)
+                f"  no_advertise: true\n  routes: [{routes}]\n}}\n")
+        if self.users:
+            entries = ", ".join(f"{{user: {json.dumps(u)}, password: {json.dumps(p)}}}"
+                                for u, p in self.users.items())
+            text += f"authorization {{\n  users: [{entries}]\n}}\n"
+        conf.write_text(text)
+        return [find_binary("nats-server"), "-c", str(conf)]
+
+    def ready(self) -> bool:
+        with contextlib.suppress(OSError), socket.create_connection(
+            ("127.0.0.1", self.port), timeout=0.2
+        ):
+            return True
+        return False
+
+    def monitor(self, path: str) -> dict[str, Any]:
+        """A monitoring endpoint's JSON (`/jsz`, `/varz`, ...)."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.monitor_port}{path}",
+                                    timeout=2) as resp:
+            answer: dict[str, Any] = json.loads(resp.read())
+        return answer
+
+    def healthy(self) -> bool:
+        """JetStream is up on this node and it knows the meta group's leader."""
+        try:
+            with urllib.request.urlopen(
+                    f"http://127.0.0.1:{self.monitor_port}/healthz", timeout=0.5) as resp:
+                if resp.status != 200:
+                    return False
+            if len(self.routes) == 1:
+                return True  # alone: no meta group to wait for
+            return bool(self.monitor("/jsz").get("meta_cluster", {}).get("leader"))
+        except (OSError, ValueError):
+            return False
+
+
+class NatsCluster:
+    """Three (or `size`) NATS servers on loopback ports, clustered with JetStream (`size`
+    1: one server alone).
+
+    `start` runs them all (a JetStream cluster elects its meta leader only once a quorum is
+    up), then waits until every node is healthy. A node can be killed and started again on
+    the same ports with the same store, as a crashed machine that comes back.
+    """
+
+    def __init__(self, workdir: Path, size: int = 3, name: str = "city",
+                 users: dict[str, str] | None = None) -> None:
+        self.workdir = workdir
+        route_ports = [free_port() for _ in range(size)]
+        self.nodes = [NatsNode(workdir / f"n{i + 1}", f"n{i + 1}", name, route_ports, port,
+                               users)
+                      for i, port in enumerate(route_ports)]
+
+    @property
+    def urls(self) -> list[str]:
+        return [node.url for node in self.nodes]
+
+    def node(self, server_name: str) -> NatsNode:
+        return next(n for n in self.nodes if n.server_name == server_name)
+
+    def start(self, timeout: float = 30.0) -> None:
+        for node in self.nodes:
+            node.start()
+        self.wait_healthy(timeout)
+
+    def wait_healthy(self, timeout: float = 30.0) -> None:
+        """Until every running node has JetStream up and knows the meta leader."""
+        deadline = time.monotonic() + timeout
+        while not all(n.healthy() for n in self.nodes if n.running):
+            if time.monotonic() > deadline:
+                self.stop()
+                raise ServiceError(f"the NATS cluster did not become healthy in {timeout} s; "
+                                   f"see the logs under {self.workdir}")
+            time.sleep(0.1)
+
+    def stream_leader(self, stream: str, account: str = "$G") -> str | None:
+        """The server name of `stream`'s Raft leader, as the running nodes report it."""
+        for node in self.nodes:
+            if not node.running:
+                continue
+            with contextlib.suppress(OSError, ValueError, KeyError):
+                info = node.monitor(f"/jsz?acc={urllib.parse.quote(account)}&streams=true")
+                for acc in info.get("account_details", []):
+                    for detail in acc.get("stream_detail", []):
+                        leader = detail.get("cluster", {}).get("leader")
+                        if detail.get("name") == stream and leader:
+                            return str(leader)
+        return None
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()

@@ -6,7 +6,7 @@ per record, so writing the same record twice produces the same point.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from gateway.core.config import Location
 from gateway.core.model import (
@@ -32,9 +32,12 @@ _MEASUREMENT_ESCAPES = str.maketrans({",": r"\,", " ": r"\ ", "\n": " "})
 class PointMaker:
     """Turns records into line protocol (millisecond precision) for one site."""
 
-    def __init__(self, site: str, location: Callable[[str], Location | None]) -> None:
+    def __init__(self, site: str, location: Callable[[str], Location | None],
+                 tags: Mapping[str, str] | None = None) -> None:
+        """`tags` are added to every point (the city hub's `district`)."""
         self._site = site
         self._location = location
+        self._extra = dict(tags or {})
         # a reading's measurement and tags depend on its device alone: made once per device
         self._reading_series: dict[tuple[str, str], str] = {}
         # a field name as line protocol writes it (escaped, then `=`): made once per name
@@ -98,6 +101,8 @@ class PointMaker:
               ) -> dict[str, str]:
         """`tags` with the ones every point has: site, kind, device and its location."""
         tags |= {"site": self._site, "kind": record.kind.value, "device": record.device}
+        if self._extra:
+            tags |= self._extra
         location = self._location(record.device)
         if location is not None:
             if location.building is not None:

@@ -10,7 +10,12 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from gateway.core.upstream_config import AnyUpstream, MqttUpstream, WebhookUpstream
+from gateway.core.upstream_config import (
+    AnyUpstream,
+    JetStreamUpstream,
+    MqttUpstream,
+    WebhookUpstream,
+)
 from gateway.upstreams.transport import Setting, Transport
 
 Factory = Callable[[Any, Setting], Transport]
@@ -28,9 +33,16 @@ def _webhook(config: WebhookUpstream, setting: Setting) -> Transport:
     return WebhookTransport(config, setting)
 
 
+def _jetstream(config: JetStreamUpstream, setting: Setting) -> Transport:
+    from gateway.upstreams.jetstream import JetStreamTransport
+
+    return JetStreamTransport(config, setting)
+
+
 TRANSPORTS: Mapping[str, Factory] = {
     "mqtt": _mqtt,
     "webhook": _webhook,
+    "jetstream": _jetstream,
 }
 
 

@@ -42,7 +42,7 @@ def mqtt(port: int, ca: Path, password: str = PASSWORD) -> MqttUpstream:
 def test_every_kind_has_a_transport() -> None:
     kinds = {get_args(cls.model_fields["kind"].annotation)[0]
              for cls in get_args(AnyUpstream)}
-    assert {"mqtt", "webhook"} <= kinds
+    assert {"mqtt", "webhook", "jetstream"} <= kinds
     assert set(TRANSPORTS) == kinds
 
 

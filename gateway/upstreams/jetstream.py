@@ -1,0 +1,100 @@
+"""An upstream that is the city's NATS JetStream cluster.
+
+Each parcel is published to `sc.{district}.{site}.{kind}.{device}.{type}` with
+`Nats-Msg-Id` = district, site, record id and type: the stream stores a message id once
+within its duplicate window, so a delivery retried after a lost acknowledgement is not
+stored twice. A parcel counts as delivered when the stream acknowledged it, which JetStream
+does once a majority of the stream's replicas hold it.
+
+A device's parcels go one after another, each after the acknowledgement of the one before;
+different devices' parcels go side by side. When a stream leader is lost mid-delivery, no
+later parcel of a device can be stored before an earlier one: the stream keeps each device's
+order, as the journal has it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+
+import nats.errors
+from nats.aio.client import Client
+from nats.js.client import JetStreamContext
+
+from gateway.city_connection import CityAccessError, connect
+from gateway.core.city import CitySubject, NatsAccess, NatsTls
+from gateway.core.upstream_config import JetStreamUpstream
+from gateway.upstreams.transport import Parcel, Setting, TransportDown
+
+MSG_ID = "Nats-Msg-Id"
+
+
+class JetStreamTransport:
+    def __init__(self, config: JetStreamUpstream, setting: Setting) -> None:
+        self._config = config
+        self._site = setting.site
+        self._env = setting.env
+        self._access = _with_ca(config.nats, config)
+        self._client: Client | None = None
+        self._js: JetStreamContext | None = None
+
+    def subject(self, parcel: Parcel) -> str:
+        return str(CitySubject(self._config.district, self._site, parcel.kind, parcel.device,
+                               parcel.type))
+
+    def message_id(self, parcel: Parcel) -> str:
+        """Unique in the city: an alert's transitions share the alert's id, not its state."""
+        return f"{self._config.district}.{self._site}.{parcel.record_id}.{parcel.type}"
+
+    async def open(self) -> None:
+        name = f"scgw-{self._site}-{self._config.name}"
+        try:
+            # the client tries the servers again and again: bounded here, retried by the sink
+            async with asyncio.timeout(self._config.timeout_s):
+                self._client = await connect(self._access, self._env, name)
+        except CityAccessError as exc:
+            raise TransportDown("access", str(exc)) from exc
+        except (TimeoutError, OSError, nats.errors.Error) as exc:
+            raise TransportDown("unreachable", f"{type(exc).__name__}: {exc}") from exc
+        self._js = self._client.jetstream(timeout=self._config.timeout_s)
+
+    async def deliver(self, parcels: Sequence[Parcel]) -> None:
+        js = self._js
+        if js is None:
+            raise TransportDown("not_connected")
+        chains: dict[str, list[Parcel]] = {}
+        for parcel in parcels:
+            chains.setdefault(parcel.device, []).append(parcel)
+        results = await asyncio.gather(*(self._chain(js, chain) for chain in chains.values()),
+                                       return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result  # TransportDown of the first chain that stopped, or a bug
+
+    async def _chain(self, js: JetStreamContext, parcels: list[Parcel]) -> None:
+        """One device's parcels in order; stops at the first that is not acknowledged."""
+        for parcel in parcels:
+            try:
+                ack = await js.publish(self.subject(parcel), parcel.payload,
+                                       timeout=self._config.timeout_s,
+                                       stream=self._config.stream,
+                                       headers={MSG_ID: self.message_id(parcel)})
+            except (TimeoutError, nats.errors.Error) as exc:
+                raise TransportDown("not_confirmed", f"{type(exc).__name__}: {exc}") from exc
+            if self._config.stream is not None and ack.stream != self._config.stream:
+                raise TransportDown("wrong_stream", f"stored in {ack.stream}, not in "
+                                                    f"{self._config.stream}")
+
+    async def close(self) -> None:
+        client, self._client, self._js = self._client, None, None
+        if client is not None:
+            with contextlib.suppress(nats.errors.Error, OSError):
+                await client.close()
+
+
+def _with_ca(access: NatsAccess, config: JetStreamUpstream) -> NatsAccess:
+    if config.ca_file is None:
+        return access
+    tls = access.tls or NatsTls()
+    return access.model_copy(update={"tls": tls.model_copy(update={"ca_file": config.ca_file})})

@@ -1,0 +1,135 @@
+"""Three compounds' gateways feed the city's three-node JetStream cluster through their
+`jetstream` upstreams; two hub processes share the stream into the central store. Mid-burst
+the stream's leader is SIGKILLed, then one hub process; both come back. Every alarm is in
+the central store once, in each device's order in the stream, and every alert is on the
+city board with its compound.
+
+The full size (1,000 alarms from each of three gateways) runs in `python -m bench --only
+city`; here a burst of 3 x 60 keeps the suite quick.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from bench.city_rig import accepted_alarms, judge_compound, stream_records
+from gateway.ops.private_servers import Mosquitto, NatsCluster, VictoriaMetrics
+from gateway.supervisor import Gateway
+from hub.provision import provision
+from simulators.elder_button import SimulatedElder
+from tests.city.rig import CityNames, HubProcess, city_client, hub_config, hub_raw
+from tests.helpers import elder_gpio, eventually, make_config, running
+
+BUTTONS = 4
+PRESSES = 15  # per button: 60 alarms per compound
+SITES = ("c1", "c2", "c3")
+POLICY = """
+rules:
+  - id: alarms
+    select: {records: [event], type: [press]}
+    fields: [ts, rec, kind, type, cls, device, building, floor]
+    place: floor
+    basis: vital_interest
+    reference: test
+  - id: alerts
+    select: {records: [alert]}
+    fields: [ts, rec, kind, rule, state, severity, since, device, building, floor]
+    place: floor
+    basis: vital_interest
+    reference: test
+"""
+
+
+def compound_config(tmp_path: Path, site: str, cluster: NatsCluster, names: CityNames,
+                    broker: int, store: str, servers: list[str] | None = None,
+                    **upstream: Any) -> Any:
+    policy = tmp_path / "city.yaml"
+    policy.write_text(POLICY)
+    workdir = tmp_path / site
+    workdir.mkdir(exist_ok=True)
+    return make_config(
+        workdir, site=site, broker_port=broker, store_url=store,
+        devices=[elder_gpio(f"e{n}", pin=n + 2) for n in range(BUTTONS)],
+        upstreams=[{"name": "city", "kind": "jetstream", "policy": str(policy),
+                    "district": names.district, "stream": names.stream,
+                    "nats": {"servers": servers or cluster.urls, "reconnect_wait_s": 0.1},
+                    "retry_min_s": 0.05, "retry_max_s": 0.5, "timeout_s": 2.0,
+                    **upstream}])
+
+
+async def press(gateway: Gateway, rounds: range, pause_s: float = 0.01) -> None:
+    elders = [SimulatedElder(gateway.pin_factory, n + 2, gateway.clock)
+              for n in range(BUTTONS)]
+    for _ in rounds:
+        for elder in elders:
+            elder.down()
+            elder.up()
+        await asyncio.sleep(pause_s)
+
+
+async def test_a_burst_from_three_compounds_survives_a_lost_leader_and_a_killed_hub(
+        tmp_path: Path, nats_cluster: NatsCluster, city: CityNames, victoria: VictoriaMetrics,
+        mosquitto: Mosquitto) -> None:
+    config = hub_config(nats_cluster, city, victoria.url)
+    await provision(config, {})
+    hubs = [HubProcess(tmp_path / "hubs", hub_raw(nats_cluster, city, victoria.url), name)
+            for name in ("hub-a", "hub-b")]
+    for hub in hubs:
+        hub.start()
+    try:
+        await asyncio.gather(*(hub.up() for hub in hubs))
+        gateways = [Gateway(compound_config(tmp_path, site, nats_cluster, city,
+                                            mosquitto.port, victoria.url)) for site in SITES]
+        async with running(gateways[0]), running(gateways[1]), running(gateways[2]):
+            third = PRESSES // 3
+            await asyncio.gather(*(press(g, range(third)) for g in gateways))
+            leader = await asyncio.to_thread(nats_cluster.stream_leader, city.stream)
+            assert leader is not None
+            await asyncio.to_thread(nats_cluster.node(leader).kill)
+            await asyncio.gather(*(press(g, range(third)) for g in gateways))
+            hubs[0].kill()
+            await asyncio.gather(*(press(g, range(2 * third, PRESSES)) for g in gateways))
+            await asyncio.to_thread(nats_cluster.node(leader).start)
+            hubs[0].start()
+            for gateway in gateways:
+                await eventually(
+                    lambda g=gateway: g.counters.get("events_accepted", cls="alarm")
+                    == BUTTONS * PRESSES and g.upstreams[0].cursor >= g.journal.last_seq,
+                    timeout=30, what=f"{gateway.config.site} delivered to the city")
+            accepted = {g.config.site: await accepted_alarms(g.journal) for g in gateways}
+            local_alerts = {g.config.site: {a.id for a in g.rules.active()} for g in gateways}
+        await hubs[0].up()
+        await asyncio.to_thread(nats_cluster.wait_healthy)
+        async with city_client(nats_cluster) as js:
+            streamed = await stream_records(js, city.stream, city.district)
+
+            async def stored() -> bool:
+                for site in SITES:
+                    verdict = await judge_compound(accepted[site], streamed, victoria.url,
+                                                   city.district, site)
+                    if verdict.lost_store:
+                        return False
+                return True
+
+            await eventually(stored, timeout=20, interval=0.5, what="every alarm stored")
+            verdicts = {site: await judge_compound(accepted[site], streamed, victoria.url,
+                                                   city.district, site) for site in SITES}
+            board = await asyncio.to_thread(hubs[1].board)
+            shares = [await asyncio.to_thread(hub.status) for hub in hubs]
+    finally:
+        for hub in hubs:
+            hub.stop()
+    for site, verdict in verdicts.items():
+        verdict.extra["leader_killed"] = int(leader[1:])
+        verdict.print(f"city burst, compound {site}")
+        assert verdict.accepted == BUTTONS * PRESSES
+        assert (verdict.lost_store, verdict.store_duplicates, verdict.order_violations,
+                verdict.stream_same_id) == (0, 0, 0, 0)
+    on_board = {site: {a["id"] for a in board["alerts"] if a["site"] == site}
+                for site in SITES}
+    assert on_board == local_alerts
+    assert all(len(alerts) == BUTTONS for alerts in on_board.values())
+    # the surviving hub took its share before the other was killed, and the rest after
+    assert (shares[1] or {}).get("hub_records{kind=deviceevent}", 0) > 0
