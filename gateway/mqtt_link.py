@@ -22,7 +22,7 @@ from gateway.core.counters import Counters
 from gateway.core.inbound import Handler, Inbound
 from gateway.core.waiting import first_of
 from gateway.link.connection import BrokerConnection, BrokerUnavailableError, PublishRefusedError
-from gateway.link.dispatch import IDLE, PIPELINE, Backlog, Dispatch
+from gateway.link.dispatch import IDLE, NO_BYTE_BOUND, PIPELINE, Backlog, Dispatch
 from gateway.link.routes import Routes
 
 __all__ = ["Handler", "Inbound", "LastWill", "LinkDownError", "MqttLink", "Session"]
@@ -65,8 +65,12 @@ class MqttLink:
         will: LastWill | None,
         clock: Clock,
         counters: Counters,
+        *,
+        max_bytes: int = NO_BYTE_BOUND,
     ) -> None:
         self._config = config
+        self._max_bytes = max_bytes  # payload bytes read and not yet handled, at most
+        self._tight = False
         self._identifier = client_id
         self._will = will
         self._clock = clock
@@ -102,6 +106,12 @@ class MqttLink:
     def backlog(self) -> Backlog:
         """What the current connection read and the gateway has not handled yet."""
         return IDLE if self._inbox is None else self._inbox.backlog()
+
+    def tighten(self, tight: bool) -> None:
+        """Near the memory ceiling: read only a few messages ahead of the handlers."""
+        self._tight = tight
+        if self._inbox is not None:
+            self._inbox.tighten(tight)
 
     @property
     def connected(self) -> bool:
@@ -210,12 +220,13 @@ class MqttLink:
         connection: BrokerConnection
         inbox = self._inbox = Dispatch(self._routes, self._counters, self._clock,
                          lambda mid, qos: connection.ack(mid, qos),
-                         lambda paused: connection.pause_reading(paused))
+                         lambda paused: connection.pause_reading(paused),
+                         max_bytes=self._max_bytes, tight=self._tight)
         connection = BrokerConnection(
             cfg, self._identifier,
             None if self._will is None else (self._will.topic, self._will.payload), password,
             inbox.deliver, self._counters, receive_maximum=PIPELINE, max_packet=MAX_PACKET,
-            pace_s=READ_PACE_S)
+            pace_s=READ_PACE_S, behind=inbox.behind)
         try:
             await connection.open()
             for callback in self._on_connect:
