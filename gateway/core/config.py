@@ -209,6 +209,19 @@ class HttpServerConfig(_Strict):
     # a push that carries pictures (Hikvision terminals) may be this large in all; the
     # pictures are read past, never kept, and its event part is held to max_body_bytes
     max_picture_push_bytes: int = Field(default=2_097_152, ge=1024, le=16_777_216)
+    # pushes handled at once (from reading the body to the answer), and of them the ones
+    # kept for devices of broker.alarm_lane_kinds: beyond max_pushes - alarm_pushes_reserved,
+    # another device's push is answered 503 at once, before its body is read, so that a
+    # flooding device never holds the connections an alarm needs
+    max_pushes: int = Field(default=64, ge=2, le=4096)
+    alarm_pushes_reserved: int = Field(default=16, ge=1, le=4095)
+
+    @model_validator(mode="after")
+    def _reserve_within_the_budget(self) -> HttpServerConfig:
+        if self.alarm_pushes_reserved >= self.max_pushes:
+            raise ValueError(f"alarm_pushes_reserved ({self.alarm_pushes_reserved}) must be "
+                             f"below max_pushes ({self.max_pushes})")
+        return self
 
 
 class Gb26875ServerConfig(_Strict):
