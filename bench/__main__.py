@@ -34,6 +34,7 @@ from bench import (
     pipeline_bench,
     replay,
     rs485,
+    storm,
 )
 from bench.gateway_bench import Servers, Sizes
 from bench.hostctl import REPO, BenchError
@@ -42,7 +43,8 @@ from bench.report import Row, machine_text, table
 from bench.targets import HEADLINE, HEADLINE_KEYS, RESULT_FILES, judge
 from gateway.ops.private_servers import ServiceError
 
-NEW = ("compound-day", "pipeline", "alarm-load", "modbus", "rs485", "footprint", "replay")
+NEW = ("compound-day", "pipeline", "alarm-load", "modbus", "rs485", "footprint", "replay",
+       "storm", "broker-replay", "flood")
 OLD = ("journal", "latency", "ingress", "memory", "idle")
 BENCHMARKS = NEW + OLD
 RESULTS = REPO / "bench" / "results"
@@ -119,6 +121,15 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--day-seconds", type=_positive(float), default=120.0, metavar="S",
                    help="compound day: length of the measured period (default 120)")
     g.add_argument("--replay-points", type=int, default=100_000, metavar="N")
+    g = p.add_argument_group("storm, broker-replay, flood")
+    g.add_argument("--storm-rate", type=_positive(float), default=5 * storm.SUSTAINED_PER_S,
+                   metavar="R", help="storm: the gates' QoS 1 rate (default: five times the "
+                   "pipeline's sustained rate)")
+    g.add_argument("--storm-seconds", type=_positive(float), default=60.0, metavar="S")
+    g.add_argument("--broker-replay-queued", type=int, default=100_000, metavar="N",
+                   help="broker-replay: readings queued by the broker for the stopped gateway")
+    g.add_argument("--flood-rate", type=_positive(float), default=2000.0, metavar="R")
+    g.add_argument("--flood-seconds", type=_positive(float), default=60.0, metavar="S")
     g = p.add_argument_group("journal, latency, ingress, memory, idle")
     g.add_argument("--producers", type=_counts, default=[1, 16, 256], metavar="N,N,...",
                    help="journal: concurrent producers per run (default 1,16,256)")
@@ -157,6 +168,7 @@ def _quick(args: argparse.Namespace) -> None:
     args.day_seconds = 30.0
     args.replay_points, args.journal_seconds = 20_000, 1.0
     args.ingress_messages, args.event_messages, args.idle_seconds = 5000, 500, 3.0
+    args.storm_seconds, args.broker_replay_queued, args.flood_seconds = 10.0, 20_000, 10.0
 
 
 def _progress(message: str) -> None:
@@ -199,6 +211,15 @@ async def one_run(args: argparse.Namespace, want: set[str], workdir: Path) -> li
             rows += await footprint.run(srv, workdir, _progress, count=args.footprint_devices)
         if "replay" in want:
             rows += await replay.run(srv, workdir, _progress, points=args.replay_points)
+        if "storm" in want:
+            rows += await storm.storm(srv, workdir, _progress, rate=args.storm_rate,
+                                      seconds=args.storm_seconds)
+        if "broker-replay" in want:
+            rows += await storm.broker_replay(srv, workdir, _progress,
+                                              queued=args.broker_replay_queued)
+        if "flood" in want:
+            rows += await storm.flood(srv, workdir, _progress, rate=args.flood_rate,
+                                      seconds=args.flood_seconds)
         rows += await _old(srv, workdir, sizes, want)
     return rows
 

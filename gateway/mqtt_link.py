@@ -67,8 +67,10 @@ class MqttLink:
         counters: Counters,
         *,
         max_bytes: int = NO_BYTE_BOUND,
+        behind: Callable[[], bool] | None = None,
     ) -> None:
         self._config = config
+        self._behind = behind  # what follows is too far behind: read no more meanwhile
         self._max_bytes = max_bytes  # payload bytes read and not yet handled, at most
         self._tight = False
         self._identifier = client_id
@@ -221,7 +223,8 @@ class MqttLink:
         inbox = self._inbox = Dispatch(self._routes, self._counters, self._clock,
                          lambda mid, qos: connection.ack(mid, qos),
                          lambda paused: connection.pause_reading(paused),
-                         max_bytes=self._max_bytes, tight=self._tight)
+                         max_bytes=self._max_bytes, tight=self._tight,
+                         behind=self._behind)
         connection = BrokerConnection(
             cfg, self._identifier,
             None if self._will is None else (self._will.topic, self._will.payload), password,

@@ -78,6 +78,11 @@ SHED_EVERY_MS = 1000  # under overload: a coalescible device's readings, one a s
 BULK_PREFIX = "bulk:"  # receipt keys of the readings' session: its own packet ids
 OVERLOADED = "gateway.overloaded"  # the built-in rule (rules/loader.py)
 OVERLOAD_SAMPLE_S = 0.5  # how often the lanes' backlogs are looked at
+# the bulk session reads no more while the alerts and events not yet on MQTT, or the
+# readings the rules have not evaluated, are beyond these: an alarm's alert then waits
+# behind at most that much, and the rest of a storm waits in the broker
+HOLD_RECORDS = 256
+HOLD_READINGS = 1000
 
 
 class Gateway:
@@ -162,7 +167,8 @@ class Gateway:
         self.bulk_ingress: MqttIngress | None = None
         if bulk_devices:
             self.bulk_link = MqttLink(config.broker, f"{config.client_id}-bulk", None,
-                                      self.clock, self.counters, max_bytes=held)
+                                      self.clock, self.counters, max_bytes=held,
+                                      behind=self._downstream_behind)
             self.memory.listeners.append(self.bulk_link.tighten)
             self.bulk_ingress = self._ingress(self.bulk_link, bulk_devices, BULK_PREFIX, None)
             self.link.read_elsewhere(self.bulk_ingress.topics)
@@ -522,6 +528,12 @@ class Gateway:
     def sink_cursors(self) -> dict[str, int]:
         return {"mqtt": self.mqtt_sink.cursor, "store": self.store_sink.cursor,
                 "notify": self.notify_sink.cursor}
+
+    def _downstream_behind(self) -> bool:
+        """Whether the rules or the MQTT sink are too far behind for the bulk session to
+        read more (called per message read there: two subtractions)."""
+        return (self.journal.last_seq - self.mqtt_sink.cursor > HOLD_RECORDS
+                or self.telemetry.pending(RULES) > HOLD_READINGS)
 
     def intake_backlog(self) -> dict[str, dict[str, float]]:
         """Per broker session: messages read and not yet handled, their bytes, the oldest's

@@ -33,6 +33,7 @@ QOS0_BACKLOG = 10_000  # incoming QoS 0 messages waiting to be journalled before
 # unacknowledged, and QoS 0 messages beyond it waiting are dropped
 TIGHT_PIPELINE = 16
 NO_BYTE_BOUND = 1 << 62
+RECHECK_S = 0.02  # while reading is held for what follows, how often that is looked at
 REDELIVER_AFTER_S = 2.0  # a message not journalled is asked for again after this
 
 Work = list[tuple[Awaitable[None], Handler]]
@@ -70,11 +71,16 @@ class Dispatch:
         *,
         max_bytes: int = NO_BYTE_BOUND,
         tight: bool = False,
+        behind: Callable[[], bool] | None = None,
     ) -> None:
         self._routes = routes
         # payload bytes held at most, QoS 1 (reading stops) and QoS 0 (more are dropped) each
         self._max_bytes = max_bytes
         self._tight = tight
+        # whether what follows the handlers (the rules, the sinks) is too far behind for
+        # this connection to read more: it is held until they catch up
+        self._downstream = behind
+        self._recheck: asyncio.TimerHandle | None = None
         self._counters = counters
         self._clock = clock
         self._acknowledge = acknowledge
@@ -122,6 +128,19 @@ class Dispatch:
             self._paused = True
             self._pause(True)  # back-pressure: the broker's socket is not read meanwhile
 
+    def _held_back(self) -> bool:
+        if self._downstream is None or not self._downstream():
+            return False
+        if self._recheck is None:
+            self._recheck = asyncio.get_running_loop().call_later(RECHECK_S, self._again)
+        return True
+
+    def _again(self) -> None:
+        self._recheck = None
+        if self._paused and self._roomy():
+            self._paused = False
+            self._pause(False)
+
     def tighten(self, tight: bool) -> None:
         """Near the memory ceiling (True): hold at most TIGHT_PIPELINE messages; or the
         usual bounds again (False)."""
@@ -134,12 +153,14 @@ class Dispatch:
 
     def _full(self) -> bool:
         limit = TIGHT_PIPELINE if self._tight else PIPELINE
-        return len(self._unacked) >= limit or self.held_bytes >= self._max_bytes
+        return (len(self._unacked) >= limit or self.held_bytes >= self._max_bytes
+                or self._held_back())
 
     def _roomy(self) -> bool:
-        """Room again, with hysteresis: half the bounds."""
+        """Room again, with hysteresis: half the bounds; and what follows has caught up."""
         limit = TIGHT_PIPELINE if self._tight else PIPELINE
-        return len(self._unacked) < limit // 2 and self.held_bytes < self._max_bytes // 2
+        return (len(self._unacked) < limit // 2 and self.held_bytes < self._max_bytes // 2
+                and not self._held_back())
 
     def _qos0_done(self, size: int, task: asyncio.Task[None]) -> None:
         self._qos0_bytes -= size
@@ -277,6 +298,8 @@ class Dispatch:
                       message.topic)
 
     async def close(self) -> None:
+        if self._recheck is not None:
+            self._recheck.cancel()
         for task in self.handlers:
             task.cancel()
         await asyncio.gather(*self.handlers, return_exceptions=True)
