@@ -81,8 +81,8 @@ OVERLOAD_SAMPLE_S = 0.5  # how often the lanes' backlogs are looked at
 # the bulk session reads no more while the alerts and events not yet on MQTT, or the
 # readings the rules have not evaluated, are beyond these: an alarm's alert then waits
 # behind at most that much, and the rest of a storm waits in the broker
-HOLD_RECORDS = 256
-HOLD_READINGS = 1000
+HOLD_RECORDS = 64
+HOLD_READINGS = 256
 
 
 class Gateway:

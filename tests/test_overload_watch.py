@@ -158,3 +158,27 @@ def test_the_gateway_kind_is_no_device_kind_and_its_alert_has_labels() -> None:
     assert load_pack(PACKS).rule("gateway.overloaded") is None  # a check of files alone
     assert CATALOGUES["zh-CN"]["rule.gateway.overloaded"] == "网关处理积压"
     assert CATALOGUES["en"]["rule.gateway.overloaded"] == "Gateway overloaded"
+
+
+async def test_a_session_is_held_while_what_follows_is_behind() -> None:
+    routes = Routes()
+    routes.add("t/#", lambda message: None)
+    behind = [True]
+    resumed = asyncio.Event()
+    paused: list[bool] = []
+
+    def pause(flag: bool) -> None:
+        paused.append(flag)
+        if not flag:
+            resumed.set()
+
+    acked: list[int] = []
+    inbox = Dispatch(routes, Counters(), ManualClock(), lambda mid, qos: acked.append(mid),
+                     pause, behind=lambda: behind[0])
+    inbox.deliver(_message(1))
+    assert acked == [1]  # handled and acknowledged, and no more read
+    assert paused == [True]
+    behind[0] = False  # the sinks caught up: reading goes on without a message to say so
+    await asyncio.wait_for(resumed.wait(), 5)
+    assert paused == [True, False]
+    await inbox.close()
