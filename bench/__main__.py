@@ -126,6 +126,8 @@ def parser() -> argparse.ArgumentParser:
                    metavar="R", help="storm: the gates' QoS 1 rate (default: five times the "
                    "pipeline's sustained rate)")
     g.add_argument("--storm-seconds", type=_positive(float), default=60.0, metavar="S")
+    g.add_argument("--storm-memory-mb", type=_positive(float), default=storm.MEMORY_MB,
+                   metavar="MB", help="storm: the gateway's limits.memory_mb (default 256)")
     g.add_argument("--broker-replay-queued", type=int, default=100_000, metavar="N",
                    help="broker-replay: readings queued by the broker for the stopped gateway")
     g.add_argument("--flood-rate", type=_positive(float), default=2000.0, metavar="R")
@@ -213,7 +215,8 @@ async def one_run(args: argparse.Namespace, want: set[str], workdir: Path) -> li
             rows += await replay.run(srv, workdir, _progress, points=args.replay_points)
         if "storm" in want:
             rows += await storm.storm(srv, workdir, _progress, rate=args.storm_rate,
-                                      seconds=args.storm_seconds)
+                                      seconds=args.storm_seconds,
+                                      memory_mb=args.storm_memory_mb)
         if "broker-replay" in want:
             rows += await storm.broker_replay(srv, workdir, _progress,
                                               queued=args.broker_replay_queued)

@@ -56,11 +56,11 @@ def _sos(index: int, prefix: str) -> dict[str, Any]:
                      "events": {"single": "press", "hold": "cancel"}}}
 
 
-def _config(site: str, where: Path, srv: Servers, devices: list[dict[str, Any]]
-            ) -> dict[str, Any]:
+def _config(site: str, where: Path, srv: Servers, devices: list[dict[str, Any]],
+            memory_mb: float = MEMORY_MB) -> dict[str, Any]:
     config = configs.gateway(site, where, srv.mosquitto.port, srv.store.url, devices)
     config["rule_files"] = configs.pipeline_rules()
-    config["limits"] |= {"memory_mb": MEMORY_MB}
+    config["limits"] |= {"memory_mb": memory_mb}
     return config
 
 
@@ -163,11 +163,13 @@ def _overloaded(watcher: AlertWatcher) -> list[tuple[str, float]]:
 
 
 async def storm(srv: Servers, workdir: Path, progress: Progress, *,
-                rate: float = 5 * SUSTAINED_PER_S, seconds: float = 60.0) -> list[Row]:
+                rate: float = 5 * SUSTAINED_PER_S, seconds: float = 60.0,
+                memory_mb: float = MEMORY_MB) -> list[Row]:
     site = "storm"
     where = workdir / "gateway-storm"
     sos = [_sos(i, "bench/storm") for i in range(40)]
-    config = _config(site, where, srv, [configs.temp_gate(i) for i in range(200)] + sos)
+    config = _config(site, where, srv, [configs.temp_gate(i) for i in range(200)] + sos,
+                     memory_mb)
     pairs = [(str(d["id"]), str(d["mqtt"]["topic"])) for d in sos]
     since_ms = time.time_ns() // 1_000_000 - 1000
     progress(f"storm: 200 gates at {rate:,.0f}/s QoS 1 for {seconds:g} s, an SOS every "
@@ -189,20 +191,21 @@ async def storm(srv: Servers, workdir: Path, progress: Progress, *,
                                      f'sc_temp_gate_body_temp_c{{site="{site}"}}', since_ms)
     taken = counters["ingress_messages"] - sos_messages
     return [_storm_row(rate, seconds, latencies, resident, sent, counters, taken, stored,
-                       storm_s, drained_s, _overloaded(watcher), started, final.hwm_kib)]
+                       storm_s, drained_s, _overloaded(watcher), started, final.hwm_kib,
+                       memory_mb)]
 
 
 def _storm_row(rate: float, seconds: float, latencies: list[float], resident: Resident,
                sent: dict[str, Any], counters: dict[str, int], taken: int, stored: int,
                storm_s: float, drained_s: float, overloaded: list[tuple[str, float]],
-               started: float, hwm_kib: int) -> Row:
+               started: float, hwm_kib: int, memory_mb: float) -> Row:
     sos = Summary.of_seconds(latencies)
     presses = len(latencies)
     acked = int(sent.get("acked", 0))
     counted = counters["dropped"]
     broker_dropped = max(acked - taken, 0)
     unaccounted = taken - counted - stored
-    ceiling = MEMORY_MB * 2**20
+    ceiling = memory_mb * 2**20
     over = sum(1 for s in resident.samples if s > ceiling)
     turns = ", ".join(f"{state} at {arrived - started:.1f} s" for state, arrived in overloaded)
     data: dict[str, float | int | str] = {
@@ -213,14 +216,16 @@ def _storm_row(rate: float, seconds: float, latencies: list[float], resident: Re
             "broker_dropped": broker_dropped, "unaccounted": unaccounted,
             "rss_peak_mib": resident.peak_mib, "rss_samples": len(resident.samples),
             "rss_over_ceiling": over, "vmhwm_mib": hwm_kib / 1024,
-            "ceiling_mib": MEMORY_MB, "storm_s": storm_s, "drained_s": drained_s,
+            "ceiling_mib": memory_mb, "storm_s": storm_s, "drained_s": drained_s,
+            "memory_tight": counters.get("memory_tight", 0),
             "overloaded": turns}
     return Row(
         "storm", f"200 gates at {rate:,.0f}/s QoS 1 for {seconds:g} s (achieved "
         f"{float(sent.get('achieved_per_s', 0)):,.0f}/s), SOS every {SOS_EVERY_S:g} s",
         f"SOS {sos.p50:.0f} / {sos.p99:.0f} / {sos.max:.0f} ms",
         f"p50 / p99 / max of {presses} presses; RSS peak {resident.peak_mib:.0f} MiB of "
-        f"{MEMORY_MB} ({len(resident.samples)} samples, {over} over); {acked:,} acked by the "
+        f"{memory_mb:g} ({len(resident.samples)} samples, {over} over, tight mode entered "
+        f"{counters.get('memory_tight', 0)} time(s)); {acked:,} acked by the "
         f"broker, {taken:,} taken, {stored:,} stored once, {counted:,} dropped by the "
         f"gateway (counted), {broker_dropped:,} dropped by the broker beyond its queue, "
         f"{unaccounted:,} unaccounted; drained {drained_s:.0f} s after the start; "
