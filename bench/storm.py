@@ -104,16 +104,18 @@ async def _press(client: aiomqtt.Client, watcher: AlertWatcher, device: str, top
 
 
 async def _presses(port: int, watcher: AlertWatcher, devices: list[tuple[str, str]],
-                   count: int, every_s: float = SOS_EVERY_S) -> tuple[list[float], int]:
-    """`count` presses, one every `every_s`, each on the next device in turn (a device is
-    cancelled before it is pressed again): their latencies, and the messages published."""
+                   count: int, every_s: float = SOS_EVERY_S, first: int = 0
+                   ) -> tuple[list[float], int]:
+    """`count` presses, one every `every_s`, each on the next device in turn from the
+    `first`-th press (a device is cancelled before it is pressed again): their latencies,
+    and the messages published."""
     latencies: list[float] = []
     published = 0
     async with aiomqtt.Client("127.0.0.1", port, identifier=f"bench-sos-{os.getpid()}") as c:
         start = time.monotonic()
         for n in range(count):
-            device, topic = devices[n % len(devices)]
-            if n >= len(devices):  # pressed before: cancel its alert first
+            device, topic = devices[(first + n) % len(devices)]
+            if first + n >= len(devices):  # pressed before: cancel its alert first
                 await c.publish(topic, b'{"action": "hold"}', qos=1)
                 published += 1
                 await watcher.wait(device, AlertState.RESOLVED, 0, within_s=30)
@@ -286,74 +288,81 @@ async def broker_replay(srv: Servers, workdir: Path, progress: Progress, *,
 
 # -- one device flooding --------------------------------------------------------------------
 
-
-async def _flood(port: int, topic: str, rate: float, seconds: float) -> int:
-    """QoS 0 readings at `rate` for `seconds`, a smoke alarm half way; messages sent."""
-    sent = 0
-    tick = 0.01
-    async with aiomqtt.Client("127.0.0.1", port, identifier=f"bench-flooder-{os.getpid()}",
-                              max_queued_outgoing_messages=0) as client:
-        start = time.monotonic()
-        alarmed = False
-        while (elapsed := time.monotonic() - start) < seconds:
-            due = int(elapsed * rate) + 1
-            while sent < due:
-                await client.publish(topic, b'{"temperature_c": 21.5}', qos=0)
-                sent += 1
-            if not alarmed and elapsed >= seconds / 2:
-                await client.publish(topic, b'{"alarm": true}', qos=1)
-                alarmed = True
-            await asyncio.sleep(tick)
-    return sent
+SEGMENT_S = 10.0  # the flood is on and off in turns of this long, presses in both
 
 
 async def flood(srv: Servers, workdir: Path, progress: Progress, *, rate: float = 2000.0,
                 seconds: float = 60.0) -> list[Row]:
+    """One gateway; the flood (a publisher process of its own) on for SEGMENT_S, off for
+    SEGMENT_S, until it has been on for `seconds`: presses in both turns, so that the
+    quiet and the flooded figures share the machine's load of the same minutes."""
     site = "flood"
     sos = [_sos(i, "bench/flood") for i in range(20)]
     smoke = {"id": "smoke-flood", "kind": "smoke", "transport": "mqtt",
              "mqtt": {"topic": "bench/flood/smoke", "event_key": "alarm",
                       "events": {"true": "alarm", "false": "alarm_cleared"},
-                      "readings": ["temperature_c"]}}
+                      "readings": ["temperature_c", "obscuration_pct_ft", "battery_pct"]}}
     pairs = [(str(d["id"]), str(d["mqtt"]["topic"])) for d in sos]
-    presses = int(seconds / SOS_EVERY_S)
-    results: dict[str, list[float]] = {}
-    counters: dict[str, int] = {}
+    per_turn = int(SEGMENT_S / SOS_EVERY_S)
+    turns = max(int(seconds / SEGMENT_S), 1)
+    where = workdir / "gateway-flood"
+    config = _config(site, where, srv, [*sos, smoke])
+    config["limits"] = {"memory_mb": MEMORY_MB}  # the default device_rate_hz (20/s)
+    config["rule_files"] += [SMOKE_RULES]
+    quiet: list[float] = []
+    noisy: list[float] = []
     flooded = 0
-    smoke_alerted = False
-    for run in ("quiet", "flood"):
-        where = workdir / f"gateway-flood-{run}"
-        config = _config(site, where, srv, [*sos, smoke])
-        config["limits"] = {"memory_mb": MEMORY_MB}  # the default device_rate_hz (20/s)
-        config["rule_files"] += [SMOKE_RULES]
-        progress(f"flood: {run} run, {presses} SOS presses"
-                 + (f", one device at {rate:,.0f}/s" if run == "flood" else ""))
-        async with GatewayProcess(f"gateway-flood-{run}", config, where) as gw, \
-                watch_alerts(srv.mosquitto.port, site) as watcher:
-            flooder = (asyncio.create_task(_flood(srv.mosquitto.port, "bench/flood/smoke",
-                                                  rate, seconds + 2))
-                       if run == "flood" else None)
-            results[run], _ = await _presses(srv.mosquitto.port, watcher, pairs, presses)
-            if flooder is not None:
-                flooded = await flooder
-                try:
-                    await watcher.wait("smoke-flood", AlertState.FIRING, 0, within_s=10)
-                    smoke_alerted = True
-                except BenchError:
-                    smoke_alerted = False
-                counters = (await gw.stats()).counters
-    quiet, noisy = Summary.of_seconds(results["quiet"]), Summary.of_seconds(results["flood"])
+    smoke_s: float | None = None
+    progress(f"flood: one device at {rate:,.0f}/s on and off every {SEGMENT_S:g} s, "
+             f"{turns} turns, an SOS every {SOS_EVERY_S:g} s")
+    async with GatewayProcess("gateway-flood", config, where) as gw, \
+            watch_alerts(srv.mosquitto.port, site) as watcher:
+        pressed = 0
+        for turn in range(turns):
+            async with Child(f"flooder-{turn}", python_module(
+                    "bench.publisher", "--port", str(srv.mosquitto.port), "--topics",
+                    "bench/flood/smoke", "--count", str(int(rate * SEGMENT_S)), "--rate",
+                    f"{rate:g}"), workdir) as flooder:
+                await asyncio.sleep(0.5)  # the flood under way
+                if turn == turns // 2:  # the flooder's own alarm, in the flood
+                    smoke_s = await _smoke_alarm(srv.mosquitto.port, watcher)
+                got, _ = await _presses(srv.mosquitto.port, watcher, pairs, per_turn - 1,
+                                        first=pressed)
+                noisy += got
+                pressed += per_turn - 1
+                flooded += int((await flooder.read_json(SEGMENT_S + 60))["sent"])
+            got, _ = await _presses(srv.mosquitto.port, watcher, pairs, per_turn - 1,
+                                    first=pressed)
+            quiet += got
+            pressed += per_turn - 1
+        counters = (await gw.stats()).counters
+    q, f = Summary.of_seconds(quiet), Summary.of_seconds(noisy)
     throttled = counters.get("throttled", 0)
     data: dict[str, float | int | str] = {
-        **{f"quiet_{k}": v for k, v in quiet.as_dict().items()},
-        **{f"flood_{k}": v for k, v in noisy.as_dict().items()}, "flooded": flooded,
-        "throttled": throttled, "smoke_alarm_alerted": int(smoke_alerted),
-        "p50_ratio": noisy.p50 / quiet.p50, "p99_ratio": noisy.p99 / quiet.p99}
+        **{f"quiet_{k}": v for k, v in q.as_dict().items()},
+        **{f"flood_{k}": v for k, v in f.as_dict().items()}, "flooded": flooded,
+        "throttled": throttled, "smoke_alarm_ms": -1 if smoke_s is None else smoke_s * 1000,
+        "p50_ratio": f.p50 / q.p50, "p99_ratio": f.p99 / q.p99}
     return [Row(
-        "flood", f"one device at {rate:,.0f} messages/s for {seconds:g} s, {presses} SOS "
-        "presses on other buttons",
-        f"SOS p50 {noisy.p50:.1f} vs {quiet.p50:.1f} ms quiet",
-        f"p99 {noisy.p99:.1f} vs {quiet.p99:.1f} ms, max {noisy.max:.1f} vs {quiet.max:.1f}; "
-        f"{flooded:,} sent by the flooder, {throttled:,} throttled; its smoke alarm "
-        f"{'alerted' if smoke_alerted else 'DID NOT alert'}",
+        "flood", f"one device at {rate:,.0f} messages/s, {turns} x {SEGMENT_S:g} s on and "
+        f"off, {len(noisy)} + {len(quiet)} SOS presses on other buttons",
+        f"SOS p50 {f.p50:.1f} vs {q.p50:.1f} ms off",
+        f"p99 {f.p99:.1f} vs {q.p99:.1f} ms, max {f.max:.1f} vs {q.max:.1f} (flood on vs "
+        f"off, interleaved); {flooded:,} sent by the flooder, {throttled:,} throttled; its "
+        "smoke alarm " + ("DID NOT alert" if smoke_s is None
+                          else f"alerted in {smoke_s * 1000:.0f} ms"),
         data)]
+
+
+async def _smoke_alarm(port: int, watcher: AlertWatcher) -> float | None:
+    """The flooder's own alarm, published on its topic: seconds to its alert, or None."""
+    async with aiomqtt.Client("127.0.0.1", port, identifier=f"bench-smoke-{os.getpid()}") as c:
+        since = time.time_ns() // 1_000_000 - 5
+        sent = time.monotonic()
+        await c.publish("bench/flood/smoke", b'{"alarm": true}', qos=1)
+        try:
+            _, arrived = await watcher.wait("smoke-flood", AlertState.FIRING, since,
+                                            within_s=10)
+        except BenchError:
+            return None
+        return arrived - sent
