@@ -182,3 +182,14 @@ async def test_a_session_is_held_while_what_follows_is_behind() -> None:
     await asyncio.wait_for(resumed.wait(), 5)
     assert paused == [True, False]
     await inbox.close()
+
+
+async def test_a_session_of_qos0_messages_is_held_too_while_what_follows_is_behind() -> None:
+    routes = Routes()
+    routes.add("t/#", lambda message: None)
+    paused: list[bool] = []
+    inbox = Dispatch(routes, Counters(), ManualClock(), lambda mid, qos: None, paused.append,
+                     behind=lambda: True)
+    inbox.deliver(Inbound("t/a", b"x", 0, False, 0))
+    assert paused == [True]
+    await inbox.close()

@@ -115,6 +115,9 @@ class Dispatch:
             if held is not None and size:
                 self._qos0_bytes += size
                 held.add_done_callback(functools.partial(self._qos0_done, size))
+            if not self._paused and self._held_back():  # what follows is behind
+                self._paused = True
+                self._pause(True)
             return
         task = self._accept(message)
         self._unacked.append((message, task))
