@@ -2,10 +2,11 @@
 
 Every queue is bounded on its own (the intake by messages and bytes derived from the
 ceiling, the readings by `journal.telemetry_capacity`); this is the backstop for what no
-single bound sees. The resident set size is read from /proc/self/statm (one small read,
-no allocation worth the name) every SAMPLE_S; above HIGH of the ceiling the broker
-sessions read only a few messages ahead of the handlers (TCP holds the rest in the
-broker), and read as usual again below LOW. Python rarely gives freed memory back, so the
+single bound sees. The resident set size is read from /proc/self/statm (one small read)
+every SAMPLE_S once above half the ceiling, every RELAXED_S below (an idle gateway wakes
+for it once a second); above HIGH of the ceiling the broker sessions read only a few
+messages ahead of the handlers (TCP holds the rest in the broker), and read as usual
+again below LOW. Python rarely gives freed memory back, so the
 tight mode may last after a burst: reading goes on then, in small steps, never stops.
 """
 
@@ -20,7 +21,9 @@ from gateway.core.counters import Counters
 
 log = logging.getLogger(__name__)
 
-SAMPLE_S = 0.1
+SAMPLE_S = 0.1  # above half the ceiling
+RELAXED_S = 1.0  # below half: the intake's own bounds cannot reach HIGH within this
+RELAXED_BELOW = 0.5
 HIGH = 0.85  # of the ceiling: the sessions read a few messages ahead only
 LOW = 0.75  # of the ceiling: as usual again
 INTAKE_SHARE = 16  # each broker session holds at most ceiling / INTAKE_SHARE payload bytes
@@ -78,4 +81,5 @@ class MemoryCeiling:
     async def run(self) -> None:
         while True:
             self.check()
-            await self._clock.sleep(SAMPLE_S)
+            relaxed = self.resident < self.ceiling * RELAXED_BELOW
+            await self._clock.sleep(RELAXED_S if relaxed else SAMPLE_S)
