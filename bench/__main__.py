@@ -35,6 +35,7 @@ from bench import (
     pipeline_bench,
     replay,
     rs485,
+    storm,
 )
 from bench.gateway_bench import Servers, Sizes
 from bench.hostctl import REPO, BenchError
@@ -44,7 +45,7 @@ from bench.targets import HEADLINE, HEADLINE_KEYS, RESULT_FILES, judge
 from gateway.ops.private_servers import ServiceError
 
 NEW = ("compound-day", "pipeline", "alarm-load", "modbus", "rs485", "footprint", "replay",
-       "city")
+       "city", "storm", "broker-replay", "flood")
 OLD = ("journal", "latency", "ingress", "memory", "idle")
 BENCHMARKS = NEW + OLD
 RESULTS = REPO / "bench" / "results"
@@ -128,6 +129,17 @@ def parser() -> argparse.ArgumentParser:
                    help="city: parcels published through one NATS node (default 20000)")
     g.add_argument("--city-seconds", type=_positive(float), default=60.0, metavar="S",
                    help="city: how long the simulated compound is measured (default 60)")
+    g = p.add_argument_group("storm, broker-replay, flood")
+    g.add_argument("--storm-rate", type=_positive(float), default=5 * storm.SUSTAINED_PER_S,
+                   metavar="R", help="storm: the gates' QoS 1 rate (default: five times the "
+                   "pipeline's sustained rate)")
+    g.add_argument("--storm-seconds", type=_positive(float), default=60.0, metavar="S")
+    g.add_argument("--storm-memory-mb", type=_positive(float), default=storm.MEMORY_MB,
+                   metavar="MB", help="storm: the gateway's limits.memory_mb (default 256)")
+    g.add_argument("--broker-replay-queued", type=int, default=100_000, metavar="N",
+                   help="broker-replay: readings queued by the broker for the stopped gateway")
+    g.add_argument("--flood-rate", type=_positive(float), default=2000.0, metavar="R")
+    g.add_argument("--flood-seconds", type=_positive(float), default=60.0, metavar="S")
     g = p.add_argument_group("journal, latency, ingress, memory, idle")
     g.add_argument("--producers", type=_counts, default=[1, 16, 256], metavar="N,N,...",
                    help="journal: concurrent producers per run (default 1,16,256)")
@@ -167,6 +179,7 @@ def _quick(args: argparse.Namespace) -> None:
     args.replay_points, args.journal_seconds = 20_000, 1.0
     args.city_burst, args.city_parcels, args.city_seconds = 300, 5000, 20.0
     args.ingress_messages, args.event_messages, args.idle_seconds = 5000, 500, 3.0
+    args.storm_seconds, args.broker_replay_queued, args.flood_seconds = 10.0, 20_000, 10.0
 
 
 def _progress(message: str) -> None:
@@ -212,6 +225,16 @@ async def one_run(args: argparse.Namespace, want: set[str], workdir: Path) -> li
         if "city" in want:
             rows += await city.run(srv, workdir, _progress, burst=args.city_burst,
                                    parcels=args.city_parcels, seconds=args.city_seconds)
+        if "storm" in want:
+            rows += await storm.storm(srv, workdir, _progress, rate=args.storm_rate,
+                                      seconds=args.storm_seconds,
+                                      memory_mb=args.storm_memory_mb)
+        if "broker-replay" in want:
+            rows += await storm.broker_replay(srv, workdir, _progress,
+                                              queued=args.broker_replay_queued)
+        if "flood" in want:
+            rows += await storm.flood(srv, workdir, _progress, rate=args.flood_rate,
+                                      seconds=args.flood_seconds)
         rows += await _old(srv, workdir, sizes, want)
     return rows
 

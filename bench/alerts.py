@@ -46,6 +46,10 @@ class AlertWatcher:
                 continue
             self._queues[alert.device].put_nowait((alert, arrived))
 
+    def queue(self, device: str) -> asyncio.Queue[Arrival]:
+        """What arrived for `device` and was not waited for."""
+        return self._queues[device]
+
     async def wait(self, device: str, state: AlertState, since_ms: int,
                    within_s: float = 10.0) -> Arrival:
         """The next `state` transition of `device` stamped at or after `since_ms`."""

@@ -37,7 +37,8 @@ from simulators.elder_button import SimulatedElder
 
 COUNTERS = ("ingress_messages", "rejected", "events_accepted", "mqtt_published",
             "mqtt_publish_failed", "mqtt_disconnects", "store_points_written", "store_retries",
-            "store_rejected", "handler_errors", "gpio_bounces", "task_restarts", "rule_errors")
+            "store_rejected", "handler_errors", "gpio_bounces", "task_restarts", "rule_errors",
+            "throttled", "shed_readings", "memory_tight")
 
 
 def process_status() -> dict[str, int]:

@@ -13,7 +13,8 @@ HEADLINE = {
     "RS-485": "efficiency_percent", "footprint": "rss_kib", "replay": "points_per_s",
     "journal append": "records_per_s", "alarm latency": "p99_ms",
     "MQTT ingress": "messages_per_s", "memory": "rss_kib", "idle CPU": "cpu_percent",
-    "compound-day": "bytes_per_day", "city": "parcels_per_s",
+    "compound-day": "bytes_per_day", "city": "parcels_per_s", "storm": "p99_ms",
+    "broker-replay": "max_ms", "flood": "flood_p99_ms",
 }
 # a row whose own figure is not the benchmark's headline (e.g. a ratio row)
 HEADLINE_KEYS = ("rate_ratio", "polls_ratio", "cpu_percent", "startup_s", "hwm_kib",
@@ -23,7 +24,8 @@ HEADLINE_KEYS = ("rate_ratio", "polls_ratio", "cpu_percent", "startup_s", "hwm_k
 RESULT_FILES = {
     "pipeline": "pipeline", "alarm under load": "alarm_load", "modbus": "modbus",
     "RS-485": "rs485", "footprint": "footprint", "replay": "replay",
-    "compound-day": "compound_day", "city": "city",
+    "compound-day": "compound_day", "city": "city", "storm": "storm",
+    "broker-replay": "storm", "flood": "storm",
 }
 
 

@@ -40,6 +40,13 @@ Options:
   --renew-server-cert   issue a new broker certificate from the same CA (after a change of
                         host name or address; clients keep trusting the CA)
   --console-user NAME   the duty console's broker user (default: duty-console)
+  --broker-queue-messages N
+                        QoS 1 messages the broker queues per client that is away or slow
+                        (the gateway's sessions); beyond it the broker drops, silently
+                        (default: 100000, or on a re-run the value installed before)
+  --broker-queue-bytes N
+                        the same bound in bytes (default: 67108864, 64 MiB, or on a re-run
+                        the value installed before); 0: none
   --with-grafana        also install Grafana from Grafana's APT repository
   --source DIR          the gateway's source tree (default: the tree holding this script)
   --root DIR            install into the directory tree DIR instead of / (to inspect what
@@ -68,6 +75,8 @@ ROOT=/
 SITE=c1
 MQTT_PORT=
 MQTTS_PORT=
+QUEUED_MESSAGES=
+QUEUED_BYTES=
 CONSOLE_USER=duty-console
 BROKER_NAMES=()
 RENEW_CERT=0
@@ -92,6 +101,8 @@ while [[ $# -gt 0 ]]; do
   --broker-name) need_value "$@"; BROKER_NAMES+=("$2"); shift 2 ;;
   --renew-server-cert) RENEW_CERT=1; shift ;;
   --console-user) need_value "$@"; CONSOLE_USER=$2; shift 2 ;;
+  --broker-queue-messages) need_value "$@"; QUEUED_MESSAGES=$2; shift 2 ;;
+  --broker-queue-bytes) need_value "$@"; QUEUED_BYTES=$2; shift 2 ;;
   --with-grafana) WITH_GRAFANA=1; shift ;;
   --source) need_value "$@"; SOURCE=$2; shift 2 ;;
   --root) need_value "$@"; ROOT=$2; shift 2 ;;
@@ -119,6 +130,14 @@ MQTT_PORT=${MQTT_PORT:-$(installed_port plain)}
 MQTT_PORT=${MQTT_PORT:-1883}
 MQTTS_PORT=${MQTTS_PORT:-$(installed_port tls)}
 MQTTS_PORT=${MQTTS_PORT:-8883}
+# the broker's queue bounds too
+installed_setting() {
+  local conf=${ROOT%/}/etc/mosquitto/conf.d/scgw.conf
+  [[ -f $conf ]] || return 0
+  awk -v name="$1" '$1 == name { print $2; exit }' "$conf"
+}
+QUEUED_MESSAGES=${QUEUED_MESSAGES:-$(installed_setting max_queued_messages)}
+QUEUED_BYTES=${QUEUED_BYTES:-$(installed_setting max_queued_bytes)}
 
 for port in "$MQTT_PORT" "$MQTTS_PORT"; do
   [[ $port =~ ^[0-9]+$ && $port -ge 1 && $port -le 65535 ]] || die "not a port: $port"
@@ -191,6 +210,11 @@ is_raspberry_pi() {
 
 # shellcheck source=deploy/mosquitto/broker.sh
 . "$HERE/mosquitto/broker.sh"
+QUEUED_MESSAGES=${QUEUED_MESSAGES:-$BROKER_QUEUED_MESSAGES}
+QUEUED_BYTES=${QUEUED_BYTES:-$BROKER_QUEUED_BYTES}
+for bound in "$QUEUED_MESSAGES" "$QUEUED_BYTES"; do
+  [[ $bound =~ ^[0-9]{1,12}$ ]] || die "--broker-queue-messages/--broker-queue-bytes: not a whole number: $bound"
+done
 
 PYTHON=/usr/bin/python3 # Debian's: python3-lgpio is built for it
 VENV=/opt/scgw/venv
@@ -479,9 +503,10 @@ install_broker() {
   local conf
   conf=$(mktemp "$(R /etc/mosquitto/conf.d)/.scgw.XXXXXX")
   broker_render_conf "$HERE/mosquitto/scgw.conf.in" "$MQTT_PORT" 127.0.0.1 "$MQTTS_PORT" \
-    "$BROKER_DIR" >"$conf"
+    "$BROKER_DIR" "$QUEUED_MESSAGES" "$QUEUED_BYTES" >"$conf"
   put_file "$conf" "$(R /etc/mosquitto/conf.d/scgw.conf)" 0644 0:0
   say "listeners: $MQTT_PORT on 127.0.0.1 (plain), $MQTTS_PORT on every address (TLS)"
+  say "the broker queues at most $QUEUED_MESSAGES message(s), $QUEUED_BYTES byte(s) per client"
 
   local other
   for other in "$(R /etc/mosquitto/conf.d)"/*.conf "$(R /etc/mosquitto/mosquitto.conf)"; do

@@ -266,6 +266,25 @@ class _Connection(asyncio.Protocol):
             inner.connection_lost(exc)
 
 
+class PushSlots:
+    """Pushes handled at once: `total`, of which `reserved` only for alarm devices."""
+
+    def __init__(self, total: int, reserved: int) -> None:
+        self._total = total
+        self._reserved = reserved
+        self.in_use = 0
+
+    def take(self, alarm: bool) -> bool:
+        """Take a slot for a push of an alarm device (`alarm`) or another; False: none."""
+        if self.in_use >= self._total - (0 if alarm else self._reserved):
+            return False
+        self.in_use += 1
+        return True
+
+    def give(self) -> None:
+        self.in_use -= 1
+
+
 class PacedLog(logging.Filter):
     """Lets each message template (or those in `only`) through at most once a minute; counts
     the rest.

@@ -23,13 +23,13 @@ import asyncio
 import hmac
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from drivers.http_connections import PacedLog, PushConnections
+from drivers.http_connections import PacedLog, PushConnections, PushSlots
 from drivers.http_signature import SCHEME, SeenNonces, Signature, UnsignedError
 from drivers.http_tls import server_tls
 from drivers.intake import Intake
@@ -40,6 +40,7 @@ from drivers.pseudonym import Pseudonymiser
 from gateway.core.clock import Clock
 from gateway.core.config import HttpDevice, HttpServerConfig
 from gateway.core.counters import Counters
+from gateway.core.model import DeviceKind
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,7 @@ class _Pusher:
     device: HttpDevice
     token: bytes
     mapper: JsonMapper
+    alarm: bool  # of a kind that calls for help: its pushes have reserved slots
     # one push at a time per device: its events reach the journal in the order they arrived
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -76,8 +78,10 @@ class HttpPushReceiver:
         *,
         shutdown_timeout_s: float = 5.0,
         platforms: Sequence[PushRoutes] = (),
+        alarm_kinds: Collection[DeviceKind] = (),
     ) -> None:
         self._server = server
+        self.slots = PushSlots(server.max_pushes, server.alarm_pushes_reserved)
         # OneNET, CTWing, Hikvision terminals: routes of their own on this port
         self._platforms = list(platforms)
         self._clock = clock
@@ -91,7 +95,8 @@ class HttpPushReceiver:
                 raise ValueError(f"{device.id}: profile {profile.name} is for {profile.kind} "
                                  f"devices, not {device.kind}")
             mapper = JsonMapper(profile.mapping, device.kind, device.id, pseudonymise)
-            self._pushers[device.id] = _Pusher(device, device.http.token.encode(), mapper)
+            self._pushers[device.id] = _Pusher(device, device.http.token.encode(), mapper,
+                                               device.kind in alarm_kinds)
         self.nonces = SeenNonces(server.replay_window_s, server.max_nonces_per_device)
         self._intake: Intake | None = None
         self._connections: PushConnections | None = None
@@ -196,6 +201,31 @@ class HttpPushReceiver:
         elif not _authorised(request, pusher.token):
             # the header may hold a real token of another device: never log it
             return self._unauthorised(device, "unauthorised", "missing or wrong bearer token")
+        if not self.slots.take(pusher.alarm):
+            return self._busy(pusher)
+        try:
+            return await self._handle(request, pusher, signature)
+        finally:
+            self.slots.give()
+
+    def _busy(self, pusher: _Pusher) -> web.Response:
+        """Every push slot open to the device's class is taken: 503 before its body is
+        read, so that a flooding device never holds the connections an alarm needs."""
+        cls = "alarm" if pusher.alarm else "other"
+        self._counters.inc("http_pushes_busy", cls=cls)
+        self._counters.log_every(
+            log, ("http_push", "busy", cls), self._clock.monotonic(), 60.0,
+            "push from %s answered 503: %d pushes in progress (http.max_pushes, %d of them "
+            "kept for alarm devices); %d so far, logged at most once a minute",
+            pusher.device.id, self.slots.in_use, self._server.alarm_pushes_reserved,
+            self._counters.get("http_pushes_busy", cls=cls))
+        answer = _answer(503, error="busy", headers={"Retry-After": "1"})
+        answer.force_close()  # the connection goes back to the cap, not to the flood
+        return answer
+
+    async def _handle(self, request: web.Request, pusher: _Pusher,
+                      signature: Signature | None) -> web.Response:
+        device = pusher.device.id
         body_or_answer = await self._read(request, device)
         if isinstance(body_or_answer, web.Response):
             return body_or_answer

@@ -67,6 +67,20 @@ class _Route:
     accepted: CounterKey  # ingress_messages{device}
     redelivered: CounterKey  # redelivered{device}
     throttle: Throttle | None = None  # its readings beyond the rate it may send
+    # the top-level keys of its events, quoted as they stand in JSON: a message without
+    # any of them (and without escapes) carries no event, and is throttled unparsed
+    event_keys: tuple[bytes, ...] = ()
+
+
+def _event_keys(mapping: JsonMap) -> tuple[bytes, ...]:
+    return tuple(sorted({b'"' + e.path.split(".", 1)[0].encode() + b'"'
+                         for e in mapping.events}))
+
+
+def _readings_alone(payload: bytes, event_keys: tuple[bytes, ...]) -> bool:
+    """Whether `payload` cannot carry an event: none of the keys, and no escape that could
+    spell one (a device that writes its keys escaped is parsed every time)."""
+    return b"\\" not in payload and not any(key in payload for key in event_keys)
 
 
 def availability_topic(device: MqttDevice, profiles: ProfileLibrary) -> str | None:
@@ -123,7 +137,7 @@ class MqttIngress:
                                  Counters.key("ingress_messages", device=d.id),
                                  Counters.key("redelivered", device=d.id),
                                  Throttle(rate_hz, burst_s, clock.monotonic()) if rate_hz
-                                 else None)
+                                 else None, _event_keys(mapping_of(d)))
             for d in devices
         }
         # availability topic -> device; a device's own topic is never also one
@@ -170,6 +184,15 @@ class MqttIngress:
             self._reject(device.id, topic, "payload_too_large", f"{len(payload)} bytes, more "
                          f"than broker.max_payload_bytes ({self._max_payload})")
             return None
+        raw = payload.encode() if isinstance(payload, str) else bytes(payload)
+        throttled_before = route.throttle is not None and _readings_alone(raw, route.event_keys)
+        if throttled_before:
+            assert route.throttle is not None
+            if not route.throttle.allow(self._clock.monotonic()):
+                # readings alone, beyond the device's rate: not worth parsing under a flood
+                self._intake.seen(device.id)
+                self._throttled(route)
+                return None
         receipt = self._receipt(message, payload, route)
         if receipt is None:
             self._counters.inc_key(route.redelivered)
@@ -187,7 +210,7 @@ class MqttIngress:
         self._intake.seen(device.id)
         if not decoded.problems:
             self._counters.recovered(device.id)
-        if (not decoded.events and route.throttle is not None
+        if (not decoded.events and route.throttle is not None and not throttled_before
                 and not route.throttle.allow(self._clock.monotonic())):
             self._throttled(route)  # readings alone: an event, an alarm first, always passes
             return None

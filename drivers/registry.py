@@ -81,7 +81,8 @@ def build_drivers(ctx: Context) -> list[Driver]:
         drivers.append(HttpPushReceiver(config.http, pushed, ctx.clock, ctx.counters,
                                         ctx.pseudonymise,
                                         shutdown_timeout_s=config.shutdown_timeout_s,
-                                        platforms=platforms))
+                                        platforms=platforms,
+                                        alarm_kinds=frozenset(config.broker.alarm_lane_kinds)))
     fire_panels = [d for d in config.devices if isinstance(d, Gb26875Device)]
     if fire_panels and config.gb26875 is not None:
         from drivers.gb26875.server import Gb26875Server

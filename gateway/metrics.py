@@ -17,6 +17,7 @@ from gateway.core.config import MetricsConfig
 from gateway.core.counters import Counters
 from gateway.core.telemetry import TelemetryBuffer
 from gateway.journal import Journal
+from gateway.memory_ceiling import MemoryCeiling
 from gateway.mqtt_link import MqttLink
 from gateway.status import StatusBoard
 from rules.engine import RuleEngine
@@ -44,6 +45,8 @@ class GatewayView(Protocol):
     def runner(self) -> RuleRunner: ...
     @property
     def link(self) -> MqttLink: ...
+    @property
+    def memory(self) -> MemoryCeiling: ...
     @property
     def clock_synchronised(self) -> bool | None: ...
     def sink_cursors(self) -> dict[str, int]: ...
@@ -86,6 +89,15 @@ class _GatewayCollector(Collector):
         yield waiting
         yield held
         yield waited
+        memory = gw.memory
+        resident = GaugeMetricFamily("scgw_memory_resident_bytes",
+                                     "Resident set size of the gateway process")
+        resident.add_metric([], memory.resident)
+        yield resident
+        ceiling = GaugeMetricFamily("scgw_memory_ceiling_bytes",
+                                    "The configured ceiling (limits.memory_mb)")
+        ceiling.add_metric([], memory.ceiling)
+        yield ceiling
         telemetry = GaugeMetricFamily("scgw_telemetry_buffered", "Readings in the memory buffer")
         telemetry.add_metric([], len(gw.telemetry))
         yield telemetry

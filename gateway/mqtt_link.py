@@ -22,7 +22,7 @@ from gateway.core.counters import Counters
 from gateway.core.inbound import Handler, Inbound
 from gateway.core.waiting import first_of
 from gateway.link.connection import BrokerConnection, BrokerUnavailableError, PublishRefusedError
-from gateway.link.dispatch import IDLE, PIPELINE, Backlog, Dispatch
+from gateway.link.dispatch import IDLE, NO_BYTE_BOUND, PIPELINE, Backlog, Dispatch
 from gateway.link.routes import Routes
 
 __all__ = ["Handler", "Inbound", "LastWill", "LinkDownError", "MqttLink", "Session"]
@@ -69,8 +69,14 @@ class MqttLink:
         will: LastWill | None,
         clock: Clock,
         counters: Counters,
+        *,
+        max_bytes: int = NO_BYTE_BOUND,
+        behind: Callable[[], bool] | None = None,
     ) -> None:
         self._config = config
+        self._behind = behind  # what follows is too far behind: read no more meanwhile
+        self._max_bytes = max_bytes  # payload bytes read and not yet handled, at most
+        self._tight = False
         self._identifier = client_id
         self._will = will
         self._clock = clock
@@ -109,6 +115,12 @@ class MqttLink:
     def backlog(self) -> Backlog:
         """What the current connection read and the gateway has not handled yet."""
         return IDLE if self._inbox is None else self._inbox.backlog()
+
+    def tighten(self, tight: bool) -> None:
+        """Near the memory ceiling: read only a few messages ahead of the handlers."""
+        self._tight = tight
+        if self._inbox is not None:
+            self._inbox.tighten(tight)
 
     @property
     def connected(self) -> bool:
@@ -219,12 +231,14 @@ class MqttLink:
         connection: BrokerConnection
         inbox = self._inbox = Dispatch(self._routes, self._counters, self._clock,
                          lambda mid, qos: connection.ack(mid, qos),
-                         lambda paused: connection.pause_reading(paused))
+                         lambda paused: connection.pause_reading(paused),
+                         max_bytes=self._max_bytes, tight=self._tight,
+                         behind=self._behind)
         connection = BrokerConnection(
             cfg, self._identifier,
             None if self._will is None else (self._will.topic, self._will.payload), password,
             inbox.deliver, self._counters, receive_maximum=PIPELINE, max_packet=MAX_PACKET,
-            max_inflight=self.max_inflight, pace_s=READ_PACE_S)
+            max_inflight=self.max_inflight, pace_s=READ_PACE_S, behind=inbox.behind)
         try:
             await connection.open()
             if connection.broker_receive_maximum < self.max_inflight:

@@ -45,13 +45,14 @@ BEHIND_S = 1.0  # an intake whose oldest message waited longer is behind
 
 def intake_words(intake: dict[str, dict[str, float]]) -> str:
     """The gateway's intake in words: keeping up, or behind by how much where."""
-    behind = [(lane, f) for lane, f in intake.items()
-              if f.get("messages", 0) and f.get("oldest_s", 0) >= BEHIND_S]
+    # a broker session whose socket holds more than it read is behind with nothing held
+    behind = [(lane, f) for lane, f in intake.items() if f.get("oldest_s", 0) >= BEHIND_S]
     if not behind:
         return "intake: keeping up"
     return "intake: " + "; ".join(
         f"{lane} behind by {int(f['messages']):,} message(s) / {f['oldest_s']:.1f} s"
-        for lane, f in behind)
+        if f.get("messages", 0) else f"{lane} behind by {f['oldest_s']:.1f} s (the broker "
+        "holds the messages)" for lane, f in behind)
 
 
 def status_path(journal: JournalConfig) -> Path:

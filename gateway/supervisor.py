@@ -36,13 +36,24 @@ from gateway.core.config import (
 )
 from gateway.core.counters import Counters
 from gateway.core.kinds import MODELS, make_event
-from gateway.core.model import AckCommand, Alert, DeliveryClass, DeviceEvent, Reading, new_id
+from gateway.core.model import (
+    AckCommand,
+    Alert,
+    DeliveryClass,
+    DeviceEvent,
+    DeviceKind,
+    Reading,
+    new_id,
+)
 from gateway.core.telemetry import TelemetryBuffer
 from gateway.core.timeline import Timeline
 from gateway.core.topics import Topics
 from gateway.core.waiting import first_of
 from gateway.journal import Journal, JournalFullError, NotJournalledError, Quota, Receipt
+from gateway.memory_ceiling import MemoryCeiling, intake_bytes
 from gateway.mqtt_link import LastWill, MqttLink
+from gateway.overload import DEVICE as GATEWAY_DEVICE
+from gateway.overload import OverloadWatch
 from gateway.restart import keep_running
 from gateway.sinks.mqtt_sink import MqttSink
 from gateway.sinks.notify_sink import NotifySink, needs_apprise
@@ -67,6 +78,13 @@ AUDIT_PRUNE_S = 3600.0  # how often audit rows past their retention are deleted
 OFFLINE_KEY = "status.offline"  # journal state: devices whose last status event was offline
 SHED_EVERY_MS = 1000  # under overload: a coalescible device's readings, one a second
 BULK_PREFIX = "bulk:"  # receipt keys of the readings' session: its own packet ids
+OVERLOADED = "gateway.overloaded"  # the built-in rule (rules/loader.py)
+OVERLOAD_SAMPLE_S = 0.5  # how often the lanes' backlogs are looked at
+# the bulk session reads no more while the alerts and events not yet on MQTT, or the
+# readings the rules have not evaluated, are beyond these: an alarm's alert then waits
+# behind at most that much, and the rest of a storm waits in the broker
+HOLD_RECORDS = 64
+HOLD_READINGS = 256
 
 
 class Gateway:
@@ -95,15 +113,22 @@ class Gateway:
             min_free_disk=int(config.journal.min_free_disk_mb * mb)))
         self.telemetry = TelemetryBuffer(config.journal.telemetry_capacity, self.counters)
         self.board = StatusBoard()
+        # the process's memory: each broker session holds a bounded share of it, and reads
+        # sparingly near the ceiling
+        self.memory = MemoryCeiling(int(config.limits.memory_mb * mb), self.clock,
+                                    self.counters)
+        held = intake_bytes(self.memory.ceiling)
         self.link = MqttLink(
             config.broker,
             config.client_id,
             LastWill(self.topics.gateway_status, Status.OFFLINE.encode()),
             self.clock,
             self.counters,
+            max_bytes=held,
         )
+        self.memory.listeners.append(self.link.tighten)
         self.contacts = load_contacts(config.contacts_file) if config.contacts_file else None
-        self.rules = RuleEngine(load_pack(rule_sources(config), self.contacts),
+        self.rules = RuleEngine(load_pack(rule_sources(config), self.contacts, builtin=True),
                                 directory_from_config(config), self.contacts)
         self.runner = RuleRunner(self.journal, self.rules, self.telemetry, self.clock,
                                  self._feedback, self.counters)
@@ -147,7 +172,9 @@ class Gateway:
         self.bulk_ingress: MqttIngress | None = None
         if bulk_devices:
             self.bulk_link = MqttLink(config.broker, f"{config.client_id}-bulk", None,
-                                      self.clock, self.counters)
+                                      self.clock, self.counters, max_bytes=held,
+                                      behind=self._downstream_behind)
+            self.memory.listeners.append(self.bulk_link.tighten)
             self.bulk_ingress = self._ingress(self.bulk_link, bulk_devices, BULK_PREFIX, None)
             self.link.read_elsewhere(self.bulk_ingress.topics)
             self.bulk_link.read_elsewhere(self.ingress.topics)
@@ -265,7 +292,8 @@ class Gateway:
     async def reload_rules(self) -> bool:
         """Load the rule files again; keep the running rules when the new ones are invalid."""
         try:
-            pack = await asyncio.to_thread(load_pack, rule_sources(self.config), self.contacts)
+            pack = await asyncio.to_thread(functools.partial(
+                load_pack, rule_sources(self.config), self.contacts, builtin=True))
         except RuleError as exc:
             self.counters.inc("rule_reloads", result="rejected")
             log.error("rules not reloaded, the running rules stay:\n%s", exc)
@@ -315,6 +343,8 @@ class Gateway:
                 task("gw.status.events", self._journal_status_changes),
                 task("gw.journal.prune", self._prune),
                 task("gw.clock.sync", self._watch_clock),
+                task("gw.memory", self.memory.run),
+                task("gw.overload", self._watch_overload),
                 task("gw.status.file", functools.partial(
                     keep_writing, status_path(self.config.journal), self.snapshot,
                     self.clock)),
@@ -461,6 +491,32 @@ class Gateway:
                 self.counters.inc("journal_pruned", gone)
                 log.debug("pruned %d journal record(s)", gone)
 
+    async def _watch_overload(self) -> None:
+        """Journal the gateway's own `overloaded` and `caught_up` events: the built-in rule
+        gateway.overloaded turns them into an alert, published and escalated like any."""
+        firing = any(a.rule == OVERLOADED and a.device == GATEWAY_DEVICE
+                     for a in self.rules.active())  # left firing by the previous run
+        watch = OverloadWatch.from_limits(self.config.limits, firing)
+        while True:
+            await self.clock.sleep(OVERLOAD_SAMPLE_S)
+            turn = watch.observe(self.clock.monotonic(), self.intake_backlog())
+            if turn is None:
+                continue
+            kind = "overloaded" if turn.overloaded else "caught_up"
+            event = make_event(DeviceKind.GATEWAY, GATEWAY_DEVICE, kind, self.clock.now_ms(),
+                               {"lane": turn.lane, "behind_s": turn.behind_s,
+                                "messages": turn.messages})
+            if turn.overloaded:
+                log.warning("the gateway is behind: its %s lane by %.1f s (%d message(s) "
+                            "waiting)", turn.lane, turn.behind_s, turn.messages)
+            else:
+                log.info("the gateway has caught up")
+            try:
+                await self.journal.commit([event])
+            except (JournalFullError, NotJournalledError) as exc:
+                self.counters.inc("dropped", cls=event.cls.value, reason=exc.reason)
+                watch.overloaded = not turn.overloaded  # said again at the next sample
+
     async def _watch_clock(self) -> None:
         """Report whether the system clock can be trusted, and say so when that changes.
 
@@ -503,6 +559,12 @@ class Gateway:
         gone = await self.journal.prune_shared(self.clock.now_ms() - keep_ms)
         if gone:
             self.counters.inc("audit_pruned", gone)
+
+    def _downstream_behind(self) -> bool:
+        """Whether the rules or the MQTT sink are too far behind for the bulk session to
+        read more (called per message read there: two subtractions)."""
+        return (self.journal.last_seq - self.mqtt_sink.cursor > HOLD_RECORDS
+                or self.telemetry.pending(RULES) > HOLD_READINGS)
 
     def intake_backlog(self) -> dict[str, dict[str, float]]:
         """Per broker session: messages read and not yet handled, their bytes, the oldest's

@@ -7,6 +7,7 @@ A rules directory holds *.yaml files, each a mapping with `rules:` (a list) and/
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from gateway.core.config import GatewayConfig
@@ -17,6 +18,30 @@ from rules.rule_reader import RuleReader
 from rules.source import Node, parse_duration, parse_yaml, read_yaml
 
 PACKS = Path(__file__).parent / "packs"
+BUILTIN_FILE = Path("<built-in>")
+# Rules every pack has, whatever files it was read from: what the gateway says about
+# itself. A rule (or policy) of the same name in the files replaces it; without contacts
+# for the policy's group, the alert is raised and published, and notifies no one.
+BUILTIN_RULES = """
+rules:
+  - id: gateway.overloaded
+    description: >
+      The gateway is behind on what it takes in: a lane's oldest message not yet handled
+      stayed older than limits.overloaded_after_s for limits.overloaded_hold_s. Resolved
+      once every lane's backlog is gone.
+    match: {kind: gateway, type: overloaded}
+    condition: {field: behind_s, at_least: 0}
+    clear: {type: caught_up}
+    severity: major
+    message: "The gateway is behind by {value:.0f} s on the messages it takes in"
+    resolve_message: "The gateway has caught up with the messages it takes in"
+    escalation: gateway_health
+
+escalations:
+  gateway_health:
+    steps:
+      - {after: 0s, notify: duty_office}
+"""
 
 
 def rule_sources(config: GatewayConfig) -> list[Path]:
@@ -24,17 +49,19 @@ def rule_sources(config: GatewayConfig) -> list[Path]:
     return list(config.rule_files) or [PACKS]
 
 
-def load_pack(path: Path | Sequence[Path], contacts: Contacts | None = None) -> RulePack:
-    """Load every rule file under `path` (a directory, a file, or a list of them); raise
-    RuleError if any has a mistake."""
-    pack, problems = read_pack(path, contacts)
+def load_pack(path: Path | Sequence[Path], contacts: Contacts | None = None, *,
+              builtin: bool = False) -> RulePack:
+    """Load every rule file under `path` (a directory, a file, or a list of them), with
+    the built-in rules (BUILTIN_RULES) when `builtin`; raise RuleError if any has a
+    mistake."""
+    pack, problems = read_pack(path, contacts, builtin=builtin)
     if problems:
         raise RuleError(problems)
     return pack
 
 
 def read_pack(
-    path: Path | Sequence[Path], contacts: Contacts | None = None
+    path: Path | Sequence[Path], contacts: Contacts | None = None, *, builtin: bool = False
 ) -> tuple[RulePack, list[RuleProblem]]:
     """The rules that loaded cleanly, and every problem found."""
     problems: list[RuleProblem] = []
@@ -50,6 +77,8 @@ def read_pack(
         file_rules, file_policies, file_problems = _read_file(file)
         problems += file_problems
         read.append((file, file_rules, file_policies))
+    if builtin:
+        read.append(_builtin(read, contacts))
     pack, more = _assemble(read, contacts)
     return pack, sorted(problems + more)
 
@@ -101,6 +130,24 @@ def pack_from_text(text: str, file: Path = Path("<rules>")) -> RulePack:
     if problems or more:
         raise RuleError(sorted(problems + more))
     return pack
+
+
+def _builtin(
+    read: list[tuple[Path, list[Rule], dict[str, tuple[EscalationPolicy, int]]]],
+    contacts: Contacts | None,
+) -> tuple[Path, list[Rule], dict[str, tuple[EscalationPolicy, int]]]:
+    """The built-in rules and policies the files do not define themselves."""
+    rules, policies, problems = _read_text(BUILTIN_RULES, BUILTIN_FILE)
+    assert not problems, problems  # tests/rules/test_builtin_rules.py
+    taken = {r.id for _, file_rules, _ in read for r in file_rules}
+    named = {name for _, _, file_policies in read for name in file_policies}
+    rules = [r for r in rules if r.id not in taken]
+    policies = {n: p for n, p in policies.items() if n not in named}
+    if contacts is not None and not all(contacts.knows(step.group) for p, _ in
+                                        policies.values() for step in p.steps):
+        rules = [replace(r, escalation=None) if r.escalation in policies else r for r in rules]
+        policies = {}
+    return BUILTIN_FILE, rules, policies
 
 
 def _read_file(

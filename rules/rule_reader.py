@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from gateway.core.kinds import MODELS
-from gateway.core.model import DeviceKind, Severity
+from gateway.core.model import DEVICE_KINDS, DeviceKind, Severity
 from rules.conditions import Condition, build_condition
 from rules.definition import READING, Clear, Count, Match, Rule
 from rules.directory import KeyBy
@@ -119,8 +119,8 @@ class RuleReader:
         if node is None:
             self.report(parent.line, f"match.kind is required ({', '.join(DeviceKind)} or any)")
             return None
-        if node.value == ANY:
-            return frozenset(DeviceKind)
+        if node.value == ANY:  # every device's kind; the gateway's own events by name only
+            return DEVICE_KINDS
         names = self._texts(node, "kind") or []
         kinds: set[DeviceKind] = set()
         for name in names:

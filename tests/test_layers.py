@@ -54,6 +54,8 @@ LAYERS: Mapping[str, str] = {
     "gateway.metrics": "runtime",
     "gateway.mqtt_link": "runtime",
     "gateway.receipt_memory": "runtime",
+    "gateway.memory_ceiling": "runtime",
+    "gateway.overload": "runtime",
     "gateway.restart": "runtime",
     "gateway.sinks": "runtime",
     "gateway.status": "runtime",

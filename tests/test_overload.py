@@ -85,3 +85,19 @@ def test_under_overload_coalescible_readings_keep_one_a_second(tmp_path: Path) -
                                 device="gate-1", values={"body_temp_c": 36.5}))
     assert gateway.counters.get("shed_readings") == 9
     assert len(gateway.telemetry) == 50 + 1 + 1 + 20
+
+
+def test_a_flooding_devices_readings_are_told_from_its_events_without_parsing() -> None:
+    from drivers.mqtt_ingress import _event_keys, _readings_alone, inline_mapping
+    from gateway.core.config import MqttDevice
+
+    smoke = MqttDevice.model_validate(
+        {"id": "smoke-1", "kind": "smoke", "transport": "mqtt",
+         "mqtt": {"topic": "t/smoke-1", "event_key": "alarm",
+                  "events": {"true": "alarm", "false": "alarm_cleared"},
+                  "readings": ["temperature_c"]}})
+    keys = _event_keys(inline_mapping(smoke))
+    assert keys == (b'"alarm"',)
+    assert _readings_alone(b'{"temperature_c": 21.0}', keys)
+    assert not _readings_alone(b'{"temperature_c": 21.0, "alarm": true}', keys)
+    assert not _readings_alone(b'{"\\u0061larm": true}', keys)  # parsed: it may be one

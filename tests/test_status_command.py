@@ -92,3 +92,8 @@ def test_the_intake_is_said_in_words() -> None:
     assert intake_words({"devices": {"messages": 0, "bytes": 0, "oldest_s": 0.0},
                          "readings": {"messages": 12345, "bytes": 0, "oldest_s": 4.25}}) == (
         "intake: readings behind by 12,345 message(s) / 4.2 s")
+
+
+def test_a_session_behind_with_the_backlog_in_the_broker_is_said_so() -> None:
+    assert intake_words({"bulk": {"messages": 0, "bytes": 0, "oldest_s": 3.0}}) == (
+        "intake: bulk behind by 3.0 s (the broker holds the messages)")

@@ -18,6 +18,9 @@
 #   SCGW_BROKER_NAMES       host names and addresses LAN clients use to reach the Docker
 #                           host, space-separated, for the broker's certificate
 #   SCGW_RENEW_SERVER_CERT  1: issue a new broker certificate from the same CA
+#   SCGW_BROKER_QUEUE_MESSAGES, SCGW_BROKER_QUEUE_BYTES
+#                           what the broker queues per client that is away or slow
+#                           (100000 messages, 64 MiB); beyond it the broker drops
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -62,8 +65,16 @@ if [[ -f $PKI_DIR/broker-local.acl ]]; then
 fi
 mv "$BROKER_DIR/acl.new" "$BROKER_DIR/acl"
 
+QUEUED_MESSAGES=${SCGW_BROKER_QUEUE_MESSAGES:-$BROKER_QUEUED_MESSAGES}
+QUEUED_BYTES=${SCGW_BROKER_QUEUE_BYTES:-$BROKER_QUEUED_BYTES}
+for bound in "$QUEUED_MESSAGES" "$QUEUED_BYTES"; do
+  if [[ ! $bound =~ ^[0-9]{1,12}$ ]]; then
+    echo "SCGW_BROKER_QUEUE_MESSAGES/SCGW_BROKER_QUEUE_BYTES: not a whole number: $bound" >&2
+    exit 1
+  fi
+done
 broker_render_conf "$HERE/../mosquitto/scgw.conf.in" "$MQTT_PORT" "" "$MQTTS_PORT" \
-  "$BROKER_PATH" >"$BROKER_DIR/scgw.conf.new"
+  "$BROKER_PATH" "$QUEUED_MESSAGES" "$QUEUED_BYTES" >"$BROKER_DIR/scgw.conf.new"
 mv "$BROKER_DIR/scgw.conf.new" "$BROKER_DIR/scgw.conf"
 
 # the broker reads these after dropping root, and newer versions refuse files that others

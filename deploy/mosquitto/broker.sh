@@ -11,13 +11,21 @@ broker_random_secret() {
   openssl rand -hex 24
 }
 
-# broker_render_conf TEMPLATE MQTT_PORT MQTT_BIND MQTTS_PORT DIR
+# What the broker queues per client by default: messages, and bytes of them (64 MiB)
+BROKER_QUEUED_MESSAGES=100000
+BROKER_QUEUED_BYTES=67108864
+
+# broker_render_conf TEMPLATE MQTT_PORT MQTT_BIND MQTTS_PORT DIR [QUEUED_MESSAGES [QUEUED_BYTES]]
 # Prints the Mosquitto configuration rendered from TEMPLATE; DIR is where the broker finds
 # passwd, acl, ca.crt, server.crt and server.key. An empty MQTT_BIND listens on every
-# address (inside a container); the installer passes 127.0.0.1.
+# address (inside a container); the installer passes 127.0.0.1. QUEUED_MESSAGES and
+# QUEUED_BYTES bound what the broker queues per client (defaults above).
 broker_render_conf() {
   local template=$1 mqtt_port=$2 mqtt_bind=$3 mqtts_port=$4 dir=$5
+  local queued_messages=${6:-$BROKER_QUEUED_MESSAGES} queued_bytes=${7:-$BROKER_QUEUED_BYTES}
   sed -e "s|@MQTT_PORT@|$mqtt_port|g" -e "s|@MQTT_BIND@|$mqtt_bind|g" \
+      -e "s|@MAX_QUEUED_MESSAGES@|$queued_messages|g" \
+      -e "s|@MAX_QUEUED_BYTES@|$queued_bytes|g" \
       -e "s|@MQTTS_PORT@|$mqtts_port|g" -e "s|@PASSWORD_FILE@|$dir/passwd|g" \
       -e "s|@ACL_FILE@|$dir/acl|g" -e "s|@CA_FILE@|$dir/ca.crt|g" \
       -e "s|@CERT_FILE@|$dir/server.crt|g" -e "s|@KEY_FILE@|$dir/server.key|g" \

@@ -18,7 +18,7 @@ from pydantic import (
     model_validator,
 )
 
-from gateway.core.model import DeviceKind
+from gateway.core.model import DEVICE_KINDS, DeviceKind
 from gateway.core.upstream_config import SharingConfig, UpstreamConfig
 
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
@@ -214,6 +214,19 @@ class HttpServerConfig(_Strict):
     # a push that carries pictures (Hikvision terminals) may be this large in all; the
     # pictures are read past, never kept, and its event part is held to max_body_bytes
     max_picture_push_bytes: int = Field(default=2_097_152, ge=1024, le=16_777_216)
+    # pushes handled at once (from reading the body to the answer), and of them the ones
+    # kept for devices of broker.alarm_lane_kinds: beyond max_pushes - alarm_pushes_reserved,
+    # another device's push is answered 503 at once, before its body is read, so that a
+    # flooding device never holds the connections an alarm needs
+    max_pushes: int = Field(default=64, ge=2, le=4096)
+    alarm_pushes_reserved: int = Field(default=16, ge=1, le=4095)
+
+    @model_validator(mode="after")
+    def _reserve_within_the_budget(self) -> HttpServerConfig:
+        if self.alarm_pushes_reserved >= self.max_pushes:
+            raise ValueError(f"alarm_pushes_reserved ({self.alarm_pushes_reserved}) must be "
+                             f"below max_pushes ({self.max_pushes})")
+        return self
 
 
 class Gb26875ServerConfig(_Strict):
@@ -281,6 +294,14 @@ class _DeviceBase(_Strict):
     location: Location = Location()
     heartbeat_s: float = Field(default=0, ge=0, le=86_400)
     profile: str | None = None
+
+    @field_validator("kind")
+    @classmethod
+    def _a_device_kind(cls, kind: DeviceKind) -> DeviceKind:
+        if kind is DeviceKind.GATEWAY:
+            raise ValueError("kind 'gateway' is the gateway's own, not a device's (one of: "
+                             f"{', '.join(sorted(DEVICE_KINDS))})")
+        return kind
 
 
 class GpioDevice(_DeviceBase):
@@ -424,6 +445,17 @@ class LimitsConfig(_Strict):
     # readings of coalescible kinds (room temperature, tilt, battery) keep one a second per
     # device until the rules catch up
     shed_above: float = Field(default=0.5, gt=0, le=1)
+    # the process's resident memory stays under this: each broker session holds at most
+    # 1/16 of it in messages read and not yet handled, and above 85 % of it the sessions
+    # read only a few messages ahead. 256 MiB leaves a 1 GB Pi room for the broker and
+    # the store
+    memory_mb: float = Field(default=256.0, ge=64, le=65_536)
+    # the built-in alert gateway.overloaded: a lane's oldest unhandled message older than
+    # overloaded_after_s for overloaded_hold_s raises it; every lane's oldest under
+    # overloaded_clear_s resolves it
+    overloaded_after_s: float = Field(default=5.0, gt=0, le=3600)
+    overloaded_hold_s: float = Field(default=10.0, ge=0, le=3600)
+    overloaded_clear_s: float = Field(default=1.0, gt=0, le=3600)
 
 
 class GatewayConfig(_Strict):

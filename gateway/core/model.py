@@ -24,6 +24,11 @@ class DeviceKind(enum.StrEnum):
     MANHOLE = "manhole"
     ELDER_BUTTON = "elder_button"
     TEMP_GATE = "temp_gate"
+    GATEWAY = "gateway"  # the gateway itself: its own events (overloaded), never a device
+
+
+# the kinds a configured device may have; a rule's `kind: any` means these
+DEVICE_KINDS: Final = frozenset(k for k in DeviceKind if k is not DeviceKind.GATEWAY)
 
 
 class DeliveryClass(enum.StrEnum):

@@ -97,9 +97,14 @@ class BrokerConnection:
         max_inflight: int,
         max_packet: int,
         pace_s: float,
+        behind: Callable[[bool], None] = lambda behind: None,
     ) -> None:
         self._config = config
         self._deliver = deliver
+        # told whether the socket holds more than the gateway reads: a read that took a
+        # whole burst and left more, or reading paused for back-pressure (True), or a read
+        # that emptied the socket (False)
+        self._behind = behind
         self._counters = counters
         self._pace_s = pace_s
         self._loop = asyncio.get_running_loop()
@@ -201,7 +206,9 @@ class BrokerConnection:
             return
         self._paused = paused
         self._sync_reader()
-        if not paused:
+        if paused:
+            self._behind(True)
+        else:
             self._loop.call_soon(self._kick)
 
     def close(self) -> None:
@@ -346,6 +353,7 @@ class BrokerConnection:
     def _read(self) -> None:
         client = self._paho
         self._in_paho = True
+        emptied = False
         try:
             for _ in range(READ_BURST):  # everything read ahead, not one packet per turn
                 before = self._activity
@@ -354,9 +362,14 @@ class BrokerConnection:
                 # a read that handed over a message is followed by another without asking
                 # the socket first: only the read that finds nothing costs a look
                 if self._activity == before and not _more_to_read(self._stream):
+                    emptied = True
                     break
+            else:
+                self._behind(True)  # a whole burst, and more waiting
         finally:
             self._in_paho = False
+        if emptied and not self._paused:
+            self._behind(False)
         _settle(self._acks)
 
     def _write_now(self) -> None:

@@ -29,6 +29,11 @@ log = logging.getLogger(__name__)
 
 PIPELINE = 256  # incoming QoS 1 messages in flight, unacknowledged: reading stops beyond
 QOS0_BACKLOG = 10_000  # incoming QoS 0 messages waiting to be journalled before more drop
+# while the process is near its memory ceiling: reading stops at this many QoS 1 messages
+# unacknowledged, and QoS 0 messages beyond it waiting are dropped
+TIGHT_PIPELINE = 16
+NO_BYTE_BOUND = 1 << 62
+RECHECK_S = 0.02  # while reading is held for what follows, how often that is looked at
 REDELIVER_AFTER_S = 2.0  # a message not journalled is asked for again after this
 
 Work = list[tuple[Awaitable[None], Handler]]
@@ -40,7 +45,9 @@ class Backlog:
 
     messages: int
     bytes: int
-    oldest_s: float  # age of the oldest QoS 1 message not yet acknowledged (0: none)
+    # age of the oldest QoS 1 message not yet acknowledged, or how long the socket has
+    # held more than was read, whichever is longer (0: neither)
+    oldest_s: float
 
 
 IDLE = Backlog(0, 0, 0.0)
@@ -61,8 +68,19 @@ class Dispatch:
         clock: Clock,
         acknowledge: Callable[[int, int], None],
         pause: Callable[[bool], None],
+        *,
+        max_bytes: int = NO_BYTE_BOUND,
+        tight: bool = False,
+        behind: Callable[[], bool] | None = None,
     ) -> None:
         self._routes = routes
+        # payload bytes held at most, QoS 1 (reading stops) and QoS 0 (more are dropped) each
+        self._max_bytes = max_bytes
+        self._tight = tight
+        # whether what follows the handlers (the rules, the sinks) is too far behind for
+        # this connection to read more: it is held until they catch up
+        self._downstream = behind
+        self._recheck: asyncio.TimerHandle | None = None
         self._counters = counters
         self._clock = clock
         self._acknowledge = acknowledge
@@ -77,28 +95,78 @@ class Dispatch:
         # when each unacknowledged message was read (monotonic), and their payloads' bytes
         self._read_at: deque[float] = deque()
         self.held_bytes = 0
+        self._qos0_bytes = 0  # payloads of QoS 0 messages waiting for their handlers
+        # since when the connection's socket has held more than the gateway read, without
+        # a break (monotonic); None: it was emptied by the last read
+        self._behind_since: float | None = None
         # completes when the connection should end for the broker to deliver again
         self.redeliver: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     def deliver(self, message: Inbound) -> None:
         """A message as it is read: handled, and acknowledged once handled."""
+        size = len(message.payload)
         if message.qos == 0:
-            if len(self.handlers) >= QOS0_BACKLOG:  # a QoS 0 flood is cut here
+            waiting = len(self.handlers)
+            if (waiting >= (TIGHT_PIPELINE if self._tight else QOS0_BACKLOG)
+                    or self._qos0_bytes + size > self._max_bytes):  # a QoS 0 flood is cut
                 self._counters.inc("dropped", cls="telemetry", reason="incoming_backlog")
                 return
-            self._accept(message)
+            held = self._accept(message)
+            if held is not None and size:
+                self._qos0_bytes += size
+                held.add_done_callback(functools.partial(self._qos0_done, size))
+            if not self._paused and self._held_back():  # what follows is behind
+                self._paused = True
+                self._pause(True)
             return
         task = self._accept(message)
         self._unacked.append((message, task))
         self._read_at.append(self._clock.monotonic())
-        self.held_bytes += len(message.payload)
+        self.held_bytes += size
         if task is None:
             self._drain()
         else:
             task.add_done_callback(self._drain_after)
-        if len(self._unacked) >= PIPELINE and not self._paused:
+        if not self._paused and self._full():
             self._paused = True
             self._pause(True)  # back-pressure: the broker's socket is not read meanwhile
+
+    def _held_back(self) -> bool:
+        if self._downstream is None or not self._downstream():
+            return False
+        if self._recheck is None:
+            self._recheck = asyncio.get_running_loop().call_later(RECHECK_S, self._again)
+        return True
+
+    def _again(self) -> None:
+        self._recheck = None
+        if self._paused and self._roomy():
+            self._paused = False
+            self._pause(False)
+
+    def tighten(self, tight: bool) -> None:
+        """Near the memory ceiling (True): hold at most TIGHT_PIPELINE messages; or the
+        usual bounds again (False)."""
+        self._tight = tight
+        if tight and not self._paused and self._full():
+            self._paused = True
+            self._pause(True)
+        elif not tight:
+            self._drain()
+
+    def _full(self) -> bool:
+        limit = TIGHT_PIPELINE if self._tight else PIPELINE
+        return (len(self._unacked) >= limit or self.held_bytes >= self._max_bytes
+                or self._held_back())
+
+    def _roomy(self) -> bool:
+        """Room again, with hysteresis: half the bounds; and what follows has caught up."""
+        limit = TIGHT_PIPELINE if self._tight else PIPELINE
+        return (len(self._unacked) < limit // 2 and self.held_bytes < self._max_bytes // 2
+                and not self._held_back())
+
+    def _qos0_done(self, size: int, task: asyncio.Task[None]) -> None:
+        self._qos0_bytes -= size
 
     def _accept(self, message: Inbound) -> asyncio.Task[None] | None:
         """Handle `message`; the task still working on it, if any."""
@@ -145,16 +213,27 @@ class Dispatch:
             else:
                 # a crash before this point makes the broker deliver the message again
                 self._acknowledge(message.mid, message.qos)
-        if self._paused and len(unacked) < PIPELINE // 2:
+        if self._paused and self._roomy():
             self._paused = False
             self._pause(False)
 
+    def behind(self, behind: bool) -> None:
+        """The connection says whether its socket holds more than was read."""
+        if not behind:
+            self._behind_since = None
+        elif self._behind_since is None:
+            self._behind_since = self._clock.monotonic()
+
     def backlog(self) -> Backlog:
-        """Messages read and not yet handled: how many, their bytes, the oldest's age."""
+        """Messages read and not yet handled: how many, their bytes, and how far behind:
+        the oldest's age, or, when longer, how long the socket has held more than was
+        read without a break (the broker's queue is at least that old)."""
         waiting = len(self._unacked) + len(self.handlers)
-        oldest = self._read_at[0] if self._read_at else None
+        oldest = self._read_at[0] if self._read_at else self._behind_since
+        if self._behind_since is not None and oldest is not None:
+            oldest = min(oldest, self._behind_since)
         age = 0.0 if oldest is None else max(self._clock.monotonic() - oldest, 0.0)
-        return Backlog(waiting, self.held_bytes, age)
+        return Backlog(waiting, self.held_bytes + self._qos0_bytes, age)
 
     def _not_acknowledged(self, message: Inbound) -> None:
         """A message the gateway could not journal stays the broker's: it is not
@@ -222,6 +301,8 @@ class Dispatch:
                       message.topic)
 
     async def close(self) -> None:
+        if self._recheck is not None:
+            self._recheck.cancel()
         for task in self.handlers:
             task.cancel()
         await asyncio.gather(*self.handlers, return_exceptions=True)

@@ -138,7 +138,7 @@ async def test_a_reload_that_fails_for_any_reason_is_counted_and_the_rules_stay(
     gateway = supervisor.Gateway(make_config(tmp_path, site=unique_site("reload")))
     before = gateway.rules.snapshot()
 
-    def exhausted(*_args: object) -> RulePack:
+    def exhausted(*_args: object, **_kwargs: object) -> RulePack:
         # what a machine out of memory does to any loader, however bounded
         raise MemoryError("cannot allocate\nwhile reading")
 

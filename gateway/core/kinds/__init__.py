@@ -7,13 +7,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from gateway.core.kinds import access, elder_button, manhole, smoke, temp_gate
+from gateway.core.kinds import access, elder_button, gateway, manhole, smoke, temp_gate
 from gateway.core.kinds.base import KindModel, ReadingSpec
 from gateway.core.model import DeliveryClass, DeviceEvent, DeviceKind, Scalar, new_id
 
 MODELS: Mapping[DeviceKind, KindModel] = {
     m.kind: m
-    for m in (smoke.MODEL, access.MODEL, manhole.MODEL, elder_button.MODEL, temp_gate.MODEL)
+    for m in (smoke.MODEL, access.MODEL, manhole.MODEL, elder_button.MODEL, temp_gate.MODEL,
+              gateway.MODEL)
 }
 
 __all__ = ["MODELS", "KindModel", "ReadingSpec", "make_event"]
