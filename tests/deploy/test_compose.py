@@ -135,12 +135,11 @@ def test_the_gateway_runs_like_the_service_does(compose: dict[str, Any],
 
 
 def test_the_compose_configuration_is_valid_with_the_environment_compose_passes(
-        compose: dict[str, Any], installation: Installation) -> None:
+        compose: dict[str, Any], installation: Installation, tmp_path: Path) -> None:
     gateway = _service(compose, "gateway")
     declared = {name: "x" * 48 for name in gateway["environment"]}
     config = load_config(DEPLOY / "compose" / "gateway.toml", env=declared)
-    pi = load_config(installation.path("/etc/scgw/gateway.toml"),
-                     env=installation.secrets())
+    pi = load_config(installation.seen_config(tmp_path), env=installation.secrets())
     assert config.site == pi.site
     assert config.broker.host == "mosquitto"
     assert config.broker.port in _published(_service(compose, "mosquitto"))
@@ -151,6 +150,12 @@ def test_the_compose_configuration_is_valid_with_the_environment_compose_passes(
     assert config.metrics is not None
     assert pi.metrics is not None
     assert config.metrics.port == pi.metrics.port
+    # the duty office's console: on the compose network, published on the LAN, on the
+    # installed service's port
+    assert config.console is not None
+    assert pi.console is not None
+    assert (config.console.host, config.console.port) == ("0.0.0.0", pi.console.port)
+    assert _published(gateway) == {config.console.port: ("", pi.console.port)}
     # InfluxDB 2 here, written with the token it was set up with, into its org and bucket
     influx = _service(compose, "influxdb")["environment"]
     assert config.store.api == "v2"
