@@ -199,7 +199,9 @@ async def test_bad_bodies_are_refused_400_and_counted(rig: PlatformRig, body: by
 
 async def test_oversized_and_unwanted_messages(rig: PlatformRig) -> None:
     assert await rig.ctwing.send(b"[" + b"0," * MAX_BODY + b"0]") == 413
-    assert rig.rejected("ctwing", "body_too_large") == 1
+    assert await rig.ctwing.send(b"{" + b" " * (10 * 2**20) + b"}") == 413  # 10 MB
+    assert rig.rejected("ctwing", "body_too_large") == 2
+    assert (await rig.ctwing.push(SMOKE_REPORT)).statuses == [200]  # and it carries on
     huge = rig.ctwing.app_data_report(COVER_ID, b"\x68" * 2048, imei=COVER_IMEI)
     assert await rig.ctwing.send(_bytes(huge)) == 400
     assert (await rig.ctwing.push({"messageType": "commandResponse", "deviceId": "x"})
@@ -210,7 +212,7 @@ async def test_oversized_and_unwanted_messages(rig: PlatformRig) -> None:
     assert rig.rejected("ctwing", "unknown_device") == 1
     event = dict(LOW_BATTERY, deviceId="acf7baaee65e431eadfb8f5fe50e8b81")
     assert (await rig.ctwing.push(event)).statuses == [200]  # alive, nothing mapped
-    assert rig.intake.journalled == []
+    assert [e.type for e in rig.intake.journalled] == ["heartbeat"]  # the smoke report's
 
 
 
