@@ -22,6 +22,9 @@ Debian 12+, with a secured Mosquitto and InfluxDB 1.x beside it:
   - Mosquitto: password file, per-user ACL, a plain listener on 127.0.0.1 and a TLS
     listener on the LAN with a certificate from a CA made on the first run; no anonymous
     access anywhere;
+  - the duty console's TLS certificate, /etc/scgw/console/server.crt and server.key,
+    issued by the same CA for the same names as the broker's (a new gateway.toml turns
+    the console's TLS on with it; browsers trust /etc/scgw/ca.crt);
   - the unit /etc/systemd/system/scgw.service (watchdog, restart on failure, hardening).
 
 Running it again upgrades the gateway in place. It keeps the configuration, the journal,
@@ -37,8 +40,8 @@ Options:
   --broker-name NAME    a host name or address LAN clients use for the broker, added to
                         its certificate (repeatable). The host name, NAME.local, localhost
                         and the machine's IPv4 addresses are always in it
-  --renew-server-cert   issue a new broker certificate from the same CA (after a change of
-                        host name or address; clients keep trusting the CA)
+  --renew-server-cert   issue new broker and console certificates from the same CA (after
+                        a change of host name or address; clients keep trusting the CA)
   --console-user NAME   the duty console's broker user (default: duty-console)
   --broker-queue-messages N
                         QoS 1 messages the broker queues per client that is away or slow
@@ -223,6 +226,8 @@ SECRETS=/etc/scgw/secrets.env
 CREDENTIALS=/etc/scgw/broker-credentials
 BROKER_DIR=/etc/mosquitto/scgw
 PKI_DIR=/etc/scgw/pki
+CONSOLE_TLS_DIR=/etc/scgw/console
+CONSOLE_SCHEME=http
 STAGE=$(mktemp -d)
 trap 'rm -rf "$STAGE"' EXIT
 
@@ -397,7 +402,11 @@ install_config() {
   if [[ -f $config ]]; then
     say "keeping $CONFIG"
   else
+    # the console over TLS with the certificate issued below
     sed -e "s/^site = \"c1\"$/site = \"$SITE\"/" -e "s/^port = 1883$/port = $MQTT_PORT/" \
+      -e 's|^# \[console\.tls\]$|[console.tls]|' \
+      -e "s|^# cert_file = \"$CONSOLE_TLS_DIR/server.crt\"$|cert_file = \"$CONSOLE_TLS_DIR/server.crt\"|" \
+      -e "s|^# key_file = \"$CONSOLE_TLS_DIR/server.key\"$|key_file = \"$CONSOLE_TLS_DIR/server.key\"|" \
       "$HERE/gateway.pi.toml" >"$config.new"
     mv "$config.new" "$config"
     say "wrote $CONFIG (site $SITE) from deploy/gateway.pi.toml"
@@ -425,14 +434,28 @@ install_config() {
   [[ -n $GATEWAY_PASSWORD_ENV ]] ||
     die "$CONFIG: [broker] has no password_env: the broker accepts no client without a password"
 
+  install_console_tls # the certificate it names exists before it is checked
+
+  step "Configuration: check"
   say "scgw check-config $CONFIG"
-  with_secrets "$(R $VENV)/bin/scgw" check-config "$config" >/dev/null ||
+  with_secrets "$(R $VENV)/bin/scgw" check-config "$(seen_config)" >/dev/null ||
     die "$CONFIG has problems (listed above): fix them and run the installer again"
   local host port
   host=$(config_value broker host)
   port=$(config_value broker port)
   if [[ ${host:-127.0.0.1} =~ ^(127\.0\.0\.1|localhost|::1)$ && ${port:-1883} != "$MQTT_PORT" ]]; then
     warn "$CONFIG has broker.port = ${port:-1883} but the broker listens on $MQTT_PORT: change one"
+  fi
+}
+
+# The configuration as the gateway will read it on the target system: with --root, a copy
+# whose files under /etc/scgw (the console's certificate) are named inside the root.
+seen_config() {
+  if [[ $ROOT == / ]]; then
+    printf '%s' "$CONFIG"
+  else
+    sed "s|\"/etc/scgw/|\"${ROOT%/}/etc/scgw/|g" "$(R $CONFIG)" >"$STAGE/gateway.toml"
+    printf '%s' "$STAGE/gateway.toml"
   fi
 }
 
@@ -475,7 +498,7 @@ install_broker() {
 
   local password
   password=$(with_secrets printenv "$GATEWAY_PASSWORD_ENV")
-  with_secrets "$(R $VENV)/bin/scgw" broker users --config "$(R $CONFIG)" \
+  with_secrets "$(R $VENV)/bin/scgw" broker users --config "$(seen_config)" \
     --console-user "$CONSOLE_USER" >"$STAGE/users"
   broker_sync_users "$broker/passwd" "$(R $CREDENTIALS)" "$password" "$GATEWAY_PASSWORD_RESET" \
     <"$STAGE/users"
@@ -487,7 +510,7 @@ install_broker() {
 
   local acl
   acl=$(mktemp "$broker/acl.XXXXXX")
-  with_secrets "$(R $VENV)/bin/scgw" broker acl --config "$(R $CONFIG)" \
+  with_secrets "$(R $VENV)/bin/scgw" broker acl --config "$(seen_config)" \
     --console-user "$CONSOLE_USER" >"$acl"
   if [[ -f $(R /etc/scgw/broker-local.acl) ]]; then
     # users added by hand (a zigbee2mqtt bridge, say): their ACL lines live here
@@ -515,6 +538,50 @@ install_broker() {
       warn "${other#"${ROOT%/}"} also sets listeners or access rules: Mosquitto may refuse to start, or let in more than scgw.conf allows"
     fi
   done
+}
+
+# --- the duty console's TLS ---------------------------------------------------------------
+
+# The console's TLS files the configuration names: "cert key", or nothing without them.
+console_tls_files() {
+  "$(R $VENV)/bin/python" - "$(R $CONFIG)" <<'EOF'
+import sys
+import tomllib
+
+with open(sys.argv[1], "rb") as f:
+    console = tomllib.load(f).get("console")
+tls = console.get("tls") if isinstance(console, dict) else None
+if isinstance(tls, dict) and tls.get("cert_file") and tls.get("key_file"):
+    print(tls["cert_file"], tls["key_file"])
+EOF
+}
+
+install_console_tls() {
+  step "Duty console: TLS certificate"
+  local dir names
+  dir=$(R $CONSOLE_TLS_DIR)
+  install -d -m 0750 "$dir"
+  chown "0:$SCGW_GID" "$dir"
+  mapfile -t names < <(broker_names)
+  # the same CA and names as the broker's: the duty office's browsers trust /etc/scgw/ca.crt
+  broker_ensure_ca "$(R $PKI_DIR)" "scgw $(config_value '' site) compound CA ($(hostname))"
+  broker_ensure_server_cert "$(R $PKI_DIR)" "$dir" "$RENEW_CERT" "${names[@]}" 2>"$STAGE/console-cert"
+  sed 's/the broker certificate/the console certificate/' "$STAGE/console-cert" >&2
+  # the gateway reads its key after starting as scgw; nobody else may
+  chown "0:$SCGW_GID" "$dir/server.crt" "$dir/server.key" "$dir/ca.crt"
+  chmod 0640 "$dir/server.key"
+  chmod 0644 "$dir/server.crt" "$dir/ca.crt"
+  say "console certificate $CONSOLE_TLS_DIR/server.crt, issued by the compound's CA"
+  local files
+  files=$(console_tls_files)
+  if [[ -n $files ]]; then
+    CONSOLE_SCHEME=https
+    [[ $files == "$CONSOLE_TLS_DIR/server.crt $CONSOLE_TLS_DIR/server.key" ]] ||
+      say "$CONFIG names other console TLS files ($files): kept"
+  elif grep -q '^\[console\]' "$(R $CONFIG)"; then
+    warn "$CONFIG serves the console without TLS: add [console.tls] with"
+    warn "  cert_file = \"$CONSOLE_TLS_DIR/server.crt\" and key_file = \"$CONSOLE_TLS_DIR/server.key\""
+  fi
 }
 
 # --- the service -----------------------------------------------------------------------
@@ -631,6 +698,7 @@ start_services() {
   local file restart_broker=0 reload_broker=0 restart_influxdb=0 restart_grafana=0
   for file in "${CHANGED[@]}" "${BROKER_CHANGED[@]}"; do
     case $file in
+    */scgw/console/*) ;; # the gateway's own: it restarts below
     */conf.d/scgw.conf | */server.crt | */ca.crt) restart_broker=1 ;;
     */passwd | */acl) reload_broker=1 ;;
     */influxdb.service.d/*) restart_influxdb=1 ;;
@@ -698,6 +766,12 @@ summary() {
   say "state:          systemctl status scgw; journalctl -u scgw; sudo scgw status -c $CONFIG"
   say "LAN MQTT:       TLS on port $MQTTS_PORT; clients trust /etc/scgw/ca.crt and log in"
   say "                with a user of $CREDENTIALS (duty console: $CONSOLE_USER)"
+  local console_port
+  console_port=$(config_value console port)
+  if [[ -n $console_port ]]; then
+    say "duty console:   $CONSOLE_SCHEME://$(hostname).local:$console_port/ (browsers trust"
+    say "                /etc/scgw/ca.crt; accounts: sudo -u scgw scgw users add NAME --role officer)"
+  fi
   if [[ $ROOT != / ]]; then
     say "installed into $ROOT"
   fi

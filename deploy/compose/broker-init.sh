@@ -17,10 +17,14 @@
 #   SCGW_MOSQUITTO_OWNER    uid:gid the broker runs as (1883:1883, eclipse-mosquitto's)
 #   SCGW_BROKER_NAMES       host names and addresses LAN clients use to reach the Docker
 #                           host, space-separated, for the broker's certificate
-#   SCGW_RENEW_SERVER_CERT  1: issue a new broker certificate from the same CA
+#   SCGW_RENEW_SERVER_CERT  1: issue new broker and console certificates from the same CA
+#   SCGW_CONSOLE_TLS_DIR    the duty console's certificate and key, issued by the same CA
+#                           for the same names (/etc/scgw/console, the gateway's view)
+#   SCGW_GATEWAY_OWNER      uid:gid the gateway runs as (10001:10001, the image's scgw)
 #   SCGW_BROKER_QUEUE_MESSAGES, SCGW_BROKER_QUEUE_BYTES
 #                           what the broker queues per client that is away or slow
 #                           (100000 messages, 64 MiB); beyond it the broker drops
+#                           what comes for that client (docs/reliability.md)
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -51,6 +55,17 @@ if [[ -z ${SCGW_BROKER_NAMES:-} ]]; then
 fi
 broker_ensure_ca "$PKI_DIR" "scgw compound CA (docker compose)"
 broker_ensure_server_cert "$PKI_DIR" "$BROKER_DIR" "${SCGW_RENEW_SERVER_CERT:-0}" "${names[@]}"
+
+# the duty console's certificate, before the configuration naming it is read
+CONSOLE_DIR=${SCGW_CONSOLE_TLS_DIR:-/etc/scgw/console}
+install -d -m 0755 "$CONSOLE_DIR"
+# shellcheck disable=SC2206 # SCGW_BROKER_NAMES is a list of words
+console_names=(localhost 127.0.0.1 ${SCGW_BROKER_NAMES:-})
+broker_ensure_server_cert "$PKI_DIR" "$CONSOLE_DIR" "${SCGW_RENEW_SERVER_CERT:-0}" \
+  "${console_names[@]}" 2> >(sed 's/the broker certificate/the console certificate/' >&2)
+chown "${SCGW_GATEWAY_OWNER:-10001:10001}" "$CONSOLE_DIR/server.key"
+chmod 0600 "$CONSOLE_DIR/server.key"
+chmod 0644 "$CONSOLE_DIR/server.crt" "$CONSOLE_DIR/ca.crt"
 
 users=$(mktemp)
 scgw broker users --config "$CONFIG" >"$users"

@@ -126,6 +126,15 @@ ZH: Mapping[str, str] = {
     "shift.state": "状态",
     "shift.by": "确认人",
     "shift.notes": "备注",
+    "shift.access": "控制台登录记录",
+    "shift.time": "时间",
+    "shift.user": "账号",
+    "shift.action": "操作",
+    "shift.address": "地址",
+    "access.login": "登录",
+    "access.logout": "退出",
+    "access.login_failed": "密码错误",
+    "access.login_limited": "尝试过多，已拒绝",
 }
 
 EN: Mapping[str, str] = {
@@ -243,6 +252,15 @@ EN: Mapping[str, str] = {
     "shift.state": "State",
     "shift.by": "Acknowledged by",
     "shift.notes": "Notes",
+    "shift.access": "Console logins",
+    "shift.time": "Time",
+    "shift.user": "Account",
+    "shift.action": "Action",
+    "shift.address": "Address",
+    "access.login": "logged in",
+    "access.logout": "logged out",
+    "access.login_failed": "wrong password",
+    "access.login_limited": "refused: too many attempts",
 }
 
 CATALOGUES: Mapping[str, Mapping[str, str]] = {"zh-CN": ZH, "en": EN}

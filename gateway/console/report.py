@@ -10,25 +10,48 @@ import msgspec
 from rich.console import Console
 from rich.table import Table
 
+from gateway.console.access_log import KEY as ACCESS_KEY
+from gateway.console.access_log import AccessEntry
 from gateway.console.alert_log import KEY, AlertRecord
 from gateway.console.shift import shift_report
 
 
-def read_records(journal: Path) -> list[AlertRecord]:
-    """The alert timelines in the journal at `journal`, read-only (the gateway may run)."""
+def _rows(journal: Path, prefix: str) -> list[bytes]:
+    """The state rows under `prefix`, in key order, read-only (the gateway may run)."""
     db = sqlite3.connect(f"{journal.resolve().as_uri()}?mode=ro", uri=True, timeout=5)
     try:
-        rows = db.execute("SELECT value FROM state WHERE substr(key, 1, ?) = ?",
-                          (len(KEY), KEY)).fetchall()
+        rows = db.execute("SELECT value FROM state WHERE substr(key, 1, ?) = ? ORDER BY key",
+                          (len(prefix), prefix)).fetchall()
     finally:
         db.close()
-    records = []
-    for (value,) in rows:
+    return [bytes(value) for (value,) in rows]
+
+
+def read_access(journal: Path) -> list[AccessEntry]:
+    """The console's logins, logouts and refused logins in the journal, oldest first."""
+    entries = []
+    for value in _rows(journal, ACCESS_KEY):
         try:
-            records.append(msgspec.json.decode(bytes(value), type=AlertRecord))
+            entries.append(msgspec.json.decode(value, type=AccessEntry))
+        except msgspec.MsgspecError:
+            continue
+    return entries
+
+
+def read_records(journal: Path) -> list[AlertRecord]:
+    """The alert timelines in the journal at `journal`, read-only (the gateway may run)."""
+    rows = _rows(journal, KEY)
+    records = []
+    for value in rows:
+        try:
+            records.append(msgspec.json.decode(value, type=AlertRecord))
         except msgspec.MsgspecError:
             continue  # written by a newer gateway: the rest still tells the shift
     return records
+
+
+ACTIONS = {"login": "logged in", "logout": "logged out", "login_failed": "wrong password",
+           "login_limited": "refused: too many attempts"}
 
 
 def _when(ms: int) -> str:
@@ -59,3 +82,10 @@ def print_shift(journal: Path, since_ms: int, console: Console) -> None:
     console.print(table)
     for severity, ms in report["median_ack_ms"].items():
         console.print(f"median time to acknowledge, {severity}: {_took(ms)}", markup=False)
+    access = [e for e in read_access(journal) if e.ts >= since_ms]
+    if access:
+        table = Table("time", "account", "action", "address")
+        for e in access:
+            table.add_row(_when(e.ts), e.user, ACTIONS[e.what], e.address or "-")
+        console.print("Console logins", markup=False)
+        console.print(table)

@@ -23,6 +23,7 @@ import msgspec
 from aiohttp import web
 
 from gateway.acks import AckRefusedError
+from gateway.console.access_log import AccessLog
 from gateway.console.accounts import Account, AccountError, Accounts, Role
 from gateway.console.alert_log import AlertLog, NoteError, check_note
 from gateway.console.board import GatewayState, board, devices
@@ -32,6 +33,7 @@ from gateway.console.sessions import SESSIONS_SUFFIX, LoginLimit, Session, Sessi
 from gateway.console.shift import shift_report
 from gateway.core.config import ConsoleConfig
 from gateway.core.model import AlertState
+from gateway.journal import Journal
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +70,8 @@ class AckPath(Protocol):
 class ConsoleGateway(GatewayState, Protocol):
     @property
     def acks(self) -> AckPath: ...
+    @property
+    def journal(self) -> Journal: ...
 
 
 def _static(name: str) -> bytes:
@@ -85,6 +89,8 @@ class ConsoleServer:
         self._accounts = Accounts(users_file)
         self._sessions = Sessions(users_file.with_name(users_file.name + SESSIONS_SUFFIX))
         self._limit = LoginLimit()
+        # logins, logouts and refused logins, journalled
+        self.access = AccessLog(gateway.journal, gateway.clock, config.keep_days)
         self._streams: set[asyncio.Event] = set()
         self._static = {name: _static(name) for name in STATIC}
         self.ready = asyncio.Event()
@@ -118,6 +124,7 @@ class ConsoleServer:
 
     async def run(self) -> None:
         await asyncio.to_thread(self._sessions.load, self._gw.clock.now_ms())
+        await self.access.load()
         # open streams end at once at a stop: the gateway's shutdown is bounded
         runner = web.AppRunner(self.app(), access_log=None, shutdown_timeout=0.2)
         await runner.setup()
@@ -229,17 +236,20 @@ class ConsoleServer:
         if self._limit.refused(name, address, now):
             # refused before the password is looked at: guessing costs a minute per five
             self._gw.counters.inc("console_logins", result="limited")
+            await self.access.record("login_limited", name, address)
             return self._login_response(request, "login.limited", status=429)
         account = await asyncio.to_thread(self._accounts.verify, name, password)
         if account is None:
             self._limit.failed(name, address, now)
             self._gw.counters.inc("console_logins", result="failed")
             log.warning("console: failed login for %r from %s", name[:32], address)
+            await self.access.record("login_failed", name, address)
             return self._login_response(request, "login.failed", status=401)
         self._gw.counters.inc("console_logins", result="ok")
         token, _ = self._sessions.open(name, account.fingerprint, self._gw.clock.now_ms(),
                                        self._config.session_hours, None)
         await asyncio.to_thread(self._sessions.save)
+        await self.access.record("login", name, address, account.role.value)
         log.info("console: %s (%s) logged in from %s", name, account.role, address)
         response = web.Response(status=303, headers={"Location": "/"})
         response.set_cookie(COOKIE, token, httponly=True, samesite="Strict",
@@ -251,6 +261,8 @@ class ConsoleServer:
     async def _logout(self, request: web.Request) -> web.StreamResponse:
         self._sessions.close(request.cookies.get(COOKIE, ""))
         await asyncio.to_thread(self._sessions.save)
+        await self.access.record("logout", request[_SESSION].user, request.remote,
+                                 request[_ACCOUNT].role.value)
         self._changed()  # open streams of the session end
         response = web.json_response({"ok": True})
         response.del_cookie(COOKIE, path="/")
@@ -291,7 +303,9 @@ class ConsoleServer:
         if not 0 < hours <= 24 * 31:
             return web.json_response({"error": "hours: more than 0, at most 744"}, status=400)
         since = self._gw.clock.now_ms() - round(hours * 3_600_000)
-        return web.json_response(shift_report(self._log.records.values(), since), dumps=_dumps)
+        report = shift_report(self._log.records.values(), since)
+        report["access"] = [msgspec.to_builtins(e) for e in self.access.since(since)]
+        return web.json_response(report, dumps=_dumps)
 
     async def _stream(self, request: web.Request) -> web.StreamResponse:
         """The board as server-sent events: at once, then at every change."""

@@ -123,3 +123,8 @@ gpio = {{ pin = 17, debounce_ms = 0 }}
     assert OFFICER in result.output
     assert "on my way" in result.output
     assert "median time to acknowledge, critical" in result.output
+    # who was at the console during the shift, from the journal
+    assert [(e["what"], e["user"], e["role"]) for e in shift["access"]] == [
+        ("login", OFFICER, "officer")]
+    assert "Console logins" in result.output
+    assert "logged in" in result.output

@@ -7,6 +7,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import msgspec
 import pytest
 from aiohttp import web
 from yarl import URL
@@ -221,3 +222,37 @@ async def test_open_boards_are_bounded(gateway: Gateway,
             async with session.get(base + "/api/stream") as three:
                 assert three.status == 503
     assert gateway.counters.get("console_refused", reason="too_many_streams") == 1
+
+
+async def test_logins_logouts_and_refused_logins_are_journalled(gateway: Gateway) -> None:
+    """Each is committed before it is answered, read back from the journal's own rows."""
+    from gateway.console.access_log import KEY, AccessEntry, AccessLog
+
+    base = base_url(gateway.config)
+    async with client() as session:
+        assert await login(session, base, OFFICER, "wrong-password-1") == 401
+        for _ in range(LOGIN_FAILURES - 1):
+            assert await login(session, base, VIEWER, "wrong-password-1") == 401
+        assert await login(session, base, VIEWER) == 429  # the address's limit
+        assert await login(session, base, VIEWER) == 429  # within the minute: once
+        assert isinstance(gateway.clock, ManualClock)
+        gateway.clock.advance(LOGIN_WINDOW_S)
+        assert await login(session, base, OFFICER) == 303
+        token = await csrf_token(session, base)
+        async with session.post(base + "/logout", headers={CSRF_HEADER: token}) as response:
+            assert response.status == 200
+    rows = await gateway.journal.read_states(KEY)
+    entries = [msgspec.json.decode(rows[k], type=AccessEntry) for k in sorted(rows)]
+    assert [(e.what, e.user, e.role) for e in entries] == [
+        ("login_failed", OFFICER, None),
+        *[("login_failed", VIEWER, None)] * (LOGIN_FAILURES - 1),
+        ("login_limited", VIEWER, None),
+        ("login", OFFICER, "officer"),
+        ("logout", OFFICER, "officer")]
+    assert {e.address for e in entries} == {"127.0.0.1"}
+    assert entries[-2].ts - entries[0].ts == LOGIN_WINDOW_S * 1000  # the gateway's clock
+    # what the gateway reads at its next start
+    again = AccessLog(gateway.journal, gateway.clock, keep_days=30)
+    await again.load()
+    assert again.entries == entries
+    assert [e.what for e in again.since(entries[-2].ts)] == ["login", "logout"]

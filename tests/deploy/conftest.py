@@ -55,6 +55,14 @@ class Installation:
         return {f[0]: f[1] for f in (line.split("\t") for line in lines)
                 if not f[0].startswith("#")}
 
+    def seen_config(self, directory: Path) -> Path:
+        """The installed configuration as the target system reads it: the files it names
+        under /etc/scgw (the console's certificate) inside the root. Written in `directory`."""
+        text = self.path("/etc/scgw/gateway.toml").read_text()
+        seen = directory / "gateway.toml"
+        seen.write_text(text.replace('"/etc/scgw/', f'"{self.root}/etc/scgw/'))
+        return seen
+
     def password(self, user: str) -> str:
         if user == "gateway":
             return self.secrets()["SCGW_MQTT_PASSWORD"]

@@ -161,7 +161,7 @@ async def test_the_gateway_works_within_its_acl(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The installed configuration, on this broker: a device's press becomes an alert the
     console sees, and the console's acknowledgement reaches the gateway."""
-    raw = tomllib.loads(installation.path("/etc/scgw/gateway.toml").read_text())
+    raw = tomllib.loads(installation.seen_config(tmp_path).read_text())
     raw["broker"]["port"] = broker.port
     raw["store"]["url"] = "http://127.0.0.1:9"  # no store: points wait in the journal
     raw["journal"]["path"] = str(tmp_path / "journal.db")

@@ -65,6 +65,22 @@ def _config_path(argv: list[str]) -> str:
     return argv[argv.index("--config") + 1]
 
 
+CONSOLE_TLS = "/etc/scgw/console/"  # where the gateway's container sees the console's files
+
+
+def _compose_config(tmp_path: Path) -> Path:
+    """compose/gateway.toml with the console's files under `tmp_path`/console (made empty
+    when missing: broker-init writes them in the volume)."""
+    console = tmp_path / "console"
+    console.mkdir(exist_ok=True)
+    for name in ("server.crt", "server.key"):
+        (console / name).touch()
+    text = (DEPLOY / "compose" / "gateway.toml").read_text()
+    config = tmp_path / "gateway.toml"
+    config.write_text(text.replace(f'"{CONSOLE_TLS}', f'"{console}/'))
+    return config
+
+
 def test_the_services_and_their_images(compose: dict[str, Any]) -> None:
     services = compose["services"]
     assert services["mosquitto"]["image"].startswith("eclipse-mosquitto:2")
@@ -135,12 +151,11 @@ def test_the_gateway_runs_like_the_service_does(compose: dict[str, Any],
 
 
 def test_the_compose_configuration_is_valid_with_the_environment_compose_passes(
-        compose: dict[str, Any], installation: Installation) -> None:
+        compose: dict[str, Any], installation: Installation, tmp_path: Path) -> None:
     gateway = _service(compose, "gateway")
     declared = {name: "x" * 48 for name in gateway["environment"]}
-    config = load_config(DEPLOY / "compose" / "gateway.toml", env=declared)
-    pi = load_config(installation.path("/etc/scgw/gateway.toml"),
-                     env=installation.secrets())
+    config = load_config(_compose_config(tmp_path), env=declared)
+    pi = load_config(installation.seen_config(tmp_path), env=installation.secrets())
     assert config.site == pi.site
     assert config.broker.host == "mosquitto"
     assert config.broker.port in _published(_service(compose, "mosquitto"))
@@ -151,6 +166,18 @@ def test_the_compose_configuration_is_valid_with_the_environment_compose_passes(
     assert config.metrics is not None
     assert pi.metrics is not None
     assert config.metrics.port == pi.metrics.port
+    # the duty office's console: on the compose network, published on the LAN, on the
+    # installed service's port
+    assert config.console is not None
+    assert pi.console is not None
+    assert (config.console.host, config.console.port) == ("0.0.0.0", pi.console.port)
+    assert _published(gateway) == {config.console.port: ("", pi.console.port)}
+    # over TLS, with the files broker-init issues into the volume the gateway mounts
+    assert config.console.tls is not None
+    assert pi.console.tls is not None
+    assert str(config.console.tls.cert_file).endswith("/console/server.crt")
+    assert _mounts(gateway)[CONSOLE_TLS.rstrip("/")] == "console-tls"
+    assert _mounts(_service(compose, "broker-init"))[CONSOLE_TLS.rstrip("/")] == "console-tls"
     # InfluxDB 2 here, written with the token it was set up with, into its org and bucket
     influx = _service(compose, "influxdb")["environment"]
     assert config.store.api == "v2"
@@ -186,7 +213,8 @@ def test_no_secret_has_a_default_and_make_env_makes_every_one(tmp_path: Path) ->
 def _broker_init(tmp_path: Path, secrets: dict[str, str]) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, **secrets,
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "SCGW_CONFIG": str(DEPLOY / "compose" / "gateway.toml"),
+           "SCGW_CONFIG": str(_compose_config(tmp_path)),
+           "SCGW_CONSOLE_TLS_DIR": str(tmp_path / "console"),
            "SCGW_BROKER_DIR": str(tmp_path / "broker"), "SCGW_PKI_DIR": str(tmp_path / "pki"),
            "SCGW_BROKER_NAMES": "gateway-host.example"}
     result = subprocess.run(["bash", str(DEPLOY / "compose" / "broker-init.sh")], env=env,
@@ -248,9 +276,25 @@ def test_broker_init_gives_the_compose_broker_the_installers_setup(
             client.close()
         server.stop()
 
+    # the console's certificate, from the same CA, for the Docker host's names; its key
+    # is the gateway's (the image's scgw user) alone
+    console_dir = tmp_path / "console"
+    verified = subprocess.run(["openssl", "verify", "-CAfile", str(broker_dir / "ca.crt"),
+                               str(console_dir / "server.crt")],
+                              capture_output=True, text=True, timeout=30, check=False)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    san = subprocess.run(["openssl", "x509", "-noout", "-ext", "subjectAltName", "-in",
+                          str(console_dir / "server.crt")],
+                         capture_output=True, text=True, timeout=30, check=True).stdout
+    assert "DNS:gateway-host.example" in san
+    key = (console_dir / "server.key").stat()
+    assert (key.st_uid, key.st_gid, key.st_mode & 0o777) == (10001, 10001, 0o600)
+
     # again, as every `docker compose up` does: CA, certificate and passwords stay
     before = {name: (broker_dir / name).read_bytes() for name in ("ca.crt", "server.crt")}
+    console_before = (console_dir / "server.crt").read_bytes()
     credentials_before = (tmp_path / "pki" / "broker-credentials").read_text()
     _broker_init(tmp_path, secrets)
     assert {name: (broker_dir / name).read_bytes() for name in before} == before
     assert (tmp_path / "pki" / "broker-credentials").read_text() == credentials_before
+    assert (console_dir / "server.crt").read_bytes() == console_before

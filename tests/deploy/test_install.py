@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import shutil
+import socket
+import ssl
 import stat
 import subprocess
 import tomllib
@@ -96,8 +99,8 @@ def test_systemd_security_exposure_stays_low(verify_root: Path) -> None:
     assert float(found.group(1)) <= 2.0, result.stdout
 
 
-def test_the_default_configuration_passes_check_config(installation: Installation) -> None:
-    config = installation.path("/etc/scgw/gateway.toml")
+def test_the_default_configuration_passes_check_config(installation: Installation,
+                                                      tmp_path: Path) -> None:
     first = tomllib.loads(installation.first["etc/scgw/gateway.toml"].decode())
     assert first["site"] == "c1"
     assert first["store"] == {"api": "v1", "url": "http://127.0.0.1:8086", "database": "scgw"}
@@ -105,7 +108,8 @@ def test_the_default_configuration_passes_check_config(installation: Installatio
     assert first["broker"]["password_env"] in installation.secrets()
     assert first["pseudonym_key_env"] in installation.secrets()
     scgw = installation.path("/opt/scgw/venv/bin/scgw")
-    result = subprocess.run([str(scgw), "check-config", str(config)], env=scgw_env(installation),
+    seen = installation.seen_config(tmp_path)
+    result = subprocess.run([str(scgw), "check-config", str(seen)], env=scgw_env(installation),
                             capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "OK, site c1, 2 device(s)" in " ".join(result.stdout.split())  # rich wraps
@@ -165,6 +169,43 @@ def test_a_second_run_keeps_config_secrets_certificates_and_data(
     acl = second["etc/mosquitto/scgw/acl"].decode()
     assert "user sos-1\ntopic write devices/sos-1\n" in acl
     assert "user smoke-2\ntopic write zigbee/smoke-2\n" in acl
+
+
+async def test_the_console_gets_a_certificate_from_the_installers_ca(
+        installation: Installation) -> None:
+    console = tomllib.loads(installation.first["etc/scgw/gateway.toml"].decode())["console"]
+    assert console["tls"] == {"cert_file": "/etc/scgw/console/server.crt",
+                              "key_file": "/etc/scgw/console/server.key"}
+    cert, key = (installation.path(console["tls"][k]) for k in ("cert_file", "key_file"))
+    ca = installation.path("/etc/scgw/ca.crt")
+    verified = await asyncio.to_thread(
+        subprocess.run, ["openssl", "verify", "-CAfile", str(ca), str(cert)],
+        capture_output=True, text=True, timeout=30, check=False)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    # the service's user reads the key, nobody else
+    assert _owner(installation, "/etc/scgw/console") == ("root", "scgw", 0o750)
+    assert _owner(installation, "/etc/scgw/console/server.key") == ("root", "scgw", 0o640)
+    # a browser that trusts the compound's CA accepts the console by the names it uses
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server.load_cert_chain(cert, key)
+    browser = ssl.create_default_context(cafile=str(ca))
+    listener = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0, ssl=server)
+    port = listener.sockets[0].getsockname()[1]
+    try:
+        for name in ("localhost", f"{socket.gethostname()}.local"):
+            _, writer = await asyncio.open_connection("127.0.0.1", port, ssl=browser,
+                                                      server_hostname=name)
+            writer.close()
+        with pytest.raises(ssl.SSLCertVerificationError):
+            await asyncio.open_connection("127.0.0.1", port, ssl=browser,
+                                          server_hostname="elsewhere.example")
+    finally:
+        listener.close()
+    # a second run keeps the certificate and says where the console is
+    for path in ("etc/scgw/console/server.crt", "etc/scgw/console/server.key"):
+        assert installation.second[path] == installation.first[path], f"{path} changed"
+    assert f"duty console:   https://{socket.gethostname()}.local:8088/" in (
+        installation.second_output)
 
 
 def test_help_and_refusals() -> None:

@@ -39,6 +39,9 @@ DEVICES: list[dict[str, Any]] = [
      "ctwing": {"device_id": "acf7baaee65e431eadfb8f5fe50e8b81"}},
     {"id": "cover-2", "kind": "manhole", "transport": "ctwing", "profile": "ctwing-manhole",
      "ctwing": {"imei": "862592051651472"}},
+    {"id": "cover-3", "kind": "manhole", "transport": "ctwing",
+     "profile": "ctwing-manhole-lwm2m",
+     "ctwing": {"device_id": "59e0462b286a45e4bc5642109fd6ea90"}},
 ]
 
 

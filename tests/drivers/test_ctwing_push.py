@@ -39,6 +39,21 @@ APPDATA_REPORT: dict[str, Any] = {
                            "AAAAEAAASD"},
     "messageType": "dataReport", "deviceType": "", "deviceId": "40edca19b0124480864366de4621de99",
     "assocAssetId": "", "IMSI": "undefined", "IMEI": "862592051651472"}
+# A thing-model manhole cover monitor's dataReport as CTWing pushed it (payload: the
+# model's properties), quoted in an open-source manhole platform (github.com/zhfly1992/
+# locman, locman-api/.../wingiot/service/WingsIotDataTransform.java)
+MANHOLE_REPORT: dict[str, Any] = {
+    "IMEI": "861050042339310", "IMSI": "undefined", "deviceType": "",
+    "messageType": "dataReport", "topic": "v1/up/ad19", "assocAssetId": "",
+    "payload": {"manhole_cover_position_state": 0, "lean_angle": 0, "battery_voltage": 59,
+                "water_level_state": 1, "Water_depth": 70, "sig": 13,
+                "IMEI": "861050042339310", "IMSI": "460111174385652", "ecl": -97, "pci": 0,
+                "rsrp": 100, "sinr": 0, "cell_id": 165115986, "AccX": -544, "AccY": -173,
+                "AccZ": -587, "XAver": 0, "YAver": 0, "ZAver": 0, "YshackCount": 0,
+                "ZshackCount": 0, "AllShackCount": 0},
+    "upPacketSN": "", "upDataSN": "", "serviceId": 7, "tenantId": "10431117",
+    "productId": "10045636", "deviceId": "59e0462b286a45e4bc5642109fd6ea90",
+    "timestamp": 1586400800535, "protocol": "lwm2m"}
 # CTWing's documented online report and low-battery eventReport (订阅推送 消息格式 examples)
 ONLINE: dict[str, Any] = {
     "timestamp": 1619523036482, "tenantId": "2000033827", "protocol": "lwm2m",
@@ -184,7 +199,9 @@ async def test_bad_bodies_are_refused_400_and_counted(rig: PlatformRig, body: by
 
 async def test_oversized_and_unwanted_messages(rig: PlatformRig) -> None:
     assert await rig.ctwing.send(b"[" + b"0," * MAX_BODY + b"0]") == 413
-    assert rig.rejected("ctwing", "body_too_large") == 1
+    assert await rig.ctwing.send(b"{" + b" " * (10 * 2**20) + b"}") == 413  # 10 MB
+    assert rig.rejected("ctwing", "body_too_large") == 2
+    assert (await rig.ctwing.push(SMOKE_REPORT)).statuses == [200]  # and it carries on
     huge = rig.ctwing.app_data_report(COVER_ID, b"\x68" * 2048, imei=COVER_IMEI)
     assert await rig.ctwing.send(_bytes(huge)) == 400
     assert (await rig.ctwing.push({"messageType": "commandResponse", "deviceId": "x"})
@@ -195,5 +212,22 @@ async def test_oversized_and_unwanted_messages(rig: PlatformRig) -> None:
     assert rig.rejected("ctwing", "unknown_device") == 1
     event = dict(LOW_BATTERY, deviceId="acf7baaee65e431eadfb8f5fe50e8b81")
     assert (await rig.ctwing.push(event)).statuses == [200]  # alive, nothing mapped
-    assert rig.intake.journalled == []
+    assert [e.type for e in rig.intake.journalled] == ["heartbeat"]  # the smoke report's
 
+
+
+async def test_the_published_thing_model_manhole_report_becomes_readings_and_events(
+        rig: PlatformRig) -> None:
+    assert (await rig.ctwing.push(MANHOLE_REPORT)).statuses == [200]
+    (reading,) = [r for r in rig.intake.readings if r.device == "cover-3"]
+    assert reading.values == {"tilt_deg": 0, "water_level_cm": 70}
+    assert rig.intake.journalled == []  # a level cover after a start tells nothing new
+    lifted = json.loads(json.dumps(MANHOLE_REPORT))
+    lifted["payload"].update(manhole_cover_position_state=1, lean_angle=38)
+    for state in (1, 0):  # lifted, then put back
+        lifted["payload"]["manhole_cover_position_state"] = state
+        lifted["timestamp"] += 60_000
+        assert (await rig.ctwing.push(lifted)).statuses == [200]
+    assert [(e.device, e.type, e.cls) for e in rig.intake.journalled] == [
+        ("cover-3", "open", DeliveryClass.ALARM), ("cover-3", "closed", DeliveryClass.EVENT)]
+    assert rig.intake.readings[-1].values["tilt_deg"] == 38

@@ -137,7 +137,8 @@ def test_every_shipped_profile_has_an_end_to_end_case() -> None:
     over_mqtt = {"zigbee-smoke", "zigbee-sos-button", "nbiot-manhole",  # test_mqtt_profiles
                  "heiman-hs1sa", "heiman-hs1eb", "tuya-ts0215a-sos", "aqara-sjcgq11lm"}
     # test_onenet_push, test_ctwing_push and test_platforms_end_to_end
-    over_platforms = {"onenet-smoke", "onenet-manhole", "ctwing-smoke", "ctwing-manhole"}
+    over_platforms = {"onenet-smoke", "onenet-manhole", "ctwing-smoke", "ctwing-manhole",
+                      "ctwing-manhole-lwm2m"}
     assert set(LIBRARY.names()) - over_mqtt - over_platforms == set(CASES)
 
 

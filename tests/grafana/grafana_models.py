@@ -1,7 +1,10 @@
 """Grafana's data source, dashboard and alert rule models, as far as the gateway uses them.
 
-Strict pydantic models: a misspelt key, a missing required field, an unknown panel type or
-a reference to another data source fails validation. Field names and allowed values follow
+Strict pydantic models: a missing required field, a value of the wrong type, an unknown
+panel type or a reference to another data source fails validation; in a data source or an
+alert rule, a misspelt key too. A dashboard's keys are checked by Grafana Foundation SDK's
+own types (gateway/ops/grafana/model_check.py): these models ignore the keys the SDK adds
+with their defaults. Field names and allowed values follow
 Grafana's dashboard JSON model (schemaVersion 39), its data source API and its alerting
 provisioning API and files.
 """
@@ -31,6 +34,12 @@ INFLUXQL = {q.text for q in QUERIES.values()}
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class _Typed(BaseModel):
+    """Values checked; keys left to the SDK's check."""
+
+    model_config = ConfigDict(extra="ignore", strict=True)
 
 
 class DataSourceRef(_Strict):
@@ -165,7 +174,7 @@ class Transformation(_Strict):
         return self
 
 
-class Panel(_Strict):
+class Panel(_Typed):
     id: int = Field(ge=1)
     type: str
     title: str = Field(min_length=1)
@@ -175,7 +184,7 @@ class Panel(_Strict):
     targets: list[Target] = Field(min_length=1)
     fieldConfig: FieldConfig
     options: dict[str, Any]
-    transformations: list[Transformation]
+    transformations: list[Transformation] = []
 
     @model_validator(mode="after")
     def _known_type(self) -> Panel:
@@ -184,7 +193,7 @@ class Panel(_Strict):
         return self
 
 
-class Variable(_Strict):
+class Variable(_Typed):
     name: str = Field(pattern=r"^\w+$")
     label: str
     type: Literal["query"]
@@ -201,7 +210,7 @@ class Variable(_Strict):
     hide: Literal[0, 1, 2]
 
 
-class TextVariable(_Strict):
+class TextVariable(_Typed):
     """A text box on the dashboard (its value in `query`), e.g. another service's address."""
 
     name: str = Field(pattern=r"^\w+$")
@@ -222,7 +231,7 @@ class TimeRange(_Strict):
     to: str
 
 
-class Dashboard(_Strict):
+class Dashboard(_Typed):
     id: None = None
     uid: str = Field(pattern=r"^[a-zA-Z0-9_-]{1,40}$")
     title: str = Field(min_length=1)

@@ -16,11 +16,17 @@ from gateway.ops.grafana.alert_rules import ALERT_RULES, api_rule
 from gateway.ops.grafana.dashboard import DASHBOARD_UID, FOLDER_TITLE, FOLDER_UID, dashboard_model
 from gateway.ops.grafana.datasource import DATASOURCE_UID, InfluxSource, datasource_model
 from gateway.ops.grafana.files import DASHBOARDS_PATH, provisioning_files
+from gateway.ops.grafana.model_check import (
+    DashboardModelError,
+    check_dashboard,
+    dashboard_problems,
+)
 from gateway.ops.grafana.panels import PANELS
 from gateway.ops.grafana.queries import QUERIES
 from tests.grafana.grafana_models import AlertingFile, ApiAlertRule, Dashboard, DataSource
 
 COMMITTED = Path(__file__).parents[2] / "deploy" / "grafana" / "provisioning"
+COMPOSE = Path(__file__).parents[2] / "deploy" / "compose" / "grafana" / "provisioning"
 
 
 def test_dashboard_is_a_valid_grafana_dashboard() -> None:
@@ -42,10 +48,32 @@ def test_validation_catches_what_grafana_would_not_show() -> None:
     other_source["panels"][0]["targets"][0]["datasource"]["uid"] = "elsewhere"
     with pytest.raises(ValidationError, match="scgw-influxdb"):
         Dashboard.model_validate(other_source)
+
+
+
+def test_grafana_foundation_sdk_reads_the_dashboard_back_as_it_is() -> None:
+    model = dashboard_model(DATASOURCE_UID)
+    assert dashboard_problems(model) == []
+    # what the SDK's types do not know is named, wherever it is
     misspelt = json.loads(json.dumps(model))
     misspelt["panels"][0]["gridpos"] = misspelt["panels"][0].pop("gridPos")
-    with pytest.raises(ValidationError, match="gridpos"):
-        Dashboard.model_validate(misspelt)
+    misspelt["panels"][1]["options"]["rowHieght"] = 0.9
+    misspelt["panels"][0]["fieldConfig"]["defaults"]["custom"]["algin"] = "left"
+    misspelt["panels"][2]["targets"][0]["rawquery"] = True
+    misspelt["templating"]["list"][1]["defualt"] = "x"
+    assert dashboard_problems(misspelt) == [
+        "/templating/list[1]/defualt: not a key of Grafana's model",
+        "/panels[0]/fieldConfig/defaults/custom/algin: not a key of Grafana's model",
+        "/panels[0]/gridpos: not a key of Grafana's model",
+        "/panels[1]/options/rowHieght: not a key of Grafana's model",
+        "/panels[2]/targets[0]/rawquery: not a key of Grafana's model",
+    ]
+    with pytest.raises(DashboardModelError, match="gridpos"):
+        check_dashboard(misspelt)
+    # the committed files were checked the same way
+    for committed in (COMMITTED, COMPOSE):
+        text = (committed / "dashboards" / "scgw" / "alarms.json").read_text(encoding="utf-8")
+        assert dashboard_problems(json.loads(text)) == []
 
 
 def test_every_panel_reads_a_tested_query_with_grafanas_macros() -> None:
@@ -145,6 +173,8 @@ def test_active_alarms_link_each_alert_to_the_console() -> None:
                for prop in o["properties"] if prop["id"] == "links"]
     assert links[0]["url"] == ("${console}/?rule=${__data.fields.rule}"
                                "&device=${__data.fields.device}")
+    assert links[0]["targetBlank"] is True
     [console] = [v for v in model["templating"]["list"] if v["name"] == "console"]
     assert console["type"] == "textbox"
+    assert console["query"] == "http://scgw.local:8088"
 

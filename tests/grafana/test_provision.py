@@ -146,3 +146,16 @@ def test_without_grafana_client_the_command_says_how_to_install_it() -> None:
     assert result.stderr.splitlines() == [
         "scgw grafana provision needs grafana-client: install it into the gateway's virtualenv "
         "(pip install grafana-client, or the package's [grafana] extra)"]
+
+
+def test_without_the_foundation_sdk_export_says_how_to_install_it(tmp_path) -> None:
+    script = ("import sys; sys.modules['grafana_foundation_sdk'] = None; "
+              "from gateway.ops.cli import app; app()")
+    result = subprocess.run(
+        [sys.executable, "-c", script, "grafana", "export", str(tmp_path)],
+        capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "the dashboard is built with grafana-foundation-sdk: install it into the gateway's "
+        "virtualenv (the package's [grafana] extra)"]
+    assert list(tmp_path.iterdir()) == []

@@ -316,7 +316,11 @@
       el("h2", {}, t("shift.median")),
       table([t("shift.severity"), t("shift.ack_time")],
         Object.entries(data.median_ack_ms).map(([s, ms]) => ({
-          cells: [word("severity", s), duration(ms)] }))));
+          cells: [word("severity", s), duration(ms)] }))),
+      el("h2", {}, t("shift.access")),
+      table([t("shift.time"), t("shift.user"), t("shift.action"), t("shift.address")],
+        (data.access || []).map((e) => ({ class: e.what, cells: [clockText(e.ts), e.user,
+          word("access", e.what), e.address || "—"] }))));
   }
 
   // -- the stream -------------------------------------------------------------------------

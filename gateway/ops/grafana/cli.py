@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
 
 import typer
 
@@ -44,6 +44,9 @@ _T = TypeVar("_T", str, str | None)
 MISSING_CLIENT = ("scgw grafana provision needs grafana-client: install it into the "
                   "gateway's virtualenv (pip install grafana-client, or the package's "
                   "[grafana] extra)")
+MISSING_SDK = ("the dashboard is built with grafana-foundation-sdk: install it into the "
+               "gateway's virtualenv (the package's [grafana] extra)")
+MISSING = {"grafana_client": MISSING_CLIENT, "grafana_foundation_sdk": MISSING_SDK}
 
 # the earlier name of --datasource-password-env, still accepted
 DeprecatedPasswordEnv = Annotated[str | None, typer.Option("--password-env", hidden=True)]
@@ -64,6 +67,15 @@ def _source(url: str, database: str, user: str | None, token: bool) -> InfluxSou
     return InfluxSource(url=url, database=database, user=user, token=token)
 
 
+def _missing(exc: ModuleNotFoundError) -> NoReturn:
+    """Exit with what to install when `exc` is a missing optional library, else re-raise."""
+    message = MISSING.get((exc.name or "").partition(".")[0])
+    if message is None:
+        raise exc
+    _err().print(message, markup=False, soft_wrap=True, highlight=False)
+    raise typer.Exit(2) from None
+
+
 @grafana_app.command("export")
 def export(
     directory: Annotated[Path, typer.Argument(
@@ -81,7 +93,10 @@ def export(
              "scgw/).")] = DASHBOARDS_PATH,
 ) -> None:
     """Write file provisioning: data source, dashboard provider, dashboard, alert rules."""
-    from gateway.ops.grafana.files import provisioning_files, write_files
+    try:
+        from gateway.ops.grafana.files import provisioning_files, write_files
+    except ModuleNotFoundError as exc:
+        _missing(exc)
 
     source = _source(datasource_url, database, datasource_user, datasource_token)
     files = provisioning_files(source, dashboards_path=dashboards_path,
@@ -112,10 +127,7 @@ def provision(
         from gateway.ops.grafana.provision import ProvisionError, connect
         from gateway.ops.grafana.provision import provision as push
     except ModuleNotFoundError as exc:
-        if (exc.name or "").partition(".")[0] != "grafana_client":
-            raise
-        _err().print(MISSING_CLIENT, markup=False, soft_wrap=True, highlight=False)
-        raise typer.Exit(2) from None
+        _missing(exc)
     datasource_password_env = _renamed(password_env, datasource_password_env)
     password = None
     if datasource_password_env is not None:

@@ -1,10 +1,17 @@
-"""The alarm dashboard as a Grafana dashboard model (JSON), and the folder it lives in."""
+"""The alarm dashboard, built with Grafana Foundation SDK, and the folder it lives in."""
 
 from __future__ import annotations
 
+import json
 from typing import Any, Final
 
-from gateway.ops.grafana.panels import PANELS, Panel
+from grafana_foundation_sdk.builders import dashboard as dash
+from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.models import common as cm
+from grafana_foundation_sdk.models import dashboard as dm
+
+from gateway.ops.grafana.influxql import PLUGIN, register
+from gateway.ops.grafana.panels import PANELS
 from gateway.ops.grafana.queries import BUILDINGS
 
 DASHBOARD_UID: Final = "scgw-alarms"
@@ -17,79 +24,48 @@ CONSOLE_URL: Final = "http://scgw.local:8088"  # the Pi's console, as its [conso
 
 
 def datasource_ref(uid: str) -> dict[str, str]:
-    return {"type": "influxdb", "uid": uid}
+    return {"type": PLUGIN, "uid": uid}
+
+
+def dashboard_builder(datasource_uid: str) -> dash.Dashboard:
+    """The dashboard, its panels reading the InfluxDB data source `datasource_uid`."""
+    register()
+    source = cm.DataSourceRef(type_val=PLUGIN, uid=datasource_uid)
+    builder = (
+        dash.Dashboard(DASHBOARD_TITLE).uid(DASHBOARD_UID)
+        .description("Alarms, device status, fever readings and manhole covers of the "
+                     "compound, from the gateway's time-series store.")
+        .tags(["scgw", "alarms"]).timezone("browser").editable()
+        .tooltip(dm.DashboardCursorSync.CROSSHAIR)
+        .time("now-24h", "now").refresh("30s").fiscal_year_start_month(0).live_now(False)
+        .links([])
+        .annotation(dash.AnnotationQuery().built_in(1).name("Annotations & Alerts")
+                    .datasource(cm.DataSourceRef(type_val="grafana", uid="-- Grafana --"))
+                    .enable(True).hide(True).icon_color("rgba(0, 211, 255, 1)")
+                    .type("dashboard"))
+        .with_variable(
+            dash.QueryVariable("building").label("Building").datasource(source)
+            .query(BUILDINGS.text).definition(BUILDINGS.text)
+            # on dashboard load: new buildings appear without an edit
+            .refresh(dm.VariableRefresh.ON_DASHBOARD_LOAD)
+            .include_all(True).all_value(".*")  # also matches points without a building tag
+            .multi(True).sort(dm.VariableSort.ALPHABETICAL_ASC)
+            .current(dm.VariableOption(selected=True, text=["All"], value=["$__all"]))
+            .options([]).hide(dm.VariableHide.DONT_HIDE))
+        .with_variable(
+            # where the active alarms' links lead: the gateway's console
+            dash.TextBoxVariable("console").label("Console").default_value(CONSOLE_URL)
+            .current(dm.VariableOption(selected=False, text=CONSOLE_URL, value=CONSOLE_URL))
+            .options([dm.VariableOption(selected=True, text=CONSOLE_URL, value=CONSOLE_URL)])
+            .hide(dm.VariableHide.DONT_HIDE))
+    )
+    for panel in PANELS:
+        builder = builder.with_panel(panel.builder(source))
+    return builder
 
 
 def dashboard_model(datasource_uid: str) -> dict[str, Any]:
-    """The dashboard, its panels reading the InfluxDB data source `datasource_uid`."""
-    ref = datasource_ref(datasource_uid)
-    return {
-        "uid": DASHBOARD_UID,
-        "title": DASHBOARD_TITLE,
-        "description": "Alarms, device status, fever readings and manhole covers of the "
-                       "compound, from the gateway's time-series store.",
-        "tags": ["scgw", "alarms"],
-        "timezone": "browser",
-        "editable": True,
-        "graphTooltip": 1,
-        "schemaVersion": SCHEMA_VERSION,
-        "time": {"from": "now-24h", "to": "now"},
-        "refresh": "30s",
-        "fiscalYearStartMonth": 0,
-        "liveNow": False,
-        "links": [],
-        "annotations": {"list": [{
-            "builtIn": 1, "datasource": {"type": "grafana", "uid": "-- Grafana --"},
-            "enable": True, "hide": True, "iconColor": "rgba(0, 211, 255, 1)",
-            "name": "Annotations & Alerts", "type": "dashboard"}]},
-        "templating": {"list": [{
-            "name": "building",
-            "label": "Building",
-            "type": "query",
-            "datasource": ref,
-            "query": BUILDINGS.text,
-            "definition": BUILDINGS.text,
-            "refresh": 1,  # on dashboard load: new buildings appear without an edit
-            "includeAll": True,
-            "allValue": ".*",  # also matches points without a building tag
-            "multi": True,
-            "sort": 1,
-            "current": {"selected": True, "text": ["All"], "value": ["$__all"]},
-            "options": [],
-            "hide": 0,
-        }, {
-            # where the active alarms' links lead: the gateway's console
-            "name": "console",
-            "label": "Console",
-            "type": "textbox",
-            "query": CONSOLE_URL,
-            "current": {"selected": False, "text": CONSOLE_URL, "value": CONSOLE_URL},
-            "options": [{"selected": True, "text": CONSOLE_URL, "value": CONSOLE_URL}],
-            "hide": 0,
-        }]},
-        "panels": [_panel(panel, ref) for panel in PANELS],
-    }
-
-
-def _panel(panel: Panel, ref: dict[str, str]) -> dict[str, Any]:
-    target: dict[str, Any] = {
-        "refId": "A",
-        "datasource": ref,
-        "query": panel.query.text,
-        "rawQuery": True,
-        "resultFormat": panel.query.result_format,
-    }
-    if panel.query.alias is not None:
-        target["alias"] = panel.query.alias
-    return {
-        "id": panel.id,
-        "type": panel.type,
-        "title": panel.title,
-        "description": panel.description,
-        "datasource": ref,
-        "gridPos": {"x": panel.grid.x, "y": panel.grid.y, "w": panel.grid.w, "h": panel.grid.h},
-        "targets": [target],
-        "fieldConfig": {"defaults": dict(panel.defaults), "overrides": list(panel.overrides)},
-        "options": dict(panel.options),
-        "transformations": list(panel.transformations),
-    }
+    """The dashboard as Grafana's JSON model (what file provisioning and the API take)."""
+    model = json.loads(json.dumps(dashboard_builder(datasource_uid).build(), cls=JSONEncoder))
+    model["schemaVersion"] = SCHEMA_VERSION
+    return dict(model)

@@ -22,6 +22,7 @@ from gateway.ops.grafana.datasource import (
     InfluxSource,
     datasource_model,
 )
+from gateway.ops.grafana.model_check import check_dashboard
 
 _HEADER = ("# Rendered by `scgw grafana export` from gateway/ops/grafana/: change the code there "
            "and export again.\n")
@@ -48,10 +49,12 @@ def provisioning_files(source: InfluxSource, *, dashboards_path: str = DASHBOARD
         "updateIntervalSeconds": 60,
         "options": {"path": dashboards_path, "foldersFromFilesStructure": False},
     }
+    dashboard = dashboard_model(DATASOURCE_UID)
+    check_dashboard(dashboard)  # what Grafana would not read is never written
     return {
         "datasources/scgw.yaml": _yaml({"apiVersion": 1, "datasources": [datasource]}),
         "dashboards/scgw.yaml": _yaml({"apiVersion": 1, "providers": [provider]}),
-        "dashboards/scgw/alarms.json": json.dumps(dashboard_model(DATASOURCE_UID), indent=2,
+        "dashboards/scgw/alarms.json": json.dumps(dashboard, indent=2,
                                                   ensure_ascii=False) + "\n",
         "alerting/scgw.yaml": _yaml(rule_group_file(FOLDER_TITLE, DATASOURCE_UID)),
     }
