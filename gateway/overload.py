@@ -15,6 +15,10 @@ from dataclasses import dataclass
 from gateway.core.config import LimitsConfig
 
 SAMPLE_S = 0.5  # how often the lanes are looked at
+# samples further apart than this mean the clock jumped or the process was stopped (a
+# suspended machine, a debugger, a simulated clock): every backlog looks that much older,
+# so the hold starts again from such a sample
+GAP_S = 10 * SAMPLE_S
 DEVICE = "gateway"  # the device id of the gateway's own events and its alert
 
 
@@ -38,6 +42,7 @@ class OverloadWatch:
         self._clear_s = clear_s
         self.overloaded = overloaded  # as the journal last said (an alert left firing)
         self._above_since: float | None = None
+        self._last_sample: float | None = None
 
     @classmethod
     def from_limits(cls, limits: LimitsConfig, overloaded: bool = False) -> OverloadWatch:
@@ -48,6 +53,8 @@ class OverloadWatch:
         """The turn the backlogs of `lanes` (`oldest_s`, `messages`) at `now` make, if any."""
         if not lanes:
             return None
+        gap = self._last_sample is not None and now - self._last_sample > GAP_S
+        self._last_sample = now
         lane = max(lanes, key=lambda name: lanes[name]["oldest_s"])
         behind = lanes[lane]["oldest_s"]
         turn = Turn(not self.overloaded, lane, round(behind, 3), int(lanes[lane]["messages"]))
@@ -60,7 +67,7 @@ class OverloadWatch:
         if behind <= self._after_s:
             self._above_since = None
             return None
-        if self._above_since is None:
+        if self._above_since is None or gap:
             self._above_since = now
         if now - self._above_since >= self._hold_s:
             self.overloaded = True
