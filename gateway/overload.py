@@ -3,8 +3,10 @@
 The intake's lanes (each broker session, the readings waiting for the rules) report the
 age of their oldest message not yet handled. A lane older than `after_s` for `hold_s`
 makes the gateway overloaded (a burst it clears within the hold is not news to the duty
-office); every lane under `clear_s` again makes it caught up. The decision is kept apart
-from the sampling so that it runs on any clock.
+office); every lane under `clear_s` again makes it caught up. "Stays" means watched all
+along: samples further apart than MAX_GAP_S (the process was suspended, the clock
+jumped) start the hold again. The decision is kept apart from the sampling so that it
+runs on any clock.
 """
 
 from __future__ import annotations
@@ -14,12 +16,8 @@ from dataclasses import dataclass
 
 from gateway.core.config import LimitsConfig
 
-SAMPLE_S = 0.5  # how often the lanes are looked at
-# samples further apart than this mean the clock jumped or the process was stopped (a
-# suspended machine, a debugger, a simulated clock): every backlog looks that much older,
-# so the hold starts again from such a sample
-GAP_S = 10 * SAMPLE_S
 DEVICE = "gateway"  # the device id of the gateway's own events and its alert
+MAX_GAP_S = 2.0  # samples further apart than this: not watched in between
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +40,7 @@ class OverloadWatch:
         self._clear_s = clear_s
         self.overloaded = overloaded  # as the journal last said (an alert left firing)
         self._above_since: float | None = None
-        self._last_sample: float | None = None
+        self._last_at: float | None = None
 
     @classmethod
     def from_limits(cls, limits: LimitsConfig, overloaded: bool = False) -> OverloadWatch:
@@ -53,8 +51,9 @@ class OverloadWatch:
         """The turn the backlogs of `lanes` (`oldest_s`, `messages`) at `now` make, if any."""
         if not lanes:
             return None
-        gap = self._last_sample is not None and now - self._last_sample > GAP_S
-        self._last_sample = now
+        if self._last_at is not None and now - self._last_at > MAX_GAP_S:
+            self._above_since = None  # not watched in between: the hold starts again
+        self._last_at = now
         lane = max(lanes, key=lambda name: lanes[name]["oldest_s"])
         behind = lanes[lane]["oldest_s"]
         turn = Turn(not self.overloaded, lane, round(behind, 3), int(lanes[lane]["messages"]))
@@ -67,7 +66,7 @@ class OverloadWatch:
         if behind <= self._after_s:
             self._above_since = None
             return None
-        if self._above_since is None or gap:
+        if self._above_since is None:
             self._above_since = now
         if now - self._above_since >= self._hold_s:
             self.overloaded = True
