@@ -62,6 +62,11 @@ CREATE TABLE IF NOT EXISTS state (
     key TEXT PRIMARY KEY,
     value BLOB NOT NULL
 ) WITHOUT ROWID;
+"""
+# the audit of what left for each upstream (see SharedRow), written in the transaction that
+# moves the upstream's cursor; made with the first row, so a gateway that shares nothing
+# keeps the journal it had
+_SHARED_TABLE = """
 CREATE TABLE IF NOT EXISTS shared (
     upstream TEXT NOT NULL,
     record_id TEXT NOT NULL,
@@ -78,8 +83,6 @@ CREATE TABLE IF NOT EXISTS shared (
     PRIMARY KEY (upstream, record_id)
 ) WITHOUT ROWID;
 """
-# `shared`: the audit of what left for each upstream (see SharedRow), written in the
-# transaction that moves the upstream's cursor
 # Journals made before keep the tables they were made with, and work the same: receipts in
 # a table of their own, sequence numbers from SQLite's AUTOINCREMENT (a row of
 # sqlite_sequence rewritten with every commit).
@@ -156,7 +159,8 @@ class SharedRow:
     """One record an upstream confirmed: who got it, under which policy rule, which fields.
 
     `subject` is the local device (or place) the record is about, as it never leaves;
-    `personal` lists `field:class` of the personal fields that went; `at` is epoch ms.
+    `personal` lists `field:class:clear|pseudonym` of the personal fields that went; `at`
+    is when the upstream confirmed it (epoch ms).
     """
 
     upstream: str
@@ -167,7 +171,7 @@ class SharedRow:
     kind: str
     type: str
     fields: str  # comma-separated
-    personal: str  # comma-separated field:class
+    personal: str  # comma-separated field:class:how
     basis: str  # "" or "law: reference"
     at: int
     deliveries: int = 1
@@ -204,6 +208,7 @@ class Journal:
         self._lazy: dict[str, int] = {}  # cursor moves waiting for a commit to ride along
         self._lazy_since: float | None = None  # time.monotonic() of the oldest waiting move
         self._inline_receipts = True  # receipts kept on their records (see _SCHEMA)
+        self._shared_table = False  # the audit's table exists (see _SHARED_TABLE)
         self._cursors: dict[str, int] = {}  # as committed; journal thread only
         self._synchronous = True  # PRAGMA synchronous is FULL (else NORMAL); journal thread
         # the newest committed records, consecutive: most reads are served from here
@@ -573,6 +578,8 @@ class Journal:
         db.executescript(_SCHEMA)
         columns = {str(r[1]) for r in db.execute("PRAGMA table_info(records)")}
         self._inline_receipts = "receipt" in columns
+        self._shared_table = db.execute(
+            "SELECT 1 FROM sqlite_schema WHERE name='shared'").fetchone() is not None
         if not self._inline_receipts:
             db.executescript(_RECEIPTS_TABLE)
         self._hold_wal()
@@ -653,6 +660,8 @@ class Journal:
                 receipts[r.key] = r
         db.execute("BEGIN IMMEDIATE")
         try:
+            if shared and not self._shared_table:
+                db.execute(_SHARED_TABLE)
             if inline:
                 _insert_rows(db, "INSERT INTO records (seq, cls, body, receipt, digest, at) "
                              "VALUES ", records, "")
@@ -676,6 +685,7 @@ class Journal:
                 _insert_rows(db, "INSERT OR REPLACE INTO receipts (key, digest, at) VALUES ",
                              [(r.key, r.digest, r.at) for r in receipts.values()], "")
             db.execute("COMMIT")
+            self._shared_table = self._shared_table or bool(shared)
         except BaseException as exc:
             # SQLite has rolled back by itself after some errors (a full disk among them)
             if db.in_transaction:
@@ -761,14 +771,31 @@ class Journal:
         return Batch(entries, upto)
 
     def _shared_sync(self, since_ms: int) -> list[SharedRow]:
+        if not self._shared_table:
+            return []
         rows = self._conn().execute(
             f"SELECT {SHARED_COLUMNS} FROM shared WHERE at >= ? ORDER BY at", (since_ms,)
         ).fetchall()
         return [SharedRow(*row) for row in rows]
 
     def _prune_shared_sync(self, before_ms: int) -> int:
-        return int(self._conn().execute("DELETE FROM shared WHERE at < ?",
-                                        (before_ms,)).rowcount)
+        db = self._conn()
+        if not self._shared_table:
+            return 0
+        # most turns find nothing to delete: no write (on a full disk, none that can fail)
+        if db.execute("SELECT 1 FROM shared WHERE at < ? LIMIT 1", (before_ms,)).fetchone() \
+                is None:
+            return 0
+        try:
+            return int(db.execute("DELETE FROM shared WHERE at < ?", (before_ms,)).rowcount)
+        except sqlite3.Error as exc:
+            if not _disk_full(exc):
+                raise
+            log.warning("disk full: the audit's rows past their retention stay until there "
+                        "is room to delete them")
+            return 0
+        finally:
+            self._measured_at = -math.inf  # the next commit measures what is left
 
     def _state_sync(self, key: str) -> bytes | None:
         row = self._conn().execute("SELECT value FROM state WHERE key=?", (key,)).fetchone()

@@ -475,10 +475,6 @@ class Gateway:
         audit_pruned_at: float | None = None
         while True:
             await self.clock.sleep(self.config.journal.prune_interval_s)
-            now = self.clock.monotonic()
-            if audit_pruned_at is None or now - audit_pruned_at >= AUDIT_PRUNE_S:
-                await self._prune_audit()
-                audit_pruned_at = now
             window_ms = round(max([self.config.broker.redelivery_window_s]
                                   + [p.redelivery_window_s for p in
                                      (self.config.onenet, self.config.ctwing) if p]) * 1000)
@@ -490,6 +486,10 @@ class Gateway:
             if gone:
                 self.counters.inc("journal_pruned", gone)
                 log.debug("pruned %d journal record(s)", gone)
+            now = self.clock.monotonic()
+            if audit_pruned_at is None or now - audit_pruned_at >= AUDIT_PRUNE_S:
+                audit_pruned_at = now
+                await self._prune_audit()
 
     async def _watch_overload(self) -> None:
         """Journal the gateway's own `overloaded` and `caught_up` events: the built-in rule
