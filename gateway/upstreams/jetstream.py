@@ -23,7 +23,7 @@ import nats.errors
 from nats.aio.client import Client
 from nats.js.client import JetStreamContext
 
-from gateway.city_connection import CityAccessError, connect
+from gateway.city_connection import CityAccessError, cancelling, connect
 from gateway.core.city import CitySubject, NatsAccess, NatsTls
 from gateway.core.upstream_config import JetStreamUpstream
 from gateway.upstreams.transport import Parcel, Setting, TransportDown
@@ -61,6 +61,8 @@ class JetStreamTransport:
         except CityAccessError as exc:
             raise TransportDown("access", str(exc)) from exc
         except (TimeoutError, OSError, nats.errors.Error) as exc:
+            if cancelling():
+                raise asyncio.CancelledError from None
             raise TransportDown("unreachable", f"{type(exc).__name__}: {exc}") from exc
         self._js = self._client.jetstream(timeout=self._config.timeout_s)
 
@@ -89,6 +91,8 @@ class JetStreamTransport:
                                        stream=self._config.stream,
                                        headers={MSG_ID: message_id})
             except (TimeoutError, nats.errors.Error) as exc:
+                if cancelling():
+                    raise asyncio.CancelledError from None
                 raise TransportDown("not_confirmed", f"{type(exc).__name__}: {exc}") from exc
             if self._config.stream is not None and ack.stream != self._config.stream:
                 raise TransportDown("wrong_stream", f"stored in {ack.stream}, not in "
