@@ -15,7 +15,6 @@ import os
 from collections.abc import Mapping
 
 import nats.errors
-from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js.client import JetStreamContext
 from nats.js.errors import BucketNotFoundError
@@ -65,15 +64,15 @@ class Hub:
         # the consumer's backlog as last seen (every BACKLOG_EVERY_S): the board shows it
         self.backlog: dict[str, int] = {}
         self._backlog_at = -BACKLOG_EVERY_S
-        self._nc: Client | None = None
 
     def stop(self) -> None:
         self._stop.set()
 
     async def run(self) -> None:
-        self._nc = nc = await connect(self.config.nats, self._env, f"scgw-{self.name}")
+        nc = await connect(self.config.nats, self._env, f"scgw-{self.name}")
         store = CityStore(self.config.store, writer_for(self.config.store, self._env),
                           self.clock, self.counters)
+        stopping: asyncio.Task[bool] | None = None
         try:
             js = nc.jetstream()
             self.alerts = CityAlerts(await self._bucket(js))
@@ -93,6 +92,8 @@ class Hub:
                 for task in work:
                     task.cancel()
         finally:
+            if stopping is not None:
+                stopping.cancel()
             await store.close()
             await nc.close()
 
