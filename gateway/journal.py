@@ -759,8 +759,21 @@ class Journal:
         return [SharedRow(*row) for row in rows]
 
     def _prune_shared_sync(self, before_ms: int) -> int:
-        return int(self._conn().execute("DELETE FROM shared WHERE at < ?",
-                                        (before_ms,)).rowcount)
+        db = self._conn()
+        # most turns find nothing to delete: no write (on a full disk, none that can fail)
+        if db.execute("SELECT 1 FROM shared WHERE at < ? LIMIT 1", (before_ms,)).fetchone() \
+                is None:
+            return 0
+        try:
+            return int(db.execute("DELETE FROM shared WHERE at < ?", (before_ms,)).rowcount)
+        except sqlite3.Error as exc:
+            if not _disk_full(exc):
+                raise
+            log.warning("disk full: the audit's rows past their retention stay until there "
+                        "is room to delete them")
+            return 0
+        finally:
+            self._measured_at = -math.inf  # the next commit measures what is left
 
     def _state_sync(self, key: str) -> bytes | None:
         row = self._conn().execute("SELECT value FROM state WHERE key=?", (key,)).fetchone()

@@ -311,7 +311,6 @@ class Gateway:
                 task("gw.sink.store", self.store_sink.run),
                 task("gw.sink.notify", self.notify_sink.run),
                 *(task(f"gw.upstream[{u.name}]", u.run) for u in self.upstreams),
-                task("gw.upstream.audit", self._prune_audit),
                 task("gw.liveness", functools.partial(supervise, self.board, self.clock)),
                 task("gw.status.events", self._journal_status_changes),
                 task("gw.journal.prune", self._prune),
@@ -443,6 +442,7 @@ class Gateway:
 
     async def _prune(self) -> None:
         """Delete what every consumer has passed; SQLite reuses the freed pages."""
+        audit_pruned_at: float | None = None
         while True:
             await self.clock.sleep(self.config.journal.prune_interval_s)
             window_ms = round(max([self.config.broker.redelivery_window_s]
@@ -456,6 +456,10 @@ class Gateway:
             if gone:
                 self.counters.inc("journal_pruned", gone)
                 log.debug("pruned %d journal record(s)", gone)
+            now = self.clock.monotonic()
+            if audit_pruned_at is None or now - audit_pruned_at >= AUDIT_PRUNE_S:
+                audit_pruned_at = now
+                await self._prune_audit()
 
     async def _watch_clock(self) -> None:
         """Report whether the system clock can be trusted, and say so when that changes.
@@ -494,13 +498,11 @@ class Gateway:
                  "backlog": max(self.journal.last_seq - u.cursor, 0)} for u in self.upstreams]
 
     async def _prune_audit(self) -> None:
-        """The audit of what left for upstreams, kept for sharing.audit_keep_days."""
+        """The audit of what left for upstreams is kept for sharing.audit_keep_days."""
         keep_ms = round(self.config.sharing.audit_keep_days * 86_400_000)
-        while True:
-            gone = await self.journal.prune_shared(self.clock.now_ms() - keep_ms)
-            if gone:
-                self.counters.inc("audit_pruned", gone)
-            await self.clock.sleep(AUDIT_PRUNE_S)
+        gone = await self.journal.prune_shared(self.clock.now_ms() - keep_ms)
+        if gone:
+            self.counters.inc("audit_pruned", gone)
 
     def intake_backlog(self) -> dict[str, dict[str, float]]:
         """Per broker session: messages read and not yet handled, their bytes, the oldest's

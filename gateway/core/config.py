@@ -277,6 +277,10 @@ class _DeviceBase(_Strict):
     location: Location = Location()
     heartbeat_s: float = Field(default=0, ge=0, le=86_400)
     profile: str | None = None
+    # labels an operator gives, e.g. "fire-system" or "public-area": sharing policies select
+    # records by them (select.tags)
+    tags: list[Annotated[str, Field(pattern=_NAME)]] = Field(default_factory=list,
+                                                            max_length=32)
 
 
 class GpioDevice(_DeviceBase):

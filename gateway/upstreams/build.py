@@ -20,7 +20,9 @@ def shaper_for(config: GatewayConfig, upstream: AnyUpstream, env: Mapping[str, s
     """The upstream's policy (PolicyError when it cannot be used) with its pseudonym key."""
     policy = load_policy(upstream.policy)
     key = env[upstream.pseudonym_key_env].encode() if upstream.pseudonym_key_env else None
-    return Shaper(upstream.name, policy, config.site, key, places_of(config))
+    tags = {d.id: frozenset(d.tags) for d in config.devices}
+    return Shaper(upstream.name, policy, config.site, key, places_of(config),
+                  lambda device: tags.get(device, frozenset()))
 
 
 def places_of(config: GatewayConfig) -> Places:

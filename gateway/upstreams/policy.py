@@ -68,7 +68,8 @@ TIME_FIELDS = ("ts", "since")
 
 _RULE_KEYS = ("id", "description", "select", "fields", "pseudonymise", "place", "round",
               "delay", "aggregate", "basis", "reference")
-_SELECT_KEYS = ("records", "kind", "type", "rule", "severity", "state", "devices", "building")
+_SELECT_KEYS = ("records", "kind", "type", "rule", "severity", "state", "devices", "tags",
+                "building")
 _AGGREGATE_KEYS = ("period", "by")
 _TOP_KEYS = ("description", "rules")
 
@@ -84,6 +85,7 @@ class Selection:
     severities: frozenset[Severity] | None = None
     states: frozenset[AlertState] | None = None
     devices: frozenset[str] | None = None
+    tags: frozenset[str] | None = None  # a device with any of them
     buildings: frozenset[str] | None = None
 
     @property
@@ -338,6 +340,7 @@ class _RuleReader:
             severities=self._enums(spec.get("severity"), Severity, "severity"),
             states=self._enums(spec.get("state"), AlertState, "state"),
             devices=self._texts(spec.get("devices"), "devices"),
+            tags=self._texts(spec.get("tags"), "tags"),
             buildings=self._texts(spec.get("building"), "building"))
 
     def _aggregate(self, node: Node | None) -> Aggregate | None:

@@ -31,6 +31,7 @@ from gateway.upstreams.transport import Parcel
 
 Value = Scalar | None
 Places = Callable[[str], Location | None]  # device id -> where it is
+Tags = Callable[[str], frozenset[str]]  # device id -> its tags
 
 _PLACE_KEY = re.compile(r"^building-(?P<b>[^-]+)(?:-unit-(?P<u>.+)|-floor-(?P<f>-?\d+))?$")
 _KEPT = {Precision.UNIT: ("building", "unit", "floor"), Precision.FLOOR: ("building", "floor"),
@@ -92,7 +93,8 @@ def view(record: DeviceEvent | Alert, site: str, location: Location) -> dict[str
     return out
 
 
-def selects(rule: SharingRule, record: DeviceEvent | Alert, location: Location) -> bool:
+def selects(rule: SharingRule, record: DeviceEvent | Alert, location: Location,
+            tags: frozenset[str] = frozenset()) -> bool:
     s = rule.select
     if isinstance(record, DeviceEvent):
         if RecordType.EVENT not in s.records:
@@ -116,6 +118,8 @@ def selects(rule: SharingRule, record: DeviceEvent | Alert, location: Location) 
         return False
     if s.devices is not None and record.device not in s.devices:
         return False
+    if s.tags is not None and not s.tags & tags:
+        return False
     return s.buildings is None or location.building in s.buildings
 
 
@@ -123,7 +127,7 @@ class Shaper:
     """One upstream's policy applied to records."""
 
     def __init__(self, name: str, policy: Policy, site: str, key: bytes | None,
-                 places: Places) -> None:
+                 places: Places, tags: Tags | None = None) -> None:
         if policy.pseudonymises and key is None:
             raise ValueError(f"upstream {name}: its policy {policy.file} pseudonymises, and "
                              "no pseudonym key is set (pseudonym_key_env)")
@@ -132,6 +136,7 @@ class Shaper:
         self._site = site
         self._key = key
         self._places = places
+        self._tags = tags or (lambda device: frozenset())
 
     def pseudonym(self, value: Value) -> str:
         """This upstream's keyed pseudonym of `value`: another upstream's key gives another,
@@ -145,8 +150,9 @@ class Shaper:
         if not isinstance(record, DeviceEvent | Alert):
             return None  # acknowledgements and notifications are the compound's own
         location = location_of(record.device, self._places)
+        tags = self._tags(record.device)
         for rule in self.policy.rules:
-            if selects(rule, record, location):
+            if selects(rule, record, location, tags):
                 return rule, location
         return None
 

@@ -82,6 +82,9 @@ class UpstreamSink:
             while True:
                 if not await self._one_batch():
                     await self._wait()
+                # a backlog read from the journal's memory and shaped without a pause would
+                # hold the loop batch after batch: one batch per turn
+                await asyncio.sleep(0)
         finally:
             self._opened = False
             await self._transport.close()
@@ -172,10 +175,10 @@ class UpstreamSink:
         """Until the far side confirmed every parcel."""
         while True:
             try:
-                if not self._opened:
-                    await self._transport.open()
-                    self._opened = True
                 async with asyncio.timeout(self.config.timeout_s):
+                    if not self._opened:
+                        self._opened = True  # closed again below if it fails
+                        await self._transport.open()
                     await self._transport.deliver(parcels)
             except (TransportDown, TimeoutError) as exc:
                 reason = exc.reason if isinstance(exc, TransportDown) else "timeout"

@@ -112,3 +112,15 @@ def test_a_policy_that_pseudonymises_needs_a_key() -> None:
     policy = policy_from_text("rules:\n  - id: a\n    select: {}\n    pseudonymise: [device]\n")
     with pytest.raises(ValueError, match="no pseudonym key"):
         Shaper("x", policy, "c1", None, {}.get)
+
+
+def test_a_rule_selects_by_the_devices_tags() -> None:
+    policy = policy_from_text("rules:\n  - id: fire-system\n    select: {kind: [smoke], "
+                              "tags: [fire-system]}\n"
+                              "    fields: [device, type]\n")
+    tags = {"panel-3": frozenset({"fire-system", "building-3"})}
+    shaper = Shaper("x", policy, "c1", None, {}.get, lambda d: tags.get(d, frozenset()))
+    tagged = shaper.shape(1, make_event(DeviceKind.SMOKE, "panel-3", "fault", 1000))
+    assert isinstance(tagged, Shaped)
+    assert tagged.rule.id == "fire-system"
+    assert shaper.shape(2, make_event(DeviceKind.SMOKE, "smoke-9", "fault", 1000)) is None

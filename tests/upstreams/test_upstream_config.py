@@ -40,6 +40,18 @@ def test_a_valid_upstream_resolves_its_files_beside_the_config(tmp_path: Path) -
     assert city.ca_file == tmp_path / "ca.crt"
 
 
+def test_devices_carry_tags_for_the_policies(tmp_path: Path) -> None:
+    config = parse_config({**raw(tmp_path), "devices": [{
+        "id": "sos-3", "kind": "elder_button", "transport": "gpio", "gpio": {"pin": 5},
+        "tags": ["fire-system", "building-3"]}]}, tmp_path / "gw.toml", {})
+    assert config.devices[0].tags == ["fire-system", "building-3"]
+    with pytest.raises(ConfigError) as caught:
+        parse_config({**raw(tmp_path), "devices": [{
+            "id": "p", "kind": "elder_button", "transport": "gpio", "gpio": {"pin": 5},
+            "tags": ["no spaces"]}]}, tmp_path / "gw.toml", {})
+    assert "devices[0].tags" in str(caught.value.problems[0])
+
+
 def test_each_problem_is_named(tmp_path: Path) -> None:
     found = problems(
         tmp_path, {"SHORT": "short", "K": KEY},

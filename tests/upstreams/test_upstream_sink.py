@@ -134,7 +134,8 @@ async def test_an_upstream_down_keeps_its_backlog_and_then_delivers_it_once_in_o
             assert held.state is UpstreamState.UP
             assert other.state is UpstreamState.UP
         rows = await journal.read_shared(0)
-    assert other_took < 2.0
+    print(f"the other upstream took {other_took:.2f} s")
+    assert other_took < 5.0  # 0.02 s here at load 7; the one down retries every 0.1 s
     assert [r["id"] for r in down.records] == [e.id for e in sent]  # once each, in order
     assert sorted(r.record_id for r in rows if r.upstream == "down") == sorted(
         e.id for e in sent)

@@ -4,13 +4,16 @@ records waiting for it; the local bus is served meanwhile."""
 from __future__ import annotations
 
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
 
 from gateway.core.kinds import make_event
 from gateway.core.model import DeviceEvent, DeviceKind
+from gateway.journal import Journal, SharedRow
 from gateway.ops.private_servers import Mosquitto, VictoriaMetrics, free_port
+from gateway.ops.sharing_report import read_audit
 from gateway.supervisor import Gateway
 from tests.console.rig import add_user, base_url, client, console_config, login
 from tests.helpers import eventually, running, unique_site
@@ -34,7 +37,7 @@ async def test_a_platform_down_is_on_the_board_and_in_the_status(
                       "[press, cancel]}\n    fields: [ts, kind]\n")
     config = console_config(
         tmp_path, site=unique_site("up-status"), broker_port=mosquitto.port,
-        store_url=victoria.url,
+        store_url=victoria.url, sharing={"audit_keep_days": 1},
         journal={"path": str(tmp_path / "journal.db"), "prune_interval_s": 0.05},
         upstreams=[{
             "name": "district", "kind": "webhook", "policy": str(policy),
@@ -46,6 +49,14 @@ async def test_a_platform_down_is_on_the_board_and_in_the_status(
         "broker": config.broker.model_copy(update={"replay_window_s": 0}),
         "store": config.store.model_copy(update={"replay_window_s": 0})})
     add_user(config, "wang")
+    # the audit of what left, kept a day: the older row goes at the first pruning
+    now = int(time.time() * 1000)
+    async with Journal(config.journal.path) as journal:
+        await journal.commit(cursor=("upstream:district", 0), shared=[
+            SharedRow("district", "old", 0, "sos", "elder-1", "elder_button", "firing", "id",
+                      "", "", now - 2 * 86_400_000),
+            SharedRow("district", "new", 0, "sos", "elder-1", "elder_button", "firing", "id",
+                      "", "", now - 3_600_000)])
     async with running(Gateway(config)) as gateway:
         # a check-in the platform does not take, then a press it does, as the button's
         # driver hands them over
@@ -69,6 +80,9 @@ async def test_a_platform_down_is_on_the_board_and_in_the_status(
                          what="the check-in pruned")
         # what the platform has not confirmed stays in the journal (on disk) for it
         assert press.id.encode() in b"".join(journal_bodies(config.journal.path))
+        # the audit's row past its retention is deleted in the same turn of the pruning
+        await eventually(lambda: [r.record_id for r in read_audit(config.journal.path, 0)]
+                         == ["new"], what="the audit kept a day")
         async with client() as session:
             assert await login(session, base_url(config), "wang") == 303
             async with session.get(base_url(config) + "/api/board") as response:
