@@ -83,3 +83,11 @@ async def connect(access: NatsAccess, env: Mapping[str, str], name: str) -> Clie
     await client.connect(name=name, disconnected_cb=disconnected,
                          reconnected_cb=reconnected, error_cb=error, **options)
     return client
+
+
+def cancelling() -> bool:
+    """Whether the running task was asked to stop. The NATS client may turn a cancellation
+    that meets one of its own timeouts into a TimeoutError: whoever catches that checks
+    here first, and lets the cancellation through."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0

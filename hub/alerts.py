@@ -19,6 +19,7 @@ import nats.errors
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
+from gateway.city_connection import cancelling
 from gateway.core.model import Alert, AlertState, DeviceKind, Scalar, Severity
 
 log = logging.getLogger(__name__)
@@ -115,6 +116,8 @@ class CityAlerts:
             try:
                 await self._watch_once()
             except (nats.errors.Error, OSError) as exc:
+                if cancelling():
+                    raise asyncio.CancelledError from None
                 log.warning("alerts: the bucket's watch broke (%s); watching again", exc)
                 await asyncio.sleep(WATCH_RETRY_S)
 

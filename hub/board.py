@@ -10,6 +10,7 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import Callable
 from html import escape
 from typing import Any
 
@@ -86,10 +87,11 @@ class BoardServer:
     """The board on `config.host:config.port`; `run` until cancelled."""
 
     def __init__(self, alerts: CityAlerts, config: BoardConfig, counters: Counters,
-                 clock: Clock) -> None:
+                 clock: Clock, backlog: Callable[[], dict[str, int]] = dict) -> None:
         self._alerts = alerts
         self._config = config
         self._counters = counters
+        self._backlog = backlog
         self._clock = clock
         self.ready = asyncio.Event()
 
@@ -127,7 +129,8 @@ class BoardServer:
                                  dumps=_dumps)
 
     async def _status(self, request: web.Request) -> web.StreamResponse:
-        return web.json_response({"counters": self._counters.snapshot()}, dumps=_dumps)
+        return web.json_response({"counters": self._counters.snapshot(),
+                                  "backlog": self._backlog()}, dumps=_dumps)
 
 
 def _dumps(value: Any) -> str:

@@ -15,13 +15,12 @@ import os
 from collections.abc import Mapping
 
 import nats.errors
-from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js.client import JetStreamContext
 from nats.js.errors import BucketNotFoundError
 from nats.js.kv import KeyValue
 
-from gateway.city_connection import connect
+from gateway.city_connection import cancelling, connect
 from gateway.core.backoff import Backoff
 from gateway.core.clock import Clock, SystemClock
 from gateway.core.config import Location
@@ -39,6 +38,7 @@ log = logging.getLogger(__name__)
 
 MSG_ID = "Nats-Msg-Id"
 FORGET_EVERY_S = 600.0
+BACKLOG_EVERY_S = 5.0
 
 
 class HubSetupError(Exception):
@@ -61,19 +61,23 @@ class Hub:
         # per compound: its points, and the places its devices came with
         self._points: dict[tuple[str, str], tuple[PointMaker, dict[str, Location]]] = {}
         self._stop = asyncio.Event()
-        self._nc: Client | None = None
+        # the consumer's backlog as last seen (every BACKLOG_EVERY_S): the board shows it
+        self.backlog: dict[str, int] = {}
+        self._backlog_at = -BACKLOG_EVERY_S
 
     def stop(self) -> None:
         self._stop.set()
 
     async def run(self) -> None:
-        self._nc = nc = await connect(self.config.nats, self._env, f"scgw-{self.name}")
+        nc = await connect(self.config.nats, self._env, f"scgw-{self.name}")
         store = CityStore(self.config.store, writer_for(self.config.store, self._env),
                           self.clock, self.counters)
+        stopping: asyncio.Task[bool] | None = None
         try:
             js = nc.jetstream()
             self.alerts = CityAlerts(await self._bucket(js))
-            self.board = BoardServer(self.alerts, self.config.board, self.counters, self.clock)
+            self.board = BoardServer(self.alerts, self.config.board, self.counters, self.clock,
+                                     lambda: self.backlog)
             stopping = asyncio.create_task(self._stop.wait(), name=f"{self.name}.stop")
             async with asyncio.TaskGroup() as tasks:
                 work = [
@@ -88,6 +92,8 @@ class Hub:
                 for task in work:
                     task.cancel()
         finally:
+            if stopping is not None:
+                stopping.cancel()
             await store.close()
             await nc.close()
 
@@ -101,6 +107,8 @@ class Hub:
                 raise HubSetupError(f"no alert bucket {self.config.alerts.bucket} in the "
                                     "cluster: run `scgw hub init` first") from None
             except (nats.errors.Error, OSError) as exc:
+                if cancelling():
+                    raise asyncio.CancelledError from None
                 delay = backoff.next_delay()
                 log.warning("the alert bucket cannot be read yet (%s: %s); again in %.1f s",
                             type(exc).__name__, exc, delay)
@@ -111,12 +119,15 @@ class Hub:
         backoff = Backoff(0.2, 5.0)
         sub = None
         while True:
+            if cancelling():
+                raise asyncio.CancelledError
             try:
                 if sub is None:
                     sub = await js.pull_subscribe_bind(durable=consumer.durable,
                                                        stream=self.config.stream.name)
                 msgs = await sub.fetch(consumer.batch, timeout=consumer.fetch_wait_s)
             except TimeoutError:  # nats' own is one too
+                await self._look_at_backlog(sub)
                 continue  # nothing waiting
             except (nats.errors.Error, OSError) as exc:
                 self.counters.inc("hub_fetch_errors")
@@ -128,6 +139,23 @@ class Hub:
                 continue
             backoff.reset()
             await self.handle(msgs, store)
+            await self._look_at_backlog(sub)
+
+    async def _look_at_backlog(self, sub: JetStreamContext.PullSubscription | None) -> None:
+        """Now and then: what waits in the stream for the hubs (all processes together)."""
+        now = self.clock.monotonic()
+        if sub is None or now - self._backlog_at < BACKLOG_EVERY_S:
+            return
+        self._backlog_at = now
+        try:
+            info = await sub.consumer_info()
+        except (nats.errors.Error, OSError):
+            if cancelling():
+                raise asyncio.CancelledError from None
+            return  # the next look
+        self.backlog = {"pending": info.num_pending or 0,
+                        "unacknowledged": info.num_ack_pending or 0,
+                        "redelivered": info.num_redelivered or 0}
 
     async def handle(self, msgs: list[Msg], store: CityStore) -> None:
         """One batch: store, alert state, acknowledgements, in that order."""
@@ -167,6 +195,8 @@ class Hub:
                     self.counters.inc("hub_alert_transitions")
                 return
             except (nats.errors.Error, OSError, AlertContention) as exc:
+                if cancelling():
+                    raise asyncio.CancelledError from None
                 delay = backoff.next_delay()
                 self.counters.log_every(log, ("hub", "alerts"), self.clock.monotonic(), 10.0,
                                         "alert state not written (%s); again in %.1f s",
@@ -185,6 +215,8 @@ class Hub:
             else:
                 await msg.ack()
         except (nats.errors.Error, OSError) as exc:
+            if cancelling():
+                raise asyncio.CancelledError from None
             self.counters.inc("hub_ack_errors")
             log.debug("acknowledgement not sent: %s", exc)
 
@@ -210,4 +242,6 @@ class Hub:
             try:
                 await self.alerts.forget_resolved(self.clock.now_ms() - kept_ms)
             except (nats.errors.Error, OSError) as exc:
+                if cancelling():
+                    raise asyncio.CancelledError from None
                 log.warning("resolved alerts not forgotten: %s", exc)

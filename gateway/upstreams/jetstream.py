@@ -9,7 +9,8 @@ does once a majority of the stream's replicas hold it.
 A device's parcels go one after another, each after the acknowledgement of the one before;
 different devices' parcels go side by side. When a stream leader is lost mid-delivery, no
 later parcel of a device can be stored before an earlier one: the stream keeps each device's
-order, as the journal has it.
+order, as the journal has it. A delivery that failed part way (a timeout over a slow line)
+is sent again without the parcels already acknowledged: each try gets further.
 """
 
 from __future__ import annotations
@@ -22,12 +23,13 @@ import nats.errors
 from nats.aio.client import Client
 from nats.js.client import JetStreamContext
 
-from gateway.city_connection import CityAccessError, connect
+from gateway.city_connection import CityAccessError, cancelling, connect
 from gateway.core.city import CitySubject, NatsAccess, NatsTls
 from gateway.core.upstream_config import JetStreamUpstream
 from gateway.upstreams.transport import Parcel, Setting, TransportDown
 
 MSG_ID = "Nats-Msg-Id"
+CONFIRMED_KEPT = 20_000  # message ids remembered as acknowledged: a few batches' worth
 
 
 class JetStreamTransport:
@@ -38,6 +40,9 @@ class JetStreamTransport:
         self._access = _with_ca(config.nats, config)
         self._client: Client | None = None
         self._js: JetStreamContext | None = None
+        # message ids the stream acknowledged lately, oldest first: a batch delivered again
+        # after a timeout part way sends only the rest, so a slow line makes progress
+        self._confirmed: dict[str, None] = {}
 
     def subject(self, parcel: Parcel) -> str:
         return str(CitySubject(self._config.district, self._site, parcel.kind, parcel.device,
@@ -56,6 +61,8 @@ class JetStreamTransport:
         except CityAccessError as exc:
             raise TransportDown("access", str(exc)) from exc
         except (TimeoutError, OSError, nats.errors.Error) as exc:
+            if cancelling():
+                raise asyncio.CancelledError from None
             raise TransportDown("unreachable", f"{type(exc).__name__}: {exc}") from exc
         self._js = self._client.jetstream(timeout=self._config.timeout_s)
 
@@ -75,16 +82,24 @@ class JetStreamTransport:
     async def _chain(self, js: JetStreamContext, parcels: list[Parcel]) -> None:
         """One device's parcels in order; stops at the first that is not acknowledged."""
         for parcel in parcels:
+            message_id = self.message_id(parcel)
+            if message_id in self._confirmed:
+                continue
             try:
                 ack = await js.publish(self.subject(parcel), parcel.payload,
                                        timeout=self._config.timeout_s,
                                        stream=self._config.stream,
-                                       headers={MSG_ID: self.message_id(parcel)})
+                                       headers={MSG_ID: message_id})
             except (TimeoutError, nats.errors.Error) as exc:
+                if cancelling():
+                    raise asyncio.CancelledError from None
                 raise TransportDown("not_confirmed", f"{type(exc).__name__}: {exc}") from exc
             if self._config.stream is not None and ack.stream != self._config.stream:
                 raise TransportDown("wrong_stream", f"stored in {ack.stream}, not in "
                                                     f"{self._config.stream}")
+            self._confirmed[message_id] = None
+            if len(self._confirmed) > CONFIRMED_KEPT:
+                del self._confirmed[next(iter(self._confirmed))]
 
     async def close(self) -> None:
         client, self._client, self._js = self._client, None, None

@@ -46,9 +46,9 @@ async def test_a_compound_cut_off_catches_up_and_its_local_alarms_are_not_delaye
         mosquitto: Mosquitto) -> None:
     config = hub_config(nats_cluster, city, victoria.url,
                         stream={"duplicate_window_s": WINDOW_S})
-    async with Relay(nats_cluster.nodes[0].port) as line, running_hub(config), running(
+    async with running_hub(config), Relay(nats_cluster.nodes[0].port) as line, running(
             Gateway(compound_config(tmp_path, "c9", nats_cluster, city, mosquitto.port,
-                                    victoria.url, servers=[line.url], timeout_s=0.5))
+                                    victoria.url, servers=[line.url]))
     ) as gateway, Watcher(mosquitto.port, "sc/c9/+/+/event", "duty-office") as office:
         upstream = gateway.upstreams[0]
         before = [await _pressed(gateway, office, n) for n in range(BEFORE)]
@@ -66,16 +66,16 @@ async def test_a_compound_cut_off_catches_up_and_its_local_alarms_are_not_delaye
         await eventually(lambda: upstream.cursor >= gateway.journal.last_seq, timeout=20,
                          what="the backlog delivered")
         accepted = await accepted_alarms(gateway.journal)
-    async with city_client(nats_cluster) as js:
-        streamed = await stream_records(js, city.stream, city.district)
+        async with city_client(nats_cluster) as js:
+            streamed = await stream_records(js, city.stream, city.district)
 
-        async def stored() -> bool:
-            verdict = await judge_compound(accepted, streamed, victoria.url, city.district,
-                                           "c9")
-            return verdict.lost_store == 0
+            async def stored() -> bool:
+                verdict = await judge_compound(accepted, streamed, victoria.url, city.district,
+                                               "c9")
+                return verdict.lost_store == 0
 
-        await eventually(stored, timeout=15, interval=0.5, what="the backlog stored")
-        verdict = await judge_compound(accepted, streamed, victoria.url, city.district, "c9")
+            await eventually(stored, timeout=15, interval=0.5, what="the backlog stored")
+            verdict = await judge_compound(accepted, streamed, victoria.url, city.district, "c9")
     verdict.extra.update({"backlog": backlog, "retries": retries,
                           "local_ms_max_before": round(max(before) * 1000),
                           "local_ms_max_during": round(max(during) * 1000)})

@@ -202,3 +202,20 @@ def _scgw(*args: str) -> subprocess.CompletedProcess[str]:
                           text=True, timeout=60, check=False,
                           env={k: v for k, v in os.environ.items()
                                if k != "CITY_UNSET_PASSWORD"})
+
+
+async def test_the_hub_tells_what_waits_in_the_stream(
+        nats_cluster: NatsCluster, city: CityNames, victoria: VictoriaMetrics) -> None:
+    config = hub_config(nats_cluster, city, victoria.url, consumer={"batch": 5})
+    await provision(config, {})
+    async with city_client(nats_cluster) as js:
+        for n in range(30):  # before any hub runs: a backlog
+            await publish(js, city.district, "c1", _event(n))
+    async with running_hub(config) as hub:
+        await eventually(lambda: hub.backlog.get("pending", 0) > 0,
+                         what="the backlog looked at")
+        seen = dict(hub.backlog)
+        status = json.loads(await asyncio.to_thread(
+            _get, f"http://127.0.0.1:{config.board.port}/api/status"))
+    assert 0 < seen["pending"] < 30
+    assert set(status["backlog"]) == {"pending", "unacknowledged", "redelivered"}
