@@ -566,6 +566,11 @@ class Gateway:
         return (self.journal.last_seq - self.mqtt_sink.cursor > HOLD_RECORDS
                 or self.telemetry.pending(RULES) > HOLD_READINGS)
 
+    @property
+    def connected(self) -> bool:
+        """Every broker session is up and subscribed (the bulk one too, when there is one)."""
+        return self.link.connected and (self.bulk_link is None or self.bulk_link.connected)
+
     def intake_backlog(self) -> dict[str, dict[str, float]]:
         """Per broker session: messages read and not yet handled, their bytes, the oldest's
         age; and the readings waiting for the rules."""
@@ -585,8 +590,7 @@ class Gateway:
         return StatusSnapshot(
             ts=self.clock.now_ms(),
             site=self.config.site,
-            broker_connected=self.link.connected and (
-                self.bulk_link is None or self.bulk_link.connected),
+            broker_connected=self.connected,
             journal_last_seq=self.journal.last_seq,
             cursors=self.sink_cursors(),
             devices=[

@@ -27,7 +27,7 @@ async def _run(where: Path, port: int, target: str) -> None:
     config = make_config(where, site="mods", broker_port=port, devices=[sos_mqtt("sos-1", TOPIC)],
                          contacts_file=str(contacts), shutdown_timeout_s=0.3)
     async with running(Gateway(config)) as gateway, Watcher(port, "sc/mods/#") as family:
-        await eventually(lambda: gateway.link.connected, what="connected")
+        await eventually(lambda: gateway.connected, what="connected")
         await family.publish(TOPIC, b'{"action": "single"}')
         if target.startswith("mqtt://"):
             await family.next(lambda seen: seen.topic == target.removeprefix("mqtt://"))

@@ -29,7 +29,7 @@ async def test_acks_on_made_up_topics_grow_no_state(
     caplog.set_level(logging.WARNING, logger="gateway.acks")
     async with running(Gateway(config)) as gateway, Watcher(
             mosquitto.port, "nothing/#", "console") as console:
-        await eventually(lambda: gateway.link.connected, what="connected")
+        await eventually(lambda: gateway.connected, what="connected")
         labels_before = len(gateway.counters.items())
         for n in range(300):
             await console.publish(f"sc/{site}/alerts/rule-{n}/dev-{n}/ack", b'{"by": "x"}')
@@ -51,7 +51,7 @@ async def test_only_a_well_formed_ack_acknowledges(tmp_path: Path, mosquitto: Mo
                          devices=[sos_mqtt("sos-1", topic)], shutdown_timeout_s=0.5)
     async with running(Gateway(config)) as gateway, Watcher(
             mosquitto.port, "nothing/#", "console") as console:
-        await eventually(lambda: gateway.link.connected, what="connected")
+        await eventually(lambda: gateway.connected, what="connected")
         await console.publish(topic, b'{"action": "single"}')
         await eventually(lambda: len(gateway.rules.active()) == 1, what="firing")
         too_long = ('{"by": "' + "m" * (MAX_BY + 1) + '"}').encode()

@@ -100,7 +100,7 @@ async def test_only_a_firing_alert_is_acknowledged(tmp_path: Path, mosquitto: Mo
     alert_topic = f"sc/{site}/alerts/elder.sos/sos-1"
     async with running(Gateway(load_config(config_file))) as gateway, Watcher(
             mosquitto.port, f"sc/{site}/alerts/#", "office") as office:
-        await eventually(lambda: gateway.link.connected, what="connected")
+        await eventually(lambda: gateway.connected, what="connected")
         await eventually(lambda: gateway.mqtt_sink.cursor >= gateway.journal.last_seq,
                          what="gateway status published")
 

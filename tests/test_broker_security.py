@@ -50,7 +50,7 @@ async def test_tls_with_credentials_connects(tmp_path: Path, secure_broker: Mosq
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     config = _config(tmp_path, secure_broker.port, pki["ca"], monkeypatch)
     async with running(Gateway(config)) as gateway:
-        await eventually(lambda: gateway.link.connected, what="connected over TLS")
+        await eventually(lambda: gateway.connected, what="connected over TLS")
 
 
 async def test_a_broker_with_a_certificate_from_another_ca_is_refused(

@@ -32,7 +32,7 @@ async def test_press_gives_retained_firing_alert_then_ack_then_store_points(
     config = make_config(tmp_path, site=site, broker_port=mosquitto.port, store_url=victoria.url)
     alert_topic = f"sc/{site}/alerts/elder.sos/elder-1"
     async with running(Gateway(config)) as gateway:
-        await eventually(lambda: gateway.link.connected, what="connected")
+        await eventually(lambda: gateway.connected, what="connected")
         _press(gateway, 17)
 
         # (a) a client that subscribes afterwards gets the retained alert, state firing
@@ -84,7 +84,7 @@ async def test_alarm_raised_while_broker_is_down_is_published_after_it_returns(
     config = make_config(tmp_path, site=site, broker_port=mosquitto.port, shutdown_timeout_s=0.5)
     alert_topic = f"sc/{site}/alerts/elder.sos/elder-1"
     async with running(Gateway(config)) as gateway:
-        await eventually(lambda: gateway.link.connected, what="first connection")
+        await eventually(lambda: gateway.connected, what="first connection")
         mosquitto.kill()
         await eventually(lambda: not gateway.link.connected, what="loss noticed")
 
@@ -114,7 +114,7 @@ async def test_ack_sent_while_the_gateway_restarts_is_kept_by_its_persistent_ses
     config = make_config(tmp_path, site=site, broker_port=mosquitto.port, shutdown_timeout_s=0.5)
     alert_topic = f"sc/{site}/alerts/elder.sos/elder-1"
     async with running(Gateway(config)) as gateway:
-        await eventually(lambda: gateway.link.connected, what="connected")
+        await eventually(lambda: gateway.connected, what="connected")
         _press(gateway, 17)
         await eventually(lambda: gateway.mqtt_sink.cursor >= gateway.journal.last_seq > 0,
                          what="alert published")

@@ -40,7 +40,7 @@ devices:
         async with running(Gateway(config, clock=clock)) as gateway, Watcher(
             mosquitto.port, alert_topic, "duty-office"
         ) as office:
-            await eventually(lambda: gateway.link.connected, what="connected")
+            await eventually(lambda: gateway.connected, what="connected")
             led = gateway.buttons["elder-1"]
             elder = SimulatedElder(gateway.pin_factory, 17, clock)
             elder.down()

@@ -77,7 +77,7 @@ async def test_a_device_offline_at_shutdown_is_journalled_online_when_it_returns
     hello = b'{"battery": 90}'
     async with running(Gateway(config, clock=clock)) as gateway, Watcher(
             mosquitto.port, "none/#") as device:
-        await eventually(lambda: gateway.link.connected, what="connected")
+        await eventually(lambda: gateway.connected, what="connected")
         for name in ("sos-1", "sos-2"):
             await device.publish(topic if name == "sos-1" else topic + "b", hello)
             await eventually(lambda n=name: gateway.board.get(n) is Status.ONLINE,  # type: ignore[misc]
@@ -89,7 +89,7 @@ async def test_a_device_offline_at_shutdown_is_journalled_online_when_it_returns
         await eventually(lambda: gateway.runner.idle, what="rules idle")
     async with running(Gateway(config, clock=ManualClock())) as gateway, Watcher(
             mosquitto.port, "none/#") as device:
-        await eventually(lambda: gateway.link.connected, what="connected again")
+        await eventually(lambda: gateway.connected, what="connected again")
         await device.publish(topic, hello)
         await device.publish(topic + "b", hello)
         await eventually(lambda: gateway.board.get("sos-1") is Status.ONLINE

@@ -25,7 +25,7 @@ async def test_malformed_json_is_counted_logged_once_and_the_gateway_keeps_runni
     async with running(Gateway(config)) as gateway, Watcher(
         mosquitto.port, f"sc/{site}/elder_button/sos-9/event", "events"
     ) as watcher:
-        await eventually(lambda: gateway.link.connected, what="connected")
+        await eventually(lambda: gateway.connected, what="connected")
         # the last: invalid UTF-8 inside a JSON string (found by fuzzing)
         for bad in (b"{not json", b"[1, 2]", b"\xff\xfe", b'{"action": "\xff\xff"}'):
             await watcher.publish(topic, bad)
@@ -55,7 +55,7 @@ async def test_unmapped_event_value_is_rejected_but_telemetry_is_kept(
     async with running(Gateway(config)) as gateway, Watcher(
         mosquitto.port, f"sc/{site}/elder_button/sos-3/telemetry", "telemetry"
     ) as watcher:
-        await eventually(lambda: gateway.link.connected, what="connected")
+        await eventually(lambda: gateway.connected, what="connected")
         await watcher.publish(topic, b'{"action": "triple", "battery": 50}')
         seen = await watcher.next(lambda s: True)
         assert msgspec.json.decode(seen.payload)["values"] == {"battery": 50}
@@ -74,7 +74,7 @@ async def test_deep_nesting_and_repeated_keys_are_malformed_json(
     async with running(Gateway(config)) as gateway, Watcher(
         mosquitto.port, f"sc/{site}/elder_button/sos-4/event", "events"
     ) as watcher:
-        await eventually(lambda: gateway.link.connected, what="connected")
+        await eventually(lambda: gateway.connected, what="connected")
         await watcher.publish(topic, b'{"a": ' * 1_000 + b"1" + b"}" * 1_000)
         # which of the two the device meant is not for the gateway to guess: no SOS
         await watcher.publish(topic, b'{"action": "long", "action": "single"}')
@@ -99,7 +99,7 @@ async def test_a_reading_marks_its_device_seen_once_and_is_stored_and_published(
     async with running(Gateway(config)) as gateway, Watcher(
         mosquitto.port, f"sc/{site}/temp_gate/gate-1/telemetry", "telemetry"
     ) as watcher:
-        await eventually(lambda: gateway.link.connected, what="connected")
+        await eventually(lambda: gateway.connected, what="connected")
         marked: list[str] = []
         board_seen = gateway.board.seen
 
@@ -132,7 +132,7 @@ async def test_qos0_readings_and_a_qos0_press_are_handled(
     async with running(Gateway(config)) as gateway, Watcher(
         mosquitto.port, f"sc/{site}/elder_button/sos-0/#", "out"
     ) as watcher:
-        await eventually(lambda: gateway.link.connected, what="connected")
+        await eventually(lambda: gateway.connected, what="connected")
         for battery in range(40, 60):
             await watcher.publish(topic, b'{"battery": %d}' % battery, qos=0)
         await watcher.publish(topic, b'{"action": "single", "battery": 60}', qos=0)

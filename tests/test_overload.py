@@ -38,7 +38,7 @@ async def test_a_flooding_device_is_throttled_and_its_alarm_still_alerts(
                          limits={"device_rate_hz": 10, "device_burst_s": 1})
     async with running(Gateway(config)) as gateway, Watcher(
             mosquitto.port, f"sc/{site}/alerts/#", "office") as office:
-        await eventually(lambda: gateway.link.connected, what="connected")
+        await eventually(lambda: gateway.connected, what="connected")
         reading = json.dumps({"temperature_c": 21.0}).encode()
         for n in range(400):
             await office.publish(f"vendor/{site}/smoke-1", reading, qos=0)

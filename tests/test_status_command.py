@@ -54,7 +54,7 @@ mqtt = {{ topic = "z2m/{site}/smoke-2" }}
     async with running(Gateway(config)) as gateway, Watcher(
         mosquitto.port, f"sc/{site}/#", "w"
     ) as watcher:
-        await eventually(lambda: gateway.link.connected, what="connected")
+        await eventually(lambda: gateway.connected, what="connected")
         for _ in range(2):
             await watcher.publish(f"z2m/{site}/smoke-1", b"{oops")
         await watcher.publish(f"z2m/{site}/smoke-1", b'{"battery": 250}')  # out of range

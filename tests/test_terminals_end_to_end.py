@@ -76,7 +76,7 @@ async def compound(tmp_path: Path, mosquitto: Mosquitto, victoria: VictoriaMetri
         ) as watcher, HikvisionTerminal(f"{base}/door-hk", username="alarmserver",
                                         password=PUSH_PASSWORD) as door, HikvisionTerminal(
             f"{base}/gate-hk", username="alarmserver", password=PUSH_PASSWORD) as gate:
-            await eventually(lambda: gateway.link.connected, what="connected")
+            await eventually(lambda: gateway.connected, what="connected")
             (stream,) = [d for d in gateway.drivers if isinstance(d, DahuaStream)]
             await eventually(stream.attached.is_set, what="the Dahua stream open")
             yield Site(site, gateway, watcher, door, gate, dahua)

@@ -53,7 +53,7 @@ async def test_sos_press_and_smoke_raise_alerts_and_availability_sets_offline_at
     async with running(Gateway(config)) as gateway, Watcher(
         mosquitto.port, f"sc/{site}/#", "observer"
     ) as watcher, Watcher(mosquitto.port, f"sc/{site}/#", "everything") as everything:
-        await eventually(lambda: gateway.link.connected, what="connected")
+        await eventually(lambda: gateway.connected, what="connected")
         assert gateway.board.get("sos-7") is None  # nothing heard yet
         sos = Zigbee2MqttDevice(watcher.client, f"{base}/sos-7", LIBRARY.get("heiman-hs1eb"),
                                 legacy_availability=True, empty_action_after=True)

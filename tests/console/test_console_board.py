@@ -63,7 +63,7 @@ devices:
             async with running(Gateway(config, clock=clock)) as gateway, \
                     Watcher(mosquitto.port, alert_topic, "office") as office:
                 await eventually(lambda: gateway.console.ready.is_set(), what="console")
-                await eventually(lambda: gateway.link.connected, what="broker")
+                await eventually(lambda: gateway.connected, what="broker")
 
                 await asyncio.to_thread(browser.get, base + "/")
                 assert words["login"] in await asyncio.to_thread(browser.text)

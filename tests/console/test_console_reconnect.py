@@ -29,7 +29,7 @@ async def test_the_board_recovers_from_broker_and_gateway_restarts(
     try:
         async with running(Gateway(config)) as gateway:
             await eventually(lambda: gateway.console.ready.is_set(), what="console")
-            await eventually(lambda: gateway.link.connected, what="broker")
+            await eventually(lambda: gateway.connected, what="broker")
             await asyncio.to_thread(browser.login, base, OFFICER, PASSWORD)
             await asyncio.to_thread(browser.js, "window.sameDocument = true;")
             assert not await asyncio.to_thread(_shown, browser, "broker")

@@ -46,7 +46,7 @@ async def test_an_officer_resolves_by_hand_with_a_reason(tmp_path: Path,
     async with running(Gateway(config, clock=clock)) as gateway, \
             Watcher(mosquitto.port, topic, "office") as office, client() as session:
         await eventually(lambda: gateway.console.ready.is_set(), what="console")
-        await eventually(lambda: gateway.link.connected, what="broker")
+        await eventually(lambda: gateway.connected, what="broker")
         elder = SimulatedElder(gateway.pin_factory, 17, clock)
         elder.down()
         clock.advance(0.3)

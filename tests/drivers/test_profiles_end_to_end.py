@@ -160,7 +160,7 @@ async def test_profile_end_to_end(tmp_path: Path, mosquitto: Mosquitto,
         async with running(Gateway(config)) as gateway, Watcher(
             mosquitto.port, f"sc/{site}/#", "watch"
         ) as watcher:
-            await eventually(lambda: gateway.link.connected, what="connected")
+            await eventually(lambda: gateway.connected, what="connected")
             await rig.act(gateway)
             published: list[bytes] = []
             event: DeviceEvent | None = None

@@ -94,7 +94,7 @@ async def test_a_session_that_read_every_device_before_the_split_reads_only_its_
     one = make_config(tmp_path, site=site, broker_port=mosquitto.port, devices=devices,
                       shutdown_timeout_s=0.5, broker={**broker, "alarm_lane_kinds": []})
     async with running(Gateway(one)) as gateway:
-        await eventually(lambda: gateway.link.connected, what="connected")
+        await eventually(lambda: gateway.connected, what="connected")
         assert gateway.bulk_link is None
     two = make_config(tmp_path, site=site, broker_port=mosquitto.port, devices=devices,
                       shutdown_timeout_s=0.5, broker=broker)

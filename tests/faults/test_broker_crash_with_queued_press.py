@@ -50,7 +50,7 @@ async def test_a_press_queued_for_the_gateway_survives_a_broker_crash(
                              shutdown_timeout_s=0.5)
         async with Observer(mosquitto.port, site, persistent=False) as observer:
             async with running(Gateway(config)) as gateway:
-                await eventually(lambda: gateway.link.connected, what="connected")
+                await eventually(lambda: gateway.connected, what="connected")
             # the gateway is away (restarting, say); its session keeps the press for it
             db = mosquitto.workdir / "mosquitto.db"
             before = _saved(db)
@@ -64,7 +64,7 @@ async def test_a_press_queued_for_the_gateway_survives_a_broker_crash(
             mosquitto.start()
             await eventually(lambda: observer.connections == 2, what="the observer back")
             async with running(Gateway(config)) as gateway:
-                await eventually(lambda: gateway.link.connected, what="reconnected")
+                await eventually(lambda: gateway.connected, what="reconnected")
                 with contextlib.suppress(AssertionError):  # the verdict counts what came
                     await eventually(lambda: len(observer.events) >= 1, timeout=5)
             accepted = await accepted_alarms(config.journal.path)

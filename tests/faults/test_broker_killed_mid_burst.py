@@ -27,7 +27,7 @@ async def test_broker_killed_mid_burst(tmp_path: Path, persistent_mosquitto: Mos
     )
     async with Observer(mosquitto.port, site) as observer:
         async with running(Gateway(config)) as gateway:
-            await eventually(lambda: gateway.link.connected, what="connected")
+            await eventually(lambda: gateway.connected, what="connected")
             elders = [SimulatedElder(gateway.pin_factory, n + 2, gateway.clock)
                       for n in range(BUTTONS)]
             for press in range(PRESSES):

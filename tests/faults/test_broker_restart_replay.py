@@ -71,7 +71,7 @@ async def test_an_alarm_after_a_broker_restart_is_not_held_back(
         await eventually(lambda: not gateway.link.connected, what="connection lost")
         mosquitto.start()
         async with Watcher(mosquitto.port, f"sc/{site}/elder_button/e0/event") as watcher:
-            await eventually(lambda: gateway.link.connected, what="reconnected")
+            await eventually(lambda: gateway.connected, what="reconnected")
             pressed = asyncio.get_running_loop().time()
             pressed_ms = gateway.clock.now_ms()  # the burst's presses are stamped before
             elders[0].down()  # e0 has records of its own in the replay: they go first

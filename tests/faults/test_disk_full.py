@@ -80,7 +80,7 @@ async def test_full_disk_right_after_start_loses_nothing(
         config = _config(tmp_path, disk, site, mosquitto.port, victoria.url, reserve_mb=4)
         async with Observer(mosquitto.port, site) as observer, \
                 running(Gateway(config)) as gateway:
-            await eventually(lambda: gateway.link.connected, what="connected")
+            await eventually(lambda: gateway.connected, what="connected")
             assert gateway.journal.reserve_held == 4 * 2**20
             fill(disk)
             sent = await _press_every_button(mosquitto.port, site)
@@ -107,7 +107,7 @@ async def test_alarms_use_the_reserve_on_a_full_disk(
         config = _config(tmp_path, disk, site, mosquitto.port, victoria.url, reserve_mb=4)
         async with Observer(mosquitto.port, site) as observer, \
                 running(Gateway(config)) as gateway:
-            await eventually(lambda: gateway.link.connected, what="connected")
+            await eventually(lambda: gateway.connected, what="connected")
             assert gateway.journal.reserve_held == 4 * 2**20
             fill(disk)
             sent = await _press_every_button(mosquitto.port, site)
@@ -128,7 +128,7 @@ async def test_alarms_refused_for_lack_of_space_come_again(
         config = _config(tmp_path, disk, site, mosquitto.port, victoria.url, reserve_mb=0)
         async with Observer(mosquitto.port, site) as observer, \
                 running(Gateway(config)) as gateway:
-            await eventually(lambda: gateway.link.connected, what="connected")
+            await eventually(lambda: gateway.connected, what="connected")
             await eventually(lambda: status_path(config.journal).exists(),
                              what="the status file")
             filler = fill(disk)
@@ -161,7 +161,7 @@ async def test_alarms_refused_for_lack_of_space_come_again_after_a_restart(
         config = _config(tmp_path, disk, site, mosquitto.port, victoria.url, reserve_mb=0)
         async with Observer(mosquitto.port, site) as observer:
             async with running(Gateway(config)) as gateway:
-                await eventually(lambda: gateway.link.connected, what="connected")
+                await eventually(lambda: gateway.connected, what="connected")
                 filler = fill(disk)
                 sent = await _press_every_button(mosquitto.port, site)
                 # what still fits where the write-ahead log stands is journalled, the rest

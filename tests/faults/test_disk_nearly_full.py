@@ -34,7 +34,7 @@ async def test_disk_nearly_full_refuses_events_not_alarms(
                                   "min_free_disk_mb": free_mb + 10**7})
     async with Observer(mosquitto.port, site) as observer, running(Gateway(config)) as gateway, \
             aiomqtt.Client("127.0.0.1", mosquitto.port, identifier=f"src-{site}") as source:
-        await eventually(lambda: gateway.link.connected, what="connected")
+        await eventually(lambda: gateway.connected, what="connected")
         for n in range(100):
             action = b"single" if n % 2 else b"low"
             await source.publish(topic, b'{"action": "' + action + b'"}', qos=1)

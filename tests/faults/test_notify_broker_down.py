@@ -56,7 +56,7 @@ groups:
         # an observer outside the gateway, its session kept by the broker across the outage
         async with Observer(mosquitto.port, site, duty_topic) as office, \
                 running(Gateway(config)) as gateway:
-            await eventually(lambda: gateway.link.connected, what="connected")
+            await eventually(lambda: gateway.connected, what="connected")
             await asyncio.to_thread(mosquitto.stop)
             await eventually(lambda: not gateway.link.connected, what="the broker gone")
             await SimulatedElder(gateway.pin_factory, 17, gateway.clock).press()

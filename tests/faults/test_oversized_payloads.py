@@ -40,7 +40,7 @@ async def _one_sos_among_huge_payloads(tmp_path: Path, broker: Mosquitto,
     async with Observer(broker.port, site) as observer:
         async with running(Gateway(config)) as gateway, Watcher(
                 broker.port, "nothing/#", "devices") as devices:
-            await eventually(lambda: gateway.link.connected, what="connected")
+            await eventually(lambda: gateway.connected, what="connected")
             for size in sizes:
                 await devices.publish(loud, press(size))
             await devices.publish(quiet, b'{"action": "single"}')

@@ -89,7 +89,7 @@ async def test_idle_connections_and_endless_bodies_hold_up_no_alarm_and_no_push(
         await asyncio.wait_for(receiver.ready.wait(), 10)
         connections = receiver.connections
         assert connections is not None
-        await eventually(lambda: gateway.link.connected, what="connected")
+        await eventually(lambda: gateway.connected, what="connected")
 
         async def sos_latency(sos: str) -> float:
             pressed = time.monotonic()

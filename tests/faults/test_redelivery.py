@@ -90,7 +90,7 @@ async def test_broker_restart_redelivers_the_same_record(
     config = _config(tmp_path, site, broker.port, victoria.url)
     total = BUTTONS * PRESSES
     async with Observer(broker.port, site) as observer, running(Gateway(config)) as gateway:
-        await eventually(lambda: gateway.link.connected, what="connected")
+        await eventually(lambda: gateway.connected, what="connected")
         sent = await _press(broker.port, site)
         await eventually(lambda: gateway.counters.get("events_accepted") == total,
                          what="every press journalled")
@@ -118,7 +118,7 @@ async def test_gateway_restart_recognises_what_it_journalled(
     total = BUTTONS * PRESSES
     async with Observer(mosquitto.port, site) as observer:
         async with running(Gateway(config)) as gateway:
-            await eventually(lambda: gateway.link.connected, what="connected")
+            await eventually(lambda: gateway.connected, what="connected")
             sent = await _press(mosquitto.port, site)
             await eventually(lambda: gateway.counters.get("events_accepted") == total,
                              what="every press journalled")
@@ -145,7 +145,7 @@ async def test_the_same_press_again_is_a_new_press(
                          store_url=victoria.url, devices=[sos_mqtt("sos-1", topic)])
     press = b'{"action": "single"}'
     async with running(Gateway(config)) as gateway:
-        await eventually(lambda: gateway.link.connected, what="connected")
+        await eventually(lambda: gateway.connected, what="connected")
         async with aiomqtt.Client("127.0.0.1", mosquitto.port) as source:
             for _ in range(3):
                 await source.publish(topic, press, qos=1)

@@ -51,7 +51,7 @@ async def test_a_retained_ack_does_not_stop_an_alert(tmp_path: Path,
                          devices=[sos_mqtt("sos-1", topic)], shutdown_timeout_s=0.5)
     async with running(Gateway(config)) as gateway, Watcher(
             mosquitto.port, f"sc/{site}/alerts/#", "office") as office:
-        await eventually(lambda: gateway.link.connected, what="connected")
+        await eventually(lambda: gateway.connected, what="connected")
         await office.publish(topic, b'{"action": "single"}')
         await eventually(lambda: [a.state for a in gateway.rules.active()]
                          == [AlertState.FIRING], what="firing")

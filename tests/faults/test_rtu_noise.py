@@ -59,7 +59,7 @@ async def test_noise_on_a_serial_line_delays_no_alarm_and_no_other_bus(
             Gateway(config)
         ) as gateway, Watcher(mosquitto.port, f"sc/{site}/alerts/#", "duty") as duty, \
                 aiomqtt.Client("127.0.0.1", mosquitto.port, identifier=f"src-{site}") as source:
-            await eventually(lambda: gateway.link.connected, what="connected")
+            await eventually(lambda: gateway.connected, what="connected")
             await eventually(lambda: all(gateway.board.get(d["id"]) == "online"
                                          for d in devices[:3]), what="all smoke online")
 
