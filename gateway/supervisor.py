@@ -9,7 +9,7 @@ import json
 import logging
 import os
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -62,7 +62,6 @@ from gateway.sinks.store_sink import StoreSink
 from gateway.sinks.store_writer import Writer, writer_for
 from gateway.status import Status, StatusBoard, supervise
 from gateway.status_report import StatusSnapshot, keep_writing, status_path
-from gateway.upstreams.build import build_upstreams
 from rules.contacts import load_contacts
 from rules.directory import directory_from_config
 from rules.engine import RuleEngine
@@ -70,6 +69,9 @@ from rules.loader import load_pack, rule_sources
 from rules.problems import RuleError
 from rules.runner import CONSUMER as RULES
 from rules.runner import RuleRunner
+
+if TYPE_CHECKING:
+    from gateway.upstreams.sink import UpstreamSink
 
 log = logging.getLogger(__name__)
 
@@ -145,8 +147,12 @@ class Gateway:
             self.counters,
         )
         # outside platforms, each behind its sharing policy, with a cursor of its own
-        self.upstreams = build_upstreams(config, self.journal, self.clock, self.counters,
-                                         os.environ)
+        self.upstreams: list[UpstreamSink] = []
+        if config.upstreams:  # their modules only where a compound shares
+            from gateway.upstreams.build import build_upstreams
+
+            self.upstreams = build_upstreams(config, self.journal, self.clock, self.counters,
+                                             os.environ)
         self.pin_factory = pin_factory if pin_factory is not None else _pin_factory(config)
         self.profiles = ProfileLibrary([BUILTIN, *config.profile_dirs])
         self.pseudonymise = _pseudonymiser(config)
