@@ -382,6 +382,11 @@ class NatsNode(_Process):
             return False
 
 
+# a node restarted while it holds many streams' replicas reports healthy only once each
+# has caught up with its leader: 30 s was not always enough on a loaded 2-core machine
+HEALTHY_WITHIN_S = 120.0
+
+
 class NatsCluster:
     """Three (or `size`) NATS servers on loopback ports, clustered with JetStream (`size`
     1: one server alone).
@@ -406,13 +411,14 @@ class NatsCluster:
     def node(self, server_name: str) -> NatsNode:
         return next(n for n in self.nodes if n.server_name == server_name)
 
-    def start(self, timeout: float = 30.0) -> None:
+    def start(self, timeout: float = HEALTHY_WITHIN_S) -> None:
         for node in self.nodes:
             node.start()
         self.wait_healthy(timeout)
 
-    def wait_healthy(self, timeout: float = 30.0) -> None:
-        """Until every running node has JetStream up and knows the meta leader."""
+    def wait_healthy(self, timeout: float = HEALTHY_WITHIN_S) -> None:
+        """Until every running node has JetStream up and knows the meta leader (and its
+        /healthz says every stream and consumer replica it holds is current)."""
         deadline = time.monotonic() + timeout
         while not all(n.healthy() for n in self.nodes if n.running):
             if time.monotonic() > deadline:

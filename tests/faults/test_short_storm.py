@@ -93,6 +93,9 @@ async def _storm(tmp_path: Path, mosquitto: Mosquitto, monkeypatch: pytest.Monke
         await eventually(lambda: gateway.counters.get(
             "ingress_messages", device="gate-1") == QUEUED, timeout=60,
             what="every queued reading taken")
+        # the sampler's last look may come just before the last reading was handled
+        await eventually(lambda: gateway.intake_backlog()["bulk"]["oldest_s"] < 0.2,
+                         what="the bulk lane's age back under the threshold")
         sampler.cancel()
         await asyncio.gather(sampler, return_exceptions=True)
         batch = await gateway.journal.read_after(0, 100_000)
@@ -106,7 +109,6 @@ async def _storm(tmp_path: Path, mosquitto: Mosquitto, monkeypatch: pytest.Monke
     assert [e.type for e in events] == ["overloaded", "caught_up"]
     assert float(events[0].fields["behind_s"]) > 0.2
     assert max(ages) > 0.2
-    assert ages[-1] < 0.2
     assert any("bulk behind by" in w for w in words), set(words)
     assert after["bulk"]["messages"] == 0
     assert final_words == "intake: keeping up"
