@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import json
 import re
 from collections.abc import Iterable, Mapping
@@ -27,11 +28,15 @@ _MATCH_KEYS = ("kind", "type", "devices", "building", "unit", "floor")
 _CLEAR_KEYS = ("type", "condition", "after", "latch", "by_hand")
 ANY = "any"
 
-E = TypeVar("E", KeyBy, Severity)
 
 
-class RuleReader:
-    """Reads one rule, collecting every problem instead of stopping at the first."""
+C = TypeVar("C", bound=enum.Enum)
+D = TypeVar("D")
+
+
+class NodeReader:
+    """Reads one item of an operator's YAML file (a rule, a sharing rule), collecting every
+    problem with its line instead of stopping at the first."""
 
     def __init__(self, file: Path, node: Node) -> None:
         self.file = file
@@ -41,6 +46,36 @@ class RuleReader:
 
     def report(self, line: int, message: str) -> None:
         self.problems.append(RuleProblem(self.file, line, self.rule_id, message))
+
+    def _texts(self, node: Node | None, what: str) -> list[str] | None:
+        """A text or a list of them (numbers taken as text); None when not given."""
+        if node is None:
+            return None
+        items = node.value if isinstance(node.value, list) else [node]
+        out: list[str] = []
+        for item in items:
+            if isinstance(item.value, bool) or not isinstance(item.value, str | int):
+                self.report(item.line, f"{what}: {item.value!r} is not text")
+                continue
+            out.append(str(item.value))
+        return out
+
+    def _choice(self, node: Node | None, kind: type[C], default: D, what: str) -> C | D:
+        """One of an enumeration's values; `default` when not given or not one of them."""
+        if node is None:
+            return default
+        try:
+            if not isinstance(node.value, str):
+                raise ValueError(node.value)
+            return kind(node.value)
+        except ValueError:
+            self.report(node.line, f"{what}: {node.value!r} is not one of "
+                                   f"{', '.join(str(e.value) for e in kind)}")
+            return default
+
+
+class RuleReader(NodeReader):
+    """Reads one rule, collecting every problem instead of stopping at the first."""
 
     def read(self) -> Rule | None:
         node = self.node
@@ -310,18 +345,6 @@ class RuleReader:
             return None
         return node.value
 
-    def _texts(self, node: Node | None, what: str) -> list[str] | None:
-        if node is None:
-            return None
-        items = node.value if isinstance(node.value, list) else [node]
-        out: list[str] = []
-        for item in items:
-            if isinstance(item.value, bool) or not isinstance(item.value, str | int):
-                self.report(item.line, f"{what}: {item.value!r} is not text")
-                continue
-            out.append(str(item.value))
-        return out
-
     def _floors(self, node: Node | None) -> frozenset[int] | None:
         if node is None:
             return None
@@ -333,20 +356,6 @@ class RuleReader:
                 continue
             floors.add(item.value)
         return frozenset(floors)
-
-    def _choice(
-        self, node: Node | None, enum: type[E], default: E, what: str
-    ) -> E:
-        if node is None:
-            return default
-        try:
-            if not isinstance(node.value, str):
-                raise ValueError(node.value)
-            return enum(node.value)
-        except ValueError:
-            self.report(node.line, f"{what}: {node.value!r} is not one of "
-                                   f"{', '.join(e.value for e in enum)}")
-            return default
 
     def _template(self, node: Node | None, *, required: bool) -> Template | None:
         if node is None:

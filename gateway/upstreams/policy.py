@@ -8,7 +8,6 @@ is read with line numbers (rules.source), and every mistake is reported with its
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -22,6 +21,7 @@ from gateway.core.model import (
     Severity,
 )
 from rules.problems import RuleError, RuleProblem
+from rules.rule_reader import NodeReader, unknown_key
 from rules.source import Node, parse_duration, parse_yaml, read_yaml
 
 E = TypeVar("E", bound=enum.StrEnum)
@@ -170,7 +170,7 @@ def _policy(root: Node | None, problems: list[RuleProblem], file: Path) -> Polic
         for key in root.value:
             if key not in _TOP_KEYS:
                 problems.append(RuleProblem(file, root.key_lines[key], None,
-                                            _unknown(key, _TOP_KEYS)))
+                                            unknown_key(key, _TOP_KEYS)))
         text = root.value.get("description")
         if text is not None and isinstance(text.value, str):
             description = text.value
@@ -246,17 +246,8 @@ def basis_problems(policy: Policy) -> list[RuleProblem]:
     return problems
 
 
-class _RuleReader:
+class _RuleReader(NodeReader):
     """Reads one rule of a policy, collecting every problem."""
-
-    def __init__(self, file: Path, node: Node) -> None:
-        self.file = file
-        self.node = node
-        self.problems: list[RuleProblem] = []
-        self.rule_id: str | None = None
-
-    def report(self, line: int, message: str) -> None:
-        self.problems.append(RuleProblem(self.file, line, self.rule_id, message))
 
     def read(self) -> SharingRule | None:
         node = self.node
@@ -271,7 +262,7 @@ class _RuleReader:
             self.rule_id = id_node.value
         for key in spec:
             if key not in _RULE_KEYS:
-                self.report(node.key_lines[key], _unknown(key, _RULE_KEYS))
+                self.report(node.key_lines[key], unknown_key(key, _RULE_KEYS))
         start = len(self.problems)
         select = self._select(spec.get("select"))
         fields = self._names(spec.get("fields"), "fields")
@@ -325,10 +316,10 @@ class _RuleReader:
         spec = node.value
         for key in spec:
             if key not in _SELECT_KEYS:
-                self.report(node.key_lines[key], _unknown(key, _SELECT_KEYS))
+                self.report(node.key_lines[key], unknown_key(key, _SELECT_KEYS))
         records = self._enums(spec.get("records"), RecordType, "records")
         kinds = self._enums(spec.get("kind"), DeviceKind, "kind")
-        types = self._texts(spec.get("type"), "type")
+        types = self._text_set(spec.get("type"), "type")
         if types is not None:
             known = {t for k in (kinds or frozenset(DeviceKind)) for t in MODELS[k].events}
             for name in sorted(types - known):
@@ -336,12 +327,12 @@ class _RuleReader:
                                                f"{', '.join(sorted(kinds or DeviceKind))}")
         return Selection(
             records=records if records is not None else frozenset(RecordType),
-            kinds=kinds, types=types, rules=self._texts(spec.get("rule"), "rule"),
+            kinds=kinds, types=types, rules=self._text_set(spec.get("rule"), "rule"),
             severities=self._enums(spec.get("severity"), Severity, "severity"),
             states=self._enums(spec.get("state"), AlertState, "state"),
-            devices=self._texts(spec.get("devices"), "devices"),
-            tags=self._texts(spec.get("tags"), "tags"),
-            buildings=self._texts(spec.get("building"), "building"))
+            devices=self._text_set(spec.get("devices"), "devices"),
+            tags=self._text_set(spec.get("tags"), "tags"),
+            buildings=self._text_set(spec.get("building"), "building"))
 
     def _aggregate(self, node: Node | None) -> Aggregate | None:
         if node is None:
@@ -351,7 +342,7 @@ class _RuleReader:
             return None
         for key in node.value:
             if key not in _AGGREGATE_KEYS:
-                self.report(node.key_lines[key], _unknown(key, _AGGREGATE_KEYS))
+                self.report(node.key_lines[key], unknown_key(key, _AGGREGATE_KEYS))
         period = self._duration(node.value.get("period"), "aggregate.period")
         if period <= 0:
             self.report(node.line, "aggregate.period: required, longer than zero")
@@ -369,17 +360,9 @@ class _RuleReader:
 
     # -- values ------------------------------------------------------------------------
 
-    def _texts(self, node: Node | None, what: str) -> frozenset[str] | None:
-        if node is None:
-            return None
-        items = node.value if isinstance(node.value, list) else [node]
-        out: set[str] = set()
-        for item in items:
-            if isinstance(item.value, bool) or not isinstance(item.value, str | int):
-                self.report(item.line, f"{what}: {item.value!r} is not text")
-                continue
-            out.add(str(item.value))
-        return frozenset(out)
+    def _text_set(self, node: Node | None, what: str) -> frozenset[str] | None:
+        texts = self._texts(node, what)
+        return None if texts is None else frozenset(texts)
 
     def _names(self, node: Node | None, what: str) -> list[str]:
         if node is None:
@@ -398,7 +381,7 @@ class _RuleReader:
         return out
 
     def _enums(self, node: Node | None, kind: type[E], what: str) -> frozenset[E] | None:
-        names = self._texts(node, what)
+        names = self._text_set(node, what)
         if names is None:
             return None
         out: set[E] = set()
@@ -411,19 +394,6 @@ class _RuleReader:
                                        f"{', '.join(e.value for e in kind)}")
         return frozenset(out)
 
-    def _choice(self, node: Node | None, kind: type[E], default: E | None,
-                what: str) -> E | None:
-        if node is None:
-            return default
-        try:
-            if not isinstance(node.value, str):
-                raise ValueError(node.value)
-            return kind(node.value)
-        except ValueError:
-            self.report(node.line, f"{what}: {node.value!r} is not one of "
-                                   f"{', '.join(e.value for e in kind)}")
-            return default
-
     def _duration(self, node: Node | None, what: str) -> int:
         if node is None:
             return 0
@@ -434,5 +404,3 @@ class _RuleReader:
             return 0
 
 
-def _unknown(key: str, known: Iterable[str]) -> str:
-    return f"unknown key {key!r} (known: {', '.join(known)})"
