@@ -72,8 +72,10 @@ pytest: deps
 test-faults: deps
 	$(BIN)/pytest -q -s tests/faults
 
-# The MQTT link's tests once more with the newest paho-mqtt 2.x, in a venv of their own:
-# the link uses only paho's public API, and this says so before a new release reaches a Pi
+# The MQTT link's tests once more with the newest releases of its libraries, in a venv of
+# their own: mqtt5 within its pinned minor (the link's codec) and paho-mqtt 2.x (under
+# aiomqtt: the tools, the upstreams, the tests' devices); this says so before a release
+# reaches a Pi
 PAHO_VENV  := .venv-paho-latest
 PAHO_STAMP := $(PAHO_VENV)/.installed
 LINK_TESTS := tests/test_mqtt_link.py tests/test_mqtt_ingress.py tests/faults/test_redelivery.py \
@@ -86,7 +88,7 @@ $(PAHO_STAMP): pyproject.toml
 	touch $(PAHO_STAMP)
 
 test-paho-latest: deps $(PAHO_STAMP)
-	$(PAHO_VENV)/bin/pip install --quiet --upgrade 'paho-mqtt>=2,<3'
+	$(PAHO_VENV)/bin/pip install --quiet --upgrade 'paho-mqtt>=2,<3' 'mqtt5>=0.8,<0.9'
 	@$(PAHO_VENV)/bin/python -c 'import paho.mqtt; print("paho-mqtt", paho.mqtt.__version__)'
 	$(PAHO_VENV)/bin/pytest -q -p no:cacheprovider $(LINK_TESTS)
 

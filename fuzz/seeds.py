@@ -10,6 +10,7 @@ from drivers.profile import ProfileLibrary
 from drivers.serial_frames import SerialFormat
 from drivers.serial_frames.frame import build_frame
 from fuzz.mqtt_dispatch import message_bytes
+from fuzz.mqtt_stream import publish_stream
 from simulators.json_device import JsonPayloads
 
 
@@ -43,6 +44,11 @@ def write_seeds(target: str, directory: Path) -> int:
             (2, b"vendor/d1/sos", b'{"action": "single"}', 1),
             (0, b"sc/c1/alerts/sos/d1/ack", b'{"by": "duty"}', 0),
             (6, b"a/1/2/b", b"{}", 2), (14, b"$SYS/broker/uptime", b"1", 3))]
+    if target == "mqtt_stream":
+        seeds += [bytes([cut]) + publish_stream(messages) for cut, messages in (
+            (0, [("vendor/d1/sos", b'{"action": "single"}', 1)]),
+            (6, [("a/b", b"1", 0), ("a/c", b"x" * 300, 1), ("a/d", b"", 1)]),
+            (255, [("sc/c1/alerts/sos/d1/ack", b'{"by": "duty"}', 1)] * 3))]
     if target == "availability":
         seeds += [b"online", b"offline", b'{"state":"online"}', b'{"state": "offline"}']
     if target == "profile_file":

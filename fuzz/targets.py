@@ -29,6 +29,7 @@ from drivers.serial_frames.decode import FrameDecoder
 from drivers.serial_frames.scanner import FrameScanner, Rejected
 from drivers.zigbee2mqtt import BadAvailabilityError, parse_availability
 from fuzz.mqtt_dispatch import mqtt_dispatch
+from fuzz.mqtt_stream import mqtt_stream
 from fuzz.terminals import dahua_stream, hikvision_push
 from gateway.config_file import parse_config
 from gateway.core.kinds import MODELS
@@ -312,6 +313,7 @@ TARGETS: dict[str, Callable[[bytes], None]] = {
     "rule_file": rule_file,
     "sharing_policy": sharing_policy,
     "mqtt_dispatch": mqtt_dispatch,
+    "mqtt_stream": mqtt_stream,
     "availability": availability,
     "profile_file": profile_file,
     "onenet_push": onenet_push,

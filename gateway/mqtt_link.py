@@ -1,7 +1,7 @@
 """The gateway's one connection to the MQTT broker, kept up for as long as the gateway runs.
 
 `run` connects, and after every loss connects again with capped exponential backoff and
-jitter. Each connection is a fresh paho client (gateway/link/connection.py) with a
+jitter. Each connection is a fresh MQTT 5 connection (gateway/link/connection.py) with a
 persistent session; after every (re)connect all subscriptions are renewed, even though
 the session is persistent, because the broker may have lost it. Incoming messages go
 through gateway/link/dispatch.py, which acknowledges them only once they are journalled.
@@ -21,7 +21,13 @@ from gateway.core.config import BROKER_MESSAGE_LIMIT, BrokerConfig
 from gateway.core.counters import Counters
 from gateway.core.inbound import Handler, Inbound
 from gateway.core.waiting import first_of
-from gateway.link.connection import BrokerConnection, BrokerUnavailableError, PublishRefusedError
+from gateway.link.connection import (
+    FAILURE,
+    BrokerConnection,
+    BrokerUnavailableError,
+    PublishRefusedError,
+    reason_text,
+)
 from gateway.link.dispatch import IDLE, NO_BYTE_BOUND, PIPELINE, Backlog, Dispatch
 from gateway.link.routes import Routes
 
@@ -226,8 +232,8 @@ class MqttLink:
         """One connection, from connect to its end (always by an exception)."""
         cfg = self._config
         password = os.environ.get(cfg.password_env) if cfg.password_env else None
-        # a fresh client each time: paho would otherwise re-send its own in-flight
-        # messages first, out of order with the sink's replay from the journal
+        # a fresh connection each time: one that kept its own in-flight messages would send
+        # them first, out of order with the sink's replay from the journal
         connection: BrokerConnection
         inbox = self._inbox = Dispatch(self._routes, self._counters, self._clock,
                          lambda mid, qos: connection.ack(mid, qos),
@@ -260,10 +266,10 @@ class MqttLink:
                 batch = filters[first:first + SUBSCRIBE_BATCH]
                 reasons = await connection.subscribe(batch)
                 for (topic_filter, _), reason in zip(batch, reasons, strict=False):
-                    if reason.is_failure:
+                    if int(reason) >= FAILURE:
                         self._counters.inc("mqtt_subscribe_refused")
                         log.error("the broker refused the subscription to %s: %s",
-                                  topic_filter, reason)
+                                  topic_filter, reason_text(reason))
             self._sessions += 1
             if self._session is not None:
                 self._previous_loss = self._session.lost_at

@@ -149,7 +149,7 @@ async def test_a_connection_taken_over_mid_write_is_replaced_without_errors(
     mosquitto: Mosquitto,
 ) -> None:
     """A client with the gateway's id makes the broker drop the gateway's connection while
-    paho has a burst to write: the loop's reader and writer for that socket go with it
+    the connection has a burst to write: the loop's reader and writer for that socket go with it
     (a writer left for a closed descriptor failed with EBADF, or fired for ever for the
     next connection's), and the link connects again."""
     link = _link(mosquitto.port, "gw-takeover")

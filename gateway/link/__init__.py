@@ -1,1 +1,2 @@
-"""The broker connection's parts: one paho client on the event loop, routing, dispatch."""
+"""The broker connection's parts: the MQTT 5 connection on the event loop, packet
+boundaries, routing, dispatch."""

@@ -1,47 +1,43 @@
-"""One connection to the broker: a paho client driven by the gateway's event loop.
+"""One connection to the broker: an asyncio protocol speaking MQTT 5 through `mqtt5`.
 
-paho's documented external-loop API does the integration: `on_socket_open` and
-`on_socket_close` say when to watch the socket, `on_socket_register_write` and
-`on_socket_unregister_write` when paho has bytes to send; the loop then calls `loop_read`,
-`loop_write`, and `loop_misc` (keepalive) once a second. paho parses and frames every
-packet; incoming QoS 1 messages are acknowledged with `ack` (manual acknowledgement),
-which the dispatch calls only once the message's handlers are done with it.
+`mqtt5` (the sans-I/O codec under aiomqtt 3) reads and writes the packets; this module
+owns the connection's life: the CONNECT and its CONNACK, keep-alive, packet ids and the
+in-flight window of QoS 1 publishes, SUBSCRIBE and UNSUBSCRIBE, and the reading of the
+socket. Incoming QoS 1 messages are acknowledged with `ack`, which the dispatch calls only
+once the message's handlers are done with it.
 
-Reading is paced: under a stream of messages, a turn of the loop per message costs far
-more than the message, so a read within `pace_s` of the last one waits until then and
-takes everything that came meanwhile; a message after a quiet spell is read at once.
+Reading is bounded and paced: a turn of the loop handles at most `READ_BURST` packets (the
+rest waits in the buffer, and the socket is not read while the buffer holds more than
+`READ_AHEAD` bytes of them), and under a stream of messages the socket is read at most
+once per `pace_s`, each read taking everything that came meanwhile.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import functools
 import logging
 import math
-import socket
-import threading
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Any
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
-from paho.mqtt.reasoncodes import ReasonCode
+import mqtt5
 
 from gateway.core.config import BrokerConfig
 from gateway.core.counters import Counters
 from gateway.core.inbound import Inbound
+from gateway.link.frames import MalformedPacketError, packet_bounds
 from gateway.link.tls import client_tls
 
 log = logging.getLogger(__name__)
 
-READ_BURST = 128  # packets read in one turn at most: bounds how long a turn takes (1024
+READ_BURST = 128  # packets handled in one turn at most: bounds how long a turn takes (1024
 # held the loop for 0.1-0.5 s while a queued backlog drained, and an alarm's alert with it)
+READ_AHEAD = 256 * 1024  # bytes of whole packets waiting in the buffer: the socket waits
 MQTT_RECEIVE_MAXIMUM = 65_535  # a CONNACK without one: the protocol's default
-MISC_EVERY_S = 1.0  # paho's keepalive bookkeeping (PINGREQ, a PINGRESP overdue)
+MISC_EVERY_S = 1.0  # keep-alive bookkeeping (a PINGREQ due, a PINGRESP overdue)
+WRITE_HIGH = 256 * 1024  # bytes waiting to be written before QoS 0 publishers wait
+FAILURE = 0x80  # reason codes from this one on are failures
+PUBLISH = 3
 
 
 class BrokerUnavailableError(Exception):
@@ -49,39 +45,32 @@ class BrokerUnavailableError(Exception):
 
 
 class PublishRefusedError(Exception):
-    """paho did not take a message to send (the connection is gone or its queue is full)."""
+    """A message could not be sent (the connection is gone)."""
 
 
-def _more_to_read(sock: Any) -> bool:
-    """Whether `sock` has bytes for paho right now, without taking them."""
-    pending = getattr(sock, "pending", None)
-    if pending is not None:  # TLS: records decrypted already; raw bytes wake the reader
-        return bool(pending() > 0)
-    try:
-        sock.recv(1, socket.MSG_PEEK)
-    except BlockingIOError:
-        return False
-    except OSError:
-        return True  # paho's read sees the error and ends the connection
-    return True  # a byte, or b"" at the end: paho's read sees either
+def reason_text(code: int) -> str:
+    """A reason code as words: `NOT_AUTHORIZED` (135) -> "not authorized"."""
+    name = getattr(code, "name", None)
+    return f"{name.replace('_', ' ').lower()} ({int(code)})" if name else f"reason {code}"
 
 
-def _settle(sent: deque[tuple[mqtt.MQTTMessageInfo, asyncio.Future[None]]]) -> None:
-    """Complete the futures of the publishes paho has marked published, in order."""
-    while sent:
-        info, done = sent[0]
-        if not done.done():  # else given up on (a timeout)
-            if not info.is_published():
-                return
-            done.set_result(None)
-        sent.popleft()
+def _publish_id(packet: bytearray, header: int) -> tuple[int, int] | None:
+    """(qos, packet id) of a PUBLISH the codec refused, where its bytes still say them."""
+    qos = (packet[0] >> 1) & 0x03
+    if qos == 0 or header + 2 > len(packet):
+        return None
+    at = header + 2 + int.from_bytes(packet[header:header + 2], "big")
+    if at + 2 > len(packet):
+        return None
+    return qos, int.from_bytes(packet[at:at + 2], "big")
 
 
-class BrokerConnection:
+class BrokerConnection(asyncio.Protocol):
     """A single connection, never reused: a new one per (re)connect.
 
     `lost` completes when the connection ends, whoever ended it. Published messages are
-    awaited through futures: QoS 1 until the broker's PUBACK, QoS 0 until written.
+    awaited through futures: QoS 1 until the broker's PUBACK, QoS 0 until taken by the
+    socket's buffer within its bound.
     """
 
     def __init__(
@@ -101,91 +90,84 @@ class BrokerConnection:
     ) -> None:
         self._config = config
         self._deliver = deliver
-        # told whether the socket holds more than the gateway reads: a read that took a
-        # whole burst and left more, or reading paused for back-pressure (True), or a read
-        # that emptied the socket (False)
+        # told whether the broker holds more than the gateway reads: a turn that took a
+        # whole burst and left more, or reading paused for back-pressure (True), or a turn
+        # that handled every whole packet read (False)
         self._behind = behind
         self._counters = counters
         self._pace_s = pace_s
+        self._max_packet = max_packet
+        self._max_inflight = max(1, max_inflight)
+        self._keepalive = float(config.keepalive_s)
         self._loop = asyncio.get_running_loop()
-        self._loop_thread = threading.get_ident()
         self.lost: asyncio.Future[None] = self._loop.create_future()
         self.why = ""  # why the connection ended
         self.session_present = False  # what the broker said in its CONNACK
         # unacknowledged QoS 1 messages the broker takes (its CONNACK's Receive Maximum)
         self.broker_receive_maximum = MQTT_RECEIVE_MAXIMUM
         self._connack: asyncio.Future[None] = self._loop.create_future()
-        self._properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        self._properties.SessionExpiryInterval = config.session_expiry_s
-        # the broker sends at most this many unacknowledged QoS 1 messages: flow control
-        self._properties.ReceiveMaximum = receive_maximum
-        # a broker without a message size limit of its own still sends nothing larger
-        self._properties.MaximumPacketSize = max_packet
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
-                             protocol=mqtt.MQTTv5, manual_ack=True, reconnect_on_failure=False)
-        if config.username is not None:
-            client.username_pw_set(config.username, password)
-        tls = client_tls(config)
-        if tls is not None:
-            client.tls_set_context(tls)
-        if will is not None:
-            client.will_set(will[0], will[1], qos=1, retain=True)
-        client.connect_timeout = config.publish_timeout_s
-        client.max_inflight_messages_set(max_inflight)
-        client.on_socket_open = self._on_socket_open
-        client.on_socket_close = self._on_socket_close
-        client.on_socket_register_write = self._on_register_write
-        client.on_socket_unregister_write = self._on_unregister_write
-        client.on_connect = self._on_connect
-        client.on_disconnect = self._on_disconnect
-        client.on_message = self._on_message
-        client.on_subscribe = self._on_subscribe
-        self._paho = client
-        self._stream: Any = None  # the socket paho opened, once it is ours to watch
-        self._opened: Any = None  # the socket paho opened, as its callback said
-        self._fd = -1
-        self._watching = False
-        self._reader_on = False
-        self._writer_on = False
-        self._held = False  # reading stops: after the CONNACK, or for back-pressure
-        self._paused = False
-        self._pace_wait: asyncio.TimerHandle | None = None
+        self._connect = mqtt5.ConnectPacket(
+            client_id,
+            username=config.username,
+            password=None if password is None or config.username is None
+            else password.encode(),
+            clean_start=False,
+            will=None if will is None else mqtt5.Will(
+                will[0], payload=will[1], qos=mqtt5.QoS.AT_LEAST_ONCE, retain=True),
+            keep_alive=int(config.keepalive_s),
+            session_expiry_interval=config.session_expiry_s,
+            # the broker sends at most this many unacknowledged QoS 1 messages
+            receive_max=receive_maximum,
+            # a broker without a message size limit of its own still sends nothing larger
+            max_packet_size=max_packet,
+        ).write()
+        self._transport: asyncio.Transport | None = None
+        self._buffer = bytearray()
+        self._connected = False  # the CONNACK accepted the connection
+        self._held = False  # handling stops: after the CONNACK, until `release`
+        self._paused = False  # back-pressure from the dispatch
+        self._reading = True  # the transport reads its socket
+        self._starved = True  # the last turn ended on a packet not read whole yet
+        self._pacing: asyncio.TimerHandle | None = None
+        self._turn: asyncio.Handle | None = None  # the next turn of handling packets
         self._misc: asyncio.TimerHandle | None = None
         self._last_read = -math.inf
-        # publishes in the order sent, each done once paho marks it published: QoS 1 on
-        # its PUBACK (the broker acknowledges in order), QoS 0 once written. No on_publish
-        # callback: paho would build MQTT 5 properties for it on every message written
-        self._acks: deque[tuple[mqtt.MQTTMessageInfo, asyncio.Future[None]]] = deque()
-        self._written: deque[tuple[mqtt.MQTTMessageInfo, asyncio.Future[None]]] = deque()
-        self._activity = 0  # packets paho handed to a callback: a read that took one
-        self._in_paho = False  # inside loop_read or loop_write
-        self._subacks: dict[int, asyncio.Future[list[ReasonCode]]] = {}
+        self._sent_at = self._received_at = self._loop.time()
+        self._ping_at: float | None = None
+        self._next_id = 0
+        self._inflight: dict[int, asyncio.Future[None]] = {}  # QoS 1 publishes sent
+        self._queued: deque[tuple[str, bytes, bool, asyncio.Future[None]]] = deque()
+        self._subacks: dict[int, asyncio.Future[list[mqtt5.SubAckReasonCode]]] = {}
+        self._unsubscribes: set[int] = set()
+        self._writing_paused = False
+        self._written: list[asyncio.Future[None]] = []  # QoS 0, waiting for room
+        self._acks = bytearray()  # acknowledgements written at the end of the turn
+        self._acks_due: asyncio.Handle | None = None
 
     # the connection's life
 
     async def open(self) -> None:
-        """Connect and wait for the broker's CONNACK; reading then stays held until
+        """Connect and wait for the broker's CONNACK; handling then stays held until
         `release`, so the caller sees the session state before any message."""
         cfg = self._config
-        connecting = self._loop.run_in_executor(None, functools.partial(
-            self._paho.connect, cfg.host, cfg.port, cfg.keepalive_s, clean_start=False,
-            properties=self._properties))  # blocking: DNS, TCP, the TLS handshake
+        tls = client_tls(cfg)
         try:
-            await asyncio.wait_for(asyncio.shield(connecting), cfg.publish_timeout_s)
-        except BaseException as exc:
-            failed = (connecting.done() and not connecting.cancelled()
-                      and connecting.exception() is exc)
-            if not failed:  # the thread finishes on its own: its socket is closed then
-                connecting.add_done_callback(self._abandoned)
+            await asyncio.wait_for(self._loop.create_connection(
+                lambda: self, cfg.host, cfg.port, ssl=tls,
+                server_hostname=cfg.host if tls is not None else None),
+                cfg.publish_timeout_s)
+        except TimeoutError:
             self.close()
-            if failed and isinstance(exc, OSError | ValueError):  # refused, DNS, TLS
-                raise BrokerUnavailableError(f"cannot connect: {exc}") from exc
-            if isinstance(exc, TimeoutError):
-                raise BrokerUnavailableError("no connection in time") from None
+            raise BrokerUnavailableError("no connection in time") from None
+        except (OSError, ValueError) as exc:  # refused, DNS, TLS
+            self.close()
+            raise BrokerUnavailableError(f"cannot connect: {exc}") from exc
+        except BaseException:
+            self.close()
             raise
-        self._watch()
-        if self._stream is None:
-            raise BrokerUnavailableError("the connection closed while it was made")
+        if self.lost.done():
+            raise BrokerUnavailableError(self.why or "the connection closed while it was made")
+        self._send(self._connect)
         done, _ = await asyncio.wait((self._connack, self.lost), timeout=cfg.publish_timeout_s,
                                      return_when=asyncio.FIRST_COMPLETED)
         if self._connack in done:
@@ -197,274 +179,360 @@ class BrokerConnection:
     def release(self) -> None:
         """Let messages in, after the caller has seen the CONNACK."""
         self._held = False
-        self._sync_reader()
-        self._loop.call_soon(self._kick)  # bytes read with the CONNACK wait in paho/TLS
+        self._schedule()
 
     def pause_reading(self, paused: bool) -> None:
-        """Stop reading the socket (back-pressure reaches the broker), or read again."""
+        """Stop handling and reading (back-pressure reaches the broker), or go on."""
         if paused == self._paused:
             return
         self._paused = paused
-        self._sync_reader()
+        self._sync_reading()
         if paused:
             self._behind(True)
         else:
-            self._loop.call_soon(self._kick)
+            self._schedule()
 
     def close(self) -> None:
         """End the connection now: a clean DISCONNECT when it is up (the broker keeps the
         session and drops the will), the socket closed in any case."""
-        if self._paho.is_connected():
-            self._paho.disconnect()
-            self._write()
-        if not self._watching and self._opened is not None:
-            self._stream = self._opened  # opened by a connect the caller gave up on
-        if self._stream is not None:
-            sock = self._stream
-            self._unwatch()
-            with contextlib.suppress(OSError):
-                sock.close()  # the DISCONNECT did not fit the socket's buffer
+        transport = self._transport
+        if transport is not None and not transport.is_closing():
+            self._flush_acks()
+            if self._connected and not self.lost.done():
+                transport.write(mqtt5.DisconnectPacket().write())
+            transport.close()  # what is written goes out first
+        self._stop()
         self._lose("closed by the gateway")
 
     # what the caller sends
 
-    async def subscribe(self, filters: Sequence[tuple[str, int]]) -> list[ReasonCode]:
+    async def subscribe(self, filters: Sequence[tuple[str, int]]
+                        ) -> list[mqtt5.SubAckReasonCode]:
         """Subscribe and wait for the SUBACK: one reason code per filter."""
-        rc, mid = self._paho.subscribe(list(filters))
-        if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or mid is None:
-            raise BrokerUnavailableError(f"subscribe not sent: {mqtt.error_string(rc)}")
-        answer: asyncio.Future[list[ReasonCode]] = self._loop.create_future()
-        self._subacks[mid] = answer
+        self._check_open()
+        packet_id = self._packet_id()
+        answer: asyncio.Future[list[mqtt5.SubAckReasonCode]] = self._loop.create_future()
+        self._subacks[packet_id] = answer
+        # retained messages keep their retain flag only when sent for the subscription:
+        # a live message is never taken for a replayed state
+        self._send(mqtt5.SubscribePacket(packet_id, [
+            mqtt5.TopicFilter(pattern, max_qos=mqtt5.QoS(qos), retain_as_published=False)
+            for pattern, qos in filters]).write())
         done, _ = await asyncio.wait((answer, self.lost), timeout=self._config.publish_timeout_s,
                                      return_when=asyncio.FIRST_COMPLETED)
         if answer not in done:
+            self._subacks.pop(packet_id, None)
             raise BrokerUnavailableError(self.why or "no SUBACK in time")
         return answer.result()
 
     def unsubscribe(self, filters: Sequence[str]) -> None:
         """Send an UNSUBSCRIBE (not awaited: the broker handles it before what follows)."""
-        rc, _ = self._paho.unsubscribe(list(filters))
-        if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
-            raise BrokerUnavailableError(f"unsubscribe not sent: {mqtt.error_string(rc)}")
+        self._check_open()
+        packet_id = self._packet_id()
+        self._unsubscribes.add(packet_id)
+        self._send(mqtt5.UnsubscribePacket(packet_id, list(filters)).write())
 
     def publish(self, topic: str, payload: bytes, qos: int, retain: bool
                 ) -> asyncio.Future[None]:
         """Send a message; the future completes on its PUBACK (QoS 1) or once written."""
-        info = self._paho.publish(topic, payload, qos=qos, retain=retain)
-        if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
-            raise PublishRefusedError(mqtt.error_string(info.rc))
+        self._check_open()
         done: asyncio.Future[None] = self._loop.create_future()
         if qos == 0:
-            self._written.append((info, done))
-        else:
-            self._acks.append((info, done))
-        self._write_now()
+            self._send(mqtt5.PublishPacket(topic, payload, retain=retain).write())
+            self._once_written(done)
+        elif len(self._inflight) < self._max_inflight:
+            self._send_reliably(topic, payload, retain, done)
+        else:  # beyond the in-flight window: sent as PUBACKs make room, in order
+            self._queued.append((topic, payload, retain, done))
         return done
 
     def publish_batch(self, messages: Sequence[tuple[str, bytes]]) -> asyncio.Future[None]:
-        """Send QoS 0 messages, not retained; the future completes once all are written."""
-        publish = self._paho.publish
-        info: mqtt.MQTTMessageInfo | None = None
-        for topic, payload in messages:
-            info = publish(topic, payload)
-            if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
-                raise PublishRefusedError(mqtt.error_string(info.rc))
+        """Send QoS 0 messages, not retained, in one write; the future completes once the
+        socket's buffer took them."""
+        self._check_open()
+        packet = mqtt5.PublishPacket
         done: asyncio.Future[None] = self._loop.create_future()
-        if info is None:
-            done.set_result(None)
-        else:
-            self._written.append((info, done))
-            self._write_now()
+        if messages:
+            self._send(b"".join([packet(topic, payload).write() for topic, payload in messages]))
+        self._once_written(done)
         return done
 
     def ack(self, mid: int, qos: int) -> None:
-        """Acknowledge a delivered message: the broker forgets it."""
-        if not self.lost.done():
-            self._paho.ack(mid, qos)
-
-    # the socket on the event loop
-
-    def _watch(self) -> None:
-        """On the loop, once paho's connect returned: watch the socket it opened."""
-        sock = self._opened
-        if sock is None or self.lost.done():
+        """Acknowledge a delivered message: the broker forgets it (QoS 2: its PUBREC)."""
+        if self.lost.done():
             return
-        self._stream = sock
-        self._fd = sock.fileno()
-        self._watching = True
-        with contextlib.suppress(OSError, AttributeError):
-            # alarms are small messages: with Nagle's algorithm on (paho leaves it on),
-            # one waits for the acknowledgement of the previous segment
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._sync_reader()
-        if self._paho.want_write():
-            self._sync_writer(True)
+        answer = mqtt5.PubAckPacket(mid) if qos == 1 else mqtt5.PubRecPacket(mid)
+        self._acks += answer.write()
+        if self._acks_due is None:
+            self._acks_due = self._loop.call_soon(self._flush_acks)
+
+    # asyncio's protocol callbacks
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        transport.set_write_buffer_limits(high=WRITE_HIGH)
         self._misc = self._loop.call_later(MISC_EVERY_S, self._housekeeping)
 
-    def _unwatch(self) -> None:
-        if self._watching:
-            if self._reader_on:
-                self._loop.remove_reader(self._fd)
-            if self._writer_on:
-                self._loop.remove_writer(self._fd)
-        self._reader_on = self._writer_on = self._watching = False
-        self._stream = None
-        for timer in (self._pace_wait, self._misc):
-            if timer is not None:
-                timer.cancel()
-        self._pace_wait = self._misc = None
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop()
+        self._lose("connection closed" if exc is None else f"connection lost: {exc}")
 
-    def _sync_reader(self) -> None:
-        want = (self._watching and not self._held and not self._paused
-                and self._pace_wait is None)
-        if want and not self._reader_on:
-            self._loop.add_reader(self._fd, self._readable)
-        elif self._reader_on and not want:
-            self._loop.remove_reader(self._fd)
-        self._reader_on = want
+    def data_received(self, data: bytes) -> None:
+        now = self._received_at = self._loop.time()
+        self._buffer += data
+        if now - self._last_read < self._pace_s and self._pacing is None:
+            # within the pace of the last read: the next one takes all that comes meanwhile
+            self._pacing = self._loop.call_at(self._last_read + self._pace_s, self._paced)
+        else:
+            self._last_read = now
+        self._handle_packets()
 
-    def _sync_writer(self, want: bool) -> None:
-        want = want and self._watching
-        if want and not self._writer_on:
-            self._loop.add_writer(self._fd, self._write)
-        elif self._writer_on and not want:
-            self._loop.remove_writer(self._fd)
-        self._writer_on = want
+    def eof_received(self) -> bool | None:
+        return False  # the transport closes itself
 
-    def _readable(self) -> None:
-        now = self._loop.time()
-        if now - self._last_read < self._pace_s:
-            self._pace_wait = self._loop.call_at(self._last_read + self._pace_s, self._paced)
-            self._sync_reader()
-            return
-        self._last_read = now
-        self._read()
+    def pause_writing(self) -> None:
+        self._writing_paused = True
+
+    def resume_writing(self) -> None:
+        self._writing_paused = False
+        written, self._written = self._written, []
+        for done in written:
+            if not done.done():
+                done.set_result(None)
+
+    # reading
 
     def _paced(self) -> None:
-        self._pace_wait = None
+        self._pacing = None
         self._last_read = self._loop.time()
-        self._sync_reader()
-        self._kick()
+        self._sync_reading()
 
-    def _kick(self) -> None:
-        if self._reader_on:
-            self._read()
+    def _schedule(self) -> None:
+        if self._turn is None and not self.lost.done():
+            self._turn = self._loop.call_soon(self._next_turn)
 
-    def _read(self) -> None:
-        client = self._paho
-        self._in_paho = True
-        emptied = False
-        try:
-            for _ in range(READ_BURST):  # everything read ahead, not one packet per turn
-                before = self._activity
-                if client.loop_read() != MQTTErrorCode.MQTT_ERR_SUCCESS or not self._reader_on:
-                    break  # paho ended the connection (on_socket_close said so), or a pause
-                # a read that handed over a message is followed by another without asking
-                # the socket first: only the read that finds nothing costs a look
-                if self._activity == before and not _more_to_read(self._stream):
-                    emptied = True
-                    break
+    def _next_turn(self) -> None:
+        self._turn = None
+        self._handle_packets()
+
+    def _sync_reading(self) -> None:
+        """Read the socket unless held back: paused, paced, or whole packets waiting."""
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        want = (not self._paused and self._pacing is None
+                and (self._starved or len(self._buffer) < READ_AHEAD))
+        if want != self._reading:
+            self._reading = want
+            if want:
+                transport.resume_reading()
             else:
-                self._behind(True)  # a whole burst, and more waiting
-        finally:
-            self._in_paho = False
-        if emptied and not self._paused:
-            self._behind(False)
-        _settle(self._acks)
+                transport.pause_reading()
 
-    def _write_now(self) -> None:
-        # an alarm goes out in this turn, not the next one of the loop's writer (a turn
-        # under load takes milliseconds); inside paho's own calls the writer does it
-        if self._writer_on and not self._in_paho:
-            self._write()
-
-    def _write(self) -> None:
-        self._in_paho = True
+    def _handle_packets(self) -> None:
+        """Handle the whole packets in the buffer, at most a burst of them in this turn."""
+        buffer = self._buffer
+        end = len(buffer)
+        at = taken = 0
+        more = starved = False
         try:
-            self._paho.loop_write()  # ends the connection itself on an error
+            while not self._held and not self._paused and not self.lost.done():
+                bounds = packet_bounds(buffer, at, end)
+                if bounds is None or at + bounds[1] > end:
+                    if bounds is not None and bounds[1] > self._max_packet:
+                        raise MalformedPacketError(
+                            f"a packet of {bounds[1]} bytes (at most {self._max_packet})")
+                    starved = True
+                    break
+                if taken == READ_BURST:
+                    more = True
+                    break
+                header, size = bounds
+                self._handle(buffer[at:at + size], header)  # a copy: the buffer moves on
+                at += size
+                taken += 1
+        except MalformedPacketError as exc:
+            self._counters.inc("mqtt_rejected", reason="malformed_stream")
+            why = str(exc)
+            log.error("the broker's stream cannot be read: %s; reconnecting", why)
+            self._fail(f"malformed stream: {why}")
+            return
         finally:
-            self._in_paho = False
-        _settle(self._written)
+            if at:
+                del buffer[:at]
+        self._starved = starved
+        if more:
+            self._behind(True)
+            self._schedule()
+        elif not self._paused and not self._held:
+            self._behind(False)
+        self._sync_reading()
+
+    def _handle(self, packet: bytearray, header: int) -> None:
+        kind = packet[0] >> 4
+        try:
+            decoded, _ = mqtt5.read(memoryview(packet))
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:  # the codec's errors, and its panics (BaseException:
+            # mqtt5 0.8 panics on a string property that is not UTF-8)
+            error = f"{type(exc).__name__}: {exc}"
+            if kind != PUBLISH:
+                raise MalformedPacketError(f"packet type {kind}: {error}") from None
+            self._refused_publish(packet, header, error)
+            return
+        if isinstance(decoded, mqtt5.PublishPacket):
+            self._message(decoded)
+        elif isinstance(decoded, mqtt5.PubAckPacket):
+            self._puback(decoded)
+        elif isinstance(decoded, mqtt5.PingRespPacket):
+            self._ping_at = None
+        elif isinstance(decoded, mqtt5.SubAckPacket):
+            answer = self._subacks.pop(decoded.packet_id, None)
+            if answer is not None and not answer.done():
+                answer.set_result(list(decoded.reason_codes))
+        elif isinstance(decoded, mqtt5.UnsubAckPacket):
+            self._unsubscribes.discard(decoded.packet_id)
+        elif isinstance(decoded, mqtt5.ConnAckPacket):
+            self._connected_by(decoded)
+        elif isinstance(decoded, mqtt5.PubRelPacket):  # a QoS 2 message's second half
+            self._send(mqtt5.PubCompPacket(decoded.packet_id).write())
+        elif isinstance(decoded, mqtt5.DisconnectPacket):
+            reason = reason_text(decoded.reason_code)
+            log.warning("the broker ended the connection: %s%s", reason,
+                        f" ({decoded.reason_str})" if decoded.reason_str else "")
+            self._fail(f"disconnected: {reason}")
+        else:
+            raise MalformedPacketError(f"a {type(decoded).__name__} from the broker")
+
+    def _message(self, packet: mqtt5.PublishPacket) -> None:
+        qos = int(packet.qos)
+        if qos and not packet.packet_id:
+            raise MalformedPacketError(f"a QoS {qos} message without a packet id")
+        try:
+            self._deliver(Inbound(packet.topic, packet.payload, qos, packet.retain,
+                                  packet.packet_id or 0))
+        except Exception:  # the dispatch counts its own; the stream goes on
+            log.exception("dispatching a message on %s failed", packet.topic)
+
+    def _refused_publish(self, packet: bytearray, header: int, error: str) -> None:
+        """A PUBLISH the codec cannot read (a topic that is not UTF-8, a bad property):
+        counted, and acknowledged so the broker does not send it again and again."""
+        self._counters.inc("mqtt_rejected", reason="malformed_publish")
+        self._counters.log_once(log, ("mqtt", "malformed_publish"), "a message the gateway "
+                                "cannot read was dropped (%s); repeats are counted", error)
+        known = _publish_id(packet, header)
+        if known is not None:
+            self.ack(known[1], known[0])
+
+    def _connected_by(self, connack: mqtt5.ConnAckPacket) -> None:
+        if self._connack.done():
+            raise MalformedPacketError("a second CONNACK")
+        if int(connack.reason_code) >= FAILURE:
+            self._connack.set_exception(BrokerUnavailableError(
+                f"refused: {reason_text(connack.reason_code)}"))
+            return
+        self._connected = True
+        self.session_present = bool(connack.session_present)
+        self.broker_receive_maximum = int(connack.receive_max)
+        if connack.server_keep_alive is not None:
+            self._keepalive = float(connack.server_keep_alive)
+        self._held = True  # the caller looks at the session before messages come in
+        self._connack.set_result(None)
+
+    # writing
+
+    def _check_open(self) -> None:
+        if self.lost.done() or self._transport is None or self._transport.is_closing():
+            raise PublishRefusedError(self.why or "not connected")
+
+    def _send(self, data: bytes) -> None:
+        transport = self._transport
+        if transport is not None and not transport.is_closing():
+            transport.write(data)
+            self._sent_at = self._loop.time()
+
+    def _once_written(self, done: asyncio.Future[None]) -> None:
+        if self._writing_paused:
+            self._written.append(done)
+        else:
+            done.set_result(None)
+
+    def _flush_acks(self) -> None:
+        self._acks_due = None
+        if self._acks:
+            acks, self._acks = bytes(self._acks), bytearray()
+            self._send(acks)
+
+    def _packet_id(self) -> int:
+        for _ in range(65_535):
+            self._next_id = self._next_id % 65_535 + 1
+            packet_id = self._next_id
+            if (packet_id not in self._inflight and packet_id not in self._subacks
+                    and packet_id not in self._unsubscribes):
+                return packet_id
+        raise PublishRefusedError("no packet id free")
+
+    def _send_reliably(self, topic: str, payload: bytes, retain: bool,
+                       done: asyncio.Future[None]) -> None:
+        packet_id = self._packet_id()
+        self._inflight[packet_id] = done
+        self._send(mqtt5.PublishPacket(topic, payload, qos=mqtt5.QoS.AT_LEAST_ONCE,
+                                       retain=retain, packet_id=packet_id).write())
+
+    def _puback(self, puback: mqtt5.PubAckPacket) -> None:
+        done = self._inflight.pop(puback.packet_id, None)
+        if int(puback.reason_code) >= FAILURE:
+            reason = reason_text(puback.reason_code)
+            self._counters.inc("mqtt_publish_refused", reason=reason)
+            self._counters.log_once(log, ("mqtt", "puback", reason), "the broker refused a "
+                                    "message: %s; repeats are counted", reason)
+        if done is not None and not done.done():
+            done.set_result(None)  # answered: whatever the answer, it is not sent again
+        while self._queued and len(self._inflight) < self._max_inflight:
+            topic, payload, retain, waiting = self._queued.popleft()
+            if not waiting.done():  # else given up on (a timeout)
+                self._send_reliably(topic, payload, retain, waiting)
+
+    # keep-alive and the end
 
     def _housekeeping(self) -> None:
         self._misc = None
-        self._paho.loop_misc()  # a PINGRESP overdue ends the connection
-        if self._watching:
-            self._misc = self._loop.call_later(MISC_EVERY_S, self._housekeeping)
+        if self.lost.done():
+            return
+        now = self._loop.time()
+        keepalive = self._keepalive
+        if keepalive > 0 and self._connected:
+            if self._ping_at is not None:
+                # a PINGRESP waits in the socket while reading is held back: not overdue
+                if now - self._ping_at >= keepalive and not self._paused:
+                    log.warning("no PINGRESP from the broker within %.0f s", keepalive)
+                    self._fail("no PINGRESP in time")
+                    return
+            elif now - self._sent_at >= keepalive or now - self._received_at >= keepalive:
+                self._ping_at = now
+                self._send(mqtt5.PingReqPacket().write())
+        self._misc = self._loop.call_later(MISC_EVERY_S, self._housekeeping)
 
-    def _abandoned(self, connecting: asyncio.Future[Any]) -> None:
-        if not connecting.cancelled():
-            connecting.exception()  # retrieved: the caller was told already
-        self.close()
+    def _fail(self, why: str) -> None:
+        """End the connection for a reason of its own (no DISCONNECT: the broker sends
+        the will, as for a connection that broke)."""
+        self._lose(why)
+        if self._transport is not None:
+            self._transport.abort()
+        self._stop()
+
+    def _stop(self) -> None:
+        for timer in (self._pacing, self._misc, self._turn, self._acks_due):
+            if timer is not None:
+                timer.cancel()
+        self._pacing = self._misc = self._turn = self._acks_due = None
 
     def _lose(self, why: str) -> None:
         if not self.lost.done():
             self.why = why
             self.lost.set_result(None)
-
-    # paho's callbacks: on the loop, except those its connect makes (from its thread)
-
-    def _on_socket_open(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
-        self._opened = sock  # watched once connect returns (`_watch`, on the loop)
-
-    def _on_socket_close(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
-        if threading.get_ident() != self._loop_thread:
-            self._opened = None  # closed inside connect: nothing was watched
-            return
-        if sock is self._stream:
-            self._unwatch()  # before paho closes the descriptor
-        self._lose("connection closed")
-
-    def _on_register_write(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
-        if threading.get_ident() == self._loop_thread and sock is self._stream:
-            self._sync_writer(True)
-        # from connect's thread: `_watch` adds the writer when paho wants one
-
-    def _on_unregister_write(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
-        if threading.get_ident() == self._loop_thread and sock is self._stream:
-            self._sync_writer(False)
-
-    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: mqtt.ConnectFlags,
-                    reason: ReasonCode, properties: Properties | None) -> None:
-        if self._connack.done():
-            return
-        self._activity += 1
-        if reason.is_failure:
-            self._connack.set_exception(BrokerUnavailableError(f"refused: {reason}"))
-            return
-        self.session_present = bool(flags.session_present)
-        if properties is not None:
-            self.broker_receive_maximum = int(getattr(properties, "ReceiveMaximum",
-                                                      MQTT_RECEIVE_MAXIMUM))
-        self._held = True  # the caller looks at the session before messages come in
-        self._sync_reader()
-        self._connack.set_result(None)
-
-    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: mqtt.DisconnectFlags,
-                       reason: ReasonCode, properties: Properties | None) -> None:
-        self._lose(f"disconnected: {reason}")
-
-    def _on_message(self, client: mqtt.Client, userdata: Any,
-                    message: mqtt.MQTTMessage) -> None:
-        self._activity += 1
-        try:
-            topic = message.topic
-        except UnicodeDecodeError:
-            self._counters.inc("mqtt_rejected", reason="topic_not_utf8")
-            self._counters.log_once(log, ("mqtt", "topic_not_utf8"), "a message whose topic "
-                                    "is not UTF-8 was dropped; repeats are counted")
-            if message.qos:
-                self.ack(message.mid, message.qos)
-            return
-        try:
-            self._deliver(Inbound(topic, bytes(message.payload), message.qos, message.retain,
-                                  message.mid))
-        except Exception:  # paho would end the read with it: the dispatch counts its own
-            log.exception("dispatching a message on %s failed", topic)
-
-    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int,
-                      reasons: list[ReasonCode], properties: Properties | None) -> None:
-        self._activity += 1
-        answer = self._subacks.pop(mid, None)
-        if answer is not None and not answer.done():
-            answer.set_result(reasons)
+        if not self._connack.done():
+            self._connack.set_exception(BrokerUnavailableError(why))
+            self._connack.exception()  # retrieved: `open` says it in its own words

@@ -38,7 +38,7 @@ class JetStreamTransport:
         self._site = setting.site
         self._env = setting.env
         self._access = _with_ca(config.nats, config)
-        self._client: Client | None = None
+        self._nats: Client | None = None
         self._js: JetStreamContext | None = None
         # message ids the stream acknowledged lately, oldest first: a batch delivered again
         # after a timeout part way sends only the rest, so a slow line makes progress
@@ -57,14 +57,14 @@ class JetStreamTransport:
         try:
             # the client tries the servers again and again: bounded here, retried by the sink
             async with asyncio.timeout(self._config.timeout_s):
-                self._client = await connect(self._access, self._env, name)
+                self._nats = await connect(self._access, self._env, name)
         except CityAccessError as exc:
             raise TransportDown("access", str(exc)) from exc
         except (TimeoutError, OSError, nats.errors.Error) as exc:
             if cancelling():
                 raise asyncio.CancelledError from None
             raise TransportDown("unreachable", f"{type(exc).__name__}: {exc}") from exc
-        self._js = self._client.jetstream(timeout=self._config.timeout_s)
+        self._js = self._nats.jetstream(timeout=self._config.timeout_s)
 
     async def deliver(self, parcels: Sequence[Parcel]) -> None:
         js = self._js
@@ -102,7 +102,7 @@ class JetStreamTransport:
                 del self._confirmed[next(iter(self._confirmed))]
 
     async def close(self) -> None:
-        client, self._client, self._js = self._client, None, None
+        client, self._nats, self._js = self._nats, None, None
         if client is not None:
             with contextlib.suppress(nats.errors.Error, OSError):
                 await client.close()

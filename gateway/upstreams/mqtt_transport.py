@@ -21,7 +21,7 @@ class MqttTransport:
         self._config = config
         self._site = setting.site
         self._password = setting.env[config.password_env] if config.password_env else None
-        self._client: aiomqtt.Client | None = None
+        self._mqtt: aiomqtt.Client | None = None
         self._tls: ssl.SSLContext | None = None
         if config.tls:
             self._tls = ssl.create_default_context(
@@ -45,10 +45,10 @@ class MqttTransport:
             await client.__aenter__()
         except aiomqtt.MqttError as exc:
             raise TransportDown("unreachable", str(exc)) from exc
-        self._client = client
+        self._mqtt = client
 
     async def deliver(self, parcels: Sequence[Parcel]) -> None:
-        client = self._client
+        client = self._mqtt
         if client is None:
             raise TransportDown("not_connected")
         # issued in order (each device's order on the wire), confirmed together
@@ -62,7 +62,7 @@ class MqttTransport:
                 raise result
 
     async def close(self) -> None:
-        client, self._client = self._client, None
+        client, self._mqtt = self._mqtt, None
         if client is not None:
             with contextlib.suppress(aiomqtt.MqttError, OSError):
                 await client.__aexit__(None, None, None)

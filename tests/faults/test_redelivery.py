@@ -1,7 +1,7 @@
 """The broker delivers again what the gateway journalled but whose acknowledgement it did not
 keep: each such message stays one record (one id, one timestamp).
 
-The acknowledgements are lost on purpose (paho's `ack` does nothing for a while): the
+The acknowledgements are lost on purpose (the connection's `ack` does nothing for a while): the
 moment a real crash would lose them cannot be hit on demand.
 """
 
@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import aiomqtt
-import paho.mqtt.client as mqtt
 import pytest
 
+from gateway.link.connection import BrokerConnection
 from gateway.ops.private_servers import Mosquitto, VictoriaMetrics
 from gateway.supervisor import Gateway
 from tests.faults.oracle import Observer
@@ -29,12 +29,13 @@ PRESSES = 10  # per button
 def acks_lost(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """While the list holds True, the gateway's acknowledgements never reach the broker."""
     lose = [1]
-    real_ack = mqtt.Client.ack
+    real_ack = BrokerConnection.ack
 
-    def ack(self: mqtt.Client, mid: int, qos: int) -> mqtt.MQTTErrorCode:
-        return mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS if lose else real_ack(self, mid, qos)
+    def ack(self: BrokerConnection, mid: int, qos: int) -> None:
+        if not lose:
+            real_ack(self, mid, qos)
 
-    monkeypatch.setattr(mqtt.Client, "ack", ack)
+    monkeypatch.setattr(BrokerConnection, "ack", ack)
     return lose
 
 
