@@ -179,6 +179,41 @@ class MqttLink:
             self._counters.inc("mqtt_publish_failed", reason="timeout" if not done else "lost")
             raise LinkDownError(topic)
 
+    async def publish_all(self, session: Session,
+                          messages: Sequence[tuple[str, bytes, bool]]) -> None:
+        """Publish (topic, payload, retain) messages at QoS 1, in this order and in one
+        write; return once the broker acknowledged every one.
+
+        Raises LinkDownError when the connection drops first or an acknowledgement does
+        not come in time; the caller publishes them all again on the next connection.
+        """
+        if not messages:
+            return
+        if session.lost.done():
+            raise LinkDownError(messages[0][0])
+        connection = session.connection
+        try:
+            with connection.corked():
+                sending = [connection.publish(topic, payload, 1, retain)
+                           for topic, payload, retain in messages]
+        except PublishRefusedError as exc:
+            self._counters.inc("mqtt_publish_failed", reason="error")
+            raise LinkDownError(messages[0][0]) from exc
+        everything = asyncio.gather(*sending)
+        try:
+            done, _ = await asyncio.wait(
+                (everything, session.lost),
+                timeout=self._config.publish_timeout_s,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        except asyncio.CancelledError:
+            everything.cancel()
+            raise
+        if everything not in done:
+            everything.cancel()
+            self._counters.inc("mqtt_publish_failed", reason="timeout" if not done else "lost")
+            raise LinkDownError(messages[0][0])
+
     async def publish_fast(self, session: Session, messages: Sequence[tuple[str, bytes]]
                            ) -> None:
         """QoS 0, for telemetry: no acknowledgement to wait for.

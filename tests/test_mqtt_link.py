@@ -137,12 +137,15 @@ async def test_qos0_and_qos1_publishes_reach_a_subscriber(mosquitto: Mosquitto) 
                 session = await link.session()
                 await link.publish_fast(session, [(f"out/t/{i}", b"r") for i in range(500)])
                 await link.publish_on(session, "out/alarm", b"a", qos=1)
-                await eventually(lambda: len(got) == 501, what="501 messages")
+                await link.publish_all(session, [(f"out/a/{i}", b"%d" % i, False)
+                                                 for i in range(300)])
+                await eventually(lambda: len(got) == 801, what="801 messages")
         finally:
             collector.cancel()
             await asyncio.gather(collector, return_exceptions=True)
     assert [t for t, _, _ in got[:500]] == [f"out/t/{i}" for i in range(500)]
-    assert got[-1] == ("out/alarm", b"a", 1)
+    assert got[500] == ("out/alarm", b"a", 1)
+    assert got[501:] == [(f"out/a/{i}", b"%d" % i, 1) for i in range(300)]
 
 
 async def test_a_connection_taken_over_mid_write_is_replaced_without_errors(
@@ -238,6 +241,8 @@ async def test_alerts_in_flight_keep_within_the_brokers_receive_maximum(tmp_path
             session = await link.session()
             await asyncio.gather(*(link.publish_on(session, f"out/{i}", b"x", qos=1)
                                    for i in range(200)))
+            # a batch in one write still waits for PUBACKs beyond the window
+            await link.publish_all(session, [(f"out/b/{i}", b"x", False) for i in range(200)])
         assert link.max_inflight == 7
         assert session.number == 1
         assert counters.get("mqtt_disconnects") == 0

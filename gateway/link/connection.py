@@ -15,10 +15,11 @@ once per `pace_s`, each read taking everything that came meanwhile.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import mqtt5
 
@@ -142,6 +143,8 @@ class BrokerConnection(asyncio.Protocol):
         self._writing_paused = False
         self._written: list[asyncio.Future[None]] = []  # QoS 0, waiting for room
         self._acks = bytearray()  # acknowledgements written at the end of the turn
+        self._corked = 0  # inside `corked`: packets wait in `_held_back`, then one write
+        self._held_back: list[bytes] = []
         self._acks_due: asyncio.Handle | None = None
 
     # the connection's life
@@ -256,6 +259,20 @@ class BrokerConnection(asyncio.Protocol):
             self._send(b"".join([packet(topic, payload).write() for topic, payload in messages]))
         self._once_written(done)
         return done
+
+    @contextlib.contextmanager
+    def corked(self) -> Iterator[None]:
+        """What is sent inside goes out in one write at its end, not a write per packet
+        (each a system call, and on loopback the broker's side of TCP as well)."""
+        self._corked += 1
+        try:
+            yield
+        finally:
+            self._corked -= 1
+            if not self._corked and self._held_back:
+                data = b"".join(self._held_back)
+                self._held_back.clear()
+                self._send(data)
 
     def ack(self, mid: int, qos: int) -> None:
         """Acknowledge a delivered message: the broker forgets it (QoS 2: its PUBREC)."""
@@ -448,6 +465,9 @@ class BrokerConnection(asyncio.Protocol):
             raise PublishRefusedError(self.why or "not connected")
 
     def _send(self, data: bytes) -> None:
+        if self._corked:
+            self._held_back.append(data)
+            return
         transport = self._transport
         if transport is not None and not transport.is_closing():
             transport.write(data)

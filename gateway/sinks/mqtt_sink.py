@@ -245,8 +245,9 @@ class MqttSink:
             topic, payload, retain = message
             if retain:
                 self._alerts[topic] = (entry.seq, payload)
-            sends.append(self._link.publish_on(session, topic, payload, qos=1, retain=retain))
-        await _all(sends)  # on an error the cursor stays: the whole batch goes again
+            sends.append(message)
+        # on an error the cursor stays: the whole batch goes again
+        await self._link.publish_all(session, sends)
         if self._window_s > 0 and batch.entries:
             now = self._clock.monotonic()
             self._confirmed.append(_Confirmed(now, batch.entries[0].seq, devices))
@@ -298,14 +299,8 @@ class MqttSink:
     async def _send_again(self, session: Session, entries: list[Entry]) -> None:
         """Publish replayed records; the retained state they carry is older than the
         current one, which `_alerts` keeps."""
-        sends: list[Coroutine[Any, Any, None]] = []
-        for entry in entries:
-            message = self._message(entry)
-            if message is not None:
-                topic, payload, retain = message
-                sends.append(self._link.publish_on(session, topic, payload, qos=1,
-                                                   retain=retain))
-        await _all(sends)
+        sends = [message for message in map(self._message, entries) if message is not None]
+        await self._link.publish_all(session, sends)
         self._counters.inc("mqtt_replayed", len(sends))
 
     async def _publish_telemetry(self, session: Session) -> bool:
