@@ -1,7 +1,7 @@
 """The MQTT link's dispatch of arbitrary messages: routing, per-topic order, acknowledgement.
 
-paho parses the broker's packets (its own code, not the gateway's), so what is fuzzed here
-is what the gateway does with whatever paho hands over: any topic (also not UTF-8, with
+The connection's reading of the packets is fuzzed in fuzz/mqtt_stream.py; what is fuzzed
+here is what the gateway does with whatever the connection hands over: any topic (with
 wildcard characters, `$`-topics, empty levels), any payload, QoS 0 or 1, retained or not,
 any packet id, redelivered or not, to handlers that finish at once, later, fail, or cannot
 journal. The input is a sequence of messages, each as
