@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -55,7 +56,11 @@ class BoardConfig(_Strict):
 
     host: str = "127.0.0.1"
     port: int = Field(default=8090, ge=1, le=65535)
-    refresh_s: int = Field(default=5, ge=1, le=3600)
+    refresh_s: int = Field(default=5, ge=1, le=3600)  # unused: the board is pushed
+    # when neither `?lang=` nor the browser says
+    language: Literal["zh-CN", "en"] = "zh-CN"
+    # the latest events (of every compound) each hub process keeps for the board
+    events_kept: int = Field(default=1000, ge=0, le=100_000)
 
 
 class HubConfig(_Strict):

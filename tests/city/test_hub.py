@@ -128,21 +128,33 @@ async def test_the_city_alert_state_never_moves_back(
     assert hub.counters.get("hub_alert_transitions") == 3
 
 
-async def test_the_board_lists_alerts_with_their_compound_and_changes_nothing(
+async def test_the_board_lists_alerts_and_events_with_their_compound_and_changes_nothing(
         nats_cluster: NatsCluster, city: CityNames, victoria: VictoriaMetrics) -> None:
     config = hub_config(nats_cluster, city, victoria.url)
     base = f"http://127.0.0.1:{config.board.port}"
     async with running_hub(config) as hub, city_client(nats_cluster) as js:
         await publish(js, city.district, "c7", _alert(AlertState.FIRING, T0, "al-7"))
-        await eventually(lambda: hub.alerts is not None and len(hub.alerts.active()) == 1,
-                         what="the alert on the board")
+        event = _event(1, "e8")
+        await publish(js, city.district, "c8", event)
+        await eventually(lambda: hub.alerts is not None and len(hub.alerts.active()) == 1
+                         and hub.feed is not None and len(hub.feed.events) == 1,
+                         what="the alert and the event on the board")
         board = json.loads(await asyncio.to_thread(_get, f"{base}/api/board"))
+        events = json.loads(await asyncio.to_thread(_get, f"{base}/api/events"))
         page = await asyncio.to_thread(_get, f"{base}/")
-        refused = await asyncio.to_thread(_post, f"{base}/api/board")
-    assert [(a["compound"], a["id"], a["state"]) for a in board["alerts"]] == [
-        (f"{city.district}/c7", "al-7", "firing")]
-    assert f"<td>{city.district}</td><td>c7</td><td>critical</td>" in page
-    assert refused == 405
+        refused = [await asyncio.to_thread(_post, f"{base}{path}") for path in (
+            "/api/board", f"/api/alerts/{board['alerts'][0]['key']}/ack", "/api/language")]
+    assert [(a["compound"], a["id"], a["state"], a["ackable"]) for a in board["alerts"]] == [
+        (f"{city.district}/c7", "al-7", "firing", False)]
+    assert [(e["compound"], e["id"], e["cls"]) for e in events["events"]] == [
+        (f"{city.district}/c8", event.id, "alarm")]
+    assert events["counts"] == {f"{city.district}/c8": 1}
+    assert board["events"] == events["events"]
+    assert {c["compound"]: (c["active"], c["events"]) for c in board["compounds"]} == {
+        f"{city.district}/c7": (1, 0), f"{city.district}/c8": (0, 1)}
+    # the console's own page, in multi-compound mode
+    assert 'data-mode="city"' in page and "/static/console.js" in page
+    assert refused == [405, 404, 404]
 
 
 async def test_what_cannot_be_read_is_counted_and_not_delivered_again(
