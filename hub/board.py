@@ -138,7 +138,7 @@ class BoardServer:
         return board_data(self._alerts, self._feed, self._clock.now_ms(), self.granted)
 
     async def _page(self, request: web.Request) -> web.StreamResponse:
-        asked = request.query.get("lang")
+        asked = request.query.get("lang", "")
         language = asked if asked in CATALOGUES else choose(
             request.headers.get("Accept-Language"), self._config.language)
         return web.Response(text=city_page(language), content_type="text/html")

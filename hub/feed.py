@@ -11,6 +11,7 @@ lost with its node is made again from the next sequence.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import deque
 from collections.abc import Callable
@@ -67,7 +68,8 @@ class EventFeed:
             except (nats.errors.Error, OSError) as exc:
                 if cancelling():
                     raise asyncio.CancelledError from None
-                sub = await _dropped(sub)
+                await _dropped(sub)
+                sub = None
                 delay = backoff.next_delay()
                 log.debug("feed: reading the stream failed (%s: %s); again in %.1f s",
                           type(exc).__name__, exc, delay)
@@ -98,7 +100,8 @@ class EventFeed:
         except (nats.errors.Error, OSError):
             if cancelling():
                 raise asyncio.CancelledError from None
-            return await _dropped(sub)
+            await _dropped(sub)
+            return None
 
     def _take(self, msgs: list[Any]) -> None:
         changed = False
@@ -134,8 +137,5 @@ class EventFeed:
 
 async def _dropped(sub: JetStreamContext.PullSubscription | None) -> None:
     if sub is not None:
-        try:
+        with contextlib.suppress(nats.errors.Error, OSError):  # else gone after INACTIVE_S
             await sub.unsubscribe()
-        except (nats.errors.Error, OSError):
-            pass  # the cluster removes it after INACTIVE_S
-    return None
