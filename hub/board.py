@@ -3,8 +3,10 @@ cards) in multi-compound mode. Every compound's active alerts, each with its dis
 compound, a compound filter, and the latest events of every compound.
 
 Read-only: no route changes anything, except acknowledging an alert of a compound that
-`board.ack_granted` names (hub/city_acks.py); everything else stays with the compound's
-duty office. The board is pushed to the page as server-sent events, as the console's is.
+`board.ack_granted` names (sent to the compound's gateway: hub/acks.py), by a user the
+city's authenticating proxy names (`board.user_header`); everything else stays with the
+compound's duty office. The board is pushed to the page as server-sent events, as the
+console's is.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -20,6 +22,7 @@ from aiohttp import web
 from gateway.console.catalogue import CATALOGUES, choose
 from gateway.console.pages import city_page
 from gateway.console.server import SECURITY_HEADERS, STATIC, static_file
+from gateway.core.city import MAX_CITY_USER, CityAckAnswer
 from gateway.core.clock import Clock
 from gateway.core.counters import Counters
 from gateway.core.model import AlertState, Severity
@@ -34,6 +37,12 @@ EVENTS_ON_BOARD = 50  # the latest events pushed with the board; /api/events has
 KEEPALIVE_S = 15.0
 PUSH_GAP_S = 0.25  # a burst of changes is one push per this long
 MAX_STREAMS = 256
+CSRF_HEADER = "X-CSRF-Token"
+CSRF_TOKEN = "city-board"  # a custom header: a page of another site cannot send it
+# the gateway's refusals that are the board's 403: the compound does not let the city
+FORBIDDEN = {"city_not_granted"}
+UNAVAILABLE = {"not_connected", "timeout", "unreachable", "bad_answer"}
+Acknowledge = Callable[[CityAlert, str], Awaitable[CityAckAnswer]]
 
 
 def ordered(alerts: list[CityAlert]) -> list[CityAlert]:
@@ -83,8 +92,10 @@ class BoardServer:
 
     def __init__(self, alerts: CityAlerts, config: BoardConfig, counters: Counters,
                  clock: Clock, status: Callable[[], dict[str, Any]] = dict,
-                 feed: EventFeed | None = None) -> None:
+                 feed: EventFeed | None = None, acknowledge: Acknowledge | None = None
+                 ) -> None:
         self._alerts = alerts
+        self._acknowledge = acknowledge
         self._feed = feed
         self._config = config
         self._counters = counters
@@ -103,7 +114,7 @@ class BoardServer:
             wake.set()
 
     def granted(self, district: str, site: str) -> bool:
-        return False
+        return self._acknowledge is not None and self._config.grants(district, site)
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._headers], client_max_size=16_384)
@@ -113,6 +124,8 @@ class BoardServer:
         app.router.add_get("/api/events", self._events)
         app.router.add_get("/api/stream", self._stream)
         app.router.add_get("/api/status", self._status_route)
+        if self._config.ack_granted and self._acknowledge is not None:
+            app.router.add_post("/api/alerts/{key}/ack", self._ack)
         return app
 
     @web.middleware
@@ -141,7 +154,51 @@ class BoardServer:
         asked = request.query.get("lang", "")
         language = asked if asked in CATALOGUES else choose(
             request.headers.get("Accept-Language"), self._config.language)
-        return web.Response(text=city_page(language), content_type="text/html")
+        user = self._user(request) if self._config.ack_granted else None
+        return web.Response(text=city_page(language, user, CSRF_TOKEN),
+                            content_type="text/html")
+
+    def _user(self, request: web.Request) -> str | None:
+        """Who the city's authenticating proxy says is asking; None when it says nothing
+        or the request did not come through it."""
+        header = self._config.user_header
+        if header is None or request.remote not in self._config.proxy_addresses:
+            return None
+        user = request.headers.get(header, "").strip()
+        return user[:MAX_CITY_USER] or None
+
+    async def _ack(self, request: web.Request) -> web.StreamResponse:
+        """Acknowledge a firing alert of a granted compound, at its gateway."""
+        user = self._user(request)
+        if user is None:
+            return self._refused("no_user", 401, "no user: the board acknowledges only "
+                                 "behind the city's authenticating proxy")
+        if request.headers.get(CSRF_HEADER) != CSRF_TOKEN or \
+                request.headers.get("Sec-Fetch-Site", "same-origin") == "cross-site":
+            return self._refused("csrf", 403, "missing or wrong CSRF token")
+        alert = self._alerts.current.get(request.match_info["key"])
+        if alert is None or alert.state is AlertState.RESOLVED:
+            return self._refused("not_active", 404, "no such active alert")
+        if not self.granted(alert.district, alert.site):
+            return self._refused("not_granted", 403, f"acknowledging alerts of "
+                                 f"{alert.district}/{alert.site} stays with its duty office")
+        if alert.state is not AlertState.FIRING:
+            return self._refused("not_firing", 409, f"acknowledged already by {alert.by}")
+        assert self._acknowledge is not None
+        answer = await self._acknowledge(alert, user)
+        if not answer.ok:
+            status = (403 if answer.reason in FORBIDDEN else
+                      504 if answer.reason in UNAVAILABLE else 409)
+            return self._refused(answer.reason, status, answer.error)
+        self._counters.inc("board_acks", result="journalled")
+        log.info("city board: %s acknowledged %s of %s/%s", user, alert.rule, alert.district,
+                 alert.site)
+        return web.json_response({"ok": True})
+
+    def _refused(self, reason: str, status: int, error: str) -> web.Response:
+        self._counters.inc("board_acks", result=reason)
+        return web.json_response({"error": error, "reason": reason}, status=status,
+                                 dumps=_dumps)
 
     async def _file(self, request: web.Request) -> web.StreamResponse:
         name = request.match_info["name"]

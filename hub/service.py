@@ -31,6 +31,7 @@ from gateway.core.counters import Counters
 from gateway.core.model import Alert
 from gateway.sinks.points import PointMaker
 from gateway.sinks.store_writer import writer_for
+from hub.acks import send_ack
 from hub.alerts import AlertContention, CityAlert, CityAlerts
 from hub.board import BoardServer
 from hub.config import HubConfig
@@ -94,7 +95,9 @@ class Hub:
             self.alerts = CityAlerts(await self._bucket(js))
             self.feed = EventFeed(js, self.config.stream.name, self.config.board.events_kept)
             self.board = BoardServer(self.alerts, self.config.board, self.counters, self.clock,
-                                     self.status, self.feed)
+                                     self.status, self.feed,
+                                     lambda alert, user: send_ack(
+                                         nc, alert, user, self.config.board.ack_timeout_s))
             stopping = asyncio.create_task(self._stop.wait(), name=f"{self.name}.stop")
             async with asyncio.TaskGroup() as tasks:
                 work = [

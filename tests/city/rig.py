@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import nats
+from nats.aio.client import Client
 from nats.js.client import JetStreamContext
 
 from bench.city_rig import HubProcess, toml
@@ -77,13 +78,19 @@ async def running_hub(config: HubConfig, name: str = "hub") -> AsyncIterator[Hub
 
 
 @contextlib.asynccontextmanager
-async def city_client(cluster: NatsCluster) -> AsyncIterator[JetStreamContext]:
+async def city_connection(cluster: NatsCluster) -> AsyncIterator[Client]:
     client = await nats.connect(servers=cluster.urls, reconnect_time_wait=0.1,
                                 max_reconnect_attempts=-1)
     try:
-        yield client.jetstream()
+        yield client
     finally:
         await client.close()
+
+
+@contextlib.asynccontextmanager
+async def city_client(cluster: NatsCluster) -> AsyncIterator[JetStreamContext]:
+    async with city_connection(cluster) as client:
+        yield client.jetstream()
 
 
 async def publish(js: JetStreamContext, district: str, site: str, record: Record,

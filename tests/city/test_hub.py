@@ -12,6 +12,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 from nats.js.api import ConsumerConfig
@@ -91,6 +92,21 @@ def test_a_missing_secret_is_named_with_its_key() -> None:
     assert [str(p) for p in refused.value.problems] == [
         "nats.password_env: the environment variable CITY_NATS_PASSWORD is not set"]
     assert parse_hub_config(raw, Path("hub.toml"), {"CITY_NATS_PASSWORD": "x"}).nats.user
+
+
+def test_acknowledging_is_granted_per_compound_or_district_and_names_who() -> None:
+    raw: dict[str, Any] = {"nats": {"servers": ["nats://127.0.0.1:4222"]},
+                           "store": {"url": "http://127.0.0.1:8428"},
+                           "board": {"ack_granted": ["north/c1", "south/*"]}}
+    with pytest.raises(ConfigError) as refused:
+        parse_hub_config(raw, Path("hub.toml"), {})
+    assert [str(p) for p in refused.value.problems] == [
+        "board.ack_granted: needs board.user_header: an acknowledgement names who made it "
+        "(the city's authenticating proxy says who)"]
+    raw["board"]["user_header"] = "X-Remote-User"
+    board = parse_hub_config(raw, Path("hub.toml"), {}).board
+    assert [board.grants(*c) for c in (("north", "c1"), ("north", "c2"), ("south", "c9"))] == [
+        True, False, True]
 
 
 async def test_records_reach_the_store_once_even_when_published_twice(

@@ -64,7 +64,7 @@
       headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf },
       body: JSON.stringify(data || {}),
     });
-    if (response.status === 401) { location.href = "/login"; }
+    if (response.status === 401 && !city) { location.href = "/login"; }
     if (!response.ok) {
       let why = response.statusText;
       try { why = (await response.json()).error || why; } catch (e) { /* not JSON */ }
@@ -225,12 +225,25 @@
     }
     return box;
   }
+  // the city board acknowledges at the compound's gateway, where the hub grants it
+  function cityActions(alert) {
+    const button = el("button", { type: "button", id: "ack-" + alert.key, class: "ack-button" },
+      t("ack"));
+    button.addEventListener("click", async () => {
+      button.disabled = true;
+      try {
+        await post("/api/alerts/" + alert.key + "/ack");
+      } catch (e) { banner("stream", t("error") + ": " + e.message); button.disabled = false; }
+    });
+    return el("div", { class: "actions" }, el("div", { class: "ack" }, button));
+  }
   function card(alert) {
     let node = document.getElementById("alert-" + cardId(alert));
     if (!node) {
       node = el("article", { id: "alert-" + cardId(alert), class: "alert" },
         el("div", { class: "info" }), el("div", { class: "detail" }));
       if (officer) node.append(actions(alert));
+      if (city && body.dataset.user) node.append(cityActions(alert));
     }
     if (city) node.dataset.compound = alert.compound;
     node.dataset.state = alert.state;
@@ -254,7 +267,7 @@
     node.querySelector(".detail").replaceChildren(escalation(alert),
       el("details", { open: "" }, el("summary", {}, t("timeline")), timeline(alert)));
     const ack = node.querySelector(".ack");
-    if (ack) ack.hidden = alert.state !== "firing";
+    if (ack) ack.hidden = alert.state !== "firing" || (city && !alert.ackable);
     return node;
   }
   function render(board) {
