@@ -41,9 +41,10 @@ def hub_raw(cluster: NatsCluster, names: CityNames, store_url: str, **extra: Any
             ) -> dict[str, Any]:
     raw: dict[str, Any] = {
         "nats": {"servers": cluster.urls, "reconnect_wait_s": 0.1},
-        # a test cluster's nodes keep at most 2 GB each
+        # a test cluster's nodes keep at most 2 GB each, and every test has a stream of its
+        # own (a few hundred kB each): 40 fit
         "stream": {"name": names.stream, "subjects": [f"sc.{names.district}.>"],
-                   "max_gb": 0.2},
+                   "max_gb": 0.05},
         "consumer": {"ack_wait_s": 2.0, "fetch_wait_s": 0.5},
         "alerts": {"bucket": names.bucket},
         "store": {"url": store_url, "retry_min_s": 0.05, "retry_max_s": 0.5},
