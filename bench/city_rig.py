@@ -88,6 +88,15 @@ class HubProcess:
                     raise RuntimeError(f"{self.name} exited: {self.log.read_text()[-2000:]}")
                 await asyncio.sleep(0.1)
 
+    def pause(self) -> None:
+        """Freeze the process (SIGSTOP): it holds its connections and does nothing."""
+        assert self._proc is not None
+        self._proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self._proc is not None
+        self._proc.send_signal(signal.SIGCONT)
+
     def kill(self) -> None:
         if self._proc is not None and self._proc.poll() is None:
             self._proc.send_signal(signal.SIGKILL)

@@ -24,6 +24,7 @@ from tests.city.relay import Relay
 from tests.city.rig import CityNames, HubProcess, city_client, hub_config, hub_raw
 from tests.helpers import elder_gpio, eventually, make_config, running
 
+FETCH_WAIT_S = 0.5  # the hubs' consumer.fetch_wait_s (tests/city/rig.py)
 BUTTONS = 4
 PRESSES = 15  # per button: 60 alarms per compound
 SITES = ("c1", "c2", "c3")
@@ -116,11 +117,16 @@ async def test_a_burst_from_three_compounds_survives_a_lost_leader_and_a_killed_
                 leader = await asyncio.to_thread(nats_cluster.stream_leader, city.stream)
                 assert leader is not None
                 await asyncio.to_thread(nats_cluster.node(leader).kill)
+                # the next batches go to hub-a, which holds them (its store line is cut):
+                # hub-b frozen meanwhile, until its waiting fetch has expired
                 store_line.cut()
+                before = set((await asyncio.to_thread(hubs[1].state) or {})["redelivered"])
+                hubs[1].pause()
+                await asyncio.sleep(FETCH_WAIT_S + 0.2)
                 await asyncio.gather(*(press(g, range(third)) for g in gateways))
                 held = await holding(hubs[0])
-                before = set((await asyncio.to_thread(hubs[1].state) or {})["redelivered"])
                 hubs[0].kill()
+                hubs[1].resume()
                 await asyncio.gather(*(press(g, range(2 * third, PRESSES)) for g in gateways))
                 # taken and not acknowledged by the killed process: the other one has them
                 # (JetStream's delivery count > 1) before the killed one comes back
@@ -189,3 +195,4 @@ async def test_a_burst_from_three_compounds_survives_a_lost_leader_and_a_killed_
             assert seen["counts"][f"{city.district}/{site}"] == BUTTONS * PRESSES
     # the surviving hub took its share before the other was killed, and the rest after
     assert (shares[1] or {}).get("hub_records{kind=deviceevent}", 0) > 0
+    assert len(held) > 0
