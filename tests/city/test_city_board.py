@@ -5,6 +5,7 @@ reload, the latest events, a compound filter, and nothing to act with."""
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 
 from selenium.webdriver.support.select import Select
@@ -80,17 +81,25 @@ async def test_the_city_board_is_the_console_in_multi_compound_mode(
                 f"alert-{keys['al-1']}": (c1, True), f"alert-{keys['al-2']}": (c2, True)}
             sos_card = await asyncio.to_thread(browser.text, f"#alert-{keys['al-1']}")
             assert "Elder SOS" in sos_card  # the console's own words for the rule
+            assert "null" not in sos_card
             assert "building 3, floor 5" in await asyncio.to_thread(
                 browser.text, f"#alert-{keys['al-2']}")
             assert await asyncio.to_thread(browser.js, "return document.querySelector("
                                            "'#critical').hidden") is False
             assert sorted(await asyncio.to_thread(_events, browser)) == sorted(
                 (f"{city.district}/{site}", e.id, True) for site, e in presses)
+            # a compound's escalation is its duty office's: not shown as if there were none
+            assert await asyncio.to_thread(browser.js, "return document.querySelectorAll("
+                                           "'dl.escalation').length") == 0
             # read-only: nothing to act with, nobody to log in as
             assert await asyncio.to_thread(browser.js, "return document.querySelectorAll("
                                            "'button.ack-button, textarea, #logout, .actions')"
                                            ".length") == 0
             assert "read-only" in await asyncio.to_thread(browser.text, "header")
+
+            if os.environ.get("SCGW_CITY_SCREENSHOT"):  # a picture for the docs
+                await asyncio.to_thread(browser.driver.save_screenshot,
+                                        os.environ["SCGW_CITY_SCREENSHOT"])
 
             # pushed: a new alert and its end show without a reload
             boards = await asyncio.to_thread(browser.state, "boards")

@@ -253,7 +253,7 @@
     node.className = "alert " + alert.severity + " " + alert.state
       + (node.classList.contains("focus") ? " focus" : "");
     const info = node.querySelector(".info");
-    info.replaceChildren(
+    info.replaceChildren(...[
       city ? el("p", { class: "compound" }, alert.compound) : null,
       el("h3", { class: "what" }, word("rule", alert.rule)),
       el("span", { class: "severity" }, word("severity", alert.severity)),
@@ -263,9 +263,11 @@
         (alert.place ? " · " + place(alert.place) : "")),
       el("p", { class: "since" }, t("since") + " ",
         el("span", { class: "running", "data-since": alert.since }, "")),
-      el("p", { class: "message" }, alert.message));
-    node.querySelector(".detail").replaceChildren(escalation(alert),
-      el("details", { open: "" }, el("summary", {}, t("timeline")), timeline(alert)));
+      el("p", { class: "message" }, alert.message)].filter((n) => n !== null));
+    // the city does not know a compound's escalation: its duty office does
+    node.querySelector(".detail").replaceChildren(...[city ? null : escalation(alert),
+      el("details", { open: "" }, el("summary", {}, t("timeline")), timeline(alert))]
+      .filter((n) => n !== null));
     const ack = node.querySelector(".ack");
     if (ack) ack.hidden = alert.state !== "firing" || (city && !alert.ackable);
     return node;
