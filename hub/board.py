@@ -212,7 +212,8 @@ class BoardServer:
 
     async def _events(self, request: web.Request) -> web.StreamResponse:
         """Every event the board keeps (oldest first), of one compound (`?compound=d/s`)
-        or of all, and how many each compound sent since this process began."""
+        or of all, and how many of each compound this process read (from the stream's last
+        `events_kept` messages at its start on)."""
         feed = self._feed
         wanted = request.query.get("compound")
         events = [e for e in feed.events if wanted in (None, e["compound"])] if feed else []

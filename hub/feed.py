@@ -3,7 +3,7 @@
 The stream holds every compound's records once (deduplicated by message id), whichever hub
 process stored them: each hub process follows it with an ephemeral consumer of its own (in
 memory, one replica, nothing acknowledged) and keeps the last `kept` events, and how many
-events of each compound it has seen since it began. At start it reads back the stream's
+events of each compound it has read. At start it reads back the stream's
 last `kept` messages, so a process started again shows what the others show. A consumer
 lost with its node is made again from the next sequence.
 """

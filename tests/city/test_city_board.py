@@ -127,12 +127,15 @@ async def test_the_city_board_is_the_console_in_multi_compound_mode(
             assert await asyncio.to_thread(lambda: browser.driver.current_url) == (
                 f"{base}/?compound={c2.replace('/', '%2F')}")
 
-            # in Chinese, from the address
-            await asyncio.to_thread(browser.get, base + "/?lang=zh-CN")
-            await asyncio.to_thread(browser.wait, lambda: len(_cards(browser)) == 2, 5.0,
-                                    "the board in Chinese")
-            assert "城市报警看板" in await asyncio.to_thread(browser.text, "header")
-            assert "一键呼救" in await asyncio.to_thread(browser.text,
-                                                     f"#alert-{keys['al-1']}")
+            # in Chinese, from the link: the compound chosen stays
+            await asyncio.to_thread(lambda: browser.find("#language").click())
+            await asyncio.to_thread(browser.wait, lambda: "城市报警看板" in browser.text(
+                "header") and len(_cards(browser)) == 2, 5.0, "the board in Chinese")
+            assert await asyncio.to_thread(browser.js, "return document.getElementById("
+                                           "'compound-filter').value") == c2
+            assert await asyncio.to_thread(_cards, browser) == {
+                f"alert-{keys['al-1']}": (c1, False), f"alert-{keys['al-2']}": (c2, True)}
+            assert "设备电量低" in await asyncio.to_thread(browser.text,
+                                                      f"#alert-{keys['al-2']}")
     finally:
         await asyncio.to_thread(browser.quit)

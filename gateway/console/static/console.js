@@ -132,14 +132,22 @@
     return new URLSearchParams(location.search).get("compound") || "";
   }
   function shown(compound) { return !chosen || compound === chosen; }
+  // the other language keeps the compound chosen
+  function languageLink() {
+    const params = new URLSearchParams(location.search);
+    params.set("lang", body.dataset.lang === "zh-CN" ? "en" : "zh-CN");
+    document.getElementById("language").setAttribute("href", "?" + params.toString());
+  }
   if (filter) {
     filter.addEventListener("change", () => {
       chosen = filter.value;
       const params = new URLSearchParams(location.search);
       if (chosen) params.set("compound", chosen); else params.delete("compound");
       history.replaceState(null, "", "?" + params.toString());
+      languageLink();
       applyFilter();
     });
+    languageLink();
   }
 
   // -- the board ------------------------------------------------------------------------
