@@ -30,7 +30,7 @@ from gateway.core.city import CityAck, CityAckAnswer, ack_subject
 from gateway.core.counters import UNKNOWN, Counters
 from gateway.core.model import Alert
 from gateway.core.upstream_config import JetStreamUpstream
-from gateway.upstreams.jetstream import _with_ca
+from gateway.upstreams.jetstream import with_ca
 from gateway.upstreams.transport import Setting
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ class CityAckListener:
         self._site = setting.site
         self._env = setting.env
         self._clock = setting.clock
-        self._access = _with_ca(config.nats, config)
+        self._access = with_ca(config.nats, config)
         self._desk = desk
         self._active = active
         self._counters = counters
