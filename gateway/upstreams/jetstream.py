@@ -109,6 +109,7 @@ class JetStreamTransport:
 
 
 def with_ca(access: NatsAccess, config: JetStreamUpstream) -> NatsAccess:
+    """`access`, its CA the upstream's `ca_file` where it names one."""
     if config.ca_file is None:
         return access
     tls = access.tls or NatsTls()
