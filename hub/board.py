@@ -15,6 +15,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
+from itertools import islice
 from typing import Any
 
 from aiohttp import web
@@ -74,7 +75,7 @@ def board_data(alerts: CityAlerts, feed: EventFeed | None, now_ms: int,
     waiting: dict[tuple[str, str], int] = {}
     for a in active:
         waiting[(a.district, a.site)] = waiting.get((a.district, a.site), 0) + 1
-    latest = list(feed.events)[-EVENTS_ON_BOARD:][::-1] if feed is not None else []
+    latest = list(islice(reversed(feed.events), EVENTS_ON_BOARD)) if feed is not None else []
     return {
         "now": now_ms,
         "mode": "city",

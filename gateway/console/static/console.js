@@ -322,7 +322,12 @@
         + c.events + ")"));
     }
     if (chosen && !known.has(chosen)) options.push(el("option", { value: chosen }, chosen));
-    filter.replaceChildren(...options);
+    // only when the list changed: an open list is not closed under the officer's hand
+    const listed = options.map((o) => o.value + "=" + o.textContent).join("\n");
+    if (filter.dataset.listed !== listed) {
+      filter.replaceChildren(...options);
+      filter.dataset.listed = listed;
+    }
     filter.value = chosen;
     document.getElementById("events-rows").replaceChildren(...board.events.map((e) => el("tr", {
       class: "event " + e.cls, "data-compound": e.compound, "data-id": e.id },
