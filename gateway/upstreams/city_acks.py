@@ -63,6 +63,13 @@ class CityAckListener:
         self.listening = asyncio.Event()
 
     async def run(self) -> None:
+        access = self._access
+        if self._config.city_acks and not access.secrets() and (
+                access.tls is None or access.tls.cert_file is None):
+            log.warning("upstream %s lets the city acknowledge alerts (city_acks) over a "
+                        "connection without credentials: only a cluster that authenticates "
+                        "its clients and lets the hub alone publish on %s keeps others from "
+                        "acknowledging them", self._config.name, self.subject)
         client = await self._connect()
         try:
             await client.subscribe(self.subject, cb=self._on_request)
