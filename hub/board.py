@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from itertools import islice
 from typing import Any
@@ -70,7 +71,9 @@ def alert_view(alert: CityAlert, ackable: bool) -> dict[str, Any]:
 def board_data(alerts: CityAlerts, feed: EventFeed | None, now_ms: int,
                granted: Callable[[str, str], bool] = lambda d, s: False) -> dict[str, Any]:
     active = ordered(alerts.active())
-    counts = feed.counts if feed is not None else {}
+    # the compounds with an active alert or among the latest events (not every compound
+    # ever heard of: a city has thousands), each with how many of those events it has
+    counts = Counter((e["district"], e["site"]) for e in feed.events) if feed else Counter()
     compounds = sorted({(a.district, a.site) for a in active} | set(counts))
     waiting: dict[tuple[str, str], int] = {}
     for a in active:
