@@ -104,6 +104,7 @@ class HubProcess:
 
     def stop(self) -> None:
         if self._proc is not None and self._proc.poll() is None:
+            self._proc.send_signal(signal.SIGCONT)  # a paused one must hear the SIGTERM
             self._proc.terminate()
             try:
                 self._proc.wait(timeout=10)
