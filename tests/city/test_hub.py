@@ -14,6 +14,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from nats.js.api import ConsumerConfig
 
@@ -29,6 +30,7 @@ from gateway.core.model import (
 from gateway.core.problems import ConfigError
 from gateway.ops.private_servers import NatsCluster, VictoriaMetrics
 from gateway.ops.store_query import export
+from hub.alerts import CityAlert, alert_key
 from hub.config import parse_hub_config
 from hub.provision import provision
 from tests.city.rig import (
@@ -137,10 +139,18 @@ async def test_the_city_alert_state_never_moves_back(
         await publish(js, city.district, "c1", _alert(AlertState.FIRING, T0), msg_id="again")
         await eventually(lambda: hub.counters.get("hub_records", kind="alert") == 4,
                          what="every transition handled")
-        assert hub.alerts is not None
-        await eventually(lambda: len(hub.alerts.current) == 2, what="both alerts watched")
-        states = {(a.site, a.id): a.state for a in hub.alerts.current.values()}
-    assert states == {("c1", "al-1"): AlertState.RESOLVED, ("c2", "al-2"): AlertState.FIRING}
+        # the bucket itself (the hub's watched copy follows it a moment later)
+        kv = await js.key_value(city.bucket)
+        held = {}
+        for site, alert_id in (("c1", "al-1"), ("c2", "al-2")):
+            entry = await kv.get(alert_key(city.district, site, alert_id))
+            assert entry.value is not None
+            held[(site, alert_id)] = msgspec.json.decode(entry.value, type=CityAlert).state
+        watched = hub.alerts
+        assert watched is not None
+        await eventually(lambda: {(a.site, a.id): a.state for a in watched.current.values()}
+                         == held, what="the watched copy as the bucket")
+    assert held == {("c1", "al-1"): AlertState.RESOLVED, ("c2", "al-2"): AlertState.FIRING}
     assert hub.counters.get("hub_alert_transitions") == 3
 
 
