@@ -23,6 +23,7 @@ import asyncio
 import logging
 import os
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ from gateway.city_connection import connect
 from gateway.config_file import load_config, parse_config
 from gateway.core.city import NatsAccess
 from gateway.core.clock import SystemClock
+from gateway.core.model import DeviceEvent
 from gateway.core.upstream_config import JetStreamUpstream
 from gateway.ops.private_servers import NatsCluster, free_port
 from gateway.supervisor import Gateway
@@ -258,8 +260,9 @@ async def _burst(cluster: NatsCluster, srv: Servers, workdir: Path, progress: Pr
                  burst: int) -> list[Row]:
     presses = burst // BUTTONS
     sites = ("b1", "b2", "b3")
-    raws = [_hub_raw(cluster, srv.store.url, "hub-burst",
-                     stream={"subjects": ["sc.>"]}) for _ in range(2)]
+    # every event of the burst stays on each hub's board (and what the stream had before)
+    raws = [_hub_raw(cluster, srv.store.url, "hub-burst", stream={"subjects": ["sc.>"]},
+                     board={"events_kept": 10 * burst + 10_000}) for _ in range(2)]
     await provision(parse_hub_config(raws[0], Path("hub.toml"), {}), {})
     hubs = [HubProcess(workdir / "hubs", raw, f"hub-burst-{n}") for n, raw in enumerate(raws)]
     for hub in hubs:
@@ -307,6 +310,15 @@ async def _burst(cluster: NatsCluster, srv: Servers, workdir: Path, progress: Pr
                 break
             await asyncio.sleep(0.5)
         stored = time.monotonic() - started
+        while True:  # the surviving hub's board: every alarm once, with its compound
+            board = await asyncio.to_thread(hubs[1].board, "/api/events")
+            missing, doubled = _on_board(board["events"], accepted)
+            if not missing or time.monotonic() - started > 300:
+                break
+            await asyncio.sleep(0.5)
+        # what a process took and did not acknowledge, given again (to either process)
+        shares = [await asyncio.to_thread(hub.status) for hub in hubs]
+        redelivered = sum((share or {}).get("hub_redelivered", 0) for share in shares)
     finally:
         for hub in hubs:
             hub.stop()
@@ -315,14 +327,27 @@ async def _burst(cluster: NatsCluster, srv: Servers, workdir: Path, progress: Pr
                "store_duplicates": sum(v.store_duplicates for v in verdicts),
                "order_violations": sum(v.order_violations for v in verdicts),
                "stream_copies": sum(v.stream_same_id for v in verdicts),
+               "board_missing": missing, "board_duplicates": doubled,
+               "redelivered": redelivered,
                "burst_s": round(pressed, 2), "delivered_s": round(delivered, 2),
                "stored_s": round(stored, 2)}
     return [Row("city", "3 gateways x burst, leader and a hub killed",
                 f"lost {figures['lost']}, duplicates {figures['store_duplicates']}",
                 f"{total:,} alarms accepted; order violations {figures['order_violations']}, "
-                f"stream copies {figures['stream_copies']}; pressed in {pressed:.1f} s, all "
-                f"in the stream after {delivered:.1f} s, all stored after {stored:.1f} s",
-                figures)]
+                f"stream copies {figures['stream_copies']}; on the surviving hub's board: "
+                f"missing {missing}, duplicates {doubled}; {redelivered} redelivered; "
+                f"pressed in {pressed:.1f} s, all in the stream after {delivered:.1f} s, all "
+                f"stored after {stored:.1f} s", figures)]
+
+
+def _on_board(events: list[dict[str, Any]], accepted: dict[str, list[DeviceEvent]]
+              ) -> tuple[int, int]:
+    """Alarms missing from a board's events, and copies beyond the first."""
+    seen = Counter((e["compound"], e["id"]) for e in events)
+    wanted = {(f"{DISTRICT}/{site}", e.id) for site, alarms in accepted.items()
+              for e in alarms}
+    return (len(wanted - seen.keys()),
+            sum(n - 1 for key, n in seen.items() if key in wanted))
 
 
 # -- the simulated compound ---------------------------------------------------------------

@@ -60,16 +60,22 @@ class HubProcess:
 
     def status(self) -> dict[str, int] | None:
         """The process's counters (blocking: from a thread); None while it is not up."""
+        state = self.state()
+        return state["counters"] if state is not None else None
+
+    def state(self) -> dict[str, Any] | None:
+        """The process's /api/status: counters, backlog, the stream sequences it holds and
+        those it was given again lately (blocking); None while it is not up."""
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/api/status",
                                         timeout=1) as resp:
-                counters: dict[str, int] = json.loads(resp.read())["counters"]
-                return counters
+                answer: dict[str, Any] = json.loads(resp.read())
+                return answer
         except OSError:
             return None
 
-    def board(self) -> dict[str, Any]:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/api/board",
+    def board(self, path: str = "/api/board") -> dict[str, Any]:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}",
                                     timeout=2) as resp:
             answer: dict[str, Any] = json.loads(resp.read())
             return answer
@@ -82,6 +88,15 @@ class HubProcess:
                     raise RuntimeError(f"{self.name} exited: {self.log.read_text()[-2000:]}")
                 await asyncio.sleep(0.1)
 
+    def pause(self) -> None:
+        """Freeze the process (SIGSTOP): it holds its connections and does nothing."""
+        assert self._proc is not None
+        self._proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self._proc is not None
+        self._proc.send_signal(signal.SIGCONT)
+
     def kill(self) -> None:
         if self._proc is not None and self._proc.poll() is None:
             self._proc.send_signal(signal.SIGKILL)
@@ -89,6 +104,7 @@ class HubProcess:
 
     def stop(self) -> None:
         if self._proc is not None and self._proc.poll() is None:
+            self._proc.send_signal(signal.SIGCONT)  # a paused one must hear the SIGTERM
             self._proc.terminate()
             try:
                 self._proc.wait(timeout=10)

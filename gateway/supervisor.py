@@ -71,6 +71,7 @@ from rules.runner import CONSUMER as RULES
 from rules.runner import RuleRunner
 
 if TYPE_CHECKING:
+    from gateway.upstreams.city_acks import CityAckListener
     from gateway.upstreams.sink import UpstreamSink
 
 log = logging.getLogger(__name__)
@@ -187,6 +188,15 @@ class Gateway:
         self.acks = AckDesk(self.topics, self.rules, self.ack, self.counters,
                             config.broker.max_payload_bytes)
         self.link.subscribe(self.topics.alert_ack_filter, self.acks.handle)
+        # the city board's acknowledgements, heard on each `jetstream` upstream's district
+        self.city_acks: list[CityAckListener] = []
+        if any(u.kind == "jetstream" for u in config.upstreams):
+            from gateway.upstreams.city_acks import CityAckListener
+            from gateway.upstreams.transport import Setting
+
+            self.city_acks = [CityAckListener(u, Setting(config.site, os.environ, self.clock),
+                                              self.acks, self.rules.active, self.counters)
+                              for u in config.upstreams if u.kind == "jetstream"]
         self.notify_sink = NotifySink(
             self.journal, self.link, self.clock, self.counters,
             apprise_at_start=needs_apprise(self.contacts.every_target() if self.contacts else ()))
@@ -345,6 +355,7 @@ class Gateway:
                 task("gw.sink.store", self.store_sink.run),
                 task("gw.sink.notify", self.notify_sink.run),
                 *(task(f"gw.upstream[{u.name}]", u.run) for u in self.upstreams),
+                *(task(f"gw.city_acks[{i}]", c.run) for i, c in enumerate(self.city_acks)),
                 task("gw.liveness", functools.partial(supervise, self.board, self.clock)),
                 task("gw.status.events", self._journal_status_changes),
                 task("gw.journal.prune", self._prune),

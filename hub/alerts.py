@@ -49,13 +49,15 @@ class CityAlert(msgspec.Struct, frozen=True, kw_only=True):
     value: Scalar | None = None
     message: str = ""
     by: str | None = None
+    place: dict[str, str | int] | None = None  # building, unit, floor: what the policy let out
 
     @classmethod
-    def of(cls, district: str, site: str, alert: Alert) -> CityAlert:
+    def of(cls, district: str, site: str, alert: Alert,
+           place: dict[str, str | int] | None = None) -> CityAlert:
         return cls(district=district, site=site, id=alert.id, ts=alert.ts, rule=alert.rule,
                    device=alert.device, kind=alert.kind, state=alert.state,
                    severity=alert.severity, since=alert.since, value=alert.value,
-                   message=alert.message, by=alert.by)
+                   message=alert.message, by=alert.by, place=place or None)
 
     @property
     def key(self) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -12,6 +13,7 @@ from gateway.core.config import StoreConfig
 from gateway.core.problems import ConfigError, Problem, problem_from_pydantic, read_toml
 
 _NAME = r"^[A-Za-z0-9_-]{1,64}$"  # stream, consumer and bucket names
+_COMPOUND = r"^[^/\s]{1,64}/[^/\s]{1,64}$"  # district/site, or district/*
 
 
 class _Strict(BaseModel):
@@ -55,7 +57,23 @@ class BoardConfig(_Strict):
 
     host: str = "127.0.0.1"
     port: int = Field(default=8090, ge=1, le=65535)
-    refresh_s: int = Field(default=5, ge=1, le=3600)
+    refresh_s: int = Field(default=5, ge=1, le=3600)  # unused: the board is pushed
+    # when neither `?lang=` nor the browser says
+    language: Literal["zh-CN", "en"] = "zh-CN"
+    # the latest events (of every compound) each hub process keeps for the board
+    events_kept: int = Field(default=1000, ge=0, le=100_000)
+    # compounds whose alerts the board may acknowledge, as `district/site` or `district/*`
+    # (the compound's gateway must let the city too: its upstream's `city_acks`)
+    ack_granted: list[Annotated[str, Field(pattern=_COMPOUND)]] = Field(default_factory=list)
+    # who acknowledges: the header the city's authenticating proxy puts the user's name in,
+    # believed only from these addresses (the proxy's)
+    user_header: str | None = Field(default=None, pattern=r"^[A-Za-z0-9-]{1,64}$")
+    proxy_addresses: list[str] = Field(default_factory=lambda: ["127.0.0.1", "::1"])
+    ack_timeout_s: float = Field(default=5.0, gt=0, le=60)
+
+    def grants(self, district: str, site: str) -> bool:
+        """Whether the board may acknowledge alerts of `site` in `district`."""
+        return f"{district}/{site}" in self.ack_granted or f"{district}/*" in self.ack_granted
 
 
 class HubConfig(_Strict):
@@ -82,6 +100,10 @@ def parse_hub_config(raw: dict[str, object], file: Path, env: Mapping[str, str]
         needed["store.password_env"] = config.store.password_env
     problems = [Problem(key, f"the environment variable {name} is not set")
                 for key, name in needed.items() if not env.get(name)]
+    if config.board.ack_granted and config.board.user_header is None:
+        problems.append(Problem("board.ack_granted", "needs board.user_header: an "
+                                "acknowledgement names who made it (the city's "
+                                "authenticating proxy says who)"))
     if problems:
         raise ConfigError(file, problems)
     return config

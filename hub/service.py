@@ -10,9 +10,12 @@ redelivery writes a point again, onto itself.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
+from collections import deque
 from collections.abc import Mapping
+from typing import Any
 
 import nats.errors
 from nats.aio.msg import Msg
@@ -28,9 +31,11 @@ from gateway.core.counters import Counters
 from gateway.core.model import Alert
 from gateway.sinks.points import PointMaker
 from gateway.sinks.store_writer import writer_for
+from hub.acks import send_ack
 from hub.alerts import AlertContention, CityAlert, CityAlerts
 from hub.board import BoardServer
 from hub.config import HubConfig
+from hub.feed import EventFeed
 from hub.records import Arrival, BadParcel, read
 from hub.store import CityStore, KeepAlive
 
@@ -39,6 +44,7 @@ log = logging.getLogger(__name__)
 MSG_ID = "Nats-Msg-Id"
 FORGET_EVERY_S = 600.0
 BACKLOG_EVERY_S = 5.0
+REDELIVERED_KEPT = 1000  # stream sequences of the latest redeliveries, on /api/status
 
 
 class HubSetupError(Exception):
@@ -56,6 +62,7 @@ class Hub:
         self.name = name or f"hub-{os.getpid()}"
         self.counters = Counters()
         self.alerts: CityAlerts | None = None
+        self.feed: EventFeed | None = None
         self.board: BoardServer | None = None
         self.ready = asyncio.Event()  # consuming, and the board is up
         # per compound: its points, and the places its devices came with
@@ -64,9 +71,19 @@ class Hub:
         # the consumer's backlog as last seen (every BACKLOG_EVERY_S): the board shows it
         self.backlog: dict[str, int] = {}
         self._backlog_at = -BACKLOG_EVERY_S
+        # the stream sequences this process took and has not settled yet (a batch), and
+        # the latest it was given again (another process took them first and did not
+        # acknowledge them: killed, or its acknowledgement lost)
+        self.in_hand: set[int] = set()
+        self.redelivered: deque[int] = deque(maxlen=REDELIVERED_KEPT)
 
     def stop(self) -> None:
         self._stop.set()
+
+    def status(self) -> dict[str, Any]:
+        """What /api/status shows besides the counters."""
+        return {"backlog": self.backlog, "in_hand": sorted(self.in_hand),
+                "redelivered": list(self.redelivered)}
 
     async def run(self) -> None:
         nc = await connect(self.config.nats, self._env, f"scgw-{self.name}")
@@ -76,12 +93,16 @@ class Hub:
         try:
             js = nc.jetstream()
             self.alerts = CityAlerts(await self._bucket(js))
+            self.feed = EventFeed(js, self.config.stream.name, self.config.board.events_kept)
             self.board = BoardServer(self.alerts, self.config.board, self.counters, self.clock,
-                                     lambda: self.backlog)
+                                     self.status, self.feed,
+                                     lambda alert, user: send_ack(
+                                         nc, alert, user, self.config.board.ack_timeout_s))
             stopping = asyncio.create_task(self._stop.wait(), name=f"{self.name}.stop")
             async with asyncio.TaskGroup() as tasks:
                 work = [
                     tasks.create_task(self.alerts.watch(), name=f"{self.name}.alerts"),
+                    tasks.create_task(self.feed.follow(), name=f"{self.name}.feed"),
                     tasks.create_task(self.board.run(), name=f"{self.name}.board"),
                     tasks.create_task(self._consume(js, store), name=f"{self.name}.consume"),
                     tasks.create_task(self._forget(), name=f"{self.name}.forget"),
@@ -161,6 +182,7 @@ class Hub:
         """One batch: store, alert state, acknowledgements, in that order."""
         arrivals: list[tuple[Msg, Arrival]] = []
         for msg in msgs:
+            self._took(msg)
             headers = msg.headers or {}
             try:
                 arrivals.append((msg, read(msg.subject, msg.data, headers.get(MSG_ID))))
@@ -181,7 +203,9 @@ class Hub:
         for _, arrival in arrivals:
             if isinstance(arrival.record, Alert):
                 district, site = arrival.compound
-                await self._apply(CityAlert.of(district, site, arrival.record), keep_alive)
+                place = arrival.place.model_dump(exclude_none=True) if arrival.place else None
+                await self._apply(CityAlert.of(district, site, arrival.record, place),
+                                  keep_alive)
         for msg, arrival in arrivals:
             self.counters.inc("hub_records", kind=type(arrival.record).__name__.lower())
             await self._settle(msg)
@@ -204,13 +228,29 @@ class Hub:
                 await keep_alive()
                 await self.clock.sleep(delay)
 
+    def _took(self, msg: Msg) -> None:
+        try:
+            meta = msg.metadata
+        except nats.errors.NotJSMessageError:  # not from a consumer: nothing to tell
+            return
+        self.in_hand.add(meta.sequence.stream)
+        if meta.num_delivered > 1:
+            self.counters.inc("hub_redelivered")
+            self.redelivered.append(meta.sequence.stream)
+
+    def _let_go(self, msg: Msg) -> None:
+        with contextlib.suppress(nats.errors.NotJSMessageError):
+            self.in_hand.discard(msg.metadata.sequence.stream)
+
     async def _settle(self, msg: Msg, *, term: bool = False, progress: bool = False) -> None:
         """Acknowledge (or terminate, or ask for more time for) one message. One that is
         lost on the way is delivered again later, and written again onto itself."""
         try:
             if progress:
                 await msg.in_progress()
-            elif term:
+                return
+            self._let_go(msg)
+            if term:
                 await msg.term()
             else:
                 await msg.ack()

@@ -135,6 +135,20 @@ ZH: Mapping[str, str] = {
     "access.logout": "退出",
     "access.login_failed": "密码错误",
     "access.login_limited": "尝试过多，已拒绝",
+    "city.title": "城市报警看板",
+    "city.compound": "小区",
+    "city.all": "全部小区",
+    "city.readonly": "只读：报警由各小区值班室确认",
+    "city.granted": "可确认授权小区的报警",
+    "city.syncing": "正在读取全市报警状态…",
+    "city.events": "最新事件",
+    "city.time": "时间",
+    "city.where": "位置",
+    "city.type": "事件",
+    "city.class": "类别",
+    "city.counts": "各小区事件数",
+    "class.alarm": "报警",
+    "class.event": "事件",
 }
 
 EN: Mapping[str, str] = {
@@ -261,6 +275,20 @@ EN: Mapping[str, str] = {
     "access.logout": "logged out",
     "access.login_failed": "wrong password",
     "access.login_limited": "refused: too many attempts",
+    "city.title": "City alarm board",
+    "city.compound": "Compound",
+    "city.all": "all compounds",
+    "city.readonly": "read-only: each compound's duty office acknowledges",
+    "city.granted": "may acknowledge the alerts of granted compounds",
+    "city.syncing": "still reading the city's alert state…",
+    "city.events": "Latest events",
+    "city.time": "Time",
+    "city.where": "Where",
+    "city.type": "Event",
+    "city.class": "Class",
+    "city.counts": "events per compound",
+    "class.alarm": "alarm",
+    "class.event": "event",
 }
 
 CATALOGUES: Mapping[str, Mapping[str, str]] = {"zh-CN": ZH, "en": EN}

@@ -61,3 +61,34 @@ def app_page(page: str, language: str, session: Mapping[str, str]) -> str:
 <script type="application/json" id="words">{_words_json(language)}</script>
 <script src="/static/console.js"></script>
 </body></html>"""
+
+
+def city_page(language: str, user: str | None = None, csrf: str = "") -> str:
+    """The board in multi-compound mode (the city hub's): no accounts, no navigation to a
+    compound's own pages; a compound filter. The script reads `data-mode`; `user` (named
+    by the city's proxy) may acknowledge the alerts of the compounds granted to the board."""
+    w = words(language)
+    other = "en" if language == "zh-CN" else "zh-CN"
+    who = escape(w["city.readonly"]) if user is None else (
+        f"{escape(user)} · {escape(w['city.granted'])}")
+    acting = "" if user is None else f' data-user="{escape(user)}" data-csrf="{escape(csrf)}"'
+    return f"""<!doctype html>
+<html lang="{escape(language)}"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{escape(w["city.title"])}</title>
+<link rel="stylesheet" href="/static/console.css"></head>
+<body data-page="board" data-mode="city" data-lang="{escape(language)}"{acting}>
+<header><h1>{escape(w["city.title"])}</h1>
+<label id="compound-choice">{escape(w["city.compound"])}
+<select id="compound-filter"><option value="">{escape(w["city.all"])}</option></select></label>
+<span id="clock"></span>
+<button id="sound" class="unarmed" type="button"></button>
+<a id="language" href="?lang={escape(other)}">{escape(w["language"])}</a>
+<span id="who">{who}</span></header>
+<div id="stream" class="banner broken" hidden></div>
+<div id="syncing" class="banner broken" hidden></div>
+<div id="sound-needed" class="banner alarm" hidden></div>
+<main id="main"></main>
+<script type="application/json" id="words">{_words_json(language)}</script>
+<script src="/static/console.js"></script>
+</body></html>"""

@@ -74,7 +74,7 @@ class ConsoleGateway(GatewayState, Protocol):
     def journal(self) -> Journal: ...
 
 
-def _static(name: str) -> bytes:
+def static_file(name: str) -> bytes:
     return resources.files("gateway.console").joinpath("static", name).read_bytes()
 
 
@@ -92,7 +92,7 @@ class ConsoleServer:
         # logins, logouts and refused logins, journalled
         self.access = AccessLog(gateway.journal, gateway.clock, config.keep_days)
         self._streams: set[asyncio.Event] = set()
-        self._static = {name: _static(name) for name in STATIC}
+        self._static = {name: static_file(name) for name in STATIC}
         self.ready = asyncio.Event()
         self._closing = False
         log_.listeners.append(self._changed)

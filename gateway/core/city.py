@@ -9,7 +9,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
+import msgspec
 from pydantic import BaseModel, ConfigDict, Field
 
 SUBJECT_ROOT = "sc"
@@ -92,3 +94,29 @@ class CitySubject:
             return None
         district, site, kind, device, type_ = (untoken(p) for p in parts[1:])
         return cls(district, site, kind, device, type_)
+
+
+# Acknowledgements from the city board travel back on `scack.{district}.{site}` (a NATS
+# request; the compound's gateway answers): not under `sc.`, which the city's stream keeps.
+ACK_ROOT = "scack"
+MAX_CITY_USER = 100  # characters of the board's user name: `city:` is put before it
+
+
+def ack_subject(district: str, site: str) -> str:
+    return ".".join((ACK_ROOT, token(district), token(site)))
+
+
+class CityAck(msgspec.Struct, frozen=True, kw_only=True):
+    """The city board acknowledges `alert` (the compound's own alert id) as `user`."""
+
+    alert: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    user: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_CITY_USER)]
+
+
+class CityAckAnswer(msgspec.Struct, frozen=True, kw_only=True):
+    """The compound's answer: journalled (`ok`), or refused with a reason (its counter's
+    label) and why."""
+
+    ok: bool
+    reason: str = ""
+    error: str = ""

@@ -103,6 +103,9 @@ class JetStreamUpstream(UpstreamBase):
     # the CA the cluster's certificates are checked against (TLS, `tls://` servers); None:
     # nats.tls.ca_file, else the system's certificate authorities
     ca_file: Path | None = None
+    # whether the city board may acknowledge this compound's alerts (where the hub's
+    # `board.ack_granted` names the compound too); refused and counted when false
+    city_acks: bool = False
 
     def secret_envs(self) -> dict[str, str]:
         return {**super().secret_envs(),

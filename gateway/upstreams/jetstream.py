@@ -37,7 +37,7 @@ class JetStreamTransport:
         self._config = config
         self._site = setting.site
         self._env = setting.env
-        self._access = _with_ca(config.nats, config)
+        self._access = with_ca(config.nats, config)
         self._nats: Client | None = None
         self._js: JetStreamContext | None = None
         # message ids the stream acknowledged lately, oldest first: a batch delivered again
@@ -108,7 +108,8 @@ class JetStreamTransport:
                 await client.close()
 
 
-def _with_ca(access: NatsAccess, config: JetStreamUpstream) -> NatsAccess:
+def with_ca(access: NatsAccess, config: JetStreamUpstream) -> NatsAccess:
+    """`access`, its CA the upstream's `ca_file` where it names one."""
     if config.ca_file is None:
         return access
     tls = access.tls or NatsTls()

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import nats
+from nats.aio.client import Client
 from nats.js.client import JetStreamContext
 
 from bench.city_rig import HubProcess, toml
@@ -40,9 +41,10 @@ def hub_raw(cluster: NatsCluster, names: CityNames, store_url: str, **extra: Any
             ) -> dict[str, Any]:
     raw: dict[str, Any] = {
         "nats": {"servers": cluster.urls, "reconnect_wait_s": 0.1},
-        # a test cluster's nodes keep at most 2 GB each
+        # a test cluster's nodes keep at most 2 GB each, and every test has a stream of its
+        # own (a few hundred kB each): 40 fit
         "stream": {"name": names.stream, "subjects": [f"sc.{names.district}.>"],
-                   "max_gb": 0.2},
+                   "max_gb": 0.05},
         "consumer": {"ack_wait_s": 2.0, "fetch_wait_s": 0.5},
         "alerts": {"bucket": names.bucket},
         "store": {"url": store_url, "retry_min_s": 0.05, "retry_max_s": 0.5},
@@ -77,13 +79,19 @@ async def running_hub(config: HubConfig, name: str = "hub") -> AsyncIterator[Hub
 
 
 @contextlib.asynccontextmanager
-async def city_client(cluster: NatsCluster) -> AsyncIterator[JetStreamContext]:
+async def city_connection(cluster: NatsCluster) -> AsyncIterator[Client]:
     client = await nats.connect(servers=cluster.urls, reconnect_time_wait=0.1,
                                 max_reconnect_attempts=-1)
     try:
-        yield client.jetstream()
+        yield client
     finally:
         await client.close()
+
+
+@contextlib.asynccontextmanager
+async def city_client(cluster: NatsCluster) -> AsyncIterator[JetStreamContext]:
+    async with city_connection(cluster) as client:
+        yield client.jetstream()
 
 
 async def publish(js: JetStreamContext, district: str, site: str, record: Record,

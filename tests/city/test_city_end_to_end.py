@@ -1,8 +1,9 @@
 """Three compounds' gateways feed the city's three-node JetStream cluster through their
 `jetstream` upstreams; two hub processes share the stream into the central store. Mid-burst
-the stream's leader is SIGKILLed, then one hub process; both come back. Every alarm is in
-the central store once, in each device's order in the stream, and every alert is on the
-city board with its compound.
+the stream's leader is SIGKILLed, then one hub process while it holds a batch it took and
+did not acknowledge (its line to the store cut); both come back. What the killed process
+held went to the other one; every alarm is in the central store once, in each device's
+order in the stream, and on both hubs' city boards with its compound, as every alert.
 
 The full size (1,000 alarms from each of three gateways) runs in `python -m bench --only
 city`; here a burst of 3 x 60 keeps the suite quick.
@@ -19,9 +20,11 @@ from gateway.ops.private_servers import Mosquitto, NatsCluster, VictoriaMetrics
 from gateway.supervisor import Gateway
 from hub.provision import provision
 from simulators.elder_button import SimulatedElder
+from tests.city.relay import Relay
 from tests.city.rig import CityNames, HubProcess, city_client, hub_config, hub_raw
 from tests.helpers import elder_gpio, eventually, make_config, running
 
+FETCH_WAIT_S = 0.5  # the hubs' consumer.fetch_wait_s (tests/city/rig.py)
 BUTTONS = 4
 PRESSES = 15  # per button: 60 alarms per compound
 SITES = ("c1", "c2", "c3")
@@ -69,60 +72,112 @@ async def press(gateway: Gateway, rounds: range, pause_s: float = 0.01) -> None:
         await asyncio.sleep(pause_s)
 
 
+async def holding(hub: HubProcess) -> set[int]:
+    """The stream sequences `hub` took and holds unacknowledged (its store is cut off)."""
+    held: set[int] = set()
+
+    async def some() -> bool:
+        held.update((await asyncio.to_thread(hub.state) or {}).get("in_hand", ()))
+        return bool(held)
+
+    await eventually(some, timeout=20, interval=0.1, what=f"{hub.name} holding a batch")
+    return held
+
+
+async def all_events(hub: HubProcess, wanted: int) -> bool:
+    events = await asyncio.to_thread(hub.board, "/api/events")
+    return sum(events["counts"].values()) >= wanted
+
+
+async def redelivered(hub: HubProcess, before: set[int], held: set[int]) -> bool:
+    state = await asyncio.to_thread(hub.state)
+    return state is not None and held <= set(state["redelivered"]) - before
+
+
 async def test_a_burst_from_three_compounds_survives_a_lost_leader_and_a_killed_hub(
         tmp_path: Path, nats_cluster: NatsCluster, city: CityNames, victoria: VictoriaMetrics,
         mosquitto: Mosquitto) -> None:
     config = hub_config(nats_cluster, city, victoria.url)
     await provision(config, {})
-    hubs = [HubProcess(tmp_path / "hubs", hub_raw(nats_cluster, city, victoria.url), name)
-            for name in ("hub-a", "hub-b")]
-    for hub in hubs:
-        hub.start()
-    try:
-        await asyncio.gather(*(hub.up() for hub in hubs))
-        gateways = [Gateway(compound_config(tmp_path, site, nats_cluster, city,
-                                            mosquitto.port, victoria.url)) for site in SITES]
-        async with running(gateways[0]), running(gateways[1]), running(gateways[2]):
-            third = PRESSES // 3
-            await asyncio.gather(*(press(g, range(third)) for g in gateways))
-            leader = await asyncio.to_thread(nats_cluster.stream_leader, city.stream)
-            assert leader is not None
-            await asyncio.to_thread(nats_cluster.node(leader).kill)
-            await asyncio.gather(*(press(g, range(third)) for g in gateways))
-            hubs[0].kill()
-            await asyncio.gather(*(press(g, range(2 * third, PRESSES)) for g in gateways))
-            await asyncio.to_thread(nats_cluster.node(leader).start)
-            hubs[0].start()
-            for gateway in gateways:
-                await eventually(
-                    lambda g=gateway: g.counters.get("events_accepted", cls="alarm")
-                    == BUTTONS * PRESSES and g.upstreams[0].cursor >= g.journal.last_seq,
-                    timeout=30, what=f"{gateway.config.site} delivered to the city")
-            accepted = {g.config.site: await accepted_alarms(g.journal) for g in gateways}
-            local_alerts = {g.config.site: {a.id for a in g.rules.active()} for g in gateways}
-        await hubs[0].up()
-        await asyncio.to_thread(nats_cluster.wait_healthy)
-        async with city_client(nats_cluster) as js:
-            streamed = await stream_records(js, city.stream, city.district)
-
-            async def stored() -> bool:
-                for site in SITES:
-                    verdict = await judge_compound(accepted[site], streamed, victoria.url,
-                                                   city.district, site)
-                    if verdict.lost_store:
-                        return False
-                return True
-
-            await eventually(stored, timeout=20, interval=0.5, what="every alarm stored")
-            verdicts = {site: await judge_compound(accepted[site], streamed, victoria.url,
-                                                   city.district, site) for site in SITES}
-            board = await asyncio.to_thread(hubs[1].board)
-            shares = [await asyncio.to_thread(hub.status) for hub in hubs]
-    finally:
+    # hub-a's line to the central store: cut, it holds the batch it takes
+    async with Relay(int(victoria.url.rsplit(":", 1)[1])) as store_line:
+        hubs = [HubProcess(tmp_path / "hubs", hub_raw(nats_cluster, city, url), name)
+                for name, url in (("hub-a", f"http://127.0.0.1:{store_line.port}"),
+                                  ("hub-b", victoria.url))]
         for hub in hubs:
-            hub.stop()
+            hub.start()
+        try:
+            await asyncio.gather(*(hub.up() for hub in hubs))
+            gateways = [Gateway(compound_config(tmp_path, site, nats_cluster, city,
+                                                mosquitto.port, victoria.url))
+                        for site in SITES]
+            async with running(gateways[0]), running(gateways[1]), running(gateways[2]):
+                third = PRESSES // 3
+                await asyncio.gather(*(press(g, range(third)) for g in gateways))
+                leader = await asyncio.to_thread(nats_cluster.stream_leader, city.stream)
+                assert leader is not None
+                await asyncio.to_thread(nats_cluster.node(leader).kill)
+                # the next batches go to hub-a, which holds them (its store line is cut):
+                # hub-b frozen meanwhile, until its waiting fetch has expired
+                store_line.cut()
+                before = set((await asyncio.to_thread(hubs[1].state) or {})["redelivered"])
+                hubs[1].pause()
+                await asyncio.sleep(FETCH_WAIT_S + 0.2)
+                await asyncio.gather(*(press(g, range(third)) for g in gateways))
+                held = await holding(hubs[0])
+                hubs[0].kill()
+                hubs[1].resume()
+                await asyncio.gather(*(press(g, range(2 * third, PRESSES)) for g in gateways))
+                # taken and not acknowledged by the killed process: the other one has them
+                # (JetStream's delivery count > 1) before the killed one comes back
+                await eventually(lambda: redelivered(hubs[1], before, held), timeout=20,
+                                 interval=0.2, what="hub-a's batch redelivered to hub-b")
+                await asyncio.to_thread(nats_cluster.node(leader).start)
+                store_line.mend()
+                hubs[0].start()
+                for gateway in gateways:
+                    await eventually(
+                        lambda g=gateway: g.counters.get("events_accepted", cls="alarm")
+                        == BUTTONS * PRESSES and g.upstreams[0].cursor >= g.journal.last_seq,
+                        timeout=30, what=f"{gateway.config.site} delivered to the city")
+                accepted = {g.config.site: await accepted_alarms(g.journal) for g in gateways}
+                local_alerts = {g.config.site: {a.id for a in g.rules.active()}
+                                for g in gateways}
+            await hubs[0].up()
+            await asyncio.to_thread(nats_cluster.wait_healthy)
+            async with city_client(nats_cluster) as js:
+                streamed = await stream_records(js, city.stream, city.district)
+
+                async def stored() -> bool:
+                    for site in SITES:
+                        verdict = await judge_compound(accepted[site], streamed, victoria.url,
+                                                       city.district, site)
+                        if verdict.lost_store:
+                            return False
+                    return True
+
+                await eventually(stored, timeout=20, interval=0.5, what="every alarm stored")
+                verdicts = {site: await judge_compound(accepted[site], streamed, victoria.url,
+                                                       city.district, site) for site in SITES}
+
+                async def settled() -> bool:
+                    info = await js.consumer_info(city.stream, config.consumer.durable)
+                    return (info.num_pending, info.num_ack_pending) == (0, 0)
+
+                await eventually(settled, timeout=10, what="nothing waits unacknowledged")
+                wanted = sum(len(ids) for ids in accepted.values())
+                for hub in hubs:  # the survivor's board, and the one started again
+                    await eventually(lambda h=hub: all_events(h, wanted), timeout=10,
+                                     what=f"every event on {hub.name}'s board")
+                events = [await asyncio.to_thread(hub.board, "/api/events") for hub in hubs]
+                board = await asyncio.to_thread(hubs[1].board)
+                shares = [await asyncio.to_thread(hub.status) for hub in hubs]
+        finally:
+            for hub in hubs:
+                hub.stop()
     for site, verdict in verdicts.items():
         verdict.extra["leader_killed"] = int(leader[1:])
+        verdict.extra["hub_a_held_redelivered"] = len(held)
         verdict.print(f"city burst, compound {site}")
         assert verdict.accepted == BUTTONS * PRESSES
         assert (verdict.lost_store, verdict.store_duplicates, verdict.order_violations,
@@ -131,5 +186,13 @@ async def test_a_burst_from_three_compounds_survives_a_lost_leader_and_a_killed_
                 for site in SITES}
     assert on_board == local_alerts
     assert all(len(alerts) == BUTTONS for alerts in on_board.values())
+    # every alarm event on each hub's board, once, with its compound
+    for seen in events:
+        for site in SITES:
+            mine = [(e["id"], e["device"], e["cls"]) for e in seen["events"]
+                    if e["compound"] == f"{city.district}/{site}"]
+            assert sorted(mine) == sorted((e.id, e.device, "alarm") for e in accepted[site])
+            assert seen["counts"][f"{city.district}/{site}"] == BUTTONS * PRESSES
     # the surviving hub took its share before the other was killed, and the rest after
     assert (shares[1] or {}).get("hub_records{kind=deviceevent}", 0) > 0
+    assert len(held) > 0

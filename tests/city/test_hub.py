@@ -12,7 +12,9 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
+import msgspec
 import pytest
 from nats.js.api import ConsumerConfig
 
@@ -28,6 +30,7 @@ from gateway.core.model import (
 from gateway.core.problems import ConfigError
 from gateway.ops.private_servers import NatsCluster, VictoriaMetrics
 from gateway.ops.store_query import export
+from hub.alerts import CityAlert, alert_key
 from hub.config import parse_hub_config
 from hub.provision import provision
 from tests.city.rig import (
@@ -93,6 +96,21 @@ def test_a_missing_secret_is_named_with_its_key() -> None:
     assert parse_hub_config(raw, Path("hub.toml"), {"CITY_NATS_PASSWORD": "x"}).nats.user
 
 
+def test_acknowledging_is_granted_per_compound_or_district_and_names_who() -> None:
+    raw: dict[str, Any] = {"nats": {"servers": ["nats://127.0.0.1:4222"]},
+                           "store": {"url": "http://127.0.0.1:8428"},
+                           "board": {"ack_granted": ["north/c1", "south/*"]}}
+    with pytest.raises(ConfigError) as refused:
+        parse_hub_config(raw, Path("hub.toml"), {})
+    assert [str(p) for p in refused.value.problems] == [
+        "board.ack_granted: needs board.user_header: an acknowledgement names who made it "
+        "(the city's authenticating proxy says who)"]
+    raw["board"]["user_header"] = "X-Remote-User"
+    board = parse_hub_config(raw, Path("hub.toml"), {}).board
+    assert [board.grants(*c) for c in (("north", "c1"), ("north", "c2"), ("south", "c9"))] == [
+        True, False, True]
+
+
 async def test_records_reach_the_store_once_even_when_published_twice(
         nats_cluster: NatsCluster, city: CityNames, victoria: VictoriaMetrics) -> None:
     config = hub_config(nats_cluster, city, victoria.url)
@@ -121,28 +139,49 @@ async def test_the_city_alert_state_never_moves_back(
         await publish(js, city.district, "c1", _alert(AlertState.FIRING, T0), msg_id="again")
         await eventually(lambda: hub.counters.get("hub_records", kind="alert") == 4,
                          what="every transition handled")
-        assert hub.alerts is not None
-        await eventually(lambda: len(hub.alerts.current) == 2, what="both alerts watched")
-        states = {(a.site, a.id): a.state for a in hub.alerts.current.values()}
-    assert states == {("c1", "al-1"): AlertState.RESOLVED, ("c2", "al-2"): AlertState.FIRING}
+        # the bucket itself (the hub's watched copy follows it a moment later)
+        kv = await js.key_value(city.bucket)
+        held = {}
+        for site, alert_id in (("c1", "al-1"), ("c2", "al-2")):
+            entry = await kv.get(alert_key(city.district, site, alert_id))
+            assert entry.value is not None
+            held[(site, alert_id)] = msgspec.json.decode(entry.value, type=CityAlert).state
+        watched = hub.alerts
+        assert watched is not None
+        await eventually(lambda: {(a.site, a.id): a.state for a in watched.current.values()}
+                         == held, what="the watched copy as the bucket")
+    assert held == {("c1", "al-1"): AlertState.RESOLVED, ("c2", "al-2"): AlertState.FIRING}
     assert hub.counters.get("hub_alert_transitions") == 3
 
 
-async def test_the_board_lists_alerts_with_their_compound_and_changes_nothing(
+async def test_the_board_lists_alerts_and_events_with_their_compound_and_changes_nothing(
         nats_cluster: NatsCluster, city: CityNames, victoria: VictoriaMetrics) -> None:
     config = hub_config(nats_cluster, city, victoria.url)
     base = f"http://127.0.0.1:{config.board.port}"
     async with running_hub(config) as hub, city_client(nats_cluster) as js:
         await publish(js, city.district, "c7", _alert(AlertState.FIRING, T0, "al-7"))
-        await eventually(lambda: hub.alerts is not None and len(hub.alerts.active()) == 1,
-                         what="the alert on the board")
+        event = _event(1, "e8")
+        await publish(js, city.district, "c8", event)
+        await eventually(lambda: hub.alerts is not None and len(hub.alerts.active()) == 1
+                         and hub.feed is not None and len(hub.feed.events) == 1,
+                         what="the alert and the event on the board")
         board = json.loads(await asyncio.to_thread(_get, f"{base}/api/board"))
+        events = json.loads(await asyncio.to_thread(_get, f"{base}/api/events"))
         page = await asyncio.to_thread(_get, f"{base}/")
-        refused = await asyncio.to_thread(_post, f"{base}/api/board")
-    assert [(a["compound"], a["id"], a["state"]) for a in board["alerts"]] == [
-        (f"{city.district}/c7", "al-7", "firing")]
-    assert f"<td>{city.district}</td><td>c7</td><td>critical</td>" in page
-    assert refused == 405
+        refused = [await asyncio.to_thread(_post, f"{base}{path}") for path in (
+            "/api/board", f"/api/alerts/{board['alerts'][0]['key']}/ack", "/api/language")]
+    assert [(a["compound"], a["id"], a["state"], a["ackable"]) for a in board["alerts"]] == [
+        (f"{city.district}/c7", "al-7", "firing", False)]
+    assert [(e["compound"], e["id"], e["cls"]) for e in events["events"]] == [
+        (f"{city.district}/c8", event.id, "alarm")]
+    assert events["counts"] == {f"{city.district}/c8": 1}
+    assert board["events"] == events["events"]
+    assert {c["compound"]: (c["active"], c["events"]) for c in board["compounds"]} == {
+        f"{city.district}/c7": (1, 0), f"{city.district}/c8": (0, 1)}
+    # the console's own page, in multi-compound mode
+    assert 'data-mode="city"' in page
+    assert "/static/console.js" in page
+    assert refused == [405, 404, 404]
 
 
 async def test_what_cannot_be_read_is_counted_and_not_delivered_again(

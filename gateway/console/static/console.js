@@ -1,5 +1,7 @@
 // The duty office's console. Everything the board shows comes pushed over server-sent
 // events (/api/stream); this script never polls for alerts. No external resource is used.
+// The city hub serves the same board in multi-compound mode (`data-mode="city"`): every
+// alert with its compound, a compound filter, the latest events, and no accounts.
 "use strict";
 
 (function () {
@@ -7,6 +9,7 @@
   const W = JSON.parse(document.getElementById("words").textContent);
   const csrf = body.dataset.csrf;
   const officer = body.dataset.role === "officer";
+  const city = body.dataset.mode === "city";
   const state = { soundsPlayed: 0, boards: 0, stream: "connecting", armed: false };
   window.scgwConsole = state;
   let serverNow = Date.now();
@@ -61,7 +64,7 @@
       headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf },
       body: JSON.stringify(data || {}),
     });
-    if (response.status === 401) { location.href = "/login"; }
+    if (response.status === 401 && !city) { location.href = "/login"; }
     if (!response.ok) {
       let why = response.statusText;
       try { why = (await response.json()).error || why; } catch (e) { /* not JSON */ }
@@ -111,15 +114,41 @@
   });
 
   // -- header -------------------------------------------------------------------------
-  document.getElementById("who").textContent =
-    body.dataset.user + (officer ? "" : " " + t("viewer"));
-  document.getElementById("logout").addEventListener("click", async () => {
-    try { await post("/logout"); } finally { location.href = "/login"; }
-  });
-  document.getElementById("language").addEventListener("click", async () => {
-    await post("/api/language", { language: body.dataset.lang === "zh-CN" ? "en" : "zh-CN" });
-    location.reload();
-  });
+  if (!city) {
+    document.getElementById("who").textContent =
+      body.dataset.user + (officer ? "" : " " + t("viewer"));
+    document.getElementById("logout").addEventListener("click", async () => {
+      try { await post("/logout"); } finally { location.href = "/login"; }
+    });
+    document.getElementById("language").addEventListener("click", async () => {
+      await post("/api/language", { language: body.dataset.lang === "zh-CN" ? "en" : "zh-CN" });
+      location.reload();
+    });
+  }
+  // the city board's compound filter: "" is every compound; kept in the address
+  const filter = city ? document.getElementById("compound-filter") : null;
+  let chosen = wantedCompound();
+  function wantedCompound() {
+    return new URLSearchParams(location.search).get("compound") || "";
+  }
+  function shown(compound) { return !chosen || compound === chosen; }
+  // the other language keeps the compound chosen
+  function languageLink() {
+    const params = new URLSearchParams(location.search);
+    params.set("lang", body.dataset.lang === "zh-CN" ? "en" : "zh-CN");
+    document.getElementById("language").setAttribute("href", "?" + params.toString());
+  }
+  if (filter) {
+    filter.addEventListener("change", () => {
+      chosen = filter.value;
+      const params = new URLSearchParams(location.search);
+      if (chosen) params.set("compound", chosen); else params.delete("compound");
+      history.replaceState(null, "", "?" + params.toString());
+      languageLink();
+      applyFilter();
+    });
+    languageLink();
+  }
 
   // -- the board ------------------------------------------------------------------------
   const main = document.getElementById("main");
@@ -131,7 +160,16 @@
       main.append(el("section", { class: name, id: name }, el("h2", {}, title), list));
     }
     main.append(el("p", { id: "none", hidden: "" }, t("none")));
+    if (city) {
+      main.append(el("section", { class: "events", id: "events" },
+        el("h2", {}, t("city.events")),
+        el("table", { id: "events-table" }, el("thead", {}, el("tr", {},
+          ...["city.time", "city.compound", "devices.kind", "devices.id", "city.type",
+              "city.class", "city.where"].map((k) => el("th", {}, t(k))))),
+          el("tbody", { id: "events-rows" }))));
+    }
   }
+  function cardId(alert) { return alert.key || alert.id; }
 
   function timeline(alert) {
     return el("ol", { class: "timeline" }, ...alert.timeline.map((e) => el(
@@ -195,13 +233,27 @@
     }
     return box;
   }
+  // the city board acknowledges at the compound's gateway, where the hub grants it
+  function cityActions(alert) {
+    const button = el("button", { type: "button", id: "ack-" + alert.key, class: "ack-button" },
+      t("ack"));
+    button.addEventListener("click", async () => {
+      button.disabled = true;
+      try {
+        await post("/api/alerts/" + alert.key + "/ack");
+      } catch (e) { banner("stream", t("error") + ": " + e.message); button.disabled = false; }
+    });
+    return el("div", { class: "actions" }, el("div", { class: "ack" }, button));
+  }
   function card(alert) {
-    let node = document.getElementById("alert-" + alert.id);
+    let node = document.getElementById("alert-" + cardId(alert));
     if (!node) {
-      node = el("article", { id: "alert-" + alert.id, class: "alert" },
+      node = el("article", { id: "alert-" + cardId(alert), class: "alert" },
         el("div", { class: "info" }), el("div", { class: "detail" }));
       if (officer) node.append(actions(alert));
+      if (city && body.dataset.user) node.append(cityActions(alert));
     }
+    if (city) node.dataset.compound = alert.compound;
     node.dataset.state = alert.state;
     node.dataset.severity = alert.severity;
     node.dataset.rule = alert.rule;
@@ -209,7 +261,8 @@
     node.className = "alert " + alert.severity + " " + alert.state
       + (node.classList.contains("focus") ? " focus" : "");
     const info = node.querySelector(".info");
-    info.replaceChildren(
+    info.replaceChildren(...[
+      city ? el("p", { class: "compound" }, alert.compound) : null,
       el("h3", { class: "what" }, word("rule", alert.rule)),
       el("span", { class: "severity" }, word("severity", alert.severity)),
       el("span", { class: "state" }, word("state", alert.state) +
@@ -218,33 +271,39 @@
         (alert.place ? " · " + place(alert.place) : "")),
       el("p", { class: "since" }, t("since") + " ",
         el("span", { class: "running", "data-since": alert.since }, "")),
-      el("p", { class: "message" }, alert.message));
-    node.querySelector(".detail").replaceChildren(escalation(alert),
-      el("details", { open: "" }, el("summary", {}, t("timeline")), timeline(alert)));
+      el("p", { class: "message" }, alert.message)].filter((n) => n !== null));
+    // the city does not know a compound's escalation: its duty office does
+    node.querySelector(".detail").replaceChildren(...[city ? null : escalation(alert),
+      el("details", { open: "" }, el("summary", {}, t("timeline")), timeline(alert))]
+      .filter((n) => n !== null));
     const ack = node.querySelector(".ack");
-    if (ack) ack.hidden = alert.state !== "firing";
+    if (ack) ack.hidden = alert.state !== "firing" || (city && !alert.ackable);
     return node;
   }
   function render(board) {
     serverNow = board.now;
     receivedAt = Date.now();
     state.boards += 1;
-    banner("broker", board.broker ? "" : t("broker.down"));
-    const down = (board.upstreams || []).filter((u) => u.state === "down");
-    banner("upstreams", down.length ? t("upstreams.down", {
-      names: down.map((u) => u.name + " (" + u.backlog + ")").join(", ") }) : "");
+    if (city) {
+      banner("syncing", board.synced ? "" : t("city.syncing"));
+    } else {
+      banner("broker", board.broker ? "" : t("broker.down"));
+      const down = (board.upstreams || []).filter((u) => u.state === "down");
+      banner("upstreams", down.length ? t("upstreams.down", {
+        names: down.map((u) => u.name + " (" + u.backlog + ")").join(", ") }) : "");
+    }
     if (body.dataset.page !== "board") { refresh(); return; }
-    const ids = new Set(board.alerts.map((a) => a.id));
+    const ids = new Set(board.alerts.map(cardId));
     for (const node of document.querySelectorAll("article.alert")) {
       if (!ids.has(node.id.slice(6))) node.remove();
     }
     for (const name of ["critical", "others"]) {
       const list = board.alerts.filter((a) => (a.severity === "critical") === (name === "critical"));
       sections[name].append(...list.map(card)); // append moves: the order is the board's
-      sections[name].parentNode.hidden = list.length === 0;
     }
-    document.getElementById("none").hidden = board.alerts.length > 0;
-    const fresh = board.alerts.filter((a) => seen !== null && !seen.has(a.id)
+    if (city) renderCity(board);
+    applyFilter();
+    const fresh = board.alerts.filter((a) => seen !== null && !seen.has(cardId(a))
       && a.severity === "critical" && a.state === "firing");
     if (fresh.length) {
       if (!beep(3)) banner("sound-needed", t("sound.needed"));
@@ -252,6 +311,46 @@
     seen = ids;
     tick();
     focus();
+  }
+  // the city board: the compounds in the filter, and the latest events
+  function renderCity(board) {
+    const options = [el("option", { value: "" }, t("city.all"))];
+    const known = new Set();
+    for (const c of board.compounds) {
+      known.add(c.compound);
+      options.push(el("option", { value: c.compound }, c.compound + " (" + c.active + " · "
+        + c.events + ")"));
+    }
+    if (chosen && !known.has(chosen)) options.push(el("option", { value: chosen }, chosen));
+    // only when the list changed: an open list is not closed under the officer's hand
+    const listed = options.map((o) => o.value + "=" + o.textContent).join("\n");
+    if (filter.dataset.listed !== listed) {
+      filter.replaceChildren(...options);
+      filter.dataset.listed = listed;
+    }
+    filter.value = chosen;
+    document.getElementById("events-rows").replaceChildren(...board.events.map((e) => el("tr", {
+      class: "event " + e.cls, "data-compound": e.compound, "data-id": e.id },
+      el("td", {}, clockText(e.ts)), el("td", {}, e.compound), el("td", {}, word("kind", e.kind)),
+      el("td", {}, e.device), el("td", {}, e.type), el("td", {}, word("class", e.cls)),
+      el("td", {}, place(e.place)))));
+  }
+  function applyFilter() {
+    if (body.dataset.page !== "board") return;
+    let visible = 0;
+    for (const name of ["critical", "others"]) {
+      let here = 0;
+      for (const node of sections[name].querySelectorAll("article.alert")) {
+        node.hidden = city && !shown(node.dataset.compound);
+        if (!node.hidden) here += 1;
+      }
+      sections[name].parentNode.hidden = here === 0;
+      visible += here;
+    }
+    for (const row of document.querySelectorAll("tr.event")) {
+      row.hidden = !shown(row.dataset.compound);
+    }
+    document.getElementById("none").hidden = visible > 0;
   }
   // a link from elsewhere (Grafana's active alarms) names an alert by rule and device
   const wanted = new URLSearchParams(location.search);
