@@ -33,7 +33,7 @@ QOS0_BACKLOG = 10_000  # incoming QoS 0 messages waiting to be journalled before
 # unacknowledged, and QoS 0 messages beyond it waiting are dropped
 TIGHT_PIPELINE = 16
 NO_BYTE_BOUND = 1 << 62
-RECHECK_S = 0.02  # while reading is held for what follows, how often that is looked at
+RECHECK_S = 0.002  # while reading is held for what follows, how often that is looked at
 REDELIVER_AFTER_S = 2.0  # a message not journalled is asked for again after this
 
 Work = list[tuple[Awaitable[None], Handler]]
