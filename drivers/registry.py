@@ -82,7 +82,9 @@ def build_drivers(ctx: Context) -> list[Driver]:
                                         ctx.pseudonymise,
                                         shutdown_timeout_s=config.shutdown_timeout_s,
                                         platforms=platforms,
-                                        alarm_kinds=frozenset(config.broker.alarm_lane_kinds)))
+                                        alarm_kinds=frozenset(config.broker.alarm_lane_kinds),
+                                        rate_hz=config.limits.device_rate_hz,
+                                        burst_s=config.limits.device_burst_s))
     fire_panels = [d for d in config.devices if isinstance(d, Gb26875Device)]
     if fire_panels and config.gb26875 is not None:
         from drivers.gb26875.server import Gb26875Server
