@@ -60,6 +60,11 @@ _LINGER_S = 1.0
 _SERVER_LOG = log.getChild("server")
 _ASYNCIO_LOG = logging.getLogger("asyncio")
 _ACCEPT_FAILED = "socket.accept() out of system resource"
+# connections the kernel holds for the port until the loop accepts them (net.core.somaxconn
+# caps it: 4096 on current kernels). Beyond it the kernel drops a connection's SYN and the
+# sender tries again only after its retransmission timeout, 1 s: under a flood of
+# connections an alarm push would take that second (asyncio's default is 100)
+LISTEN_BACKLOG = 1024
 THROTTLE_LOG_S = 60.0  # a throttled device is logged at most this often
 _SLOT = web.RequestKey("push_slot", bool)  # the request holds a push slot
 
@@ -149,7 +154,7 @@ class HttpPushReceiver:
             for logger, pacer in paced:
                 logger.addFilter(pacer)
             listener = await asyncio.get_running_loop().create_server(
-                self._connections, server.host, server.port)
+                self._connections, server.host, server.port, backlog=LISTEN_BACKLOG)
             log.info("HTTP push receiver on %s:%d (%s) for %d device(s)", server.host,
                      server.port, "TLS" if tls else "plain HTTP", self._devices)
             self.ready.set()
@@ -182,12 +187,16 @@ class HttpPushReceiver:
     async def _track(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         assert self._connections is not None
         self._connections.request_started(request.transport)
+        taken = False
         try:
-            return await handler(request)
+            response = await handler(request)
+            taken = response.status < 300
+            return response
         finally:
-            if request.get(_SLOT):
+            slot = request.get(_SLOT, False)
+            if slot:
                 self.slots.give()
-            self._connections.request_finished(request.transport)
+            self._connections.request_finished(request.transport, taken and slot)
 
     def _admit(self, request: web.Request, sender: str,
                kinds: Collection[DeviceKind]) -> web.Response | None:
