@@ -1,0 +1,269 @@
+"""Temperature gates that push over HTTP and keep what was not taken, and a LAN that floods
+the push port with connections.
+
+A push gate's firmware keeps its passages while the gateway does not take them and posts
+them again, oldest first, once it does (the vendors' "断网续传"): each `PushingGate` holds a
+backlog, adds a passage to it at its own pace whatever happens to its pushes, and sends the
+oldest one at a time. A 2xx answer takes it off the backlog; a 503 or 429 leaves it there
+until `Retry-After` (scaled by `retry_scale`) has passed; a push without an answer (the
+gateway is down, the connection was closed) leaves it there for `retry_s`. Every passage
+carries its number (`passages`), so what reached the store can be told apart passage by
+passage. A tenth of them (`fever_every`) are fevers, which the gateway answers 200 once
+journalled; the rest are readings alone, answered 202.
+
+`ConnectionFlood` keeps `count` connections open to the port from a set of source
+addresses, idle or sending a request head that never ends, and opens each again when the
+gateway closes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import Counter, deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import msgspec
+
+NORMAL_X10 = 365
+FEVER_X10 = 385  # at or above 38.0 °C: the gateway's fever rule alerts on one passage
+
+
+@dataclass(slots=True)
+class Ledger:
+    """What one gate knows of its passages."""
+
+    produced: int = 0
+    taken: list[int] = field(default_factory=list)  # passages answered 2xx, in order
+    fevers_taken: int = 0
+    answers: Counter[int] = field(default_factory=Counter)  # every status received
+    failed: int = 0  # pushes without an answer (refused connection, closed, timed out)
+    # passages of which a push went without an answer before one was taken: the gateway
+    # may have taken that one too
+    uncertain: set[int] = field(default_factory=set)
+    latencies: list[float] = field(default_factory=list)  # seconds, of the 2xx pushes
+
+    @property
+    def refused(self) -> int:
+        """Answers that refused a push for load (503 busy, 429 throttled)."""
+        return self.answers[503] + self.answers[429]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"produced": self.produced, "taken": len(self.taken),
+                "fevers_taken": self.fevers_taken,
+                "answers": {str(k): v for k, v in sorted(self.answers.items())},
+                "failed": self.failed, "uncertain": len(self.uncertain)}
+
+
+def passage_body(n: int, fever: bool) -> bytes:
+    """The gate's JSON for its passage number `n` (profile http-temp-gate)."""
+    return msgspec.json.encode({"temp_x10": FEVER_X10 if fever else NORMAL_X10,
+                                "abnormal": int(fever), "mask": 1, "passages": n})
+
+
+class PushingGate:
+    """One gate with its backlog and its own connection (from `local_address`)."""
+
+    def __init__(self, base_url: str, device: str, token: str, *,
+                 local_address: str | None = None, fever_every: int = 10,
+                 retry_s: float = 0.2, retry_scale: float = 1.0, timeout_s: float = 10.0,
+                 first: int = 1) -> None:
+        self.device = device
+        self.url = f"{base_url.rstrip('/')}/push/{device}"
+        self._headers = {"Content-Type": "application/json",
+                         "Authorization": f"Bearer {token}"}
+        self._local = local_address
+        self._fever_every = fever_every
+        self._retry_s = retry_s
+        self._retry_scale = retry_scale
+        self._timeout_s = timeout_s
+        self._next = first
+        self.backlog: deque[int] = deque()
+        self.ledger = Ledger()
+        self._waiting = asyncio.Event()  # set while the backlog holds passages
+        self.empty = asyncio.Event()  # set while it holds none
+        self.empty.set()
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> PushingGate:
+        connector = aiohttp.TCPConnector(
+            limit=1, local_addr=(self._local, 0) if self._local else None)
+        self._session = aiohttp.ClientSession(
+            connector=connector, timeout=aiohttp.ClientTimeout(total=self._timeout_s))
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def fever(self, n: int) -> bool:
+        return self._fever_every > 0 and n % self._fever_every == 0
+
+    def pass_one(self) -> int:
+        """A person passes: a passage joins the backlog. Its number."""
+        n = self._next
+        self._next += 1
+        self.ledger.produced += 1
+        self.backlog.append(n)
+        self.empty.clear()
+        self._waiting.set()
+        return n
+
+    async def send_forever(self) -> None:
+        """Push the backlog, oldest first, one at a time; wait while it is empty."""
+        while True:
+            if not self.backlog:
+                self._waiting.clear()
+                self.empty.set()
+                await self._waiting.wait()
+                continue
+            n = self.backlog[0]
+            delay = await self._push(n)
+            if delay is None:
+                self.backlog.popleft()
+            else:
+                await asyncio.sleep(delay)
+
+    async def _push(self, n: int) -> float | None:
+        """None if the passage was taken, else how long to wait before sending it again."""
+        assert self._session is not None, "use PushingGate as `async with`"
+        fever = self.fever(n)
+        started = time.monotonic()
+        try:
+            async with self._session.post(self.url, data=passage_body(n, fever),
+                                          headers=self._headers) as response:
+                await response.read()
+                status = response.status
+                after = response.headers.get("Retry-After")
+        except (aiohttp.ClientError, TimeoutError, OSError):
+            self.ledger.failed += 1
+            self.ledger.uncertain.add(n)
+            return self._retry_s
+        self.ledger.answers[status] += 1
+        if 200 <= status < 300:
+            self.ledger.taken.append(n)
+            self.ledger.fevers_taken += fever
+            self.ledger.latencies.append(time.monotonic() - started)
+            return None
+        if status in (429, 503):
+            wait = float(after) if after and after.isdigit() else 1.0
+            return wait * self._retry_scale
+        return self._retry_s  # anything else: the device tries again later
+
+    async def produce(self, rate_hz: float, seconds: float) -> None:
+        """Passages at `rate_hz` for `seconds`, on schedule whatever the pushes do."""
+        start = time.monotonic()
+        count = round(rate_hz * seconds)
+        for k in range(count):
+            await asyncio.sleep(max(start + k / rate_hz - time.monotonic(), 0))
+            self.pass_one()
+
+
+class Fleet:
+    """Pushing gates, one per (device, token), each from the next of `addresses` in turn;
+    `gate`: more arguments of every PushingGate."""
+
+    def __init__(self, base_url: str, devices: Sequence[tuple[str, str]],
+                 addresses: Sequence[str] | None = None, **gate: Any) -> None:
+        self.gates = [PushingGate(base_url, device, token,
+                                  local_address=addresses[i % len(addresses)]
+                                  if addresses else None, **gate)
+                      for i, (device, token) in enumerate(devices)]
+        self._stack = contextlib.AsyncExitStack()
+        self._senders: list[asyncio.Task[None]] = []
+
+    async def __aenter__(self) -> Fleet:
+        for gate in self.gates:
+            await self._stack.enter_async_context(gate)
+        self._senders = [asyncio.create_task(g.send_forever(), name=f"fleet.{g.device}")
+                         for g in self.gates]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for task in self._senders:
+            task.cancel()
+        await asyncio.gather(*self._senders, return_exceptions=True)
+        await self._stack.aclose()
+
+    async def produce(self, rate_hz: float, seconds: float) -> None:
+        """Every gate passes `rate_hz` people a second for `seconds`."""
+        await asyncio.gather(*(g.produce(rate_hz, seconds) for g in self.gates))
+
+    @property
+    def backlog(self) -> int:
+        return sum(len(g.backlog) for g in self.gates)
+
+    async def drained(self, within_s: float) -> None:
+        """Wait until every gate's backlog is empty."""
+        async with asyncio.timeout(within_s):
+            await asyncio.gather(*(g.empty.wait() for g in self.gates))
+
+    def totals(self) -> dict[str, Any]:
+        answers: Counter[int] = Counter()
+        for g in self.gates:
+            answers.update(g.ledger.answers)
+        return {"produced": sum(g.ledger.produced for g in self.gates),
+                "taken": sum(len(g.ledger.taken) for g in self.gates),
+                "fevers_taken": sum(g.ledger.fevers_taken for g in self.gates),
+                "refused": sum(g.ledger.refused for g in self.gates),
+                "failed": sum(g.ledger.failed for g in self.gates),
+                "uncertain": sum(len(g.ledger.uncertain) for g in self.gates),
+                "backlog": self.backlog,
+                "answers": {str(k): v for k, v in sorted(answers.items())}}
+
+
+class ConnectionFlood:
+    """`count` connections to host:port from `addresses`, kept open: idle, or every
+    `slow_every`-th one a request head that never ends; each one the gateway closes (or
+    refuses) is opened again after `reopen_s`."""
+
+    def __init__(self, host: str, port: int, addresses: Sequence[str], count: int = 1000,
+                 *, slow_every: int = 2, reopen_s: float = 1.0) -> None:
+        self._host = host
+        self._port = port
+        self._addresses = list(addresses)
+        self._count = count
+        self._slow_every = slow_every
+        self._reopen_s = reopen_s
+        self._tasks: list[asyncio.Task[None]] = []
+        self.open = 0  # connections open now (as the flood sees them)
+        self.opened = 0  # connections made in all
+        self.closed_by_server = 0
+
+    async def __aenter__(self) -> ConnectionFlood:
+        self._tasks = [asyncio.create_task(self._hold(n), name=f"flood.{n}")
+                       for n in range(self._count)]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _hold(self, n: int) -> None:
+        address = self._addresses[n % len(self._addresses)]
+        slow = self._slow_every > 0 and n % self._slow_every == 0
+        while True:
+            try:
+                reader, writer = await asyncio.open_connection(
+                    self._host, self._port, local_addr=(address, 0))
+            except OSError:
+                await asyncio.sleep(self._reopen_s)
+                continue
+            self.open += 1
+            self.opened += 1
+            try:
+                if slow:  # a request head that never ends
+                    writer.write(b"POST /push/gate-1 HTTP/1.1\r\nHost: gw\r\n")
+                with contextlib.suppress(OSError):
+                    await reader.read()  # until the gateway closes it
+                self.closed_by_server += 1
+            finally:
+                self.open -= 1
+                writer.close()
+            await asyncio.sleep(self._reopen_s)
