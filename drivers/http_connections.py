@@ -148,7 +148,13 @@ class PushConnections:
         self._wait(connection, config.header_timeout_s)
         return True
 
+    def head_arrived(self, connection: _Connection) -> None:
+        """A complete request head arrived on `connection`: it keeps its timer (until its
+        handler starts) but is no longer closed for room."""
+        self._unwait(connection)
+
     def _wait(self, connection: _Connection, timeout_s: float) -> None:
+        connection.waits_for_head()
         self._unwait(connection)
         (self._waiting_known if connection.known else self._waiting)[connection] = None
         loop = asyncio.get_running_loop()
@@ -217,6 +223,12 @@ class _Connection(asyncio.Protocol):
         self.address = "unknown"
         self.requests = 0
         self.known = False  # it carried a push the gateway took
+        self._waiting_head = True  # no complete request head since the last answer
+        self._tail = b""  # the last bytes received, for a head's end split between reads
+
+    def waits_for_head(self) -> None:
+        self._waiting_head = True
+        self._tail = b""
 
     def closes_at(self, timer: asyncio.TimerHandle | None) -> None:
         """Replace the timer that closes the connection while it is idle; None: none."""
@@ -259,6 +271,12 @@ class _Connection(asyncio.Protocol):
             self._inner.connection_made(secured)
 
     def data_received(self, data: bytes) -> None:
+        if self._waiting_head and b"\r\n\r\n" in self._tail + data:
+            # a request head is complete: its push is under way even before aiohttp hands
+            # it to a handler, so the connection is no longer one to close for room
+            self._waiting_head = False
+            self._owner.head_arrived(self)
+        self._tail = data[-3:]
         if self._inner is not None:
             self._inner.data_received(data)
 

@@ -42,6 +42,7 @@ class Ledger:
     fevers_taken: int = 0
     answers: Counter[int] = field(default_factory=Counter)  # every status received
     failed: int = 0  # pushes without an answer (refused connection, closed, timed out)
+    errors: Counter[str] = field(default_factory=Counter)  # of those, by exception
     # passages of which a push went without an answer before one was taken: the gateway
     # may have taken that one too
     uncertain: set[int] = field(default_factory=set)
@@ -56,7 +57,8 @@ class Ledger:
         return {"produced": self.produced, "taken": len(self.taken),
                 "fevers_taken": self.fevers_taken,
                 "answers": {str(k): v for k, v in sorted(self.answers.items())},
-                "failed": self.failed, "uncertain": len(self.uncertain)}
+                "failed": self.failed, "errors": dict(self.errors),
+                "uncertain": len(self.uncertain)}
 
 
 def passage_body(n: int, fever: bool) -> bytes:
@@ -140,8 +142,9 @@ class PushingGate:
                 await response.read()
                 status = response.status
                 after = response.headers.get("Retry-After")
-        except (aiohttp.ClientError, TimeoutError, OSError):
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             self.ledger.failed += 1
+            self.ledger.errors[type(exc).__name__] += 1
             self.ledger.uncertain.add(n)
             return self._retry_s
         self.ledger.answers[status] += 1
@@ -205,8 +208,10 @@ class Fleet:
 
     def totals(self) -> dict[str, Any]:
         answers: Counter[int] = Counter()
+        errors: Counter[str] = Counter()
         for g in self.gates:
             answers.update(g.ledger.answers)
+            errors.update(g.ledger.errors)
         return {"produced": sum(g.ledger.produced for g in self.gates),
                 "taken": sum(len(g.ledger.taken) for g in self.gates),
                 "fevers_taken": sum(g.ledger.fevers_taken for g in self.gates),
@@ -214,7 +219,8 @@ class Fleet:
                 "failed": sum(g.ledger.failed for g in self.gates),
                 "uncertain": sum(len(g.ledger.uncertain) for g in self.gates),
                 "backlog": self.backlog,
-                "answers": {str(k): v for k, v in sorted(answers.items())}}
+                "answers": {str(k): v for k, v in sorted(answers.items())},
+                "errors": dict(errors)}
 
 
 class ConnectionFlood:

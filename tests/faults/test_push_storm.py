@@ -79,7 +79,7 @@ async def test_a_push_storm_through_a_connection_flood_delays_no_alarm_and_loses
                  offered_per_s=f"{GATES * RATE_HZ:.0f}",
                  taken_per_s=f"{result.taken / drained_s:.0f}",
                  backlog_at_end=backlog_at_end, refused=totals["refused"],
-                 failed=totals["failed"], answers=totals["answers"],
+                 failed=totals["failed"], errors=totals["errors"], answers=totals["answers"],
                  alerted_ms=[round(a.alerted_s * 1000) for a in alarms],
                  answered_ms=[round(a.answered_s * 1000) for a in alarms],
                  rss_peak_mib=f"{resident.peak_mib:.0f}", flood_connections=flood_opened,
