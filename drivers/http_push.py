@@ -18,7 +18,9 @@ writes more than a line a minute to the log.
 
 A push is read only in a slot (`PushSlots`) of its class, taken once the sender is known
 and before its body is read: devices of `alarm_kinds` (and platform routes that carry
-them) may use the slots kept for alarms. A device that pushes readings faster than
+them) may use the slots kept for alarms. While the rules or the MQTT sink are behind
+(`behind`, the bounds the bulk broker session stops reading at), the others' pushes are
+answered 503 there too. A device that pushes readings faster than
 `limits.device_rate_hz` is answered 429 for the readings beyond it (counted as
 `throttled{device}`, logged once a minute); a push that carries an event always passes.
 """
@@ -29,7 +31,7 @@ import asyncio
 import hmac
 import logging
 import math
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -96,8 +98,11 @@ class HttpPushReceiver:
         alarm_kinds: Collection[DeviceKind] = (),
         rate_hz: float = 0.0,
         burst_s: float = 5.0,
+        behind: Callable[[], bool] | None = None,
     ) -> None:
         self._server = server
+        # whether the rules or the MQTT sink are too far behind to take more than alarms
+        self._behind = behind
         self._alarm_kinds = frozenset(alarm_kinds)
         self._rate_hz = rate_hz
         self.slots = PushSlots(server.max_pushes, server.alarm_pushes_reserved)
@@ -206,8 +211,10 @@ class HttpPushReceiver:
         if request.get(_SLOT):
             return None
         alarm = not self._alarm_kinds.isdisjoint(kinds)
+        if not alarm and self._behind is not None and self._behind():
+            return self._busy(sender, alarm, "downstream")
         if not self.slots.take(alarm):
-            return self._busy(sender, alarm)
+            return self._busy(sender, alarm, "slots")
         request[_SLOT] = True
         return None
 
@@ -245,17 +252,21 @@ class HttpPushReceiver:
             return busy
         return await self._handle(request, pusher, signature)
 
-    def _busy(self, sender: str, alarm: bool) -> web.Response:
-        """Every push slot open to the sender's class is taken: 503 before its body is
-        read, so that a flooding device never holds the connections an alarm needs."""
+    def _busy(self, sender: str, alarm: bool, reason: str) -> web.Response:
+        """503 before the body is read: every push slot open to the sender's class is taken
+        (`slots`), so that a flooding device never holds the connections an alarm needs;
+        or, for a sender that is not an alarm device, the rules or the MQTT sink are behind
+        (`downstream`), so that what waits in front of an alarm's alert stays bounded and
+        the rest of a storm waits in the devices."""
         cls = "alarm" if alarm else "other"
-        self._counters.inc("http_pushes_busy", cls=cls)
+        self._counters.inc("http_pushes_busy", cls=cls, reason=reason)
+        why = (f"{self.slots.in_use} pushes in progress (http.max_pushes, "
+               f"{self._server.alarm_pushes_reserved} of them kept for alarm devices)"
+               if reason == "slots" else "the rules or the MQTT sink are behind")
         self._counters.log_every(
-            log, ("http_push", "busy", cls), self._clock.monotonic(), 60.0,
-            "push from %s answered 503: %d pushes in progress (http.max_pushes, %d of them "
-            "kept for alarm devices); %d so far, logged at most once a minute",
-            sender, self.slots.in_use, self._server.alarm_pushes_reserved,
-            self._counters.get("http_pushes_busy", cls=cls))
+            log, ("http_push", "busy", cls, reason), self._clock.monotonic(), 60.0,
+            "push from %s answered 503: %s; %d so far, logged at most once a minute",
+            sender, why, self._counters.get("http_pushes_busy", cls=cls, reason=reason))
         answer = _answer(503, error="busy", headers={"Retry-After": "1"})
         answer.force_close()  # the connection goes back to the cap, not to the flood
         return answer

@@ -86,3 +86,19 @@ async def test_platform_routes_push_in_the_slots_decided_per_route(tmp_path: Pat
         assert await rig.onenet.send(rig.onenet.envelope(message)) == 200
         assert [(e.kind, e.device) for e in rig.intake.journalled][-1] == (DeviceKind.SMOKE,
                                                                             "smoke-1")
+
+
+async def test_while_the_rules_are_behind_only_alarm_devices_pushes_are_taken(
+        tmp_path: Path) -> None:
+    behind = [True]
+    async with open_rig(tmp_path, receiver={"alarm_kinds": [DeviceKind.ACCESS],
+                                            "behind": lambda: behind[0]}) as rig:
+        gate, door = rig.pushers["gate-h1"], rig.pushers["door-h1"]
+        refused = await gate.push({"temp_x10": 38.9, "abnormal": 1, "mask": 1})
+        assert (refused.status, refused.body["error"]) == (503, "busy")
+        assert rig.counters.get("http_pushes_busy", cls="other", reason="downstream") == 1
+        assert (await door.push({"event.code": 20})).status == 200
+        assert [e.type for e in rig.intake.events] == ["forced_open"]
+        behind[0] = False
+        assert (await gate.push({"temp_x10": 38.9, "abnormal": 1, "mask": 1})).status == 200
+        assert rig.receiver.slots.in_use == 0
