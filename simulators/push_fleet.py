@@ -14,16 +14,23 @@ journalled; the rest are readings alone, answered 202.
 `ConnectionFlood` keeps `count` connections open to the port from a set of source
 addresses, idle or sending a request head that never ends, and opens each again when the
 gateway closes it.
+
+    python -m simulators.push_fleet --url http://127.0.0.1:8080 --gates 100 --rate 15 \
+        --seconds 60 --flood 1000 --out ledger.json   # then "go" on stdin
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
+import json
+import sys
 import time
 from collections import Counter, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -273,3 +280,80 @@ class ConnectionFlood:
                 self.open -= 1
                 writer.close()
             await asyncio.sleep(self._reopen_s)
+
+
+# -- a storm from a process of its own --------------------------------------------------------
+
+
+async def storm(args: argparse.Namespace) -> None:
+    """JSON lines on stdout: `ready`; on a `go` line on stdin, the flood is opened and
+    `started` printed; the gates pass people for --seconds (`produced`, with the backlog
+    left); the backlogs are pushed until empty (`drained`, with the totals). The passages
+    each gate had taken, and those sent without an answer, go to --out."""
+    addresses = [f"{args.gate_net}.{n % 250 + 1}" for n in range(args.gates)]
+    devices = [(f"gate-{n}", args.token_template.format(n=n))
+               for n in range(1, args.gates + 1)]
+    loop = asyncio.get_running_loop()
+    flood_addresses = [f"{args.flood_net}.{n}" for n in range(2, 2 + args.flood_addresses)]
+    fleet = Fleet(args.url, devices, addresses, retry_s=args.retry_s,
+                  retry_scale=args.retry_scale, fever_every=args.fever_every)
+    host, _, port = args.url.removeprefix("http://").rstrip("/").partition(":")
+    async with fleet:
+        _say(ready=True)
+        line = await loop.run_in_executor(None, sys.stdin.readline)
+        if line.strip() != "go":
+            return
+        async with contextlib.AsyncExitStack() as stack:
+            flood = None
+            if args.flood:
+                flood = await stack.enter_async_context(ConnectionFlood(
+                    host, int(port), flood_addresses, args.flood, reopen_s=args.reopen_s))
+                await asyncio.sleep(args.flood_lead_s)
+            _say(started=True, flood_open=flood.open if flood else 0)
+            started = time.monotonic()
+            await fleet.produce(args.rate, args.seconds)
+            produced_s = time.monotonic() - started
+            _say(produced=fleet.totals()["produced"], backlog=fleet.backlog,
+                 seconds=produced_s, flood_opened=flood.opened if flood else 0)
+        await fleet.drained(args.drain_within_s)
+        totals = fleet.totals()
+        totals["drained_s"] = time.monotonic() - started
+        latencies = sorted(s for g in fleet.gates for s in g.ledger.latencies)
+        if latencies:
+            totals["push_p50_ms"] = latencies[len(latencies) // 2] * 1000
+            totals["push_p99_ms"] = latencies[int(0.99 * (len(latencies) - 1))] * 1000
+        ledger = {g.device: {"taken": g.ledger.taken, "uncertain": sorted(g.ledger.uncertain)}
+                  for g in fleet.gates}
+        await asyncio.to_thread(Path(args.out).write_text, json.dumps(ledger))
+        _say(drained=True, **totals)
+
+
+def _say(**fields: Any) -> None:
+    print(json.dumps(fields), flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="pushing gates with a backlog each, and a "
+                                     "flood of connections, against an HTTP push port")
+    parser.add_argument("--url", required=True, help="the push port, http://HOST:PORT")
+    parser.add_argument("--gates", type=int, default=100)
+    parser.add_argument("--rate", type=float, default=15.0, help="passages a second per gate")
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--fever-every", type=int, default=10)
+    parser.add_argument("--token-template", default="gate-token-{n:04d}-0123456789abcdef")
+    parser.add_argument("--gate-net", default="127.0.1", help="gates push from NET.1 ...")
+    parser.add_argument("--retry-s", type=float, default=0.2)
+    parser.add_argument("--retry-scale", type=float, default=1.0,
+                        help="times Retry-After that a gate waits after a 503 or 429")
+    parser.add_argument("--flood", type=int, default=0, help="connections held open")
+    parser.add_argument("--flood-net", default="127.0.0")
+    parser.add_argument("--flood-addresses", type=int, default=20)
+    parser.add_argument("--reopen-s", type=float, default=1.0)
+    parser.add_argument("--flood-lead-s", type=float, default=1.0)
+    parser.add_argument("--drain-within-s", type=float, default=300.0)
+    parser.add_argument("--out", required=True, help="the gates' ledger (JSON)")
+    asyncio.run(storm(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()

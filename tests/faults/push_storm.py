@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
+import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
@@ -28,6 +30,7 @@ from tests.helpers import Watcher, eventually, make_config
 GATE_ADDRESSES = [f"127.0.1.{n}" for n in range(1, 201)]  # each gate its own
 FLOOD_ADDRESSES = [f"127.0.0.{n}" for n in range(2, 22)]  # doors push from 127.0.0.1
 _PAGE = os.sysconf("SC_PAGE_SIZE")
+REPO = Path(__file__).resolve().parents[2]
 
 
 def gate_token(n: int) -> str:
@@ -171,34 +174,130 @@ class Account:
               + " ".join(f"{k}={v}" for k, v in more.items()))
 
 
-def account(gates: Sequence[PushingGate], stored: dict[str, Counter[int]]) -> Account:
+Taken = dict[str, tuple[list[int], set[int]]]  # per gate: passages taken, sent unanswered
+
+
+def taken_by(gates: Sequence[PushingGate]) -> Taken:
+    return {g.device: (g.ledger.taken, g.ledger.uncertain) for g in gates}
+
+
+def account(gates: Taken, stored: dict[str, Counter[int]]) -> Account:
     taken = missing = twice = unknown = uncertain = distinct = 0
-    for gate in gates:
-        in_store = stored.get(gate.device, Counter())
-        took = set(gate.ledger.taken)
+    for device, (took_list, unanswered) in gates.items():
+        in_store = stored.get(device, Counter())
+        took = set(took_list)
         taken += len(took)
         distinct += len(in_store)
-        uncertain += len(gate.ledger.uncertain)
+        uncertain += len(unanswered)
         missing += len(took - set(in_store))
         twice += sum(1 for copies in in_store.values() if copies > 1)
-        unknown += sum(1 for n in in_store if n not in took and n not in gate.ledger.uncertain)
+        unknown += sum(1 for n in in_store if n not in took and n not in unanswered)
     return Account(taken, distinct, missing, twice, unknown, uncertain)
 
 
-async def settled_account(gateway: Gateway, gates: Sequence[PushingGate], store_url: str,
-                          site: str) -> Account:
+async def settled_account(gateway: Gateway, gates: Sequence[PushingGate] | Taken,
+                          store_url: str, site: str) -> Account:
     """Once the store sink caught up: the account, as soon as nothing taken is missing (or
     after 15 s, whatever it is then)."""
     await eventually(lambda: gateway.store_sink.cursor >= gateway.journal.last_seq
                      and not gateway.telemetry.pending("store"), timeout=60,
                      what="the store sink caught up")
     result: list[Account] = []
+    ledgers = gates if isinstance(gates, dict) else taken_by(gates)
 
     async def complete() -> bool:
         stored = await asyncio.to_thread(stored_passages, store_url, site)
-        result[:] = [account(gates, stored)]
+        result[:] = [account(ledgers, stored)]
         return result[0].missing == 0
 
     with contextlib.suppress(AssertionError):
         await eventually(complete, timeout=15, interval=0.5, what="every passage stored")
     return result[0]
+
+
+@dataclass
+class Flooder:
+    """One device pushing readings at a rate over `connections` connections, deaf to 429
+    and Retry-After (a gate gone mad)."""
+
+    url: str
+    token: str
+    address: str
+    answers: Counter[int]
+    sent: int = 0
+
+    async def run(self, rate_hz: float, seconds: float, connections: int = 16) -> float:
+        """Push at `rate_hz` for `seconds` (slower if the answers come slower); the rate
+        achieved (requests a second)."""
+        headers = {"Content-Type": "application/json", "Authorization": f"Bearer {self.token}"}
+        body = b'{"temp_x10": 365, "abnormal": 0, "mask": 1, "passages": 0}'
+        connector = aiohttp.TCPConnector(limit=connections, local_addr=(self.address, 0))
+        deadline = time.monotonic() + seconds
+        started = time.monotonic()
+        async with aiohttp.ClientSession(connector=connector) as session:
+
+            async def one_connection(k: int) -> None:
+                every_s = connections / rate_hz
+                due = started + k / rate_hz
+                while time.monotonic() < deadline:
+                    await asyncio.sleep(max(due - time.monotonic(), 0))
+                    due += every_s
+                    try:
+                        async with session.post(self.url, data=body,
+                                                headers=headers) as response:
+                            await response.read()
+                            self.answers[response.status] += 1
+                    except aiohttp.ClientError:
+                        self.answers[0] += 1
+                    self.sent += 1
+
+            await asyncio.gather(*(one_connection(k) for k in range(connections)))
+        return self.sent / (time.monotonic() - started)
+
+
+class FleetProcess:
+    """`python -m simulators.push_fleet` (gates with a backlog each and a flood of
+    connections) in a process of its own, so that the devices' work is not done on the
+    gateway's event loop; JSON lines in and out."""
+
+    def __init__(self, port: int, out: Path, **options: object) -> None:
+        self.out = out
+        self._argv = [sys.executable, "-m", "simulators.push_fleet",
+                      "--url", f"http://127.0.0.1:{port}", "--out", str(out),
+                      "--token-template", "gate-token-{n:04d}-0123456789abcdef"]
+        for name, value in options.items():
+            self._argv += [f"--{name.replace('_', '-')}", str(value)]
+        self._proc: asyncio.subprocess.Process | None = None
+
+    async def __aenter__(self) -> FleetProcess:
+        self._proc = await asyncio.create_subprocess_exec(
+            *self._argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            cwd=REPO)
+        assert (await self.read(30))["ready"]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._proc is not None
+        if self._proc.returncode is None:
+            self._proc.kill()
+        await self._proc.wait()
+
+    async def read(self, within_s: float) -> dict[str, Any]:
+        assert self._proc is not None
+        assert self._proc.stdout is not None
+        line = await asyncio.wait_for(self._proc.stdout.readline(), within_s)
+        if not line:
+            raise AssertionError(f"the fleet ended ({await self._proc.wait()})")
+        answer: dict[str, Any] = json.loads(line)
+        return answer
+
+    async def go(self) -> None:
+        assert self._proc is not None
+        assert self._proc.stdin is not None
+        self._proc.stdin.write(b"go\n")
+        await self._proc.stdin.drain()
+
+    def ledger(self) -> Taken:
+        data = json.loads(self.out.read_text())
+        return {device: (entry["taken"], set(entry["uncertain"]))
+                for device, entry in data.items()}
