@@ -19,8 +19,8 @@ writes more than a line a minute to the log.
 A push is read only in a slot (`PushSlots`) of its class, taken once the sender is known
 and before its body is read: devices of `alarm_kinds` (and platform routes that carry
 them) may use the slots kept for alarms. While the rules or the MQTT sink are behind
-(`behind`, the bounds the bulk broker session stops reading at), the others' pushes are
-answered 503 there too. A device that pushes readings faster than
+(`behind`, the bounds the bulk broker session stops reading at), the others' pushes wait
+in their slots, up to HOLD_S, then are answered 503. A device that pushes readings faster than
 `limits.device_rate_hz` is answered 429 for the readings beyond it (counted as
 `throttled{device}`, logged once a minute); a push that carries an event always passes.
 """
@@ -67,7 +67,11 @@ _ACCEPT_FAILED = "socket.accept() out of system resource"
 # sender tries again only after its retransmission timeout, 1 s: under a flood of
 # connections an alarm push would take that second (asyncio's default is 100)
 LISTEN_BACKLOG = 1024
-THROTTLE_LOG_S = 60.0  # a throttled device is logged at most this often
+THROTTLE_LOG_S = 60.0
+# while the gateway is behind, another's push waits in its slot this long before its 503,
+# looking again this often (as the bulk broker session does)
+HOLD_S = 2.0
+HOLD_EVERY_S = 0.02  # a throttled device is logged at most this often
 _SLOT = web.RequestKey("push_slot", bool)  # the request holds a push slot
 
 
@@ -203,19 +207,28 @@ class HttpPushReceiver:
                 self.slots.give()
             self._connections.request_finished(request.transport, taken and slot)
 
-    def _admit(self, request: web.Request, sender: str,
-               kinds: Collection[DeviceKind]) -> web.Response | None:
+    async def _admit(self, request: web.Request, sender: str,
+                     kinds: Collection[DeviceKind]) -> web.Response | None:
         """Take a push slot for `request` from `sender` (of `kinds`: an alarm's if any of
         them is an alarm kind), held until it is answered; the 503 to send if none is free.
+
+        Another's push then waits, in its slot, while the gateway is behind (`behind`), up
+        to HOLD_S: what stands in front of an alarm's alert stays bounded, and the storm
+        waits in the devices, as the bulk broker session stops reading.
         """
         if request.get(_SLOT):
             return None
         alarm = not self._alarm_kinds.isdisjoint(kinds)
-        if not alarm and self._behind is not None and self._behind():
-            return self._busy(sender, alarm, "downstream")
         if not self.slots.take(alarm):
             return self._busy(sender, alarm, "slots")
         request[_SLOT] = True
+        if alarm or self._behind is None or not self._behind():
+            return None
+        held = asyncio.get_running_loop().time() + HOLD_S
+        while self._behind():
+            if asyncio.get_running_loop().time() >= held:
+                return self._busy(sender, alarm, "downstream")  # the slot goes with it
+            await asyncio.sleep(HOLD_EVERY_S)
         return None
 
     async def _health(self, request: web.Request) -> web.Response:
@@ -247,7 +260,7 @@ class HttpPushReceiver:
         elif not _authorised(request, pusher.token):
             # the header may hold a real token of another device: never log it
             return self._unauthorised(device, "unauthorised", "missing or wrong bearer token")
-        busy = self._admit(request, device, (pusher.device.kind,))
+        busy = await self._admit(request, device, (pusher.device.kind,))
         if busy is not None:
             return busy
         return await self._handle(request, pusher, signature)
@@ -255,9 +268,8 @@ class HttpPushReceiver:
     def _busy(self, sender: str, alarm: bool, reason: str) -> web.Response:
         """503 before the body is read: every push slot open to the sender's class is taken
         (`slots`), so that a flooding device never holds the connections an alarm needs;
-        or, for a sender that is not an alarm device, the rules or the MQTT sink are behind
-        (`downstream`), so that what waits in front of an alarm's alert stays bounded and
-        the rest of a storm waits in the devices."""
+        or, for a sender that is not an alarm device, the rules or the MQTT sink stayed
+        behind while it waited (`downstream`)."""
         cls = "alarm" if alarm else "other"
         self._counters.inc("http_pushes_busy", cls=cls, reason=reason)
         why = (f"{self.slots.in_use} pushes in progress (http.max_pushes, "

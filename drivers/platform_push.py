@@ -32,9 +32,10 @@ log = logging.getLogger(__name__)
 ReadBody = Callable[[web.Request, str], Awaitable[bytes | web.Response]]
 # a push slot for the request from a sender (label) whose devices are of the kinds given,
 # held until it is answered: an alarm's slot if any kind calls for help (none: another's);
-# the 503 answer when none is free. Taken once the sender is authenticated, before the body
-# is read where the route allows it (HttpPushReceiver)
-Admit = Callable[[web.Request, str, Collection[DeviceKind]], web.Response | None]
+# the 503 answer when none is free (or, for another's, when the gateway stayed behind while
+# it waited). Taken once the sender is authenticated, before the body is read where the
+# route allows it (HttpPushReceiver)
+Admit = Callable[[web.Request, str, Collection[DeviceKind]], Awaitable[web.Response | None]]
 
 
 @runtime_checkable

@@ -49,7 +49,8 @@ class Context:
     pin_factory: Any
     receipts: ReceiptBook | None = None  # to recognise a message a device gives again
     # whether what waits for the rules or the MQTT sink is beyond what may stand in front
-    # of an alarm: the push port then refuses the others' pushes (503)
+    # of an alarm: the push port then holds the others' pushes (and refuses them, 503, if
+    # it lasts)
     behind: Callable[[], bool] | None = None
 
 

@@ -112,7 +112,7 @@ class CtwingReceiver:
         # authenticated by its URL, but which device it is for is in the body: the slot of
         # any of the platform's devices, an alarm's when one of them calls for help
         assert self._admit is not None
-        busy = self._admit(request, LABEL, self._kinds)
+        busy = await self._admit(request, LABEL, self._kinds)
         if busy is not None:
             return busy
         body = await self._read(request, LABEL)

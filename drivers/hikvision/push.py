@@ -127,7 +127,7 @@ class HikvisionPushes:
         if refused is not None:
             return refused
         assert self._admit is not None
-        busy = self._admit(request, device.id, (device.kind,))
+        busy = await self._admit(request, device.id, (device.kind,))
         if busy is not None:
             return busy
         try:

@@ -116,7 +116,7 @@ class OneNetReceiver:
         # the signature and the device are in the body: until it is read, anyone on the LAN
         # may be sending it, so it is read in a slot of the other class, never in one kept
         # for alarms (docs/decisions.md, "Push slots of the platforms' routes")
-        busy = self._admit(request, LABEL, ())
+        busy = await self._admit(request, LABEL, ())
         if busy is not None:
             return busy
         body = await self._read(request, LABEL)

@@ -4,17 +4,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from pathlib import Path
 
 import pytest
 
+from drivers import http_push
 from gateway.core.model import DeliveryClass, DeviceKind
 from tests.drivers.hikvision_rig import open_hikvision
 from tests.drivers.platform_rig import PRODUCT, open_platforms
 from tests.drivers.push_rig import open_rig
 from tests.drivers.test_ctwing_push import SMOKE_REPORT
+from tests.helpers import eventually
 
 RATE_HZ = 2.0
 BURST_S = 5.0  # ten pushes of readings at once
@@ -89,16 +92,24 @@ async def test_platform_routes_push_in_the_slots_decided_per_route(tmp_path: Pat
 
 
 async def test_while_the_rules_are_behind_only_alarm_devices_pushes_are_taken(
-        tmp_path: Path) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     behind = [True]
     async with open_rig(tmp_path, receiver={"alarm_kinds": [DeviceKind.ACCESS],
                                             "behind": lambda: behind[0]}) as rig:
         gate, door = rig.pushers["gate-h1"], rig.pushers["door-h1"]
+        held = asyncio.create_task(gate.push({"temp_x10": 38.9, "abnormal": 1, "mask": 1}),
+                                   name="test.held")
+        await eventually(lambda: rig.receiver.slots.in_use == 1, what="the gate's push held")
+        assert (await door.push({"event.code": 20})).status == 200  # an alarm device's
+        assert [e.type for e in rig.intake.events] == ["forced_open"]
+        assert not held.done()
+        behind[0] = False  # the rules caught up
+        assert (await asyncio.wait_for(held, 5)).status == 200
+        assert [e.type for e in rig.intake.events] == ["forced_open", "fever"]
+        # behind for longer than a push is held: 503, and the slot given back
+        monkeypatch.setattr(http_push, "HOLD_S", 0.1)
+        behind[0] = True
         refused = await gate.push({"temp_x10": 38.9, "abnormal": 1, "mask": 1})
         assert (refused.status, refused.body["error"]) == (503, "busy")
         assert rig.counters.get("http_pushes_busy", cls="other", reason="downstream") == 1
-        assert (await door.push({"event.code": 20})).status == 200
-        assert [e.type for e in rig.intake.events] == ["forced_open"]
-        behind[0] = False
-        assert (await gate.push({"temp_x10": 38.9, "abnormal": 1, "mask": 1})).status == 200
         assert rig.receiver.slots.in_use == 0
