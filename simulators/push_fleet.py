@@ -282,6 +282,46 @@ class ConnectionFlood:
             await asyncio.sleep(self._reopen_s)
 
 
+@dataclass
+class Flooder:
+    """One device pushing readings at a rate over `connections` connections, deaf to 429
+    and Retry-After (a gate gone mad)."""
+
+    url: str
+    token: str
+    address: str
+    answers: Counter[int]
+    sent: int = 0
+
+    async def run(self, rate_hz: float, seconds: float, connections: int = 16) -> float:
+        """Push at `rate_hz` for `seconds` (slower if the answers come slower); the rate
+        achieved (requests a second)."""
+        headers = {"Content-Type": "application/json", "Authorization": f"Bearer {self.token}"}
+        body = b'{"temp_x10": 365, "abnormal": 0, "mask": 1, "passages": 0}'
+        connector = aiohttp.TCPConnector(limit=connections, local_addr=(self.address, 0))
+        deadline = time.monotonic() + seconds
+        started = time.monotonic()
+        async with aiohttp.ClientSession(connector=connector) as session:
+
+            async def one_connection(k: int) -> None:
+                every_s = connections / rate_hz
+                due = started + k / rate_hz
+                while time.monotonic() < deadline:
+                    await asyncio.sleep(max(due - time.monotonic(), 0))
+                    due += every_s
+                    try:
+                        async with session.post(self.url, data=body,
+                                                headers=headers) as response:
+                            await response.read()
+                            self.answers[response.status] += 1
+                    except aiohttp.ClientError:
+                        self.answers[0] += 1
+                    self.sent += 1
+
+            await asyncio.gather(*(one_connection(k) for k in range(connections)))
+        return self.sent / (time.monotonic() - started)
+
+
 # -- a storm from a process of its own --------------------------------------------------------
 
 
@@ -303,6 +343,10 @@ async def storm(args: argparse.Namespace) -> None:
         line = await loop.run_in_executor(None, sys.stdin.readline)
         if line.strip() != "go":
             return
+        flooder = (Flooder(f"{args.url.rstrip('/')}/push/{args.flooder}",
+                           args.token_template.format(n=int(args.flooder.rsplit("-", 1)[1])),
+                           args.flooder_address, Counter())
+                   if args.flooder else None)
         async with contextlib.AsyncExitStack() as stack:
             flood = None
             if args.flood:
@@ -311,10 +355,16 @@ async def storm(args: argparse.Namespace) -> None:
                 await asyncio.sleep(args.flood_lead_s)
             _say(started=True, flood_open=flood.open if flood else 0)
             started = time.monotonic()
+            flooding = (asyncio.ensure_future(flooder.run(args.flooder_rate, args.seconds))
+                        if flooder else None)
             await fleet.produce(args.rate, args.seconds)
+            flooder_rate = await flooding if flooding else 0.0
             produced_s = time.monotonic() - started
             _say(produced=fleet.totals()["produced"], backlog=fleet.backlog,
-                 seconds=produced_s, flood_opened=flood.opened if flood else 0)
+                 seconds=produced_s, flood_opened=flood.opened if flood else 0,
+                 flooder_sent=flooder.sent if flooder else 0, flooder_per_s=flooder_rate,
+                 flooder_answers={str(k): v for k, v in flooder.answers.items()}
+                 if flooder else {})
         await fleet.drained(args.drain_within_s)
         totals = fleet.totals()
         totals["drained_s"] = time.monotonic() - started
@@ -350,6 +400,10 @@ def main() -> None:
     parser.add_argument("--flood-addresses", type=int, default=20)
     parser.add_argument("--reopen-s", type=float, default=1.0)
     parser.add_argument("--flood-lead-s", type=float, default=1.0)
+    parser.add_argument("--flooder", help="a device (gate-N) that floods the port with "
+                        "readings, deaf to 429, over 16 connections")
+    parser.add_argument("--flooder-rate", type=float, default=2000.0)
+    parser.add_argument("--flooder-address", default="127.0.2.1")
     parser.add_argument("--drain-within-s", type=float, default=300.0)
     parser.add_argument("--out", required=True, help="the gates' ledger (JSON)")
     asyncio.run(storm(parser.parse_args()))

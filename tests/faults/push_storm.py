@@ -215,46 +215,6 @@ async def settled_account(gateway: Gateway, gates: Sequence[PushingGate] | Taken
     return result[0]
 
 
-@dataclass
-class Flooder:
-    """One device pushing readings at a rate over `connections` connections, deaf to 429
-    and Retry-After (a gate gone mad)."""
-
-    url: str
-    token: str
-    address: str
-    answers: Counter[int]
-    sent: int = 0
-
-    async def run(self, rate_hz: float, seconds: float, connections: int = 16) -> float:
-        """Push at `rate_hz` for `seconds` (slower if the answers come slower); the rate
-        achieved (requests a second)."""
-        headers = {"Content-Type": "application/json", "Authorization": f"Bearer {self.token}"}
-        body = b'{"temp_x10": 365, "abnormal": 0, "mask": 1, "passages": 0}'
-        connector = aiohttp.TCPConnector(limit=connections, local_addr=(self.address, 0))
-        deadline = time.monotonic() + seconds
-        started = time.monotonic()
-        async with aiohttp.ClientSession(connector=connector) as session:
-
-            async def one_connection(k: int) -> None:
-                every_s = connections / rate_hz
-                due = started + k / rate_hz
-                while time.monotonic() < deadline:
-                    await asyncio.sleep(max(due - time.monotonic(), 0))
-                    due += every_s
-                    try:
-                        async with session.post(self.url, data=body,
-                                                headers=headers) as response:
-                            await response.read()
-                            self.answers[response.status] += 1
-                    except aiohttp.ClientError:
-                        self.answers[0] += 1
-                    self.sent += 1
-
-            await asyncio.gather(*(one_connection(k) for k in range(connections)))
-        return self.sent / (time.monotonic() - started)
-
-
 class FleetProcess:
     """`python -m simulators.push_fleet` (gates with a backlog each and a flood of
     connections) in a process of its own, so that the devices' work is not done on the

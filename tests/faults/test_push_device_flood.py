@@ -20,8 +20,8 @@ from drivers.profile import ProfileLibrary
 from gateway.ops.private_servers import Mosquitto, VictoriaMetrics, free_port
 from gateway.supervisor import Gateway
 from simulators.http_pusher import HttpPusher
+from simulators.push_fleet import Flooder
 from tests.faults.push_storm import (
-    Flooder,
     doors,
     fleet,
     forced_door,
