@@ -20,8 +20,8 @@ A push is read only in a slot (`PushSlots`) of its class, taken once the sender 
 and before its body is read: devices of `alarm_kinds` (and platform routes that carry
 them) may use the slots kept for alarms. While the rules or the MQTT sink are behind
 (`behind`, the bounds the bulk broker session stops reading at), the others' pushes wait
-in their slots, up to HOLD_S, then are answered 503. A device that pushes readings faster than
-`limits.device_rate_hz` is answered 429 for the readings beyond it (counted as
+in their slots, up to HOLD_S, then are answered 503. A device that pushes readings faster
+than `limits.device_rate_hz` is answered 429 for the readings beyond it (counted as
 `throttled{device}`, logged once a minute); a push that carries an event always passes.
 """
 
@@ -67,11 +67,11 @@ _ACCEPT_FAILED = "socket.accept() out of system resource"
 # sender tries again only after its retransmission timeout, 1 s: under a flood of
 # connections an alarm push would take that second (asyncio's default is 100)
 LISTEN_BACKLOG = 1024
-THROTTLE_LOG_S = 60.0
+THROTTLE_LOG_S = 60.0  # a throttled device is logged at most this often
 # while the gateway is behind, another's push waits in its slot this long before its 503,
 # looking again this often (as the bulk broker session does)
 HOLD_S = 2.0
-HOLD_EVERY_S = 0.02  # a throttled device is logged at most this often
+HOLD_EVERY_S = 0.02
 _SLOT = web.RequestKey("push_slot", bool)  # the request holds a push slot
 
 
@@ -387,7 +387,6 @@ class HttpPushReceiver:
         if problems:
             return _answer(422, error="nothing in the push could be used", rejected=problems)
         return _answer(200, accepted=[])
-
 
     def _throttled(self, pusher: _Pusher) -> web.Response:
         device = pusher.device.id

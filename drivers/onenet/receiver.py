@@ -115,7 +115,7 @@ class OneNetReceiver:
         assert self._intake is not None
         # the signature and the device are in the body: until it is read, anyone on the LAN
         # may be sending it, so it is read in a slot of the other class, never in one kept
-        # for alarms (docs/decisions.md, "Push slots of the platforms' routes")
+        # for alarms (docs/decisions.md, "The HTTP push port under a storm")
         busy = await self._admit(request, LABEL, ())
         if busy is not None:
             return busy
