@@ -33,6 +33,7 @@ from bench import (
     journal_bench,
     modbus_bench,
     pipeline_bench,
+    push_storm,
     replay,
     rs485,
     storm,
@@ -45,7 +46,7 @@ from bench.targets import HEADLINE, HEADLINE_KEYS, RESULT_FILES, judge
 from gateway.ops.private_servers import ServiceError
 
 NEW = ("compound-day", "pipeline", "alarm-load", "modbus", "rs485", "footprint", "replay",
-       "city", "storm", "broker-replay", "flood")
+       "city", "storm", "broker-replay", "flood", "push-storm", "push-replay", "push-flood")
 OLD = ("journal", "latency", "ingress", "memory", "idle")
 BENCHMARKS = NEW + OLD
 RESULTS = REPO / "bench" / "results"
@@ -140,6 +141,18 @@ def parser() -> argparse.ArgumentParser:
                    help="broker-replay: readings queued by the broker for the stopped gateway")
     g.add_argument("--flood-rate", type=_positive(float), default=2000.0, metavar="R")
     g.add_argument("--flood-seconds", type=_positive(float), default=60.0, metavar="S")
+    g = p.add_argument_group("push-storm, push-replay, push-flood (the HTTP push port)")
+    g.add_argument("--push-gates", type=int, default=200, metavar="N",
+                   help="push-storm, push-replay: gates (default 200)")
+    g.add_argument("--push-storm-rate", type=_positive(float), default=25.0, metavar="R",
+                   help="push-storm: passages a second per gate (default 25: 5,000/s)")
+    g.add_argument("--push-storm-seconds", type=_positive(float), default=60.0, metavar="S")
+    g.add_argument("--push-connections", type=int, default=1000, metavar="N",
+                   help="push-storm: connections held against the port (default 1000)")
+    g.add_argument("--push-replay-seconds", type=_positive(float), default=30.0, metavar="S",
+                   help="push-replay: how long the gateway is down (default 30)")
+    g.add_argument("--push-flood-rate", type=_positive(float), default=2000.0, metavar="R")
+    g.add_argument("--push-flood-seconds", type=_positive(float), default=30.0, metavar="S")
     g = p.add_argument_group("journal, latency, ingress, memory, idle")
     g.add_argument("--producers", type=_counts, default=[1, 16, 256], metavar="N,N,...",
                    help="journal: concurrent producers per run (default 1,16,256)")
@@ -180,6 +193,7 @@ def _quick(args: argparse.Namespace) -> None:
     args.city_burst, args.city_parcels, args.city_seconds = 300, 5000, 20.0
     args.ingress_messages, args.event_messages, args.idle_seconds = 5000, 500, 3.0
     args.storm_seconds, args.broker_replay_queued, args.flood_seconds = 10.0, 20_000, 10.0
+    args.push_storm_seconds, args.push_replay_seconds, args.push_flood_seconds = 10.0, 5.0, 10.0
 
 
 def _progress(message: str) -> None:
@@ -235,6 +249,17 @@ async def one_run(args: argparse.Namespace, want: set[str], workdir: Path) -> li
         if "flood" in want:
             rows += await storm.flood(srv, workdir, _progress, rate=args.flood_rate,
                                       seconds=args.flood_seconds)
+        if "push-storm" in want:
+            rows += await push_storm.push_storm(
+                srv, workdir, _progress, gates=args.push_gates, rate=args.push_storm_rate,
+                seconds=args.push_storm_seconds, connections=args.push_connections)
+        if "push-replay" in want:
+            rows += await push_storm.push_replay(srv, workdir, _progress, gates=args.push_gates,
+                                                 seconds=args.push_replay_seconds)
+        if "push-flood" in want:
+            rows += await push_storm.push_flood(srv, workdir, _progress,
+                                                rate=args.push_flood_rate,
+                                                seconds=args.push_flood_seconds)
         rows += await _old(srv, workdir, sizes, want)
     return rows
 

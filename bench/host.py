@@ -38,7 +38,8 @@ from simulators.elder_button import SimulatedElder
 COUNTERS = ("ingress_messages", "rejected", "events_accepted", "mqtt_published",
             "mqtt_publish_failed", "mqtt_disconnects", "store_points_written", "store_retries",
             "store_rejected", "handler_errors", "gpio_bounces", "task_restarts", "rule_errors",
-            "throttled", "shed_readings", "memory_tight")
+            "throttled", "shed_readings", "memory_tight", "http_pushes", "http_pushes_busy",
+            "http_connections_closed", "http_connections_refused")
 
 
 def process_status() -> dict[str, int]:
@@ -120,6 +121,9 @@ class Host:
         counters["dropped_store"] = gw.counters.get("dropped", sink="store")
         counters["dropped"] = gw.counters.get("dropped")
         counters["modbus_polls"] = gw.counters.get("modbus_polls")
+        counters["http_busy_slots"] = gw.counters.get("http_pushes_busy", reason="slots")
+        counters["http_busy_downstream"] = gw.counters.get("http_pushes_busy",
+                                                           reason="downstream")
         return {
             "mono": time.monotonic(),
             "cpu_s": usage.ru_utime + usage.ru_stime,

@@ -14,7 +14,8 @@ HEADLINE = {
     "journal append": "records_per_s", "alarm latency": "p99_ms",
     "MQTT ingress": "messages_per_s", "memory": "rss_kib", "idle CPU": "cpu_percent",
     "compound-day": "bytes_per_day", "city": "parcels_per_s", "storm": "p99_ms",
-    "broker-replay": "max_ms", "flood": "flood_p99_ms",
+    "broker-replay": "max_ms", "flood": "flood_p99_ms", "push-storm": "p99_ms",
+    "push-replay": "max_ms", "push-flood": "flood_p99_ms",
 }
 # a row whose own figure is not the benchmark's headline (e.g. a ratio row)
 HEADLINE_KEYS = ("rate_ratio", "polls_ratio", "cpu_percent", "startup_s", "hwm_kib",
@@ -25,7 +26,8 @@ RESULT_FILES = {
     "pipeline": "pipeline", "alarm under load": "alarm_load", "modbus": "modbus",
     "RS-485": "rs485", "footprint": "footprint", "replay": "replay",
     "compound-day": "compound_day", "city": "city", "storm": "storm",
-    "broker-replay": "storm", "flood": "storm",
+    "broker-replay": "storm", "flood": "storm", "push-storm": "push_storm",
+    "push-replay": "push_storm", "push-flood": "push_storm",
 }
 
 

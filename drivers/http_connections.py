@@ -5,10 +5,13 @@ the connection opens, long before a token is checked, and the gateway's broker l
 journal and serial ports draw on the same limit. So every connection is admitted within
 a cap per source address and a cap in all; at the total cap, the connection that has
 waited longest for a request is closed to make room, so idle connections cannot lock a
-device out. A connection must send a complete request head within `header_timeout_s` of
-opening and within `idle_timeout_s` of the answer to its previous request, or it is
-closed. Refusals, evictions and timeouts are counted and logged at most once a minute per
-reason.
+device out. A connection that carried a push the gateway took (a device's or a platform's)
+is closed for room only when no other is waiting: a flood of new connections does not
+close the keep-alive connections of the devices, whose next push would then be lost on
+the way and have to be sent again. A connection must send a complete request head within
+`header_timeout_s` of opening and within `idle_timeout_s` of the answer to its previous
+request, or it is closed. Refusals, evictions and timeouts are counted and logged at most
+once a minute per reason.
 
 With TLS, a connection is admitted (and capped) as soon as it opens, before its handshake,
 so that connections stuck in a handshake count like any other; the handshake is part of the
@@ -50,8 +53,10 @@ class PushConnections:
         self.tls = tls
         self._handshakes: set[asyncio.Task[None]] = set()
         self._open: dict[asyncio.BaseTransport, _Connection] = {}
-        # connections waiting for a request head, the longest waiting first
+        # connections waiting for a request head, the longest waiting first: those that
+        # never carried a push the gateway took, and those that did (a device's)
         self._waiting: dict[_Connection, None] = {}
+        self._waiting_known: dict[_Connection, None] = {}
         self._per_address: Counter[str] = Counter()
 
     def __call__(self) -> asyncio.Protocol:
@@ -65,20 +70,23 @@ class PushConnections:
     @property
     def idle(self) -> int:
         """Connections waiting for a request head (the ones that can be closed for room)."""
-        return len(self._waiting)
+        return len(self._waiting) + len(self._waiting_known)
 
     def request_started(self, transport: asyncio.BaseTransport | None) -> None:
         """A request head arrived on `transport`: it is no longer idle."""
         connection = self._open.get(transport) if transport is not None else None
         if connection is not None:
-            self._waiting.pop(connection, None)
+            self._unwait(connection)
             connection.requests += 1
             connection.closes_at(None)
 
-    def request_finished(self, transport: asyncio.BaseTransport | None) -> None:
-        """The request on `transport` was answered: the next one has `idle_timeout_s`."""
+    def request_finished(self, transport: asyncio.BaseTransport | None,
+                         taken: bool = False) -> None:
+        """The request on `transport` was answered (`taken`: it was a push the gateway
+        took, so the connection is a device's): the next one has `idle_timeout_s`."""
         connection = self._open.get(transport) if transport is not None else None
         if connection is not None:
+            connection.known = connection.known or taken
             self._wait(connection, self._config.idle_timeout_s)
 
     def close(self) -> None:
@@ -125,7 +133,7 @@ class PushConnections:
                          address, self._per_address[address])
             return False
         if len(self._open) >= config.max_connections:
-            oldest = next(iter(self._waiting), None)
+            oldest = next(iter(self._waiting), None) or next(iter(self._waiting_known), None)
             if oldest is None:  # every connection is in the middle of a request
                 self._refuse("total", "connection from %s refused: %d open, the most "
                              "allowed (http.max_connections)", address, len(self._open))
@@ -140,9 +148,15 @@ class PushConnections:
         self._wait(connection, config.header_timeout_s)
         return True
 
+    def head_arrived(self, connection: _Connection) -> None:
+        """A complete request head arrived on `connection`: it keeps its timer (until its
+        handler starts) but is no longer closed for room."""
+        self._unwait(connection)
+
     def _wait(self, connection: _Connection, timeout_s: float) -> None:
-        self._waiting.pop(connection, None)
-        self._waiting[connection] = None
+        connection.waits_for_head()
+        self._unwait(connection)
+        (self._waiting_known if connection.known else self._waiting)[connection] = None
         loop = asyncio.get_running_loop()
         connection.closes_at(loop.call_later(timeout_s, self._timed_out, connection))
 
@@ -179,11 +193,16 @@ class PushConnections:
     def release(self, connection: _Connection) -> None:
         if connection.transport is None or self._open.pop(connection.transport, None) is None:
             return
-        self._waiting.pop(connection, None)
+        self._unwait(connection)
         connection.closes_at(None)
         self._per_address[connection.address] -= 1
         if self._per_address[connection.address] <= 0:
             del self._per_address[connection.address]
+
+
+    def _unwait(self, connection: _Connection) -> None:
+        self._waiting.pop(connection, None)
+        self._waiting_known.pop(connection, None)
 
 
 def _why(exc: BaseException | None) -> str:
@@ -203,6 +222,13 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.address = "unknown"
         self.requests = 0
+        self.known = False  # it carried a push the gateway took
+        self._waiting_head = True  # no complete request head since the last answer
+        self._tail = b""  # the last bytes received, for a head's end split between reads
+
+    def waits_for_head(self) -> None:
+        self._waiting_head = True
+        self._tail = b""
 
     def closes_at(self, timer: asyncio.TimerHandle | None) -> None:
         """Replace the timer that closes the connection while it is idle; None: none."""
@@ -245,6 +271,12 @@ class _Connection(asyncio.Protocol):
             self._inner.connection_made(secured)
 
     def data_received(self, data: bytes) -> None:
+        if self._waiting_head and b"\r\n\r\n" in self._tail + data:
+            # a request head is complete: its push is under way even before aiohttp hands
+            # it to a handler, so the connection is no longer one to close for room
+            self._waiting_head = False
+            self._owner.head_arrived(self)
+        self._tail = data[-3:]
         if self._inner is not None:
             self._inner.data_received(data)
 

@@ -15,6 +15,14 @@ devices holding a certificate from that CA).
 Connections are admitted, timed and capped by `PushConnections`; the body of a push must
 arrive within `body_timeout_s` (408 otherwise); nothing an unauthenticated client can do
 writes more than a line a minute to the log.
+
+A push is read only in a slot (`PushSlots`) of its class, taken once the sender is known
+and before its body is read: devices of `alarm_kinds` (and platform routes that carry
+them) may use the slots kept for alarms. While the rules or the MQTT sink are behind
+(`behind`, the bounds the bulk broker session stops reading at), the others' pushes wait
+in their slots, up to HOLD_S, then are answered 503. A device that pushes readings faster
+than `limits.device_rate_hz` is answered 429 for the readings beyond it (counted as
+`throttled{device}`, logged once a minute); a push that carries an event always passes.
 """
 
 from __future__ import annotations
@@ -23,7 +31,7 @@ import asyncio
 import hmac
 import logging
 import math
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -37,6 +45,7 @@ from drivers.json_map import JsonMap, JsonMapper, MalformedJsonError, parse_json
 from drivers.platform_push import PushRoutes
 from drivers.profile import Profile
 from drivers.pseudonym import Pseudonymiser
+from drivers.throttle import Throttle
 from gateway.core.clock import Clock
 from gateway.core.config import HttpDevice, HttpServerConfig
 from gateway.core.counters import Counters
@@ -53,6 +62,17 @@ _LINGER_S = 1.0
 _SERVER_LOG = log.getChild("server")
 _ASYNCIO_LOG = logging.getLogger("asyncio")
 _ACCEPT_FAILED = "socket.accept() out of system resource"
+# connections the kernel holds for the port until the loop accepts them (net.core.somaxconn
+# caps it: 4096 on current kernels). Beyond it the kernel drops a connection's SYN and the
+# sender tries again only after its retransmission timeout, 1 s: under a flood of
+# connections an alarm push would take that second (asyncio's default is 100)
+LISTEN_BACKLOG = 1024
+THROTTLE_LOG_S = 60.0  # a throttled device is logged at most this often
+# while the gateway is behind, another's push waits in its slot this long before its 503,
+# looking again this often (as the bulk broker session does)
+HOLD_S = 2.0
+HOLD_EVERY_S = 0.02
+_SLOT = web.RequestKey("push_slot", bool)  # the request holds a push slot
 
 
 @dataclass(slots=True)
@@ -61,6 +81,7 @@ class _Pusher:
     token: bytes
     mapper: JsonMapper
     alarm: bool  # of a kind that calls for help: its pushes have reserved slots
+    throttle: Throttle | None  # its readings beyond limits.device_rate_hz
     # one push at a time per device: its events reach the journal in the order they arrived
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -79,8 +100,15 @@ class HttpPushReceiver:
         shutdown_timeout_s: float = 5.0,
         platforms: Sequence[PushRoutes] = (),
         alarm_kinds: Collection[DeviceKind] = (),
+        rate_hz: float = 0.0,
+        burst_s: float = 5.0,
+        behind: Callable[[], bool] | None = None,
     ) -> None:
         self._server = server
+        # whether the rules or the MQTT sink are too far behind to take more than alarms
+        self._behind = behind
+        self._alarm_kinds = frozenset(alarm_kinds)
+        self._rate_hz = rate_hz
         self.slots = PushSlots(server.max_pushes, server.alarm_pushes_reserved)
         # OneNET, CTWing, Hikvision terminals: routes of their own on this port
         self._platforms = list(platforms)
@@ -95,8 +123,9 @@ class HttpPushReceiver:
                 raise ValueError(f"{device.id}: profile {profile.name} is for {profile.kind} "
                                  f"devices, not {device.kind}")
             mapper = JsonMapper(profile.mapping, device.kind, device.id, pseudonymise)
+            throttle = Throttle(rate_hz, burst_s, clock.monotonic()) if rate_hz else None
             self._pushers[device.id] = _Pusher(device, device.http.token.encode(), mapper,
-                                               device.kind in alarm_kinds)
+                                               device.kind in self._alarm_kinds, throttle)
         self.nonces = SeenNonces(server.replay_window_s, server.max_nonces_per_device)
         self._intake: Intake | None = None
         self._connections: PushConnections | None = None
@@ -114,7 +143,7 @@ class HttpPushReceiver:
         app.router.add_post("/push/{device}", self._push)
         app.router.add_get("/health", self._health)
         for platform in self._platforms:
-            platform.add_routes(app.router, intake, self._read)
+            platform.add_routes(app.router, intake, self._read, self._admit)
         # no access log: one line per request is a line per request of anyone on the LAN
         runner = web.AppRunner(app, shutdown_timeout=self._shutdown_timeout_s,
                                keepalive_timeout=server.idle_timeout_s,
@@ -134,7 +163,7 @@ class HttpPushReceiver:
             for logger, pacer in paced:
                 logger.addFilter(pacer)
             listener = await asyncio.get_running_loop().create_server(
-                self._connections, server.host, server.port)
+                self._connections, server.host, server.port, backlog=LISTEN_BACKLOG)
             log.info("HTTP push receiver on %s:%d (%s) for %d device(s)", server.host,
                      server.port, "TLS" if tls else "plain HTTP", self._devices)
             self.ready.set()
@@ -167,10 +196,40 @@ class HttpPushReceiver:
     async def _track(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         assert self._connections is not None
         self._connections.request_started(request.transport)
+        taken = False
         try:
-            return await handler(request)
+            response = await handler(request)
+            taken = response.status < 300
+            return response
         finally:
-            self._connections.request_finished(request.transport)
+            slot = request.get(_SLOT, False)
+            if slot:
+                self.slots.give()
+            self._connections.request_finished(request.transport, taken and slot)
+
+    async def _admit(self, request: web.Request, sender: str,
+                     kinds: Collection[DeviceKind]) -> web.Response | None:
+        """Take a push slot for `request` from `sender` (of `kinds`: an alarm's if any of
+        them is an alarm kind), held until it is answered; the 503 to send if none is free.
+
+        Another's push then waits, in its slot, while the gateway is behind (`behind`), up
+        to HOLD_S: what stands in front of an alarm's alert stays bounded, and the storm
+        waits in the devices, as the bulk broker session stops reading.
+        """
+        if request.get(_SLOT):
+            return None
+        alarm = not self._alarm_kinds.isdisjoint(kinds)
+        if not self.slots.take(alarm):
+            return self._busy(sender, alarm, "slots")
+        request[_SLOT] = True
+        if alarm or self._behind is None or not self._behind():
+            return None
+        held = asyncio.get_running_loop().time() + HOLD_S
+        while self._behind():
+            if asyncio.get_running_loop().time() >= held:
+                return self._busy(sender, alarm, "downstream")  # the slot goes with it
+            await asyncio.sleep(HOLD_EVERY_S)
+        return None
 
     async def _health(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "ok", "devices": self._devices})
@@ -201,24 +260,25 @@ class HttpPushReceiver:
         elif not _authorised(request, pusher.token):
             # the header may hold a real token of another device: never log it
             return self._unauthorised(device, "unauthorised", "missing or wrong bearer token")
-        if not self.slots.take(pusher.alarm):
-            return self._busy(pusher)
-        try:
-            return await self._handle(request, pusher, signature)
-        finally:
-            self.slots.give()
+        busy = await self._admit(request, device, (pusher.device.kind,))
+        if busy is not None:
+            return busy
+        return await self._handle(request, pusher, signature)
 
-    def _busy(self, pusher: _Pusher) -> web.Response:
-        """Every push slot open to the device's class is taken: 503 before its body is
-        read, so that a flooding device never holds the connections an alarm needs."""
-        cls = "alarm" if pusher.alarm else "other"
-        self._counters.inc("http_pushes_busy", cls=cls)
+    def _busy(self, sender: str, alarm: bool, reason: str) -> web.Response:
+        """503 before the body is read: every push slot open to the sender's class is taken
+        (`slots`), so that a flooding device never holds the connections an alarm needs;
+        or, for a sender that is not an alarm device, the rules or the MQTT sink stayed
+        behind while it waited (`downstream`)."""
+        cls = "alarm" if alarm else "other"
+        self._counters.inc("http_pushes_busy", cls=cls, reason=reason)
+        why = (f"{self.slots.in_use} pushes in progress (http.max_pushes, "
+               f"{self._server.alarm_pushes_reserved} of them kept for alarm devices)"
+               if reason == "slots" else "the rules or the MQTT sink are behind")
         self._counters.log_every(
-            log, ("http_push", "busy", cls), self._clock.monotonic(), 60.0,
-            "push from %s answered 503: %d pushes in progress (http.max_pushes, %d of them "
-            "kept for alarm devices); %d so far, logged at most once a minute",
-            pusher.device.id, self.slots.in_use, self._server.alarm_pushes_reserved,
-            self._counters.get("http_pushes_busy", cls=cls))
+            log, ("http_push", "busy", cls, reason), self._clock.monotonic(), 60.0,
+            "push from %s answered 503: %s; %d so far, logged at most once a minute",
+            sender, why, self._counters.get("http_pushes_busy", cls=cls, reason=reason))
         answer = _answer(503, error="busy", headers={"Retry-After": "1"})
         answer.force_close()  # the connection goes back to the cap, not to the flood
         return answer
@@ -305,6 +365,12 @@ class HttpPushReceiver:
             if any(p["reason"] in _UNUSABLE for p in problems):
                 return _answer(400, error="the payload is not a JSON object", rejected=problems)
             self._intake.seen(device)
+            if (not decoded.events and decoded.reading is not None
+                    and pusher.throttle is not None
+                    and not pusher.throttle.allow(self._clock.monotonic())):
+                # readings alone, beyond the device's rate: refused, so that the device
+                # keeps them and gives them again; an event, an alarm first, always passes
+                return self._throttled(pusher)
             accepted: list[str] = []
             for event in decoded.events:
                 await self._intake.event(event)  # durable before the device hears "OK"
@@ -321,6 +387,19 @@ class HttpPushReceiver:
         if problems:
             return _answer(422, error="nothing in the push could be used", rejected=problems)
         return _answer(200, accepted=[])
+
+    def _throttled(self, pusher: _Pusher) -> web.Response:
+        device = pusher.device.id
+        self._counters.inc("throttled", device=device)
+        throttle = pusher.throttle
+        now = self._clock.monotonic()
+        if throttle is not None and now - throttle.logged_at >= THROTTLE_LOG_S:
+            throttle.logged_at = now
+            log.warning("device %s pushes readings faster than limits.device_rate_hz (%g/s): "
+                        "the pushes of readings beyond it are answered 429 (counted as "
+                        "throttled); its events pass", device, self._rate_hz)
+        return _answer(429, error="pushing faster than the device's rate",
+                       headers={"Retry-After": "1"})
 
 
 def _authorised(request: web.Request, token: bytes) -> bool:

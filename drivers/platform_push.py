@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from typing import Protocol, runtime_checkable
 
 from aiohttp import web
@@ -24,11 +24,18 @@ from drivers.json_map import Decoded
 from gateway.core.clock import Clock
 from gateway.core.counters import Counters
 from gateway.core.journaling import Receipt, ReceiptBook
+from gateway.core.model import DeviceKind
 
 log = logging.getLogger(__name__)
 
 # the body of a request, or the answer when it was too large or too late (HttpPushReceiver)
 ReadBody = Callable[[web.Request, str], Awaitable[bytes | web.Response]]
+# a push slot for the request from a sender (label) whose devices are of the kinds given,
+# held until it is answered: an alarm's slot if any kind calls for help (none: another's);
+# the 503 answer when none is free (or, for another's, when the gateway stayed behind while
+# it waited). Taken once the sender is authenticated, before the body is read where the
+# route allows it (HttpPushReceiver)
+Admit = Callable[[web.Request, str, Collection[DeviceKind]], Awaitable[web.Response | None]]
 
 
 @runtime_checkable
@@ -43,7 +50,8 @@ class PushRoutes(Protocol):
     @property
     def devices(self) -> int: ...
 
-    def add_routes(self, router: web.UrlDispatcher, intake: Intake, read: ReadBody) -> None:
+    def add_routes(self, router: web.UrlDispatcher, intake: Intake, read: ReadBody,
+                   admit: Admit) -> None:
         ...
 
 

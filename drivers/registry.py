@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -47,6 +48,10 @@ class Context:
     pseudonymise: Pseudonymiser | None
     pin_factory: Any
     receipts: ReceiptBook | None = None  # to recognise a message a device gives again
+    # whether what waits for the rules or the MQTT sink is beyond what may stand in front
+    # of an alarm: the push port then holds the others' pushes (and refuses them, 503, if
+    # it lasts)
+    behind: Callable[[], bool] | None = None
 
 
 def build_drivers(ctx: Context) -> list[Driver]:
@@ -82,7 +87,10 @@ def build_drivers(ctx: Context) -> list[Driver]:
                                         ctx.pseudonymise,
                                         shutdown_timeout_s=config.shutdown_timeout_s,
                                         platforms=platforms,
-                                        alarm_kinds=frozenset(config.broker.alarm_lane_kinds)))
+                                        alarm_kinds=frozenset(config.broker.alarm_lane_kinds),
+                                        rate_hz=config.limits.device_rate_hz,
+                                        burst_s=config.limits.device_burst_s,
+                                        behind=ctx.behind))
     fire_panels = [d for d in config.devices if isinstance(d, Gb26875Device)]
     if fire_panels and config.gb26875 is not None:
         from drivers.gb26875.server import Gb26875Server

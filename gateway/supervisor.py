@@ -83,9 +83,10 @@ SHED_EVERY_MS = 1000  # under overload: a coalescible device's readings, one a s
 BULK_PREFIX = "bulk:"  # receipt keys of the readings' session: its own packet ids
 OVERLOADED = "gateway.overloaded"  # the built-in rule (rules/loader.py)
 OVERLOAD_SAMPLE_S = 0.5  # how often the lanes' backlogs are looked at
-# the bulk session reads no more while the alerts and events not yet on MQTT, or the
-# readings the rules have not evaluated, are beyond these: an alarm's alert then waits
-# behind at most that much, and the rest of a storm waits in the broker
+# the bulk session reads no more (and the HTTP push port holds the pushes of all but alarm
+# devices) while the alerts and events not yet on MQTT, or the readings the rules have not
+# evaluated, are beyond these: an alarm's alert then waits behind at most that much, and
+# the rest of a storm waits in the broker (or in the devices)
 HOLD_RECORDS = 64
 HOLD_READINGS = 256
 
@@ -159,7 +160,8 @@ class Gateway:
         self.pseudonymise = _pseudonymiser(config)
         self.drivers = build_drivers(Context(config, self.profiles, self.clock, self.counters,
                                              self.pseudonymise, self.pin_factory,
-                                             receipts=self.journal))
+                                             receipts=self.journal,
+                                             behind=self._push_behind))
         self.buttons = {d.device.id: d for d in self.drivers if isinstance(d, ElderButtonGpio)}
         self._inline_mappings: dict[str, JsonMap] = {}
         # The alarm lane: the devices that call for help are read on the gateway's own
@@ -582,6 +584,15 @@ class Gateway:
         read more (called per message read there: two subtractions)."""
         return (self.journal.last_seq - self.mqtt_sink.cursor > HOLD_RECORDS
                 or self.telemetry.pending(RULES) > HOLD_READINGS)
+
+    def _push_behind(self) -> bool:
+        """Whether the HTTP push port should hold the pushes of devices that are not alarm
+        devices: the rules are too far behind, or the MQTT sink is while the broker is there
+        (without it the alerts wait for the broker, not for the pushes, and the journal
+        goes on taking what the devices push)."""
+        return (self.telemetry.pending(RULES) > HOLD_READINGS
+                or (self.link.connected
+                    and self.journal.last_seq - self.mqtt_sink.cursor > HOLD_RECORDS))
 
     @property
     def connected(self) -> bool:

@@ -29,7 +29,14 @@ from drivers.ctwing.message import (
 )
 from drivers.intake import Intake
 from drivers.json_map import Decoded, JsonMap, JsonMapper
-from drivers.platform_push import PlatformIntake, ReadBody, Uplinks, answer, platform_intake
+from drivers.platform_push import (
+    Admit,
+    PlatformIntake,
+    ReadBody,
+    Uplinks,
+    answer,
+    platform_intake,
+)
 from drivers.profile import Profile
 from drivers.pseudonym import Pseudonymiser
 from drivers.serial_frames import SerialFormat
@@ -51,6 +58,7 @@ class CtwingReceiver:
         self._clock = clock
         self._counters = counters
         self._token = config.token.encode()
+        self._kinds = frozenset(device.kind for device, _ in devices)
         self._decoders: dict[str, JsonMapper | AppData] = {}
         self._by_id: dict[str, str] = {}
         self._by_imei: dict[str, str] = {}
@@ -71,14 +79,17 @@ class CtwingReceiver:
         self.uplinks = Uplinks(LABEL, receipts, config.redelivery_window_s, clock, counters)
         self._intake: PlatformIntake | None = None
         self._read: ReadBody | None = None
+        self._admit: Admit | None = None
 
     @property
     def devices(self) -> int:
         return len(self._decoders)
 
-    def add_routes(self, router: web.UrlDispatcher, intake: Intake, read: ReadBody) -> None:
+    def add_routes(self, router: web.UrlDispatcher, intake: Intake, read: ReadBody,
+                   admit: Admit) -> None:
         self._intake = platform_intake(intake, "CTWing")
         self._read = read
+        self._admit = admit
         router.add_post(self._config.path.rstrip("/") + "/{token}", self._push)
 
     def find(self, device: DeviceName) -> str | None:
@@ -98,6 +109,12 @@ class CtwingReceiver:
             # the path may hold another secret: never log it
             return self._refuse(403, "bad_token", "push to a subscription URL with a wrong "
                                 "token")
+        # authenticated by its URL, but which device it is for is in the body: the slot of
+        # any of the platform's devices, an alarm's when one of them calls for help
+        assert self._admit is not None
+        busy = await self._admit(request, LABEL, self._kinds)
+        if busy is not None:
+            return busy
         body = await self._read(request, LABEL)
         if isinstance(body, web.Response):
             return body

@@ -37,7 +37,7 @@ from drivers.multipart import (
     PartHead,
     boundary_of,
 )
-from drivers.platform_push import ReadBody
+from drivers.platform_push import Admit, ReadBody
 from drivers.pseudonym import Pseudonymiser
 from drivers.safe_xml import XmlError, parse_xml
 from gateway.core.clock import Clock
@@ -94,15 +94,19 @@ class HikvisionPushes:
         self._receipts = receipts
         self._verifier = DigestVerifier(REALM)
         self._intake: Intake | None = None
+        self._admit: Admit | None = None
 
     @property
     def devices(self) -> int:
         return len(self._terminals)
 
-    def add_routes(self, router: web.UrlDispatcher, intake: Intake, read: ReadBody) -> None:
+    def add_routes(self, router: web.UrlDispatcher, intake: Intake, read: ReadBody,
+                   admit: Admit) -> None:
         """Serve the terminals' pushes on `router`, handing what they report to `intake`
-        (the body is read part by part here, pictures past unread: not with `read`)."""
+        (the body is read part by part here, pictures past unread: not with `read`); each
+        push in a slot of its terminal's class, taken before its body is read."""
         self._intake = intake
+        self._admit = admit
         router.add_post(PATH, self.push)
 
     async def push(self, request: web.Request) -> web.Response:
@@ -122,6 +126,10 @@ class HikvisionPushes:
         refused = self._authenticate(request, device)
         if refused is not None:
             return refused
+        assert self._admit is not None
+        busy = await self._admit(request, device.id, (device.kind,))
+        if busy is not None:
+            return busy
         try:
             body = await self._read(request, device)
         except PushRefused as exc:

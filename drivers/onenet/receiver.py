@@ -28,6 +28,7 @@ from drivers.onenet.message import (
 )
 from drivers.onenet.signature import UndecryptableError, decrypt, verify
 from drivers.platform_push import (
+    Admit,
     PlatformIntake,
     ReadBody,
     Uplinks,
@@ -69,14 +70,17 @@ class OneNetReceiver:
         self.uplinks = Uplinks(LABEL, receipts, config.redelivery_window_s, clock, counters)
         self._intake: PlatformIntake | None = None
         self._read: ReadBody | None = None
+        self._admit: Admit | None = None
 
     @property
     def devices(self) -> int:
         return len(self._mappers)
 
-    def add_routes(self, router: web.UrlDispatcher, intake: Intake, read: ReadBody) -> None:
+    def add_routes(self, router: web.UrlDispatcher, intake: Intake, read: ReadBody,
+                   admit: Admit) -> None:
         self._intake = platform_intake(intake, "OneNET")
         self._read = read
+        self._admit = admit
         router.add_get(self._config.path, self._verification)
         router.add_post(self._config.path, self._push)
 
@@ -107,7 +111,14 @@ class OneNetReceiver:
 
     async def _push(self, request: web.Request) -> web.Response:
         assert self._read is not None
+        assert self._admit is not None
         assert self._intake is not None
+        # the signature and the device are in the body: until it is read, anyone on the LAN
+        # may be sending it, so it is read in a slot of the other class, never in one kept
+        # for alarms (docs/decisions.md, "The HTTP push port under a storm")
+        busy = await self._admit(request, LABEL, ())
+        if busy is not None:
+            return busy
         body = await self._read(request, LABEL)
         if isinstance(body, web.Response):
             return body

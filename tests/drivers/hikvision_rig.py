@@ -82,6 +82,7 @@ class HikRig:
     intake: Journalled
     receipts: Receipts
     terminals: dict[str, HikvisionTerminal]
+    receiver: HttpPushReceiver
 
     def rejected(self, device: str, reason: str) -> int:
         return self.counters.get("rejected", device=device, reason=reason)
@@ -102,7 +103,8 @@ async def open_hikvision(tmp_path: Path, *, http: dict[str, Any] | None = None,
     terminals_config = [d for d in config.devices if isinstance(d, HikvisionDevice)]
     counters, clock, receipts = Counters(), ManualClock(), Receipts()
     routes = HikvisionPushes(terminals_config, config.http, clock, counters, KEY, receipts)
-    receiver = HttpPushReceiver(config.http, [], clock, counters, KEY, platforms=[routes])
+    receiver = HttpPushReceiver(config.http, [], clock, counters, KEY, platforms=[routes],
+                                alarm_kinds=config.broker.alarm_lane_kinds)
     intake = Journalled(receipts)
     task = asyncio.create_task(receiver.run(intake), name="test.hikvision_push")
     ready = asyncio.create_task(receiver.ready.wait(), name="test.hikvision_push.ready")
@@ -117,7 +119,7 @@ async def open_hikvision(tmp_path: Path, *, http: dict[str, Any] | None = None,
             layout=layout))  # type: ignore[arg-type]
             for d in terminals_config}
         try:
-            yield HikRig(base, clock, counters, intake, receipts, terminals)
+            yield HikRig(base, clock, counters, intake, receipts, terminals, receiver)
         finally:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

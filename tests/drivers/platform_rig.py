@@ -89,6 +89,7 @@ class PlatformRig:
     ctwing: CtwingPlatform
     onenet_receiver: OneNetReceiver
     ctwing_receiver: CtwingReceiver
+    receiver: HttpPushReceiver
 
     def rejected(self, device: str, reason: str) -> int:
         return self.counters.get("rejected", device=device, reason=reason)
@@ -120,7 +121,8 @@ async def open_platforms(tmp_path: Path, *, aes_key: str | None = None,
             (d, library.get(d.profile or "")) for d in config.devices
             if isinstance(d, CtwingDevice)], clock, counters, journal)
         receiver = HttpPushReceiver(config.http, [], clock, counters,
-                                    platforms=[onenet, ctwing])
+                                    platforms=[onenet, ctwing],
+                                    alarm_kinds=config.broker.alarm_lane_kinds)
         intake = JournalIntake(journal)
         task = asyncio.create_task(receiver.run(intake), name="test.platforms")
         ready = asyncio.create_task(receiver.ready.wait(), name="test.platforms.ready")
@@ -134,7 +136,7 @@ async def open_platforms(tmp_path: Path, *, aes_key: str | None = None,
                 retry_scale=0))
             ct = await stack.enter_async_context(CtwingPlatform(
                 f"{url}/ctwing/{CTWING_TOKEN}", retry_s=0))
-            yield PlatformRig(url, counters, intake, one, ct, onenet, ctwing)
+            yield PlatformRig(url, counters, intake, one, ct, onenet, ctwing, receiver)
         finally:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

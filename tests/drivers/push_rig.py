@@ -67,9 +67,11 @@ class Rig:
 @contextlib.asynccontextmanager
 async def open_rig(tmp_path: Path, *, http: dict[str, Any] | None = None,
                    auth: Literal["bearer", "signed"] = "bearer",
-                   pusher: dict[str, Any] | None = None) -> AsyncIterator[Rig]:
+                   pusher: dict[str, Any] | None = None,
+                   receiver: dict[str, Any] | None = None) -> AsyncIterator[Rig]:
     """The receiver with `http` as its [http] settings, every device using `auth`; `pusher`:
-    more arguments of every HttpPusher (ca_file, client_cert)."""
+    more arguments of every HttpPusher (ca_file, client_cert); `receiver`: more arguments
+    of the HttpPushReceiver (alarm_kinds, rate_hz, burst_s)."""
     port = free_port()
     settings = {"host": "127.0.0.1", "port": port, "max_body_bytes": MAX_BODY, **(http or {})}
     config = make_config(
@@ -86,10 +88,11 @@ async def open_rig(tmp_path: Path, *, http: dict[str, Any] | None = None,
         devices.append((device, library.get(device.profile)))
     counters = Counters()
     clock = ManualClock()
-    receiver = HttpPushReceiver(config.http, devices, clock, counters, KEY)
+    push_receiver = HttpPushReceiver(config.http, devices, clock, counters, KEY,
+                                     **(receiver or {}))
     intake = Collected()
-    task = asyncio.create_task(receiver.run(intake), name="test.http_push")
-    ready = asyncio.create_task(receiver.ready.wait(), name="test.http_push.ready")
+    task = asyncio.create_task(push_receiver.run(intake), name="test.http_push")
+    ready = asyncio.create_task(push_receiver.ready.wait(), name="test.http_push.ready")
     await asyncio.wait((task, ready), timeout=5, return_when=asyncio.FIRST_COMPLETED)
     if task.done():
         task.result()
@@ -100,7 +103,7 @@ async def open_rig(tmp_path: Path, *, http: dict[str, Any] | None = None,
                        auth=auth, now_ms=clock.now_ms, **(pusher or {})))
             for device, profile in devices}
         try:
-            yield Rig(url, port, clock, counters, intake, pushers, receiver)
+            yield Rig(url, port, clock, counters, intake, pushers, push_receiver)
         finally:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

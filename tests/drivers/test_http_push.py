@@ -198,6 +198,27 @@ async def test_a_connection_in_a_request_is_never_closed_to_make_room(rig: Rig) 
     assert [r.status for r in await asyncio.gather(*pushes)] == [200, 200]
 
 
+@pytest.mark.parametrize("rig", [{"max_connections": 3, "max_connections_per_address": 3}],
+                         indirect=True)
+async def test_a_device_keeps_its_connection_while_new_ones_take_each_others_room(
+        rig: Rig) -> None:
+    connections = rig.receiver.connections
+    assert connections is not None
+    door = rig.pushers["door-h1"]
+    assert (await door.push({"event.code": 0})).status == 200  # kept alive after it
+    port = int(rig.url.rsplit(":")[-1])
+    flood = [await asyncio.open_connection("127.0.0.1", port, local_addr=("127.0.0.2", 0))
+             for _ in range(6)]
+    await eventually(lambda: rig.counters.get("http_connections_closed", reason="evicted")
+                     == 4, what="the flood's connections closed for each other's room")
+    # the door's connection waited longest, yet the flood's own were closed instead
+    assert connections.open == 3
+    assert (await door.push({"event.code": 20})).status == 200
+    assert rig.counters.get("http_connections_closed", reason="evicted") == 4
+    for _, writer in flood:
+        writer.close()
+
+
 async def test_asyncio_accept_errors_are_paced(
     rig: Rig, caplog: pytest.LogCaptureFixture
 ) -> None:
