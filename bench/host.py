@@ -31,6 +31,7 @@ from gateway.config_file import parse_config
 from gateway.core.config import GatewayConfig, GpioDevice
 from gateway.core.kinds import make_event
 from gateway.core.model import DeviceKind
+from gateway.ops.allocator import settle_heap
 from gateway.sinks.store_writer import Writer, writer_for
 from gateway.supervisor import Gateway
 from simulators.elder_button import SimulatedElder
@@ -218,6 +219,7 @@ async def serve(config_path: Path) -> None:
         if gateway.link.connected or run.done():
             break
         await asyncio.sleep(0.1)
+    settle_heap()  # as `scgw run` does once started
     await answer({"ok": True, "event": "ready", "pid": os.getpid()})
     try:
         while True:

@@ -140,9 +140,14 @@ class MqttLink:
     async def session(self) -> Session:
         """The current connection, waiting for one if the broker is away."""
         while True:
-            await self._connected.wait()
-            if self._session is not None and not self._session.lost.done():
-                return self._session
+            await self._connected.wait()  # returns at once, without a turn, while set
+            current = self._session
+            if (current is not None and not current.lost.done()
+                    and not current.connection.lost.done()):
+                return current
+            # lost, and `connected` not cleared yet: that is done by the loss's callbacks,
+            # which need the turn a caller retrying in a loop would otherwise never give
+            await asyncio.sleep(0)
 
     async def publish(
         self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False

@@ -30,3 +30,32 @@ def test_free_pages_go_back_to_the_kernel() -> None:
     released_kib, returned = int(out[0]), out[1]
     assert returned == "True"
     assert released_kib > 20_000  # most of the 37 MiB freed between the kept blocks
+
+
+SETTLE = """
+import gc, weakref
+from gateway.ops.allocator import settle_heap
+
+class Node:
+    def __init__(self):
+        self.me = self  # a cycle: only the cyclic collector frees it
+
+kept = [Node() for _ in range(10_000)]  # what a start-up leaves behind
+garbage = Node()
+gone = weakref.ref(garbage)
+del garbage
+frozen = settle_heap()
+walked = {id(o) for g in range(3) for o in gc.get_objects(generation=g)}
+print(frozen, sum(id(n) in walked for n in kept), gone() is None)
+"""
+
+
+def test_a_settled_heap_is_not_walked_by_full_collections() -> None:
+    """What the start-up left is in none of the collector's generations any more (a full
+    collection walks only those), and its garbage was collected before."""
+    out = subprocess.run([sys.executable, "-c", SETTLE], capture_output=True, text=True,
+                         check=True, timeout=60).stdout.split()
+    frozen, still_walked, collected = int(out[0]), int(out[1]), out[2]
+    assert frozen >= 10_000
+    assert still_walked == 0
+    assert collected == "True"

@@ -37,6 +37,8 @@ READ_AHEAD = 256 * 1024  # bytes of whole packets waiting in the buffer: the soc
 MQTT_RECEIVE_MAXIMUM = 65_535  # a CONNACK without one: the protocol's default
 MISC_EVERY_S = 1.0  # keep-alive bookkeeping (a PINGREQ due, a PINGRESP overdue)
 WRITE_HIGH = 256 * 1024  # bytes waiting to be written before QoS 0 publishers wait
+FULL_READ = 64 * 1024  # a read of this much found the socket fuller still: the broker has
+# a backlog for the gateway (asyncio reads up to 256 KiB at a time)
 FAILURE = 0x80  # reason codes from this one on are failures
 PUBLISH = 3
 
@@ -91,9 +93,10 @@ class BrokerConnection(asyncio.Protocol):
     ) -> None:
         self._config = config
         self._deliver = deliver
-        # told whether the broker holds more than the gateway reads: a turn that took a
-        # whole burst and left more, or reading paused for back-pressure (True), or a turn
-        # that handled every whole packet read (False)
+        # told whether the broker holds more than the gateway reads: a read that took a
+        # full chunk, a turn that took a whole burst and left more, or reading paused for
+        # back-pressure (True), or a turn that handled every whole packet of a read that
+        # was not a full chunk (False)
         self._behind = behind
         self._counters = counters
         self._pace_s = pace_s
@@ -129,6 +132,7 @@ class BrokerConnection(asyncio.Protocol):
         self._paused = False  # back-pressure from the dispatch
         self._reading = True  # the transport reads its socket
         self._starved = True  # the last turn ended on a packet not read whole yet
+        self._full_read = False  # the last read took a full chunk: more waits in the socket
         self._pacing: asyncio.TimerHandle | None = None
         self._turn: asyncio.Handle | None = None  # the next turn of handling packets
         self._misc: asyncio.TimerHandle | None = None
@@ -298,6 +302,9 @@ class BrokerConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         now = self._received_at = self._loop.time()
         self._buffer += data
+        self._full_read = len(data) >= FULL_READ
+        if self._full_read:
+            self._behind(True)
         if now - self._last_read < self._pace_s and self._pacing is None:
             # within the pace of the last read: the next one takes all that comes meanwhile
             self._pacing = self._loop.call_at(self._last_read + self._pace_s, self._paced)
@@ -382,8 +389,8 @@ class BrokerConnection(asyncio.Protocol):
         if more:
             self._behind(True)
             self._schedule()
-        elif not self._paused and not self._held:
-            self._behind(False)
+        elif not self._paused and not self._held and not self._full_read:
+            self._behind(False)  # every whole packet handled, and the socket had no more
         self._sync_reading()
 
     def _handle(self, packet: bytearray, header: int) -> None:
@@ -461,7 +468,12 @@ class BrokerConnection(asyncio.Protocol):
     # writing
 
     def _check_open(self) -> None:
-        if self.lost.done() or self._transport is None or self._transport.is_closing():
+        transport = self._transport
+        if transport is not None and transport.is_closing():
+            # the transport says `connection_lost` in a later turn: a caller that retries
+            # at once must see the connection lost now, or it would never give that turn
+            self._lose("connection closing")
+        if self.lost.done() or transport is None:
             raise PublishRefusedError(self.why or "not connected")
 
     def _send(self, data: bytes) -> None:

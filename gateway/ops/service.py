@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from gateway.config_file import SECRETS, InvalidConfigError, load_config
 from gateway.core.config import GatewayConfig
 from gateway.core.problems import ConfigError
-from gateway.ops.allocator import give_back, one_arena
+from gateway.ops.allocator import give_back, one_arena, settle_heap
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -143,6 +143,7 @@ async def _serve(config: GatewayConfig) -> None:
         # and a burst's later on
         await gateway.ready.wait()
         await asyncio.sleep(TRIM_FIRST_S)
+        settle_heap()
         while True:
             give_back()
             await asyncio.sleep(TRIM_EVERY_S)
