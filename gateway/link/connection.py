@@ -16,8 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
 import math
+import sys
+import termios
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 
@@ -126,6 +129,7 @@ class BrokerConnection(asyncio.Protocol):
             max_packet_size=max_packet,
         ).write()
         self._transport: asyncio.Transport | None = None
+        self._fd = -1  # the socket's descriptor, for FIONREAD
         self._buffer = bytearray()
         self._connected = False  # the CONNACK accepted the connection
         self._held = False  # handling stops: after the CONNACK, until `release`
@@ -292,6 +296,8 @@ class BrokerConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self._transport = transport
+        sock = transport.get_extra_info("socket")
+        self._fd = -1 if sock is None else sock.fileno()
         transport.set_write_buffer_limits(high=WRITE_HIGH)
         self._misc = self._loop.call_later(MISC_EVERY_S, self._housekeeping)
 
@@ -326,6 +332,14 @@ class BrokerConnection(asyncio.Protocol):
                 done.set_result(None)
 
     # reading
+
+    def _socket_empty(self) -> bool:
+        """Whether the socket holds no bytes the transport has not read (FIONREAD)."""
+        try:
+            waiting = fcntl.ioctl(self._fd, termios.FIONREAD, b"\0\0\0\0")
+        except OSError:
+            return True  # closed: nothing more comes
+        return int.from_bytes(waiting, sys.byteorder, signed=True) <= 0
 
     def _paced(self) -> None:
         self._pacing = None
@@ -389,8 +403,9 @@ class BrokerConnection(asyncio.Protocol):
         if more:
             self._behind(True)
             self._schedule()
-        elif not self._paused and not self._held and not self._full_read:
-            self._behind(False)  # every whole packet handled, and the socket had no more
+        elif not self._paused and not self._held and (not self._full_read
+                                                       or self._socket_empty()):
+            self._behind(False)  # every whole packet handled, and the socket has no more
         self._sync_reading()
 
     def _handle(self, packet: bytearray, header: int) -> None:
