@@ -117,6 +117,11 @@ def p99(values: Sequence[float]) -> float:
     return ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
 
 
+def resident_mib() -> float:
+    """This process's resident set size now."""
+    return int(Path("/proc/self/statm").read_bytes().split()[1]) * _PAGE / 2**20
+
+
 class Resident:
     """This process's resident set size (the gateway's, the devices' and pytest's together),
     sampled every 100 ms."""

@@ -5,7 +5,8 @@ pushing it again, while 1,000 connections from the LAN are held open against the
 The gates and the flood run in a process of their own (simulators/push_fleet.py), as
 devices on the LAN do: the gateway's event loop does only the gateway's work.
 
-Every forced door alerts within 1 s; the process stays under `limits.memory_mb`; every
+Every forced door alerts within 1 s; the process stays under `limits.memory_mb` (set
+256 MiB above what the test process held before the gateway started); every
 passage the gateway answered 2xx for is in the store exactly once, and each push it refused
 (503, 429) is counted alike by the gates and by the gateway. The figures of a longer storm,
 with the gateway in a process of its own, are benchmarks (bench/push_storm.py).
@@ -14,6 +15,7 @@ with the gateway in a process of its own, are benchmarks (bench/push_storm.py).
 from __future__ import annotations
 
 import asyncio
+import math
 from pathlib import Path
 
 from gateway.ops.private_servers import Mosquitto, VictoriaMetrics, free_port
@@ -25,6 +27,7 @@ from tests.faults.push_storm import (
     p99,
     push_config,
     receiver_of,
+    resident_mib,
     sampling,
     settled_account,
 )
@@ -35,7 +38,8 @@ RATE_HZ = 30.0  # per gate, under limits.device_rate_hz (here 40/s): 3,000 passa
 SECONDS = 8.0
 ALARMS = 4  # one every 2 s
 CONNECTIONS = 1_000
-MEMORY_MB = 256
+HEADROOM_MB = 256  # the ceiling above what this process held before the gateway started:
+# the gateway runs inside the test process, which in a long suite holds far more already
 
 
 async def test_a_push_storm_through_a_connection_flood_delays_no_alarm_and_loses_nothing(
@@ -43,9 +47,10 @@ async def test_a_push_storm_through_a_connection_flood_delays_no_alarm_and_loses
 ) -> None:
     site = unique_site("push-storm")
     port = free_port()
+    ceiling_mb = math.ceil(resident_mib()) + HEADROOM_MB
     config = push_config(tmp_path, site, mosquitto.port, victoria.url, port, gates=GATES,
                          doors=ALARMS, http={"header_timeout_s": 2.0},
-                         limits={"memory_mb": MEMORY_MB, "device_rate_hz": 40.0})
+                         limits={"memory_mb": ceiling_mb, "device_rate_hz": 40.0})
     assert config.http is not None
     async with running(Gateway(config)) as gateway, Watcher(
             mosquitto.port, f"sc/{site}/alerts/access.forced_open/#", "duty") as duty, \
@@ -85,7 +90,7 @@ async def test_a_push_storm_through_a_connection_flood_delays_no_alarm_and_loses
     latencies = [a.alerted_s for a in alarms]
     assert len(latencies) == ALARMS
     assert p99(latencies) < 1.0, f"forced doors alerted after {latencies} s"
-    assert resident.peak_mib < MEMORY_MB
+    assert resident.peak_mib < ceiling_mb
     assert drained["produced"] == GATES * RATE_HZ * SECONDS
     assert produced["backlog"] > 0  # more came than the gateway took meanwhile
     assert result.taken == drained["produced"]  # every passage taken in the end
