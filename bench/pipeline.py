@@ -14,6 +14,7 @@ import asyncio
 import json
 import math
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from collections import defaultdict
@@ -112,13 +113,25 @@ def rows_inserted(store_url: str) -> int:
     return 0
 
 
-def count_points(store_url: str, selector: str, since_ms: int) -> int:
+def count_points(store_url: str, selector: str, since_ms: int, attempts: int = 5) -> int:
     """Raw samples of `selector` stamped at or after `since_ms` (blocking).
 
     Read with /api/v1/export, which returns the raw samples, after a force_flush: a query
     through the rollup functions was seen to miss or double-count samples written in the
-    last second or two.
+    last second or two. A store flooded with one write per reading (the stock Node-RED
+    flow) may reset the query's connection: asked again, up to `attempts` times.
     """
+    for attempt in range(attempts):
+        try:
+            return _count_points(store_url, selector, since_ms)
+        except (ConnectionError, urllib.error.URLError):
+            if attempt == attempts - 1:
+                raise
+            time.sleep(1.0)
+    raise AssertionError("unreachable")
+
+
+def _count_points(store_url: str, selector: str, since_ms: int) -> int:
     urllib.request.urlopen(f"{store_url}/internal/force_flush", timeout=10).close()
     query = urllib.parse.urlencode({"match[]": selector, "start": f"{since_ms / 1000:.3f}"})
     with urllib.request.urlopen(f"{store_url}/api/v1/export?{query}", timeout=60) as resp:
