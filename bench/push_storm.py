@@ -42,7 +42,7 @@ from bench.gateway_bench import Servers
 from bench.hostctl import REPO, BenchError, GatewayProcess
 from bench.report import Row
 from bench.stats import Summary
-from bench.storm import MEMORY_MB, Resident, _sampling
+from bench.storm import MEMORY_MB, Resident, sampling
 from gateway.core.model import AlertState
 from gateway.ops.private_servers import free_port
 from gateway.ops.store_query import export
@@ -222,7 +222,7 @@ async def push_storm(srv: Servers, workdir: Path, progress: Progress, *, gates: 
              f"{ALARM_EVERY_S:g} s")
     async with GatewayProcess("gateway-push-storm", config, where) as gw, \
             watch_alerts(srv.mosquitto.port, site) as watcher, \
-            _sampling(gw.pid) as resident, _doors(port) as doors, \
+            sampling(gw.pid) as resident, _doors(port) as doors, \
             Fleet(port, workdir, "storm", gates=gates, rate=rate, seconds=seconds,
                   flood=connections, retry_scale=1.0) as fleet:
         before = await gw.stats()
@@ -307,7 +307,7 @@ async def push_replay(srv: Servers, workdir: Path, progress: Progress, *, gates:
                  "doors forced during the drain")
         started = time.monotonic()
         async with GatewayProcess("gateway-push-replay", config, where) as gw, \
-                _sampling(gw.pid) as resident, _doors(port) as doors:
+                sampling(gw.pid) as resident, _doors(port) as doors:
             await asyncio.sleep(1.0)
             forced = await _forced_every(doors, watcher, 3, every_s=1.0)
             taken_at_alarms = (await gw.stats()).counters["http_pushes"]

@@ -64,17 +64,22 @@ def _config(site: str, where: Path, srv: Servers, devices: list[dict[str, Any]],
     return config
 
 
+def resident_bytes(pid: int) -> int:
+    """A process's resident set size now, from /proc/PID/statm."""
+    return int(Path(f"/proc/{pid}/statm").read_bytes().split()[1]) * _PAGE
+
+
 class Resident:
-    """The gateway's resident set size, sampled every RSS_EVERY_S from /proc/PID/statm."""
+    """A process's resident set size, sampled every RSS_EVERY_S from /proc/PID/statm."""
 
     def __init__(self, pid: int) -> None:
-        self._path = Path(f"/proc/{pid}/statm")
+        self._pid = pid
         self.samples: list[int] = []
 
     async def run(self) -> None:
         while True:
             with contextlib.suppress(OSError, ValueError, IndexError):
-                self.samples.append(int(self._path.read_bytes().split()[1]) * _PAGE)
+                self.samples.append(resident_bytes(self._pid))
             await asyncio.sleep(RSS_EVERY_S)
 
     @property
@@ -83,7 +88,7 @@ class Resident:
 
 
 @contextlib.asynccontextmanager
-async def _sampling(pid: int) -> AsyncIterator[Resident]:
+async def sampling(pid: int) -> AsyncIterator[Resident]:
     resident = Resident(pid)
     task = asyncio.create_task(resident.run(), name="bench.storm.rss")
     try:
@@ -178,7 +183,7 @@ async def storm(srv: Servers, workdir: Path, progress: Progress, *,
              f"{SOS_EVERY_S:g} s")
     async with GatewayProcess("gateway-storm", config, where) as gw, \
             watch_alerts(srv.mosquitto.port, site) as watcher, \
-            _sampling(gw.pid) as resident, _gates("storm", srv, workdir, rate, seconds) as gates:
+            sampling(gw.pid) as resident, _gates("storm", srv, workdir, rate, seconds) as gates:
         await gates.read_json(30)
         started = time.monotonic()
         await gates.send("go")
@@ -257,7 +262,7 @@ async def broker_replay(srv: Servers, workdir: Path, progress: Progress, *,
     async with watch_alerts(srv.mosquitto.port, site) as watcher:
         started = time.monotonic()
         async with GatewayProcess("gateway-broker-replay", config, where) as gw, \
-                _sampling(gw.pid) as resident:
+                sampling(gw.pid) as resident:
             latencies, sos_messages = await _presses(srv.mosquitto.port, watcher, pairs, 3,
                                                      every_s=1.0)
             during = (await gw.stats()).counters["ingress_messages"]

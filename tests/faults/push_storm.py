@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import sys
 import time
 from collections import Counter
@@ -29,7 +28,6 @@ from tests.helpers import Watcher, eventually, make_config
 
 GATE_ADDRESSES = [f"127.0.1.{n}" for n in range(1, 201)]  # each gate its own
 FLOOD_ADDRESSES = [f"127.0.0.{n}" for n in range(2, 22)]  # doors push from 127.0.0.1
-_PAGE = os.sysconf("SC_PAGE_SIZE")
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -115,41 +113,6 @@ async def alarms_every(doors_: Sequence[HttpPusher], duty: Watcher, every_s: flo
 def p99(values: Sequence[float]) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
-
-
-def resident_mib() -> float:
-    """This process's resident set size now."""
-    return int(Path("/proc/self/statm").read_bytes().split()[1]) * _PAGE / 2**20
-
-
-class Resident:
-    """This process's resident set size (the gateway's, the devices' and pytest's together),
-    sampled every 100 ms."""
-
-    def __init__(self) -> None:
-        self.samples: list[int] = []
-
-    async def run(self) -> None:
-        statm = Path("/proc/self/statm")
-        while True:
-            statm_line = await asyncio.to_thread(statm.read_bytes)
-            self.samples.append(int(statm_line.split()[1]) * _PAGE)
-            await asyncio.sleep(0.1)
-
-    @property
-    def peak_mib(self) -> float:
-        return max(self.samples, default=0) / 2**20
-
-
-@contextlib.asynccontextmanager
-async def sampling() -> AsyncIterator[Resident]:
-    resident = Resident()
-    task = asyncio.create_task(resident.run(), name="test.rss")
-    try:
-        yield resident
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
 
 
 def stored_passages(store_url: str, site: str) -> dict[str, Counter[int]]:

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 from pathlib import Path
 
+from bench.storm import resident_bytes, sampling
 from gateway.ops.private_servers import Mosquitto, VictoriaMetrics, free_port
 from gateway.supervisor import Gateway
 from tests.faults.push_storm import (
@@ -27,8 +29,6 @@ from tests.faults.push_storm import (
     p99,
     push_config,
     receiver_of,
-    resident_mib,
-    sampling,
     settled_account,
 )
 from tests.helpers import Watcher, eventually, running, unique_site
@@ -47,14 +47,14 @@ async def test_a_push_storm_through_a_connection_flood_delays_no_alarm_and_loses
 ) -> None:
     site = unique_site("push-storm")
     port = free_port()
-    ceiling_mb = math.ceil(resident_mib()) + HEADROOM_MB
+    ceiling_mb = math.ceil(resident_bytes(os.getpid()) / 2**20) + HEADROOM_MB
     config = push_config(tmp_path, site, mosquitto.port, victoria.url, port, gates=GATES,
                          doors=ALARMS, http={"header_timeout_s": 2.0},
                          limits={"memory_mb": ceiling_mb, "device_rate_hz": 40.0})
     assert config.http is not None
     async with running(Gateway(config)) as gateway, Watcher(
             mosquitto.port, f"sc/{site}/alerts/access.forced_open/#", "duty") as duty, \
-            doors(port, ALARMS) as door_pushers, sampling() as resident, \
+            doors(port, ALARMS) as door_pushers, sampling(os.getpid()) as resident, \
             FleetProcess(port, tmp_path / "ledger.json", gates=GATES, rate=RATE_HZ,
                          seconds=SECONDS, flood=CONNECTIONS, retry_scale=0.2) as fleet:
         receiver = receiver_of(gateway)
