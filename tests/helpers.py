@@ -26,6 +26,9 @@ def unique_site(prefix: str = "t") -> str:
     return f"{prefix}{next(_sites)}"
 
 
+IN_PROCESS_MEMORY_MB = 8192  # tests that bound memory set limits.memory_mb themselves
+
+
 def make_config(
     tmp_path: Path,
     *,
@@ -45,6 +48,10 @@ def make_config(
         "journal": {"path": str(tmp_path / "journal.db")},
         "devices": devices if devices is not None else [elder_gpio("elder-1", pin=17)],
     }
+    # the gateway runs inside the test process, whose resident memory is the whole suite's
+    # (a worker that ran the push storm holds some 300 MiB): the default ceiling of 256 MiB
+    # would put every later gateway in its tight reading, dropping QoS 0 messages
+    extra["limits"] = {"memory_mb": IN_PROCESS_MEMORY_MB, **extra.get("limits", {})}
     raw.update(extra)
     return parse_config(raw, tmp_path / "test.toml", os.environ)
 
