@@ -50,6 +50,7 @@ from gateway.core.timeline import Timeline
 from gateway.core.topics import Topics
 from gateway.core.waiting import first_of
 from gateway.journal import Journal, JournalFullError, NotJournalledError, Quota, Receipt
+from gateway.journal_desk import JournalDesk, socket_path
 from gateway.memory_ceiling import MemoryCeiling, intake_bytes
 from gateway.mqtt_link import LastWill, MqttLink
 from gateway.overload import DEVICE as GATEWAY_DEVICE
@@ -202,6 +203,8 @@ class Gateway:
         self.notify_sink = NotifySink(
             self.journal, self.link, self.clock, self.counters,
             apprise_at_start=needs_apprise(self.contacts.every_target() if self.contacts else ()))
+        # the operator's reports read the journal through the gateway while it runs
+        self.desk = JournalDesk(self.journal, socket_path(config.journal))
         # the console's alert timelines: transitions, notifications and people's notes
         self.alert_log: AlertLog | None = None
         if config.console is not None:
@@ -367,6 +370,7 @@ class Gateway:
                 task("gw.status.file", functools.partial(
                     keep_writing, status_path(self.config.journal), self.snapshot,
                     self.clock)),
+                task("gw.journal.desk", self.desk.run),
             ]
             if self.config.metrics is not None:
                 from gateway.metrics import MetricsServer  # aiohttp.web, prometheus_client

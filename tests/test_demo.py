@@ -52,8 +52,9 @@ def test_demo_shows_alarm_ack_and_store_points_within_ten_seconds(tmp_path: Path
     assert login, out
     assert out.count(login.group(1)) == 1
     from gateway.console.report import read_records
+    from gateway.core.config import JournalConfig
 
-    [record] = [r for r in read_records(tmp_path / "demo" / "journal.db")
+    [record] = [r for r in read_records(JournalConfig(path=tmp_path / "demo" / "journal.db"))
                 if r.alert.device == "elder-3-1-502"]
     assert [(e.what, e.by, e.note) for e in record.entries if e.by == "duty-office"] == [
         ("acknowledged", "duty-office", None), ("ack_note", "duty-office", "on my way")]

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import sqlite3
 import time
-from pathlib import Path
 
 import msgspec
 from rich.console import Console
@@ -14,23 +12,14 @@ from gateway.console.access_log import KEY as ACCESS_KEY
 from gateway.console.access_log import AccessEntry
 from gateway.console.alert_log import KEY, AlertRecord
 from gateway.console.shift import shift_report
+from gateway.core.config import JournalConfig
+from gateway.journal_desk import read_states
 
 
-def _rows(journal: Path, prefix: str) -> list[bytes]:
-    """The state rows under `prefix`, in key order, read-only (the gateway may run)."""
-    db = sqlite3.connect(f"{journal.resolve().as_uri()}?mode=ro", uri=True, timeout=5)
-    try:
-        rows = db.execute("SELECT value FROM state WHERE substr(key, 1, ?) = ? ORDER BY key",
-                          (len(prefix), prefix)).fetchall()
-    finally:
-        db.close()
-    return [bytes(value) for (value,) in rows]
-
-
-def read_access(journal: Path) -> list[AccessEntry]:
+def read_access(journal: JournalConfig) -> list[AccessEntry]:
     """The console's logins, logouts and refused logins in the journal, oldest first."""
     entries = []
-    for value in _rows(journal, ACCESS_KEY):
+    for value in read_states(journal, ACCESS_KEY):
         try:
             entries.append(msgspec.json.decode(value, type=AccessEntry))
         except msgspec.MsgspecError:
@@ -38,9 +27,9 @@ def read_access(journal: Path) -> list[AccessEntry]:
     return entries
 
 
-def read_records(journal: Path) -> list[AlertRecord]:
-    """The alert timelines in the journal at `journal`, read-only (the gateway may run)."""
-    rows = _rows(journal, KEY)
+def read_records(journal: JournalConfig) -> list[AlertRecord]:
+    """The alert timelines in the journal, through the gateway if it runs."""
+    rows = read_states(journal, KEY)
     records = []
     for value in rows:
         try:
@@ -65,9 +54,9 @@ def _took(ms: int | None) -> str:
     return f"{seconds // 60}m{seconds % 60:02d}s"
 
 
-def print_shift(journal: Path, since_ms: int, console: Console) -> None:
-    if not journal.exists():
-        console.print(f"no journal at {journal}", markup=False)
+def print_shift(journal: JournalConfig, since_ms: int, console: Console) -> None:
+    if not journal.path.exists():
+        console.print(f"no journal at {journal.path}", markup=False)
         return
     report = shift_report(read_records(journal), since_ms)
     rows = report["alerts"]

@@ -12,7 +12,7 @@ import typer
 
 from gateway.core.config import GatewayConfig
 from gateway.ops.grafana.cli import grafana_app
-from gateway.ops.service import EXIT_CONFIG, LOG_LEVELS, err
+from gateway.ops.service import EXIT_CONFIG, EXIT_UNREADABLE, LOG_LEVELS, err
 from gateway.ops.service import _load as _load
 from gateway.ops.service import _logging as _logging
 from gateway.ops.service import _print_rule_problems as _print_rule_problems
@@ -512,6 +512,7 @@ def report_shift(
     """The shift handover: the alerts of the shift, which are open, who acknowledged what
     and how fast (read from the journal; the gateway may be running)."""
     from gateway.console.report import print_shift
+    from gateway.journal_desk import JournalUnreadableError
     from rules.source import parse_duration
 
     cfg = _load(config, secrets=())
@@ -520,7 +521,11 @@ def report_shift(
     except ValueError as exc:
         err().print(f"--since {since}: {exc}", soft_wrap=True, markup=False)
         raise typer.Exit(EXIT_CONFIG) from None
-    print_shift(cfg.journal.path, round(time.time() * 1000) - back_ms, _console())
+    try:
+        print_shift(cfg.journal, round(time.time() * 1000) - back_ms, _console())
+    except JournalUnreadableError as exc:
+        err().print(str(exc), soft_wrap=True, markup=False)
+        raise typer.Exit(EXIT_UNREADABLE) from None
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
 EXIT_CONFIG = 2
+EXIT_UNREADABLE = 3  # the journal could not be read (held by a gateway that does not answer)
 LOG_LEVELS = ("debug", "info", "warning", "error")
 TRIM_FIRST_S = 3.0  # after start: the broker connection and subscriptions are made by then
 TRIM_EVERY_S = 600.0

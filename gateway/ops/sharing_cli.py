@@ -14,7 +14,7 @@ import typer
 
 from gateway.core.config import GatewayConfig
 from gateway.core.problems import ConfigError
-from gateway.ops.service import EXIT_CONFIG, err
+from gateway.ops.service import EXIT_CONFIG, EXIT_UNREADABLE, err
 from gateway.ops.service import _load as _load
 from gateway.ops.service import console as _console
 
@@ -117,6 +117,7 @@ def report(
 ) -> None:
     """Per upstream, what left: how many records, which kinds, under which policy rules,
     which personal fields and on which legal basis."""
+    from gateway.journal_desk import JournalUnreadableError
     from gateway.ops.sharing_report import read_audit, summarise
 
     match = _SINCE.match(since)
@@ -124,7 +125,11 @@ def report(
         raise typer.BadParameter("a number and d, h or m: 30d", param_hint="--since")
     cfg = _config_only(config)  # the audit is read whatever the policies say now
     since_ms = int(time.time() * 1000) - int(match.group(1)) * _UNIT_MS[match.group(2)]
-    rows = read_audit(cfg.journal.path, since_ms, device)
+    try:
+        rows = read_audit(cfg.journal, since_ms, device)
+    except JournalUnreadableError as exc:
+        err().print(str(exc), soft_wrap=True, markup=False)
+        raise typer.Exit(EXIT_UNREADABLE) from None
     summary = summarise(rows)
     if as_json:
         body: dict[str, object] = {

@@ -3,7 +3,6 @@ for a recorded stream (a preview of the policies)."""
 
 from __future__ import annotations
 
-import sqlite3
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -12,10 +11,11 @@ from typing import Any
 
 import msgspec
 
-from gateway.core.config import GatewayConfig
+from gateway.core.config import GatewayConfig, JournalConfig
 from gateway.core.model import AckCommand, DeviceEvent, Reading, Record, decode
 from gateway.core.operator_files import read_operator_file
-from gateway.journal import SHARED_COLUMNS, SharedRow
+from gateway.journal import SharedRow
+from gateway.journal_desk import read_shared
 from gateway.upstreams.build import shaper_for
 from gateway.upstreams.shaping import Counted, Shaped
 from gateway.upstreams.tally import Tally
@@ -54,24 +54,12 @@ class UpstreamReport:
                 "last_confirmed": self.last}
 
 
-def read_audit(journal: Path, since_ms: int, subject: str | None = None) -> list[SharedRow]:
+def read_audit(journal: JournalConfig, since_ms: int, subject: str | None = None
+               ) -> list[SharedRow]:
     """The audit rows confirmed at or after `since_ms` (about `subject` only, if given),
-    read without writing: the gateway may be running."""
-    if not journal.exists():
-        return []
-    db = sqlite3.connect(f"{journal.resolve().as_uri()}?mode=ro", uri=True)
-    try:
-        if db.execute("SELECT 1 FROM sqlite_schema WHERE name='shared'").fetchone() is None:
-            return []
-        query = f"SELECT {SHARED_COLUMNS} FROM shared WHERE at >= ?"
-        args: tuple[Any, ...] = (since_ms,)
-        if subject is not None:
-            query += " AND subject = ?"
-            args += (subject,)
-        rows = db.execute(query + " ORDER BY at, seq", args).fetchall()
-    finally:
-        db.close()
-    return [SharedRow(*row) for row in rows]
+    through the gateway if it runs."""
+    rows = read_shared(journal, since_ms)
+    return rows if subject is None else [row for row in rows if row.subject == subject]
 
 
 def summarise(rows: Iterable[SharedRow]) -> dict[str, UpstreamReport]:
