@@ -39,8 +39,8 @@ from simulators.elder_button import SimulatedElder
 COUNTERS = ("ingress_messages", "rejected", "events_accepted", "mqtt_published",
             "mqtt_publish_failed", "mqtt_disconnects", "store_points_written", "store_retries",
             "store_rejected", "handler_errors", "gpio_bounces", "task_restarts", "rule_errors",
-            "throttled", "shed_readings", "memory_tight", "http_pushes", "http_pushes_busy",
-            "http_connections_closed", "http_connections_refused")
+            "throttled", "throttled_held", "shed_readings", "memory_tight", "http_pushes",
+            "http_pushes_busy", "http_connections_closed", "http_connections_refused")
 
 
 def process_status() -> dict[str, int]:

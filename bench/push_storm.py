@@ -19,7 +19,8 @@ forced open three times during the drain.
 
 `push-flood`: one gate pushing 2,000 requests/s for 30 s (16 connections, deaf to 429)
 beside 50 gates passing 2 people a second; doors forced open every 2 s before the flood
-and during it; the flooding gate's own fever in the middle.
+and during it (before: the 50 gates do not push yet either); the flooding gate's own fever
+in the middle.
 """
 
 from __future__ import annotations
@@ -361,21 +362,24 @@ async def push_flood(srv: Servers, workdir: Path, progress: Progress, *,
     q, f = _ms([a for _, a in quiet]), _ms([a for _, a in noisy])
     answers = produced["flooder_answers"]
     throttled = counters["throttled"]
+    held = counters.get("throttled_held", 0)
     data: dict[str, float | int | str] = {
         **{f"quiet_{k}": v for k, v in q.as_dict().items()},
         **{f"flood_{k}": v for k, v in f.as_dict().items()},
         "flooder_sent": produced["flooder_sent"], "flooder_per_s": produced["flooder_per_s"],
         "flooder_taken": int(answers.get("202", 0)), "throttled": throttled,
-        "flooder_429": int(answers.get("429", 0)),
+        "flooder_429": int(answers.get("429", 0)), "throttled_held": held,
         "fever_ms": -1.0 if fever is None else fever * 1000}
     return [Row(
-        "push-flood", f"one gate at {produced['flooder_per_s']:,.0f} requests/s for "
-        f"{seconds:g} s beside {gates} gates; {len(noisy)} + {len(quiet)} forced doors",
+        "push-flood", f"one gate offering {rate:,.0f} requests/s (it sent "
+        f"{produced['flooder_per_s']:,.0f}/s) for {seconds:g} s beside {gates} gates; "
+        f"{len(noisy)} + {len(quiet)} forced doors",
         f"door p50 {f.p50:.0f} vs {q.p50:.0f} ms before",
         f"p99 {f.p99:.0f} vs {q.p99:.0f} ms, max {f.max:.0f} vs {q.max:.0f} (during the "
         f"flood vs before it); {produced['flooder_sent']:,} pushes from the flooder, "
         f"{int(answers.get('202', 0)):,} taken, {int(answers.get('429', 0)):,} answered "
-        f"429, {throttled:,} counted throttled; its fever "
+        f"429, {throttled:,} counted throttled ({held:,} of them answered after the "
+        f"hold); its fever "
         + ("DID NOT alert" if fever is None else f"alerted in {fever * 1000:.0f} ms"),
         data)]
 

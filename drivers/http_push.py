@@ -23,6 +23,16 @@ them) may use the slots kept for alarms. While the rules or the MQTT sink are be
 in their slots, up to HOLD_S, then are answered 503. A device that pushes readings faster
 than `limits.device_rate_hz` is answered 429 for the readings beyond it (counted as
 `throttled{device}`, logged once a minute); a push that carries an event always passes.
+
+A 429 for the rate is answered `http.throttled_hold_s` after the refusal (`HeldAnswers`,
+counted as `throttled_held{device}`), with the push slot and the device's turn given back
+at the refusal: a device that ignores its 429s sends at most one push a hold on each of its
+connections instead of as fast as they are answered, which on the one event loop would be
+at the cost of everyone else's pushes. While an answer is held, the device's next push on
+that connection waits behind it (an alarm too, at most the hold); a push on another of its
+connections, or on a new one, does not. At most a quarter of `http.max_connections` are
+held at once, so that held connections never take the room others need; beyond, the 429
+goes at once.
 """
 
 from __future__ import annotations
@@ -45,7 +55,7 @@ from drivers.json_map import JsonMap, JsonMapper, MalformedJsonError, parse_json
 from drivers.platform_push import PushRoutes
 from drivers.profile import Profile
 from drivers.pseudonym import Pseudonymiser
-from drivers.throttle import Throttle
+from drivers.throttle import HeldAnswers, Throttle
 from gateway.core.clock import Clock
 from gateway.core.config import HttpDevice, HttpServerConfig
 from gateway.core.counters import Counters
@@ -73,6 +83,8 @@ THROTTLE_LOG_S = 60.0  # a throttled device is logged at most this often
 HOLD_S = 2.0
 HOLD_EVERY_S = 0.02
 _SLOT = web.RequestKey("push_slot", bool)  # the request holds a push slot
+# the device whose push the answer refuses for its rate: the answer may be held
+_THROTTLED = web.ResponseKey("throttled", str)
 
 
 @dataclass(slots=True)
@@ -110,6 +122,8 @@ class HttpPushReceiver:
         self._alarm_kinds = frozenset(alarm_kinds)
         self._rate_hz = rate_hz
         self.slots = PushSlots(server.max_pushes, server.alarm_pushes_reserved)
+        # 429s for the rate answered late: at most a quarter of the connections held
+        self.held = HeldAnswers(server.throttled_hold_s, server.max_connections // 4)
         # OneNET, CTWing, Hikvision terminals: routes of their own on this port
         self._platforms = list(platforms)
         self._clock = clock
@@ -199,13 +213,37 @@ class HttpPushReceiver:
         taken = False
         try:
             response = await handler(request)
-            taken = response.status < 300
+            taken = response.status < 300 and request.get(_SLOT, False)
+            throttled = response.get(_THROTTLED)
+            if throttled is not None:
+                await self._hold(request, throttled)
             return response
         finally:
-            slot = request.get(_SLOT, False)
-            if slot:
-                self.slots.give()
-            self._connections.request_finished(request.transport, taken and slot)
+            self._give_slot(request)
+            self._connections.request_finished(request.transport, taken)
+
+    def _give_slot(self, request: web.Request) -> None:
+        if request.get(_SLOT, False):
+            request[_SLOT] = False
+            self.slots.give()
+
+    async def _hold(self, request: web.Request, device: str) -> None:
+        """Hold the 429 refusing `device`'s push for its rate, if a place is free: its slot
+        goes back now, the answer `throttled_hold_s` later."""
+        if not self.held.take():
+            if self.held.hold_s > 0:
+                self._counters.log_every(
+                    log, ("http_push", "held_full"), self._clock.monotonic(), THROTTLE_LOG_S,
+                    "%d answers to throttled pushes held, the most (a quarter of "
+                    "http.max_connections): the 429 to %s goes at once; logged at most once "
+                    "a minute", self.held.cap, device)
+            return
+        self._counters.inc("throttled_held", device=device)
+        self._give_slot(request)
+        try:
+            await asyncio.sleep(self.held.hold_s)
+        finally:
+            self.held.give()
 
     async def _admit(self, request: web.Request, sender: str,
                      kinds: Collection[DeviceKind]) -> web.Response | None:
@@ -398,8 +436,10 @@ class HttpPushReceiver:
             log.warning("device %s pushes readings faster than limits.device_rate_hz (%g/s): "
                         "the pushes of readings beyond it are answered 429 (counted as "
                         "throttled); its events pass", device, self._rate_hz)
-        return _answer(429, error="pushing faster than the device's rate",
-                       headers={"Retry-After": "1"})
+        answer = _answer(429, error="pushing faster than the device's rate",
+                         headers={"Retry-After": "1"})
+        answer[_THROTTLED] = device
+        return answer
 
 
 def _authorised(request: web.Request, token: bytes) -> bool:

@@ -23,3 +23,27 @@ class Throttle:
             self._tokens -= 1.0
             return True
         return False
+
+
+class HeldAnswers:
+    """Refusals of throttled pushes answered late, `hold_s` after the refusal, at most `cap`
+    at once. A sender that waits for each answer before it sends again on a connection (as
+    HTTP/1.1 does) then sends at most one push a hold on each: a flood that ignores the
+    refusals is slowed down by its own connections instead of being read ever faster."""
+
+    __slots__ = ("cap", "held", "hold_s")
+
+    def __init__(self, hold_s: float, cap: int) -> None:
+        self.hold_s = hold_s
+        self.cap = cap
+        self.held = 0  # answers held now
+
+    def take(self) -> bool:
+        """Whether one more answer may be held; counts it if so (`give` when it is sent)."""
+        if self.hold_s <= 0 or self.held >= self.cap:
+            return False
+        self.held += 1
+        return True
+
+    def give(self) -> None:
+        self.held -= 1

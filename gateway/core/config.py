@@ -220,6 +220,11 @@ class HttpServerConfig(_Strict):
     # flooding device never holds the connections an alarm needs
     max_pushes: int = Field(default=64, ge=2, le=4096)
     alarm_pushes_reserved: int = Field(default=16, ge=1, le=4095)
+    # a device's push refused for its rate (429) is answered this long after the refusal:
+    # its connection, which waits for the answer before it sends again, sends at most one
+    # push a hold. At most a quarter of max_connections are held at once; beyond, and with
+    # 0, the 429 goes at once
+    throttled_hold_s: float = Field(default=1.0, ge=0, le=10)
 
     @model_validator(mode="after")
     def _reserve_within_the_budget(self) -> HttpServerConfig:

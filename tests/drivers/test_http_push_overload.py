@@ -26,7 +26,8 @@ BURST_S = 5.0  # ten pushes of readings at once
 async def test_readings_beyond_the_device_rate_are_refused_429_and_events_pass(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING, logger="drivers.http_push")
-    async with open_rig(tmp_path, receiver={"rate_hz": RATE_HZ, "burst_s": BURST_S}) as rig:
+    async with open_rig(tmp_path, http={"throttled_hold_s": 0},  # each 429 at once
+                        receiver={"rate_hz": RATE_HZ, "burst_s": BURST_S}) as rig:
         gate = rig.pushers["gate-h1"]
         statuses = [(await gate.push({"temp_x10": 36.5, "abnormal": 0, "mask": 1,
                                       "passages": n})).status for n in range(15)]
@@ -56,6 +57,40 @@ async def test_a_429_answer_tells_when_to_come_again(tmp_path: Path) -> None:
         refused = await gate.push({"abnormal": 0, "mask": 1})
         assert (refused.status, refused.body["error"]) == (
             429, "pushing faster than the device's rate")
+
+
+async def test_a_throttled_push_is_answered_after_the_hold_beside_its_alarm(
+        tmp_path: Path) -> None:
+    # a quarter of 8 connections: two answers held at once
+    async with open_rig(tmp_path, http={"throttled_hold_s": 3.0, "max_connections": 8,
+                                        "max_connections_per_address": 8},
+                        receiver={"rate_hz": 1.0, "burst_s": 1.0}) as rig:
+        gate, door = rig.pushers["gate-h1"], rig.pushers["door-h1"]
+        reading = {"temp_x10": 36.5, "abnormal": 0, "mask": 1}
+        assert (await gate.push(reading)).status == 202  # its burst
+        # three pushes beyond its rate, each on a connection of its own
+        refused = [asyncio.create_task(gate.push(reading), name=f"test.refused{n}")
+                   for n in range(3)]
+        done, held = await asyncio.wait(refused, return_when=asyncio.FIRST_COMPLETED)
+        # the third beyond the held ones' cap: answered at once
+        assert [t.result().status for t in done] == [429]
+        assert len(held) == rig.receiver.held.held == 2
+        assert rig.counters.get("throttled", device="gate-h1") == 3
+        assert rig.counters.get("throttled_held", device="gate-h1") == 2
+        # held answers keep neither a push slot nor the device's turn: its fever on a new
+        # connection, and another device's push, are taken while they wait
+        assert rig.receiver.slots.in_use == 0
+        fever = await gate.push({"temp_x10": 38.9, "abnormal": 1, "mask": 1})
+        assert fever.status == 200
+        assert (await door.push({"event.code": 0, "door_open": 0})).status == 200
+        assert [e.type for e in rig.intake.events] == ["fever", "granted"]
+        assert not any(t.done() for t in held)
+        answers = [await asyncio.wait_for(t, 10) for t in held]
+        assert [(a.status, a.body["error"]) for a in answers] == [
+            (429, "pushing faster than the device's rate")] * 2
+        assert rig.receiver.held.held == 0
+        # the gate's readings taken: its burst and the one with its fever
+        assert [r.device for r in rig.intake.readings].count("gate-h1") == 2
 
 
 async def test_hikvision_terminals_push_in_the_slots_of_their_kind(tmp_path: Path) -> None:
