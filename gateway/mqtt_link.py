@@ -194,17 +194,7 @@ class MqttLink:
         """
         if not messages:
             return
-        if session.lost.done():
-            raise LinkDownError(messages[0][0])
-        connection = session.connection
-        try:
-            with connection.corked():
-                sending = [connection.publish(topic, payload, 1, retain)
-                           for topic, payload, retain in messages]
-        except PublishRefusedError as exc:
-            self._counters.inc("mqtt_publish_failed", reason="error")
-            raise LinkDownError(messages[0][0]) from exc
-        everything = asyncio.gather(*sending)
+        everything = self._send_all(session, messages)
         try:
             done, _ = await asyncio.wait(
                 (everything, session.lost),
@@ -218,6 +208,43 @@ class MqttLink:
             everything.cancel()
             self._counters.inc("mqtt_publish_failed", reason="timeout" if not done else "lost")
             raise LinkDownError(messages[0][0])
+
+    def _send_all(self, session: Session, messages: Sequence[tuple[str, bytes, bool]]
+                  ) -> asyncio.Future[list[None]]:
+        if session.lost.done():
+            raise LinkDownError(messages[0][0])
+        connection = session.connection
+        try:
+            with connection.corked():
+                sending = [connection.publish(topic, payload, 1, retain)
+                           for topic, payload, retain in messages]
+        except PublishRefusedError as exc:
+            self._counters.inc("mqtt_publish_failed", reason="error")
+            raise LinkDownError(messages[0][0]) from exc
+        return asyncio.gather(*sending)
+
+    def send_all(self, session: Session, messages: Sequence[tuple[str, bytes, bool]]
+                 ) -> asyncio.Future[list[None]]:
+        """Publish (topic, payload, retain) messages at QoS 1, in this order and in one
+        write, now; the future completes once the broker acknowledged every one, and is
+        cancelled (counted as a timeout) when that takes longer than `publish_timeout_s`.
+        It does not complete when the connection drops: `session.lost` says so.
+
+        Raises LinkDownError when the connection is down already.
+        """
+        everything = self._send_all(session, messages) if messages else _done()
+        if everything.done():
+            return everything
+        loop = asyncio.get_running_loop()
+
+        def overdue() -> None:
+            if not everything.done():
+                self._counters.inc("mqtt_publish_failed", reason="timeout")
+                everything.cancel()
+
+        timer = loop.call_later(self._config.publish_timeout_s, overdue)
+        everything.add_done_callback(lambda _: timer.cancel())
+        return everything
 
     async def publish_fast(self, session: Session, messages: Sequence[tuple[str, bytes]]
                            ) -> None:
@@ -338,3 +365,9 @@ class MqttLink:
         if session is not None and not session.lost.done():
             session.lost_at = self._clock.monotonic()
             session.lost.set_result(None)
+
+
+def _done() -> asyncio.Future[list[None]]:
+    done: asyncio.Future[list[None]] = asyncio.get_running_loop().create_future()
+    done.set_result([])
+    return done

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable
+from typing import Any
 
 
-async def first_of(*waits: asyncio.Event | asyncio.Future[None]) -> None:
+async def first_of(*waits: asyncio.Event | asyncio.Future[Any]) -> None:
     """Return when any of the events is set or any of the futures is done."""
     tasks: list[asyncio.Future[object]] = []
     for w in waits:

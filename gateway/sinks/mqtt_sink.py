@@ -10,6 +10,7 @@ go first on every turn: an alarm never waits behind the replay or the re-asserti
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import deque
 from collections.abc import Coroutine
@@ -34,6 +35,9 @@ TELEMETRY_BATCH_S = 0.005  # physical time: how long telemetry may wait to share
 # alarm waits for one chunk, and a whole site's statuses never all wait for PUBACKs at once
 RETAINED_CHUNK = 50
 TOPICS_KEPT = 100_000  # outgoing topics kept per device (and per rule and key), made once
+# journal batches published and not yet acknowledged, at most: a new alarm goes out while
+# the broker's acknowledgements of the batches before it are still on their way
+BATCHES_IN_FLIGHT = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +47,17 @@ class _Confirmed:
     at: float  # monotonic time of the confirmation (a replay does not renew it)
     first: int  # the batch's first sequence number
     devices: dict[str, int]  # device -> its last record in the batch
+
+
+@dataclass(frozen=True, slots=True)
+class _Sent:
+    """A batch of new records published and waiting for the broker's acknowledgements."""
+
+    first: int
+    upto: int  # the cursor once it is confirmed
+    devices: dict[str, int]
+    count: int  # messages
+    confirmed: asyncio.Future[list[None]]
 
 
 class MqttSink:
@@ -80,6 +95,8 @@ class MqttSink:
         self._unasserted: deque[str] = deque()  # alert topics still to re-assert
         self._published_status: dict[str, Status] = {}
         self._cursor = 0  # durable: everything up to here was confirmed by the broker
+        self._sent = 0  # published on this connection up to here (confirmed or not)
+        self._in_flight: deque[_Sent] = deque()  # published, in order, not yet confirmed
         self._confirmed: deque[_Confirmed] = deque()  # new batches, within the window
         # the replay: records in (_replay_pos, _replay_end] go again, in order, except
         # those sent ahead for a device with new records (_replayed_early)
@@ -98,12 +115,13 @@ class MqttSink:
             self._alerts[self._topics.alert(alert.rule, alert.device)] = (0, encode(alert))
 
     async def run(self) -> None:
-        self._cursor = await self._journal.cursor(CONSUMER)
+        self._cursor = self._sent = await self._journal.cursor(CONSUMER)
         current = 0
         while True:
             session = await self._link.session()
             try:
                 if session.number != current:
+                    self._unsend()
                     self._rewind(self._link.previous_loss)
                     await self._link.publish_on(session, self._topics.gateway_status,
                                                 Status.ONLINE.encode(), retain=True)
@@ -115,24 +133,31 @@ class MqttSink:
                 # a replay or a re-assertion goes out after the step under way, not after
                 # all of it
                 busy = await self._publish_journal(session)
+                busy = await self._settle() or busy
                 busy = await self._publish_status(session) or busy
                 busy = await self._reassert(session) or busy
                 busy = await self._replay(session) or busy
                 busy = await self._publish_telemetry(session) or busy
             except LinkDownError:
+                self._unsend()  # published again, from the cursor on
                 continue
             if not busy:
+                oldest = self._in_flight[0].confirmed if self._in_flight else session.lost
                 await first_of(self._journal_wake, self._telemetry_wake, self._board.changed,
-                               session.lost)
+                               session.lost, oldest)
                 telemetry_only = not (self._journal_wake.is_set() or self._board.changed.is_set()
-                                      or session.lost.done())
-                self._journal_wake.clear()
+                                      or session.lost.done() or oldest.done())
                 self._telemetry_wake.clear()
                 if telemetry_only:
                     # readings arrive a network packet at a time under a steady load: a turn
                     # per TELEMETRY_BATCH_S publishes them in batches instead of one turn
-                    # each; journalled records (alerts) are never held back
-                    await asyncio.sleep(TELEMETRY_BATCH_S)
+                    # each; journalled records (alerts) are never held back: they end the
+                    # wait
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(TELEMETRY_BATCH_S):
+                            await first_of(self._journal_wake, self._board.changed,
+                                           session.lost, oldest)
+                self._journal_wake.clear()
                 # board.changed is cleared where the statuses are read, not here: a change
                 # during the wait must still be published
 
@@ -225,12 +250,20 @@ class MqttSink:
             self._published_status[device] = status
         return bool(changed)
 
+    def _unsend(self) -> None:
+        """Forget what was published and not confirmed: it goes again, from the cursor."""
+        for sent in self._in_flight:
+            sent.confirmed.cancel()
+        self._in_flight.clear()
+        self._sent = self._cursor
+
     async def _publish_journal(self, session: Session) -> bool:
-        """A batch of records new to the broker; the cursor moves once all are confirmed."""
-        if self._journal.last_seq <= self._cursor:
-            return False  # nothing new: no need to ask the database
-        batch = await self._journal.read_after(self._cursor, self._batch)
-        if batch.upto <= self._cursor:
+        """A batch of records new to the broker, published without waiting for the
+        acknowledgements of those before it (up to BATCHES_IN_FLIGHT batches)."""
+        if self._journal.last_seq <= self._sent or len(self._in_flight) >= BATCHES_IN_FLIGHT:
+            return False  # nothing new (no need to ask the database), or enough on its way
+        batch = await self._journal.read_after(self._sent, self._batch)
+        if batch.upto <= self._sent:
             return False
         devices: dict[str, int] = {}
         for entry in batch.entries:
@@ -246,19 +279,32 @@ class MqttSink:
             if retain:
                 self._alerts[topic] = (entry.seq, payload)
             sends.append(message)
-        # on an error the cursor stays: the whole batch goes again
-        await self._link.publish_all(session, sends)
-        if self._window_s > 0 and batch.entries:
-            now = self._clock.monotonic()
-            self._confirmed.append(_Confirmed(now, batch.entries[0].seq, devices))
-            while self._confirmed and self._confirmed[0].at < now - self._window_s:
-                self._confirmed.popleft()
-        # delivery is at least once anyway: no fsync of its own for the cursor
-        await self._journal.move_cursor(CONSUMER, batch.upto, durable=False)
-        self._cursor = batch.upto
-        self.moved.set()
-        self._counters.inc("mqtt_published", len(sends))
+        # on an error the cursor stays: the batches from it on go again
+        first = batch.entries[0].seq if batch.entries else batch.upto
+        self._in_flight.append(_Sent(first, batch.upto, devices, len(sends),
+                                     self._link.send_all(session, sends)))
+        self._sent = batch.upto
         return True
+
+    async def _settle(self) -> bool:
+        """Move the cursor past the batches the broker confirmed, in order."""
+        moved = False
+        while self._in_flight and self._in_flight[0].confirmed.done():
+            sent = self._in_flight.popleft()
+            if sent.confirmed.cancelled() or sent.confirmed.exception() is not None:
+                raise LinkDownError(f"journal records {sent.first} to {sent.upto}")
+            if self._window_s > 0 and sent.devices:
+                now = self._clock.monotonic()
+                self._confirmed.append(_Confirmed(now, sent.first, sent.devices))
+                while self._confirmed and self._confirmed[0].at < now - self._window_s:
+                    self._confirmed.popleft()
+            # delivery is at least once anyway: no fsync of its own for the cursor
+            await self._journal.move_cursor(CONSUMER, sent.upto, durable=False)
+            self._cursor = sent.upto
+            self.moved.set()
+            self._counters.inc("mqtt_published", sent.count)
+            moved = True
+        return moved
 
     async def _replay(self, session: Session) -> bool:
         """The next batch of the replay, in journal order."""

@@ -37,13 +37,14 @@ async def press_all(gateway: Gateway, during: Callable[[int], Awaitable[None]],
                      what="every press accepted")
 
 
-async def verdict_after(gateway: Gateway, observer: Observer, store_url: str, site: str,
-                        journal: Path) -> Verdict:
-    """Once both sinks caught up: what the oracle finds of every accepted alarm."""
+async def verdict_after(gateway: Gateway, observer: Observer, store_url: str, site: str
+                        ) -> Verdict:
+    """Once both sinks caught up: what the oracle finds of every accepted alarm (read
+    through the running gateway's journal, which holds its file for itself)."""
     await eventually(lambda: gateway.mqtt_sink.cursor >= gateway.journal.last_seq
                      and gateway.store_sink.cursor >= gateway.journal.last_seq,
                      timeout=60, what="both sinks caught up")
-    accepted = await accepted_alarms(journal)
+    accepted = await accepted_alarms(gateway.journal)
 
     async def delivered() -> bool:
         verdict = await judge(accepted, observer.events, store_url, site)

@@ -42,8 +42,7 @@ async def test_disk_nearly_full_refuses_events_not_alarms(
                          what="all handled")
         assert gateway.counters.get("dropped", cls="event", reason="disk_full") == 50
         assert gateway.counters.get("events_accepted", cls="alarm") == 50
-        verdict = await verdict_after(gateway, observer, victoria.url, site,
-                                      config.journal.path)
+        verdict = await verdict_after(gateway, observer, victoria.url, site)
     verdict.extra["refused_events"] = 50
     verdict.print("disk nearly full")
     assert verdict.accepted == 50

@@ -125,8 +125,7 @@ async def test_idle_connections_and_endless_bodies_hold_up_no_alarm_and_no_push(
         flood_lines = [r for r in caplog.records[logged_before:]
                        if r.name.startswith(("drivers.http", "asyncio", "aiohttp"))]
         assert len(flood_lines) <= 6, [r.getMessage() for r in flood_lines]
-        verdict = await verdict_after(gateway, observer, victoria.url, site,
-                                      config.journal.path)
+        verdict = await verdict_after(gateway, observer, victoria.url, site)
     verdict.extra["connections"] = len(flood)
     verdict.print("push port flooded")
     assert verdict.accepted == 3  # two SOS presses and the forced door

@@ -93,8 +93,7 @@ async def test_noise_on_a_serial_line_delays_no_alarm_and_no_other_bus(
             assert all(gateway.board.get(d) == "online" for d in ("smoke-r1", "smoke-r2"))
             assert gateway.counters.get("modbus_noise_bytes", bus="rs485") <= NOISE
             assert gateway.counters.get("modbus_noise_bytes", bus="lan") == 0
-            verdict = await verdict_after(gateway, observer, victoria.url, site,
-                                          config.journal.path)
+            verdict = await verdict_after(gateway, observer, victoria.url, site)
     verdict.extra["noise_bytes"] = NOISE
     verdict.print("noise on a serial line")
     assert verdict.accepted == 2

@@ -43,8 +43,7 @@ async def test_serial_device_unplugged_and_back(tmp_path: Path, mosquitto: Mosqu
             await eventually(lambda: gateway.counters.get("events_accepted") == FRAMES,
                              timeout=30, what="every frame accepted")
             assert gateway.counters.get("serial_port_lost", device="door-1") >= 1
-            verdict = await verdict_after(gateway, observer, victoria.url, site,
-                                          config.journal.path)
+            verdict = await verdict_after(gateway, observer, victoria.url, site)
     verdict.extra["unplugged"] = 1
     verdict.print("serial device unplugged and back")
     assert verdict.accepted == FRAMES

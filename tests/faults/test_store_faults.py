@@ -31,7 +31,7 @@ async def test_store_down_for_the_whole_burst(tmp_path: Path, mosquitto: Mosquit
             assert gateway.store_sink.cursor == 0  # nothing confirmed, nothing dropped
         finally:
             victoria.start()
-        verdict = await verdict_after(gateway, observer, victoria.url, site, config.journal.path)
+        verdict = await verdict_after(gateway, observer, victoria.url, site)
     verdict.print("store down for the whole burst")
     assert_clean(verdict)
 
@@ -52,8 +52,7 @@ async def test_store_answers_500_429_and_slowly(tmp_path: Path, mosquitto: Mosqu
                 return None
 
             await press_all(gateway, nothing, pause_s=0.005)
-            verdict = await verdict_after(gateway, observer, victoria.url, site,
-                                          config.journal.path)
+            verdict = await verdict_after(gateway, observer, victoria.url, site)
             verdict.extra.update({f"store_retries_{r}": gateway.counters.get(
                 "store_retries", reason=r) for r in ("500", "429", "503", "unreachable")})
     verdict.print("store answering 500, 429 and slowly")
@@ -88,7 +87,7 @@ async def test_broker_flapping_every_two_seconds(tmp_path: Path,
                 flaps += 1
 
         await press_all(gateway, flap, pause_s=0.06)  # about 6 s of burst
-        verdict = await verdict_after(gateway, observer, victoria.url, site, config.journal.path)
+        verdict = await verdict_after(gateway, observer, victoria.url, site)
         verdict.extra["flaps"] = flaps
     verdict.print("broker flapping every 2 s")
     assert flaps >= 2

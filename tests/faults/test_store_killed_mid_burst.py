@@ -41,8 +41,7 @@ async def test_store_killed_right_after_accepting_points(tmp_path: Path,
                 store.start()  # same data directory, same port
 
             await press_all(gateway, kill_after_a_write, pause_s=0.002)
-            verdict = await verdict_after(gateway, observer, store.url, site,
-                                          config.journal.path)
+            verdict = await verdict_after(gateway, observer, store.url, site)
             verdict.extra["killed_at_record"] = killed_at
             verdict.extra["store_replayed"] = gateway.counters.get("store_replayed")
     finally:
