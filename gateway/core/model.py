@@ -102,7 +102,11 @@ def new_id(ts_ms: int) -> str:
     return f"{ts_ms & _MS_MASK:012x}{_ids.prefix}{next(_ids.count) & _COUNT_MASK:010x}"
 
 
-class Reading(msgspec.Struct, frozen=True, kw_only=True, tag="reading", tag_field="rec"):
+# The records are never tracked by the garbage collector (`gc=False`): they hold strings,
+# numbers and dicts of them, which cannot form a cycle, and a loaded gateway holds tens of
+# thousands (the telemetry ring, the journal's newest) that every full collection walked.
+class Reading(msgspec.Struct, frozen=True, kw_only=True, gc=False, tag="reading",
+        tag_field="rec"):
     """Telemetry from one device at one instant."""
 
     v: int = SCHEMA_VERSION
@@ -113,7 +117,8 @@ class Reading(msgspec.Struct, frozen=True, kw_only=True, tag="reading", tag_fiel
     values: dict[str, Scalar]
 
 
-class DeviceEvent(msgspec.Struct, frozen=True, kw_only=True, tag="event", tag_field="rec"):
+class DeviceEvent(msgspec.Struct, frozen=True, kw_only=True, gc=False, tag="event",
+        tag_field="rec"):
     """Something a device reported happening: a press, an alarm, a door forced open."""
 
     v: int = SCHEMA_VERSION
@@ -126,7 +131,8 @@ class DeviceEvent(msgspec.Struct, frozen=True, kw_only=True, tag="event", tag_fi
     fields: dict[str, Scalar] = msgspec.field(default_factory=dict)
 
 
-class Alert(msgspec.Struct, frozen=True, kw_only=True, tag="alert", tag_field="rec"):
+class Alert(msgspec.Struct, frozen=True, kw_only=True, gc=False, tag="alert",
+        tag_field="rec"):
     """One transition of an alert; `id` names the alert, `ts` the transition."""
 
     v: int = SCHEMA_VERSION
@@ -144,7 +150,8 @@ class Alert(msgspec.Struct, frozen=True, kw_only=True, tag="alert", tag_field="r
     cause: str | None = None
 
 
-class AckCommand(msgspec.Struct, frozen=True, kw_only=True, tag="ack", tag_field="rec"):
+class AckCommand(msgspec.Struct, frozen=True, kw_only=True, gc=False, tag="ack",
+        tag_field="rec"):
     """A person's acknowledgement of the alert of `rule` on `device`; with a `reason`, the
     person resolves it by hand (where its rule allows that)."""
 
@@ -162,7 +169,8 @@ class NotifyReason(enum.StrEnum):
     RESOLVED = "resolved"  # the alert ended: tell every group that was told it began
 
 
-class Notify(msgspec.Struct, frozen=True, kw_only=True, tag="notify", tag_field="rec"):
+class Notify(msgspec.Struct, frozen=True, kw_only=True, gc=False, tag="notify",
+        tag_field="rec"):
     """Tell one contact group about an alert.
 
     `id` is deterministic, `{alert_id}:{step}:{round}` for escalation steps and
