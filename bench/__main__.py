@@ -152,7 +152,11 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--push-replay-seconds", type=_positive(float), default=30.0, metavar="S",
                    help="push-replay: how long the gateway is down (default 30)")
     g.add_argument("--push-flood-rate", type=_positive(float), default=2000.0, metavar="R")
-    g.add_argument("--push-flood-seconds", type=_positive(float), default=30.0, metavar="S")
+    g.add_argument("--push-flood-seconds", type=_positive(float), default=60.0, metavar="S",
+                   help="push-flood: how long the flooder pushes, in turns of 10 s on and "
+                   "10 s off (default 60)")
+    g.add_argument("--push-flood-hold", type=float, default=1.0, metavar="S",
+                   help="push-flood: the gateway's http.throttled_hold_s (default 1)")
     g = p.add_argument_group("journal, latency, ingress, memory, idle")
     g.add_argument("--producers", type=_counts, default=[1, 16, 256], metavar="N,N,...",
                    help="journal: concurrent producers per run (default 1,16,256)")
@@ -259,7 +263,8 @@ async def one_run(args: argparse.Namespace, want: set[str], workdir: Path) -> li
         if "push-flood" in want:
             rows += await push_storm.push_flood(srv, workdir, _progress,
                                                 rate=args.push_flood_rate,
-                                                seconds=args.push_flood_seconds)
+                                                seconds=args.push_flood_seconds,
+                                                hold_s=args.push_flood_hold)
         rows += await _old(srv, workdir, sizes, want)
     return rows
 

@@ -17,10 +17,10 @@ number), and the 503/429 the gates were told against the gateway's counters.
 keep every passage; started again, the gates push their 60,000 passages, and a door is
 forced open three times during the drain.
 
-`push-flood`: one gate pushing 2,000 requests/s for 30 s (16 connections, deaf to 429)
-beside 50 gates passing 2 people a second; doors forced open every 2 s before the flood
-and during it (before: the 50 gates do not push yet either); the flooding gate's own fever
-in the middle.
+`push-flood`: one gate pushing 2,000 requests/s (16 connections, deaf to 429) in turns of
+10 s on and 10 s off, until it has been on for 60 s, beside 50 gates passing 2 people a
+second throughout; a door forced open every second in both kinds of turn; the flooding
+gate's own fever in a turn of the flood; the gateway's and the fleet's CPU per turn.
 """
 
 from __future__ import annotations
@@ -32,12 +32,13 @@ import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
-from bench import configs
+from bench import configs, procstat
 from bench.alerts import AlertWatcher, watch_alerts
 from bench.gateway_bench import Servers
 from bench.hostctl import REPO, BenchError, GatewayProcess
@@ -82,6 +83,7 @@ class Fleet:
         for name, value in options.items():
             self._argv += [f"--{name.replace('_', '-')}", str(value)]
         self._proc: asyncio.subprocess.Process | None = None
+        self._kept: list[dict[str, Any]] = []
 
     async def __aenter__(self) -> Fleet:
         log = await asyncio.to_thread(self.log_path.open, "ab")
@@ -110,11 +112,29 @@ class Fleet:
         answer: dict[str, Any] = json.loads(line)
         return answer
 
+    async def expect(self, key: str, within_s: float) -> dict[str, Any]:
+        """The next line holding `key`, those before it kept for later."""
+        for k, line in enumerate(self._kept):
+            if key in line:
+                return self._kept.pop(k)
+        deadline = time.monotonic() + within_s
+        while key not in (line := await self.read(max(deadline - time.monotonic(), 0.01))):
+            self._kept.append(line)
+        return line
+
     async def go(self) -> None:
+        await self.say("go")
+
+    async def say(self, line: str) -> None:
         assert self._proc is not None
         assert self._proc.stdin is not None
-        self._proc.stdin.write(b"go\n")
+        self._proc.stdin.write(f"{line}\n".encode())
         await self._proc.stdin.drain()
+
+    @property
+    def pid(self) -> int:
+        assert self._proc is not None
+        return self._proc.pid
 
     def ledger(self) -> dict[str, tuple[set[int], set[int]]]:
         data = json.loads(self.ledger_path.read_text())
@@ -334,54 +354,148 @@ async def push_replay(srv: Servers, workdir: Path, progress: Progress, *, gates:
 
 # -- one device flooding --------------------------------------------------------------------
 
+SEGMENT_S = 10.0  # the flooder pushes and rests in turns of this long, doors forced in both
+DOOR_EVERY_S = 1.0
+SETTLE_S = 0.5  # from the start of a turn to its first door
+
+
+@dataclass(frozen=True, slots=True)
+class _Mark:
+    """Where a turn starts: the time, the gateway's and the fleet's CPU seconds."""
+
+    mono: float
+    gateway_cpu_s: float
+    fleet_cpu_s: float
+
+    @classmethod
+    async def now(cls, gw: GatewayProcess, fleet: Fleet) -> _Mark:
+        gateway = await gw.stats()
+        return cls(time.monotonic(), gateway.cpu_s, (await asyncio.to_thread(
+            procstat.sample, fleet.pid)).cpu_s)
+
+    async def since(self, gw: GatewayProcess, fleet: Fleet) -> tuple[float, float]:
+        """The gateway's and the fleet's share of a core since this mark."""
+        end = await _Mark.now(gw, fleet)
+        span = end.mono - self.mono
+        return ((end.gateway_cpu_s - self.gateway_cpu_s) / span,
+                (end.fleet_cpu_s - self.fleet_cpu_s) / span)
+
 
 async def push_flood(srv: Servers, workdir: Path, progress: Progress, *,
-                     rate: float = 2000.0, seconds: float = 30.0, gates: int = 50
-                     ) -> list[Row]:
+                     rate: float = 2000.0, seconds: float = 60.0, gates: int = 50,
+                     hold_s: float = 1.0) -> list[Row]:
+    """The 50 gates push throughout; the flooder on for SEGMENT_S, off for SEGMENT_S, until
+    it has been on for `seconds`; doors forced in both kinds of turn, so that the figures
+    with and without the flood share the gates' load and the machine's minutes."""
     site = "pflood"
     port = free_port()
-    alarms = int(seconds / ALARM_EVERY_S)
+    turns = max(int(seconds / SEGMENT_S), 1)
+    per_turn = int((SEGMENT_S - 2 * SETTLE_S) / DOOR_EVERY_S)
     where = workdir / "gateway-push-flood"
-    config = _config(site, where, srv, port, gates + 1, 2 * alarms, device_rate_hz=20.0)
+    config = _config(site, where, srv, port, gates + 1, 2 * turns * per_turn,
+                     device_rate_hz=20.0)
+    config["http"]["throttled_hold_s"] = hold_s
     flooder = f"gate-{gates + 1}"
-    progress(f"push flood: {flooder} at {rate:,.0f} requests/s for {seconds:g} s beside "
-             f"{gates} gates; forced doors before and during it")
+    gates_s = 2 * turns * SEGMENT_S + 10.0  # the gates pass people through every turn
+    on: list[tuple[float, float]] = []
+    off: list[tuple[float, float]] = []
+    cpu_on: list[tuple[float, float]] = []
+    cpu_off: list[tuple[float, float]] = []
+    per_s: list[float] = []
+    fever: float | None = None
+    progress(f"push flood: {flooder} at {rate:,.0f} requests/s, {turns} x {SEGMENT_S:g} s on "
+             f"and off beside {gates} gates pushing throughout (429 held {hold_s:g} s); a "
+             f"forced door every {DOOR_EVERY_S:g} s")
     async with GatewayProcess("gateway-push-flood", config, where) as gw, \
             watch_alerts(srv.mosquitto.port, site) as watcher, _doors(port) as doors, \
-            Fleet(port, workdir, "flood", gates=gates, rate=2.0, seconds=seconds,
+            Fleet(port, workdir, "flood", gates=gates, rate=2.0, seconds=gates_s,
                   flooder=flooder, flooder_rate=rate, flood_lead_s=0) as fleet:
-        quiet = await _forced_every(doors, watcher, alarms // 2, first=1)
         await fleet.go()
-        await fleet.read(60)
-        await asyncio.sleep(1.0)
-        noisy = await _forced_every(doors, watcher, alarms // 2, first=alarms + 1)
-        fever = await _fever(port, flooder, watcher)
-        produced = await fleet.read(seconds + 120)
-        await fleet.read(300)
-        counters = (await gw.stats()).counters
-    q, f = _ms([a for _, a in quiet]), _ms([a for _, a in noisy])
+        await fleet.expect("started", 60)
+        await asyncio.sleep(2.0)  # the gates under way
+        pressed = 0
+        for turn in range(turns):
+            mark = await _Mark.now(gw, fleet)
+            await fleet.say(f"flood {SEGMENT_S:g}")
+            await asyncio.sleep(SETTLE_S)
+            if turn == turns // 2:  # the flooder's own fever, among its flood
+                fever = await _fever(port, flooder, watcher)
+            on += await _forced_every(doors, watcher, per_turn, first=pressed + 1,
+                                      every_s=DOOR_EVERY_S)
+            pressed += per_turn
+            per_s.append(float((await fleet.expect("flooded", SEGMENT_S + 60))["per_s"]))
+            cpu_on.append(await mark.since(gw, fleet))  # to its last held answer
+            mark = await _Mark.now(gw, fleet)
+            await asyncio.sleep(SETTLE_S)
+            off += await _forced_every(doors, watcher, per_turn, first=pressed + 1,
+                                       every_s=DOOR_EVERY_S)
+            pressed += per_turn
+            await asyncio.sleep(max(mark.mono + SEGMENT_S - time.monotonic(), 0))
+            cpu_off.append(await mark.since(gw, fleet))
+        produced = await fleet.expect("produced", gates_s + 120)
+        drained = await fleet.expect("drained", 300)
+        account, counters = await _settled(gw, srv, site, fleet)
+    return [_flood_row(rate, turns, gates, hold_s, on, off, per_s, cpu_on, cpu_off, fever,
+                       produced, drained, account, counters)]
+
+
+def _flood_row(rate: float, turns: int, gates: int, hold_s: float,
+               on: list[tuple[float, float]], off: list[tuple[float, float]],
+               per_s: list[float], cpu_on: list[tuple[float, float]],
+               cpu_off: list[tuple[float, float]], fever: float | None,
+               produced: dict[str, Any], drained: dict[str, Any], account: dict[str, int],
+               counters: dict[str, int]) -> Row:
+    f, q = _ms([a for _, a in on]), _ms([a for _, a in off])
+    f200, q200 = _ms([a for a, _ in on]), _ms([a for a, _ in off])
+    per_turn = len(on) // turns
     answers = produced["flooder_answers"]
     throttled = counters["throttled"]
     held = counters.get("throttled_held", 0)
+    gw_on, fleet_on = (sum(c[i] for c in cpu_on) / len(cpu_on) for i in (0, 1))
+    gw_off, fleet_off = (sum(c[i] for c in cpu_off) / len(cpu_off) for i in (0, 1))
+    flood_per_s = sum(per_s) / len(per_s)
     data: dict[str, float | int | str] = {
         **{f"quiet_{k}": v for k, v in q.as_dict().items()},
         **{f"flood_{k}": v for k, v in f.as_dict().items()},
-        "flooder_sent": produced["flooder_sent"], "flooder_per_s": produced["flooder_per_s"],
+        "p50_ratio": f.p50 / q.p50, "p99_ratio": f.p99 / q.p99, "hold_s": hold_s,
+        "flood_answered_p50_ms": f200.p50, "quiet_answered_p50_ms": q200.p50,
+        "flood_answered_p99_ms": f200.p99, "quiet_answered_p99_ms": q200.p99,
+        "flood_turn_p50_ms": _turn_p50s(on, per_turn),
+        "quiet_turn_p50_ms": _turn_p50s(off, per_turn),
+        "gateway_cpu_turns": " ".join(f"{a * 100:.1f}/{b * 100:.1f}"
+                                      for (a, _), (b, _) in zip(cpu_on, cpu_off, strict=True)),
+        "turns": turns, "segment_s": SEGMENT_S,
+        "flooder_sent": produced["flooder_sent"], "flooder_per_s": flood_per_s,
         "flooder_taken": int(answers.get("202", 0)), "throttled": throttled,
         "flooder_429": int(answers.get("429", 0)), "throttled_held": held,
-        "fever_ms": -1.0 if fever is None else fever * 1000}
-    return [Row(
-        "push-flood", f"one gate offering {rate:,.0f} requests/s (it sent "
-        f"{produced['flooder_per_s']:,.0f}/s) for {seconds:g} s beside {gates} gates; "
-        f"{len(noisy)} + {len(quiet)} forced doors",
-        f"door p50 {f.p50:.0f} vs {q.p50:.0f} ms before",
-        f"p99 {f.p99:.0f} vs {q.p99:.0f} ms, max {f.max:.0f} vs {q.max:.0f} (during the "
-        f"flood vs before it); {produced['flooder_sent']:,} pushes from the flooder, "
+        "flooder_unanswered": int(answers.get("0", 0)),
+        "fever_ms": -1.0 if fever is None else fever * 1000,
+        "gateway_cpu_on": gw_on, "gateway_cpu_off": gw_off, "fleet_cpu_on": fleet_on,
+        "fleet_cpu_off": fleet_off, "gates_failed": drained["failed"], **account}
+    return Row(
+        "push-flood", f"one gate offering {rate:,.0f} requests/s, {turns} x {SEGMENT_S:g} s "
+        f"on and off, beside {gates} gates pushing throughout (429 held {hold_s:g} s); "
+        f"{len(on)} + {len(off)} forced doors",
+        f"door p50 {f.p50:.1f} vs {q.p50:.1f} ms off",
+        f"p99 {f.p99:.1f} vs {q.p99:.1f} ms, max {f.max:.1f} vs {q.max:.1f} (flood on vs "
+        f"off, interleaved; p50 x{f.p50 / q.p50:.2f}, p99 x{f.p99 / q.p99:.2f}; to "
+        f"their 200: p50 {f200.p50:.1f} vs {q200.p50:.1f} ms; p50 turn by turn: "
+        f"{data['flood_turn_p50_ms']} on, {data['quiet_turn_p50_ms']} off); the "
+        f"gateway at {gw_on * 100:.0f} vs {gw_off * 100:.0f} % of a core, the fleet at "
+        f"{fleet_on * 100:.0f} vs {fleet_off * 100:.0f} %; {produced['flooder_sent']:,} "
+        f"requests from the flooder ({flood_per_s:,.0f}/s while on), "
         f"{int(answers.get('202', 0)):,} taken, {int(answers.get('429', 0)):,} answered "
-        f"429, {throttled:,} counted throttled ({held:,} of them answered after the "
-        f"hold); its fever "
-        + ("DID NOT alert" if fever is None else f"alerted in {fever * 1000:.0f} ms"),
-        data)]
+        f"429, {throttled:,} counted throttled ({held:,} answered after the hold); its "
+        "fever " + ("DID NOT alert" if fever is None else f"alerted in {fever * 1000:.0f} ms")
+        + f"; the other gates: {account['taken']:,} answered 2xx, {account['stored']:,} "
+        f"stored once, {account['missing']:,} missing, {account['twice']:,} twice",
+        data)
+
+
+def _turn_p50s(forced: list[tuple[float, float]], per_turn: int) -> str:
+    """Each turn's p50 to the alert (ms), in the order of the turns."""
+    return " ".join(f"{_ms([a for _, a in forced[k:k + per_turn]]).p50:.1f}"
+                    for k in range(0, len(forced), per_turn))
 
 
 async def _fever(port: int, device: str, watcher: AlertWatcher) -> float | None:

@@ -301,6 +301,7 @@ class Flooder:
         connector = aiohttp.TCPConnector(limit=connections, local_addr=(self.address, 0))
         deadline = time.monotonic() + seconds
         started = time.monotonic()
+        before = self.sent
         async with aiohttp.ClientSession(connector=connector) as session:
 
             async def one_connection(k: int) -> None:
@@ -319,7 +320,7 @@ class Flooder:
                     self.sent += 1
 
             await asyncio.gather(*(one_connection(k) for k in range(connections)))
-        return self.sent / (time.monotonic() - started)
+        return (self.sent - before) / (time.monotonic() - started)
 
 
 # -- a storm from a process of its own --------------------------------------------------------
@@ -329,7 +330,9 @@ async def storm(args: argparse.Namespace) -> None:
     """JSON lines on stdout: `ready`; on a `go` line on stdin, the flood is opened and
     `started` printed; the gates pass people for --seconds (`produced`, with the backlog
     left); the backlogs are pushed until empty (`drained`, with the totals). The passages
-    each gate had taken, and those sent without an answer, go to --out."""
+    each gate had taken, and those sent without an answer, go to --out. With --flooder,
+    each `flood S` line on stdin after `go` has the flooder push for S seconds
+    (`flooded`, with that turn's requests and answers)."""
     addresses = [f"{args.gate_net}.{n % 250 + 1}" for n in range(args.gates)]
     devices = [(f"gate-{n}", args.token_template.format(n=n))
                for n in range(1, args.gates + 1)]
@@ -355,14 +358,16 @@ async def storm(args: argparse.Namespace) -> None:
                 await asyncio.sleep(args.flood_lead_s)
             _say(started=True, flood_open=flood.open if flood else 0)
             started = time.monotonic()
-            flooding = (asyncio.ensure_future(flooder.run(args.flooder_rate, args.seconds))
-                        if flooder else None)
+            turns = (asyncio.ensure_future(_flood_turns(flooder, args.flooder_rate))
+                     if flooder else None)
             await fleet.produce(args.rate, args.seconds)
-            flooder_rate = await flooding if flooding else 0.0
             produced_s = time.monotonic() - started
+            if turns is not None:
+                turns.cancel()
+                await asyncio.gather(turns, return_exceptions=True)
             _say(produced=fleet.totals()["produced"], backlog=fleet.backlog,
                  seconds=produced_s, flood_opened=flood.opened if flood else 0,
-                 flooder_sent=flooder.sent if flooder else 0, flooder_per_s=flooder_rate,
+                 flooder_sent=flooder.sent if flooder else 0,
                  flooder_answers={str(k): v for k, v in flooder.answers.items()}
                  if flooder else {})
         await fleet.drained(args.drain_within_s)
@@ -376,6 +381,23 @@ async def storm(args: argparse.Namespace) -> None:
                   for g in fleet.gates}
         await asyncio.to_thread(Path(args.out).write_text, json.dumps(ledger))
         _say(drained=True, **totals)
+
+
+async def _flood_turns(flooder: Flooder, rate_hz: float) -> None:
+    """The flooder pushes for S seconds on each `flood S` line of stdin, one turn at a
+    time; `flooded` after each, with the turn's requests, rate and answers."""
+    loop = asyncio.get_running_loop()
+    while True:
+        line = await loop.run_in_executor(None, sys.stdin.readline)
+        if not line:
+            return
+        word, _, seconds = line.strip().partition(" ")
+        if word != "flood":
+            continue
+        sent, answers = flooder.sent, Counter(flooder.answers)
+        per_s = await flooder.run(rate_hz, float(seconds))
+        _say(flooded=flooder.sent - sent, per_s=per_s,
+             answers={str(k): v for k, v in (flooder.answers - answers).items()})
 
 
 def _say(**fields: Any) -> None:
@@ -401,7 +423,8 @@ def main() -> None:
     parser.add_argument("--reopen-s", type=float, default=1.0)
     parser.add_argument("--flood-lead-s", type=float, default=1.0)
     parser.add_argument("--flooder", help="a device (gate-N) that floods the port with "
-                        "readings, deaf to 429, over 16 connections")
+                        "readings, deaf to 429, over 16 connections, for S seconds on each "
+                        "`flood S` line on stdin")
     parser.add_argument("--flooder-rate", type=float, default=2000.0)
     parser.add_argument("--flooder-address", default="127.0.2.1")
     parser.add_argument("--drain-within-s", type=float, default=300.0)
