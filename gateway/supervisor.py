@@ -85,7 +85,8 @@ BULK_PREFIX = "bulk:"  # receipt keys of the readings' session: its own packet i
 OVERLOADED = "gateway.overloaded"  # the built-in rule (rules/loader.py)
 OVERLOAD_SAMPLE_S = 0.5  # how often the lanes' backlogs are looked at
 # the bulk session reads no more (and the HTTP push port holds the pushes of all but alarm
-# devices) while the alerts and events not yet on MQTT, or the readings the rules have not
+# devices) while the alerts and events not yet published on MQTT (those published and not
+# yet acknowledged are bounded by the sink's batches in flight), or the readings the rules have not
 # evaluated, are beyond these: an alarm's alert then waits behind at most that much, and
 # the rest of a storm waits in the broker (or in the devices)
 HOLD_RECORDS = 64
@@ -586,7 +587,7 @@ class Gateway:
     def _downstream_behind(self) -> bool:
         """Whether the rules or the MQTT sink are too far behind for the bulk session to
         read more (called per message read there: two subtractions)."""
-        return (self.journal.last_seq - self.mqtt_sink.cursor > HOLD_RECORDS
+        return (self.journal.last_seq - self.mqtt_sink.published > HOLD_RECORDS
                 or self.telemetry.pending(RULES) > HOLD_READINGS)
 
     def _push_behind(self) -> bool:
@@ -596,7 +597,7 @@ class Gateway:
         goes on taking what the devices push)."""
         return (self.telemetry.pending(RULES) > HOLD_READINGS
                 or (self.link.connected
-                    and self.journal.last_seq - self.mqtt_sink.cursor > HOLD_RECORDS))
+                    and self.journal.last_seq - self.mqtt_sink.published > HOLD_RECORDS))
 
     @property
     def connected(self) -> bool:

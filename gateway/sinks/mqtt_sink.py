@@ -166,6 +166,12 @@ class MqttSink:
         return self._cursor
 
     @property
+    def published(self) -> int:
+        """The last record published on this connection, acknowledged or not: a new alarm
+        waits only behind the records after it."""
+        return self._sent
+
+    @property
     def replaying(self) -> bool:
         """A replay after a broker loss is still under way."""
         return self._replay_pos < self._replay_end
