@@ -56,9 +56,11 @@ from gateway.mqtt_link import LastWill, MqttLink
 from gateway.overload import DEVICE as GATEWAY_DEVICE
 from gateway.overload import OverloadWatch
 from gateway.restart import keep_running
+from gateway.sinks.mqtt_sink import CONSUMER as MQTT
 from gateway.sinks.mqtt_sink import MqttSink
 from gateway.sinks.notify_sink import NotifySink, needs_apprise
 from gateway.sinks.points import PointMaker
+from gateway.sinks.store_sink import CONSUMER as STORE
 from gateway.sinks.store_sink import StoreSink
 from gateway.sinks.store_writer import Writer, writer_for
 from gateway.status import Status, StatusBoard, supervise
@@ -90,7 +92,7 @@ OVERLOAD_SAMPLE_S = 0.5  # how often the lanes' backlogs are looked at
 # evaluated, are beyond these: an alarm's alert then waits behind at most that much, and
 # the rest of a storm waits in the broker (or in the devices)
 HOLD_RECORDS = 64
-HOLD_READINGS = 256
+HOLD_READINGS = 1024
 
 
 class Gateway:
@@ -118,6 +120,7 @@ class Gateway:
             alarm_reserve=int(config.journal.alarm_reserve_mb * mb),
             min_free_disk=int(config.journal.min_free_disk_mb * mb)))
         self.telemetry = TelemetryBuffer(config.journal.telemetry_capacity, self.counters)
+        self._telemetry_hold = config.journal.telemetry_capacity // 2
         self.board = StatusBoard()
         # the process's memory: each broker session holds a bounded share of it, and reads
         # sparingly near the ceiling
@@ -585,10 +588,23 @@ class Gateway:
             self.counters.inc("audit_pruned", gone)
 
     def _downstream_behind(self) -> bool:
-        """Whether the rules or the MQTT sink are too far behind for the bulk session to
-        read more (called per message read there: two subtractions)."""
+        """Whether the rules, the MQTT sink or a working store are too far behind for the
+        bulk session to read more (called per message read there: a few subtractions)."""
         return (self.journal.last_seq - self.mqtt_sink.published > HOLD_RECORDS
-                or self.telemetry.pending(RULES) > HOLD_READINGS)
+                or self.telemetry.pending(RULES) > HOLD_READINGS
+                or self._telemetry_behind())
+
+    def _telemetry_behind(self) -> bool:
+        """Readings taken faster than a sink that works passes them on: beyond half the
+        telemetry ring, more would push out readings not yet stored (a QoS 1 reading the
+        broker was told is received). A store that is down does not hold the readings:
+        the rules must go on seeing them; the ring then drops the oldest, counted."""
+        if len(self.telemetry) <= self._telemetry_hold:
+            return False
+        return ((self.telemetry.pending(STORE) > self._telemetry_hold
+                 and not self.store_sink.failing)
+                or (self.telemetry.pending(MQTT) > self._telemetry_hold
+                    and self.link.connected))
 
     def _push_behind(self) -> bool:
         """Whether the HTTP push port should hold the pushes of devices that are not alarm
@@ -597,7 +613,8 @@ class Gateway:
         goes on taking what the devices push)."""
         return (self.telemetry.pending(RULES) > HOLD_READINGS
                 or (self.link.connected
-                    and self.journal.last_seq - self.mqtt_sink.published > HOLD_RECORDS))
+                    and self.journal.last_seq - self.mqtt_sink.published > HOLD_RECORDS)
+                or self._telemetry_behind())
 
     @property
     def connected(self) -> bool:

@@ -82,6 +82,11 @@ class StoreSink:
         return self._cursor
 
     @property
+    def failing(self) -> bool:
+        """The store refuses or cannot be reached: writes are being tried again."""
+        return self._backoff.attempt > 0
+
+    @property
     def replay_floor(self) -> int:
         """The oldest record a replay after a store restart may write again."""
         return self._written[0].after + 1 if self._written else self._cursor + 1
