@@ -24,6 +24,7 @@ from nats.js.client import JetStreamContext
 from gateway.city_connection import cancelling
 from gateway.core.backoff import Backoff
 from gateway.core.model import DeviceEvent
+from hub.fetching import FetchStalledError, fetch_bounded
 from hub.records import BadParcel, read
 
 log = logging.getLogger(__name__)
@@ -55,7 +56,13 @@ class EventFeed:
                 if sub is None:
                     sub = await self._subscribe()
                     empty = 0
-                msgs = await sub.fetch(FETCH, timeout=FETCH_WAIT_S)
+                msgs = await fetch_bounded(sub, FETCH, FETCH_WAIT_S)
+            except FetchStalledError as exc:
+                log.info("feed: %s; following the stream again from %d", exc,
+                         self.last_seq + 1)
+                await _dropped(sub)
+                sub = None
+                continue
             except TimeoutError:
                 if cancelling():
                     raise asyncio.CancelledError from None

@@ -36,6 +36,7 @@ from hub.alerts import AlertContention, CityAlert, CityAlerts
 from hub.board import BoardServer
 from hub.config import HubConfig
 from hub.feed import EventFeed
+from hub.fetching import FetchStalledError, fetch_bounded
 from hub.records import Arrival, BadParcel, read
 from hub.store import CityStore, KeepAlive
 
@@ -146,7 +147,15 @@ class Hub:
                 if sub is None:
                     sub = await js.pull_subscribe_bind(durable=consumer.durable,
                                                        stream=self.config.stream.name)
-                msgs = await sub.fetch(consumer.batch, timeout=consumer.fetch_wait_s)
+                msgs = await fetch_bounded(sub, consumer.batch, consumer.fetch_wait_s)
+            except FetchStalledError as exc:
+                self.counters.inc("hub_fetch_errors")
+                log.warning("%s: bound to the consumer again", exc)
+                if sub is not None:
+                    with contextlib.suppress(nats.errors.Error, OSError):
+                        await sub.unsubscribe()
+                sub = None
+                continue
             except TimeoutError:  # nats' own is one too
                 await self._look_at_backlog(sub)
                 continue  # nothing waiting

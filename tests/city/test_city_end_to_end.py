@@ -170,7 +170,19 @@ async def test_a_burst_from_three_compounds_survives_a_lost_leader_and_a_killed_
                     await eventually(lambda h=hub: all_events(h, wanted), timeout=10,
                                      what=f"every event on {hub.name}'s board")
                 events = [await asyncio.to_thread(hub.board, "/api/events") for hub in hubs]
-                board = await asyncio.to_thread(hubs[1].board)
+                # the alerts' state is written to the bucket by whichever hub took the
+                # transition, again after a timeout of the cluster: the board shows it once
+                # that write is through
+                board: dict[str, Any] = {}
+
+                async def board_settled() -> bool:
+                    nonlocal board
+                    board = await asyncio.to_thread(hubs[1].board)
+                    return {site: {a["id"] for a in board["alerts"] if a["site"] == site}
+                            for site in SITES} == local_alerts
+
+                await eventually(board_settled, timeout=15, interval=0.2,
+                                 what="every open alert on hub-b's board")
                 shares = [await asyncio.to_thread(hub.status) for hub in hubs]
         finally:
             for hub in hubs:
