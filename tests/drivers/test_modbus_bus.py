@@ -199,7 +199,8 @@ async def test_alarm_points_are_polled_between_full_polls() -> None:
 
 def _wait_after(line: Line, unit: int, since: dict[int, int]) -> float:
     """How long the line stayed quiet after `unit`'s request of this cycle: from it to the
-    next request to any unit (a load on the machine can only lengthen it)."""
+    next request to any unit. Each request is stamped when the simulator has read it: a
+    busy machine can stamp the first one late (by milliseconds), shortening the gap."""
     asked_at = line.units[unit].requests[since[unit]].at
     return min(r.at for u, d in line.units.items() for r in d.requests[since[u]:]
                if r.at > asked_at) - asked_at
@@ -222,9 +223,10 @@ async def test_a_dead_unit_delays_the_others_by_one_timeout_per_cycle(
             for unit, device in line.units.items():
                 if unit != 7:
                     assert asked(device, since[unit]) == full_blocks(device)
-            # the line waits one timeout for it, not one per block (two would be 0.8 s)
+            # the line waits one timeout for it, not one per block (two would be 0.8 s);
+            # the lower bound leaves 10 % for the stamps' lateness (a run measured 0.398 s)
             quiet = _wait_after(line, 7, since)
-            assert line.timeout_s <= quiet < line.timeout_s * 1.9, (n, quiet)
+            assert line.timeout_s * 0.9 <= quiet < line.timeout_s * 1.9, (n, quiet)
             assert line.counters.get("rejected", device="u7", reason="timeout") == n + 1
         assert line.intake.seen_count["u7"] == seen_before
         assert _warnings(caplog, "u7") == 1
