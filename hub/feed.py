@@ -11,7 +11,6 @@ lost with its node is made again from the next sequence.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import deque
 from collections.abc import Callable
@@ -24,7 +23,7 @@ from nats.js.client import JetStreamContext
 from gateway.city_connection import cancelling
 from gateway.core.backoff import Backoff
 from gateway.core.model import DeviceEvent
-from hub.fetching import FetchStalledError, fetch_bounded
+from hub.fetching import FetchStalledError, drop, fetch_bounded
 from hub.records import BadParcel, read
 
 log = logging.getLogger(__name__)
@@ -60,7 +59,7 @@ class EventFeed:
             except FetchStalledError as exc:
                 log.info("feed: %s; following the stream again from %d", exc,
                          self.last_seq + 1)
-                await _dropped(sub)
+                await drop(sub)  # an ephemeral consumer: gone after INACTIVE_S
                 sub = None
                 continue
             except TimeoutError:
@@ -75,7 +74,7 @@ class EventFeed:
             except (nats.errors.Error, OSError) as exc:
                 if cancelling():
                     raise asyncio.CancelledError from None
-                await _dropped(sub)
+                await drop(sub)  # an ephemeral consumer: gone after INACTIVE_S
                 sub = None
                 delay = backoff.next_delay()
                 log.debug("feed: reading the stream failed (%s: %s); again in %.1f s",
@@ -107,7 +106,7 @@ class EventFeed:
         except (nats.errors.Error, OSError):
             if cancelling():
                 raise asyncio.CancelledError from None
-            await _dropped(sub)
+            await drop(sub)  # an ephemeral consumer: gone after INACTIVE_S
             return None
 
     def _take(self, msgs: list[Any]) -> None:
@@ -140,9 +139,3 @@ class EventFeed:
         if changed:
             for listener in self.listeners:
                 listener()
-
-
-async def _dropped(sub: JetStreamContext.PullSubscription | None) -> None:
-    if sub is not None:
-        with contextlib.suppress(nats.errors.Error, OSError):  # else gone after INACTIVE_S
-            await sub.unsubscribe()

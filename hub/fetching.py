@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+import nats.errors
 from nats.aio.msg import Msg
 from nats.js.client import JetStreamContext
 
@@ -37,3 +38,10 @@ async def fetch_bounded(sub: JetStreamContext.PullSubscription, batch: int, wait
     if not done:
         raise FetchStalledError(f"a fetch of {batch} did not return in {wait_s + STALL_S:g} s")
     return fetching.result()
+
+
+async def drop(sub: JetStreamContext.PullSubscription | None) -> None:
+    """Stop `sub` listening; a server that does not answer forgets it by itself."""
+    if sub is not None:
+        with contextlib.suppress(nats.errors.Error, OSError):
+            await sub.unsubscribe()

@@ -36,7 +36,7 @@ from hub.alerts import AlertContention, CityAlert, CityAlerts
 from hub.board import BoardServer
 from hub.config import HubConfig
 from hub.feed import EventFeed
-from hub.fetching import FetchStalledError, fetch_bounded
+from hub.fetching import FetchStalledError, drop, fetch_bounded
 from hub.records import Arrival, BadParcel, read
 from hub.store import CityStore, KeepAlive
 
@@ -151,9 +151,7 @@ class Hub:
             except FetchStalledError as exc:
                 self.counters.inc("hub_fetch_errors")
                 log.warning("%s: bound to the consumer again", exc)
-                if sub is not None:
-                    with contextlib.suppress(nats.errors.Error, OSError):
-                        await sub.unsubscribe()
+                await drop(sub)
                 sub = None
                 continue
             except TimeoutError:  # nats' own is one too
