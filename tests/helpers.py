@@ -91,8 +91,9 @@ async def eventually(predicate: Callable[[], bool | Awaitable[bool]], timeout: f
                      what: str = "condition", interval: float = 0.02) -> None:
     """Wait (bounded) for a condition the system under test makes true by itself, looking
     every `interval` seconds."""
+    bound = asyncio.timeout(timeout)
     try:
-        async with asyncio.timeout(timeout):
+        async with bound:
             while True:
                 result = predicate()
                 if not isinstance(result, bool):
@@ -101,6 +102,8 @@ async def eventually(predicate: Callable[[], bool | Awaitable[bool]], timeout: f
                     return
                 await asyncio.sleep(interval)
     except TimeoutError:
+        if not bound.expired():
+            raise  # the predicate's own, not the wait's end
         raise AssertionError(f"timed out after {timeout} s waiting for {what}") from None
 
 
