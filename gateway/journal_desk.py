@@ -25,6 +25,7 @@ from typing import TypeVar
 import msgspec
 
 from gateway.core.config import JournalConfig
+from gateway.core.counters import Counters
 from gateway.journal import SHARED_COLUMNS, Journal, SharedRow
 from gateway.status_report import status_path
 
@@ -89,11 +90,10 @@ def _reachable(path: Path) -> Iterator[str]:
 class JournalDesk:
     """Answers the tools' reads of `journal` on the socket at `path` while it runs."""
 
-    def __init__(self, journal: Journal, path: Path) -> None:
+    def __init__(self, journal: Journal, path: Path, counters: Counters) -> None:
         self._journal = journal
         self._path = path
-        self.answered = 0
-        self.refused = 0
+        self.counters = counters  # journal_reads{result}: answered, refused
         self.ready = asyncio.Event()  # answering
 
     async def run(self) -> None:
@@ -143,9 +143,12 @@ class JournalDesk:
                 raise ValueError(f"request longer than {MAX_REQUEST} bytes")
             request = msgspec.json.decode(line, type=Request)
         except (ValueError, msgspec.MsgspecError) as exc:
-            self.refused += 1
+            self.counters.inc("journal_reads", result="refused")
+            self.counters.log_once(log, ("journal_desk", "refused"),
+                                    "a request on %s was refused (%s); later ones are only "
+                                    "counted (journal_reads{result=refused})", self._path, exc)
             return Answer(error=f"not a journal read: {exc}")
-        self.answered += 1
+        self.counters.inc("journal_reads", result="answered")
         if isinstance(request, States):
             found = await self._journal.read_states(request.prefix)
             return Answer(states=[found[key] for key in sorted(found)])

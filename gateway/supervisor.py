@@ -208,7 +208,7 @@ class Gateway:
             self.journal, self.link, self.clock, self.counters,
             apprise_at_start=needs_apprise(self.contacts.every_target() if self.contacts else ()))
         # the operator's reports read the journal through the gateway while it runs
-        self.desk = JournalDesk(self.journal, socket_path(config.journal))
+        self.desk = JournalDesk(self.journal, socket_path(config.journal), self.counters)
         # the console's alert timelines: transitions, notifications and people's notes
         self.alert_log: AlertLog | None = None
         if config.console is not None:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from gateway.core.config import JournalConfig
+from gateway.core.counters import Counters
 from gateway.journal import Journal, JournalBusyError, SharedRow
 from gateway.journal_desk import (
     JournalDesk,
@@ -39,7 +40,7 @@ async def fill(journal: Journal) -> None:
 async def desk(config: JournalConfig) -> AsyncIterator[JournalDesk]:
     async with Journal(config.path) as journal:
         await fill(journal)
-        served = JournalDesk(journal, socket_path(config))
+        served = JournalDesk(journal, socket_path(config), Counters())
         task = asyncio.create_task(served.run())
         try:
             await eventually(served.ready.is_set, what="the desk open")
@@ -64,7 +65,7 @@ async def test_a_running_gateway_answers_what_its_locked_file_does_not(tmp_path:
         shared = await asyncio.to_thread(read_shared, config, 1_500)
         assert states == [b'{"n":1}', b'{"n":2}']
         assert [r.record_id for r in shared] == ["late"]
-        assert served.answered == 2
+        assert served.counters.get("journal_reads", result="answered") == 2
     # stopped: the socket is gone and the same reads come from the file
     assert not socket_path(config).exists()
     assert read_states(config, "alerts/") == [b'{"n":1}', b'{"n":2}']
@@ -100,7 +101,7 @@ async def test_a_request_that_is_no_read_is_refused_and_the_desk_goes_on(tmp_pat
         answer = await reader.read()
         writer.close()
         assert b"not a journal read" in answer
-        assert served.refused == 1
+        assert served.counters.get("journal_reads", result="refused") == 1
         assert await asyncio.to_thread(read_states, config, "other/") == [b"x"]
 
 
