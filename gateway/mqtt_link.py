@@ -99,6 +99,10 @@ class MqttLink:
         # QoS 1 messages in flight: the configured number, or the broker's Receive Maximum
         # once a CONNACK said it was lower
         self.max_inflight = config.max_inflight
+        # under a stream of messages the socket is read at most once per this (from the
+        # next connection on); 0: whenever something came, for a session whose messages
+        # are few and must not wait (the alarm lane's)
+        self.pace_s = READ_PACE_S
 
     def subscribe(self, topic_filter: str, handler: Handler) -> None:
         """Register a handler; subscriptions are (re)made on every connection.
@@ -311,7 +315,7 @@ class MqttLink:
             cfg, self._identifier,
             None if self._will is None else (self._will.topic, self._will.payload), password,
             inbox.deliver, self._counters, receive_maximum=PIPELINE, max_packet=MAX_PACKET,
-            max_inflight=self.max_inflight, pace_s=READ_PACE_S, behind=inbox.behind)
+            max_inflight=self.max_inflight, pace_s=self.pace_s, behind=inbox.behind)
         try:
             await connection.open()
             if connection.broker_receive_maximum < self.max_inflight:

@@ -57,6 +57,25 @@ async def test_qos0_messages_reach_the_handler_in_order(mosquitto: Mosquitto) ->
     assert seen[-1].topic == "dev/b/telemetry"
 
 
+async def test_a_paced_link_reads_a_message_that_follows_another_only_at_its_pace(
+    mosquitto: Mosquitto,
+) -> None:
+    """Under a stream, a paced session reads at most once per `pace_s`; one with no pace
+    (the alarm lane's) reads a message as soon as it comes."""
+    paced, prompt = _link(mosquitto.port, "gw-paced"), _link(mosquitto.port, "gw-prompt")
+    paced.pace_s = 60.0  # far beyond the test: a read within it of the last one waits
+    prompt.pace_s = 0.0
+    got: dict[str, list[bytes]] = {"paced": [], "prompt": []}
+    paced.subscribe("dev/pace/+", lambda m: got["paced"].append(m.payload))
+    prompt.subscribe("dev/pace/+", lambda m: got["prompt"].append(m.payload))
+    async with _running(paced), _running(prompt), _source(mosquitto.port) as source:
+        # both sessions last read their SUBACK: the message comes within the pace of it
+        await source.publish("dev/pace/a", b"first", qos=0)
+        await eventually(lambda: got["prompt"] == [b"first"],
+                         what="the message on the session without a pace")
+        assert got["paced"] == []  # waits for the paced read, a minute after the last
+
+
 async def test_qos0_messages_beyond_the_backlog_are_dropped_and_counted(
     mosquitto: Mosquitto, monkeypatch: pytest.MonkeyPatch
 ) -> None:
