@@ -24,6 +24,7 @@ import contextlib
 import os
 import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -128,6 +129,23 @@ async def _presses(port: int, watcher: AlertWatcher, devices: list[tuple[str, st
             latencies.append(await _press(c, watcher, device, topic))
             published += 1
     return latencies, published
+
+
+@dataclass(frozen=True, slots=True)
+class _Cpu:
+    """The gateway's CPU seconds at a moment."""
+
+    mono: float
+    cpu_s: float
+
+    @classmethod
+    async def mark(cls, gw: GatewayProcess) -> _Cpu:
+        return cls(time.monotonic(), (await gw.stats()).cpu_s)
+
+    async def since(self, gw: GatewayProcess) -> tuple[float, float]:
+        """The gateway's CPU seconds since this mark, and the seconds."""
+        end = await _Cpu.mark(gw)
+        return end.cpu_s - self.cpu_s, end.mono - self.mono
 
 
 def _gates(tag: str, srv: Servers, workdir: Path, rate: float, seconds: float,
@@ -321,6 +339,8 @@ async def flood(srv: Servers, workdir: Path, progress: Progress, *, rate: float 
     noisy: list[float] = []
     flooded = 0
     smoke_s: float | None = None
+    cpu_on: list[tuple[float, float]] = []  # the gateway's CPU seconds, and the seconds
+    cpu_off: list[tuple[float, float]] = []  # of the presses of each turn
     progress(f"flood: one device at {rate:,.0f}/s on and off every {SEGMENT_S:g} s, "
              f"{turns} turns, an SOS every {FLOOD_SOS_EVERY_S:g} s")
     async with GatewayProcess("gateway-flood", config, where) as gw, \
@@ -338,32 +358,39 @@ async def flood(srv: Servers, workdir: Path, progress: Progress, *, rate: float 
                 await asyncio.sleep(0.5)  # the flood under way
                 if turn == turns // 2:  # the flooder's own alarm, in the flood
                     smoke_s = await _smoke_alarm(srv.mosquitto.port, watcher)
+                mark = await _Cpu.mark(gw)
                 got, _ = await _presses(srv.mosquitto.port, watcher, pairs, per_turn - 1,
                                         FLOOD_SOS_EVERY_S, first=pressed)
+                cpu_on.append(await mark.since(gw))
                 noisy += got
                 pressed += per_turn - 1
                 flooded += int((await flooder.read_json(SEGMENT_S + 60))["sent"])
+            mark = await _Cpu.mark(gw)
             got, _ = await _presses(srv.mosquitto.port, watcher, pairs, per_turn - 1,
                                     FLOOD_SOS_EVERY_S, first=pressed)
+            cpu_off.append(await mark.since(gw))
             quiet += got
             pressed += per_turn - 1
         counters = (await gw.stats()).counters
     q, f = Summary.of_seconds(quiet), Summary.of_seconds(noisy)
     w = Summary.of_seconds(warm_up)
+    gw_on, gw_off = (sum(c for c, _ in t) / sum(s for _, s in t) for t in (cpu_on, cpu_off))
     throttled = counters.get("throttled", 0)
     data: dict[str, float | int | str] = {
         **{f"quiet_{k}": v for k, v in q.as_dict().items()},
         **{f"flood_{k}": v for k, v in f.as_dict().items()}, "flooded": flooded,
         "throttled": throttled, "smoke_alarm_ms": -1 if smoke_s is None else smoke_s * 1000,
         "p50_ratio": f.p50 / q.p50, "p99_ratio": f.p99 / q.p99,
-        "warm_up_p50_ms": w.p50, "warm_up_max_ms": w.max}
+        "warm_up_p50_ms": w.p50, "warm_up_max_ms": w.max, "gateway_cpu_on": gw_on,
+        "gateway_cpu_off": gw_off}
     return [Row(
         "flood", f"one device at {rate:,.0f} messages/s, {turns} x {SEGMENT_S:g} s on and "
         f"off, {len(noisy)} + {len(quiet)} SOS presses on other buttons",
         f"SOS p50 {f.p50:.1f} vs {q.p50:.1f} ms off",
         f"p99 {f.p99:.1f} vs {q.p99:.1f} ms, max {f.max:.1f} vs {q.max:.1f} (flood on vs "
         f"off, interleaved; the {len(warm_up)} presses before, not counted: p50 "
-        f"{w.p50:.1f}, max {w.max:.1f}); {flooded:,} sent by the flooder, {throttled:,} "
+        f"{w.p50:.1f}, max {w.max:.1f}); the gateway at {gw_on * 100:.1f} vs "
+        f"{gw_off * 100:.1f} % of a core; {flooded:,} sent by the flooder, {throttled:,} "
         "throttled; its "
         "smoke alarm " + ("DID NOT alert" if smoke_s is None
                           else f"alerted in {smoke_s * 1000:.0f} ms"),
