@@ -100,8 +100,9 @@ class MqttLink:
         # once a CONNACK said it was lower
         self.max_inflight = config.max_inflight
         # under a stream of messages the socket is read at most once per this (from the
-        # next connection on); 0: whenever something came, for a session whose messages
-        # are few and must not wait (the alarm lane's)
+        # next connection on); 0: whenever something came. The alarm lane keeps the pace
+        # too: read at once, a lane flooded by one device cost its other alarms more
+        # (docs/benchmarks.md, "Medians of 3: footprint, compound day and the floods")
         self.pace_s = READ_PACE_S
 
     def subscribe(self, topic_filter: str, handler: Handler) -> None:

@@ -179,10 +179,6 @@ class Gateway:
              if availability_topic(d, self.profiles) is not None],
             self, self.counters, BROKER_MESSAGE_LIMIT)
         lane = set(config.broker.alarm_lane_kinds) or {d.kind for d in mqtt_devices}
-        if config.broker.alarm_lane_kinds:
-            # a session of the alarm lane alone reads what came at once: paced, an alarm
-            # behind a device flooding the lane waited up to the pace for its read
-            self.link.pace_s = 0.0
         self.ingress = self._ingress(self.link, [d for d in mqtt_devices if d.kind in lane],
                                      RECEIPT_PREFIX, self.bridges)
         bulk_devices = [d for d in mqtt_devices if d.kind not in lane]
