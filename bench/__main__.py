@@ -139,6 +139,9 @@ def parser() -> argparse.ArgumentParser:
                    metavar="MB", help="storm: the gateway's limits.memory_mb (default 256)")
     g.add_argument("--broker-replay-queued", type=int, default=100_000, metavar="N",
                    help="broker-replay: readings queued by the broker for the stopped gateway")
+    g.add_argument("--broker-replay-seconds", type=_positive(float), default=None,
+                   metavar="S", help="broker-replay: how long the gateway is stopped while "
+                   "the gates publish them (default: at 10,000/s)")
     g.add_argument("--flood-rate", type=_positive(float), default=2000.0, metavar="R")
     g.add_argument("--flood-seconds", type=_positive(float), default=60.0, metavar="S")
     g = p.add_argument_group("push-storm, push-replay, push-flood (the HTTP push port)")
@@ -248,8 +251,11 @@ async def one_run(args: argparse.Namespace, want: set[str], workdir: Path) -> li
                                       seconds=args.storm_seconds,
                                       memory_mb=args.storm_memory_mb)
         if "broker-replay" in want:
-            rows += await storm.broker_replay(srv, workdir, _progress,
-                                              queued=args.broker_replay_queued)
+            queued = args.broker_replay_queued
+            rows += await storm.broker_replay(
+                srv, workdir, _progress, queued=queued,
+                rate=queued / args.broker_replay_seconds if args.broker_replay_seconds
+                else storm.REPLAY_RATE)
         if "flood" in want:
             rows += await storm.flood(srv, workdir, _progress, rate=args.flood_rate,
                                       seconds=args.flood_seconds)

@@ -261,8 +261,11 @@ def _storm_row(rate: float, seconds: float, latencies: list[float], resident: Re
 # -- replay of the broker's queue -----------------------------------------------------------
 
 
+REPLAY_RATE = 10_000.0  # readings a second into the stopped gateway's session, by default
+
+
 async def broker_replay(srv: Servers, workdir: Path, progress: Progress, *,
-                        queued: int = 100_000, rate: float = 10_000.0) -> list[Row]:
+                        queued: int = 100_000, rate: float = REPLAY_RATE) -> list[Row]:
     site = "breplay"
     where = workdir / "gateway-broker-replay"
     sos = [_sos(i, "bench/breplay") for i in range(3)]
@@ -271,7 +274,8 @@ async def broker_replay(srv: Servers, workdir: Path, progress: Progress, *,
     since_ms = time.time_ns() // 1_000_000 - 1000
     async with GatewayProcess("gateway-broker-replay", config, where):
         pass  # its sessions made and subscribed, then it stops
-    progress(f"broker replay: gateway stopped; {queued:,} readings into its session")
+    progress(f"broker replay: gateway stopped; {queued:,} readings into its session over "
+             f"{queued / rate:,.0f} s")
     async with _gates("breplay", srv, workdir, rate, queued / rate) as gates:
         await gates.read_json(30)
         await gates.send("go")
@@ -297,10 +301,10 @@ async def broker_replay(srv: Servers, workdir: Path, progress: Progress, *,
         "queued": acked, "taken": taken, "stored": stored, **sos_summary.as_dict(),
         "taken_when_sos_done": during, "drained_s": drained_s,
         "gateway_dropped": counters["dropped"], "rss_peak_mib": resident.peak_mib,
-        "overloaded": turns}
+        "overloaded": turns, "stopped_s": queued / rate}
     return [Row(
         "broker-replay", f"{acked:,} QoS 1 readings queued by the broker while the gateway "
-        "was stopped, SOS during the drain",
+        f"was stopped ({queued / rate:,.0f} s), SOS during the drain",
         f"SOS {sos_summary.p50:.0f} / {sos_summary.max:.0f} ms",
         f"p50 / max of {len(latencies)} presses, the last when {during:,} readings were "
         f"taken; {taken:,} taken, {stored:,} stored once, {counters['dropped']:,} dropped "
