@@ -60,8 +60,8 @@ async def test_qos0_messages_reach_the_handler_in_order(mosquitto: Mosquitto) ->
 async def test_a_paced_link_reads_a_message_that_follows_another_only_at_its_pace(
     mosquitto: Mosquitto,
 ) -> None:
-    """Under a stream, a paced session reads at most once per `pace_s`; one with no pace
-    (the alarm lane's) reads a message as soon as it comes."""
+    """Under a stream, a session reads at most once per `pace_s` (each read takes all that
+    came meanwhile); one without a pace reads a message as soon as it comes."""
     paced, prompt = _link(mosquitto.port, "gw-paced"), _link(mosquitto.port, "gw-prompt")
     paced.pace_s = 60.0  # far beyond the test: a read within it of the last one waits
     prompt.pace_s = 0.0
