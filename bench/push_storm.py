@@ -32,19 +32,18 @@ import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
-from bench import configs, procstat
+from bench import configs
 from bench.alerts import AlertWatcher, watch_alerts
 from bench.gateway_bench import Servers
 from bench.hostctl import REPO, BenchError, GatewayProcess
 from bench.report import Row
 from bench.stats import Summary
-from bench.storm import MEMORY_MB, Resident, sampling
+from bench.storm import MEMORY_MB, CpuMark, Resident, sampling
 from gateway.core.model import AlertState
 from gateway.ops.private_servers import free_port
 from gateway.ops.store_query import export
@@ -359,26 +358,11 @@ DOOR_EVERY_S = 1.0
 SETTLE_S = 0.5  # from the start of a turn to its first door
 
 
-@dataclass(frozen=True, slots=True)
-class _Mark:
-    """Where a turn starts: the time, the gateway's and the fleet's CPU seconds."""
-
-    mono: float
-    gateway_cpu_s: float
-    fleet_cpu_s: float
-
-    @classmethod
-    async def now(cls, gw: GatewayProcess, fleet: Fleet) -> _Mark:
-        gateway = await gw.stats()
-        return cls(time.monotonic(), gateway.cpu_s, (await asyncio.to_thread(
-            procstat.sample, fleet.pid)).cpu_s)
-
-    async def since(self, gw: GatewayProcess, fleet: Fleet) -> tuple[float, float]:
-        """The gateway's and the fleet's share of a core since this mark."""
-        end = await _Mark.now(gw, fleet)
-        span = end.mono - self.mono
-        return ((end.gateway_cpu_s - self.gateway_cpu_s) / span,
-                (end.fleet_cpu_s - self.fleet_cpu_s) / span)
+async def _shares_since(mark: CpuMark, gw: GatewayProcess, fleet: Fleet
+                        ) -> tuple[float, float]:
+    """The gateway's and the fleet's share of a core since `mark`."""
+    span, (gateway, fleet_cpu) = await mark.since(gw, fleet.pid)
+    return gateway / span, fleet_cpu / span
 
 
 async def push_flood(srv: Servers, workdir: Path, progress: Progress, *,
@@ -421,7 +405,7 @@ async def push_flood(srv: Servers, workdir: Path, progress: Progress, *,
                                       every_s=DOOR_EVERY_S)
         pressed = 0
         for turn in range(turns):
-            mark = await _Mark.now(gw, fleet)
+            mark = await CpuMark.now(gw, fleet.pid)
             await fleet.say(f"flood {SEGMENT_S:g}")
             await asyncio.sleep(SETTLE_S)
             if turn == turns // 2:  # the flooder's own fever, among its flood
@@ -430,14 +414,14 @@ async def push_flood(srv: Servers, workdir: Path, progress: Progress, *,
                                       every_s=DOOR_EVERY_S)
             pressed += per_turn
             per_s.append(float((await fleet.expect("flooded", SEGMENT_S + 60))["per_s"]))
-            cpu_on.append(await mark.since(gw, fleet))  # to its last held answer
-            mark = await _Mark.now(gw, fleet)
+            cpu_on.append(await _shares_since(mark, gw, fleet))  # to its last held answer
+            mark = await CpuMark.now(gw, fleet.pid)
             await asyncio.sleep(SETTLE_S)
             off += await _forced_every(doors, watcher, per_turn, first=pressed + 1,
                                        every_s=DOOR_EVERY_S)
             pressed += per_turn
             await asyncio.sleep(max(mark.mono + SEGMENT_S - time.monotonic(), 0))
-            cpu_off.append(await mark.since(gw, fleet))
+            cpu_off.append(await _shares_since(mark, gw, fleet))
         produced = await fleet.expect("produced", gates_s + 120)
         drained = await fleet.expect("drained", 300)
         account, counters = await _settled(gw, srv, site, fleet)

@@ -30,7 +30,7 @@ from typing import Any
 
 import aiomqtt
 
-from bench import configs
+from bench import configs, procstat
 from bench.alerts import AlertWatcher, watch_alerts
 from bench.children import Child, python_module
 from bench.gateway_bench import Servers
@@ -132,20 +132,23 @@ async def _presses(port: int, watcher: AlertWatcher, devices: list[tuple[str, st
 
 
 @dataclass(frozen=True, slots=True)
-class _Cpu:
-    """The gateway's CPU seconds at a moment."""
+class CpuMark:
+    """A moment, and the CPU seconds the gateway (and other processes) had used by then."""
 
     mono: float
-    cpu_s: float
+    cpu_s: tuple[float, ...]  # the gateway's, then each of `pids`'
 
     @classmethod
-    async def mark(cls, gw: GatewayProcess) -> _Cpu:
-        return cls(time.monotonic(), (await gw.stats()).cpu_s)
+    async def now(cls, gw: GatewayProcess, *pids: int) -> CpuMark:
+        gateway = (await gw.stats()).cpu_s
+        others = [(await asyncio.to_thread(procstat.sample, pid)).cpu_s for pid in pids]
+        return cls(time.monotonic(), (gateway, *others))
 
-    async def since(self, gw: GatewayProcess) -> tuple[float, float]:
-        """The gateway's CPU seconds since this mark, and the seconds."""
-        end = await _Cpu.mark(gw)
-        return end.cpu_s - self.cpu_s, end.mono - self.mono
+    async def since(self, gw: GatewayProcess, *pids: int) -> tuple[float, tuple[float, ...]]:
+        """The seconds since this mark, and the CPU seconds each process used in them."""
+        end = await CpuMark.now(gw, *pids)
+        return end.mono - self.mono, tuple(
+            b - a for a, b in zip(self.cpu_s, end.cpu_s, strict=True))
 
 
 def _gates(tag: str, srv: Servers, workdir: Path, rate: float, seconds: float,
@@ -362,17 +365,19 @@ async def flood(srv: Servers, workdir: Path, progress: Progress, *, rate: float 
                 await asyncio.sleep(0.5)  # the flood under way
                 if turn == turns // 2:  # the flooder's own alarm, in the flood
                     smoke_s = await _smoke_alarm(srv.mosquitto.port, watcher)
-                mark = await _Cpu.mark(gw)
+                mark = await CpuMark.now(gw)
                 got, _ = await _presses(srv.mosquitto.port, watcher, pairs, per_turn - 1,
                                         FLOOD_SOS_EVERY_S, first=pressed)
-                cpu_on.append(await mark.since(gw))
+                span, (cpu,) = await mark.since(gw)
+                cpu_on.append((cpu, span))
                 noisy += got
                 pressed += per_turn - 1
                 flooded += int((await flooder.read_json(SEGMENT_S + 60))["sent"])
-            mark = await _Cpu.mark(gw)
+            mark = await CpuMark.now(gw)
             got, _ = await _presses(srv.mosquitto.port, watcher, pairs, per_turn - 1,
                                     FLOOD_SOS_EVERY_S, first=pressed)
-            cpu_off.append(await mark.since(gw))
+            span, (cpu,) = await mark.since(gw)
+            cpu_off.append((cpu, span))
             quiet += got
             pressed += per_turn - 1
         counters = (await gw.stats()).counters
