@@ -184,12 +184,16 @@ class RuleEngine:
         self._resume(msgspec.json.decode(data, type=EngineState))
 
     def restore_rows(self, rows: Mapping[str, bytes]) -> None:
-        """Resume from the rows `state_changes()` gave out (or an older gateway's snapshot)."""
+        """Resume from the rows `state_changes()` gave out (or an older gateway's snapshot);
+        without any, from the state of a new engine."""
         if META in rows:
             self._resume(decode_rows(rows))
             self._saved.remember({k: v for k, v in rows.items() if k != LEGACY})
         elif LEGACY in rows:
             self.restore(rows[LEGACY])
+        else:
+            self._resume(EngineState())
+            self._saved.remember({})
 
     def _resume(self, old: EngineState) -> None:
         if old.v != STATE_VERSION:

@@ -15,6 +15,12 @@ cursor are still in the journal and are evaluated again from the state saved wit
 the same state (a door's open timer is armed again from the event's own time), and a rate
 starts from an older sample. Whatever a reading or a timer changed durably, and every
 alert and notification, is committed with its fsync before anything is published.
+
+A commit that fails (a full disk, an I/O error) fails the task, and the task goes back to
+what the journal holds before it evaluates again: the state rows as saved, the records
+after the saved cursor and the readings not yet taken. The transitions of the failed
+commit then come again, with the same ids, and are committed once the journal takes them;
+nothing it held is published meanwhile.
 """
 
 from __future__ import annotations
@@ -86,6 +92,7 @@ class RuleRunner:
         # they go with whatever commit moves the cursor next
         self._replayable: dict[str, bytes | None] = {}
         self.stats = RuleStats()
+        self._stale = False  # a commit failed: the state in memory is ahead of the journal
 
     async def restore(self) -> None:
         self._cursor = self._saved_cursor = await self._journal.cursor(CONSUMER)
@@ -115,6 +122,8 @@ class RuleRunner:
             self._saved_cursor = self._cursor
 
     async def run(self) -> None:
+        if self._stale:
+            await self._rewind()
         while True:
             # telemetry alone appends nothing: no need to ask the database
             batch = (await self._journal.read_after(self._cursor, self._batch)
@@ -174,7 +183,7 @@ class RuleRunner:
                 rows = {**self._take_replayable(), **changes.durable}
                 for row in rows:
                     self._lazy.pop(row, None)
-                await self._journal.commit(
+                await self._commit(
                     [*transitions, *notifications],
                     cursor=(CONSUMER, self._cursor) if self._cursor > self._saved_cursor
                     else None,
@@ -188,6 +197,27 @@ class RuleRunner:
                 log.info("alert %s %s on %s: %s", alert.rule, alert.state, alert.device,
                          alert.message)
                 self._on_transition(alert)
+
+    async def _commit(self, records: list[Record] | None = None, *,
+                      cursor: tuple[str, int] | None, state: dict[str, bytes | None],
+                      durable: bool | None = None) -> None:
+        try:
+            await self._journal.commit(records or (), cursor=cursor, state=state,
+                                       durable=durable)
+        except Exception:
+            # what this turn changed is in memory only: gone back to at the next start
+            self._stale = True
+            raise
+
+    async def _rewind(self) -> None:
+        """Back to the state, cursor and readings the journal holds, after a failed commit."""
+        rows = await self._journal.read_states(PREFIX)
+        self._cursor = self._saved_cursor
+        self._lazy, self._lazy_since, self._replayable = {}, None, {}
+        self.rules.restore_rows(rows)  # with the notifications it still owed then
+        self._stale = False
+        log.warning("rules: evaluating again from the journal's state after a failed "
+                    "commit (%d active alert(s) there)", len(self.rules.active()))
 
     def _take_changes(self, into: Changes, journalled: bool) -> bool:
         """Add the state changed since the last take to `into`; whether durable rows
@@ -211,9 +241,8 @@ class RuleRunner:
         rows, self._lazy, self._lazy_since = self._lazy, {}, None
         rows.update(self._take_replayable())
         cursor = self._cursor
-        await self._journal.commit(
-            cursor=(CONSUMER, cursor) if cursor > self._saved_cursor else None,
-            state=rows, durable=False)
+        await self._commit(cursor=(CONSUMER, cursor) if cursor > self._saved_cursor else None,
+                           state=rows, durable=False)
         self._saved_cursor = cursor
 
     def _take_replayable(self) -> dict[str, bytes | None]:

@@ -54,5 +54,5 @@ class TimedRuleSet(RuleSet, Protocol):
         ...
 
     def restore_rows(self, rows: Mapping[str, bytes]) -> None:
-        """Resume from the rows saved from `state_changes()`."""
+        """Resume from the rows saved from `state_changes()`; without any, start afresh."""
         ...

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -12,7 +14,7 @@ from gateway.core.counters import Counters
 from gateway.core.kinds import make_event
 from gateway.core.model import Alert, AlertState, DeviceKind, Notify, Reading, Record
 from gateway.core.telemetry import TelemetryBuffer
-from gateway.journal import Journal
+from gateway.journal import Journal, NotJournalledError
 from rules.directory import directory_from_config
 from rules.engine import RuleEngine
 from rules.runner import RuleRunner
@@ -147,3 +149,64 @@ def test_state_from_an_unknown_version_is_refused() -> None:
     engine = RuleEngine(default_pack(), DIRECTORY, CONTACTS)
     with pytest.raises(ValueError, match="rule state version 99"):
         engine.restore(b'{"v": 99}')
+
+
+@pytest.mark.parametrize("cause", ["press", "fever"])
+async def test_an_alert_whose_commit_failed_comes_again_once_the_journal_takes_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cause: str
+) -> None:
+    """The disk refuses the commit of an alert once (an I/O error: the real fault cannot be
+    made on demand). The rules task fails and is started again, as the gateway's
+    supervisor does; the alert is then committed, from the press in the journal or the
+    reading still in the telemetry buffer: the state the failed commit held is not kept."""
+    seen: list[Alert] = []
+    clock = ManualClock(T0 + 5)
+    telemetry = TelemetryBuffer(10, Counters())
+    failures: list[str] = []
+    real = Journal._commit_sync
+
+    def refuse_once(self: Journal, group: Any, lazy: Any) -> Any:
+        if not failures and any(isinstance(r, Alert) for job in group for r in job.records):
+            failures.append("refused")
+            raise sqlite3.OperationalError("disk I/O error")
+        return real(self, group, lazy)
+
+    monkeypatch.setattr(Journal, "_commit_sync", refuse_once)
+    async with Journal(tmp_path / "journal.db") as journal:
+        runner = RuleRunner(journal, RuleEngine(default_pack(), DIRECTORY, CONTACTS),
+                            telemetry, clock, seen.append, Counters())
+        await runner.restore()
+        if cause == "press":
+            await runner.save()  # rows saved before: the failed commit's are newer
+        task = asyncio.create_task(_restarted(runner), name="test.rules")
+        try:
+            if cause == "press":
+                await journal.append(make_event(DeviceKind.ELDER_BUTTON, "elder-1", "press",
+                                                T0))
+            else:  # before any rule state was saved: the rows fall back to none at all
+                telemetry.push(Reading(id="r1", ts=T0, kind=DeviceKind.TEMP_GATE,
+                                       device="gate-1", values={"body_temp_c": 38.5}))
+            await eventually(lambda: bool(seen), what="the alert after the failed commit")
+            await runner.caught_up()
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        records = await _records(journal)
+    alerts = [r for r in records if isinstance(r, Alert)]
+    assert failures == ["refused"]
+    rule = "elder.sos" if cause == "press" else "temp_gate.fever"
+    assert [(a.rule, a.state) for a in alerts] == [(rule, AlertState.FIRING)]
+    assert [a.id for a in seen] == [a.id for a in alerts]
+    # the first step of the alert's escalation, once
+    steps = [(n.group, n.alert_id) for n in records if isinstance(n, Notify)]
+    assert steps == [("family" if cause == "press" else "duty_office", alerts[0].id)]
+    assert len(telemetry) == 0  # the reading taken once its alert was committed
+
+
+async def _restarted(runner: RuleRunner) -> None:
+    """The rules task as the supervisor keeps it: started again after a failure."""
+    while True:
+        try:
+            await runner.run()
+        except NotJournalledError:
+            continue
