@@ -22,17 +22,25 @@ from gateway.core.model import (
     Reading,
     Severity,
 )
+from gateway.journal import NotJournalledError
 from tests.helpers import elder_gpio, eventually, make_config
 
 
 class Collected:
-    """Intake that keeps what the driver hands over."""
+    """Intake that keeps what the driver hands over; it refuses the first `refuse` events
+    as a journal that cannot write does."""
 
     def __init__(self) -> None:
         self.events: list[DeviceEvent] = []
         self.arrived = asyncio.Event()
+        self.refuse = 0
+        self.refused: list[DeviceEvent] = []
 
     async def event(self, event: DeviceEvent) -> None:
+        if self.refuse:
+            self.refuse -= 1
+            self.refused.append(event)
+            raise NotJournalledError("write_failed", "disk I/O error")
         self.events.append(event)
         self.arrived.set()
 
@@ -56,6 +64,7 @@ async def button(tmp_path: Path) -> AsyncIterator[tuple[ElderButtonGpio, MockFac
     driver = ElderButtonGpio(device, clock, Counters(), factory)
     intake = Collected()
     task = asyncio.create_task(driver.run(intake))
+    driver.task = task  # type: ignore[attr-defined]
     await eventually(lambda: factory.pin(17).state is True or task.done(), what="pin set up")
     await asyncio.sleep(0)
     yield driver, factory, clock, intake
@@ -86,6 +95,32 @@ async def test_short_press_is_an_alarm(button: tuple) -> None:
         DeviceKind.ELDER_BUTTON, "e1", "press", DeliveryClass.ALARM)
     assert event.fields == {"duration_ms": 400}
     assert event.ts == released_at  # the moment of the release, not of the settling
+
+
+async def test_a_press_the_journal_refused_is_handed_over_again_until_it_is_taken(
+    button: tuple,
+) -> None:
+    """The button is the press's only source: nothing would give it again. The driver
+    keeps it, and the pins, and tries again until the journal takes it; a press that
+    comes meanwhile follows it."""
+    driver, factory, clock, intake = button
+    intake.refuse = 3
+    pin = factory.pin(17)
+    pin.drive_low()
+    clock.advance(0.4)
+    pin.drive_high()
+    first = await _next_event(intake, clock)
+    assert intake.refused == [first] * 3  # the same press, its time kept
+    assert first.type == "press"
+    assert not driver.task.done()
+    assert driver._counters.get("journal_retries", device="e1") == 3
+    pin.drive_low()  # the pin is still the driver's: the next press is seen
+    clock.advance(0.2)
+    pin.drive_high()
+    second = await _next_event(intake, clock)
+    assert second.type == "press"
+    assert second.ts > first.ts
+    assert [e.type for e in intake.events] == ["press", "press"]
 
 
 async def test_long_press_cancels(button: tuple) -> None:
