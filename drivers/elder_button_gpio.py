@@ -5,9 +5,9 @@ timestamped in gpiozero's thread and handed to the event loop, where debouncing 
 press classification run on the injected clock. The LED blinks while the alarm is open
 and stays lit once someone acknowledged it: the elder sees that help is coming.
 
-The button is its press's only source: no one gives a press again. A press the journal
-does not take (a write error, no room) is kept and handed over again, with backoff, until
-it is taken; the pins stay claimed meanwhile, and later edges wait behind it in order.
+The button is its press's only source: a press the journal does not take is handed over
+again until it is (`drivers.handover`); the pins stay claimed meanwhile, and later edges
+wait behind it in order.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from drivers.debounce import Debouncer, Release
+from drivers.handover import hand_over
 from drivers.intake import Intake
-from gateway.core.backoff import Backoff
 from gateway.core.clock import Clock
 from gateway.core.config import GpioDevice
 from gateway.core.counters import Counters
@@ -31,8 +31,6 @@ log = logging.getLogger(__name__)
 
 PRESS = "press"
 CANCEL = "cancel"
-RETRY_MIN_S = 0.05  # a press not journalled is handed over again after this, doubling
-RETRY_MAX_S = 5.0  # up to this
 
 
 class Indication(enum.StrEnum):
@@ -143,20 +141,9 @@ class ElderButtonGpio:
         if release is None:
             return
         event_type = CANCEL if release.held_s >= self.device.gpio.long_press_s else PRESS
-        event = make_event(DeviceKind.ELDER_BUTTON, self.device.id, event_type, release.ts,
-                           {"duration_ms": round(release.held_s * 1000)})
-        backoff: Backoff | None = None
-        while True:
-            try:
-                await intake.event(event)
-                return
-            except Exception as exc:  # not received: no one else would give it again
-                backoff = backoff or Backoff(RETRY_MIN_S, RETRY_MAX_S)
-                delay = max(backoff.next_delay(), RETRY_MIN_S)
-                self._counters.inc("journal_retries", device=self.device.id)
-                log.error("elder button %s: %s not journalled (%s); handed over again in "
-                          "%.2f s", self.device.id, event_type, exc, delay)
-                await self._clock.sleep(delay)
+        await hand_over(intake, make_event(
+            DeviceKind.ELDER_BUTTON, self.device.id, event_type, release.ts,
+            {"duration_ms": round(release.held_s * 1000)}), self._clock, self._counters)
 
     async def _feedback(self) -> None:
         while True:

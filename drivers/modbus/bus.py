@@ -22,6 +22,7 @@ from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusIOException
 from pymodbus.pdu import ModbusPDU
 
+from drivers.handover import hand_over
 from drivers.intake import Intake
 from drivers.modbus.device import Due, PolledDevice, Value
 from drivers.modbus.frames import classify_rtu, classify_tcp
@@ -169,7 +170,8 @@ class ModbusBusDriver:
         if outcome.reading is not None:
             intake.reading(outcome.reading)
         for event in outcome.events:
-            await intake.event(event)
+            # the change is in this driver's memory alone: the next poll no longer sees it
+            await hand_over(intake, event, self._clock, self._counters)
         self._counters.inc("modbus_polls", bus=self._bus.id, device=device.id)
         now = self._clock.monotonic()
         if fault is not None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import serial_asyncio_fast
 
+from drivers.handover import hand_over
 from drivers.intake import Intake
 from drivers.profile import Profile
 from drivers.pseudonym import Pseudonymiser
@@ -196,7 +197,7 @@ class SerialFrameDriver:
             if decoded.reading is not None:
                 intake.reading(decoded.reading)
             for event in decoded.events:
-                await intake.event(event)
+                await hand_over(intake, event, self._clock, self._counters)  # sent once
             if not decoded.problems and self._clean():
                 self._last_reject = None
                 self._counters.recovered(device)

@@ -27,6 +27,7 @@ from gateway.core.clock import ManualClock
 from gateway.core.config import ModbusBusConfig, ModbusDevice
 from gateway.core.counters import Counters
 from gateway.core.model import DeliveryClass, DeviceEvent, Reading
+from gateway.journal import NotJournalledError
 from simulators.modbus_device import Fault, SimulatedDevice
 from simulators.modbus_rtu import RtuBusSimulator
 from simulators.modbus_tcp import TcpBusSimulator
@@ -39,14 +40,21 @@ Transport = Literal["rtu", "tcp"]
 
 
 class Collected:
-    """Intake that keeps what the driver hands over."""
+    """Intake that keeps what the driver hands over; it refuses the next `refuse` events
+    as a journal that cannot write does."""
 
     def __init__(self) -> None:
         self.events: list[DeviceEvent] = []
         self.readings: list[Reading] = []
         self.seen_count: Counter[str] = Counter()
+        self.refuse = 0
+        self.refused: list[DeviceEvent] = []
 
     async def event(self, event: DeviceEvent) -> None:
+        if self.refuse:
+            self.refuse -= 1
+            self.refused.append(event)
+            raise NotJournalledError("write_failed", "disk I/O error")
         self.events.append(event)
 
     def reading(self, reading: Reading) -> None:
@@ -195,6 +203,32 @@ async def test_alarm_points_are_polled_between_full_polls() -> None:
         for unit, device in line.units.items():
             assert asked(device, len(device.requests) - len(full_blocks(device))) \
                 == full_blocks(device), unit
+
+
+async def test_an_alarm_the_journal_refused_is_handed_over_again_until_it_is_taken() -> None:
+    """The register still says alarm at the next poll, but the driver saw the change
+    already: it is the alarm's only source. It hands it over again, with backoff, and
+    polls on only once the journal took it."""
+    async with on_line("rtu", [profile("modbus-smoke-detector")]) as line:
+        await line.polled(1)
+        line.intake.refuse = 2
+        line.units[1].raise_alarm("alarm")
+        line.clock.advance(line.poll_s)
+
+        def taken() -> bool:
+            if line.intake.events:
+                return True
+            assert line.polls(1) == 1  # waiting for the alarm, not polling past it
+            line.clock.advance(0.01)  # the retries' backoff runs on the manual clock
+            return False
+
+        await eventually(taken, what="the alarm taken")
+        await line.polled(2)
+        assert [e.type for e in line.intake.events] == ["alarm"]
+        assert line.intake.refused == line.intake.events * 2  # the same event, its time kept
+        assert line.counters.get("journal_retries", device="u1") == 2
+        await line.cycle()  # polling goes on; the standing alarm is no new event
+        assert [e.type for e in line.intake.events] == ["alarm"]
 
 
 def _wait_after(line: Line, unit: int, since: dict[int, int]) -> float:

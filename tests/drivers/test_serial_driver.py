@@ -20,6 +20,7 @@ from gateway.core.clock import ManualClock
 from gateway.core.config import SerialDevice
 from gateway.core.counters import Counters
 from gateway.core.model import DeliveryClass, DeviceEvent, DeviceKind, Reading, encode
+from gateway.journal import NotJournalledError
 from simulators.serial_device import Fault, SerialDeviceSimulator
 from tests.helpers import eventually, make_config
 
@@ -29,14 +30,21 @@ NAME = "Zhang Wei"
 
 
 class Collected:
-    """Intake that keeps what the drivers hand over."""
+    """Intake that keeps what the drivers hand over; it refuses the next `refuse` events
+    as a journal that cannot write does."""
 
     def __init__(self) -> None:
         self.events: list[DeviceEvent] = []
         self.readings: list[Reading] = []
         self.alive: set[str] = set()
+        self.refuse = 0
+        self.refused: list[DeviceEvent] = []
 
     async def event(self, event: DeviceEvent) -> None:
+        if self.refuse:
+            self.refuse -= 1
+            self.refused.append(event)
+            raise NotJournalledError("write_failed", "disk I/O error")
         self.events.append(event)
 
     def reading(self, reading: Reading) -> None:
@@ -187,6 +195,22 @@ async def test_temperature_gate_frames_become_readings_and_alarms(rig: Rig) -> N
     for record in records:
         assert NAME.encode() not in encode(record)
         assert "card" not in encode(record).decode()
+
+
+async def test_an_alarm_the_journal_refused_is_handed_over_again_until_it_is_taken(
+    rig: Rig,
+) -> None:
+    """A frame is sent once and never confirmed: the driver is its alarm's only source.
+    It hands the alarm over again until the journal takes it; the frames after it wait."""
+    door = rig.devices["door-1"]
+    rig.intake.refuse = 2
+    await door.send("door_event", {"reason": 3, "door": 1})  # forced open: an alarm
+    await door.send("door_event", {"reason": 1, "door": 2, "card": CARD})
+    await eventually(_ticking(rig.clock, 0.01, lambda: len(rig.intake.events) == 2),
+                     what="both events taken")
+    assert [e.type for e in rig.intake.events_of("door-1")] == ["forced_open", "granted"]
+    assert rig.intake.refused == rig.intake.events[:1] * 2
+    assert rig.counters.get("journal_retries", device="door-1") == 2
 
 
 async def test_resynchronises_after_garbage_on_the_line(rig: Rig) -> None:
