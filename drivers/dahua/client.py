@@ -24,6 +24,7 @@ from yarl import URL
 
 from drivers.dahua.events import Mapped, StreamEventError, map_event, parse_part
 from drivers.digest import DigestClient, DigestError
+from drivers.handover import hand_over, keep_handing
 from drivers.intake import Intake, MessageIntake
 from drivers.multipart import (
     MultipartError,
@@ -199,11 +200,15 @@ class DahuaStream:
                 self._counters.inc("duplicates_dropped", device=self.device.id)
                 return
             receipt = Receipt(mapped.key, mapped.digest, self._clock.now_ms())
+        # the terminal sends an event once: refused, it is handed over again (its receipt
+        # with it), and the stream is read on only once it was taken
         if receipt is not None and isinstance(intake, MessageIntake):
-            await intake.events(mapped.events, receipt)
+            events = mapped.events
+            await keep_handing(lambda: intake.events(events, receipt), events, self._clock,
+                               self._counters)
             return
         for event in mapped.events:
-            await intake.event(event)
+            await hand_over(intake, event, self._clock, self._counters)
         if receipt is not None and self._receipts is not None:
             self._receipts.note(receipt)
 

@@ -16,6 +16,7 @@ from gateway.core.config import HikvisionDevice
 from gateway.core.counters import Counters
 from gateway.core.journaling import Receipt
 from gateway.core.model import DeviceEvent, Reading
+from gateway.journal import NotJournalledError
 from gateway.ops.private_servers import free_port
 from simulators.hikvision_terminal import HikvisionTerminal
 from tests.drivers.push_rig import KEY
@@ -33,12 +34,18 @@ class Journalled:
         self.readings: list[Reading] = []
         self.alive: set[str] = set()
         self._receipts = receipts
+        self.refuse = 0  # the next commits refused, as by a journal that cannot write
+        self.refused: list[DeviceEvent] = []
 
     async def event(self, event: DeviceEvent) -> None:
-        self.journalled.append(event)
+        await self.events([event])
 
     async def events(self, events: Sequence[DeviceEvent], receipt: Receipt | None = None
                      ) -> None:
+        if self.refuse:
+            self.refuse -= 1
+            self.refused.extend(events)
+            raise NotJournalledError("write_failed", "disk I/O error")
         self.journalled.extend(events)
         if receipt is not None:
             self._receipts.note(receipt)

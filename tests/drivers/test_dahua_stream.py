@@ -108,6 +108,23 @@ async def test_a_stream_dropped_mid_event_loses_and_doubles_nothing(tmp_path: Pa
         assert rig.counters.get("dahua_reconnects", device="door-dh") == 1
 
 
+async def test_an_alarm_the_journal_refused_is_handed_over_again_until_it_is_taken(
+    tmp_path: Path,
+) -> None:
+    """The terminal sends an event once: the stream waits while the alarm is handed over
+    again, and the events after it follow it."""
+    async with open_stream(tmp_path) as rig:
+        await eventually(rig.stream.attached.is_set, what="the stream open")
+        rig.intake.refuse = 2
+        rig.terminal.emit("BreakIn", data={"Door": 0, "UTC": 1_790_000_200})
+        rig.terminal.emit("BreakIn", data={"Door": 1, "UTC": 1_790_000_201})
+        await eventually(lambda: len(rig.intake.journalled) == 2, what="both events")
+        assert [e.fields["door"] for e in rig.intake.journalled] == [0, 1]
+        assert rig.intake.refused == rig.intake.journalled[:1] * 2
+        assert rig.counters.get("journal_retries", device="door-dh") == 2
+        assert rig.terminal.attaches == 1  # the stream was kept, not attached again
+
+
 async def test_thermal_terminal_reports_fever_and_no_person(tmp_path: Path) -> None:
     async with open_stream(tmp_path, "temp_gate") as rig:
         await eventually(rig.stream.attached.is_set, what="the stream open")
