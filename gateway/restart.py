@@ -11,6 +11,8 @@ from gateway.core.counters import Counters
 
 log = logging.getLogger(__name__)
 
+HEALTHY_S = 60.0  # a task that ran this long before failing starts again from the shortest delay
+
 
 async def keep_running(
     name: str,
@@ -25,11 +27,16 @@ async def keep_running(
     """
     backoff = backoff or Backoff(0.5, 30.0)
     while True:
+        started = clock.monotonic()
         try:
             await run()
             return
         except Exception:
             counters.inc("task_restarts", task=name)
+            if clock.monotonic() - started >= HEALTHY_S:
+                # a failure after a long healthy run is not a crash loop: the rules task
+                # after a refused commit, say, must not wait the cap of failures long past
+                backoff.reset()
             delay = backoff.next_delay()
             log.exception("task %s failed; restarting in %.1f s", name, delay)
             await clock.sleep(delay)
