@@ -29,6 +29,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from drivers.handover import keep_handing
 from drivers.intake import MessageIntake
 from drivers.json_map import (
     JsonEvent,
@@ -217,7 +218,7 @@ class MqttIngress:
         if decoded.reading is not None:
             self._intake.reading(decoded.reading)
         if decoded.events:
-            return self._journal(route, decoded.events, receipt)
+            return self._journal(route, decoded.events, receipt, message.qos == 0)
         if receipt is not _NO_RECEIPT and self._receipts is not None:
             self._receipts.note(receipt)  # a reading is not journalled: kept in memory
         self._counters.inc_key(route.accepted)
@@ -244,9 +245,16 @@ class MqttIngress:
         if not session_present and self._receipts is not None:
             await self._receipts.forget_receipts(self._prefix)
 
-    async def _journal(self, route: _Route, events: list[DeviceEvent], receipt: Receipt
-                       ) -> None:
-        await self._intake.events(events, None if receipt is _NO_RECEIPT else receipt)
+    async def _journal(self, route: _Route, events: list[DeviceEvent], receipt: Receipt,
+                       once: bool) -> None:
+        """`once`: a QoS 0 message, which the broker never delivers again: refused, its
+        events are handed over again until the journal takes them (later messages of the
+        topic wait behind them); a QoS 1 message is left unacknowledged instead."""
+        if once:
+            await keep_handing(lambda: self._intake.events(events, None), events,
+                               self._clock, self._counters)
+        else:
+            await self._intake.events(events, None if receipt is _NO_RECEIPT else receipt)
         self._counters.inc_key(route.accepted)
 
     def _availability_message(self, device: MqttDevice, message: Inbound) -> None:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
 
 from gateway.core.model import DeliveryClass, DeviceEvent
+from gateway.journal import Journal
 from gateway.ops.private_servers import Mosquitto
 from gateway.supervisor import Gateway
 from tests.helpers import Watcher, eventually, make_config, running, sos_mqtt, unique_site
@@ -150,3 +153,38 @@ async def test_qos0_readings_and_a_qos0_press_are_handled(
         assert gateway.counters.get("ingress_messages", device="sos-0") == 21
         assert [a.device for a in gateway.rules.active()] == ["sos-0"]
         assert gateway.counters.get("redelivered", device="sos-0") == 0
+
+
+async def test_a_qos0_press_the_journal_refused_is_handed_over_again(
+    tmp_path: Path, mosquitto: Mosquitto, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A QoS 0 message is never delivered again: a press in one that the journal refuses
+    (an I/O error, injected twice: the real fault cannot be made on demand) is handed over
+    again until it is journalled, and the device's later messages follow it."""
+    site = unique_site("ing")
+    topic = f"vendor/{site}/sos-0"
+    refused: list[str] = []
+    real = Journal._commit_sync
+
+    def refuse_twice(self: Journal, group: Any, lazy: Any) -> Any:
+        if len(refused) < 2 and any(isinstance(r, DeviceEvent) and r.device == "sos-0"
+                                    for job in group for r in job.records):
+            refused.append("refused")
+            raise sqlite3.OperationalError("disk I/O error")
+        return real(self, group, lazy)
+
+    monkeypatch.setattr(Journal, "_commit_sync", refuse_twice)
+    config = make_config(tmp_path, site=site, broker_port=mosquitto.port,
+                         devices=[sos_mqtt("sos-0", topic)], shutdown_timeout_s=0.5)
+    async with running(Gateway(config)) as gateway, Watcher(
+        mosquitto.port, f"sc/{site}/elder_button/sos-0/event", "out"
+    ) as watcher:
+        await eventually(lambda: gateway.connected, what="connected")
+        await watcher.publish(topic, b'{"action": "single"}', qos=0)
+        await watcher.publish(topic, b'{"action": "hold"}', qos=0)
+        first = await watcher.next(lambda s: True)
+        second = await watcher.next(lambda s: True)
+        types = [msgspec.json.decode(m.payload, type=DeviceEvent).type for m in (first, second)]
+        assert refused == ["refused", "refused"]
+        assert types == ["press", "cancel"]  # the press after its refusals, then the next
+        assert gateway.counters.get("journal_retries", device="sos-0") == 2
