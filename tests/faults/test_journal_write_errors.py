@@ -1,0 +1,72 @@
+"""The journal refuses the rules' commits for a while (write errors): no alert is lost.
+
+A disk that returns I/O errors cannot be made on demand: the journal thread's commit is
+made to fail for the first alert commits, everything else real (Mosquitto, the store, the
+gateway). Every button pressed during the errors must still raise its SOS alert on MQTT,
+once, after the rules task has gone back to what the journal holds.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+import msgspec
+import pytest
+
+from gateway.core.model import Alert, AlertState
+from gateway.journal import Journal
+from gateway.ops.private_servers import Mosquitto, VictoriaMetrics
+from gateway.supervisor import Gateway
+from tests.faults.oracle import Observer
+from tests.faults.presses import numbered_sos, press_payload
+from tests.helpers import eventually, make_config, running, unique_site
+
+BUTTONS = 20
+REFUSED = 3  # alert commits refused before the journal writes again
+
+
+async def test_alerts_whose_commits_failed_are_raised_once_the_journal_writes_again(
+    tmp_path: Path, mosquitto: Mosquitto, victoria: VictoriaMetrics,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    refused: list[int] = []
+    real = Journal._commit_sync
+
+    def failing(self: Journal, group: Any, lazy: Any) -> Any:
+        alerts = sum(isinstance(r, Alert) for job in group for r in job.records)
+        if alerts and len(refused) < REFUSED:
+            refused.append(alerts)
+            raise sqlite3.OperationalError("disk I/O error")
+        return real(self, group, lazy)
+
+    monkeypatch.setattr(Journal, "_commit_sync", failing)
+    site = unique_site("fault-write")
+    devices = [numbered_sos(f"sos-{n}", f"vendor/{site}/sos-{n}") for n in range(BUTTONS)]
+    config = make_config(tmp_path, site=site, broker_port=mosquitto.port,
+                         store_url=victoria.url, devices=devices)
+    async with Observer(mosquitto.port, site, f"sc/{site}/alerts/#") as observer, \
+            running(Gateway(config)) as gateway:
+        await eventually(lambda: gateway.connected, what="connected")
+        async with aiomqtt.Client("127.0.0.1", mosquitto.port,
+                                  identifier=f"src-{site}") as source:
+            for n in range(BUTTONS):
+                await source.publish(f"vendor/{site}/sos-{n}", press_payload(n), qos=1)
+
+        def firing() -> dict[str, list[str]]:
+            seen: dict[str, list[str]] = {}
+            for _, payload in observer.messages:
+                alert = msgspec.json.decode(payload, type=Alert)
+                if alert.rule == "elder.sos" and alert.state is AlertState.FIRING:
+                    seen.setdefault(alert.device, []).append(alert.id)
+            return seen
+
+        await eventually(lambda: len(firing()) == BUTTONS, timeout=30,
+                         what="every button's SOS alert")
+        assert len(refused) == REFUSED
+        assert gateway.counters.get("task_restarts", task="gw.rules") == REFUSED
+        assert {len(set(ids)) for ids in firing().values()} == {1}  # one alert a button
+        assert sorted(a.device for a in gateway.rules.active()) == sorted(
+            f"sos-{n}" for n in range(BUTTONS))
