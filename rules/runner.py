@@ -215,6 +215,8 @@ class RuleRunner:
         self._cursor = self._saved_cursor
         self._lazy, self._lazy_since, self._replayable = {}, None, {}
         self.rules.restore_rows(rows)  # with the notifications it still owed then
+        if LEGACY in rows:
+            self._lazy[LEGACY] = None  # saved as rows from now on, as at the start
         self._stale = False
         log.warning("rules: evaluating again from the journal's state after a failed "
                     "commit (%d active alert(s) there)", len(self.rules.active()))
