@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from drivers.elder_button_gpio import ElderButtonGpio
+from drivers.handover import keep_handing
 from drivers.json_map import JsonMap
 from drivers.mqtt_ingress import RECEIPT_PREFIX, MqttIngress, availability_topic, inline_mapping
 from drivers.profile import BUILTIN, ProfileLibrary
@@ -489,13 +490,23 @@ class Gateway:
                 events.append(make_event(kind, device, new.value, ts))
             if not events:
                 continue
-            try:
-                await self.journal.commit(
-                    events, state={OFFLINE_KEY: json.dumps(sorted(after)).encode()})
-            except JournalFullError as exc:
-                self.counters.inc("dropped", len(events), cls="event", reason=exc.reason)
-                continue
-            offline = after
+            taken = True
+
+            async def commit(events: list[DeviceEvent] = events,
+                             after: set[str] = after) -> None:
+                nonlocal taken
+                try:
+                    await self.journal.commit(
+                        events, state={OFFLINE_KEY: json.dumps(sorted(after)).encode()})
+                except JournalFullError as exc:  # the quota's documented, counted loss
+                    self.counters.inc("dropped", len(events), cls="event", reason=exc.reason)
+                    taken = False
+
+            # the board does not tell a change twice: refused by a write error, the
+            # changes are handed over again until they are journalled
+            await keep_handing(commit, events, self.clock, self.counters)
+            if taken:
+                offline = after
 
     async def _prune(self) -> None:
         """Delete what every consumer has passed; SQLite reuses the freed pages."""
