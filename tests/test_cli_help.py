@@ -6,7 +6,6 @@ import re
 from importlib.metadata import version
 from pathlib import Path
 
-import click
 import pytest
 import typer
 from typer.testing import CliRunner
@@ -17,9 +16,10 @@ from gateway.ops.cli import app
 _PYTHON_TYPES = re.compile(r"<(str|bool|int|float|path|list\[[^\]]*\])>|\{[a-z_]+\}")
 
 
-def _commands(command: click.Command, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+def _commands(command: object, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """The paths of a click command (typer's own copy of click) and of its subcommands."""
     found = [path]
-    subcommands: dict[str, click.Command] = getattr(command, "commands", {})
+    subcommands: dict[str, object] = getattr(command, "commands", {})
     for name, sub in subcommands.items():
         found += _commands(sub, (*path, name))
     return found

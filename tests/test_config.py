@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
 
 from gateway.config_file import load_config
-from gateway.core import problems
 from gateway.core.operator_files import toml_brackets_deeper_than
 from gateway.core.problems import ConfigError
 
@@ -187,7 +187,7 @@ def test_deep_brackets_are_refused_before_the_parser_recurses(
     def never(text: str) -> dict[str, object]:
         raise AssertionError("tomllib was asked to parse it")
 
-    monkeypatch.setattr(problems.tomllib, "loads", never)
+    monkeypatch.setattr(tomllib, "loads", never)  # the module gateway.core.problems parses with
     with pytest.raises(ConfigError) as caught:
         load_config(_write(tmp_path, 'site = "c1"\nx = ' + "[" * 5000 + "]" * 5000 + "\n"))
     assert "nest deeper than 32 levels" in caught.value.problems[0].message

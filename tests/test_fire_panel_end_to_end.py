@@ -201,4 +201,6 @@ async def test_a_silent_transmission_device_goes_offline(
         assert online.payload == b"online"
         clock.advance(106)  # heartbeat_s = 60: silent for more than 1.75 intervals
         await watcher.next(lambda s: s.payload == b"offline")
-        assert gateway.board.get("fire-panel-3").value == "offline"
+        panel = gateway.board.get("fire-panel-3")
+        assert panel is not None
+        assert panel.value == "offline"

@@ -9,26 +9,23 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fuzz.mqtt_dispatch import message_bytes
-from fuzz.mqtt_stream import mqtt_publishes, publish_stream
+from fuzz.mqtt_dispatch import message_bytes, mqtt_dispatch
+from fuzz.mqtt_stream import mqtt_publishes, mqtt_stream, publish_stream
 from fuzz.seeds import PATHOLOGICAL_CONFIG_FILES, PATHOLOGICAL_RULE_FILES, gb26875_seeds
 from fuzz.targets import (
     availability,
     config_file,
     ctwing_push,
-    dahua_stream,
     gb26875_stream,
-    hikvision_push,
     json_payload,
     modbus_answer,
-    mqtt_dispatch,
-    mqtt_stream,
     onenet_push,
     profile_file,
     rule_file,
     serial_stream,
     sharing_policy,
 )
+from fuzz.terminals import dahua_stream, hikvision_push
 from gateway.core.problems import ConfigError, parse_toml
 from rules.loader import pack_from_text
 from rules.problems import RuleError
@@ -214,7 +211,7 @@ def test_mqtt_stream_bytes(data: bytes) -> None:
 
 
 mqtt_messages = st.lists(st.tuples(
-    st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="+#\x00"),
+    st.text(st.characters(blacklist_categories=["Cs"], blacklist_characters="+#\x00"),
             min_size=1, max_size=40),
     st.binary(max_size=300), st.integers(0, 1)), max_size=20)
 

@@ -18,6 +18,7 @@ from gateway.core.model import (
     DeviceEvent,
     DeviceKind,
     Reading,
+    Record,
     Severity,
     decode,
     delivery_class,
@@ -28,7 +29,7 @@ from gateway.core.topics import Topics
 
 
 def test_records_round_trip_with_version_and_tag() -> None:
-    records = [
+    records: list[Record] = [
         Reading(id=new_id(1), ts=1, kind=DeviceKind.TEMP_GATE, device="g1",
                 values={"temp_c": 36.6, "mask": True}),
         DeviceEvent(id=new_id(2), ts=2, kind=DeviceKind.SMOKE, device="s1", type="alarm",

@@ -4,22 +4,19 @@ a broker session reads near the ceiling: the decisions on injected time and samp
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
-from typing import Any
 
 from gateway.console.catalogue import CATALOGUES
 from gateway.core.clock import ManualClock
 from gateway.core.counters import Counters
 from gateway.core.inbound import Inbound
 from gateway.core.kinds import MODELS
-from gateway.core.model import DeviceKind
+from gateway.core.model import DEVICE_KINDS, DeviceKind
 from gateway.link import dispatch
 from gateway.link.dispatch import Dispatch
 from gateway.link.routes import Routes
 from gateway.memory_ceiling import HIGH, LOW, MemoryCeiling, intake_bytes
 from gateway.overload import OverloadWatch, Turn
 from rules.loader import PACKS, load_pack
-from rules.rule_reader import DEVICE_KINDS
 
 MIB = 2**20
 
@@ -98,8 +95,8 @@ def _message(mid: int, size: int = 10) -> Inbound:
 async def test_a_session_near_the_ceiling_reads_a_few_messages_ahead_only() -> None:
     release = asyncio.Event()
 
-    def handler(message: Inbound) -> Coroutine[Any, Any, bool]:
-        return release.wait()
+    async def handler(message: Inbound) -> None:
+        await release.wait()
 
     routes = Routes()
     routes.add("t/#", handler)
@@ -120,8 +117,8 @@ async def test_a_session_near_the_ceiling_reads_a_few_messages_ahead_only() -> N
 async def test_a_session_holds_at_most_its_bytes() -> None:
     release = asyncio.Event()
 
-    def handler(message: Inbound) -> Coroutine[Any, Any, bool]:
-        return release.wait()
+    async def handler(message: Inbound) -> None:
+        await release.wait()
 
     routes = Routes()
     routes.add("t/#", handler)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Literal
 
 import pytest
 from aiohttp import web
@@ -162,7 +163,7 @@ async def test_after_a_new_connection_the_window_before_is_written_again(
 
 
 @pytest.mark.parametrize("api", ["v2", "v1"])
-async def test_a_writer_counts_the_connections_it_opens(api: str) -> None:
+async def test_a_writer_counts_the_connections_it_opens(api: Literal["v2", "v1"]) -> None:
     store = ScriptedStore(["close", 204, 204])
     config = StoreConfig(api=api, url=f"http://127.0.0.1:{store.port}")
     writer = writer_for(config, {})

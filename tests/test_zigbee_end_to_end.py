@@ -55,6 +55,7 @@ async def test_sos_press_and_smoke_raise_alerts_and_availability_sets_offline_at
     ) as watcher, Watcher(mosquitto.port, f"sc/{site}/#", "everything") as everything:
         await eventually(lambda: gateway.connected, what="connected")
         assert gateway.board.get("sos-7") is None  # nothing heard yet
+        assert watcher.client is not None
         sos = Zigbee2MqttDevice(watcher.client, f"{base}/sos-7", LIBRARY.get("heiman-hs1eb"),
                                 legacy_availability=True, empty_action_after=True)
         smoke = Zigbee2MqttDevice(watcher.client, f"{base}/smoke-7",
@@ -166,6 +167,7 @@ async def test_a_retained_offline_found_at_start_makes_the_device_offline(
     topic = f"zigbee2mqtt-{site}/sos-8"
     async with Watcher(mosquitto.port, f"sc/{site}/#", "observer") as watcher:
         # zigbee2mqtt gave the button up while the gateway was down: its retained state
+        assert watcher.client is not None
         sos = Zigbee2MqttDevice(watcher.client, topic, LIBRARY.get("tuya-ts0215a-sos"))
         await sos.available(False)
         config = make_config(tmp_path, site=site, broker_port=mosquitto.port,
@@ -191,6 +193,7 @@ async def test_a_stopped_zigbee2mqtt_makes_its_devices_offline_and_stale_online_
                              _zigbee("sos-9", "elder_button", "heiman-hs1eb", f"{base}/sos-9"),
                              _zigbee("smoke-9", "smoke", "heiman-hs1sa", f"{base}/smoke-9")])
     async with Watcher(mosquitto.port, f"sc/{site}/#", "observer") as watcher:
+        assert watcher.client is not None
         sos = Zigbee2MqttDevice(watcher.client, f"{base}/sos-9", LIBRARY.get("heiman-hs1eb"))
         smoke = Zigbee2MqttDevice(watcher.client, f"{base}/smoke-9",
                                   LIBRARY.get("heiman-hs1sa"))

@@ -12,6 +12,7 @@ city`; here a burst of 3 x 60 keeps the suite quick.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
@@ -89,7 +90,8 @@ async def holding(hub: HubProcess) -> set[int]:
 
 async def all_events(hub: HubProcess, wanted: int) -> bool:
     events = await asyncio.to_thread(hub.board, "/api/events")
-    return sum(events["counts"].values()) >= wanted
+    counts: dict[str, int] = events["counts"]
+    return sum(counts.values()) >= wanted
 
 
 async def settled_past(js: JetStreamContext, names: CityNames, durable: str,
@@ -152,10 +154,13 @@ async def test_a_burst_from_three_compounds_survives_a_lost_leader_and_a_killed_
                 store_line.mend()
                 hubs[0].start()
                 for gateway in gateways:
-                    await eventually(
-                        lambda g=gateway: g.counters.get("events_accepted", cls="alarm")
-                        == BUTTONS * PRESSES and g.upstreams[0].cursor >= g.journal.last_seq,
-                        timeout=30, what=f"{gateway.config.site} delivered to the city")
+                    def delivered(g: Gateway = gateway) -> bool:
+                        return (g.counters.get("events_accepted", cls="alarm")
+                                == BUTTONS * PRESSES
+                                and g.upstreams[0].cursor >= g.journal.last_seq)
+
+                    await eventually(delivered, timeout=30,
+                                     what=f"{gateway.config.site} delivered to the city")
                 accepted = {g.config.site: await accepted_alarms(g.journal) for g in gateways}
                 local_alerts = {g.config.site: {a.id for a in g.rules.active()}
                                 for g in gateways}
@@ -186,7 +191,10 @@ async def test_a_burst_from_three_compounds_survives_a_lost_leader_and_a_killed_
                 # was on the lost node finds it gone after LOOK_EVERY empty fetches (5 s) and
                 # makes it again, with up to 5 s between tries while the cluster recovers
                 for hub in hubs:
-                    await eventually(lambda h=hub: all_events(h, wanted), timeout=30,
+                    def all_on_board(h: HubProcess = hub) -> Awaitable[bool]:
+                        return all_events(h, wanted)
+
+                    await eventually(all_on_board, timeout=30,
                                      what=f"every event on {hub.name}'s board")
                 events = [await asyncio.to_thread(hub.board, "/api/events") for hub in hubs]
                 # the alerts' state is written to the bucket by whichever hub took the

@@ -7,7 +7,14 @@ import json
 import pytest
 
 from gateway.core.config import Location
-from gateway.core.model import Alert, AlertState, DeliveryClass, DeviceEvent, Reading
+from gateway.core.model import (
+    Alert,
+    AlertState,
+    DeliveryClass,
+    DeviceEvent,
+    DeviceKind,
+    Reading,
+)
 from hub.records import BadParcel, read
 
 SUBJECT = "sc.north.c1.elder_button.e1.press"
@@ -18,8 +25,8 @@ def test_an_event_keeps_its_time_fields_and_class() -> None:
                "fields": {"n": 3}, "kind": "elder_button", "device": "ignored"}
     arrival = read(SUBJECT, json.dumps(payload).encode(), "msg-1")
     assert arrival.compound == ("north", "c1")
-    assert arrival.record == DeviceEvent(id="a1", ts=1000, kind="elder_button", device="e1",
-                                         type="press", cls=DeliveryClass.ALARM,
+    assert arrival.record == DeviceEvent(id="a1", ts=1000, kind=DeviceKind.ELDER_BUTTON,
+                                         device="e1", type="press", cls=DeliveryClass.ALARM,
                                          fields={"n": 3})
 
 
@@ -28,7 +35,7 @@ def test_a_policy_shaped_event_keeps_its_own_fields_and_its_place() -> None:
     payload = {"id": "a2", "ts": 2000, "kind": "smoke", "type": "fault", "device": "s1",
                "building": "3", "floor": 2, "code": 7, "note": "x"}
     arrival = read("sc.north.c1.smoke.s1.fault", json.dumps(payload).encode(), "m")
-    assert arrival.record == DeviceEvent(id="a2", ts=2000, kind="smoke", device="s1",
+    assert arrival.record == DeviceEvent(id="a2", ts=2000, kind=DeviceKind.SMOKE, device="s1",
                                          type="fault", fields={"code": 7, "note": "x"})
     assert arrival.place == Location(building="3", floor=2)
 
@@ -36,7 +43,7 @@ def test_a_policy_shaped_event_keeps_its_own_fields_and_its_place() -> None:
 def test_what_a_policy_dropped_is_taken_from_the_subject_and_the_message_id() -> None:
     arrival = read("sc.north.c1.temp_gate.g%2E1.reading", b'{"ts": 5, "values": {"t": 36.5}}',
                    "msg-9")
-    assert arrival.record == Reading(id="msg-9", ts=5, kind="temp_gate", device="g.1",
+    assert arrival.record == Reading(id="msg-9", ts=5, kind=DeviceKind.TEMP_GATE, device="g.1",
                                      values={"t": 36.5})
     alert = read("sc.north.c1.smoke.s1.acknowledged",
                  b'{"id": "al:acknowledged", "ts": 9, "rule": "smoke.alarm",'

@@ -109,7 +109,9 @@ gpio = {{ pin = 17, debounce_ms = 0 }}
                 shift = await response.json()
             async with session.get(base + "/api/shift?hours=0") as response:
                 assert response.status == 400
-        await eventually(lambda: gateway.alert_log.saved, what="timelines written")
+        alert_log = gateway.alert_log
+        assert alert_log is not None
+        await eventually(lambda: alert_log.saved, what="timelines written")
         # the report asks the running gateway, which answers on this loop: from a thread
         result = await asyncio.to_thread(CliRunner(env={"COLUMNS": "200"}).invoke,
                                          app, ["report", "shift", "--since", "12h", "-c",

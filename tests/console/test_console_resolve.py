@@ -4,9 +4,11 @@ timeline; elsewhere, and without a reason, it is refused."""
 
 from __future__ import annotations
 
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 import msgspec
+from aiohttp import ClientResponse
 
 from gateway.console.server import CSRF_HEADER
 from gateway.core.clock import ManualClock
@@ -59,7 +61,7 @@ async def test_an_officer_resolves_by_hand_with_a_reason(tmp_path: Path,
             shown = {a["rule"]: a["resolvable"] for a in (await response.json())["alerts"]}
         assert shown == {"sos.by_hand": True, "sos.at_the_button": False}
 
-        def resolve(rule: str, reason: str):
+        def resolve(rule: str, reason: str) -> AbstractAsyncContextManager[ClientResponse]:
             return session.post(f"{base}/api/alerts/{alerts[rule].id}/resolve",
                                 json={"note": reason}, headers={CSRF_HEADER: token})
 

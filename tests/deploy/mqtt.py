@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
 TIMEOUT = 10.0
@@ -21,7 +21,7 @@ _ids = itertools.count(1)
 class Client:
     def __init__(self, port: int, user: str | None = None, password: str | None = None,
                  ca_file: Path | None = None, client_id: str | None = None,
-                 protocol: mqtt.MQTTProtocolVersion = mqtt.MQTTv5) -> None:
+                 protocol: MQTTProtocolVersion = mqtt.MQTTv5) -> None:
         self.port = port
         self.paho = mqtt.Client(CallbackAPIVersion.VERSION2,
                                 client_id=client_id or f"deploy-test-{next(_ids)}",

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.enums import MQTTProtocolVersion
 
 from gateway.config_file import parse_config
 from gateway.core.config import BROKER_MESSAGE_LIMIT
@@ -58,7 +59,7 @@ def connect(broker: FileBroker, installation: Installation) -> Iterator[Connect]
 
     def make(user: str | None = None, password: str | None = None, *,
              tls_ca: Path | None = None, client_id: str | None = None,
-             protocol: mqtt.MQTTProtocolVersion = mqtt.MQTTv5) -> Client:
+             protocol: MQTTProtocolVersion = mqtt.MQTTv5) -> Client:
         if user is not None and password is None:
             password = installation.password(user)
         port = broker.port if tls_ca is None else broker.tls_port

@@ -73,7 +73,7 @@ async def test_beyond_its_bound_the_broker_drops_what_is_queued_for_a_client_awa
         async with away() as client:
             async def take() -> None:
                 async for message in client.messages:
-                    got.append(int(bytes(message.payload)))  # type: ignore[arg-type]
+                    got.append(int(bytes(message.payload)))
 
             taker = asyncio.create_task(take())
             await eventually(lambda: len(got) >= 40, what="the queue delivered")

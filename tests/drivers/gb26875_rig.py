@@ -71,6 +71,9 @@ class JournalIntake:
     def seen(self, device: str) -> None:
         self.alive.add(device)
 
+    def unreachable(self, device: str) -> None:
+        raise AssertionError("a fire panel's server has no bridge to lose a device")
+
     async def journalled(self) -> list[DeviceEvent]:
         batch = await self.journal.read_after(0)
         return [e.record for e in batch.entries if isinstance(e.record, DeviceEvent)]

@@ -23,7 +23,7 @@ SERVER = {"host": "127.0.0.1", "port": 9030}
 
 def _problems(tmp_path: Path, devices: list[dict[str, Any]],
               server: dict[str, Any] | None = SERVER) -> list[tuple[str, str, str | None]]:
-    extra = {} if server is None else {"gb26875": server}
+    extra: dict[str, Any] = {} if server is None else {"gb26875": server}
     with pytest.raises(ConfigError) as caught:
         make_config(tmp_path, site="f", devices=devices, **extra)
     return [(p.path, p.message, p.device) for p in caught.value.problems]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 from drivers.profile import ProfileLibrary
 from gateway.ops.private_servers import Mosquitto
@@ -33,10 +34,11 @@ async def test_dead_unit_goes_offline_and_comes_back(tmp_path: Path,
     for unit in units:
         unit.set_reading("battery_pct", 90)
     async with RtuBusSimulator(units) as bus:
-        devices = [{"id": f"smoke-{u.unit}", "kind": "smoke", "transport": "modbus",
-                    "profile": profile.name,
-                    "modbus": {"bus": "rs485", "unit": u.unit, "poll_s": POLL_S,
-                               "alarm_poll_s": POLL_S}} for u in units]
+        devices: list[dict[str, Any]] = [
+            {"id": f"smoke-{u.unit}", "kind": "smoke", "transport": "modbus",
+             "profile": profile.name,
+             "modbus": {"bus": "rs485", "unit": u.unit, "poll_s": POLL_S,
+                        "alarm_poll_s": POLL_S}} for u in units]
         config = make_config(tmp_path, site=site, broker_port=mosquitto.port, devices=devices,
                              buses=[{"id": "rs485", "type": "rtu", "port": bus.port,
                                      "timeout_s": 0.1, "retry_max_s": 0.5}],

@@ -60,6 +60,7 @@ async def test_profile_over_mqtt(tmp_path: Path, mosquitto: Mosquitto, profile: 
         mosquitto.port, f"sc/{site}/{kind}/dev-1/#", "watch"
     ) as watcher:
         await eventually(lambda: gateway.connected, what="connected")
+        assert watcher.client is not None
         if LIBRARY.get(profile).availability_topic is None:
             device = MqttDeviceSimulator(watcher.client, topic, LIBRARY.get(profile))
         else:  # as zigbee2mqtt relays it, saying first that it reaches the device
@@ -92,6 +93,7 @@ async def test_state_reporting_device_fires_only_on_change(
         mosquitto.port, f"sc/{site}/smoke/smoke-1/event", "events"
     ) as watcher:
         await eventually(lambda: gateway.connected, what="connected")
+        assert watcher.client is not None
         device = MqttDeviceSimulator(watcher.client, topic, LIBRARY.get("zigbee-smoke"))
         await device.report({"battery_pct": 90}, smoke=False, tamper=False, battery_low=False)
         for _ in range(3):  # the same state again: no new events
@@ -119,6 +121,7 @@ async def test_silent_device_goes_offline_with_an_event_and_comes_back(
         mosquitto.port, f"sc/{site}/elder_button/sos-1/#", "watch"
     ) as watcher:
         await eventually(lambda: gateway.connected, what="connected")
+        assert watcher.client is not None
         device = MqttDeviceSimulator(watcher.client, topic, LIBRARY.get("zigbee-sos-button"))
         await device.report({"battery_pct": 80})
         await watcher.next(lambda s: s.topic.endswith("/status") and s.payload == b"online")

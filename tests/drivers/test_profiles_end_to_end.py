@@ -109,15 +109,31 @@ def _http(values: dict[str, Any]) -> Callable[..., Any]:
     return rig
 
 
+def _smoke_alarm(d: SimulatedDevice) -> None:
+    d.set_reading("battery_pct", 80)
+    d.raise_alarm("alarm")
+
+
+def _manhole_open(d: SimulatedDevice) -> None:
+    d.set_reading("tilt_deg", 35.0)
+    d.raise_alarm("open")
+
+
+def _door_forced_open(d: SimulatedDevice) -> None:
+    d.raise_alarm("door_contact")
+    d.raise_alarm("forced_open")
+
+
+def _fever(d: SimulatedDevice) -> None:
+    d.set_reading("body_temp_c", 37.8)
+    d.raise_alarm("abnormal")
+
+
 CASES: dict[str, Case] = {
-    "modbus-smoke-detector": Case("alarm", "battery_pct", 80, _modbus(
-        "rtu", lambda d: (d.set_reading("battery_pct", 80), d.raise_alarm("alarm")))),
-    "modbus-manhole-monitor": Case("open", "tilt_deg", 35.0, _modbus(
-        "tcp", lambda d: (d.set_reading("tilt_deg", 35.0), d.raise_alarm("open")))),
-    "modbus-door-io": Case("forced_open", "door_open", 1, _modbus(
-        "rtu", lambda d: (d.raise_alarm("door_contact"), d.raise_alarm("forced_open")))),
-    "modbus-temp-gate": Case("fever", "body_temp_c", 37.8, _modbus(
-        "tcp", lambda d: (d.set_reading("body_temp_c", 37.8), d.raise_alarm("abnormal")))),
+    "modbus-smoke-detector": Case("alarm", "battery_pct", 80, _modbus("rtu", _smoke_alarm)),
+    "modbus-manhole-monitor": Case("open", "tilt_deg", 35.0, _modbus("tcp", _manhole_open)),
+    "modbus-door-io": Case("forced_open", "door_open", 1, _modbus("rtu", _door_forced_open)),
+    "modbus-temp-gate": Case("fever", "body_temp_c", 37.8, _modbus("tcp", _fever)),
     "serial-access-controller": Case("granted", "door_open", 1, _serial(
         ("door_event", {"reason": 1, "door": 1, "card": int(CARD), "holder_name": HOLDER}),
         ("door_contact", {"door": 1, "open": 1}))),

@@ -18,7 +18,8 @@ def _feed(chunks: list[bytes], unit: int) -> tuple[list[object], bytes, bytes]:
     """Feed chunks as pymodbus does: (pdus found, bytes reported as noise, buffer left)."""
     dropped = bytearray()
     framer = AnswerFramer(DecodePDU(False), dropped.extend)
-    buffer, found = b"", []
+    buffer = b""
+    found: list[object] = []
     for chunk in chunks:
         buffer += chunk
         used, pdu = framer.handleFrame(buffer, unit, 0)

@@ -8,7 +8,7 @@ from pathlib import Path
 import aiomqtt
 
 from gateway.core.kinds import make_event
-from gateway.core.model import DeviceKind
+from gateway.core.model import DeviceKind, Scalar
 from gateway.journal import Journal, JournalFullError, Quota
 from gateway.ops.private_servers import Mosquitto, VictoriaMetrics
 from gateway.supervisor import Gateway
@@ -52,7 +52,7 @@ async def test_disk_nearly_full_refuses_events_not_alarms(
 async def test_quota_keeps_a_reserve_for_alarms(tmp_path: Path) -> None:
     quota = Quota(max_bytes=400_000, alarm_reserve=200_000, min_free_disk=0)
     async with Journal(tmp_path / "j.db", quota=quota) as journal:
-        big = {f"f{n}": n for n in range(60)}
+        big: dict[str, Scalar] = {f"f{n}": n for n in range(60)}
         events, reason = await _fill(journal, "fault", big)
         assert reason == "journal_quota"
         assert journal.used_bytes >= quota.max_bytes - quota.alarm_reserve
@@ -70,7 +70,8 @@ async def test_quota_keeps_a_reserve_for_alarms(tmp_path: Path) -> None:
         await journal.append(make_event(DeviceKind.SMOKE, "s1", "fault", 10**6, big))
 
 
-async def _fill(journal: Journal, event_type: str, fields: dict[str, int]) -> tuple[int, str]:
+async def _fill(journal: Journal, event_type: str, fields: dict[str, Scalar]
+                ) -> tuple[int, str]:
     """Append until the journal refuses; how many went in, and why it refused."""
     n = 0
     while True:

@@ -16,7 +16,8 @@ from tests.helpers import elder_gpio, eventually, make_config, running, unique_s
 async def _scrape(port: int) -> dict[str, float]:
     def get() -> str:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
-            return resp.read().decode()
+            body: bytes = resp.read()
+            return body.decode()
 
     text = await asyncio.to_thread(get)
     values = {}

@@ -91,7 +91,8 @@ class Thresholds(_Strict):
         assert self.steps[0].value is None, "the first step is the base (value null)"
         values = [s.value for s in self.steps[1:]]
         assert all(v is not None for v in values)
-        assert values == sorted(values)
+        numbers = [v for v in values if v is not None]
+        assert numbers == sorted(numbers)
         return self
 
 

@@ -14,8 +14,13 @@ from typer.testing import CliRunner
 from gateway.ops.cli import app
 from gateway.ops.grafana.alert_rules import ALERT_RULES, api_rule
 from gateway.ops.grafana.dashboard import DASHBOARD_UID, FOLDER_TITLE, FOLDER_UID, dashboard_model
-from gateway.ops.grafana.datasource import DATASOURCE_UID, InfluxSource, datasource_model
-from gateway.ops.grafana.files import DASHBOARDS_PATH, provisioning_files
+from gateway.ops.grafana.datasource import (
+    DASHBOARDS_PATH,
+    DATASOURCE_UID,
+    InfluxSource,
+    datasource_model,
+)
+from gateway.ops.grafana.files import provisioning_files
 from gateway.ops.grafana.model_check import (
     DashboardModelError,
     check_dashboard,

@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
-from click.testing import Result
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from gateway.ops.cli import app
 from gateway.ops.grafana.dashboard import DASHBOARD_UID, FOLDER_TITLE, FOLDER_UID
@@ -41,7 +41,7 @@ SECOND_RUN = [
 
 
 async def provision(url: str, *options: str, token: str = TOKEN,
-                    env: dict[str, str] | None = None) -> Result:
+                    env: dict[str, str | None] | None = None) -> Result:
     """The command in a thread: the fake Grafana answers on this test's event loop."""
     args = ["grafana", "provision", "--url", url, "--token", token, *options]
     return await asyncio.to_thread(CliRunner().invoke, app, args, env=env)
@@ -148,7 +148,7 @@ def test_without_grafana_client_the_command_says_how_to_install_it() -> None:
         "(pip install grafana-client, or the package's [grafana] extra)"]
 
 
-def test_without_the_foundation_sdk_export_says_how_to_install_it(tmp_path) -> None:
+def test_without_the_foundation_sdk_export_says_how_to_install_it(tmp_path: Path) -> None:
     script = ("import sys; sys.modules['grafana_foundation_sdk'] = None; "
               "from gateway.ops.cli import app; app()")
     result = subprocess.run(

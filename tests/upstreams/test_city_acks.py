@@ -10,7 +10,7 @@ from pathlib import Path
 import msgspec
 
 from gateway.acks import AckRefusedError
-from gateway.core.city import CityAck
+from gateway.core.city import CityAck, NatsAccess
 from gateway.core.clock import ManualClock
 from gateway.core.counters import Counters
 from gateway.core.model import Alert, AlertState, DeviceKind, Severity
@@ -34,7 +34,7 @@ class Desk:
 
 def _listener(city_acks: bool) -> tuple[CityAckListener, Desk, Counters]:
     config = JetStreamUpstream(name="city", kind="jetstream", policy=Path("city.yaml"),
-                               district="north", nats={"servers": ["nats://127.0.0.1:1"]},
+                               district="north", nats=NatsAccess(servers=["nats://127.0.0.1:1"]),
                                city_acks=city_acks)
     desk, counters = Desk(), Counters()
     return (CityAckListener(config, Setting("c1", {}, ManualClock()), desk, lambda: [FIRING],

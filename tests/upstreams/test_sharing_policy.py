@@ -110,8 +110,9 @@ rules:
 
 def test_a_policy_that_pseudonymises_needs_a_key() -> None:
     policy = policy_from_text("rules:\n  - id: a\n    select: {}\n    pseudonymise: [device]\n")
+    no_places: dict[str, Location] = {}
     with pytest.raises(ValueError, match="no pseudonym key"):
-        Shaper("x", policy, "c1", None, {}.get)
+        Shaper("x", policy, "c1", None, no_places.get)
 
 
 def test_a_rule_selects_by_the_devices_tags() -> None:
@@ -119,7 +120,8 @@ def test_a_rule_selects_by_the_devices_tags() -> None:
                               "tags: [fire-system]}\n"
                               "    fields: [device, type]\n")
     tags = {"panel-3": frozenset({"fire-system", "building-3"})}
-    shaper = Shaper("x", policy, "c1", None, {}.get, lambda d: tags.get(d, frozenset()))
+    no_places: dict[str, Location] = {}
+    shaper = Shaper("x", policy, "c1", None, no_places.get, lambda d: tags.get(d, frozenset()))
     tagged = shaper.shape(1, make_event(DeviceKind.SMOKE, "panel-3", "fault", 1000))
     assert isinstance(tagged, Shaped)
     assert tagged.rule.id == "fire-system"
