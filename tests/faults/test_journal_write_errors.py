@@ -1,9 +1,9 @@
-"""The journal refuses the rules' commits for a while (write errors): no alert is lost.
+"""The journal refuses commits for a while (write errors): no alarm and no alert is lost.
 
 A disk that returns I/O errors cannot be made on demand: the journal thread's commit is
-made to fail for the first alert commits, everything else real (Mosquitto, the store, the
-gateway). Every button pressed during the errors must still raise its SOS alert on MQTT,
-once, after the rules task has gone back to what the journal holds.
+made to fail for the first commits of a kind, everything else real (Mosquitto, the store,
+the gateway, a GPIO button on gpiozero's mock pins). Every button pressed during the
+errors must still raise its SOS alert on MQTT, once.
 """
 
 from __future__ import annotations
@@ -16,13 +16,14 @@ import aiomqtt
 import msgspec
 import pytest
 
-from gateway.core.model import Alert, AlertState
+from gateway.core.model import Alert, AlertState, DeviceEvent
 from gateway.journal import Journal
 from gateway.ops.private_servers import Mosquitto, VictoriaMetrics
 from gateway.supervisor import Gateway
+from simulators.elder_button import SimulatedElder
 from tests.faults.oracle import Observer
 from tests.faults.presses import numbered_sos, press_payload
-from tests.helpers import eventually, make_config, running, unique_site
+from tests.helpers import Watcher, elder_gpio, eventually, make_config, running, unique_site
 
 BUTTONS = 20
 REFUSED = 3  # alert commits refused before the journal writes again
@@ -70,3 +71,39 @@ async def test_alerts_whose_commits_failed_are_raised_once_the_journal_writes_ag
         assert {len(set(ids)) for ids in firing().values()} == {1}  # one alert a button
         assert sorted(a.device for a in gateway.rules.active()) == sorted(
             f"sos-{n}" for n in range(BUTTONS))
+
+
+async def test_a_wired_button_pressed_while_the_journal_refuses_still_raises_its_alarm(
+    tmp_path: Path, mosquitto: Mosquitto, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The button is its press's only source: the press the journal refused twice is
+    handed over again by the driver, journalled and alerted; the next press follows it."""
+    refused: list[str] = []
+    real = Journal._commit_sync
+
+    def failing(self: Journal, group: Any, lazy: Any) -> Any:
+        presses = [r for job in group for r in job.records if isinstance(r, DeviceEvent)
+                   and r.device == "elder-9"]
+        if presses and len(refused) < 2:
+            refused.append(presses[0].type)
+            raise sqlite3.OperationalError("disk I/O error")
+        return real(self, group, lazy)
+
+    monkeypatch.setattr(Journal, "_commit_sync", failing)
+    site = unique_site("fault-gpio")
+    config = make_config(tmp_path, site=site, broker_port=mosquitto.port,
+                         devices=[elder_gpio("elder-9", pin=22)], shutdown_timeout_s=0.5)
+    alert_topic = f"sc/{site}/alerts/elder.sos/elder-9"
+    async with running(Gateway(config)) as gateway, \
+            Watcher(mosquitto.port, alert_topic, "duty") as duty:
+        await eventually(lambda: gateway.connected, what="connected")
+        elder = SimulatedElder(gateway.pin_factory, 22, gateway.clock)
+        elder.down()
+        elder.up()
+        firing = msgspec.json.decode((await duty.next(lambda m: True)).payload, type=Alert)
+        assert firing.state is AlertState.FIRING
+        assert refused == ["press", "press"]
+        assert gateway.counters.get("journal_retries", device="elder-9") == 2
+        events = [e.record for e in (await gateway.journal.read_after(0, 50)).entries
+                  if isinstance(e.record, DeviceEvent) and e.record.device == "elder-9"]
+        assert [e.type for e in events] == ["press"]  # journalled once
