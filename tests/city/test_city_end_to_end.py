@@ -199,17 +199,26 @@ async def test_a_burst_from_three_compounds_survives_a_lost_leader_and_a_killed_
                 events = [await asyncio.to_thread(hub.board, "/api/events") for hub in hubs]
                 # the alerts' state is written to the bucket by whichever hub took the
                 # transition, again after a timeout of the cluster: the board shows it once
-                # that write is through
+                # that write is through. A write caught in the bucket's leader election
+                # waits for JetStream's API timeout (5 s), then up to 5 s of the hub's
+                # backoff, and may go round twice: the same 30 s as the waits above
                 board: dict[str, Any] = {}
+
+                def on_hub_b() -> dict[str, set[str]]:
+                    return {site: {a["id"] for a in board.get("alerts", ())
+                                   if a["site"] == site} for site in SITES}
 
                 async def board_settled() -> bool:
                     nonlocal board
                     board = await asyncio.to_thread(hubs[1].board)
-                    return {site: {a["id"] for a in board["alerts"] if a["site"] == site}
-                            for site in SITES} == local_alerts
+                    return on_hub_b() == local_alerts
 
-                await eventually(board_settled, timeout=15, interval=0.2,
-                                 what="every open alert on hub-b's board")
+                try:
+                    await eventually(board_settled, timeout=30, interval=0.2,
+                                     what="every open alert on hub-b's board")
+                except AssertionError as exc:
+                    raise AssertionError(f"{exc}: hub-b shows {on_hub_b()}, the compounds "
+                                         f"have {local_alerts}") from None
                 shares = [await asyncio.to_thread(hub.status) for hub in hubs]
         finally:
             for hub in hubs:
