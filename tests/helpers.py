@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import itertools
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,7 @@ import msgspec
 from gateway.config_file import parse_config
 from gateway.core.config import GatewayConfig
 from gateway.core.model import DeviceEvent
+from gateway.journal import NotJournalledError
 from gateway.supervisor import Gateway
 
 _sites = itertools.count(1)
@@ -188,3 +189,19 @@ async def status_and_event(watcher: Watcher, device: str, state: str) -> None:
     while waiting:
         seen = await watcher.next(says)
         waiting.discard(seen.topic.rpartition("/")[2])
+
+
+class Refusing:
+    """An intake's refusals as a journal that cannot write gives them: the next `refuse`
+    commits fail with a write error; what they carried is kept in `refused`."""
+
+    def __init__(self) -> None:
+        self.refuse = 0
+        self.refused: list[DeviceEvent] = []
+
+    def refusing(self, events: Sequence[DeviceEvent]) -> None:
+        """Raise as a refused commit does, while refusals are left."""
+        if self.refuse:
+            self.refuse -= 1
+            self.refused.extend(events)
+            raise NotJournalledError("write_failed", "disk I/O error")

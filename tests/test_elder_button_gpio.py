@@ -22,25 +22,19 @@ from gateway.core.model import (
     Reading,
     Severity,
 )
-from gateway.journal import NotJournalledError
-from tests.helpers import elder_gpio, eventually, make_config
+from tests.helpers import Refusing, elder_gpio, eventually, make_config
 
 
-class Collected:
-    """Intake that keeps what the driver hands over; it refuses the first `refuse` events
-    as a journal that cannot write does."""
+class Collected(Refusing):
+    """Intake that keeps what the driver hands over (or refuses it, see `Refusing`)."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.events: list[DeviceEvent] = []
         self.arrived = asyncio.Event()
-        self.refuse = 0
-        self.refused: list[DeviceEvent] = []
 
     async def event(self, event: DeviceEvent) -> None:
-        if self.refuse:
-            self.refuse -= 1
-            self.refused.append(event)
-            raise NotJournalledError("write_failed", "disk I/O error")
+        self.refusing([event])
         self.events.append(event)
         self.arrived.set()
 

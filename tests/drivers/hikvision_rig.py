@@ -16,36 +16,32 @@ from gateway.core.config import HikvisionDevice
 from gateway.core.counters import Counters
 from gateway.core.journaling import Receipt
 from gateway.core.model import DeviceEvent, Reading
-from gateway.journal import NotJournalledError
 from gateway.ops.private_servers import free_port
 from simulators.hikvision_terminal import HikvisionTerminal
 from tests.drivers.push_rig import KEY
-from tests.helpers import make_config
+from tests.helpers import Refusing, make_config
 
 PASSWORDS = {"door-hk": "door-hk-push-pass", "gate-hk": "gate-hk-push-pass",
              "door-far": "door-far-push-pass", "door-basic": "door-basic-pass"}
 
 
-class Journalled:
-    """Intake that keeps what the drivers hand over, with the receipts of each message."""
+class Journalled(Refusing):
+    """Intake that keeps what the drivers hand over, with the receipts of each message (or
+    refuses it, see `Refusing`)."""
 
     def __init__(self, receipts: Receipts) -> None:
+        super().__init__()
         self.journalled: list[DeviceEvent] = []
         self.readings: list[Reading] = []
         self.alive: set[str] = set()
         self._receipts = receipts
-        self.refuse = 0  # the next commits refused, as by a journal that cannot write
-        self.refused: list[DeviceEvent] = []
 
     async def event(self, event: DeviceEvent) -> None:
         await self.events([event])
 
     async def events(self, events: Sequence[DeviceEvent], receipt: Receipt | None = None
                      ) -> None:
-        if self.refuse:
-            self.refuse -= 1
-            self.refused.extend(events)
-            raise NotJournalledError("write_failed", "disk I/O error")
+        self.refusing(events)
         self.journalled.extend(events)
         if receipt is not None:
             self._receipts.note(receipt)

@@ -27,11 +27,10 @@ from gateway.core.clock import ManualClock
 from gateway.core.config import ModbusBusConfig, ModbusDevice
 from gateway.core.counters import Counters
 from gateway.core.model import DeliveryClass, DeviceEvent, Reading
-from gateway.journal import NotJournalledError
 from simulators.modbus_device import Fault, SimulatedDevice
 from simulators.modbus_rtu import RtuBusSimulator
 from simulators.modbus_tcp import TcpBusSimulator
-from tests.helpers import eventually
+from tests.helpers import Refusing, eventually
 
 LIBRARY = ProfileLibrary()
 MIXED = ["modbus-smoke-detector", "modbus-manhole-monitor", "modbus-door-io",
@@ -39,22 +38,17 @@ MIXED = ["modbus-smoke-detector", "modbus-manhole-monitor", "modbus-door-io",
 Transport = Literal["rtu", "tcp"]
 
 
-class Collected:
-    """Intake that keeps what the driver hands over; it refuses the next `refuse` events
-    as a journal that cannot write does."""
+class Collected(Refusing):
+    """Intake that keeps what the driver hands over (or refuses it, see `Refusing`)."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.events: list[DeviceEvent] = []
         self.readings: list[Reading] = []
         self.seen_count: Counter[str] = Counter()
-        self.refuse = 0
-        self.refused: list[DeviceEvent] = []
 
     async def event(self, event: DeviceEvent) -> None:
-        if self.refuse:
-            self.refuse -= 1
-            self.refused.append(event)
-            raise NotJournalledError("write_failed", "disk I/O error")
+        self.refusing([event])
         self.events.append(event)
 
     def reading(self, reading: Reading) -> None:

@@ -20,31 +20,25 @@ from gateway.core.clock import ManualClock
 from gateway.core.config import SerialDevice
 from gateway.core.counters import Counters
 from gateway.core.model import DeliveryClass, DeviceEvent, DeviceKind, Reading, encode
-from gateway.journal import NotJournalledError
 from simulators.serial_device import Fault, SerialDeviceSimulator
-from tests.helpers import eventually, make_config
+from tests.helpers import Refusing, eventually, make_config
 
 KEY = Pseudonymiser(b"site-secret-key-for-tests-only!!")
 CARD = "12345678"
 NAME = "Zhang Wei"
 
 
-class Collected:
-    """Intake that keeps what the drivers hand over; it refuses the next `refuse` events
-    as a journal that cannot write does."""
+class Collected(Refusing):
+    """Intake that keeps what the drivers hand over (or refuses it, see `Refusing`)."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.events: list[DeviceEvent] = []
         self.readings: list[Reading] = []
         self.alive: set[str] = set()
-        self.refuse = 0
-        self.refused: list[DeviceEvent] = []
 
     async def event(self, event: DeviceEvent) -> None:
-        if self.refuse:
-            self.refuse -= 1
-            self.refused.append(event)
-            raise NotJournalledError("write_failed", "disk I/O error")
+        self.refusing([event])
         self.events.append(event)
 
     def reading(self, reading: Reading) -> None:
