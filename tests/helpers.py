@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import itertools
 import os
+import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,11 +14,12 @@ from typing import Any
 
 import aiomqtt
 import msgspec
+import pytest
 
 from gateway.config_file import parse_config
 from gateway.core.config import GatewayConfig
-from gateway.core.model import DeviceEvent
-from gateway.journal import NotJournalledError
+from gateway.core.model import DeviceEvent, Record
+from gateway.journal import Journal, NotJournalledError
 from gateway.supervisor import Gateway
 
 _sites = itertools.count(1)
@@ -205,3 +207,22 @@ class Refusing:
             self.refuse -= 1
             self.refused.extend(events)
             raise NotJournalledError("write_failed", "disk I/O error")
+
+
+def refuse_commits(monkeypatch: pytest.MonkeyPatch, times: int,
+                   which: Callable[[list[Record]], bool]) -> list[list[Record]]:
+    """The journal thread's next `times` commits whose records `which` picks fail with a
+    write error (a disk's I/O error cannot be made on demand); returns, as they come, the
+    records of each commit refused."""
+    refused: list[list[Record]] = []
+    commit = Journal._commit_sync
+
+    def failing(journal: Journal, group: Any, lazy: Any) -> Any:
+        records = [r for job in group for r in job.records]
+        if len(refused) < times and which(records):
+            refused.append(records)
+            raise sqlite3.OperationalError("disk I/O error")
+        return commit(journal, group, lazy)
+
+    monkeypatch.setattr(Journal, "_commit_sync", failing)
+    return refused

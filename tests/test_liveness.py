@@ -6,13 +6,23 @@ import asyncio
 import json
 from pathlib import Path
 
+import pytest
+
 from gateway.core.clock import ManualClock
 from gateway.core.model import DeviceEvent, DeviceKind
 from gateway.journal import Journal
 from gateway.ops.private_servers import Mosquitto
 from gateway.status import Status, StatusBoard, supervise
 from gateway.supervisor import Gateway
-from tests.helpers import Watcher, eventually, make_config, running, sos_mqtt, unique_site
+from tests.helpers import (
+    Watcher,
+    eventually,
+    make_config,
+    refuse_commits,
+    running,
+    sos_mqtt,
+    unique_site,
+)
 
 
 async def _settle() -> None:
@@ -108,11 +118,7 @@ async def test_devices_gone_offline_together_are_journalled_in_one_commit(
         tmp_path: Path) -> None:
     """A bridge that drops, a sweep that finds a building's sensors silent: the offline
     events and the list of offline devices go in one commit, not one per device."""
-    devices = [sos_mqtt(f"sos-{n}", f"vendor/sos-{n}") for n in range(200)]
-    gateway = Gateway(make_config(tmp_path, site=unique_site("gone"), devices=devices))
-    for n in range(200):
-        gateway.board.add(f"sos-{n}", DeviceKind.ELDER_BUTTON, 60, 0.0)
-        gateway.board.set(f"sos-{n}", Status.ONLINE)  # found at start: no event
+    gateway = _found_online(tmp_path, 200)
     async with gateway.journal as journal:
         task = asyncio.create_task(gateway._journal_status_changes())
         try:
@@ -134,3 +140,45 @@ async def test_devices_gone_offline_together_are_journalled_in_one_commit(
         stored = await journal.read_state("status.offline")
     assert stored is not None
     assert len(json.loads(stored)) == 100
+
+
+async def test_a_status_change_the_journal_refused_is_journalled_once_it_writes_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The board tells a change once: a device gone offline whose event the journal
+    refused (an I/O error, injected twice) is handed over again, with the list of offline
+    devices, and the changes that came meanwhile follow it."""
+    refused = refuse_commits(monkeypatch, 2, lambda records: any(
+        isinstance(r, DeviceEvent) and r.type == "offline" for r in records))
+    gateway = _found_online(tmp_path, 2)
+    async with gateway.journal as journal:
+        task = asyncio.create_task(gateway._journal_status_changes())
+        try:
+            await eventually(lambda: gateway.board.transitions.empty(), what="start taken")
+            gateway.board.unreachable("sos-0")
+            await eventually(lambda: len(refused) == 1, what="the first refusal")
+            gateway.board.unreachable("sos-1")  # while the first waits to be handed over
+            await eventually(lambda: journal.last_seq == 2, timeout=15,
+                             what="both offline events")
+            assert not task.done()
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        entries = (await journal.read_after(0, 10)).entries
+        stored = await journal.read_state("status.offline")
+    assert [[(r.device, r.type) for r in rs if isinstance(r, DeviceEvent)]
+            for rs in refused] == [[("sos-0", "offline")]] * 2
+    assert [(e.record.device, e.record.type) for e in entries
+            if isinstance(e.record, DeviceEvent)] == [("sos-0", "offline"),
+                                                     ("sos-1", "offline")]
+    assert stored == b'["sos-0", "sos-1"]'
+    assert gateway.counters.get("journal_retries", device="sos-0") == 2
+
+
+def _found_online(tmp_path: Path, buttons: int) -> Gateway:
+    """A gateway (not running) whose buttons its board found online at start: no event."""
+    devices = [sos_mqtt(f"sos-{n}", f"vendor/sos-{n}") for n in range(buttons)]
+    gateway = Gateway(make_config(tmp_path, site=unique_site("gone"), devices=devices))
+    for n in range(buttons):
+        gateway.board.add(f"sos-{n}", DeviceKind.ELDER_BUTTON, 60, 0.0)
+        gateway.board.set(f"sos-{n}", Status.ONLINE)
+    return gateway

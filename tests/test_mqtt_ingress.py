@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import logging
-import sqlite3
 from pathlib import Path
-from typing import Any
 
 import msgspec
 import pytest
 
 from gateway.core.model import DeliveryClass, DeviceEvent
-from gateway.journal import Journal
 from gateway.ops.private_servers import Mosquitto
 from gateway.supervisor import Gateway
-from tests.helpers import Watcher, eventually, make_config, running, sos_mqtt, unique_site
+from tests.helpers import (
+    Watcher,
+    eventually,
+    make_config,
+    refuse_commits,
+    running,
+    sos_mqtt,
+    unique_site,
+)
 
 
 async def test_malformed_json_is_counted_logged_once_and_the_gateway_keeps_running(
@@ -163,17 +168,8 @@ async def test_a_qos0_press_the_journal_refused_is_handed_over_again(
     again until it is journalled, and the device's later messages follow it."""
     site = unique_site("ing")
     topic = f"vendor/{site}/sos-0"
-    refused: list[str] = []
-    real = Journal._commit_sync
-
-    def refuse_twice(self: Journal, group: Any, lazy: Any) -> Any:
-        if len(refused) < 2 and any(isinstance(r, DeviceEvent) and r.device == "sos-0"
-                                    for job in group for r in job.records):
-            refused.append("refused")
-            raise sqlite3.OperationalError("disk I/O error")
-        return real(self, group, lazy)
-
-    monkeypatch.setattr(Journal, "_commit_sync", refuse_twice)
+    refused = refuse_commits(monkeypatch, 2, lambda records: any(
+        isinstance(r, DeviceEvent) and r.device == "sos-0" for r in records))
     config = make_config(tmp_path, site=site, broker_port=mosquitto.port,
                          devices=[sos_mqtt("sos-0", topic)], shutdown_timeout_s=0.5)
     async with running(Gateway(config)) as gateway, Watcher(
@@ -185,6 +181,7 @@ async def test_a_qos0_press_the_journal_refused_is_handed_over_again(
         first = await watcher.next(lambda s: True)
         second = await watcher.next(lambda s: True)
         types = [msgspec.json.decode(m.payload, type=DeviceEvent).type for m in (first, second)]
-        assert refused == ["refused", "refused"]
+        assert [[r.type for r in rs if isinstance(r, DeviceEvent)] for rs in refused] == [
+            ["press"], ["press"]]
         assert types == ["press", "cancel"]  # the press after its refusals, then the next
         assert gateway.counters.get("journal_retries", device="sos-0") == 2

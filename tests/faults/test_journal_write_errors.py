@@ -8,22 +8,27 @@ errors must still raise its SOS alert on MQTT, once.
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
-from typing import Any
 
 import aiomqtt
 import msgspec
 import pytest
 
 from gateway.core.model import Alert, AlertState, DeviceEvent
-from gateway.journal import Journal
 from gateway.ops.private_servers import Mosquitto, VictoriaMetrics
 from gateway.supervisor import Gateway
 from simulators.elder_button import SimulatedElder
 from tests.faults.oracle import Observer
 from tests.faults.presses import numbered_sos, press_payload
-from tests.helpers import Watcher, elder_gpio, eventually, make_config, running, unique_site
+from tests.helpers import (
+    Watcher,
+    elder_gpio,
+    eventually,
+    make_config,
+    refuse_commits,
+    running,
+    unique_site,
+)
 
 BUTTONS = 20
 REFUSED = 3  # alert commits refused before the journal writes again
@@ -33,17 +38,8 @@ async def test_alerts_whose_commits_failed_are_raised_once_the_journal_writes_ag
     tmp_path: Path, mosquitto: Mosquitto, victoria: VictoriaMetrics,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    refused: list[int] = []
-    real = Journal._commit_sync
-
-    def failing(self: Journal, group: Any, lazy: Any) -> Any:
-        alerts = sum(isinstance(r, Alert) for job in group for r in job.records)
-        if alerts and len(refused) < REFUSED:
-            refused.append(alerts)
-            raise sqlite3.OperationalError("disk I/O error")
-        return real(self, group, lazy)
-
-    monkeypatch.setattr(Journal, "_commit_sync", failing)
+    refused = refuse_commits(monkeypatch, REFUSED,
+                             lambda records: any(isinstance(r, Alert) for r in records))
     site = unique_site("fault-write")
     devices = [numbered_sos(f"sos-{n}", f"vendor/{site}/sos-{n}") for n in range(BUTTONS)]
     config = make_config(tmp_path, site=site, broker_port=mosquitto.port,
@@ -78,18 +74,8 @@ async def test_a_wired_button_pressed_while_the_journal_refuses_still_raises_its
 ) -> None:
     """The button is its press's only source: the press the journal refused twice is
     handed over again by the driver, journalled and alerted; the next press follows it."""
-    refused: list[str] = []
-    real = Journal._commit_sync
-
-    def failing(self: Journal, group: Any, lazy: Any) -> Any:
-        presses = [r for job in group for r in job.records if isinstance(r, DeviceEvent)
-                   and r.device == "elder-9"]
-        if presses and len(refused) < 2:
-            refused.append(presses[0].type)
-            raise sqlite3.OperationalError("disk I/O error")
-        return real(self, group, lazy)
-
-    monkeypatch.setattr(Journal, "_commit_sync", failing)
+    refused = refuse_commits(monkeypatch, 2, lambda records: any(
+        isinstance(r, DeviceEvent) and r.device == "elder-9" for r in records))
     site = unique_site("fault-gpio")
     config = make_config(tmp_path, site=site, broker_port=mosquitto.port,
                          devices=[elder_gpio("elder-9", pin=22)], shutdown_timeout_s=0.5)
@@ -102,7 +88,8 @@ async def test_a_wired_button_pressed_while_the_journal_refuses_still_raises_its
         elder.up()
         firing = msgspec.json.decode((await duty.next(lambda m: True)).payload, type=Alert)
         assert firing.state is AlertState.FIRING
-        assert refused == ["press", "press"]
+        assert [[r.type for r in rs if isinstance(r, DeviceEvent)] for rs in refused] == [
+            ["press"], ["press"]]
         assert gateway.counters.get("journal_retries", device="elder-9") == 2
         events = [e.record for e in (await gateway.journal.read_after(0, 50)).entries
                   if isinstance(e.record, DeviceEvent) and e.record.device == "elder-9"]

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -18,7 +16,7 @@ from gateway.journal import Journal, NotJournalledError
 from rules.directory import directory_from_config
 from rules.engine import RuleEngine
 from rules.runner import RuleRunner
-from tests.helpers import elder_gpio, eventually, make_config
+from tests.helpers import elder_gpio, eventually, make_config, refuse_commits
 from tests.rules.sim import CONTACTS, DIRECTORY, T0, default_pack
 
 
@@ -162,17 +160,8 @@ async def test_an_alert_whose_commit_failed_comes_again_once_the_journal_takes_i
     seen: list[Alert] = []
     clock = ManualClock(T0 + 5)
     telemetry = TelemetryBuffer(10, Counters())
-    failures: list[str] = []
-    real = Journal._commit_sync
-
-    def refuse_once(self: Journal, group: Any, lazy: Any) -> Any:
-        refused = [r.id for job in group for r in job.records if isinstance(r, Alert)]
-        if not failures and refused:
-            failures.extend(refused)
-            raise sqlite3.OperationalError("disk I/O error")
-        return real(self, group, lazy)
-
-    monkeypatch.setattr(Journal, "_commit_sync", refuse_once)
+    refused = refuse_commits(monkeypatch, 1,
+                             lambda records: any(isinstance(r, Alert) for r in records))
     async with Journal(tmp_path / "journal.db") as journal:
         runner = RuleRunner(journal, RuleEngine(default_pack(), DIRECTORY, CONTACTS),
                             telemetry, clock, seen.append, Counters())
@@ -194,7 +183,9 @@ async def test_an_alert_whose_commit_failed_comes_again_once_the_journal_takes_i
             await asyncio.gather(task, return_exceptions=True)
         records = await _records(journal)
     alerts = [r for r in records if isinstance(r, Alert)]
-    assert failures == [a.id for a in alerts]  # the same alert, refused once
+    # the same alert, refused once
+    assert [r.id for r in refused[0] if isinstance(r, Alert)] == [a.id for a in alerts]
+    assert len(refused) == 1
     rule = "elder.sos" if cause == "press" else "temp_gate.fever"
     assert [(a.rule, a.state) for a in alerts] == [(rule, AlertState.FIRING)]
     assert [a.id for a in seen] == [a.id for a in alerts]
