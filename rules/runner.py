@@ -114,6 +114,8 @@ class RuleRunner:
 
     async def save(self) -> None:
         """Commit what waits (at shutdown: nothing needs to be evaluated again at the start)."""
+        if self._stale:
+            return  # memory is ahead of a failed commit: the journal's state stands
         rows = self.state_rows()
         moved = self._cursor > self._saved_cursor
         if rows or moved:

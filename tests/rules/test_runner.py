@@ -202,3 +202,36 @@ async def _restarted(runner: RuleRunner) -> None:
             await runner.run()
         except NotJournalledError:
             continue
+
+
+async def test_a_stop_after_a_failed_commit_saves_nothing_of_what_it_held(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stopped while it waits to start again after a refused commit, the rules save no
+    state: the alert the refused commit held is not in the journal, and a state that said
+    it was firing would keep it from being raised at the next start."""
+    refused = refuse_commits(monkeypatch, 1,
+                             lambda records: any(isinstance(r, Alert) for r in records))
+    async with Journal(tmp_path / "journal.db") as journal:
+        runner = RuleRunner(journal, RuleEngine(default_pack(), DIRECTORY, CONTACTS),
+                            TelemetryBuffer(10, Counters()), ManualClock(T0 + 5),
+                            lambda alert: None, Counters())
+        await runner.restore()
+        await journal.append(make_event(DeviceKind.ELDER_BUTTON, "elder-1", "press", T0))
+        with pytest.raises(NotJournalledError):
+            await runner.run()
+        assert len(refused) == 1
+        await runner.save()
+    async with Journal(tmp_path / "journal.db") as journal:
+        again = RuleEngine(default_pack(), DIRECTORY, CONTACTS)
+        seen: list[Alert] = []
+        runner = RuleRunner(journal, again, TelemetryBuffer(10, Counters()),
+                            ManualClock(T0 + 5), seen.append, Counters())
+        await runner.restore()
+        task = asyncio.create_task(runner.run(), name="test.rules")
+        try:
+            await eventually(lambda: bool(seen), what="the SOS raised at the next start")
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    assert [(a.rule, a.state) for a in seen] == [("elder.sos", AlertState.FIRING)]
