@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
 
 from drivers.intake import Intake
 from gateway.core.backoff import Backoff
@@ -23,6 +24,8 @@ log = logging.getLogger(__name__)
 RETRY_MIN_S = 0.05  # the first retry after this, then doubling
 RETRY_MAX_S = 5.0  # up to this
 
+T = TypeVar("T")
+
 
 async def hand_over(intake: Intake, event: DeviceEvent, clock: Clock,
                     counters: Counters) -> None:
@@ -30,15 +33,15 @@ async def hand_over(intake: Intake, event: DeviceEvent, clock: Clock,
     await keep_handing(lambda: intake.event(event), [event], clock, counters)
 
 
-async def keep_handing(give: Callable[[], Awaitable[None]], events: Sequence[DeviceEvent],
-                       clock: Clock, counters: Counters) -> None:
-    """Call `give` (which journals `events` in one commit) until it returns; each refusal
-    is counted as `journal_retries{device}` and logged as an error."""
+async def keep_handing(give: Callable[[], Awaitable[T]], events: Sequence[DeviceEvent],
+                       clock: Clock, counters: Counters) -> T:
+    """Call `give` (which journals `events` in one commit) until it returns, and return
+    what it returns; each refusal is counted as `journal_retries{device}` and logged as an
+    error."""
     backoff: Backoff | None = None
     while True:
         try:
-            await give()
-            return
+            return await give()
         except Exception as exc:  # not received: nothing else would give them again
             backoff = backoff or Backoff(RETRY_MIN_S, RETRY_MAX_S)
             delay = max(backoff.next_delay(), RETRY_MIN_S)

@@ -490,23 +490,22 @@ class Gateway:
                 events.append(make_event(kind, device, new.value, ts))
             if not events:
                 continue
-            taken = True
-
-            async def commit(events: list[DeviceEvent] = events,
-                             after: set[str] = after) -> None:
-                nonlocal taken
-                try:
-                    await self.journal.commit(
-                        events, state={OFFLINE_KEY: json.dumps(sorted(after)).encode()})
-                except JournalFullError as exc:  # the quota's documented, counted loss
-                    self.counters.inc("dropped", len(events), cls="event", reason=exc.reason)
-                    taken = False
-
             # the board does not tell a change twice: refused by a write error, the
             # changes are handed over again until they are journalled
-            await keep_handing(commit, events, self.clock, self.counters)
-            if taken:
+            if await keep_handing(functools.partial(self._commit_status, events, after),
+                                  events, self.clock, self.counters):
                 offline = after
+
+    async def _commit_status(self, events: list[DeviceEvent], offline: set[str]) -> bool:
+        """Whether the status events and the offline list were journalled; False when the
+        quota refused them (its documented, counted loss)."""
+        try:
+            await self.journal.commit(
+                events, state={OFFLINE_KEY: json.dumps(sorted(offline)).encode()})
+        except JournalFullError as exc:
+            self.counters.inc("dropped", len(events), cls="event", reason=exc.reason)
+            return False
+        return True
 
     async def _prune(self) -> None:
         """Delete what every consumer has passed; SQLite reuses the freed pages."""
