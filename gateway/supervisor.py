@@ -24,6 +24,7 @@ from drivers.zigbee2mqtt import BridgedDevice, Zigbee2MqttBridges
 from gateway.acks import AckDesk
 from gateway.clock_sync import ClockProbe, read_kernel_clock, trustworthy
 from gateway.console.alert_log import AlertLog
+from gateway.core.backoff import Backoff
 from gateway.core.clock import Clock, SystemClock
 from gateway.core.config import (
     BROKER_MESSAGE_LIMIT,
@@ -93,6 +94,8 @@ OVERLOAD_SAMPLE_S = 0.5  # how often the lanes' backlogs are looked at
 # evaluated, are beyond these: an alarm's alert then waits behind at most that much, and
 # the rest of a storm waits in the broker (or in the devices)
 HOLD_RECORDS = 64
+RULES_RETRY_MIN_S = 0.05  # the rules task started again after a failure: first delay
+RULES_RETRY_MAX_S = 5.0  # and its cap
 HOLD_READINGS = 1024
 
 
@@ -353,14 +356,17 @@ class Gateway:
                 if isinstance(device, GpioDevice):
                     self.board.set(device.id, Status.ONLINE)  # wired: present while we run
 
-            def task(name: str, run: Callable[[], Awaitable[None]]) -> asyncio.Task[None]:
-                return group.create_task(keep_running(name, run, self.clock, self.counters),
-                                         name=name)
+            def task(name: str, run: Callable[[], Awaitable[None]],
+                     backoff: Backoff | None = None) -> asyncio.Task[None]:
+                return group.create_task(
+                    keep_running(name, run, self.clock, self.counters, backoff), name=name)
 
             core = [
                 task("gw.mqtt.link", self.link.run),
                 *([task("gw.mqtt.bulk", self.bulk_link.run)] if self.bulk_link else []),
-                task("gw.rules", self.runner.run),
+                # the alerts wait for the rules: after a refused commit, within 5 s at most
+                # of the journal writing again, not the 30 s of the other tasks' cap
+                task("gw.rules", self.runner.run, Backoff(RULES_RETRY_MIN_S, RULES_RETRY_MAX_S)),
                 task("gw.sink.mqtt", self.mqtt_sink.run),
                 task("gw.sink.store", self.store_sink.run),
                 task("gw.sink.notify", self.notify_sink.run),

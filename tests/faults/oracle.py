@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,7 @@ class Observer:
         self._persistent = persistent
         self.events: list[DeviceEvent] = []
         self.messages: list[tuple[str, bytes]] = []
+        self.arrived: list[float] = []  # time.monotonic() of each of `messages`
         self.connected = asyncio.Event()
         self.connections = 0  # subscribed this many times
         self._task: asyncio.Task[None] | None = None
@@ -64,6 +66,7 @@ class Observer:
                         if not isinstance(message.payload, bytes):
                             continue
                         self.messages.append((str(message.topic), message.payload))
+                        self.arrived.append(time.monotonic())
                         if self._events:
                             self.events.append(
                                 msgspec.json.decode(message.payload, type=DeviceEvent))
