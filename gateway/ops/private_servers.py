@@ -10,6 +10,7 @@ import base64
 import contextlib
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -30,9 +31,39 @@ class ServiceError(Exception):
 
 
 def free_port() -> int:
+    """A loopback port free now, for a server started next.
+
+    Drawn at random below the kernel's ephemeral range: a port the kernel hands out
+    (`bind` to port 0) is free only until closed, and the source port of any outgoing
+    connection comes from that same range, so the server that bound it a moment later
+    sometimes found it taken ("address already in use"). Below the range only other
+    servers bind, and a random draw from thousands of ports rarely meets one of them.
+    """
+    low = _ephemeral_low()
+    if low - PORTS_FROM >= 1000:
+        for _ in range(100):
+            port = _draw.randrange(PORTS_FROM, low)
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+                try:
+                    sock.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+PORTS_FROM = 10_000  # the lowest port free_port draws
+_draw = random.SystemRandom()  # not the processes' seeded generators: they may share one
+
+
+def _ephemeral_low() -> int:
+    """The lowest port of the kernel's ephemeral range (Linux; elsewhere IANA's 49152)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 49_152
 
 
 def find_binary(name: str) -> str:
