@@ -5,11 +5,17 @@ nothing again: once their driver has seen an edge, a change, a frame or a part, 
 exists only in its memory. Events the journal refuses (a write error, a full disk without
 the alarm reserve) are then handed over again, with backoff, until they are taken: the
 driver waits for them meanwhile, so that what comes later follows them in order.
+
+A driver that serves several sources (a bus's devices) gives each its own `Backlog`: a
+refused event and its source's later ones wait there, in order, while the driver goes on
+serving the other sources.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
@@ -23,6 +29,7 @@ log = logging.getLogger(__name__)
 
 RETRY_MIN_S = 0.05  # the first retry after this, then doubling
 RETRY_MAX_S = 5.0  # up to this
+BACKLOG_MAX = 64  # events of one source waiting in the background; then its driver waits
 
 T = TypeVar("T")
 
@@ -45,9 +52,67 @@ async def keep_handing(give: Callable[[], Awaitable[T]], events: Sequence[Device
         except Exception as exc:  # not received: nothing else would give them again
             backoff = backoff or Backoff(RETRY_MIN_S, RETRY_MAX_S)
             delay = max(backoff.next_delay(), RETRY_MIN_S)
-            first = events[0]
-            counters.inc("journal_retries", device=first.device)
-            log.error("%s %s from %s%s not journalled (%s); handed over again in %.2f s",
-                      first.kind, first.type, first.device,
-                      f" and {len(events) - 1} more" if len(events) > 1 else "", exc, delay)
+            _refused(events, exc, delay, counters)
             await clock.sleep(delay)
+
+
+def _refused(events: Sequence[DeviceEvent], exc: Exception, delay: float,
+             counters: Counters) -> None:
+    first = events[0]
+    counters.inc("journal_retries", device=first.device)
+    log.error("%s %s from %s%s not journalled (%s); handed over again in %.2f s",
+              first.kind, first.type, first.device,
+              f" and {len(events) - 1} more" if len(events) > 1 else "", exc, delay)
+
+
+class Backlog:
+    """The events of one source, handed over in order; once one is refused, it and the
+    source's later events wait here and are handed over again in the background (a task
+    in `tasks`), so that the driver serves its other sources meanwhile. When `limit`
+    events wait, `give` waits for room."""
+
+    def __init__(self, intake: Intake, clock: Clock, counters: Counters,
+                 tasks: asyncio.TaskGroup, limit: int = BACKLOG_MAX) -> None:
+        self._intake = intake
+        self._clock = clock
+        self._counters = counters
+        self._tasks = tasks
+        self._limit = limit
+        self._waiting: deque[DeviceEvent] = deque()
+        self._room = asyncio.Event()
+        self._draining: asyncio.Task[None] | None = None
+
+    @property
+    def waiting(self) -> int:
+        """Events refused and not yet taken."""
+        return len(self._waiting)
+
+    async def give(self, event: DeviceEvent) -> None:
+        """Return once `event` is journalled or waits its turn here."""
+        if not self._waiting:
+            try:
+                await self._intake.event(event)
+                return
+            except Exception as exc:  # not received: nothing else would give it again
+                _refused([event], exc, RETRY_MIN_S, self._counters)
+        while len(self._waiting) >= self._limit:
+            self._room.clear()
+            await self._room.wait()
+        self._waiting.append(event)
+        if self._draining is None:
+            self._draining = self._tasks.create_task(
+                self._drain(), name=f"backlog[{event.device}]")
+
+    async def _drain(self) -> None:
+        try:
+            await self._clock.sleep(RETRY_MIN_S)
+            while self._waiting:
+                await hand_over(self._intake, self._waiting[0], self._clock, self._counters)
+                self._waiting.popleft()
+                self._room.set()
+        finally:
+            self._draining = None
+            if self._waiting:  # a stop: these were never journalled
+                first = self._waiting[0]
+                log.error("%d event(s) from %s not journalled at the stop, the first %s %s",
+                          len(self._waiting), first.device, first.kind, first.type)

@@ -7,6 +7,11 @@ failure is counted per device and reason (timeout, crc, garbage, truncated, wron
 exception_code, decode, out_of_range, unmapped_value) and logged once until the device
 answers a whole poll cleanly again.
 
+A change the journal refuses waits in its device's backlog and is handed over again in
+the background (`drivers.handover.Backlog`): the poll that saw it is the change's only
+source. The device's later changes wait behind it, in order, while every device of the bus
+is polled on, so a journal that cannot write marks none of them offline.
+
 Scheduling runs on the injected clock; the silence between frames and the answer timeout
 are physical and run on the event loop's time.
 """
@@ -22,7 +27,7 @@ from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusIOException
 from pymodbus.pdu import ModbusPDU
 
-from drivers.handover import hand_over
+from drivers.handover import Backlog
 from drivers.intake import Intake
 from drivers.modbus.device import Due, PolledDevice, Value
 from drivers.modbus.frames import classify_rtu, classify_tcp
@@ -97,41 +102,54 @@ class ModbusBusDriver:
         self._dropped = b""  # its first bytes the RTU framer dropped before that
         self._quiet_until = 0.0  # loop time before which the line must stay silent
         self._silence_s = _silence_s(bus)
+        self._backlogs: dict[str, Backlog] = {}
 
     @property
     def name(self) -> str:
         return f"modbus[{self._bus.id}]"
 
+    def waiting(self) -> dict[str, int]:
+        """Per device: its changes the journal refused and not yet taken."""
+        return {d.id: self._backlogs[d.id].waiting if d.id in self._backlogs else 0
+                for d in self._devices}
+
     async def run(self, intake: Intake) -> None:
         client = self._client()
         client.set_max_no_responses(_NEVER)
-        backoff = Backoff(min(1.0, self._bus.retry_max_s), self._bus.retry_max_s)
-        down = False
         try:
-            while True:
-                if not await client.connect():
-                    if not down:
-                        log.warning("bus %s: cannot open %s; retrying", self._bus.id,
-                                    self._where())
-                    down = True
-                    self._counters.inc("modbus_link_down", bus=self._bus.id)
-                    await self._clock.sleep(backoff.next_delay())
-                    continue
-                if down:
-                    log.info("bus %s: %s is open again", self._bus.id, self._where())
-                down = False
-                backoff.reset()
-                try:
-                    await self._serve(client, intake)
-                except BusDownError as exc:
-                    log.warning("bus %s: %s lost (%s); reconnecting", self._bus.id,
-                                self._where(), exc)
-                    down = True
-                    self._counters.inc("modbus_link_down", bus=self._bus.id)
-                    client.close()
-                    await self._clock.sleep(backoff.next_delay())
+            async with asyncio.TaskGroup() as tasks:
+                self._backlogs = {d.id: Backlog(intake, self._clock, self._counters, tasks)
+                                  for d in self._devices}
+                await self._keep_open(client, intake)
         finally:
             client.close()
+
+    async def _keep_open(self, client: AsyncModbusSerialClient | AsyncModbusTcpClient,
+                         intake: Intake) -> None:
+        backoff = Backoff(min(1.0, self._bus.retry_max_s), self._bus.retry_max_s)
+        down = False
+        while True:
+            if not await client.connect():
+                if not down:
+                    log.warning("bus %s: cannot open %s; retrying", self._bus.id,
+                                self._where())
+                down = True
+                self._counters.inc("modbus_link_down", bus=self._bus.id)
+                await self._clock.sleep(backoff.next_delay())
+                continue
+            if down:
+                log.info("bus %s: %s is open again", self._bus.id, self._where())
+            down = False
+            backoff.reset()
+            try:
+                await self._serve(client, intake)
+            except BusDownError as exc:
+                log.warning("bus %s: %s lost (%s); reconnecting", self._bus.id,
+                            self._where(), exc)
+                down = True
+                self._counters.inc("modbus_link_down", bus=self._bus.id)
+                client.close()
+                await self._clock.sleep(backoff.next_delay())
 
     async def _serve(self, client: AsyncModbusSerialClient | AsyncModbusTcpClient,
                      intake: Intake) -> None:
@@ -169,9 +187,10 @@ class ModbusBusDriver:
             self._counters.reject(log, device.id, reason, detail)
         if outcome.reading is not None:
             intake.reading(outcome.reading)
+        backlog = self._backlogs[device.id]
         for event in outcome.events:
             # the change is in this driver's memory alone: the next poll no longer sees it
-            await hand_over(intake, event, self._clock, self._counters)
+            await backlog.give(event)
         self._counters.inc("modbus_polls", bus=self._bus.id, device=device.id)
         now = self._clock.monotonic()
         if fault is not None:

@@ -201,28 +201,57 @@ async def test_alarm_points_are_polled_between_full_polls() -> None:
 
 async def test_an_alarm_the_journal_refused_is_handed_over_again_until_it_is_taken() -> None:
     """The register still says alarm at the next poll, but the driver saw the change
-    already: it is the alarm's only source. It hands it over again, with backoff, and
-    polls on only once the journal took it."""
+    already: it is the alarm's only source. It hands it over again, with backoff, until
+    the journal takes it, and the device's later change follows it in order."""
     async with on_line("rtu", [profile("modbus-smoke-detector")]) as line:
         await line.polled(1)
-        line.intake.refuse = 2
+        line.intake.refuse = 3
         line.units[1].raise_alarm("alarm")
-        line.clock.advance(line.poll_s)
+        await line.cycle()  # the alarm seen, refused, and waiting
+        assert line.intake.refused and not line.intake.events
+        line.units[1].clear_alarm("alarm")
+        await line.cycle()  # the clear waits behind it
 
         def taken() -> bool:
-            if line.intake.events:
-                return True
-            assert line.polls(1) == 1  # waiting for the alarm, not polling past it
-            line.clock.advance(0.01)  # the retries' backoff runs on the manual clock
-            return False
+            line.clock.advance(0.05)  # the retries' backoff runs on the manual clock
+            return len(line.intake.events) == 2
 
-        await eventually(taken, what="the alarm taken")
-        await line.polled(2)
-        assert [e.type for e in line.intake.events] == ["alarm"]
-        assert line.intake.refused == line.intake.events * 2  # the same event, its time kept
-        assert line.counters.get("journal_retries", device="u1") == 2
-        await line.cycle()  # polling goes on; the standing alarm is no new event
-        assert [e.type for e in line.intake.events] == ["alarm"]
+        await eventually(taken, what="the alarm and its clear taken")
+        alarm, clear = line.intake.events
+        assert (alarm.type, clear.type) == ("alarm", "alarm_cleared")
+        assert alarm.ts < clear.ts
+        assert line.intake.refused == [alarm] * 3  # the same event, its time kept
+        assert line.counters.get("journal_retries", device="u1") == 3
+        await line.cycle()  # polling goes on; nothing new
+        assert len(line.intake.events) == 2
+
+
+async def test_the_other_devices_are_polled_while_one_devices_alarm_waits() -> None:
+    """A journal that cannot write for a while: the refused alarm waits in its device's
+    backlog while the bus polls every device on (none of them looks offline), and a
+    second device's alarm waits in its own."""
+    async with on_line("rtu", [profile("modbus-smoke-detector")] * 3) as line:
+        await line.polled(1)
+        line.intake.refuse = 1_000
+        line.units[1].raise_alarm("alarm")
+        line.units[3].raise_alarm("alarm")
+        for _ in range(4):
+            seen = dict(line.intake.seen_count)
+            await line.cycle()
+            assert all(line.intake.seen_count[d] > seen[d] for d in ("u1", "u2", "u3"))
+        assert not line.intake.events
+        assert {e.device for e in line.intake.refused} == {"u1", "u3"}
+        assert line.driver.waiting() == {"u1": 1, "u2": 0, "u3": 1}
+        line.intake.refuse = 0
+
+        def taken() -> bool:
+            line.clock.advance(1.0)
+            return len(line.intake.events) == 2
+
+        await eventually(taken, what="both alarms taken")
+        assert sorted((e.device, e.type) for e in line.intake.events) == [
+            ("u1", "alarm"), ("u3", "alarm")]
+        assert line.driver.waiting() == {"u1": 0, "u2": 0, "u3": 0}
 
 
 def _wait_after(line: Line, unit: int, since: dict[int, int]) -> float:
