@@ -104,6 +104,9 @@ class MqttLink:
         # too: read at once, a lane flooded by one device cost its other alarms more
         # (docs/benchmarks.md, "Medians of 3: footprint, compound day and the floods")
         self.pace_s = READ_PACE_S
+        # told (topic, reason) of every QoS 1 publish the broker refused in its PUBACK,
+        # before the publisher hears that it was answered
+        self.refusals: list[Callable[[str, str], None]] = []
 
     def subscribe(self, topic_filter: str, handler: Handler) -> None:
         """Register a handler; subscriptions are (re)made on every connection.
@@ -214,6 +217,10 @@ class MqttLink:
             self._counters.inc("mqtt_publish_failed", reason="timeout" if not done else "lost")
             raise LinkDownError(messages[0][0])
 
+    def _refused(self, topic: str, reason: str) -> None:
+        for listener in self.refusals:
+            listener(topic, reason)
+
     def _send_all(self, session: Session, messages: Sequence[tuple[str, bytes, bool]]
                   ) -> asyncio.Future[list[None]]:
         if session.lost.done():
@@ -316,7 +323,8 @@ class MqttLink:
             cfg, self._identifier,
             None if self._will is None else (self._will.topic, self._will.payload), password,
             inbox.deliver, self._counters, receive_maximum=PIPELINE, max_packet=MAX_PACKET,
-            max_inflight=self.max_inflight, pace_s=self.pace_s, behind=inbox.behind)
+            max_inflight=self.max_inflight, pace_s=self.pace_s, behind=inbox.behind,
+            refused=self._refused)
         try:
             await connection.open()
             if connection.broker_receive_maximum < self.max_inflight:

@@ -93,8 +93,10 @@ class BrokerConnection(asyncio.Protocol):
         max_packet: int,
         pace_s: float,
         behind: Callable[[bool], None] = lambda behind: None,
+        refused: Callable[[str, str], None] = lambda topic, reason: None,
     ) -> None:
         self._config = config
+        self._refused = refused  # told (topic, reason) of each QoS 1 publish refused
         self._deliver = deliver
         # told whether the broker holds more than the gateway reads: a read that took a
         # full chunk, a turn that took a whole burst and left more, or reading paused for
@@ -145,6 +147,7 @@ class BrokerConnection(asyncio.Protocol):
         self._ping_at: float | None = None
         self._next_id = 0
         self._inflight: dict[int, asyncio.Future[None]] = {}  # QoS 1 publishes sent
+        self._inflight_topics: dict[int, str] = {}  # and their topics, to name a refusal
         self._queued: deque[tuple[str, bytes, bool, asyncio.Future[None]]] = deque()
         self._subacks: dict[int, asyncio.Future[list[mqtt5.SubAckReasonCode]]] = {}
         self._unsubscribes: set[int] = set()
@@ -525,18 +528,24 @@ class BrokerConnection(asyncio.Protocol):
                        done: asyncio.Future[None]) -> None:
         packet_id = self._packet_id()
         self._inflight[packet_id] = done
+        self._inflight_topics[packet_id] = topic
         self._send(mqtt5.PublishPacket(topic, payload, qos=mqtt5.QoS.AT_LEAST_ONCE,
                                        retain=retain, packet_id=packet_id).write())
 
     def _puback(self, puback: mqtt5.PubAckPacket) -> None:
         done = self._inflight.pop(puback.packet_id, None)
+        topic = self._inflight_topics.pop(puback.packet_id, None)
         if int(puback.reason_code) >= FAILURE:
             reason = reason_text(puback.reason_code)
             self._counters.inc("mqtt_publish_refused", reason=reason)
             self._counters.log_once(log, ("mqtt", "puback", reason), "the broker refused a "
-                                    "message: %s; repeats are counted", reason)
+                                    "message on %s: %s; repeats are counted", topic, reason)
+            if topic is not None:
+                self._refused(topic, reason)  # before its publisher hears the answer
         if done is not None and not done.done():
-            done.set_result(None)  # answered: whatever the answer, it is not sent again
+            # answered: whatever the answer, not sent again on this connection (the
+            # `refused` callback decides what goes again, and when)
+            done.set_result(None)
         while self._queued and len(self._inflight) < self._max_inflight:
             topic, payload, retain, waiting = self._queued.popleft()
             if not waiting.done():  # else given up on (a timeout)

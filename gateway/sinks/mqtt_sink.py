@@ -5,6 +5,11 @@ new connection it re-asserts the retained state (gateway online, device status, 
 alerts), because the broker may have restarted without persistence, and publishes again
 what the lost broker had confirmed shortly before (the replay). Records new to the broker
 go first on every turn: an alarm never waits behind the replay or the re-assertion.
+
+A retained alert or device status the broker refuses in its PUBACK (an ACL that does not
+let the gateway write the topic, a quota) goes again, in its newest state, after 1 s and
+then doubling up to 60 s, until the broker takes it. A refused event is counted
+(`mqtt_publish_refused{reason}`) and not sent again: it is in the journal and the store.
 """
 
 from __future__ import annotations
@@ -38,6 +43,8 @@ TOPICS_KEPT = 100_000  # outgoing topics kept per device (and per rule and key),
 # journal batches published and not yet acknowledged, at most: a new alarm goes out while
 # the broker's acknowledgements of the batches before it are still on their way
 BATCHES_IN_FLIGHT = 4
+REFUSED_RETRY_MIN_S = 1.0  # a retained message the broker refused goes again after this,
+REFUSED_RETRY_MAX_S = 60.0  # then doubling up to this
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +115,13 @@ class MqttSink:
         self.moved = asyncio.Event()  # set whenever the cursor advances
         self._telemetry_topics: dict[str, str] = {}  # device -> its telemetry topic
         self._alert_topics: dict[tuple[str, str], str] = {}  # (rule, key) -> alert topic
+        self._status_topics: dict[str, str] = {}  # status topic published -> its device
+        # retained topics the broker refused: when each goes again, and its last delay
+        self._retry_at: dict[str, float] = {}
+        self._retry_delay: dict[str, float] = {}
+        self._retry_due = asyncio.Event()
+        self._retry_timer: asyncio.Task[None] | None = None
+        link.refusals.append(self._refused)
 
     def seed(self, alerts: list[Alert]) -> None:
         """Active alerts restored at start, re-asserted on every connection."""
@@ -115,6 +129,13 @@ class MqttSink:
             self._alerts[self._topics.alert(alert.rule, alert.device)] = (0, encode(alert))
 
     async def run(self) -> None:
+        try:
+            await self._run()
+        finally:
+            if self._retry_timer is not None:
+                self._retry_timer.cancel()
+
+    async def _run(self) -> None:
         self._cursor = self._sent = await self._journal.cursor(CONSUMER)
         current = 0
         while True:
@@ -135,6 +156,7 @@ class MqttSink:
                 busy = await self._publish_journal(session)
                 busy = await self._settle() or busy
                 busy = await self._publish_status(session) or busy
+                busy = await self._publish_refused(session) or busy
                 busy = await self._reassert(session) or busy
                 busy = await self._replay(session) or busy
                 busy = await self._publish_telemetry(session) or busy
@@ -144,9 +166,10 @@ class MqttSink:
             if not busy:
                 oldest = self._in_flight[0].confirmed if self._in_flight else session.lost
                 await first_of(self._journal_wake, self._telemetry_wake, self._board.changed,
-                               session.lost, oldest)
+                               self._retry_due, session.lost, oldest)
                 telemetry_only = not (self._journal_wake.is_set() or self._board.changed.is_set()
-                                      or session.lost.done() or oldest.done())
+                                      or self._retry_due.is_set() or session.lost.done()
+                                      or oldest.done())
                 self._telemetry_wake.clear()
                 if telemetry_only:
                     # readings arrive a network packet at a time under a steady load: a turn
@@ -156,7 +179,7 @@ class MqttSink:
                     with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(TELEMETRY_BATCH_S):
                             await first_of(self._journal_wake, self._board.changed,
-                                           session.lost, oldest)
+                                           self._retry_due, session.lost, oldest)
                 self._journal_wake.clear()
                 # board.changed is cleared where the statuses are read, not here: a change
                 # during the wait must still be published
@@ -246,15 +269,83 @@ class MqttSink:
             self._board.changed.set()  # the rest on the next turn
         # together, as a journal batch goes: a whole site coming online at once must not
         # wait for one broker round trip per device
+        topics = [self._topics.status(kind, device) for device, kind, _ in changed]
+        self._status_topics.update(
+            (topic, device) for topic, (device, _, _) in zip(topics, changed, strict=True))
         results = await asyncio.gather(*(
-            self._link.publish_on(session, self._topics.status(kind, device), status.encode(),
-                                  retain=True)
-            for device, kind, status in changed), return_exceptions=True)
-        for (device, _, status), result in zip(changed, results, strict=True):
+            self._link.publish_on(session, topic, status.encode(), retain=True)
+            for topic, (_, _, status) in zip(topics, changed, strict=True)),
+            return_exceptions=True)
+        for topic, (device, _, status), result in zip(topics, changed, results, strict=True):
             if isinstance(result, BaseException):
                 raise result
+            if topic in self._retry_at:
+                continue  # refused: published again when due
             self._published_status[device] = status
+            if self._retry_delay.pop(topic, None) is not None:
+                self._taken(topic)
         return bool(changed)
+
+    def _refused(self, topic: str, reason: str) -> None:
+        """The broker refused a message on `topic`: a retained alert or status goes again
+        when its delay has passed (the link's `refusals` call this)."""
+        device = self._status_topics.get(topic)
+        if topic not in self._alerts and device is None:
+            return  # an event: counted by the link, kept in the journal and the store
+        if device is not None:
+            self._published_status.pop(device, None)
+        first = topic not in self._retry_delay
+        delay = min(self._retry_delay.get(topic, REFUSED_RETRY_MIN_S / 2) * 2,
+                    REFUSED_RETRY_MAX_S)
+        self._retry_delay[topic] = delay
+        self._retry_at[topic] = self._clock.monotonic() + delay
+        if first:
+            log.warning("the broker refused the retained message on %s (%s); it goes again, "
+                        "in its newest state, until the broker takes it", topic, reason)
+        self._arm_retry()
+
+    def _arm_retry(self) -> None:
+        """Wake the sink when the first refused topic is due."""
+        if self._retry_timer is not None:
+            self._retry_timer.cancel()
+            self._retry_timer = None
+        if self._retry_at:
+            wait = min(self._retry_at.values()) - self._clock.monotonic()
+            self._retry_timer = asyncio.get_running_loop().create_task(
+                self._wake_retry(wait), name="mqtt_sink.refused")
+
+    async def _wake_retry(self, wait: float) -> None:
+        if wait > 0:
+            await self._clock.sleep(wait)
+        self._retry_due.set()
+
+    async def _publish_refused(self, session: Session) -> bool:
+        """The refused retained alerts that are due, in their newest state (a status goes
+        with the statuses)."""
+        if not self._retry_due.is_set():
+            return False
+        self._retry_due.clear()
+        now = self._clock.monotonic()
+        due = [topic for topic, at in self._retry_at.items() if at <= now]
+        for topic in due:
+            del self._retry_at[topic]
+        alerts = [topic for topic in due if topic in self._alerts]
+        if len(alerts) < len(due):
+            self._board.changed.set()  # a status no longer marked published goes again
+        try:
+            await _all([self._link.publish_on(session, topic, self._alerts[topic][1],
+                                               retain=True) for topic in alerts])
+        finally:
+            self._arm_retry()
+        for topic in alerts:
+            if topic not in self._retry_at:  # not refused again
+                del self._retry_delay[topic]
+                self._taken(topic)
+        return bool(due)
+
+    def _taken(self, topic: str) -> None:
+        self._counters.inc("mqtt_refused_taken")
+        log.info("the broker took the retained message on %s", topic)
 
     def _unsend(self) -> None:
         """Forget what was published and not confirmed: it goes again, from the cursor."""

@@ -208,7 +208,8 @@ async def test_an_alarm_the_journal_refused_is_handed_over_again_until_it_is_tak
         line.intake.refuse = 3
         line.units[1].raise_alarm("alarm")
         await line.cycle()  # the alarm seen, refused, and waiting
-        assert line.intake.refused and not line.intake.events
+        assert line.intake.refused
+        assert not line.intake.events
         line.units[1].clear_alarm("alarm")
         await line.cycle()  # the clear waits behind it
 
