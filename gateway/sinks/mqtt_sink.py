@@ -166,10 +166,9 @@ class MqttSink:
             if not busy:
                 oldest = self._in_flight[0].confirmed if self._in_flight else session.lost
                 await first_of(self._journal_wake, self._telemetry_wake, self._board.changed,
-                               self._retry_due, session.lost, oldest)
+                               session.lost, oldest)
                 telemetry_only = not (self._journal_wake.is_set() or self._board.changed.is_set()
-                                      or self._retry_due.is_set() or session.lost.done()
-                                      or oldest.done())
+                                      or session.lost.done() or oldest.done())
                 self._telemetry_wake.clear()
                 if telemetry_only:
                     # readings arrive a network packet at a time under a steady load: a turn
@@ -179,7 +178,7 @@ class MqttSink:
                     with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(TELEMETRY_BATCH_S):
                             await first_of(self._journal_wake, self._board.changed,
-                                           self._retry_due, session.lost, oldest)
+                                           session.lost, oldest)
                 self._journal_wake.clear()
                 # board.changed is cleared where the statuses are read, not here: a change
                 # during the wait must still be published
@@ -318,6 +317,7 @@ class MqttSink:
         if wait > 0:
             await self._clock.sleep(wait)
         self._retry_due.set()
+        self._journal_wake.set()  # a turn of the sink, which publishes what is due
 
     async def _publish_refused(self, session: Session) -> bool:
         """The refused retained alerts that are due, in their newest state (a status goes
