@@ -10,11 +10,10 @@ from pathlib import Path
 
 import msgspec
 
-from gateway.config_file import load_config
 from gateway.core.model import Alert, AlertState
 from gateway.ops.private_servers import Mosquitto
 from gateway.supervisor import Gateway
-from tests.helpers import Seen, Watcher, eventually, running, unique_site
+from tests.helpers import Seen, Watcher, eventually, make_config, running, sos_mqtt, unique_site
 
 
 class _AclBroker(Mosquitto):
@@ -36,25 +35,12 @@ class _AclBroker(Mosquitto):
         return command
 
 
-def _config(tmp_path: Path, site: str, port: int) -> Path:
-    file = tmp_path / "gateway.toml"
-    file.write_text(f"""
-site = "{site}"
-shutdown_timeout_s = 0.5
-[broker]
-port = {port}
-username = "gw"
-[store]
-url = "http://127.0.0.1:9"
-[journal]
-path = "{tmp_path / 'journal.db'}"
-[[devices]]
-id = "sos-1"
-kind = "elder_button"
-transport = "mqtt"
-mqtt = {{ topic = "z2m/{site}/sos-1", event_key = "action", events = {{ single = "press" }} }}
-""")
-    return file
+def _gateway(tmp_path: Path, site: str, port: int) -> Gateway:
+    """An MQTT SOS button's gateway, logged in to the broker as `gw`."""
+    return Gateway(make_config(
+        tmp_path, site=site, devices=[sos_mqtt("sos-1", f"z2m/{site}/sos-1")],
+        broker={"host": "127.0.0.1", "port": port, "username": "gw", "reconnect_min_s": 0.1,
+                "reconnect_max_s": 0.5, "publish_timeout_s": 5}, shutdown_timeout_s=0.5))
 
 
 async def test_a_refused_alert_goes_again_until_the_broker_takes_it(tmp_path: Path) -> None:
@@ -64,7 +50,7 @@ async def test_a_refused_alert_goes_again_until_the_broker_takes_it(tmp_path: Pa
     broker.start()
     alert_topic = f"sc/{site}/alerts/elder.sos/sos-1"
     try:
-        async with running(Gateway(load_config(_config(tmp_path, site, broker.port)))) as gw, \
+        async with running(_gateway(tmp_path, site, broker.port)) as gw, \
                 Watcher(broker.port, f"sc/{site}/#", "office") as office:
             await eventually(lambda: gw.connected, what="connected")
             await office.publish(f"z2m/{site}/sos-1", b'{"action": "single"}')
@@ -108,7 +94,7 @@ async def test_a_refused_device_status_goes_again_until_the_broker_takes_it(
     broker.deny(status_topic)
     broker.start()
     try:
-        async with running(Gateway(load_config(_config(tmp_path, site, broker.port)))) as gw, \
+        async with running(_gateway(tmp_path, site, broker.port)) as gw, \
                 Watcher(broker.port, f"sc/{site}/#", "office") as office:
             await eventually(lambda: gw.connected, what="connected")
             await office.publish(f"z2m/{site}/sos-1", b'{"action": "single"}')  # online
