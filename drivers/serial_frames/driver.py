@@ -3,6 +3,12 @@
 The port is read through pyserial-asyncio-fast. When it disappears (a USB adapter pulled,
 a pty closed) the driver counts it, waits with capped backoff on the injected clock and
 opens it again; the rest of the gateway keeps running.
+
+A frame is sent once: an event the journal refuses waits in the driver's backlog, with
+the later ones behind it in order, and is handed over again in the background
+(`drivers.handover.Backlog`). The port is read on meanwhile: its readings and its liveness
+go on, and the line's bytes do not pile up in the kernel's buffer, which drops them once
+full.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from dataclasses import dataclass
 
 import serial_asyncio_fast
 
-from drivers.handover import hand_over
+from drivers.handover import Backlog
 from drivers.intake import Intake
 from drivers.profile import Profile
 from drivers.pseudonym import Pseudonymiser
@@ -90,6 +96,11 @@ class SerialFrameDriver:
         return f"serial[{self.device.id}]"
 
     async def run(self, intake: Intake) -> None:
+        async with asyncio.TaskGroup() as tasks:
+            backlog = Backlog(intake, self._clock, self._counters, tasks)
+            await self._keep_open(intake, backlog)
+
+    async def _keep_open(self, intake: Intake, backlog: Backlog) -> None:
         outage = False
         while True:
             chunks: asyncio.Queue[bytes | _Lost] = asyncio.Queue()
@@ -109,7 +120,7 @@ class SerialFrameDriver:
             self._backoff.reset()
             self.connected.set()
             try:
-                lost = await self._read(chunks, transport, intake)
+                lost = await self._read(chunks, transport, intake, backlog)
             finally:
                 self.connected.clear()
                 transport.close()
@@ -137,7 +148,8 @@ class SerialFrameDriver:
         return transport, reader
 
     async def _read(self, chunks: asyncio.Queue[bytes | _Lost],
-                    transport: serial_asyncio_fast.SerialTransport, intake: Intake) -> _Lost:
+                    transport: serial_asyncio_fast.SerialTransport, intake: Intake,
+                    backlog: Backlog) -> _Lost:
         scanner = FrameScanner(self._format)
         paused = False
         while True:
@@ -145,7 +157,7 @@ class SerialFrameDriver:
             now = self._clock.monotonic()
             dropped = scanner.dropped
             if isinstance(item, _Lost):
-                await self._handle(scanner.close(), intake)
+                await self._handle(scanner.close(), intake, backlog)
                 self._count_dropped(scanner.dropped - dropped)
                 return item
             if item is None:
@@ -154,7 +166,7 @@ class SerialFrameDriver:
                 self._counters.inc("serial_bytes", len(item), device=self.device.id)
                 results = scanner.feed(item, now)
             self._count_dropped(scanner.dropped - dropped)
-            await self._handle(results, intake)
+            await self._handle(results, intake, backlog)
             if not paused and chunks.qsize() > _HIGH_WATER:
                 transport.pause_reading()
                 paused = True
@@ -182,7 +194,7 @@ class SerialFrameDriver:
             return getter.result()
         return None
 
-    async def _handle(self, results: list[Scanned], intake: Intake) -> None:
+    async def _handle(self, results: list[Scanned], intake: Intake, backlog: Backlog) -> None:
         device = self.device.id
         for result in results:
             if not isinstance(result, Frame):
@@ -197,7 +209,7 @@ class SerialFrameDriver:
             if decoded.reading is not None:
                 intake.reading(decoded.reading)
             for event in decoded.events:
-                await hand_over(intake, event, self._clock, self._counters)  # sent once
+                await backlog.give(event)  # sent once
             if not decoded.problems and self._clean():
                 self._last_reject = None
                 self._counters.recovered(device)

@@ -207,6 +207,29 @@ async def test_an_alarm_the_journal_refused_is_handed_over_again_until_it_is_tak
     assert rig.counters.get("journal_retries", device="door-1") == 2
 
 
+async def test_the_port_is_read_on_while_a_refused_event_waits(rig: Rig) -> None:
+    """A journal that cannot write for a while: the refused alarm waits in the driver's
+    backlog, the frames after it are read and decoded meanwhile (the device stays alive),
+    and the later event follows the alarm in order once the journal writes again."""
+    door = rig.devices["door-1"]
+    rig.intake.refuse = 1_000
+    await door.send("door_event", {"reason": 3, "door": 1})  # forced open: an alarm
+    await eventually(lambda: bool(rig.intake.refused), what="the alarm refused")
+    rig.intake.alive.clear()
+    for _ in range(3):
+        await door.send("heartbeat")
+    await door.send("door_event", {"reason": 1, "door": 2, "card": CARD})
+    await eventually(lambda: rig.counters.get("serial_frames", device="door-1") == 5,
+                     what="every frame read while the alarm waits")
+    assert rig.intake.alive == {"door-1"}
+    assert rig.intake.events == []
+    rig.intake.refuse = 0
+    await eventually(_ticking(rig.clock, 1.0, lambda: len(rig.intake.events) == 2),
+                     what="both events taken")
+    assert [e.type for e in rig.intake.events_of("door-1")] == ["forced_open", "granted"]
+    assert {e.type for e in rig.intake.refused} == {"forced_open"}
+
+
 async def test_resynchronises_after_garbage_on_the_line(rig: Rig) -> None:
     gate = rig.devices["gate-1"]
     frame = gate.frame("passage", {"abnormal": 1})
