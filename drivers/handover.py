@@ -66,53 +66,70 @@ def _refused(events: Sequence[DeviceEvent], exc: Exception, delay: float,
 
 
 class Backlog:
-    """The events of one source, handed over in order; once one is refused, it and the
-    source's later events wait here and are handed over again in the background (a task
-    in `tasks`), so that the driver serves its other sources meanwhile. When `limit`
-    events wait, `give` waits for room."""
+    """The events of one source, handed over in order; once a commit is refused, its
+    events and the source's later ones wait here and are handed over again by a task of
+    the backlog's own, so that the driver serves its other sources (or reads on)
+    meanwhile. When `limit` commits wait, a give waits for room. Used as an async context
+    manager by the driver's task: the backlog's task ends with it."""
 
     def __init__(self, intake: Intake, clock: Clock, counters: Counters,
-                 tasks: asyncio.TaskGroup, limit: int = BACKLOG_MAX) -> None:
+                 limit: int = BACKLOG_MAX) -> None:
         self._intake = intake
         self._clock = clock
         self._counters = counters
-        self._tasks = tasks
         self._limit = limit
-        self._waiting: deque[DeviceEvent] = deque()
+        self._waiting: deque[tuple[Sequence[DeviceEvent], Callable[[], Awaitable[object]]]]
+        self._waiting = deque()
         self._room = asyncio.Event()
         self._draining: asyncio.Task[None] | None = None
 
+    async def __aenter__(self) -> Backlog:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        draining = self._draining
+        if draining is not None:
+            draining.cancel()
+            await asyncio.wait([draining])  # its own end; a stop of this task still stops
+
     @property
     def waiting(self) -> int:
-        """Events refused and not yet taken."""
+        """Commits refused and not yet taken."""
         return len(self._waiting)
 
     async def give(self, event: DeviceEvent) -> None:
         """Return once `event` is journalled or waits its turn here."""
+        await self.give_all([event], lambda: self._intake.event(event))
+
+    async def give_all(self, events: Sequence[DeviceEvent],
+                       give: Callable[[], Awaitable[object]]) -> None:
+        """Return once `give` (which journals `events` in one commit) returned, or the
+        commit waits its turn here."""
         if not self._waiting:
             try:
-                await self._intake.event(event)
+                await give()
                 return
-            except Exception as exc:  # not received: nothing else would give it again
-                _refused([event], exc, RETRY_MIN_S, self._counters)
+            except Exception as exc:  # not received: nothing else would give them again
+                _refused(events, exc, RETRY_MIN_S, self._counters)
         while len(self._waiting) >= self._limit:
             self._room.clear()
             await self._room.wait()
-        self._waiting.append(event)
+        self._waiting.append((events, give))
         if self._draining is None:
-            self._draining = self._tasks.create_task(
-                self._drain(), name=f"backlog[{event.device}]")
+            self._draining = asyncio.create_task(
+                self._drain(), name=f"backlog[{events[0].device}]")
 
     async def _drain(self) -> None:
         try:
             await self._clock.sleep(RETRY_MIN_S)
             while self._waiting:
-                await hand_over(self._intake, self._waiting[0], self._clock, self._counters)
+                events, give = self._waiting[0]
+                await keep_handing(give, events, self._clock, self._counters)
                 self._waiting.popleft()
                 self._room.set()
         finally:
             self._draining = None
             if self._waiting:  # a stop: these were never journalled
-                first = self._waiting[0]
+                events = [e for waiting, _ in self._waiting for e in waiting]
                 log.error("%d event(s) from %s not journalled at the stop, the first %s %s",
-                          len(self._waiting), first.device, first.kind, first.type)
+                          len(events), events[0].device, events[0].kind, events[0].type)

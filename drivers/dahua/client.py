@@ -4,8 +4,11 @@ The terminal answers with HTTP digest authentication only, then with an endless
 `multipart/x-mixed-replace` response: one part per event, and a `Heartbeat` part every
 `dahua.heartbeat_s` (asked for in the request). The stream is read as it comes; an event
 is journalled before the next part is read, so a slow journal slows the reading, not the
-memory. Every part, heartbeat or event, marks the terminal alive (it goes offline after
-two heartbeat intervals without one).
+memory. An event the journal refuses waits in the stream's backlog with the later ones
+behind it, in order, and is handed over again in the background (`drivers.handover.Backlog`,
+up to 64 waiting): the stream is read on meanwhile. Every part, heartbeat or event, marks
+the terminal alive (it goes offline after two heartbeat intervals without one), so a
+journal that cannot write does not take the terminal offline.
 
 When nothing arrives for two heartbeat intervals, or the stream breaks, ends or brings a
 part that cannot be read, the connection is dropped and made again after a capped,
@@ -24,8 +27,8 @@ from yarl import URL
 
 from drivers.dahua.events import Mapped, StreamEventError, map_event, parse_part
 from drivers.digest import DigestClient, DigestError
-from drivers.handover import hand_over, keep_handing
-from drivers.intake import Intake, MessageIntake
+from drivers.handover import Backlog
+from drivers.intake import MessageIntake
 from drivers.multipart import (
     MultipartError,
     MultipartReader,
@@ -75,14 +78,18 @@ class DahuaStream:
                        encoded=True)
         self._prefix = f"{RECEIPT_PREFIX}{device.id}:"
         self.attached = asyncio.Event()  # set while a stream is open
+        self._backlog: Backlog | None = None
+        self._waiting: dict[str, bytes] = {}  # receipt key -> digest, of events refused
 
     @property
     def name(self) -> str:
         return f"dahua[{self.device.id}]"
 
-    async def run(self, intake: Intake) -> None:
+    async def run(self, intake: MessageIntake) -> None:
         timeout = aiohttp.ClientTimeout(total=None, connect=self.device.dahua.connect_timeout_s)
-        async with aiohttp.ClientSession(timeout=timeout, auto_decompress=False) as session:
+        async with Backlog(intake, self._clock, self._counters) as backlog, \
+                aiohttp.ClientSession(timeout=timeout, auto_decompress=False) as session:
+            self._backlog = backlog
             while True:
                 try:
                     await self._attach(session, intake)
@@ -101,7 +108,7 @@ class DahuaStream:
                                          self.device.id, reason, detail)
                 await self._clock.sleep(self._backoff.next_delay())
 
-    async def _attach(self, session: aiohttp.ClientSession, intake: Intake) -> None:
+    async def _attach(self, session: aiohttp.ClientSession, intake: MessageIntake) -> None:
         uri = self.url.raw_path_qs
         # the first request answers the last stream's challenge (or none): a 401 brings a
         # fresh one; a 401 to the answer of a fresh one means wrong credentials
@@ -126,7 +133,7 @@ class DahuaStream:
                 await self._read(response, intake)
                 return
 
-    async def _read(self, response: aiohttp.ClientResponse, intake: Intake) -> None:
+    async def _read(self, response: aiohttp.ClientResponse, intake: MessageIntake) -> None:
         settings = self.device.dahua
         try:
             reader = MultipartReader(boundary_of(response.headers.get("Content-Type", "")))
@@ -165,7 +172,7 @@ class DahuaStream:
             if reader.done:
                 return
 
-    async def _part(self, raw: bytes, intake: Intake) -> None:
+    async def _part(self, raw: bytes, intake: MessageIntake) -> None:
         device = self.device.id
         try:
             event = parse_part(raw.decode("utf-8"))
@@ -192,23 +199,28 @@ class DahuaStream:
         if not mapped.problems:
             self._counters.recovered(device)
 
-    async def _journal(self, mapped: Mapped, intake: Intake) -> None:
-        receipt: Receipt | None = None
-        if mapped.key is not None and self._receipts is not None:
-            known = self._receipts.receipt(mapped.key)
-            if known is not None and known.digest == mapped.digest:
-                self._counters.inc("duplicates_dropped", device=self.device.id)
-                return
-            receipt = Receipt(mapped.key, mapped.digest, self._clock.now_ms())
-        # the terminal sends an event once: refused, it is handed over again (its receipt
-        # with it), and the stream is read on only once it was taken
-        if receipt is not None and isinstance(intake, MessageIntake):
-            events = mapped.events
-            await keep_handing(lambda: intake.events(events, receipt), events, self._clock,
-                               self._counters)
+    async def _journal(self, mapped: Mapped, intake: MessageIntake) -> None:
+        assert self._backlog is not None
+        key = mapped.key
+        if key is None or self._receipts is None:
+            for event in mapped.events:
+                await self._backlog.give(event)
             return
-        for event in mapped.events:
-            await hand_over(intake, event, self._clock, self._counters)
-        if receipt is not None and self._receipts is not None:
-            self._receipts.note(receipt)
+        known = self._receipts.receipt(key)
+        if ((known is not None and known.digest == mapped.digest)
+                or self._waiting.get(key) == mapped.digest):
+            self._counters.inc("duplicates_dropped", device=self.device.id)
+            return
+        # the terminal sends an event once: refused, it waits in the backlog (its receipt
+        # with it, and its identity here, so that a copy sent on a new stream meanwhile is
+        # recognised) and is handed over again
+        receipt = Receipt(key, mapped.digest, self._clock.now_ms())
+        events, waiting = mapped.events, self._waiting
 
+        async def give() -> None:
+            await intake.events(events, receipt)
+            if waiting.get(key) == receipt.digest:
+                del waiting[key]
+
+        waiting[key] = receipt.digest
+        await self._backlog.give_all(events, give)

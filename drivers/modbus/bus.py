@@ -19,6 +19,7 @@ are physical and run on the event loop's time.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from typing import Any, Final
@@ -116,10 +117,12 @@ class ModbusBusDriver:
     async def run(self, intake: Intake) -> None:
         client = self._client()
         client.set_max_no_responses(_NEVER)
+        self._backlogs = {d.id: Backlog(intake, self._clock, self._counters)
+                          for d in self._devices}
         try:
-            async with asyncio.TaskGroup() as tasks:
-                self._backlogs = {d.id: Backlog(intake, self._clock, self._counters, tasks)
-                                  for d in self._devices}
+            async with contextlib.AsyncExitStack() as backlogs:
+                for backlog in self._backlogs.values():
+                    await backlogs.enter_async_context(backlog)
                 await self._keep_open(client, intake)
         finally:
             client.close()

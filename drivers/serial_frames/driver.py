@@ -96,8 +96,7 @@ class SerialFrameDriver:
         return f"serial[{self.device.id}]"
 
     async def run(self, intake: Intake) -> None:
-        async with asyncio.TaskGroup() as tasks:
-            backlog = Backlog(intake, self._clock, self._counters, tasks)
+        async with Backlog(intake, self._clock, self._counters) as backlog:
             await self._keep_open(intake, backlog)
 
     async def _keep_open(self, intake: Intake, backlog: Backlog) -> None:

@@ -52,6 +52,9 @@ class Journalled(Refusing):
     def seen(self, device: str) -> None:
         self.alive.add(device)
 
+    def unreachable(self, device: str) -> None:
+        self.alive.discard(device)
+
 
 class Receipts:
     """The journal's receipt book, in memory."""

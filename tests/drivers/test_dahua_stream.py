@@ -125,6 +125,51 @@ async def test_an_alarm_the_journal_refused_is_handed_over_again_until_it_is_tak
         assert rig.terminal.attaches == 1  # the stream was kept, not attached again
 
 
+async def test_the_stream_is_read_on_while_a_refused_event_waits(tmp_path: Path) -> None:
+    """A journal that cannot write for a while: the refused alarm waits in the stream's
+    backlog, heartbeats and later events are read meanwhile (the terminal stays alive, the
+    stream is kept), and the later event follows the alarm once the journal writes."""
+    async with open_stream(tmp_path, heartbeat_s=1) as rig:
+        await eventually(rig.stream.attached.is_set, what="the stream open")
+        rig.intake.refuse = 1_000
+        rig.terminal.emit("BreakIn", data={"Door": 0, "UTC": 1_790_000_300})
+        await eventually(lambda: bool(rig.intake.refused), what="the alarm refused")
+        rig.intake.alive.clear()
+        beats = rig.counters.get("heartbeats", device="door-dh")
+        rig.terminal.emit("BreakIn", data={"Door": 1, "UTC": 1_790_000_301})
+        await eventually(lambda: rig.counters.get("heartbeats", device="door-dh") > beats,
+                         what="a heartbeat read while the alarm waits")
+        assert rig.intake.alive == {"door-dh"}
+        assert rig.intake.journalled == []
+        rig.intake.refuse = 0
+        await eventually(lambda: len(rig.intake.journalled) == 2, what="both events")
+        assert [e.fields["door"] for e in rig.intake.journalled] == [0, 1]
+        assert {e.fields["door"] for e in rig.intake.refused} == {0}
+        assert rig.terminal.attaches == 1  # the stream was kept
+        assert rig.counters.get("duplicates_dropped", device="door-dh") == 0
+
+
+async def test_an_event_sent_again_while_its_first_copy_waits_is_journalled_once(
+        tmp_path: Path) -> None:
+    """The stream breaks while a refused alarm waits in the backlog; the terminal sends the
+    alarm again on the new stream. The copy is recognised though the first is not in the
+    journal yet: the alarm is journalled once, before the event after it."""
+    async with open_stream(tmp_path) as rig:
+        await eventually(rig.stream.attached.is_set, what="the stream open")
+        t = rig.terminal
+        rig.intake.refuse = 1_000
+        t.emit("BreakIn", data={"Door": 0, "UTC": 1_790_000_400})
+        await eventually(lambda: bool(rig.intake.refused), what="the alarm refused")
+        t.drop_mid_event()
+        t.emit("BreakIn", data={"Door": 1, "UTC": 1_790_000_401})
+        await eventually(lambda: rig.counters.get("duplicates_dropped", device="door-dh") == 1,
+                         what="the alarm sent again recognised")
+        assert t.attaches == 2
+        rig.intake.refuse = 0
+        await eventually(lambda: len(rig.intake.journalled) == 2, what="both events")
+        assert [e.fields["door"] for e in rig.intake.journalled] == [0, 1]
+
+
 async def test_thermal_terminal_reports_fever_and_no_person(tmp_path: Path) -> None:
     async with open_stream(tmp_path, "temp_gate") as rig:
         await eventually(rig.stream.attached.is_set, what="the stream open")
