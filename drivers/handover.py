@@ -6,9 +6,10 @@ exists only in its memory. Events the journal refuses (a write error, a full dis
 the alarm reserve) are then handed over again, with backoff, until they are taken: the
 driver waits for them meanwhile, so that what comes later follows them in order.
 
-A driver that serves several sources (a bus's devices) gives each its own `Backlog`: a
-refused event and its source's later ones wait there, in order, while the driver goes on
-serving the other sources.
+A driver that must go on meanwhile (a bus polling its other devices, a serial port or a
+Dahua stream read on for their readings and heartbeats) hands its events to a `Backlog`
+instead: a refused event and the source's later ones wait there, in order, and are handed
+over again in the background.
 """
 
 from __future__ import annotations
