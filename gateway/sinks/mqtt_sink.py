@@ -136,6 +136,7 @@ class MqttSink:
                 self._retry_timer.cancel()
 
     async def _run(self) -> None:
+        self._arm_retry()  # refusals from before a restart of this task
         self._cursor = self._sent = await self._journal.cursor(CONSUMER)
         current = 0
         while True:
