@@ -39,6 +39,7 @@ from gateway.core.model import (
     delivery_class,
     encode,
 )
+from gateway.core.waiting import Signal
 from gateway.receipt_memory import ReceiptMemory
 
 log = logging.getLogger(__name__)
@@ -276,7 +277,7 @@ class Journal:
 
     def listen(self) -> asyncio.Event:
         """An event set after every commit that appended records."""
-        event = asyncio.Event()
+        event = Signal()
         self._listeners.append(event)
         return event
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from gateway.core.clock import Clock
 from gateway.core.model import DeviceKind
+from gateway.core.waiting import Signal
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,7 @@ class StatusBoard:
 
     def __init__(self) -> None:
         self._devices: dict[str, _Device] = {}
-        self.changed = asyncio.Event()
+        self.changed = Signal()
         # (device, kind, old, new) for every change; the gateway journals them as events
         self.transitions: asyncio.Queue[tuple[str, DeviceKind, Status | None, Status]] = (
             asyncio.Queue())

@@ -273,11 +273,13 @@ class RuleRunner:
             # readings arrive a network packet at a time under a steady load: a turn per
             # READINGS_BATCH_S takes them in batches instead of one turn (and one commit,
             # when they change an alert) each; a journalled record (an alarm) ends the wait
-            pause = asyncio.ensure_future(asyncio.sleep(READINGS_BATCH_S))
+            loop = asyncio.get_running_loop()
+            pause: asyncio.Future[None] = loop.create_future()
+            pausing = loop.call_later(READINGS_BATCH_S, _settle, pause)
             try:
                 await first_of(self._wake, pause)
             finally:
-                pause.cancel()
+                pausing.cancel()
 
     def _evaluate(self, seq: int, record: Record) -> list[Alert]:
         try:
@@ -303,6 +305,11 @@ class RuleRunner:
         while not (self._idle.is_set() and self._cursor >= self._journal.last_seq):
             self._idle.clear()
             await self._idle.wait()
+
+
+def _settle(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def _alarm(record: Record) -> bool:

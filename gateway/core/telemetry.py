@@ -12,6 +12,7 @@ from collections import deque
 
 from gateway.core.counters import Counters
 from gateway.core.model import Reading
+from gateway.core.waiting import Signal
 
 
 class TelemetryBuffer:
@@ -29,7 +30,7 @@ class TelemetryBuffer:
     def register(self, consumer: str) -> asyncio.Event:
         """Start reading from the next reading pushed; returns the consumer's wake-up event."""
         self._positions[consumer] = self._first_seq + len(self._items) - 1
-        event = asyncio.Event()
+        event = Signal()
         self._listeners[consumer] = event
         return event
 
