@@ -225,7 +225,7 @@ class Journal:
         self._committer: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._last_seq = 0
-        self._listeners: list[asyncio.Event] = []
+        self._listeners: list[Signal] = []
         self._closing = False
         self.commits = 0  # with an fsync
         self.lazy_commits = 0  # without
@@ -275,7 +275,7 @@ class Journal:
     def last_seq(self) -> int:
         return self._last_seq
 
-    def listen(self) -> asyncio.Event:
+    def listen(self) -> Signal:
         """An event set after every commit that appended records."""
         event = Signal()
         self._listeners.append(event)

@@ -6,7 +6,6 @@ reading goes first, and every sink that had not yet taken it counts a drop.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 from collections import deque
 
@@ -23,20 +22,20 @@ class TelemetryBuffer:
         self._capacity = capacity
         self._first_seq = 1  # sequence number of self._items[0]
         self._positions: dict[str, int] = {}  # last sequence number each consumer took
-        self._listeners: dict[str, asyncio.Event] = {}
-        self._full: list[tuple[str, int, asyncio.Event]] = []  # (consumer, size, event)
+        self._listeners: dict[str, Signal] = {}
+        self._full: list[tuple[str, int, Signal]] = []  # (consumer, size, event)
         self._counters = counters
 
-    def register(self, consumer: str) -> asyncio.Event:
+    def register(self, consumer: str) -> Signal:
         """Start reading from the next reading pushed; returns the consumer's wake-up event."""
         self._positions[consumer] = self._first_seq + len(self._items) - 1
         event = Signal()
         self._listeners[consumer] = event
         return event
 
-    def when_full(self, consumer: str, size: int) -> asyncio.Event:
+    def when_full(self, consumer: str, size: int) -> Signal:
         """An event set when `size` readings or more wait for `consumer` (it clears it)."""
-        event = asyncio.Event()
+        event = Signal()
         self._full.append((consumer, size, event))
         return event
 

@@ -23,7 +23,7 @@ from gateway.core.config import StoreConfig
 from gateway.core.counters import Counters
 from gateway.core.model import DeliveryClass, Record, delivery_class
 from gateway.core.telemetry import TelemetryBuffer
-from gateway.core.waiting import first_of
+from gateway.core.waiting import Signal, first_of
 from gateway.journal import Batch, Journal
 from gateway.sinks.points import PointMaker
 from gateway.sinks.store_writer import StoreWriteError, Writer
@@ -73,7 +73,7 @@ class StoreSink:
         self._backoff = Backoff(config.retry_min_s, config.retry_max_s)
         self._cursor = 0
         self.moved = asyncio.Event()  # set whenever the cursor advances
-        self._flushing = asyncio.Event()
+        self._flushing = Signal()
         self._written: deque[_Written] = deque()  # within the replay window, oldest first
         self._connections = 0  # the writer's connections when a write last succeeded
 
