@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import msgspec
@@ -22,18 +24,28 @@ from tests.helpers import (
 )
 
 
+@contextlib.asynccontextmanager
+async def _sos_button(tmp_path: Path, mosquitto: Mosquitto, device: str, watched: str
+                      ) -> AsyncIterator[tuple[Gateway, Watcher, str]]:
+    """A connected gateway with one MQTT SOS button, a watcher on its `watched` output
+    (`event`, `telemetry`, `#`) and the topic the button publishes on."""
+    site = unique_site("ing")
+    topic = f"vendor/{site}/{device}"
+    config = make_config(tmp_path, site=site, broker_port=mosquitto.port,
+                         devices=[sos_mqtt(device, topic)], shutdown_timeout_s=0.5)
+    async with running(Gateway(config)) as gateway, Watcher(
+        mosquitto.port, f"sc/{site}/elder_button/{device}/{watched}", "out"
+    ) as watcher:
+        await eventually(lambda: gateway.connected, what="connected")
+        yield gateway, watcher, topic
+
+
 async def test_malformed_json_is_counted_logged_once_and_the_gateway_keeps_running(
     tmp_path: Path, mosquitto: Mosquitto, caplog: pytest.LogCaptureFixture
 ) -> None:
-    site = unique_site("ing")
-    topic = f"vendor/{site}/sos-9"
-    config = make_config(tmp_path, site=site, broker_port=mosquitto.port,
-                         devices=[sos_mqtt("sos-9", topic)], shutdown_timeout_s=0.5)
     caplog.set_level(logging.WARNING, logger="drivers.mqtt_ingress")
-    async with running(Gateway(config)) as gateway, Watcher(
-        mosquitto.port, f"sc/{site}/elder_button/sos-9/event", "events"
-    ) as watcher:
-        await eventually(lambda: gateway.connected, what="connected")
+    async with _sos_button(tmp_path, mosquitto, "sos-9", "event") as (
+            gateway, watcher, topic):
         # the last: invalid UTF-8 inside a JSON string (found by fuzzing)
         for bad in (b"{not json", b"[1, 2]", b"\xff\xfe", b'{"action": "\xff\xff"}'):
             await watcher.publish(topic, bad)
@@ -56,14 +68,8 @@ async def test_malformed_json_is_counted_logged_once_and_the_gateway_keeps_runni
 async def test_unmapped_event_value_is_rejected_but_telemetry_is_kept(
     tmp_path: Path, mosquitto: Mosquitto
 ) -> None:
-    site = unique_site("ing")
-    topic = f"vendor/{site}/sos-3"
-    config = make_config(tmp_path, site=site, broker_port=mosquitto.port,
-                         devices=[sos_mqtt("sos-3", topic)], shutdown_timeout_s=0.5)
-    async with running(Gateway(config)) as gateway, Watcher(
-        mosquitto.port, f"sc/{site}/elder_button/sos-3/telemetry", "telemetry"
-    ) as watcher:
-        await eventually(lambda: gateway.connected, what="connected")
+    async with _sos_button(tmp_path, mosquitto, "sos-3", "telemetry") as (
+            gateway, watcher, topic):
         await watcher.publish(topic, b'{"action": "triple", "battery": 50}')
         seen = await watcher.next(lambda s: True)
         assert msgspec.json.decode(seen.payload)["values"] == {"battery": 50}
@@ -74,15 +80,9 @@ async def test_unmapped_event_value_is_rejected_but_telemetry_is_kept(
 async def test_deep_nesting_and_repeated_keys_are_malformed_json(
     tmp_path: Path, mosquitto: Mosquitto, caplog: pytest.LogCaptureFixture
 ) -> None:
-    site = unique_site("ing")
-    topic = f"vendor/{site}/sos-4"
-    config = make_config(tmp_path, site=site, broker_port=mosquitto.port,
-                         devices=[sos_mqtt("sos-4", topic)], shutdown_timeout_s=0.5)
     caplog.set_level(logging.WARNING)
-    async with running(Gateway(config)) as gateway, Watcher(
-        mosquitto.port, f"sc/{site}/elder_button/sos-4/event", "events"
-    ) as watcher:
-        await eventually(lambda: gateway.connected, what="connected")
+    async with _sos_button(tmp_path, mosquitto, "sos-4", "event") as (
+            gateway, watcher, topic):
         await watcher.publish(topic, b'{"a": ' * 1_000 + b"1" + b"}" * 1_000)
         # which of the two the device meant is not for the gateway to guess: no SOS
         await watcher.publish(topic, b'{"action": "long", "action": "single"}')
@@ -133,14 +133,8 @@ async def test_qos0_readings_and_a_qos0_press_are_handled(
 ) -> None:
     """A device that publishes at QoS 0 (many cheap sensors do): its readings reach the
     telemetry topic in order and its press is journalled and raises the alert."""
-    site = unique_site("ing")
-    topic = f"vendor/{site}/sos-0"
-    config = make_config(tmp_path, site=site, broker_port=mosquitto.port,
-                         devices=[sos_mqtt("sos-0", topic)], shutdown_timeout_s=0.5)
-    async with running(Gateway(config)) as gateway, Watcher(
-        mosquitto.port, f"sc/{site}/elder_button/sos-0/#", "out"
-    ) as watcher:
-        await eventually(lambda: gateway.connected, what="connected")
+    async with _sos_button(tmp_path, mosquitto, "sos-0", "#") as (
+            gateway, watcher, topic):
         for battery in range(40, 60):
             await watcher.publish(topic, b'{"battery": %d}' % battery, qos=0)
         await watcher.publish(topic, b'{"action": "single", "battery": 60}', qos=0)
@@ -166,16 +160,10 @@ async def test_a_qos0_press_the_journal_refused_is_handed_over_again(
     """A QoS 0 message is never delivered again: a press in one that the journal refuses
     (an I/O error, injected twice: the real fault cannot be made on demand) is handed over
     again until it is journalled, and the device's later messages follow it."""
-    site = unique_site("ing")
-    topic = f"vendor/{site}/sos-0"
     refused = refuse_commits(monkeypatch, 2, lambda records: any(
         isinstance(r, DeviceEvent) and r.device == "sos-0" for r in records))
-    config = make_config(tmp_path, site=site, broker_port=mosquitto.port,
-                         devices=[sos_mqtt("sos-0", topic)], shutdown_timeout_s=0.5)
-    async with running(Gateway(config)) as gateway, Watcher(
-        mosquitto.port, f"sc/{site}/elder_button/sos-0/event", "out"
-    ) as watcher:
-        await eventually(lambda: gateway.connected, what="connected")
+    async with _sos_button(tmp_path, mosquitto, "sos-0", "event") as (
+            gateway, watcher, topic):
         await watcher.publish(topic, b'{"action": "single"}', qos=0)
         await watcher.publish(topic, b'{"action": "hold"}', qos=0)
         first = await watcher.next(lambda s: True)
