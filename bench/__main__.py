@@ -25,6 +25,7 @@ from pathlib import Path
 
 from bench import (
     alarm_load,
+    alarm_path,
     city,
     compound_day,
     configs,
@@ -45,8 +46,9 @@ from bench.report import Row, machine_text, table
 from bench.targets import HEADLINE, HEADLINE_KEYS, RESULT_FILES, judge
 from gateway.ops.private_servers import ServiceError
 
-NEW = ("compound-day", "pipeline", "alarm-load", "modbus", "rs485", "footprint", "replay",
-       "city", "storm", "broker-replay", "flood", "push-storm", "push-replay", "push-flood")
+NEW = ("compound-day", "pipeline", "alarm-load", "alarm-path", "modbus", "rs485", "footprint",
+       "replay", "city", "storm", "broker-replay", "flood", "push-storm", "push-replay",
+       "push-flood")
 OLD = ("journal", "latency", "ingress", "memory", "idle")
 BENCHMARKS = NEW + OLD
 RESULTS = REPO / "bench" / "results"
@@ -114,6 +116,9 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--alarm-rate", type=_positive(float), default=0.0, metavar="R",
                    help="alarm under load: gate load in events/s (default: half the "
                         "gateway's sustained rate of the same run, else 2000)")
+    g.add_argument("--alarm-path-presses", type=_positive(int), default=200, metavar="N",
+                   help="alarm path: measured presses at each length of the event loop's "
+                        "busy turns (default 200)")
     g = p.add_argument_group("modbus, RS-485, footprint, replay")
     g.add_argument("--modbus-poll-ms", type=int, default=100, metavar="MS",
                    help="modbus: poll period of every device (default 100)")
@@ -194,6 +199,7 @@ def _quick(args: argparse.Namespace) -> None:
     if not args.pipeline_cases:
         args.pipeline_cases = pipeline_bench.CASES[:1]  # the headline case alone
     args.alarm_presses, args.presses, args.store_presses = 50, 50, 3
+    args.alarm_path_presses = 20
     args.modbus_seconds = args.rs485_seconds = 6.0
     args.day_seconds = 30.0
     args.replay_points, args.journal_seconds = 20_000, 1.0
@@ -234,6 +240,9 @@ async def one_run(args: argparse.Namespace, want: set[str], workdir: Path) -> li
                                          presses=args.alarm_presses,
                                          sizes=replace(sizes, gap_s=0.02),
                                          store_batch=args.store_batch)
+        if "alarm-path" in want:
+            rows += await alarm_path.run(srv, workdir, _progress,
+                                         presses=args.alarm_path_presses)
         if "modbus" in want:
             rows += await modbus_bench.run(srv, workdir, _progress, poll_ms=args.modbus_poll_ms,
                                            seconds=args.modbus_seconds, peers=peers)

@@ -9,7 +9,8 @@ Requests: {"op": "press", "devices": [...], "hold_s": 0.05} presses those button
 and answers with each release time; {"op": "backlog", "count": N, "devices": [...],
 "kind": ..., "event": ...} appends N events through the gateway's intake;
 {"op": "store_accepted", "device": ..., "since_ms": ...} answers when the store accepted a
-firing alert point of that device; {"op": "stats"};
+firing alert point of that device; {"op": "busy", "spin_ms": 0.5} keeps the event loop
+busy in turns of that length (0 stops it); {"op": "stats"};
 {"op": "stop"} (or end of input) stops the gateway cleanly and answers with final stats.
 """
 
@@ -113,6 +114,8 @@ class Host:
             d.id: SimulatedElder(gateway.pin_factory, d.gpio.pin, gateway.clock)
             for d in gateway.config.devices if isinstance(d, GpioDevice)
         }
+        self._spinner: asyncio.Task[None] | None = None
+        self._turns = 0
 
     def stats(self) -> dict[str, Any]:
         gw = self.gateway
@@ -157,6 +160,28 @@ class Host:
         return {"released": {d: {"mono": m, "ms": ms} for d, (m, ms) in zip(devices, done,
                                                                               strict=True)}}
 
+    async def busy(self, spin_ms: float) -> dict[str, Any]:
+        """Keep the event loop busy: a task spins `spin_ms` in Python, then yields for a
+        turn, until told otherwise (0: no task). Answers with the turns the task before
+        it made."""
+        turns = 0
+        if self._spinner is not None:
+            self._spinner.cancel()
+            await asyncio.wait([self._spinner])
+            turns, self._spinner = self._turns, None
+        self._turns = 0
+        if spin_ms > 0:
+            self._spinner = asyncio.create_task(self._spin(spin_ms / 1000), name="bench.busy")
+        return {"turns": turns}
+
+    async def _spin(self, seconds: float) -> None:
+        while True:
+            self._turns += 1
+            until = time.perf_counter() + seconds
+            while time.perf_counter() < until:
+                pass
+            await asyncio.sleep(0)
+
     async def backlog(self, count: int, devices: list[str], kind: str, event: str
                       ) -> dict[str, Any]:
         """Append `count` events through the gateway's own intake, many at a time (as many
@@ -182,6 +207,8 @@ class Host:
             return self.stats()
         if op == "press":
             return await self.press(list(request["devices"]), float(request["hold_s"]))
+        if op == "busy":
+            return await self.busy(float(request["spin_ms"]))
         if op == "store_accepted":
             accepted = await self.writer.accepted(str(request["device"]),
                                                   int(request["since_ms"]),

@@ -2,8 +2,11 @@
 
 A short press raises the alarm; a press held for `long_press_s` cancels it. Edges are
 timestamped in gpiozero's thread and handed to the event loop, where debouncing and
-press classification run on the injected clock. The LED blinks while the alarm is open
-and stays lit once someone acknowledged it: the elder sees that help is coming.
+press classification run on the injected clock. The debounce's end is a timer of the
+clock that wakes the button's task directly: the release is handed over in the turn
+after the timer's, not three turns later through a sleeping task. The LED blinks while
+the alarm is open and stays lit once someone acknowledged it: the elder sees that help is
+coming.
 
 The button is its press's only source: a press the journal does not take is handed over
 again until it is (`drivers.handover`); the pins stay claimed meanwhile, and later edges
@@ -15,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -49,7 +53,8 @@ class ElderButtonGpio:
         self._clock = clock
         self._counters = counters
         self._pin_factory = pin_factory
-        self._edges: asyncio.Queue[tuple[bool, float, int]] = asyncio.Queue()
+        self._edges: deque[tuple[bool, float, int]] = deque()
+        self._wake: asyncio.Future[None] | None = None  # the task waits: an edge or a timer
         self._debouncer = Debouncer(device.gpio.debounce_ms / 1000)
         self._glitches_counted = 0
         self._led: Any = None  # gpiozero's LED, once run() made it
@@ -79,7 +84,7 @@ class ElderButtonGpio:
 
         def edge(pressed: bool) -> None:  # gpiozero's thread: stamp now, handle on the loop
             stamp = (pressed, self._clock.monotonic(), self._clock.now_ms())
-            loop.call_soon_threadsafe(self._edges.put_nowait, stamp)
+            loop.call_soon_threadsafe(self._edge, stamp)
 
         # gpiozero (a few MiB of memory) is loaded by a gateway that has GPIO buttons only
         from gpiozero import LED, DigitalInputDevice
@@ -113,25 +118,34 @@ class ElderButtonGpio:
                 # on the LED's own thread: after any change still running there
                 await loop.run_in_executor(self._led_thread, led.close)
 
+    def _edge(self, stamped: tuple[bool, float, int]) -> None:
+        self._edges.append(stamped)
+        self._poke()
+
+    def _poke(self) -> None:
+        if self._wake is not None and not self._wake.done():
+            self._wake.set_result(None)
+
     async def _next_edge(self) -> tuple[bool, float, int] | None:
         """The next edge, or None once a pending change has held still long enough."""
-        deadline = self._debouncer.deadline
-        if deadline is None:
-            return await self._edges.get()
-        if not self._edges.empty():
-            return self._edges.get_nowait()
-        wait = deadline - self._clock.monotonic()
-        if wait <= 0:
-            return None
-        getting = asyncio.ensure_future(self._edges.get())
-        sleeping = asyncio.ensure_future(self._clock.sleep(wait))
-        try:
-            await asyncio.wait((getting, sleeping), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            sleeping.cancel()
-            if not getting.done():
-                getting.cancel()
-        return getting.result() if getting.done() and not getting.cancelled() else None
+        while not self._edges:
+            deadline = self._debouncer.deadline
+            timer = None
+            if deadline is not None:
+                wait = deadline - self._clock.monotonic()
+                if wait <= 0:
+                    return None
+                timer = self._clock.call_later(wait, self._poke)
+            self._wake = asyncio.get_running_loop().create_future()
+            try:
+                await self._wake
+            finally:
+                self._wake = None
+                if timer is not None:
+                    timer.cancel()
+            if not self._edges and deadline is not None:
+                return None  # the timer: held still until the deadline
+        return self._edges.popleft()
 
     async def _report(self, intake: Intake, release: Release | None) -> None:
         glitches = self._debouncer.glitches - self._glitches_counted

@@ -17,7 +17,6 @@ import logging
 import math
 import os
 import sqlite3
-import sys
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
@@ -40,6 +39,7 @@ from gateway.core.model import (
     encode,
 )
 from gateway.core.waiting import Signal
+from gateway.lock_handover import handed_over_sooner, precise_waits, shorter_switches
 from gateway.receipt_memory import ReceiptMemory
 
 log = logging.getLogger(__name__)
@@ -111,7 +111,6 @@ EVENT_SYNC_S = 30.0
 # the page of a new journal: a commit writes every page it changes whole, and most change
 # a few bytes of a record, a cursor or a receipt (SQLite's default is 4096)
 PAGE_SIZE = 1024
-SWITCH_INTERVAL_S = 0.0005  # see Journal.open
 RECENT = 4096  # newest records kept in memory for readers
 MEASURE_EVERY_S = 0.5  # how stale the journal's size may be when no limit is near
 MEASURE_MARGIN = 64 * 2**20  # free disk closer than this to the reserve: measure every commit
@@ -207,7 +206,8 @@ class Journal:
         self.used_bytes = 0  # pages in use by the database, refreshed after every commit
         self.free_disk = 2**62  # free bytes on the journal's file system
         self._max_group = max_group
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal",
+                                            initializer=precise_waits)
         self._db: sqlite3.Connection | None = None
         self._pending: list[_Commit] = []
         self._lazy: dict[str, int] = {}  # cursor moves waiting for a commit to ride along
@@ -245,9 +245,8 @@ class Journal:
         # The journal thread takes the interpreter lock back after every SQLite call, and a
         # busy event loop hands it over only every switch interval (5 ms by default): a
         # commit of a few statements then waited tens of milliseconds, and every alarm
-        # waits for its commit. Handing over within SWITCH_INTERVAL_S keeps that short.
-        if sys.getswitchinterval() > SWITCH_INTERVAL_S:
-            sys.setswitchinterval(SWITCH_INTERVAL_S)
+        # waits for its commit. Shorter still while a durable commit runs (lock_handover).
+        shorter_switches()
         self._path.parent.mkdir(parents=True, exist_ok=True)
         self._loop = asyncio.get_running_loop()
         self._last_seq = await self._run(self._open_sync)
@@ -460,7 +459,8 @@ class Journal:
                 else:
                     lazy = {}
                 try:
-                    await self._run(self._commit_sync, group, lazy)
+                    with handed_over_sooner(_durable(group)):
+                        await self._run(self._commit_sync, group, lazy)
                 except JournalFullError as exc:
                     # the disk is full: alarms get the reserve's space, the rest is refused
                     alarms = [job for job in group if job.alarm]
@@ -642,7 +642,7 @@ class Journal:
         db = self._conn()
         # lazy cursor moves and lazy state alone: no fsync of their own (the next durable
         # commit syncs them)
-        durable = any(job.durable for job in group)
+        durable = _durable(group)
         if durable is not self._synchronous:
             # a statement (and a hand-over of the interpreter lock) only when it changes
             db.execute("PRAGMA synchronous=FULL" if durable else "PRAGMA synchronous=NORMAL")
@@ -887,6 +887,10 @@ class Journal:
         if self._db is None:
             raise JournalClosedError(str(self._path))
         return self._db
+
+
+def _durable(group: list[_Commit]) -> bool:
+    return any(job.durable for job in group)
 
 
 def _insert_rows(db: sqlite3.Connection, head: str, rows: Sequence[tuple[Any, ...]],

@@ -50,6 +50,7 @@ LAYERS: Mapping[str, str] = {
     "gateway.config_file": "runtime",
     "gateway.console": "runtime",
     "gateway.journal": "runtime",
+    "gateway.lock_handover": "runtime",
     "gateway.journal_desk": "runtime",
     "gateway.link": "runtime",
     "gateway.metrics": "runtime",

@@ -6,7 +6,14 @@ import asyncio
 import heapq
 import itertools
 import time
+from collections.abc import Callable
 from typing import Protocol
+
+
+class Timer(Protocol):
+    """A callback a clock will call, until cancelled."""
+
+    def cancel(self) -> None: ...
 
 
 class Clock(Protocol):
@@ -24,6 +31,11 @@ class Clock(Protocol):
         """Suspend for `seconds` of this clock's time."""
         ...
 
+    def call_later(self, seconds: float, callback: Callable[[], None]) -> Timer:
+        """Call `callback` on the event loop after `seconds` of this clock's time: the
+        turn it is due in, where a task sleeping as long wakes turns later."""
+        ...
+
 
 class SystemClock:
     """The machine's clocks."""
@@ -37,6 +49,9 @@ class SystemClock:
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
 
+    def call_later(self, seconds: float, callback: Callable[[], None]) -> Timer:
+        return asyncio.get_running_loop().call_later(seconds, callback)
+
 
 class ManualClock:
     """A clock that moves only when `advance` is called; sleepers wake in deadline order."""
@@ -44,7 +59,7 @@ class ManualClock:
     def __init__(self, start_ms: int = 1_767_225_600_000) -> None:
         self._wall_ms = start_ms
         self._mono = 0.0
-        self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._sleepers: list[tuple[float, int, asyncio.Future[None] | _ManualTimer]] = []
         self._order = itertools.count()
 
     def now_ms(self) -> int:
@@ -58,8 +73,14 @@ class ManualClock:
         heapq.heappush(self._sleepers, (self._mono + max(seconds, 0.0), next(self._order), fut))
         await fut
 
+    def call_later(self, seconds: float, callback: Callable[[], None]) -> Timer:
+        timer = _ManualTimer(callback)
+        heapq.heappush(self._sleepers, (self._mono + max(seconds, 0.0), next(self._order), timer))
+        return timer
+
     def deadlines(self) -> list[float]:
-        """When the sleepers still waiting wake (monotonic seconds), earliest first."""
+        """When the sleepers and timers still waiting wake (monotonic seconds), earliest
+        first."""
         return sorted(deadline for deadline, _, fut in self._sleepers if not fut.done())
 
     def advance(self, seconds: float) -> None:
@@ -68,5 +89,23 @@ class ManualClock:
         self._wall_ms += round(seconds * 1000)
         while self._sleepers and self._sleepers[0][0] <= self._mono:
             _, _, fut = heapq.heappop(self._sleepers)
-            if not fut.done():
+            if isinstance(fut, _ManualTimer):
+                fut.fire()
+            elif not fut.done():
                 fut.set_result(None)
+
+
+class _ManualTimer:
+    def __init__(self, callback: Callable[[], None]) -> None:
+        self._callback: Callable[[], None] | None = callback
+
+    def cancel(self) -> None:
+        self._callback = None
+
+    def done(self) -> bool:
+        return self._callback is None
+
+    def fire(self) -> None:
+        callback, self._callback = self._callback, None
+        if callback is not None:
+            callback()
