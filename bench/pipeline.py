@@ -102,6 +102,7 @@ class Step:
     dropped: dict[str, int] = field(default_factory=dict)
     passed: bool = False
     why: str = ""
+    store_error: str = ""  # the store stopped answering during the step
 
 
 def rows_inserted(store_url: str) -> int:
@@ -174,8 +175,16 @@ async def run_step(system: System, load: Load, rate: float, progress: Progress) 
         # everything stored and alerted within DRAIN_S of the last reading, or it fell
         # behind; waiting a while longer tells late from lost
         while True:
-            points = await asyncio.to_thread(count_points, load.store_url,
-                                             system.points_selector, since_ms)
+            try:
+                points = await asyncio.to_thread(count_points, load.store_url,
+                                                 system.points_selector, since_ms)
+            except (ConnectionError, urllib.error.URLError) as exc:
+                # a system that floods the store can take it down (the stock Node-RED
+                # flow held one connection per write open until it ran out of files):
+                # the step fails, and the store is started again before the next one
+                step.store_error = str(exc)
+                points, now = 0, time.monotonic()
+                break
             await listener.send("count")
             received = int((await listener.read_json(10))["marked"])
             now = time.monotonic()
@@ -186,7 +195,9 @@ async def run_step(system: System, load: Load, rate: float, progress: Progress) 
                 break
             await asyncio.sleep(0.2)
         cpu1 = await asyncio.to_thread(sample, system.pid)
-        step.store_rows_accepted = await asyncio.to_thread(rows_inserted, load.store_url) - rows0
+        if not step.store_error:
+            step.store_rows_accepted = (await asyncio.to_thread(rows_inserted, load.store_url)
+                                        - rows0)
         await listener.close_input()
         await listener.read_json(30)
     step.points = points
@@ -240,6 +251,8 @@ def _match(system: System, fevers: list[list[float]], arrivals: list[list[object
 
 
 def _verdict(step: Step, latency: Summary) -> tuple[bool, str]:
+    if step.store_error:
+        return False, f"the store stopped answering ({step.store_error})"
     if step.lost_alerts:
         return False, f"{step.lost_alerts} alert(s) lost"
     if step.lost_points:

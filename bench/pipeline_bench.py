@@ -28,6 +28,7 @@ from bench.pipeline import Load, Step, System
 from bench.procstat import sample
 from bench.report import Row
 from bench.systems import GatewaySystem, pipeline_gateway
+from gateway.ops.private_servers import VictoriaMetrics
 
 Progress = Callable[[str], None]
 
@@ -67,8 +68,8 @@ class Case:
 CASES = [Case(0, 0.02), Case(1, 0.02), Case(1, 0.10)]
 
 
-async def _search(system: System, load: Load, rates: list[float], progress: Progress
-                  ) -> list[Step]:
+async def _search(system: System, load: Load, rates: list[float], progress: Progress,
+                  store: VictoriaMetrics) -> list[Step]:
     # every gate online and every code path warm before anything is measured
     await pipeline.run_step(system, Load(load.port, load.store_url, load.workdir / "warmup",
                                          load.gates, WARMUP_S, load.fever_share, load.seed,
@@ -76,6 +77,10 @@ async def _search(system: System, load: Load, rates: list[float], progress: Prog
                             WARMUP_RATE, lambda _: None)
 
     async def settle() -> None:
+        if not store.running:
+            progress(f"  the store had stopped (see {store.workdir / store.name}.log): "
+                     "started again")
+            await asyncio.to_thread(store.restart)
         # a failed step can leave a backlog: the next one starts once the system is quiet
         deadline = time.monotonic() + SETTLE_MAX_S
         before = await asyncio.to_thread(sample, system.pid)
@@ -112,7 +117,7 @@ async def _case(srv: Servers, workdir: Path, progress: Progress, case: Case, *,
     where = workdir / "gateway-pipeline"
     config = pipeline_gateway(where, srv, store_batch=store_batch)
     async with GatewayProcess("gateway-pipeline", config, where) as gw:
-        ours = await _search(GatewaySystem(gw), load, rates, progress)
+        ours = await _search(GatewaySystem(gw), load, rates, progress, srv.store)
     batch = f"store batches of {config['store'].get('batch_size', 500)}"
     name = "gateway" if headline else f"gateway ({case.label})"
     rows.append(_summary(name, ours, seconds, batch))
@@ -131,7 +136,7 @@ async def _case(srv: Servers, workdir: Path, progress: Progress, case: Case, *,
                  f"load, {flow}")
         async with NodeRed(install, workdir / ("nr-batched" if batched else "nr"),
                            srv.mosquitto.port, srv.store.url, batched=batched) as nr:
-            theirs = await _search(NodeRedSystem(nr), load, rates, progress)
+            theirs = await _search(NodeRedSystem(nr), load, rates, progress, srv.store)
         label = f"Node-RED {install.version}{' batched' if batched else ''}{suffix}"
         how = (f"store writes batched ({nr_batch_text()})" if batched
                else "one store write per reading (its influxdb out node)")
