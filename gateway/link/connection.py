@@ -336,7 +336,7 @@ class BrokerConnection(asyncio.Protocol):
 
     # reading
 
-    def _socket_empty(self) -> bool:
+    def _nothing_unread(self) -> bool:
         """Whether the socket holds no bytes the transport has not read (FIONREAD)."""
         try:
             waiting = fcntl.ioctl(self._fd, termios.FIONREAD, b"\0\0\0\0")
@@ -407,7 +407,7 @@ class BrokerConnection(asyncio.Protocol):
             self._behind(True)
             self._schedule()
         elif not self._paused and not self._held and (not self._full_read
-                                                       or self._socket_empty()):
+                                                       or self._nothing_unread()):
             self._behind(False)  # every whole packet handled, and the socket has no more
         self._sync_reading()
 
