@@ -33,7 +33,7 @@ Progress = Callable[[str], None]
 SPINS_MS = (0.0, 0.2, 0.5, 2.0)
 
 
-async def run(srv: Servers, workdir: Path, progress: Progress, *, presses: int = 100,
+async def run(srv: Servers, workdir: Path, progress: Progress, *, presses: int = 200,
               spins_ms: Sequence[float] = SPINS_MS) -> list[Row]:
     sizes = replace(Sizes(), presses=presses, buttons=10, gap_s=0.02)
     where = workdir / "gateway-alarm-path"

@@ -453,13 +453,13 @@ class Journal:
                     self._pending[: self._max_group],
                     self._pending[self._max_group :],
                 )
-                if (self._closing or self._lazy_left() <= 0
-                        or any(job.durable for job in group)):
+                durable = _durable(group)
+                if self._closing or self._lazy_left() <= 0 or durable:
                     lazy, self._lazy, self._lazy_since = self._lazy, {}, None
                 else:
                     lazy = {}
                 try:
-                    with handed_over_sooner(_durable(group)):
+                    with handed_over_sooner(durable):
                         await self._run(self._commit_sync, group, lazy)
                 except JournalFullError as exc:
                     # the disk is full: alarms get the reserve's space, the rest is refused

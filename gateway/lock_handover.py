@@ -22,6 +22,7 @@ import contextlib
 import logging
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,17 @@ COMMIT_SWITCH_INTERVAL_S = 0.00001  # while a durable commit is on the journal t
 TIMER_SLACK_NS = 1000  # the journal thread's: its waits for the lock end within 1 µs
 _PR_SET_TIMERSLACK = 29  # prctl(2)
 
-_sooner: list[float] = []  # the interval before, then one entry per durable commit under way
+
+@dataclass
+class _Sooner:
+    """The durable commits under way in the process (a test runs several journals), and
+    the interval from before the first of them."""
+
+    under_way: int = 0
+    before: float = SWITCH_INTERVAL_S
+
+
+_sooner = _Sooner()
 
 
 def shorter_switches() -> None:
@@ -63,13 +74,13 @@ def handed_over_sooner(durable: bool) -> Iterator[None]:
     if not durable:
         yield
         return
-    if not _sooner:  # the first durable commit under way (a test runs several journals)
-        _sooner.append(sys.getswitchinterval())
-        sys.setswitchinterval(min(_sooner[0], COMMIT_SWITCH_INTERVAL_S))
-    _sooner.append(0.0)
+    if _sooner.under_way == 0:
+        _sooner.before = sys.getswitchinterval()
+        sys.setswitchinterval(min(_sooner.before, COMMIT_SWITCH_INTERVAL_S))
+    _sooner.under_way += 1
     try:
         yield
     finally:
-        _sooner.pop()
-        if len(_sooner) == 1:
-            sys.setswitchinterval(_sooner.pop())
+        _sooner.under_way -= 1
+        if _sooner.under_way == 0:
+            sys.setswitchinterval(_sooner.before)
