@@ -19,7 +19,7 @@ import os
 import sqlite3
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -192,6 +192,30 @@ class _Commit:
     receipt: Receipt | None = None
     alarm: bool = False
     shared: Sequence[SharedRow] = ()
+    # the cursor moves past the job's own records too, when they follow right after it
+    through_own: bool = False
+    message: int | None = None  # the receipt goes on the last of this many records (None: all)
+    also: Sequence[asyncio.Future[list[int]]] = ()  # answered with `done`
+
+
+class FrontOfLine:
+    """The journal's next commit, held for one caller (see `Journal.front_of_line`)."""
+
+    def __init__(self, journal: Journal) -> None:
+        self._journal = journal
+        self.used = False
+
+    def commit(self, records: Sequence[Record], *, message: int, cursor: tuple[str, int],
+               state: dict[str, bytes | None], receipt: Receipt | None = None,
+               also: Sequence[asyncio.Future[list[int]]] = ()) -> asyncio.Future[list[int]]:
+        """Queue `records` as the next commit, durably, ahead of whatever waits; the
+        cursor moves past them too when nothing came between. `receipt` goes with the
+        first `message` records. Answers the returned future and `also` with the seqs."""
+        if self.used:
+            raise RuntimeError("the front of the line commits once")
+        self.used = True
+        return self._journal._queue(records, cursor, state, receipt, durable=True,
+                                    first=True, message=message, also=also)
 
 
 class Journal:
@@ -222,6 +246,10 @@ class Journal:
         self._measured_at = -math.inf  # time.monotonic() of the last exact measurement
         self._wake = asyncio.Event()  # anything to commit
         self._urgent = asyncio.Event()  # a commit that does not wait: not a lazy move
+        self._flying: list[_Commit] | None = None  # the group being committed
+        self._held = False  # the next commit is held for a caller (front_of_line)
+        self._front = asyncio.Lock()  # callers waiting for the front of the line
+        self._quiet = asyncio.Event()  # set when the group being committed landed
         self._committer: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._last_seq = 0
@@ -314,24 +342,57 @@ class Journal:
             durable = not records or any(_needs_fsync(r) for r in records)
         elif records and not durable:
             raise ValueError("records are committed as their class needs")
+        # not shielded: a caller cancelled meanwhile leaves its records to the commit, as
+        # before, and a shield cost one more turn of the loop for every caller
+        return await self._queue(records, cursor, state, receipt, durable, shared=shared)
+
+    def _queue(self, records: Sequence[Record], cursor: tuple[str, int] | None,
+               state: dict[str, bytes | None] | None, receipt: Receipt | None,
+               durable: bool, *, shared: Sequence[SharedRow] = (), first: bool = False,
+               message: int | None = None,
+               also: Sequence[asyncio.Future[list[int]]] = ()) -> asyncio.Future[list[int]]:
         if self._closing or self._committer is None:
             raise JournalClosedError(str(self._path))
         if records:
-            self._check_room(records)
+            self.check_room(records)
         done: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
         job = _Commit(records, cursor, state or {}, done, durable, receipt=receipt,
                       alarm=any(delivery_class(r) is DeliveryClass.ALARM for r in records),
-                      shared=shared)
+                      shared=shared, through_own=first, message=message, also=also)
         # encode on the loop: cheap, and keeps bad records from reaching the database thread
         job.encoded = [(delivery_class(r).value, encode(r)) for r in records]
-        self._pending.append(job)
+        if first:
+            self._pending.insert(0, job)
+        else:
+            self._pending.append(job)
         self._wake.set()
         self._urgent.set()
-        # not shielded: a caller cancelled meanwhile leaves its records to the commit, as
-        # before, and a shield cost one more turn of the loop for every caller
-        return await done
+        return done
 
-    def _check_room(self, records: Sequence[Record]) -> None:
+    @contextlib.asynccontextmanager
+    async def front_of_line(self) -> AsyncIterator[FrontOfLine]:
+        """Hold the next commit for the caller: once no commit is under way, nothing is
+        committed until the caller queued its commit with the `FrontOfLine` (or left).
+        What the journal holds then stays as it is: records read meanwhile are the newest,
+        and the caller's commit follows them."""
+        async with self._front:  # one caller at a time
+            if self._closing or self._committer is None:
+                raise JournalClosedError(str(self._path))
+            self._held = True  # no commit starts from now on
+            try:
+                while self._flying is not None:
+                    self._quiet.clear()
+                    await self._quiet.wait()
+                yield FrontOfLine(self)
+            finally:
+                self._held = False
+                self._wake.set()
+
+    def check_room(self, records: Sequence[Record]) -> None:
+        """Raise JournalFullError when `records` would be refused for want of room (and
+        JournalClosedError once the journal is closing)."""
+        if self._closing or self._committer is None:
+            raise JournalClosedError(str(self._path))
         q = self._quota
         alarm = any(delivery_class(r) is DeliveryClass.ALARM for r in records)
         if self.used_bytes >= q.max_bytes:
@@ -448,7 +509,8 @@ class Journal:
             # lazy moves ride along with durable commits (the fsync is paid anyway); with a
             # commit without one, or alone, only once they waited LAZY_S: each would write
             # the cursors' page again for a door opened
-            while self._pending or (self._lazy and (self._lazy_left() <= 0 or self._closing)):
+            while not self._held and (
+                    self._pending or (self._lazy and (self._lazy_left() <= 0 or self._closing))):
                 group, self._pending = (
                     self._pending[: self._max_group],
                     self._pending[self._max_group :],
@@ -458,6 +520,7 @@ class Journal:
                     lazy, self._lazy, self._lazy_since = self._lazy, {}, None
                 else:
                     lazy = {}
+                self._flying = group
                 try:
                     with handed_over_sooner(durable):
                         await self._run(self._commit_sync, group, lazy)
@@ -481,6 +544,8 @@ class Journal:
                     if not group:
                         break  # nothing else waits: the next wake-up tries them again
                     continue
+                finally:
+                    self._landed(group)
                 # its callers were answered already, by _committed
             if self._closing:
                 return
@@ -515,14 +580,16 @@ class Journal:
     def _committed(self, group: list[_Commit], seqs: list[list[int]]) -> None:
         """On the loop, as soon as the journal thread committed `group`: its callers resume
         in the next turn of the loop, not after the committer task's turn as well."""
+        self._landed(group)
         if self._unsynced and self._syncer is None and not self._closing:
             self._syncer = asyncio.create_task(self._sync_later(), name="journal.sync")
         for job, job_seqs in zip(group, seqs, strict=True):
             self._remember(job, job_seqs)
             if job.receipt is not None:
                 self._receipts.put(job.receipt)
-            if not job.done.done():
-                job.done.set_result(job_seqs)
+            for done in (job.done, *job.also):
+                if not done.done():
+                    done.set_result(job_seqs)
         if any(job.records for job in group):
             for listener in self._listeners:
                 listener.set()
@@ -534,9 +601,16 @@ class Journal:
         failure = exc if isinstance(exc, NotJournalledError) else NotJournalledError(
             "write_failed", str(exc))
         for job in group:
-            if not job.done.done():
-                job.done.set_exception(failure)
+            for done in (job.done, *job.also):
+                if not done.done():
+                    done.set_exception(failure)
         self._keep_lazy(lazy)  # tried again with the next commit
+
+    def _landed(self, group: list[_Commit]) -> None:
+        """The commit of `group` is over: the next may be held (front_of_line)."""
+        if group is self._flying:
+            self._flying = None
+            self._quiet.set()
 
     def _keep_lazy(self, lazy: dict[str, int]) -> None:
         for consumer, seq in lazy.items():
@@ -671,11 +745,15 @@ class Journal:
             out.append(seqs)
             if job.cursor is not None:
                 consumer, at = job.cursor
+                if job.through_own and seqs and seqs[0] == at + 1:
+                    at = seqs[-1]
+                    job.cursor = (consumer, at)  # as moved: the loop reads it back
                 cursors[consumer] = max(at, cursors.get(consumer, at))
             state.update(job.state)
             r = job.receipt
             if r is not None and inline and seqs:  # on the message's last record
-                records[-1] = (seq, records[-1][1], records[-1][2], r.key, r.digest, r.at)
+                last = len(records) - len(seqs) + (job.message or len(seqs)) - 1
+                records[last] = (*records[last][:3], r.key, r.digest, r.at)
             elif r is not None and not inline:
                 receipts[r.key] = r
         db.execute("BEGIN IMMEDIATE")

@@ -73,7 +73,7 @@ from rules.engine import RuleEngine
 from rules.loader import load_pack, rule_sources
 from rules.problems import RuleError
 from rules.runner import CONSUMER as RULES
-from rules.runner import RuleRunner
+from rules.runner import AlarmLaneClosedError, RuleRunner
 
 if TYPE_CHECKING:
     from gateway.upstreams.city_acks import CityAckListener
@@ -248,7 +248,10 @@ class Gateway:
             stamped.append(event if ts == event.ts else msgspec.structs.replace(event, ts=ts))
         alarm = next((e for e in stamped if e.cls is DeliveryClass.ALARM), None)
         try:
-            await self.journal.commit(stamped, receipt=receipt)
+            if alarm is None:
+                await self.journal.commit(stamped, receipt=receipt)
+            else:
+                await self._journal_alarm(stamped, receipt)
         except JournalFullError as exc:
             for event in stamped:
                 self.counters.inc("dropped", cls=event.cls.value, reason=exc.reason)
@@ -273,6 +276,15 @@ class Gateway:
         for event in stamped:
             self.seen(event.device)
             self.counters.inc("events_accepted", cls=event.cls.value)
+
+    async def _journal_alarm(self, events: list[DeviceEvent], receipt: Receipt | None
+                             ) -> None:
+        """An alarm's message goes to the rules, which journal it in one commit with the
+        alert it raises; while they are not running, to the journal alone."""
+        try:
+            await self.runner.alarm(events, receipt)
+        except AlarmLaneClosedError:
+            await self.journal.commit(events, receipt=receipt)
 
     def reading(self, reading: Reading) -> None:
         # the driver marked the device seen for the message that carried it (Intake.seen):

@@ -16,6 +16,16 @@ the same state (a door's open timer is armed again from the event's own time), a
 starts from an older sample. Whatever a reading or a timer changed durably, and every
 alert and notification, is committed with its fsync before anything is published.
 
+An alarm's message does not wait for a commit of its own: the intake hands it here
+(`alarm`), and the rules evaluate it at the front of the journal's line, after every
+record journalled before it and the readings taken before it, and commit it together with
+the alerts and state it made, in one transaction with one fsync. Nothing is journalled
+between the records read and that commit (the journal holds its next commit meanwhile),
+so the cursor moves past the alarm in the same commit. Commits queued but not yet under
+way (another source's events, not yet acknowledged to it) come after the alarm. While
+the task is not running, `alarm` refuses (AlarmLaneClosedError) and the intake journals
+the message itself.
+
 A commit that fails (a full disk, an I/O error) fails the task, and the task goes back to
 what the journal holds before it evaluates again: the state rows as saved, the records
 after the saved cursor and the readings not yet taken. The transitions of the failed
@@ -30,12 +40,13 @@ import bisect
 import heapq
 import logging
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from gateway.core.clock import Clock
 from gateway.core.counters import Counters
-from gateway.core.journaling import Batch, RecordLog
+from gateway.core.journaling import Batch, Receipt, RecordLog
 from gateway.core.model import AckCommand, Alert, DeliveryClass, DeviceEvent, Reading, Record
 from gateway.core.telemetry import TelemetryBuffer
 from gateway.core.waiting import first_of
@@ -48,6 +59,17 @@ CONSUMER = "rules"
 READINGS_BATCH_S = 0.005  # physical time, like a bus's silence: not the scheduling clock
 LAZY_SAVE_S = 900.0  # the longest lazy state and a cursor wait to be written: a rate over
 # a minute gains nothing from samples saved more often (older than a reboot takes anyway)
+
+
+class AlarmLaneClosedError(Exception):
+    """The rules take no alarm now (their task is not running): journal it as any event."""
+
+
+@dataclass
+class _Alarm:
+    events: Sequence[DeviceEvent]
+    receipt: Receipt | None
+    done: asyncio.Future[list[int]]
 
 
 @dataclass
@@ -93,6 +115,9 @@ class RuleRunner:
         self._replayable: dict[str, bytes | None] = {}
         self.stats = RuleStats()
         self._stale = False  # a commit failed: the state in memory is ahead of the journal
+        self._alarms: deque[_Alarm] = deque()  # handed in by the intake, not yet evaluated
+        self._running = False
+        self._ahead: set[int] = set()  # records evaluated before the cursor reached them
 
     async def restore(self) -> None:
         self._cursor = self._saved_cursor = await self._journal.cursor(CONSUMER)
@@ -123,82 +148,197 @@ class RuleRunner:
                                        state=rows)
             self._saved_cursor = self._cursor
 
+    async def alarm(self, events: Sequence[DeviceEvent], receipt: Receipt | None = None
+                    ) -> list[int]:
+        """Journal one message's events (an alarm among them) in one commit with the alerts
+        the rules make of them; returns their sequence numbers.
+
+        Raises AlarmLaneClosedError, before anything was journalled, when the task is not
+        running; and what the journal raises when the commit failed.
+        """
+        if not self._running or self._stale:
+            raise AlarmLaneClosedError("rules not running")
+        done: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
+        self._alarms.append(_Alarm(events, receipt, done))
+        self._wake.set()
+        seqs = await done
+        return seqs[: len(events)]
+
     async def run(self) -> None:
         if self._stale:
             await self._rewind()
-        while True:
-            # telemetry alone appends nothing: no need to ask the database
+        self._running = True
+        try:
+            while True:
+                if self._alarms and await self._alarm_turn(self._alarms[0]):
+                    continue
+                await self._turn()
+        finally:
+            self._running = False
+            while self._alarms:  # the intake journals them itself
+                alarm = self._alarms.popleft()
+                if not alarm.done.done():
+                    alarm.done.set_exception(AlarmLaneClosedError("rules stopped"))
+
+    async def _turn(self) -> None:
+        # telemetry alone appends nothing: no need to ask the database
+        batch = (await self._journal.read_after(self._cursor, self._batch)
+                 if self._journal.last_seq > self._cursor else Batch([], self._cursor))
+        alarms = [e.record.ts for e in batch.entries if _alarm(e.record)]
+        readings, readings_upto = self._readings_before(max(alarms) if alarms else None)
+        caught_up = batch.upto <= self._cursor
+        deadline = self.rules.next_deadline()
+        due = caught_up and deadline is not None and deadline <= self._clock.now_ms()
+        if caught_up and not readings and not due:
+            if self._alarms:
+                return  # an alarm came while the journal was read
+            self._idle.set()
+            await self._wait(deadline)
+            return
+        self._idle.clear()
+        started = time.perf_counter()
+        transitions: list[Alert] = []
+        # the two streams in time order: a reading that waited for the turn must not
+        # count at the time of an event journalled meanwhile (a `for` timer would
+        # then start, and fire, that much later)
+        # what the journalled records changed can be evaluated again from the journal;
+        # what readings changed cannot (they are not journalled): the state is taken
+        # apart each time the stream evaluated switches between the two
+        changes = Changes()
+        from_readings, journalled = self._evaluate_in_order(batch, readings, changes,
+                                                            transitions)
+        if due:
+            # timers run only once the journal is caught up: no record is overtaken
+            transitions += self.rules.on_time(self._clock.now_ms())
+            journalled = False  # a timer's change is no record's to replay
+        notifications = self.rules.take_notifications()  # changes the state it owes
+        from_readings |= self._take_changes(changes, journalled is not False)
+        self.stats.seconds += time.perf_counter() - started
+        self.stats.evaluations += len(batch.entries) + len(readings)
+        self._passed(batch.upto)
+        replayable = not (from_readings or due or transitions or notifications)
+        if changes.durable and replayable:
+            # evaluated again from the journal after a power cut: no fsync of its own
+            for row in changes.durable:
+                self._lazy.pop(row, None)
+            self._replayable.update(changes.durable)
+        elif transitions or notifications or changes.durable:
+            # the lazy rows stay behind: riding along would write them with every alarm
+            rows = {**self._take_replayable(), **changes.durable}
+            for row in rows:
+                self._lazy.pop(row, None)
+            await self._commit(
+                [*transitions, *notifications],
+                cursor=(CONSUMER, self._cursor) if self._cursor > self._saved_cursor
+                else None,
+                state=rows,
+            )
+            self._saved_cursor = self._cursor
+        await self._defer(changes.lazy)
+        if readings_upto is not None:
+            self._telemetry.take(CONSUMER, readings_upto)
+        self._publish(transitions)
+
+    async def _alarm_turn(self, alarm: _Alarm) -> bool:
+        """Evaluate the alarm's events after what came before them and commit them with
+        what they made, at the front of the journal's line; False when the journal holds
+        more records before it than a turn takes (a normal turn first)."""
+        try:
+            self._journal.check_room(alarm.events)
+        except Exception as exc:  # refused as its own commit would be: nothing changed
+            self._alarms.popleft()
+            if not alarm.done.done():
+                alarm.done.set_exception(exc)
+            return True
+        async with self._journal.front_of_line() as front:
             batch = (await self._journal.read_after(self._cursor, self._batch)
                      if self._journal.last_seq > self._cursor else Batch([], self._cursor))
-            readings, upto = self._telemetry.peek(CONSUMER, self._readings_batch)
-            readings_upto: int | None = upto
-            alarms = [e.record.ts for e in batch.entries if _alarm(e.record)]
-            if alarms and readings and readings[-1].ts > max(alarms):
-                # a turn with an alarm takes only the readings from before it: its alert is
-                # committed (and published) before the readings after it are evaluated, in
-                # the next turn; all in time order (a reading taken later counts at the
-                # engine's time, and a `for` it starts would start that much later)
-                kept = bisect.bisect_right([r.ts for r in readings], max(alarms))
-                readings_upto = upto - (len(readings) - kept) if kept else None
-                readings = readings[:kept]
-            caught_up = batch.upto <= self._cursor
-            deadline = self.rules.next_deadline()
-            due = caught_up and deadline is not None and deadline <= self._clock.now_ms()
-            if caught_up and not readings and not due:
-                self._idle.set()
-                await self._wait(deadline)
-                continue
+            if batch.upto < self._journal.last_seq:
+                return False  # behind: the records before the alarm are evaluated first
+            self._alarms.popleft()
             self._idle.clear()
             started = time.perf_counter()
+            newest = max(e.ts for e in alarm.events)
+            readings, readings_upto = self._readings_before(newest)
             transitions: list[Alert] = []
-            # the two streams in time order: a reading that waited for the turn must not
-            # count at the time of an event journalled meanwhile (a `for` timer would
-            # then start, and fire, that much later)
-            # what the journalled records changed can be evaluated again from the journal;
-            # what readings changed cannot (they are not journalled): the state is taken
-            # apart each time the stream evaluated switches between the two
-            changes, from_readings = Changes(), False
-            journalled: bool | None = None
-            for seq, record in heapq.merge(((e.seq, e.record) for e in batch.entries),
-                                           ((0, r) for r in readings), key=_ts):
-                if journalled is not None and journalled is not bool(seq):
-                    from_readings |= self._take_changes(changes, journalled)
-                journalled = bool(seq)
-                transitions += self._evaluate(seq, record)
-            if due:
-                # timers run only once the journal is caught up: no record is overtaken
-                transitions += self.rules.on_time(self._clock.now_ms())
-                journalled = False  # a timer's change is no record's to replay
-            notifications = self.rules.take_notifications()  # changes the state it owes
-            from_readings |= self._take_changes(changes, journalled is not False)
+            changes = Changes()
+            self._evaluate_in_order(batch, readings, changes, transitions)
+            for event in alarm.events:
+                transitions += self._evaluate(0, event)
+            notifications = self.rules.take_notifications()
+            self._take_changes(changes, True)
             self.stats.seconds += time.perf_counter() - started
-            self.stats.evaluations += len(batch.entries) + len(readings)
-            self._cursor = max(self._cursor, batch.upto)
-            replayable = not (from_readings or due or transitions or notifications)
-            if changes.durable and replayable:
-                # evaluated again from the journal after a power cut: no fsync of its own
-                for row in changes.durable:
-                    self._lazy.pop(row, None)
-                self._replayable.update(changes.durable)
-            elif transitions or notifications or changes.durable:
-                # the lazy rows stay behind: riding along would write them with every alarm
-                rows = {**self._take_replayable(), **changes.durable}
-                for row in rows:
-                    self._lazy.pop(row, None)
-                await self._commit(
-                    [*transitions, *notifications],
-                    cursor=(CONSUMER, self._cursor) if self._cursor > self._saved_cursor
-                    else None,
-                    state=rows,
-                )
-                self._saved_cursor = self._cursor
-            await self._defer(changes.lazy)
-            if readings_upto is not None:
-                self._telemetry.take(CONSUMER, readings_upto)
-            for alert in transitions:
-                log.info("alert %s %s on %s: %s", alert.rule, alert.state, alert.device,
-                         alert.message)
-                self._on_transition(alert)
+            self.stats.evaluations += len(batch.entries) + len(readings) + len(alarm.events)
+            self._passed(batch.upto)
+            rows = {**self._take_replayable(), **changes.durable}
+            for row in rows:
+                self._lazy.pop(row, None)
+            try:
+                committed = front.commit(
+                    [*alarm.events, *transitions, *notifications], message=len(alarm.events),
+                    cursor=(CONSUMER, self._cursor), state=rows, receipt=alarm.receipt,
+                    also=[alarm.done])
+            except Exception as exc:
+                self._stale = True  # evaluated, not journalled: back to the journal's state
+                if not alarm.done.done():
+                    alarm.done.set_exception(exc)
+                raise
+        try:
+            seqs = await committed
+        except Exception:
+            self._stale = True
+            raise
+        if seqs and seqs[0] == self._cursor + 1:
+            self._cursor = seqs[-1]  # the journal moved it past them in the same commit
+        else:  # never expected: records came between the ones read and the alarm's
+            log.error("rules: records were journalled between the ones read and an alarm "
+                      "(%s); the alarm is not evaluated again", seqs)
+            self._ahead.update(seqs)
+        self._saved_cursor = self._cursor
+        await self._defer(changes.lazy)
+        if readings_upto is not None:
+            self._telemetry.take(CONSUMER, readings_upto)
+        self._publish(transitions)
+        return True
+
+    def _readings_before(self, alarm_ts: int | None) -> tuple[list[Reading], int | None]:
+        """The readings to take this turn, and how far to take them once evaluated (None:
+        none). A turn with an alarm takes only the readings from before it: its alert is
+        committed (and published) before the readings after it are evaluated, in the next
+        turn; all in time order (a reading taken later counts at the engine's time, and a
+        `for` it starts would start that much later)."""
+        readings, upto = self._telemetry.peek(CONSUMER, self._readings_batch)
+        if alarm_ts is None or not readings or readings[-1].ts <= alarm_ts:
+            return readings, upto
+        kept = bisect.bisect_right([r.ts for r in readings], alarm_ts)
+        return readings[:kept], upto - (len(readings) - kept) if kept else None
+
+    def _evaluate_in_order(self, batch: Batch, readings: list[Reading], changes: Changes,
+                           transitions: list[Alert]) -> tuple[bool, bool | None]:
+        """The journalled records and the readings, in time order, into `transitions`; the
+        state they changed into `changes`, taken apart each time the stream switches.
+        Returns whether readings changed durable rows, and which stream came last (None:
+        neither)."""
+        from_readings = False
+        journalled: bool | None = None
+        for seq, record in heapq.merge(((e.seq, e.record) for e in batch.entries),
+                                       ((0, r) for r in readings), key=_ts):
+            if journalled is not None and journalled is not bool(seq):
+                from_readings |= self._take_changes(changes, journalled)
+            journalled = bool(seq)
+            transitions += self._evaluate(seq, record)
+        return from_readings, journalled
+
+    def _passed(self, upto: int) -> None:
+        self._cursor = max(self._cursor, upto)
+        if self._ahead:
+            self._ahead = {seq for seq in self._ahead if seq > self._cursor}
+
+    def _publish(self, transitions: list[Alert]) -> None:
+        for alert in transitions:
+            log.info("alert %s %s on %s: %s", alert.rule, alert.state, alert.device,
+                     alert.message)
+            self._on_transition(alert)
 
     async def _commit(self, records: list[Record] | None = None, *,
                       cursor: tuple[str, int] | None, state: dict[str, bytes | None],
@@ -282,6 +422,8 @@ class RuleRunner:
                 pausing.cancel()
 
     def _evaluate(self, seq: int, record: Record) -> list[Alert]:
+        if seq in self._ahead:
+            return []  # evaluated with its alarm's commit
         try:
             if isinstance(record, DeviceEvent):
                 return self.rules.on_event(record)

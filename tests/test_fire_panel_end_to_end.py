@@ -16,7 +16,8 @@ import msgspec
 import pytest
 
 from gateway.core.clock import ManualClock
-from gateway.core.model import DeviceEvent, Record
+from gateway.core.journaling import Receipt
+from gateway.core.model import DeviceEvent
 from gateway.ops.private_servers import Mosquitto, VictoriaMetrics, free_port
 from gateway.ops.store_query import export
 from gateway.supervisor import Gateway
@@ -100,19 +101,21 @@ async def test_a_fire_on_component_1_3_017_raises_the_alert_of_its_detector(
 
 
 class _DiesAtTheCommit:
-    """The gateway dies at the journal's commit of the first alarm: before it (nothing on
-    disk) or right after it (on disk, the confirm not sent)."""
+    """The gateway dies at the journal's commit of the first alarm (the rules journal an
+    alarm with its alert): before it (nothing on disk) or right after it (on disk, the
+    confirm not sent)."""
 
     def __init__(self, gateway: Gateway, after: bool) -> None:
         self.reached = asyncio.Event()
         self._after = after
-        self._commit = gateway.journal.commit
-        gateway.journal.commit = self  # type: ignore[method-assign]
+        self._alarm = gateway.runner.alarm
+        gateway.runner.alarm = self  # type: ignore[method-assign]
 
-    async def __call__(self, records: Sequence[Record] = (), **kw: Any) -> list[int]:
-        if not any(isinstance(r, DeviceEvent) and r.type == "alarm" for r in records):
-            return await self._commit(records, **kw)
-        done = await self._commit(records, **kw) if self._after else []
+    async def __call__(self, events: Sequence[DeviceEvent], receipt: Receipt | None = None
+                       ) -> list[int]:
+        if not any(e.type == "alarm" for e in events):
+            return await self._alarm(events, receipt)
+        done = await self._alarm(events, receipt) if self._after else []
         self.reached.set()
         await asyncio.Event().wait()  # killed here
         return done

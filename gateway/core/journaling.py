@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -60,8 +61,27 @@ class ReceiptBook(Protocol):
         ...
 
 
+class LineFront(Protocol):
+    """The journal's next commit, held for one caller."""
+
+    def commit(self, records: Sequence[Record], *, message: int, cursor: tuple[str, int],
+               state: dict[str, bytes | None], receipt: Receipt | None = None,
+               also: Sequence[asyncio.Future[list[int]]] = ()) -> asyncio.Future[list[int]]:
+        """Queue `records` as the next commit, durably; the cursor moves past them too when
+        nothing came between. `receipt` goes with the first `message` records."""
+        ...
+
+
 class RecordLog(Protocol):
     """A consumer's view of the journal: read after its cursor, commit what it made."""
+
+    def front_of_line(self) -> AbstractAsyncContextManager[LineFront]:
+        """Hold the next commit for the caller, once no commit is under way."""
+        ...
+
+    def check_room(self, records: Sequence[Record]) -> None:
+        """Raise JournalFullError when `records` would be refused for want of room."""
+        ...
 
     @property
     def last_seq(self) -> int: ...

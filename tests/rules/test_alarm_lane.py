@@ -1,0 +1,190 @@
+"""An alarm's message journalled by the rules, in one commit with the alert it raises."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+
+from gateway.core.clock import ManualClock
+from gateway.core.counters import Counters
+from gateway.core.journaling import Receipt
+from gateway.core.kinds import make_event
+from gateway.core.model import Alert, AlertState, DeviceEvent, DeviceKind, Reading, Record
+from gateway.core.telemetry import TelemetryBuffer
+from gateway.journal import Journal, NotJournalledError
+from rules.engine import RuleEngine
+from rules.runner import CONSUMER, AlarmLaneClosedError, RuleRunner
+from tests.helpers import eventually, refuse_commits
+from tests.rules.sim import CONTACTS, DIRECTORY, T0, default_pack
+
+
+@asynccontextmanager
+async def _running(journal: Journal, seen: list[Alert],
+                   telemetry: TelemetryBuffer | None = None) -> AsyncIterator[RuleRunner]:
+    runner = RuleRunner(journal, RuleEngine(default_pack(), DIRECTORY, CONTACTS),
+                        telemetry or TelemetryBuffer(10, Counters()), ManualClock(T0),
+                        seen.append, Counters())
+    await runner.restore()
+    task = asyncio.create_task(runner.run(), name="test.rules")
+    try:
+        await eventually(lambda: runner.idle, what="the runner waiting")
+        yield runner
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+def _press(device: str = "elder-1", ts: int = T0, kind: str = "press") -> DeviceEvent:
+    return make_event(DeviceKind.ELDER_BUTTON, device, kind, ts)
+
+
+async def _records(journal: Journal) -> list[Record]:
+    return [e.record for e in (await journal.read_after(0, 100, stored=True)).entries]
+
+
+async def test_an_alarm_and_its_alert_take_one_commit_and_the_cursor_passes_both(
+        tmp_path: Path) -> None:
+    seen: list[Alert] = []
+    async with Journal(tmp_path / "journal.db") as journal, _running(journal, seen) as runner:
+        before = journal.commits
+        press = _press()
+        seqs = await runner.alarm([press])
+        assert journal.commits == before + 1  # one fsync for the event and its alert
+        records = await _records(journal)
+        assert records[0] == press
+        assert seqs == [1]
+        assert [(r.rule, r.state) for r in records[1:] if isinstance(r, Alert)] == [
+            ("elder.sos", AlertState.FIRING)]
+        assert [(a.rule, a.state) for a in seen] == [("elder.sos", AlertState.FIRING)]
+        # the commit moved the rules past the alarm and what it made: not evaluated again
+        assert await journal.cursor(CONSUMER) == journal.last_seq
+        await runner.caught_up()
+        assert len(seen) == 1
+
+
+async def test_records_journalled_before_an_alarm_are_evaluated_before_it(
+        tmp_path: Path) -> None:
+    """A cancel journalled just before the next press (the press handed in before the
+    rules took the cancel): the press must find the first alert resolved and raise a new
+    one, not be taken for a repeat of the firing one."""
+    seen: list[Alert] = []
+    async with Journal(tmp_path / "journal.db") as journal, _running(journal, seen) as runner:
+        await runner.alarm([_press(ts=T0)])
+        await runner.caught_up()
+        await journal.commit([_press(ts=T0 + 10, kind="cancel")])
+        assert len(seen) == 1  # the rules have not evaluated the cancel yet
+        await runner.alarm([_press(ts=T0 + 20)])
+        await runner.caught_up()
+        assert [(a.rule, a.state) for a in seen] == [
+            ("elder.sos", AlertState.FIRING), ("elder.sos", AlertState.RESOLVED),
+            ("elder.sos", AlertState.FIRING)]
+        assert await journal.cursor(CONSUMER) == journal.last_seq
+
+
+async def test_a_reading_from_before_an_alarm_is_evaluated_in_its_turn_at_its_own_time(
+        tmp_path: Path) -> None:
+    """A tilt read at T0 and a press at T0 + 5: the tilt's 3 s run from T0. Evaluated after
+    the press, the reading would count at the engine's time then, T0 + 5."""
+    seen: list[Alert] = []
+    telemetry = TelemetryBuffer(10, Counters())
+    clock = ManualClock(T0 + 5)
+    async with Journal(tmp_path / "journal.db") as journal:
+        runner = RuleRunner(journal, RuleEngine(default_pack(), DIRECTORY, CONTACTS),
+                            telemetry, clock, seen.append, Counters())
+        await runner.restore()
+        task = asyncio.create_task(runner.run(), name="test.rules")
+        try:
+            await eventually(lambda: runner.idle, what="the runner waiting")
+            # both before the runner's next turn: the alarm's turn takes the reading
+            telemetry.push(Reading(id="r1", ts=T0, kind=DeviceKind.MANHOLE,
+                                   device="manhole-1", values={"tilt_deg": 35.0}))
+            await runner.alarm([_press(ts=T0 + 5)])
+            await runner.caught_up()
+            await eventually(lambda: bool(clock.deadlines()), what="the runner asleep")
+            clock.advance(2.995)  # T0 + 3000
+            await eventually(lambda: any(a.rule == "manhole.tilt" for a in seen),
+                             what="the tilt alert")
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    tilt = next(a for a in seen if a.rule == "manhole.tilt")
+    assert tilt.since == T0 + 3000
+
+
+async def test_the_receipt_goes_with_the_message_not_its_alert(tmp_path: Path) -> None:
+    seen: list[Alert] = []
+    receipt = Receipt("panel-1/7", b"digest", T0)
+    async with Journal(tmp_path / "journal.db") as journal, _running(journal, seen) as runner:
+        await runner.alarm([_press()], receipt)
+        assert journal.receipt("panel-1/7") == receipt
+    async with Journal(tmp_path / "journal.db") as journal:
+        assert journal.receipt("panel-1/7") == receipt  # on disk, with the event
+        # pruned with the event: the receipt is on the event's row
+        rows = await journal.read_after(0, 10, stored=True)
+        assert isinstance(rows.entries[0].record, DeviceEvent)
+
+
+async def test_alarms_are_refused_while_the_rules_do_not_run(tmp_path: Path) -> None:
+    async with Journal(tmp_path / "journal.db") as journal:
+        runner = RuleRunner(journal, RuleEngine(default_pack(), DIRECTORY, CONTACTS),
+                            TelemetryBuffer(10, Counters()), ManualClock(T0),
+                            lambda alert: None, Counters())
+        await runner.restore()
+        with pytest.raises(AlarmLaneClosedError):
+            await runner.alarm([_press()])
+        assert journal.last_seq == 0
+
+
+async def test_alarms_waiting_when_the_rules_stop_are_given_back(tmp_path: Path) -> None:
+    seen: list[Alert] = []
+    async with Journal(tmp_path / "journal.db") as journal:
+        runner = RuleRunner(journal, RuleEngine(default_pack(), DIRECTORY, CONTACTS),
+                            TelemetryBuffer(10, Counters()), ManualClock(T0), seen.append,
+                            Counters())
+        await runner.restore()
+        task = asyncio.create_task(runner.run(), name="test.rules")
+        await eventually(lambda: runner.idle, what="the runner waiting")
+        async with journal.front_of_line():  # the rules cannot get to the front meanwhile
+            waiting = asyncio.ensure_future(runner.alarm([_press()]))
+            await asyncio.sleep(0.05)
+            assert not waiting.done()
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        with pytest.raises(AlarmLaneClosedError):
+            await waiting
+        assert journal.last_seq == 0
+        assert seen == []
+
+
+async def test_a_refused_commit_fails_the_alarm_and_the_rules_go_back_to_the_journal(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    refused = refuse_commits(monkeypatch, 1, lambda records: bool(records))
+    seen: list[Alert] = []
+    async with Journal(tmp_path / "journal.db") as journal:
+        runner = RuleRunner(journal, RuleEngine(default_pack(), DIRECTORY, CONTACTS),
+                            TelemetryBuffer(10, Counters()), ManualClock(T0), seen.append,
+                            Counters())
+        await runner.restore()
+        task = asyncio.create_task(runner.run(), name="test.rules")
+        await eventually(lambda: runner.idle, what="the runner waiting")
+        with pytest.raises(NotJournalledError):
+            await runner.alarm([_press()])
+        with pytest.raises(NotJournalledError):
+            await task  # the task ends: it is restarted, and goes back to the journal
+        assert len(refused) == 1
+        assert journal.last_seq == 0
+        assert seen == []
+        with pytest.raises(AlarmLaneClosedError):  # until it runs again
+            await runner.alarm([_press()])
+        task = asyncio.create_task(runner.run(), name="test.rules.again")
+        try:
+            await eventually(lambda: runner.idle, what="the runner waiting again")
+            await runner.alarm([_press()])  # given again by its source
+            assert [(a.rule, a.state) for a in seen] == [("elder.sos", AlertState.FIRING)]
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
