@@ -208,7 +208,7 @@ class FrontOfLine:
     def commit(self, records: Sequence[Record], *, message: int, cursor: tuple[str, int],
                state: dict[str, bytes | None], receipt: Receipt | None = None,
                also: Sequence[asyncio.Future[list[int]]] = ()) -> asyncio.Future[list[int]]:
-        """Start `records` as the next commit, durably, ahead of whatever waits; the
+        """Queue `records` as the next commit, durably, ahead of whatever waits; the
         cursor moves past them too when nothing came between. `receipt` goes with the
         first `message` records. Answers the returned future and `also` with the seqs."""
         if self.used:
@@ -247,9 +247,6 @@ class Journal:
         self._wake = asyncio.Event()  # anything to commit
         self._urgent = asyncio.Event()  # a commit that does not wait: not a lazy move
         self._flying: list[_Commit] | None = None  # the group being committed
-        # a group the front of the line started, for the committer to see through
-        self._started: tuple[list[_Commit], dict[str, int], asyncio.Future[list[list[int]]],
-                             contextlib.ExitStack] | None = None
         self._held = False  # the next commit is held for a caller (front_of_line)
         self._front = asyncio.Lock()  # callers waiting for the front of the line
         self._quiet = asyncio.Event()  # set when the group being committed landed
@@ -365,8 +362,9 @@ class Journal:
         # encode on the loop: cheap, and keeps bad records from reaching the database thread
         job.encoded = [(delivery_class(r).value, encode(r)) for r in records]
         if first:
-            return self._start_first(job)
-        self._pending.append(job)
+            self._pending.insert(0, job)
+        else:
+            self._pending.append(job)
         self._wake.set()
         self._urgent.set()
         return done
@@ -511,26 +509,21 @@ class Journal:
             # lazy moves ride along with durable commits (the fsync is paid anyway); with a
             # commit without one, or alone, only once they waited LAZY_S: each would write
             # the cursors' page again for a door opened
-            while self._started is not None or (not self._held and (
-                    self._pending or (self._lazy and (self._lazy_left() <= 0 or self._closing)))):
-                if self._started is not None:
-                    # the front of the line started its group itself, a turn sooner
-                    group, lazy, running, sooner = self._started
-                    self._started = None
+            while not self._held and (
+                    self._pending or (self._lazy and (self._lazy_left() <= 0 or self._closing))):
+                group, self._pending = (
+                    self._pending[: self._max_group],
+                    self._pending[self._max_group :],
+                )
+                durable = _durable(group)
+                if self._closing or self._lazy_left() <= 0 or durable:
+                    lazy, self._lazy, self._lazy_since = self._lazy, {}, None
                 else:
-                    group, self._pending = (
-                        self._pending[: self._max_group],
-                        self._pending[self._max_group :],
-                    )
-                    durable = _durable(group)
-                    if self._closing or self._lazy_left() <= 0 or durable:
-                        lazy, self._lazy, self._lazy_since = self._lazy, {}, None
-                    else:
-                        lazy = {}
-                    running, sooner = self._start(group, lazy, durable)
+                    lazy = {}
+                self._flying = group
                 try:
-                    with sooner:
-                        await running
+                    with handed_over_sooner(durable):
+                        await self._run(self._commit_sync, group, lazy)
                 except JournalFullError as exc:
                     # the disk is full: alarms get the reserve's space, the rest is refused
                     alarms = [job for job in group if job.alarm]
@@ -558,34 +551,6 @@ class Journal:
                 return
             if self._lazy:
                 self._wake.set()  # moves that came meanwhile wait for their own window
-
-    def _start(self, group: list[_Commit], lazy: dict[str, int], durable: bool
-               ) -> tuple[asyncio.Future[list[list[int]]], contextlib.ExitStack]:
-        """Hand `group` to the journal thread now; the stack ends the lock's hand-over."""
-        self._flying = group
-        sooner = contextlib.ExitStack()
-        sooner.enter_context(handed_over_sooner(durable))
-        running = asyncio.get_running_loop().run_in_executor(
-            self._executor, self._commit_sync, group, lazy)
-        return running, sooner
-
-    def _start_first(self, job: _Commit) -> asyncio.Future[list[int]]:
-        """Start the group of `job` and the commits waiting behind it on the journal thread
-        at once (the line is held: nothing is under way); the committer task takes it over,
-        as if it had started it."""
-        if self._flying is not None or self._started is not None:  # the line was not held
-            self._pending.insert(0, job)
-            self._wake.set()
-            self._urgent.set()
-            return job.done
-        group = [job, *self._pending[: self._max_group - 1]]
-        self._pending = self._pending[self._max_group - 1 :]
-        lazy, self._lazy, self._lazy_since = self._lazy, {}, None  # riding along the fsync
-        running, sooner = self._start(group, lazy, durable=True)
-        self._started = (group, lazy, running, sooner)
-        self._wake.set()
-        self._urgent.set()
-        return job.done
 
     async def _sync_later(self) -> None:
         """Records committed without an fsync reach the disk within EVENT_SYNC_S."""

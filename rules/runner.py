@@ -46,7 +46,7 @@ from dataclasses import dataclass
 
 from gateway.core.clock import Clock
 from gateway.core.counters import Counters
-from gateway.core.journaling import Batch, Receipt, RecordLog
+from gateway.core.journaling import Batch, LineFront, Receipt, RecordLog
 from gateway.core.model import AckCommand, Alert, DeliveryClass, DeviceEvent, Reading, Record
 from gateway.core.telemetry import TelemetryBuffer
 from gateway.core.waiting import first_of
@@ -253,35 +253,18 @@ class RuleRunner:
         async with self._journal.front_of_line() as front:
             batch = (await self._journal.read_after(self._cursor, self._batch)
                      if self._journal.last_seq > self._cursor else Batch([], self._cursor))
-            if batch.upto < self._journal.last_seq:
+            if len(batch.entries) >= self._batch and batch.upto < self._journal.last_seq:
                 return False  # behind: the records before the alarm are evaluated first
             self._alarms.popleft()
-            self._idle.clear()
-            started = time.perf_counter()
-            newest = max(e.ts for e in alarm.events)
-            readings, readings_upto = self._readings_before(newest)
-            transitions: list[Alert] = []
-            changes = Changes()
-            self._evaluate_in_order(batch, readings, changes, transitions)
-            for event in alarm.events:
-                transitions += self._evaluate(0, event)
-            notifications = self.rules.take_notifications()
-            self._take_changes(changes, True)
-            self.stats.seconds += time.perf_counter() - started
-            self.stats.evaluations += len(batch.entries) + len(readings) + len(alarm.events)
-            self._passed(batch.upto)
-            rows = {**self._take_replayable(), **changes.durable}
-            for row in rows:
-                self._lazy.pop(row, None)
             try:
-                committed = front.commit(
-                    [*alarm.events, *transitions, *notifications], message=len(alarm.events),
-                    cursor=(CONSUMER, self._cursor), state=rows, receipt=alarm.receipt,
-                    also=[alarm.done])
-            except Exception as exc:
-                self._stale = True  # evaluated, not journalled: back to the journal's state
+                committed, transitions, lazy, readings_upto = self._evaluate_alarm(
+                    alarm, batch, front)
+            except BaseException:
+                # evaluated (some of it), not journalled: back to the journal's state, and
+                # the intake journals the alarm itself
+                self._stale = True
                 if not alarm.done.done():
-                    alarm.done.set_exception(exc)
+                    alarm.done.set_exception(AlarmLaneClosedError("rules failed"))
                 raise
         try:
             seqs = await committed
@@ -295,11 +278,39 @@ class RuleRunner:
                       "(%s); the alarm is not evaluated again", seqs)
             self._ahead.update(seqs)
         self._saved_cursor = self._cursor
-        await self._defer(changes.lazy)
+        await self._defer(lazy)
         if readings_upto is not None:
             self._telemetry.take(CONSUMER, readings_upto)
         self._publish(transitions)
         return True
+
+    def _evaluate_alarm(self, alarm: _Alarm, batch: Batch, front: LineFront
+                        ) -> tuple[asyncio.Future[list[int]], list[Alert],
+                                   dict[str, bytes | None], int | None]:
+        """Evaluate `batch`, the readings before the alarm and the alarm, and start their
+        commit; returns it, the transitions, the lazy rows and how far to take readings."""
+        self._idle.clear()
+        started = time.perf_counter()
+        newest = max(e.ts for e in alarm.events)
+        readings, readings_upto = self._readings_before(newest)
+        transitions: list[Alert] = []
+        changes = Changes()
+        self._evaluate_in_order(batch, readings, changes, transitions)
+        for event in alarm.events:
+            transitions += self._evaluate(0, event)
+        notifications = self.rules.take_notifications()
+        self._take_changes(changes, True)
+        self.stats.seconds += time.perf_counter() - started
+        self.stats.evaluations += len(batch.entries) + len(readings) + len(alarm.events)
+        self._passed(batch.upto)
+        rows = {**self._take_replayable(), **changes.durable}
+        for row in rows:
+            self._lazy.pop(row, None)
+        committed = front.commit(
+            [*alarm.events, *transitions, *notifications], message=len(alarm.events),
+            cursor=(CONSUMER, self._cursor), state=rows, receipt=alarm.receipt,
+            also=[alarm.done])
+        return committed, transitions, changes.lazy, readings_upto
 
     def _readings_before(self, alarm_ts: int | None) -> tuple[list[Reading], int | None]:
         """The readings to take this turn, and how far to take them once evaluated (None:

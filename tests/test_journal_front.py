@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import sys
 from pathlib import Path
 
 import pytest
@@ -11,8 +10,6 @@ import pytest
 from gateway.core.kinds import make_event
 from gateway.core.model import DeviceEvent, DeviceKind
 from gateway.journal import Journal, JournalClosedError
-from gateway.lock_handover import COMMIT_SWITCH_INTERVAL_S, SWITCH_INTERVAL_S
-from tests.helpers import eventually
 
 T0 = 1_767_225_600_000
 
@@ -78,18 +75,3 @@ async def test_no_front_once_the_journal_is_closed(tmp_path: Path) -> None:
     with pytest.raises(JournalClosedError):
         journal.check_room([_event("door-1")])
 
-
-async def test_the_fronts_commit_is_under_way_before_the_loop_turns_again(
-        tmp_path: Path) -> None:
-    """Started from the front of the line itself, not a turn later by the committer task:
-    the interpreter lock is handed over sooner from the moment it is queued."""
-    async with Journal(tmp_path / "journal.db") as journal:
-        async with journal.front_of_line() as front:
-            assert sys.getswitchinterval() == pytest.approx(SWITCH_INTERVAL_S)
-            done = front.commit([_event("elder-1", DeviceKind.ELDER_BUTTON, "press")],
-                                message=1, cursor=("rules", 0), state={})
-            assert sys.getswitchinterval() == pytest.approx(COMMIT_SWITCH_INTERVAL_S)
-        assert await done == [1]
-        # the committer saw it through, and gave the interval back
-        await eventually(lambda: sys.getswitchinterval() == pytest.approx(SWITCH_INTERVAL_S),
-                         what="the interval given back")

@@ -188,3 +188,28 @@ async def test_a_refused_commit_fails_the_alarm_and_the_rules_go_back_to_the_jou
         finally:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_an_alarm_the_rules_fail_on_is_handed_back_to_the_intake(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not a rule's error (those are counted and skipped) but the runner's own: the alarm
+    goes back to the intake, which journals it alone; the rules go back to the journal."""
+    async with Journal(tmp_path / "journal.db") as journal:
+        engine = RuleEngine(default_pack(), DIRECTORY, CONTACTS)
+        runner = RuleRunner(journal, engine, TelemetryBuffer(10, Counters()), ManualClock(T0),
+                            lambda alert: None, Counters())
+        await runner.restore()
+        task = asyncio.create_task(runner.run(), name="test.rules")
+        await eventually(lambda: runner.idle, what="the runner waiting")
+
+        def broken() -> list[Record]:
+            raise RuntimeError("broken")
+
+        monkeypatch.setattr(engine, "take_notifications", broken)
+        with pytest.raises(AlarmLaneClosedError):
+            await runner.alarm([_press()])
+        with pytest.raises(RuntimeError):
+            await task
+        assert journal.last_seq == 0
+        with pytest.raises(AlarmLaneClosedError):
+            await runner.alarm([_press()])
