@@ -351,10 +351,10 @@ class Journal:
                durable: bool, *, shared: Sequence[SharedRow] = (), first: bool = False,
                message: int | None = None,
                also: Sequence[asyncio.Future[list[int]]] = ()) -> asyncio.Future[list[int]]:
-        if self._closing or self._committer is None:
-            raise JournalClosedError(str(self._path))
         if records:
             self.check_room(records)
+        else:
+            self._check_open()
         done: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
         job = _Commit(records, cursor, state or {}, done, durable, receipt=receipt,
                       alarm=any(delivery_class(r) is DeliveryClass.ALARM for r in records),
@@ -376,8 +376,7 @@ class Journal:
         What the journal holds then stays as it is: records read meanwhile are the newest,
         and the caller's commit follows them."""
         async with self._front:  # one caller at a time
-            if self._closing or self._committer is None:
-                raise JournalClosedError(str(self._path))
+            self._check_open()
             self._held = True  # no commit starts from now on
             try:
                 while self._flying is not None:
@@ -388,11 +387,14 @@ class Journal:
                 self._held = False
                 self._wake.set()
 
+    def _check_open(self) -> None:
+        if self._closing or self._committer is None:
+            raise JournalClosedError(str(self._path))
+
     def check_room(self, records: Sequence[Record]) -> None:
         """Raise JournalFullError when `records` would be refused for want of room (and
         JournalClosedError once the journal is closing)."""
-        if self._closing or self._committer is None:
-            raise JournalClosedError(str(self._path))
+        self._check_open()
         q = self._quota
         alarm = any(delivery_class(r) is DeliveryClass.ALARM for r in records)
         if self.used_bytes >= q.max_bytes:
@@ -412,8 +414,7 @@ class Journal:
         little, and those records are delivered again.
         """
         if not durable:
-            if self._closing or self._committer is None:
-                raise JournalClosedError(str(self._path))
+            self._check_open()
             self._keep_lazy({consumer: seq})
             self._wake.set()
             return

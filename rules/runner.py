@@ -156,7 +156,7 @@ class RuleRunner:
         Raises AlarmLaneClosedError, before anything was journalled, when the task is not
         running; and what the journal raises when the commit failed.
         """
-        if not self._running or self._stale:
+        if not self._running:  # a failed commit ends the task: not running either
             raise AlarmLaneClosedError("rules not running")
         done: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
         self._alarms.append(_Alarm(events, receipt, done))
@@ -180,10 +180,13 @@ class RuleRunner:
                 if not alarm.done.done():
                     alarm.done.set_exception(AlarmLaneClosedError("rules stopped"))
 
+    async def _read(self) -> Batch:
+        if self._journal.last_seq <= self._cursor:
+            return Batch([], self._cursor)  # telemetry alone appends nothing: no database
+        return await self._journal.read_after(self._cursor, self._batch)
+
     async def _turn(self) -> None:
-        # telemetry alone appends nothing: no need to ask the database
-        batch = (await self._journal.read_after(self._cursor, self._batch)
-                 if self._journal.last_seq > self._cursor else Batch([], self._cursor))
+        batch = await self._read()
         alarms = [e.record.ts for e in batch.entries if _alarm(e.record)]
         readings, readings_upto = self._readings_before(max(alarms) if alarms else None)
         caught_up = batch.upto <= self._cursor
@@ -251,8 +254,7 @@ class RuleRunner:
                 alarm.done.set_exception(exc)
             return True
         async with self._journal.front_of_line() as front:
-            batch = (await self._journal.read_after(self._cursor, self._batch)
-                     if self._journal.last_seq > self._cursor else Batch([], self._cursor))
+            batch = await self._read()
             if len(batch.entries) >= self._batch and batch.upto < self._journal.last_seq:
                 return False  # behind: the records before the alarm are evaluated first
             self._alarms.popleft()
@@ -332,8 +334,9 @@ class RuleRunner:
         neither)."""
         from_readings = False
         journalled: bool | None = None
-        for seq, record in heapq.merge(((e.seq, e.record) for e in batch.entries),
-                                       ((0, r) for r in readings), key=_ts):
+        ahead = self._ahead  # evaluated with their alarm's commit already
+        records = ((e.seq, e.record) for e in batch.entries if not ahead or e.seq not in ahead)
+        for seq, record in heapq.merge(records, ((0, r) for r in readings), key=_ts):
             if journalled is not None and journalled is not bool(seq):
                 from_readings |= self._take_changes(changes, journalled)
             journalled = bool(seq)
@@ -433,8 +436,6 @@ class RuleRunner:
                 pausing.cancel()
 
     def _evaluate(self, seq: int, record: Record) -> list[Alert]:
-        if seq in self._ahead:
-            return []  # evaluated with its alarm's commit
         try:
             if isinstance(record, DeviceEvent):
                 return self.rules.on_event(record)
