@@ -234,7 +234,11 @@ class RuleEngine:
                 for type_ in sorted(rule.match.types | rule.clear.types):
                     routes.setdefault((kind, type_), []).append(rule)
         self._routes = routes
-        self._admitted: dict[tuple[str, str], bool] = {}
+        self._admitted: dict[tuple[str, str], tuple[bool, str | None]] = {}
+        # rules whose reading leaves no trace on an empty slot unless it meets the condition
+        self._stateless = {r.id for r in pack.rules if r.absence_ms is None and not any(
+            c is not None and c.rate_field is not None
+            for c in (r.condition, r.clear.condition, r.at_once))}
         self._bind()
 
     def _bind(self) -> None:
@@ -258,13 +262,22 @@ class RuleEngine:
         at = self._at(ts)
         self._advance(at)
         for rule in self._routes.get((kind, type_), ()):
-            if not self._admits(rule, device):
+            admitted, key = self._admitted_key(rule, device)
+            if not admitted:
                 continue
-            key = alert_key(rule.key, device, self._location(device))
             if key is None:
                 self._life.count("unlocated")
                 continue
-            slot = self._state.rules[rule.id].slots.setdefault(key, Slot())
+            slots = self._state.rules[rule.id].slots
+            slot = slots.get(key)
+            if slot is None:
+                if type_ == READING and rule.id in self._stateless and rule.condition \
+                        is not None and not self._check(rule.condition, values, {}):
+                    # most readings: a key with nothing going on, and a reading that does
+                    # not meet the condition, leave nothing behind (the slot would be made,
+                    # judged and forgotten again)
+                    continue
+                slot = slots[key] = Slot()
             if rule.absence_ms is not None:
                 if type_ in rule.match.types:
                     self._seen(rule, key, slot, kind, device, record_id, at)
@@ -524,11 +537,14 @@ class RuleEngine:
         state = self._state.rules.get(rule_id)
         return state.slots.get(key) if state is not None else None
 
-    def _admits(self, rule: Rule, device: str) -> bool:
+    def _admitted_key(self, rule: Rule, device: str) -> tuple[bool, str | None]:
+        """Whether `rule` takes records of `device`, and under which alert key (None: the
+        device has no such place); both stay as they are while the pack does."""
         cached = self._admitted.get((rule.id, device))
         if cached is None:
-            cached = rule.match.device(device, self._directory.get(device))
-            self._admitted[(rule.id, device)] = cached
+            admitted = rule.match.device(device, self._directory.get(device))
+            key = alert_key(rule.key, device, self._location(device)) if admitted else None
+            cached = self._admitted[(rule.id, device)] = (admitted, key)
         return cached
 
     def _location(self, device: str) -> Location:

@@ -6,6 +6,7 @@ per record, so writing the same record twice produces the same point.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 
 from gateway.core.config import Location
@@ -14,6 +15,7 @@ from gateway.core.model import (
     Alert,
     AlertState,
     DeviceEvent,
+    DeviceKind,
     Notify,
     Reading,
     Record,
@@ -39,7 +41,7 @@ class PointMaker:
         self._location = location
         self._extra = dict(tags or {})
         # a reading's measurement and tags depend on its device alone: made once per device
-        self._reading_series: dict[tuple[str, str], str] = {}
+        self._reading_series: dict[tuple[DeviceKind, str], str] = {}
         # a field name as line protocol writes it (escaped, then `=`): made once per name
         self._field_keys: dict[str, str] = {}
 
@@ -69,7 +71,7 @@ class PointMaker:
             field_part = self._reading_fields(record.values)
             if not field_part:
                 return None
-            key = (record.kind.value, record.device)
+            key = (record.kind, record.device)  # the member: `.value` is a slow property
             series = self._reading_series.get(key)
             if series is None:
                 series = _series(f"sc_{record.kind.value}", self._tags(record, {}))
@@ -87,14 +89,26 @@ class PointMaker:
         parts = []
         for name in sorted(values):
             value = values[name]
-            if not _numeric(value):
+            # the common types first, without the general checks (which cost a reading
+            # a microsecond): a float that is not finite has no point; nan - nan is nan
+            if type(value) is float:
+                if value - value != 0.0:
+                    continue
+                text = repr(value)
+            elif type(value) is bool:
+                text = "1.0" if value else "0.0"
+            elif type(value) is int:
+                text = repr(float(value))
+            elif _numeric(value):
+                text = repr(float(_number(value)))
+            else:
                 continue
             key = keys.get(name)
             if key is None:
                 key = f"{name.translate(_KEY_ESCAPES)}="
                 if len(keys) < FIELD_KEYS_KEPT:
                     keys[name] = key
-            parts.append(f"{key}{float(_number(value))!r}")
+            parts.append(key + text)
         return ",".join(parts)
 
     def _tags(self, record: Alert | DeviceEvent | Reading, tags: dict[str, str]
@@ -131,8 +145,7 @@ def _fields(fields: dict[str, int | float]) -> str:
 
 
 def _numeric(value: Scalar | None) -> bool:
-    return isinstance(value, bool | int | float) and value == value and value not in (
-        float("inf"), float("-inf"))
+    return isinstance(value, bool | int | float) and math.isfinite(value)
 
 
 def _number(value: Scalar | None) -> int | float:

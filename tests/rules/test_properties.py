@@ -208,3 +208,20 @@ def test_snapshot_and_restore_anywhere_changes_nothing(sequence: list[Op],
 def test_notification_ids_are_unique(sequence: list[Op]) -> None:
     ids = [n.id for n in play(sequence) if isinstance(n, Notify)]
     assert len(ids) == len(set(ids))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(ops, min_size=1, max_size=40))
+def test_readings_passed_over_on_quiet_keys_change_nothing(sequence: list[Op]) -> None:
+    """A reading that does not meet its rule on a key with nothing going on is passed over
+    without a slot: the same alerts, notifications, state rows, counters and snapshot as
+    when every reading is judged in full."""
+    quick, full = Driver(), Driver()
+    full.engine._stateless = set()  # no rule passes a reading over: each is judged in full
+    for op in [*sequence, Op(3_600_000, "tick")]:
+        quick.play(op)
+        full.play(op)
+        assert quick.engine.state_changes() == full.engine.state_changes()
+    assert quick.out == full.out
+    assert quick.engine.counters == full.engine.counters
+    assert quick.engine.snapshot() == full.engine.snapshot()
