@@ -16,43 +16,25 @@ import asyncio
 import base64
 import itertools
 import json
-import time
 from collections.abc import Awaitable, Callable, Mapping
-from types import TracebackType
 from typing import Any
 
-import aiohttp
-
-from simulators.onenet_platform import Delivery
+from simulators.pushing_platform import Delivery, PushingPlatform, now_ms
 
 RETRIES = 3
 _packets = itertools.count(1)
 
 
-class CtwingPlatform:
+class CtwingPlatform(PushingPlatform):
     """Pushes to one subscription URL (`{base}{path}/{token}`); use as `async with`."""
 
     def __init__(self, url: str, *, tenant_id: str = "2000033827", product_id: str = "15045240",
                  timeout_s: float = 5.0, retry_s: float = 1.0, retries: int = RETRIES,
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
-        self.url = url
+        super().__init__(url, timeout_s, retries, sleep)
         self.tenant_id = tenant_id
         self.product_id = product_id
-        self.timeout_s = timeout_s
         self.retry_s = retry_s
-        self.retries = retries
-        self._sleep = sleep
-        self._session: aiohttp.ClientSession | None = None
-
-    async def __aenter__(self) -> CtwingPlatform:
-        self._session = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=self.timeout_s))
-        return self
-
-    async def __aexit__(self, exc_type: type[BaseException] | None,
-                        exc: BaseException | None, tb: TracebackType | None) -> None:
-        if self._session is not None:
-            await self._session.close()
 
     # -- messages (订阅推送 消息格式) --------------------------------------------------------
 
@@ -62,7 +44,7 @@ class CtwingPlatform:
         """`packet`: the upPacketSN (and upDataSN) of the uplink; None numbers it anew."""
         sn = next(_packets) if packet is None else packet
         return {"upPacketSN": sn, "upDataSN": sn, "topic": "v1/up/ad",
-                "timestamp": _now_ms(), "tenantId": self.tenant_id, "serviceId": "",
+                "timestamp": now_ms(), "tenantId": self.tenant_id, "serviceId": "",
                 "protocol": protocol, "productId": self.product_id, "payload": dict(payload),
                 "messageType": "dataReport", "deviceType": "", "deviceId": device_id,
                 "assocAssetId": "", "IMSI": "undefined", "IMEI": imei or "undefined"}
@@ -73,46 +55,24 @@ class CtwingPlatform:
 
     def event_report(self, device_id: str, event_type: int, content: Mapping[str, Any], *,
                      imei: str = "", service_id: int = 1002) -> dict[str, Any]:
-        return {"timestamp": _now_ms(), "tenantId": self.tenant_id, "serviceId": service_id,
+        return {"timestamp": now_ms(), "tenantId": self.tenant_id, "serviceId": service_id,
                 "protocol": "lwm2m", "productId": self.product_id,
                 "messageType": "eventReport", "eventType": event_type,
                 "eventContent": dict(content), "deviceSn": "", "deviceId": device_id,
                 "IMSI": "undefined", "IMEI": imei or "undefined"}
 
     def online_offline(self, device_id: str, online: bool) -> dict[str, Any]:
-        return {"timestamp": _now_ms(), "tenantId": self.tenant_id, "protocol": "lwm2m",
+        return {"timestamp": now_ms(), "tenantId": self.tenant_id, "protocol": "lwm2m",
                 "productId": self.product_id, "messageType": "deviceOnlineOfflineReport",
                 "iccid": "undefined", "eventType": 1 if online else 0, "deviceId": device_id}
 
     # -- the wire --------------------------------------------------------------------------
 
-    async def send(self, body: bytes, *, url: str | None = None) -> int:
-        """One attempt: the status, 0 when no answer came within `timeout_s`."""
-        if self._session is None:
-            raise RuntimeError("use the platform as `async with`")
-        try:
-            async with self._session.post(url or self.url, data=body, headers={
-                    "Content-Type": "application/json"}) as response:
-                await response.read()
-                return response.status
-        except (TimeoutError, aiohttp.ClientError):
-            return 0
-
     async def push(self, message: Mapping[str, Any]) -> Delivery:
         """Push until answered 200 or the retries run out, the same message each time."""
         body = json.dumps(message, separators=(",", ":")).encode()
-        delivery = Delivery(str(message.get("upPacketSN", message.get("timestamp"))))
-        for attempt in range(1 + self.retries):
-            if attempt:
-                await self._sleep(self.retry_s)
-            delivery.statuses.append(await self.send(body))
-            if delivery.delivered:
-                break
-        return delivery
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
+        return await self._deliver(str(message.get("upPacketSN", message.get("timestamp"))),
+                                   body, [self.retry_s] * self.retries)
 
 
 async def _main(args: argparse.Namespace) -> None:

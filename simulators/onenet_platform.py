@@ -18,15 +18,11 @@ import itertools
 import json
 import secrets
 import string
-import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any
 
-import aiohttp
-
 from drivers.onenet.signature import NONCE_CHARS, encrypt, sign
+from simulators.pushing_platform import Delivery, PushingPlatform, now_ms
 
 # seconds between a push and each retry (OneNET Studio, 数据推送 "重推策略")
 SCHEDULE_S = (5, 10, 30, 60, 120, 180, 240, 300, 360, 420, 480, 540, 600, 1200, 1800, 3600)
@@ -38,50 +34,24 @@ def _nonce() -> str:
     return "".join(secrets.choice(_ALPHABET) for _ in range(NONCE_CHARS))
 
 
-@dataclass(slots=True)
-class Delivery:
-    """What became of one message: the status of every attempt (0: no answer in time)."""
-
-    id: str
-    statuses: list[int] = field(default_factory=list)
-
-    @property
-    def delivered(self) -> bool:
-        return bool(self.statuses) and self.statuses[-1] == 200
-
-
-class OneNetPlatform:
+class OneNetPlatform(PushingPlatform):
     """Pushes to one push instance's URL; use as `async with`."""
 
     def __init__(self, url: str, token: str, aes_key: str | None = None, *,
                  project_id: str = "990909090", timeout_s: float = 5.0,
                  retry_scale: float = 1.0, retries: int = len(SCHEDULE_S),
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
-        self.url = url
+        super().__init__(url, timeout_s, retries, sleep)
         self.token = token
         self.aes_key = aes_key
         self.project_id = project_id
-        self.timeout_s = timeout_s
         self.retry_scale = retry_scale
-        self.retries = retries
-        self._sleep = sleep
-        self._session: aiohttp.ClientSession | None = None
-
-    async def __aenter__(self) -> OneNetPlatform:
-        self._session = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=self.timeout_s))
-        return self
-
-    async def __aexit__(self, exc_type: type[BaseException] | None,
-                        exc: BaseException | None, tb: TracebackType | None) -> None:
-        if self._session is not None:
-            await self._session.close()
 
     # -- messages, as the rule engine forwards them ("消息源格式") --------------------------
 
     def property_notify(self, product_id: str, device_name: str, params: Mapping[str, Any],
                         *, imei: str | None = None, at_ms: int | None = None) -> dict[str, Any]:
-        at = _now_ms() if at_ms is None else at_ms
+        at = now_ms() if at_ms is None else at_ms
         message: dict[str, Any] = {
             "projectId": self.project_id, "productId": product_id, "deviceName": device_name,
             "messageType": "notify", "notifyType": "property",
@@ -96,7 +66,7 @@ class OneNetPlatform:
         return {"projectId": self.project_id, "productId": product_id,
                 "deviceName": device_name, "messageType": "lifeCycle",
                 "data": {"status": "online" if online else "offline",
-                         "time": _now_ms() if at_ms is None else at_ms}}
+                         "time": now_ms() if at_ms is None else at_ms}}
 
     # -- the wire --------------------------------------------------------------------------
 
@@ -109,7 +79,7 @@ class OneNetPlatform:
         nonce = _nonce()
         return json.dumps({"msg": msg, "nonce": nonce,
                            "signature": sign(token or self.token, nonce, msg),
-                           "time": _now_ms(), "id": msg_id or str(next(_ids))}).encode()
+                           "time": now_ms(), "id": msg_id or str(next(_ids))}).encode()
 
     async def verify(self, *, token: str | None = None) -> tuple[int, str]:
         """The instance verification GET: (status, body); verified when body == msg."""
@@ -120,39 +90,13 @@ class OneNetPlatform:
         async with session.get(self.url, params=params) as response:
             return response.status, await response.text()
 
-    async def send(self, body: bytes) -> int:
-        """One attempt: the status, 0 when no answer came within `timeout_s`."""
-        session = self._open()
-        try:
-            async with session.post(self.url, data=body,
-                                    headers={"Content-Type": "application/json"}) as response:
-                await response.read()
-                return response.status
-        except (TimeoutError, aiohttp.ClientError):
-            return 0
-
     async def push(self, message: Mapping[str, Any] | str,
                    msg_id: str | None = None) -> Delivery:
         """Push until answered 200 or the schedule runs out, always with the same id."""
         ident = msg_id or str(next(_ids))
         body = self.envelope(message, ident)
-        delivery = Delivery(ident)
-        for delay in (0.0, *SCHEDULE_S[:self.retries]):
-            if delay:
-                await self._sleep(delay * self.retry_scale)
-            delivery.statuses.append(await self.send(body))
-            if delivery.delivered:
-                break
-        return delivery
-
-    def _open(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            raise RuntimeError("use the platform as `async with`")
-        return self._session
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
+        pauses = (delay * self.retry_scale for delay in SCHEDULE_S[:self.retries])
+        return await self._deliver(ident, body, pauses)
 
 
 async def _main(args: argparse.Namespace) -> None:

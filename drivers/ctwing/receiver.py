@@ -27,16 +27,9 @@ from drivers.ctwing.message import (
     Uplink,
     parse_message,
 )
-from drivers.intake import Intake
 from drivers.json_map import Decoded, JsonMap, JsonMapper
-from drivers.platform_push import (
-    Admit,
-    PlatformIntake,
-    ReadBody,
-    Uplinks,
-    answer,
-    platform_intake,
-)
+from drivers.platform_push import answer
+from drivers.platform_receiver import PlatformReceiver
 from drivers.profile import Profile
 from drivers.pseudonym import Pseudonymiser
 from drivers.serial_frames import SerialFormat
@@ -50,16 +43,15 @@ log = logging.getLogger(__name__)
 LABEL = "ctwing"  # the `device` label of what cannot be told apart by device
 
 
-class CtwingReceiver:
+class CtwingReceiver(PlatformReceiver[JsonMapper | AppData]):
     def __init__(self, config: CtwingConfig, devices: list[tuple[CtwingDevice, Profile]],
                  clock: Clock, counters: Counters, receipts: ReceiptBook | None = None,
                  pseudonymise: Pseudonymiser | None = None) -> None:
+        super().__init__("CTWing", LABEL, log, config.redelivery_window_s, clock, counters,
+                         receipts)
         self._config = config
-        self._clock = clock
-        self._counters = counters
         self._token = config.token.encode()
         self._kinds = frozenset(device.kind for device, _ in devices)
-        self._decoders: dict[str, JsonMapper | AppData] = {}
         self._by_id: dict[str, str] = {}
         self._by_imei: dict[str, str] = {}
         for device, profile in devices:
@@ -76,20 +68,8 @@ class CtwingReceiver:
                 self._by_id[device.ctwing.device_id] = device.id
             if device.ctwing.imei is not None:
                 self._by_imei[device.ctwing.imei] = device.id
-        self.uplinks = Uplinks(LABEL, receipts, config.redelivery_window_s, clock, counters)
-        self._intake: PlatformIntake | None = None
-        self._read: ReadBody | None = None
-        self._admit: Admit | None = None
 
-    @property
-    def devices(self) -> int:
-        return len(self._decoders)
-
-    def add_routes(self, router: web.UrlDispatcher, intake: Intake, read: ReadBody,
-                   admit: Admit) -> None:
-        self._intake = platform_intake(intake, "CTWing")
-        self._read = read
-        self._admit = admit
+    def _add_routes(self, router: web.UrlDispatcher) -> None:
         router.add_post(self._config.path.rstrip("/") + "/{token}", self._push)
 
     def find(self, device: DeviceName) -> str | None:
@@ -97,13 +77,7 @@ class CtwingReceiver:
             return self._by_id[device.device_id]
         return self._by_imei.get(device.imei) if device.imei is not None else None
 
-    def _refuse(self, status: int, reason: str, detail: str) -> web.Response:
-        self._counters.reject(log, LABEL, reason, detail)
-        return answer(status, error=reason)
-
     async def _push(self, request: web.Request) -> web.Response:
-        assert self._read is not None
-        assert self._intake is not None
         given = request.match_info["token"].encode("utf-8", "replace")
         if not hmac.compare_digest(given, self._token):
             # the path may hold another secret: never log it
@@ -111,11 +85,7 @@ class CtwingReceiver:
                                 "token")
         # authenticated by its URL, but which device it is for is in the body: the slot of
         # any of the platform's devices, an alarm's when one of them calls for help
-        assert self._admit is not None
-        busy = await self._admit(request, LABEL, self._kinds)
-        if busy is not None:
-            return busy
-        body = await self._read(request, LABEL)
+        body = await self._body(request, self._kinds)
         if isinstance(body, web.Response):
             return body
         try:
@@ -123,28 +93,18 @@ class CtwingReceiver:
         except MalformedPushError as exc:
             return self._refuse(400, "malformed_push", str(exc))
         if isinstance(message, Other):
-            self._counters.inc("ctwing_ignored", type=message.message_type[:32])
-            return answer(200, accepted=[], ignored=True)
+            return self._ignored(message)
         device = self.find(message.device)
         if device is None:
-            self._counters.reject(log, LABEL, "unknown_device",
-                                  f"push for a device not configured ({message.device}); "
-                                  "acknowledged so it is not pushed again")
-            return answer(200, accepted=[], ignored=True)
+            return self._unknown("push", message.device)
         async with self.uplinks.lock(device):
             if isinstance(message, OnlineOffline):
-                if message.online:
-                    self._intake.seen(device)
-                else:
-                    self._intake.unreachable(device)
+                self._online(device, message.online)
                 return answer(200, accepted=[])
             receipt = self.uplinks.receipt(_key(message), _content(message))
             if receipt is None:
                 return self.uplinks.again(device)
-            decoded = self._decode(device, message)
-            accepted = await self.uplinks.deliver(self._intake, device, decoded, receipt)
-        return answer(200, accepted=accepted,
-                      rejected=[{"reason": r, "detail": d} for r, d in decoded.problems])
+            return await self._deliver(device, self._decode(device, message), receipt)
 
     def _decode(self, device: str, uplink: Uplink) -> Decoded:
         decoder = self._decoders[device]

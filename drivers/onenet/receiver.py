@@ -15,7 +15,6 @@ import logging
 
 from aiohttp import web
 
-from drivers.intake import Intake
 from drivers.json_map import JsonMap, JsonMapper
 from drivers.onenet.message import (
     Device,
@@ -27,14 +26,8 @@ from drivers.onenet.message import (
     parse_message,
 )
 from drivers.onenet.signature import UndecryptableError, decrypt, verify
-from drivers.platform_push import (
-    Admit,
-    PlatformIntake,
-    ReadBody,
-    Uplinks,
-    answer,
-    platform_intake,
-)
+from drivers.platform_push import answer
+from drivers.platform_receiver import PlatformReceiver
 from drivers.profile import Profile
 from drivers.pseudonym import Pseudonymiser
 from gateway.core.clock import Clock
@@ -47,40 +40,27 @@ log = logging.getLogger(__name__)
 LABEL = "onenet"  # the `device` label of what cannot be told apart by device
 
 
-class OneNetReceiver:
+class OneNetReceiver(PlatformReceiver[JsonMapper]):
     def __init__(self, config: OneNetConfig, devices: list[tuple[OneNetDevice, Profile]],
                  clock: Clock, counters: Counters, receipts: ReceiptBook | None = None,
                  pseudonymise: Pseudonymiser | None = None) -> None:
+        super().__init__("OneNET", LABEL, log, config.redelivery_window_s, clock, counters,
+                         receipts)
         self._config = config
-        self._clock = clock
-        self._counters = counters
-        self._mappers: dict[str, JsonMapper] = {}
         self._by_imei: dict[str, str] = {}
         self._by_name: dict[tuple[str | None, str], str] = {}
         for device, profile in devices:
             if not isinstance(profile.mapping, JsonMap):
                 raise ValueError(f"{device.id}: profile {profile.name} is not a json profile")
-            self._mappers[device.id] = JsonMapper(profile.mapping, device.kind, device.id,
-                                                  pseudonymise)
+            self._decoders[device.id] = JsonMapper(profile.mapping, device.kind, device.id,
+                                                   pseudonymise)
             settings = device.onenet
             if settings.imei is not None:
                 self._by_imei[settings.imei] = device.id
             if settings.device_name is not None:
                 self._by_name[(settings.product_id, settings.device_name)] = device.id
-        self.uplinks = Uplinks(LABEL, receipts, config.redelivery_window_s, clock, counters)
-        self._intake: PlatformIntake | None = None
-        self._read: ReadBody | None = None
-        self._admit: Admit | None = None
 
-    @property
-    def devices(self) -> int:
-        return len(self._mappers)
-
-    def add_routes(self, router: web.UrlDispatcher, intake: Intake, read: ReadBody,
-                   admit: Admit) -> None:
-        self._intake = platform_intake(intake, "OneNET")
-        self._read = read
-        self._admit = admit
+    def _add_routes(self, router: web.UrlDispatcher) -> None:
         router.add_get(self._config.path, self._verification)
         router.add_post(self._config.path, self._push)
 
@@ -91,10 +71,6 @@ class OneNetReceiver:
             return None
         return (self._by_name.get((device.product_id, device.device_name))
                 or self._by_name.get((None, device.device_name)))
-
-    def _refuse(self, status: int, reason: str, detail: str) -> web.Response:
-        self._counters.reject(log, LABEL, reason, detail)
-        return answer(status, error=reason)
 
     async def _verification(self, request: web.Request) -> web.StreamResponse:
         query = request.query
@@ -110,16 +86,10 @@ class OneNetReceiver:
         return web.Response(text=msg)  # the instance is verified when msg comes back as is
 
     async def _push(self, request: web.Request) -> web.Response:
-        assert self._read is not None
-        assert self._admit is not None
-        assert self._intake is not None
         # the signature and the device are in the body: until it is read, anyone on the LAN
         # may be sending it, so it is read in a slot of the other class, never in one kept
         # for alarms (docs/decisions.md, "The HTTP push port under a storm")
-        busy = await self._admit(request, LABEL, ())
-        if busy is not None:
-            return busy
-        body = await self._read(request, LABEL)
+        body = await self._body(request, ())
         if isinstance(body, web.Response):
             return body
         try:
@@ -140,27 +110,18 @@ class OneNetReceiver:
         except MalformedPushError as exc:
             return self._refuse(400, "malformed_message", f"push {envelope.id}: {exc}")
         if isinstance(message, Other):
-            self._counters.inc("onenet_ignored", type=message.message_type[:32])
-            return answer(200, accepted=[], ignored=True)
+            return self._ignored(message)
         device = self.find(message.device)
         if device is None:
-            self._counters.reject(log, LABEL, "unknown_device",
-                                  f"push {envelope.id} for a device not configured "
-                                  f"({message.device}); acknowledged so it is not pushed again")
-            return answer(200, accepted=[], ignored=True)
+            return self._unknown(f"push {envelope.id}", message.device)
         async with self.uplinks.lock(device):
             receipt = self.uplinks.receipt(envelope.id, text.encode())
             if receipt is None:
                 return self.uplinks.again(device)
             if isinstance(message, LifeCycle):
-                if message.online:
-                    self._intake.seen(device)
-                else:
-                    self._intake.unreachable(device)
+                self._online(device, message.online)
                 self.uplinks.note(receipt)
                 return answer(200, accepted=[])
             assert isinstance(message, Notify)
-            decoded = self._mappers[device].decode(message.body, self._clock.now_ms())
-            accepted = await self.uplinks.deliver(self._intake, device, decoded, receipt)
-        return answer(200, accepted=accepted,
-                      rejected=[{"reason": r, "detail": d} for r, d in decoded.problems])
+            decoded = self._decoders[device].decode(message.body, self._clock.now_ms())
+            return await self._deliver(device, decoded, receipt)
