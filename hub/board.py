@@ -23,7 +23,8 @@ from aiohttp import web
 
 from gateway.console.catalogue import CATALOGUES, choose
 from gateway.console.pages import city_page
-from gateway.console.server import SECURITY_HEADERS, STATIC, static_file
+from gateway.console.server import SECURITY_HEADERS
+from gateway.console.static import StaticFiles
 from gateway.core.city import MAX_CITY_USER, CityAckAnswer
 from gateway.core.clock import Clock
 from gateway.core.counters import Counters
@@ -105,7 +106,7 @@ class BoardServer:
         self._counters = counters
         self._status = status
         self._clock = clock
-        self._static = {name: static_file(name) for name in STATIC}
+        self._static = StaticFiles()
         self._streams: set[asyncio.Event] = set()
         self._closing = False
         self.ready = asyncio.Event()
@@ -123,7 +124,7 @@ class BoardServer:
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._headers], client_max_size=16_384)
         app.router.add_get("/", self._page)
-        app.router.add_get("/static/{name}", self._file)
+        app.router.add_get("/static/{name}", self._static.serve)
         app.router.add_get("/api/board", self._board)
         app.router.add_get("/api/events", self._events)
         app.router.add_get("/api/stream", self._stream)
@@ -203,13 +204,6 @@ class BoardServer:
         self._counters.inc("board_acks", result=reason)
         return web.json_response({"error": error, "reason": reason}, status=status,
                                  dumps=_dumps)
-
-    async def _file(self, request: web.Request) -> web.StreamResponse:
-        name = request.match_info["name"]
-        if name not in self._static:
-            raise web.HTTPNotFound()
-        return web.Response(body=self._static[name], content_type=STATIC[name],
-                            charset="utf-8")
 
     async def _board(self, request: web.Request) -> web.StreamResponse:
         return web.json_response(self.data(), dumps=_dumps)

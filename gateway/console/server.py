@@ -15,7 +15,6 @@ import logging
 import secrets
 import ssl
 from collections.abc import Awaitable, Callable
-from importlib import resources
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -31,6 +30,7 @@ from gateway.console.catalogue import CATALOGUES, choose
 from gateway.console.pages import app_page, login_page
 from gateway.console.sessions import SESSIONS_SUFFIX, LoginLimit, Session, Sessions
 from gateway.console.shift import shift_report
+from gateway.console.static import StaticFiles
 from gateway.core.config import ConsoleConfig
 from gateway.core.model import AlertState
 from gateway.journal import Journal
@@ -47,7 +47,6 @@ MAX_STREAMS = 64  # open boards at once: a compound's duty office has a handful
 MAX_BODY = 16_384
 ACK_WAIT_S = 5.0
 MAX_NAME = 64  # characters of a login name looked at; longer ones are no account's
-STATIC = {"console.css": "text/css", "console.js": "text/javascript"}
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; "
                                "frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
@@ -74,10 +73,6 @@ class ConsoleGateway(GatewayState, Protocol):
     def journal(self) -> Journal: ...
 
 
-def static_file(name: str) -> bytes:
-    return resources.files("gateway.console").joinpath("static", name).read_bytes()
-
-
 class ConsoleServer:
     """The console on `config.host:config.port`; `run` until cancelled."""
 
@@ -92,7 +87,7 @@ class ConsoleServer:
         # logins, logouts and refused logins, journalled
         self.access = AccessLog(gateway.journal, gateway.clock, config.keep_days)
         self._streams: set[asyncio.Event] = set()
-        self._static = {name: static_file(name) for name in STATIC}
+        self._static = StaticFiles()
         self.ready = asyncio.Event()
         self._closing = False
         log_.listeners.append(self._changed)
@@ -108,7 +103,7 @@ class ConsoleServer:
         app = web.Application(middlewares=[self._guard], client_max_size=MAX_BODY)
         app.router.add_get("/login", self._login_form)
         app.router.add_post("/login", self._login)
-        app.router.add_get("/static/{name}", self._file)
+        app.router.add_get("/static/{name}", self._static.serve)
         app.router.add_post("/logout", self._logout)
         for page in ("board", "devices", "shift"):
             app.router.add_get("/" if page == "board" else f"/{page}", self._page(page))
@@ -278,13 +273,6 @@ class ConsoleServer:
                 "csrf": session.csrf, "user": session.user, "role": account.role.value}),
                 content_type="text/html")
         return handler
-
-    async def _file(self, request: web.Request) -> web.StreamResponse:
-        name = request.match_info["name"]
-        if name not in self._static:
-            raise web.HTTPNotFound()
-        return web.Response(body=self._static[name], content_type=STATIC[name],
-                            charset="utf-8")
 
     # -- data ----------------------------------------------------------------------------
 
