@@ -5,6 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from gateway.core.config import StoreConfig
+
+# the gateway's own store batch size, for the reports
+STORE_BATCH: int = StoreConfig.model_fields["batch_size"].default
+
 SITE = "bench"
 IDLE_SITE = "bench-idle"
 MAX_BUTTONS = 14  # buttons on GPIO 0-13, their LEDs on GPIO 14-27

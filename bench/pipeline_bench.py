@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import pipeline
+from bench import configs, pipeline
 from bench.gateway_bench import Servers
 from bench.hostctl import GatewayProcess
 from bench.peers.install import PeerUnavailableError, node_red
@@ -118,7 +118,7 @@ async def _case(srv: Servers, workdir: Path, progress: Progress, case: Case, *,
     config = pipeline_gateway(where, srv, store_batch=store_batch)
     async with GatewayProcess("gateway-pipeline", config, where) as gw:
         ours = await _search(GatewaySystem(gw), load, rates, progress, srv.store)
-    batch = f"store batches of {config['store'].get('batch_size', 500)}"
+    batch = f"store batches of {config['store'].get('batch_size', configs.STORE_BATCH)}"
     name = "gateway" if headline else f"gateway ({case.label})"
     rows.append(_summary(name, ours, seconds, batch))
     if not peers:
