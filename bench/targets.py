@@ -44,15 +44,14 @@ class Target:
 
 
 TARGETS = (
-    Target(">= 20,000 events/s through rules to MQTT and the store, no loss", "pipeline",
-           "gateway:", "sustained_per_s", 20_000, True, lambda v: f"{v:,.0f} events/s"),
+    Target(">= 20,000 events/s through rules to MQTT and the store, alert p99 <= 50 ms, "
+           "no loss", "pipeline", "gateway:", "sustained_p99_50_ms_per_s", 20_000, True,
+           lambda v: f"{v:,.0f} events/s"),
     Target(">= 2x the batched Node-RED flow, same run", "pipeline",
            "gateway / Node-RED batched", "rate_ratio", 2.0, True, lambda v: f"{v:.2f}x"),
-    Target(">= 5,000 events/s at QoS 1 with 10 % fevers, no loss", "pipeline",
-           "gateway (QoS 1, 10 % fevers):", "sustained_per_s", 5_000, True,
-           lambda v: f"{v:,.0f} events/s"),
-    Target("alert p99 <= 50 ms at that rate", "pipeline", "gateway (QoS 1, 10 % fevers):",
-           "p99_ms", 50.0, False, lambda v: f"{v:.1f} ms"),
+    Target(">= 5,000 events/s at QoS 1 with 10 % fevers, alert p99 <= 50 ms, no loss",
+           "pipeline", "gateway (QoS 1, 10 % fevers):", "sustained_p99_50_ms_per_s", 5_000,
+           True, lambda v: f"{v:,.0f} events/s"),
     Target("ahead of batched Node-RED at QoS 1 with 10 % fevers, same run", "pipeline",
            "QoS 1, 10 % fevers: gateway / Node-RED batched", "rate_ratio", 1.0,
            True, lambda v: f"{v:.2f}x"),
