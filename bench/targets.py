@@ -41,6 +41,12 @@ class Target:
     limit: float
     at_least: bool  # the figure must be >= limit (else <= limit)
     show: Callable[[float], str]
+    beyond: bool = False  # the figure must pass the limit itself: > (or <), not >= (<=)
+
+    def met(self, value: float) -> bool:
+        if self.at_least:
+            return value > self.limit if self.beyond else value >= self.limit
+        return value < self.limit if self.beyond else value <= self.limit
 
 
 TARGETS = (
@@ -54,7 +60,7 @@ TARGETS = (
            True, lambda v: f"{v:,.0f} events/s"),
     Target("ahead of batched Node-RED at QoS 1 with 10 % fevers, same run", "pipeline",
            "QoS 1, 10 % fevers: gateway / Node-RED batched", "rate_ratio", 1.0,
-           True, lambda v: f"{v:.2f}x"),
+           True, lambda v: f"{v:.2f}x", beyond=True),  # ahead: level is not ahead
     Target("alarm p99 <= 20 ms under load", "alarm under load", "button release",
            "p99_ms", 20.0, False, lambda v: f"{v:.1f} ms"),
     Target("RSS <= 50 MiB with 1,000 devices", "footprint", "1000 MQTT devices (",
@@ -82,7 +88,7 @@ def judge(rows: Sequence[Row]) -> list[Row]:
         if row is None:
             continue
         value = float(row.data[target.key])
-        met = value >= target.limit if target.at_least else value <= target.limit
+        met = target.met(value)
         out.append(Row("target", target.name, "met" if met else "MISSED",
                        f"measured {target.show(value)}",
                        {"bench": target.bench, "value": value, "limit": target.limit,
