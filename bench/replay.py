@@ -88,9 +88,9 @@ async def _run(srv: Servers, store: VictoriaMetrics, workdir: Path, progress: Pr
         "replay", f"{backlog:,}-point backlog after a store outage",
         f"{rate:,.0f} points/s",
         f"{written:,} points written, drained in {seconds:.1f} s after the first accepted "
-        f"batch; the store holds {stored:,} (batches of {configs.STORE_BATCH:,}, the default); the "
-        f"backlog went "
-        f"into the journal at {points / float(appended['seconds']):,.0f} events/s",
+        f"batch; the store holds {stored:,} (batches of {configs.STORE_BATCH:,}, the "
+        f"default); the backlog went into the journal at "
+        f"{points / float(appended['seconds']):,.0f} events/s",
         {"backlog": backlog, "points_written": written, "seconds": seconds,
          "points_per_s": rate, "stored": stored,
          "journal_events_per_s": points / float(appended["seconds"])})]
