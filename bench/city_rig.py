@@ -55,7 +55,7 @@ class HubProcess:
         with self.log.open("ab") as log:
             self._proc = subprocess.Popen(
                 [sys.executable, "-m", "gateway.ops.cli", "hub", "run", "--config",
-                 str(self.config_file), "--name", self.name, "--log-level", "warning"],
+                 str(self.config_file), "--name", self.name, "--log-level", "info"],
                 stdout=log, stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True)
 
     def status(self) -> dict[str, int] | None:

@@ -5,7 +5,9 @@ process stored them: each hub process follows it with an ephemeral consumer of i
 memory, one replica, nothing acknowledged) and keeps the last `kept` events, and how many
 events of each compound it has read. At start it reads back the stream's
 last `kept` messages, so a process started again shows what the others show. A consumer
-lost with its node is made again from the next sequence.
+lost with its node, or one that stays silent while the stream holds messages it has not
+given (nats-server 2.9 can leave a consumer like that after its node or the stream's leader
+was lost), is made again from the next sequence.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ log = logging.getLogger(__name__)
 
 FETCH = 500
 FETCH_WAIT_S = 1.0
-LOOK_EVERY = 5  # empty fetches before asking whether the consumer is still there
+LOOK_EVERY = 5  # empty fetches before asking whether the consumer still gives what waits
 INACTIVE_S = 30.0  # a consumer whose process is gone is removed by the cluster after this
 
 
@@ -99,15 +101,25 @@ class EventFeed:
 
     async def _checked(self, sub: JetStreamContext.PullSubscription
                        ) -> JetStreamContext.PullSubscription | None:
-        """`sub`, or None when its consumer is gone (its node was lost)."""
+        """`sub`, or None when its consumer is gone (its node was lost) or silent: the
+        stream's leader holds messages past the last one read, and LOOK_EVERY fetches in a
+        row gave nothing."""
         try:
             await sub.consumer_info()
-            return sub
+            info = await self._js.stream_info(self._stream)
         except (nats.errors.Error, OSError):
             if cancelling():
                 raise asyncio.CancelledError from None
             await drop(sub)  # an ephemeral consumer: gone after INACTIVE_S
             return None
+        state = info.state
+        if state.last_seq <= self.last_seq or state.first_seq > state.last_seq:
+            return sub  # nothing waits (or the stream was purged: nothing will come)
+        log.info("feed: the stream holds up to %d, its consumer gave nothing past %d in %d "
+                 "fetches; following the stream again from %d", state.last_seq,
+                 self.last_seq, LOOK_EVERY, self.last_seq + 1)
+        await drop(sub)
+        return None
 
     def _take(self, msgs: list[Any]) -> None:
         changed = False
