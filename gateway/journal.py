@@ -196,7 +196,6 @@ class _Commit:
     through_own: bool = False
     message: int | None = None  # the receipt goes on the last of this many records (None: all)
     also: Sequence[asyncio.Future[list[int]]] = ()  # answered with `done`
-    after: asyncio.Future[list[int]] | None = None  # refused when this one failed
 
 
 class FrontOfLine:
@@ -339,41 +338,19 @@ class Journal:
         EVENT_SYNC_S; a power cut (not a crash) in between can lose them. `durable=False`
         is for state that may be lost in a power cut.
         """
-        # not shielded: a caller cancelled meanwhile leaves its records to the commit, as
-        # before, and a shield cost one more turn of the loop for every caller
-        return await self.queue_commit(records, cursor=cursor, state=state, receipt=receipt,
-                                       durable=durable, shared=shared)
-
-    def queue_commit(
-        self,
-        records: Sequence[Record] = (),
-        *,
-        cursor: tuple[str, int] | None = None,
-        state: dict[str, bytes | None] | None = None,
-        receipt: Receipt | None = None,
-        durable: bool | None = None,
-        shared: Sequence[SharedRow] = (),
-        after: asyncio.Future[list[int]] | None = None,
-    ) -> asyncio.Future[list[int]]:
-        """`commit`, queued now: the returned future is answered as `commit` returns.
-
-        `after` is a commit the caller queued before this one: when it failed, this one is
-        refused too (NotJournalledError "after_failed"), so that a caller that goes on
-        while its commits are under way never has a later one on disk without an earlier.
-        """
         if durable is None:
             durable = not records or any(_needs_fsync(r) for r in records)
         elif records and not durable:
             raise ValueError("records are committed as their class needs")
-        return self._queue(records, cursor, state, receipt, durable, shared=shared,
-                           after=after)
+        # not shielded: a caller cancelled meanwhile leaves its records to the commit, as
+        # before, and a shield cost one more turn of the loop for every caller
+        return await self._queue(records, cursor, state, receipt, durable, shared=shared)
 
     def _queue(self, records: Sequence[Record], cursor: tuple[str, int] | None,
                state: dict[str, bytes | None] | None, receipt: Receipt | None,
                durable: bool, *, shared: Sequence[SharedRow] = (), first: bool = False,
                message: int | None = None,
-               also: Sequence[asyncio.Future[list[int]]] = (),
-               after: asyncio.Future[list[int]] | None = None) -> asyncio.Future[list[int]]:
+               also: Sequence[asyncio.Future[list[int]]] = ()) -> asyncio.Future[list[int]]:
         if records:
             self.check_room(records)
         else:
@@ -381,8 +358,7 @@ class Journal:
         done: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
         job = _Commit(records, cursor, state or {}, done, durable, receipt=receipt,
                       alarm=any(delivery_class(r) is DeliveryClass.ALARM for r in records),
-                      shared=shared, through_own=first, message=message, also=also,
-                      after=after)
+                      shared=shared, through_own=first, message=message, also=also)
         # encode on the loop: cheap, and keeps bad records from reaching the database thread
         job.encoded = [(delivery_class(r).value, encode(r)) for r in records]
         if first:
@@ -540,10 +516,6 @@ class Journal:
                     self._pending[: self._max_group],
                     self._pending[self._max_group :],
                 )
-                kept = self._refuse_after_failed(group)
-                if group and not kept:
-                    continue  # all refused: whatever else waits goes on
-                group = kept
                 durable = _durable(group)
                 if self._closing or self._lazy_left() <= 0 or durable:
                     lazy, self._lazy, self._lazy_since = self._lazy, {}, None
@@ -634,25 +606,6 @@ class Journal:
                 if not done.done():
                     done.set_exception(failure)
         self._keep_lazy(lazy)  # tried again with the next commit
-
-    def _refuse_after_failed(self, group: list[_Commit]) -> list[_Commit]:
-        """`group` without the commits queued after one that failed (refused, in order:
-        one refused makes the next that follows it refused too)."""
-        if not any(job.after is not None for job in group):
-            return group
-        kept = []
-        for job in group:
-            after = job.after
-            if (after is not None and after.done() and not after.cancelled()
-                    and after.exception() is not None):
-                failure = NotJournalledError("after_failed", "a commit queued before it "
-                                             "by the same caller failed")
-                for done in (job.done, *job.also):
-                    if not done.done():
-                        done.set_exception(failure)
-            else:
-                kept.append(job)
-        return kept
 
     def _landed(self, group: list[_Commit]) -> None:
         """The commit of `group` is over: the next may be held (front_of_line)."""

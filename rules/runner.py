@@ -26,13 +26,6 @@ way (another source's events, not yet acknowledged to it) come after the alarm. 
 the task is not running, `alarm` refuses (AlarmLaneClosedError) and the intake journals
 the message itself.
 
-The task does not wait for a turn's commit before it evaluates the next: up to
-UNDER_WAY commits of its own are queued at once, each refused by the journal when the one
-before it failed, and the journal commits those waiting together, with one fsync. What a
-turn made counts once its commit landed: its readings are taken from the buffer, its
-cursor is the saved one and its transitions go to `on_transition`, in the order of the
-turns. An alarm's turn waits until every commit before it landed.
-
 A commit that fails (a full disk, an I/O error) fails the task, and the task goes back to
 what the journal holds before it evaluates again: the state rows as saved, the records
 after the saved cursor and the readings not yet taken. The transitions of the failed
@@ -66,7 +59,6 @@ CONSUMER = "rules"
 READINGS_BATCH_S = 0.005  # physical time, like a bus's silence: not the scheduling clock
 LAZY_SAVE_S = 900.0  # the longest lazy state and a cursor wait to be written: a rate over
 # a minute gains nothing from samples saved more often (older than a reboot takes anyway)
-UNDER_WAY = 3  # commits of the task queued and not landed; the next turn waits for one
 
 
 class AlarmLaneClosedError(Exception):
@@ -78,16 +70,6 @@ class _Alarm:
     events: Sequence[DeviceEvent]
     receipt: Receipt | None
     done: asyncio.Future[list[int]]
-
-
-@dataclass
-class _UnderWay:
-    """A commit of the task's, queued: what counts once it landed."""
-
-    done: asyncio.Future[list[int]]
-    cursor: int  # the saved cursor then
-    transitions: list[Alert]
-    readings_upto: int | None  # the readings taken then
 
 
 @dataclass
@@ -136,14 +118,9 @@ class RuleRunner:
         self._alarms: deque[_Alarm] = deque()  # handed in by the intake, not yet evaluated
         self._running = False
         self._ahead: set[int] = set()  # records evaluated before the cursor reached them
-        self._under_way: deque[_UnderWay] = deque()  # oldest first
-        self._failure: BaseException | None = None  # of a commit under way: ends the task
-        self._queued_cursor = 0  # as the last commit queued moves it
-        self._readings_at: int | None = None  # evaluated up to here; None: as taken
 
     async def restore(self) -> None:
         self._cursor = self._saved_cursor = await self._journal.cursor(CONSUMER)
-        self._queued_cursor = self._cursor
         rows = await self._journal.read_states(PREFIX)
         if rows:
             self.rules.restore_rows(rows)
@@ -162,7 +139,6 @@ class RuleRunner:
 
     async def save(self) -> None:
         """Commit what waits (at shutdown: nothing needs to be evaluated again at the start)."""
-        await self._landed_all(check=False)
         if self._stale:
             return  # memory is ahead of a failed commit: the journal's state stands
         rows = self.state_rows()
@@ -170,7 +146,7 @@ class RuleRunner:
         if rows or moved:
             await self._journal.commit(cursor=(CONSUMER, self._cursor) if moved else None,
                                        state=rows)
-            self._saved_cursor = self._queued_cursor = self._cursor
+            self._saved_cursor = self._cursor
 
     async def alarm(self, events: Sequence[DeviceEvent], receipt: Receipt | None = None
                     ) -> list[int]:
@@ -210,10 +186,6 @@ class RuleRunner:
         return await self._journal.read_after(self._cursor, self._batch)
 
     async def _turn(self) -> None:
-        self._check_under_way()
-        if len(self._under_way) >= UNDER_WAY:
-            await asyncio.wait([self._under_way[0].done])
-            self._check_under_way()
         batch = await self._read()
         alarms = [e.record.ts for e in batch.entries if _alarm(e.record)]
         readings, readings_upto = self._readings_before(max(alarms) if alarms else None)
@@ -223,8 +195,7 @@ class RuleRunner:
         if caught_up and not readings and not due:
             if self._alarms:
                 return  # an alarm came while the journal was read
-            if not self._under_way:
-                self._idle.set()
+            self._idle.set()
             await self._wait(deadline)
             return
         self._idle.clear()
@@ -259,11 +230,17 @@ class RuleRunner:
             rows = {**self._take_replayable(), **changes.durable}
             for row in rows:
                 self._lazy.pop(row, None)
-            self._queue([*transitions, *notifications], rows, transitions, readings_upto)
-            readings_upto = None  # taken as the commit lands
-        self._defer(changes.lazy)
+            await self._commit(
+                [*transitions, *notifications],
+                cursor=(CONSUMER, self._cursor) if self._cursor > self._saved_cursor
+                else None,
+                state=rows,
+            )
+            self._saved_cursor = self._cursor
+        await self._defer(changes.lazy)
         if readings_upto is not None:
-            self._take(readings_upto)
+            self._telemetry.take(CONSUMER, readings_upto)
+        self._publish(transitions)
 
     async def _alarm_turn(self, alarm: _Alarm) -> bool:
         """Evaluate the alarm's events after what came before them and commit them with
@@ -276,8 +253,6 @@ class RuleRunner:
             if not alarm.done.done():
                 alarm.done.set_exception(exc)
             return True
-        # the front of the line goes before whatever waits: the turns' commits first
-        await self._landed_all()
         async with self._journal.front_of_line() as front:
             batch = await self._read()
             if len(batch.entries) >= self._batch and batch.upto < self._journal.last_seq:
@@ -304,10 +279,10 @@ class RuleRunner:
             log.error("rules: records were journalled between the ones read and an alarm "
                       "(%s); the alarm is not evaluated again", seqs)
             self._ahead.update(seqs)
-        self._saved_cursor = self._queued_cursor = self._cursor
-        self._defer(lazy)
+        self._saved_cursor = self._cursor
+        await self._defer(lazy)
         if readings_upto is not None:
-            self._take(readings_upto)
+            self._telemetry.take(CONSUMER, readings_upto)
         self._publish(transitions)
         return True
 
@@ -345,8 +320,7 @@ class RuleRunner:
         committed (and published) before the readings after it are evaluated, in the next
         turn; all in time order (a reading taken later counts at the engine's time, and a
         `for` it starts would start that much later)."""
-        readings, upto = self._telemetry.peek(CONSUMER, self._readings_batch,
-                                              self._readings_at)
+        readings, upto = self._telemetry.peek(CONSUMER, self._readings_batch)
         if alarm_ts is None or not readings or readings[-1].ts <= alarm_ts:
             return readings, upto
         kept = bisect.bisect_right([r.ts for r in readings], alarm_ts)
@@ -380,77 +354,21 @@ class RuleRunner:
                      alert.message)
             self._on_transition(alert)
 
-    def _queue(self, records: list[Record], state: dict[str, bytes | None],
-               transitions: list[Alert], readings_upto: int | None,
-               durable: bool | None = None) -> None:
-        """Queue a commit of what the turn made, after the task's commits under way; the
-        cursor goes with it when it moved."""
-        cursor = self._cursor
-        after = self._under_way[-1].done if self._under_way else None
-        done = self._journal.queue_commit(
-            records, cursor=(CONSUMER, cursor) if cursor > self._queued_cursor else None,
-            state=state, durable=durable, after=after)
-        self._queued_cursor = cursor
-        if readings_upto is not None:
-            self._readings_at = readings_upto
-        self._under_way.append(_UnderWay(done, cursor, transitions, readings_upto))
-        done.add_done_callback(self._landed)  # before any waiter's: it runs first
-
-    def _landed(self, _: asyncio.Future[list[int]]) -> None:
-        """The commits under way that landed, oldest first: what they made counts now (a
-        failed one fails the task, and those after it were refused)."""
-        while self._under_way and self._under_way[0].done.done():
-            landed = self._under_way.popleft()
-            failure = (asyncio.CancelledError() if landed.done.cancelled()
-                       else landed.done.exception())
-            if failure is not None or self._failure is not None:
-                # what the turns changed is in memory only: gone back to at the next start
-                self._stale = True
-                if self._failure is None:
-                    self._failure = failure
-                self._wake.set()
-                continue
-            self._saved_cursor = max(self._saved_cursor, landed.cursor)
-            if landed.readings_upto is not None:
-                self._telemetry.take(CONSUMER, landed.readings_upto)
-            try:
-                self._publish(landed.transitions)
-            except Exception:  # committed: the journal's readers have them all the same
-                log.exception("rules: passing on %d committed alert transition(s) failed",
-                              len(landed.transitions))
-        if not self._under_way:
-            self._wake.set()  # a task waiting for them goes on (idle, an alarm's turn)
-
-    def _check_under_way(self) -> None:
-        """Raise what failed a commit under way (the task then goes back to the journal)."""
-        if self._failure is not None:
-            raise self._failure
-
-    async def _landed_all(self, *, check: bool = True) -> None:
-        """Wait until every commit under way landed (their callbacks, registered first,
-        have run then); raise what failed one, if `check`."""
-        while self._under_way:
-            await asyncio.wait([u.done for u in self._under_way])
-        if check:
-            self._check_under_way()
-
-    def _take(self, readings_upto: int) -> None:
-        """Take readings evaluated by a turn that committed nothing: after the commits under
-        way, which took the readings before them."""
-        self._readings_at = readings_upto
-        if self._under_way:
-            last = self._under_way[-1]
-            last.readings_upto = max(last.readings_upto or 0, readings_upto)
-        else:
-            self._telemetry.take(CONSUMER, readings_upto)
+    async def _commit(self, records: list[Record] | None = None, *,
+                      cursor: tuple[str, int] | None, state: dict[str, bytes | None],
+                      durable: bool | None = None) -> None:
+        try:
+            await self._journal.commit(records or (), cursor=cursor, state=state,
+                                       durable=durable)
+        except Exception:
+            # what this turn changed is in memory only: gone back to at the next start
+            self._stale = True
+            raise
 
     async def _rewind(self) -> None:
         """Back to the state, cursor and readings the journal holds, after a failed commit."""
-        await self._landed_all(check=False)  # refused as the failed one was, or landed
         rows = await self._journal.read_states(PREFIX)
-        self._failure = None
-        self._readings_at = None
-        self._cursor = self._queued_cursor = self._saved_cursor
+        self._cursor = self._saved_cursor
         self._lazy, self._lazy_since, self._replayable = {}, None, {}
         self.rules.restore_rows(rows)  # with the notifications it still owed then
         if LEGACY in rows:
@@ -467,11 +385,11 @@ class RuleRunner:
         into.lazy.update(taken.lazy)
         return bool(taken.durable) and not journalled
 
-    def _defer(self, rows: dict[str, bytes | None]) -> None:
+    async def _defer(self, rows: dict[str, bytes | None]) -> None:
         """Keep lazy rows (and the cursor) for a later commit; write them when they waited
         LAZY_SAVE_S, without an fsync."""
         self._lazy.update(rows)
-        if not self._lazy and self._cursor <= self._queued_cursor:
+        if not self._lazy and self._cursor <= self._saved_cursor:
             return
         now = self._clock.monotonic()
         if self._lazy_since is None:
@@ -480,7 +398,10 @@ class RuleRunner:
             return
         rows, self._lazy, self._lazy_since = self._lazy, {}, None
         rows.update(self._take_replayable())
-        self._queue([], rows, [], None, durable=False)
+        cursor = self._cursor
+        await self._commit(cursor=(CONSUMER, cursor) if cursor > self._saved_cursor else None,
+                           state=rows, durable=False)
+        self._saved_cursor = cursor
 
     def _take_replayable(self) -> dict[str, bytes | None]:
         rows, self._replayable = self._replayable, {}
@@ -527,11 +448,6 @@ class RuleRunner:
             log.exception("rules failed on %s %s; skipped",
                           type(record).__name__, seq or record.id)
         return []
-
-    @property
-    def commits_under_way(self) -> int:
-        """The task's commits queued and not yet landed."""
-        return len(self._under_way)
 
     @property
     def idle(self) -> bool:

@@ -19,7 +19,7 @@ from gateway.core.model import (
     encode,
     new_id,
 )
-from gateway.journal import PAGE_SIZE, Journal, NotJournalledError, Receipt
+from gateway.journal import PAGE_SIZE, Journal, Receipt
 from tests.helpers import eventually
 
 T0 = 1_700_000_000_000
@@ -457,30 +457,3 @@ async def test_pruning_does_not_write_the_pages_it_frees(tmp_path: Path) -> None
     print(f"records written in {filled} frames, pruned in {written}")
     assert 0 < written < filled * 0.7
 
-
-async def test_a_commit_queued_after_one_that_failed_is_refused_and_so_is_the_next(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A caller that queues its commits without waiting for each (the rules) never has a
-    later one on disk without the earlier: the second and third follow the first, which
-    the disk refuses (an I/O error: not to be made on demand); another caller's commit,
-    queued between them, is not held to theirs."""
-    from tests.helpers import refuse_commits
-
-    first = _event(1)
-    refused = refuse_commits(monkeypatch, 1, lambda records: first in records)
-    async with Journal(tmp_path / "j.db") as journal:
-        one = journal.queue_commit([first], cursor=("rules", 0), state={"k": b"1"})
-        await asyncio.wait([one])  # alone in its group: the others would fail with it
-        two = journal.queue_commit([_event(2)], state={"k": b"2"}, after=one)
-        other = journal.queue_commit([third := _event(3)])
-        three = journal.queue_commit([_event(4)], state={"k": b"3"}, after=two)
-        outcomes = await asyncio.gather(one, two, other, three, return_exceptions=True)
-        kept = await journal.read_after(0)
-        state = await journal.read_state("k")
-    assert refused == [[first]]
-    assert [type(o).__name__ for o in outcomes] == [
-        "NotJournalledError", "NotJournalledError", "list", "NotJournalledError"]
-    assert [o.reason for o in outcomes if isinstance(o, NotJournalledError)] == [
-        "write_failed", "after_failed", "after_failed"]
-    assert [e.record.id for e in kept.entries] == [third.id]
-    assert state is None

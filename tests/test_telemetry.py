@@ -62,25 +62,3 @@ async def test_readings_every_sink_delivered_are_not_kept() -> None:
     assert len(ring) == 0
     ring.push(_reading(10))
     assert [r.ts for r in ring.peek("mqtt", 10)[0]] == [10]
-
-
-async def test_a_consumer_reads_on_past_what_it_has_not_taken_yet() -> None:
-    """The rules read the next readings while the last ones' commit is under way: they stay
-    in the ring, not taken, until it lands; the oldest going for want of room moves the
-    reading position on with them."""
-    counters = Counters()
-    ring = TelemetryBuffer(4, counters)
-    ring.register("rules")
-    for n in range(1, 4):
-        ring.push(_reading(n))
-    first, upto = ring.peek("rules", 2)
-    after, later = ring.peek("rules", 10, upto)
-    assert ([r.ts for r in first], [r.ts for r in after]) == ([1, 2], [3])
-    assert ring.pending("rules") == 3  # nothing taken yet
-    ring.take("rules", later)
-    assert (ring.pending("rules"), len(ring)) == (0, 0)
-    for n in range(4, 10):  # two go for want of room, read by nobody
-        ring.push(_reading(n))
-    behind, _ = ring.peek("rules", 10, later)
-    assert [r.ts for r in behind] == [6, 7, 8, 9]
-    assert counters.get("dropped", cls="telemetry", sink="rules") == 2

@@ -112,16 +112,3 @@ class RecordLog(Protocol):
         """Atomically append `records`, move one consumer's cursor and update state keys;
         `durable` None: with an fsync as the records' class needs."""
         ...
-
-    def queue_commit(
-        self,
-        records: Sequence[Record] = (),
-        *,
-        cursor: tuple[str, int] | None = None,
-        state: dict[str, bytes | None] | None = None,
-        durable: bool | None = None,
-        after: asyncio.Future[list[int]] | None = None,
-    ) -> asyncio.Future[list[int]]:
-        """`commit`, queued now and answered by the future; refused when `after` (one the
-        caller queued before) failed."""
-        ...

@@ -56,13 +56,9 @@ class TelemetryBuffer:
             if not full.is_set() and self.pending(consumer) >= size:
                 full.set()
 
-    def peek(self, consumer: str, limit: int, after: int | None = None
-             ) -> tuple[list[Reading], int]:
-        """Up to `limit` readings the consumer has not taken (and, with `after`, that come
-        after that position: read, not yet taken), and the position after them."""
+    def peek(self, consumer: str, limit: int) -> tuple[list[Reading], int]:
+        """Up to `limit` readings the consumer has not taken, and the position after them."""
         pos = self._positions[consumer]
-        if after is not None and after > pos:
-            pos = after
         start = pos + 1 - self._first_seq
         out = list(itertools.islice(self._items, start, start + limit))
         return out, pos + len(out)
