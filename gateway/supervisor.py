@@ -436,8 +436,11 @@ class Gateway:
                     log.warning("rule state not saved at the stop (%s): rates start from "
                                 "older samples at the next start", exc)
                 # upstreams are not waited for: one that is down would hold every stop
-                # for the whole bound; they go on from their cursors at the next start
-                while min(self.local_sink_cursors().values()) < self.journal.last_seq:
+                # for the whole bound; they go on from their cursors at the next start.
+                # The replay after a broker loss is waited for: what that broker confirmed
+                # and lost reaches MQTT only through it, and nothing replays it later
+                while (min(self.local_sink_cursors().values()) < self.journal.last_seq
+                       or self.mqtt_sink.replaying):
                     self.mqtt_sink.moved.clear()
                     self.store_sink.moved.clear()
                     self.notify_sink.moved.clear()
@@ -447,6 +450,10 @@ class Gateway:
             log.warning("shutdown bound reached; %d record(s) stay in the journal for the "
                         "next start",
                         self.journal.last_seq - min(self.local_sink_cursors().values()))
+            if self.mqtt_sink.replaying:
+                log.warning("shutdown bound reached during the replay after a broker loss: "
+                            "records that broker confirmed shortly before it was lost may "
+                            "not have reached MQTT (they are in the journal and the store)")
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(max(bound, 1.0)):
                 await self.link.close((self.topics.gateway_status, Status.OFFLINE.encode()))

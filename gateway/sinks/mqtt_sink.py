@@ -112,7 +112,7 @@ class MqttSink:
         self._replay_start = 1  # this connection published every record from here on
         self._replay_due: dict[str, int] = {}  # device -> its last record still to replay
         self._replayed_early: dict[int, str] = {}  # sequence number -> its device
-        self.moved = asyncio.Event()  # set whenever the cursor advances
+        self.moved = asyncio.Event()  # set whenever the cursor or the replay advances
         self._telemetry_topics: dict[str, str] = {}  # device -> its telemetry topic
         self._alert_topics: dict[tuple[str, str], str] = {}  # (rule, key) -> alert topic
         self._status_topics: dict[str, str] = {}  # status topic published -> its device
@@ -418,6 +418,7 @@ class MqttSink:
         if upto >= self._replay_end:
             self._replay_due.clear()
             self._replayed_early.clear()
+        self.moved.set()  # a stop waits for the replay too
         return True
 
     async def _replay_devices(self, session: Session, devices: dict[str, int]) -> None:
