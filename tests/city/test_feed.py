@@ -100,12 +100,22 @@ async def test_a_consumer_that_gave_everything_is_kept(
     await provision(hub_config(nats_cluster, city, "http://127.0.0.1:9"), {})
     async with city_client(nats_cluster) as js:
         feed = EventFeed(js, city.stream, kept=100)
+        looks = 0  # the feed asking the stream's leader how far the stream goes
+        stream_info = js.stream_info
+
+        async def looked(*args: Any, **kwargs: Any) -> Any:
+            nonlocal looks
+            looks += 1
+            return await stream_info(*args, **kwargs)
+
+        js.stream_info = looked  # type: ignore[method-assign]
         following = asyncio.create_task(feed.follow())
         try:
             await publish(js, city.district, "c2", _press(7))
             await eventually(lambda: len(feed.events) == 1, what="the press on the board")
-            # three looks' worth of empty fetches, nothing waiting in the stream
-            await asyncio.sleep(3 * hub.feed.LOOK_EVERY * hub.feed.FETCH_WAIT_S + 0.5)
+            seen_at = looks
+            # three looks after it was shown, nothing waiting in the stream
+            await eventually(lambda: looks >= seen_at + 3, timeout=20, what="three looks")
         finally:
             following.cancel()
             await asyncio.wait([following])
