@@ -5,6 +5,7 @@ stop (the sink's cursor is past them)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -64,8 +65,12 @@ async def test_a_stop_during_the_replay_after_a_broker_loss_waits_for_it(
         await asyncio.wait_for(replay_started.wait(), 15)
         async with Watcher(mosquitto.port, f"sc/{site}/#", "after") as watcher:
             gateway.stop()
-            # without waiting for the replay, the stop would now say offline and close
-            await asyncio.sleep(1.0)
+            # while the replay is held the gateway does not say offline (watched for 1 s:
+            # without waiting for the replay, the stop said so at once and closed)
+            with contextlib.suppress(TimeoutError):
+                early = await watcher.next(lambda s: s.topic.endswith("/gateway/status")
+                                           and not s.retain, timeout=1.0)
+                pytest.fail(f"the gateway said {early.payload!r} during the replay")
             held.set()
             seen: list[Seen] = []
             while not (seen and seen[-1].topic.endswith("/gateway/status")
