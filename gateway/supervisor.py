@@ -447,9 +447,10 @@ class Gateway:
                     await first_of(self.mqtt_sink.moved, self.store_sink.moved,
                                    self.notify_sink.moved)
         except TimeoutError:
-            log.warning("shutdown bound reached; %d record(s) stay in the journal for the "
-                        "next start",
-                        self.journal.last_seq - min(self.local_sink_cursors().values()))
+            behind = self.journal.last_seq - min(self.local_sink_cursors().values())
+            if behind > 0 or not self.mqtt_sink.replaying:
+                log.warning("shutdown bound reached; %d record(s) stay in the journal for "
+                            "the next start", behind)
             if self.mqtt_sink.replaying:
                 log.warning("shutdown bound reached during the replay after a broker loss: "
                             "records that broker confirmed shortly before it was lost may "
