@@ -50,16 +50,16 @@ class SilentFirst(EventFeed):
 
     def __init__(self, js: JetStreamContext, names: CityNames) -> None:
         super().__init__(js, names.stream, kept=100)
-        self._silent = f"sc.{names.district}.nobody.>"
+        self.silent = f"sc.{names.district}.nobody.>"
         self.made: list[str] = []  # the filter of every consumer made, in order
 
     async def _subscribe(self) -> JetStreamContext.PullSubscription:
         if self.made:
             self.made.append("")
             return await super()._subscribe()
-        self.made.append(self._silent)
+        self.made.append(self.silent)
         return await self._js.pull_subscribe(
-            self._silent, stream=self._stream, config=api.ConsumerConfig(
+            self.silent, stream=self._stream, config=api.ConsumerConfig(
                 ack_policy=api.AckPolicy.NONE, opt_start_seq=1,
                 deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
                 inactive_threshold=hub.feed.INACTIVE_S, mem_storage=True, num_replicas=1))
@@ -73,7 +73,7 @@ async def test_a_silent_consumer_is_made_again_and_every_event_shows_once(
         feed = SilentFirst(js, city)
         following = asyncio.create_task(feed.follow())
         try:
-            await eventually(lambda: feed.made == [feed._silent], what="the silent consumer")
+            await eventually(lambda: feed.made == [feed.silent], what="the silent consumer")
             presses = [_press(n) for n in range(3)]
             for press in presses:
                 await publish(js, city.district, "c1", press)
@@ -88,7 +88,7 @@ async def test_a_silent_consumer_is_made_again_and_every_event_shows_once(
     shown: list[Any] = [(e["id"], e["seq"]) for e in feed.events]
     assert shown == [(p.id, n + 1) for n, p in enumerate([*presses, more])]
     assert feed.counts == {(city.district, "c1"): 4}
-    assert feed.made[:2] == [feed._silent, ""]
+    assert feed.made[:2] == [feed.silent, ""]
     # one look found it silent (a message published as the feed looks can count as one
     # more, which costs a consumer made again, nothing shown twice)
     assert _silences(caplog) >= 1
