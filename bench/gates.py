@@ -97,6 +97,7 @@ def run(plan: Plan, out: Path) -> dict[str, object]:
         conn.close()
         return {"sent": 0}
     acks = Acks(conn) if plan.qos else None
+    cpu0 = time.process_time()  # the rig's own share of the machine, reported beside
     sent = 0
     max_lag = 0.0
     start = time.monotonic()
@@ -132,7 +133,7 @@ def run(plan: Plan, out: Path) -> dict[str, object]:
     out.write_text(json.dumps({"fevers": fevers}))
     return {"sent": sent, "fevers": len(fevers), "first": start, "last": last,
             "max_lag_s": max_lag, "achieved_per_s": sent / max(last - start, 1e-9),
-            "acked": acked}
+            "acked": acked, "cpu_s": time.process_time() - cpu0}
 
 
 def main() -> int:

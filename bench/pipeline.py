@@ -18,7 +18,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -75,6 +75,9 @@ class Load:
     fever_share: float = 0.02
     seed: int = 7
     qos: int = 0  # of the gates' publishes
+    # the rig's servers on this machine, by name ("broker", "store"): their pids, asked at
+    # each step (a store started again has a new one)
+    servers: Callable[[], Mapping[str, int]] | None = None
 
 
 @dataclass(slots=True)
@@ -100,6 +103,9 @@ class Step:
     cpu_s_per_10k: float = 0.0
     cpu_percent: float = 0.0
     rss_peak_kib: int = 0
+    # what the rest of the rig used meanwhile, in % of one core: the broker, the store,
+    # the gates and the listener share the machine with the system under test
+    rig_cpu_percent: dict[str, float] = field(default_factory=dict)
     dropped: dict[str, int] = field(default_factory=dict)
     passed: bool = False
     why: str = ""
@@ -163,8 +169,14 @@ async def run_step(system: System, load: Load, rate: float, progress: Progress) 
         await gates.read_json(30)
         # this step's points: stamped from now on (what came before was stored before)
         since_ms = time.time_ns() // 1_000_000
-        rows0 = await asyncio.to_thread(rows_inserted, load.store_url)
+        try:
+            rows0 = await asyncio.to_thread(rows_inserted, load.store_url)
+        except (ConnectionError, urllib.error.URLError) as exc:
+            rows0 = 0  # the step runs and fails; the store is started again before the next
+            step.store_error = str(exc)
+        rig = {**(load.servers() if load.servers else {}), "listener": listener.pid}
         cpu0 = await asyncio.to_thread(sample, system.pid)
+        rig0 = await asyncio.to_thread(_cpu_s, rig)
         await gates.send("go")
         sent = await gates.read_json(load.seconds * 3 + 60)
         step.sent = int(sent["sent"])
@@ -173,6 +185,7 @@ async def run_step(system: System, load: Load, rate: float, progress: Progress) 
         step.achieved_per_s = float(sent["achieved_per_s"])
         step.publisher_max_lag_ms = float(sent["max_lag_s"]) * 1000
         last_sent = float(sent["last"])
+        gates_cpu_s = float(sent.get("cpu_s", 0.0))
         # everything stored and alerted within DRAIN_S of the last reading, or it fell
         # behind; waiting a while longer tells late from lost
         while True:
@@ -196,17 +209,25 @@ async def run_step(system: System, load: Load, rate: float, progress: Progress) 
                 break
             await asyncio.sleep(0.2)
         cpu1 = await asyncio.to_thread(sample, system.pid)
+        rig1 = await asyncio.to_thread(_cpu_s, rig)
         if not step.store_error:
-            step.store_rows_accepted = (await asyncio.to_thread(rows_inserted, load.store_url)
-                                        - rows0)
+            try:
+                step.store_rows_accepted = (
+                    await asyncio.to_thread(rows_inserted, load.store_url) - rows0)
+            except (ConnectionError, urllib.error.URLError) as exc:
+                step.store_error = str(exc)
         await listener.close_input()
         await listener.read_json(30)
     step.points = points
     step.lost_points = max(step.sent - points, 0)
     step.cpu_s = cpu1.cpu_s - cpu0.cpu_s
     step.cpu_s_per_10k = step.cpu_s / max(step.sent, 1) * 10_000
-    step.cpu_percent = step.cpu_s / max(now - (last_sent - load.seconds), 1e-9) * 100
+    wall_s = max(now - (last_sent - load.seconds), 1e-9)
+    step.cpu_percent = step.cpu_s / wall_s * 100
     step.rss_peak_kib = cpu1.hwm_kib
+    step.rig_cpu_percent = {name: (rig1[name] - rig0[name]) / wall_s * 100
+                            for name in rig0 if name in rig1}
+    step.rig_cpu_percent["gates"] = gates_cpu_s / wall_s * 100  # as the gates reported it
     losses1 = await system.losses()
     step.dropped = {k: v - losses0.get(k, 0) for k, v in losses1.items()
                     if v - losses0.get(k, 0)}
@@ -220,8 +241,27 @@ async def run_step(system: System, load: Load, rate: float, progress: Progress) 
              f" ({step.why}); alerts {step.alerts}/{step.fevers}, p50/p99 "
              f"{summary.p50:.1f}/{summary.p99:.1f} ms, points {step.points}/{step.sent} after "
              f"{step.stored_after_s:.1f} s (store took {step.store_rows_accepted} values), "
-             f"CPU {step.cpu_percent:.0f} %{f', dropped {step.dropped}' if step.dropped else ''}")
+             f"CPU {step.cpu_percent:.0f} % (the rig {rig_text(step)})"
+             f"{f', dropped {step.dropped}' if step.dropped else ''}")
     return step
+
+
+def _cpu_s(pids: Mapping[str, int]) -> dict[str, float]:
+    """CPU seconds so far of each named process still running (blocking, procfs)."""
+    out = {}
+    for name, pid in pids.items():
+        try:
+            out[name] = sample(pid).cpu_s
+        except ProcessLookupError:  # gone (a store that stopped): not counted
+            continue
+    return out
+
+
+def rig_text(step: Step) -> str:
+    """The rest of the rig's CPU in a step, as in "95 %: broker 30, store 40, ..."."""
+    shares = step.rig_cpu_percent
+    parts = ", ".join(f"{name} {share:.0f}" for name, share in shares.items())
+    return f"{sum(shares.values()):.0f} %: {parts}" if shares else "not measured"
 
 
 def _match(system: System, fevers: list[list[float]], arrivals: list[list[object]],

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -73,14 +74,10 @@ async def _search(system: System, load: Load, rates: list[float], progress: Prog
     # every gate online and every code path warm before anything is measured
     await pipeline.run_step(system, Load(load.port, load.store_url, load.workdir / "warmup",
                                          load.gates, WARMUP_S, load.fever_share, load.seed,
-                                         load.qos),
+                                         load.qos, load.servers),
                             WARMUP_RATE, lambda _: None)
 
     async def settle() -> None:
-        if not store.running:
-            progress(f"  the store had stopped (see {store.workdir / store.name}.log): "
-                     "started again")
-            await asyncio.to_thread(store.restart)
         # a failed step can leave a backlog: the next one starts once the system is quiet
         deadline = time.monotonic() + SETTLE_MAX_S
         before = await asyncio.to_thread(sample, system.pid)
@@ -88,8 +85,14 @@ async def _search(system: System, load: Load, rates: list[float], progress: Prog
             await asyncio.sleep(1.0)
             after = await asyncio.to_thread(sample, system.pid)
             if after.cpu_s - before.cpu_s < QUIET_CPU_S:
-                return
+                break
             before = after
+        # after the quiet: a store flooded by the step before (the stock Node-RED flow ran
+        # it out of files) may have ended only once the flood was over
+        if not store.running or not await asyncio.to_thread(store.ready):
+            progress(f"  the store had stopped (see {store.workdir / store.name}.log): "
+                     "started again")
+            await asyncio.to_thread(store.restart)
 
     return await pipeline.search(system, load, rates, progress, between=settle)
 
@@ -109,7 +112,8 @@ async def _case(srv: Servers, workdir: Path, progress: Progress, case: Case, *,
                 rates: list[float], seconds: float, peers: bool, store_batch: int | None,
                 headline: bool) -> list[Row]:
     load = Load(srv.mosquitto.port, srv.store.url, workdir / "pipeline", seconds=seconds,
-                fever_share=case.fever_share, qos=case.qos)
+                fever_share=case.fever_share, qos=case.qos,
+                servers=lambda: {"broker": srv.mosquitto.pid, "store": srv.store.pid})
     await asyncio.to_thread((load.workdir / "warmup").mkdir, parents=True, exist_ok=True)
     rows: list[Row] = []
     progress(f"pipeline ({case.label}): the gateway, {load.gates} gates, rates up to "
@@ -165,10 +169,12 @@ def _summary(name: str, steps: list[Step], seconds: float, how: str) -> Row:
         f"{best.rate:,.0f} events/s",
         f"alert p50/p99 {lat['p50_ms']:.1f}/{lat['p99_ms']:.1f} ms; {best.alerts} alerts of "
         f"{best.fevers} fevers; {best.points:,} points stored; {best.cpu_s_per_10k:.2f} CPU-s "
-        f"per 10k events ({best.cpu_percent:.0f} % of a core); peak RSS "
-        f"{best.rss_peak_kib / 1024:.0f} MiB; {how}; {limit}",
+        f"per 10k events ({best.cpu_percent:.0f} % of a core; the rest of the rig "
+        f"{pipeline.rig_text(best)} of {os.cpu_count()} cores' {100 * (os.cpu_count() or 1)} "
+        f"%); peak RSS {best.rss_peak_kib / 1024:.0f} MiB; {how}; {limit}",
         {"sustained_per_s": best.rate, "p50_ms": lat["p50_ms"], "p99_ms": lat["p99_ms"],
          "cpu_s_per_10k": best.cpu_s_per_10k, "cpu_percent": best.cpu_percent,
+         "rig_cpu_percent": sum(best.rig_cpu_percent.values()),
          "rss_peak_kib": best.rss_peak_kib, "alerts": best.alerts, "fevers": best.fevers,
          **within},
         extra)
