@@ -80,7 +80,7 @@ class TimedWriter:
         await self._inner.write(lines)
         accepted = time.monotonic()
         for line in lines:
-            if line.startswith("sc_alert,") and ",state=firing" in line:
+            if line.startswith("sc_alert,") and "state_code=1i" in line:  # a firing
                 device = _DEVICE_TAG.search(line)
                 if device is not None:
                     ts = int(line.rsplit(" ", 1)[1])

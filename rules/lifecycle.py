@@ -42,6 +42,10 @@ class Lifecycle:
         self.contacts = contacts
         self.escalations = escalations
         self.alerts: list[Alert] = []
+        # (rule, key) -> the time of its last resolution, while the engine's time is not past
+        # it: an alert fired again in that millisecond comes after it (kept in memory only)
+        self.ended: dict[tuple[str, str], int] = {}
+        self._ended_max = 0
 
     def count(self, name: str, by: int = 1) -> None:
         self.state.counters[name] = self.state.counters.get(name, 0) + by
@@ -64,6 +68,7 @@ class Lifecycle:
             slot.phase, slot.deadline, slot.cause = (Phase.PENDING,
                                                      slot.last_fire + rule.min_refire_ms, cause)
             return
+        at = self._after_last(slot, at, self.ended.get((rule.id, key)))
         self.state.fires += 1
         alert = Alert(
             id=_alert_id(rule.id, key, self.state.fires, at),
@@ -89,7 +94,7 @@ class Lifecycle:
         if slot.phase is not Phase.FIRING or alert is None:
             return
         slot.alert = msgspec.structs.replace(
-            alert, ts=max(at, alert.ts), state=AlertState.ACKNOWLEDGED, by=ack.by,
+            alert, ts=self._after_last(slot, at), state=AlertState.ACKNOWLEDGED, by=ack.by,
             cause=ack.id, message=f"{alert.message} (acknowledged by {ack.by})")
         slot.phase = Phase.ACKNOWLEDGED
         slot.escalating = False  # an acknowledgement stops the escalation
@@ -125,7 +130,8 @@ class Lifecycle:
         alert = slot.alert
         if alert is None:
             return
-        ts = max(at, alert.ts)
+        ts = self.ended[(rule.id, key)] = self._after_last(slot, at)
+        self._ended_max = max(self._ended_max, ts)
         text = message if message is not None else \
             rule.resolve_message.render(self.context(rule, key, slot, value=value))
         # the resolution names who resolved it, not who acknowledged it before
@@ -149,8 +155,21 @@ class Lifecycle:
         if alert is None:
             return
         self.alerts.append(msgspec.structs.replace(
-            alert, ts=max(at, alert.ts), state=AlertState.RESOLVED, value=None,
+            alert, ts=self._after_last(slot, at), state=AlertState.RESOLVED, value=None,
             message=f"{alert.message} (resolved: rule {rule_id} {why})", cause=None, by=None))
+
+    @staticmethod
+    def _after_last(slot: Slot, at: int, ended: int | None = None) -> int:
+        """`at`, or 1 ms after the key's last transition (its alert's, or the resolution
+        of the one before, `ended`) when that was not earlier: a key's transitions have
+        times of their own, in order (one point each in the store's series of the key)."""
+        last = slot.alert.ts if slot.alert is not None else ended
+        return at if last is None or at > last else last + 1
+
+    def forget_ended(self, now: int) -> None:
+        """The engine's time moved to `now`: resolutions before it no longer matter."""
+        if self.ended and now > self._ended_max:
+            self.ended.clear()
 
     # -- timers ----------------------------------------------------------------------
 

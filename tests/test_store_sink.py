@@ -191,9 +191,10 @@ def test_points_are_deterministic_and_escaped() -> None:
     assert maker.line(event) == line
     alert = Alert(id="a1", ts=5, rule="elder.sos", device="e1", kind=DeviceKind.ELDER_BUTTON,
                   state=AlertState.ACKNOWLEDGED, severity=Severity.CRITICAL, since=4, value=1)
+    # one series per rule and key: neither the alert's id nor its state is a tag
     assert maker.line(alert) == (
-        "sc_alert,alert=a1,building=3\\,A,device=e1,floor=5,kind=elder_button,rule=elder.sos,"
-        "severity=critical,site=c\\ 1,state=acknowledged,unit=1 since=4i,state_code=2i,value=1.0 5"
+        "sc_alert,building=3\\,A,device=e1,floor=5,kind=elder_button,rule=elder.sos,"
+        "severity=critical,site=c\\ 1,unit=1 since=4i,state_code=2i,value=1.0 5"
     )
 
 

@@ -17,10 +17,20 @@ from gateway.core.model import Alert, AlertState, DeviceKind, Severity
 from gateway.core.telemetry import TelemetryBuffer
 from gateway.journal import Journal
 from gateway.ops.private_servers import InfluxDB1
-from gateway.sinks.points import PointMaker
+from gateway.sinks.points import ALERT_STATE_CODE, PointMaker
 from gateway.sinks.store_sink import StoreSink
 from gateway.sinks.store_writer import InfluxV1Writer, StoreWriteError, writer_for
 from tests.helpers import eventually, unique_site
+from tests.rules.sim import Sim
+
+SOS = """
+rules:
+  - id: sos
+    match: {kind: elder_button, type: press}
+    clear: {type: cancel}
+    severity: critical
+    message: "SOS {device}"
+"""
 
 
 def _config(store: InfluxDB1, database: str, **extra: Any) -> StoreConfig:
@@ -84,9 +94,39 @@ async def test_events_and_alerts_land_with_their_tags_and_fields(
     assert _rows(influxdb1, 'SELECT "count", "device", "type", "building", "floor" '
                  'FROM "sc_event"', database) == [
         [1_700_000_000_000, 1, "smoke-3-1", "alarm", "3", "2"]]
-    assert _rows(influxdb1, 'SELECT "state_code", "since", "severity", "state" '
+    assert _rows(influxdb1, 'SELECT "state_code", "since", "severity", "rule" '
                  'FROM "sc_alert"', database) == [
-        [1_700_000_000_005, 1, 1_700_000_000_000, "critical", "firing"]]
+        [1_700_000_000_005, 1, 1_700_000_000_000, "critical", "smoke-alarm"]]
+
+
+async def test_alerts_of_one_key_share_one_series_and_keep_every_transition(
+    influxdb1: InfluxDB1, journal: Journal
+) -> None:
+    database = unique_site("v1")
+    influxdb1.create_database(database)
+    sim = Sim(SOS)
+    for n in range(20):  # twenty presses and cancels, the last press in the same ms as all
+        sim.event("elder-1", "press", n * 10)
+        sim.event("elder-1", "cancel", n * 10 + 5)
+    sim.event("elder-1", "press", 195)  # fired again in the cancel's millisecond
+    sim.ack("sos", "elder-1", 195)
+    alerts = sim.alerts
+    assert len(alerts) == 42
+    assert len({a.ts for a in alerts}) == 42
+    sink, task = await _running_sink(_config(influxdb1, database), journal, Counters())
+    try:
+        await journal.commit(alerts)
+        await eventually(lambda: sink.cursor == len(alerts), what="every alert confirmed")
+    finally:
+        await _stop(task)
+    # one series, however many alerts the key has had: no tag grows with them
+    assert len(_rows(influxdb1, 'SHOW SERIES FROM "sc_alert"', database)) == 1
+    rows = _rows(influxdb1, 'SELECT "state_code", "since" FROM "sc_alert"', database)
+    assert [(r[0], r[1], r[2]) for r in rows] == [
+        (a.ts, ALERT_STATE_CODE[a.state], a.since) for a in alerts]
+    # an alert is told from the next by its `since`; the last one is acknowledged
+    assert _rows(influxdb1, 'SELECT last("state_code"), "since" FROM "sc_alert"',
+                 database)[0][1:] == [2, alerts[-1].since]
 
 
 async def test_writing_a_batch_again_overwrites_instead_of_duplicating(

@@ -86,7 +86,9 @@ async def test_events_and_alerts_written_with_a_token_land_with_their_tags(
             event.labels["floor"]) == ("smoke-3-1", "alarm", "3", "2")
     assert (event.values, event.timestamps) == ([1], [now])  # millisecond precision
     alert = series["sc_alert_state_code"]
-    assert (alert.labels["rule"], alert.labels["state"]) == ("smoke-alarm", "firing")
+    assert alert.labels["rule"] == "smoke-alarm"
+    assert "state" not in alert.labels
+    assert "alert" not in alert.labels
     assert (alert.values, alert.timestamps) == ([1], [now + 5])
     assert series["sc_alert_since"].values == [now]
     assert counters.get("store_points_written") == 2

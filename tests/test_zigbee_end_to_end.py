@@ -114,16 +114,16 @@ async def test_sos_press_and_smoke_raise_alerts_and_availability_sets_offline_at
         await eventually(lambda: gateway.store_sink.cursor >= gateway.journal.last_seq,
                          what="store sink caught up")
 
-        async def stored() -> set[tuple[str, str, str]]:
+        async def stored() -> set[tuple[str, str, float]]:
             series = await asyncio.to_thread(
                 export, victoria.url, f'sc_alert_state_code{{site="{site}"}}')
-            return {(s.labels["rule"], s.labels["device"], s.labels["state"])
-                    for s in series}
+            return {(s.labels["rule"], s.labels["device"], code)
+                    for s in series for code in s.values}
 
-        async def all_stored() -> bool:
-            return {("elder.sos", "sos-7", "firing"), ("smoke.alarm", "smoke-7", "firing"),
-                    ("device.offline", "sos-7", "firing"),
-                    ("device.offline", "sos-7", "resolved")} <= await stored()
+        async def all_stored() -> bool:  # state codes: 1 firing, 3 resolved
+            return {("elder.sos", "sos-7", 1.0), ("smoke.alarm", "smoke-7", 1.0),
+                    ("device.offline", "sos-7", 1.0),
+                    ("device.offline", "sos-7", 3.0)} <= await stored()
 
         await eventually(all_stored, what="alert points in VictoriaMetrics")
         assert gateway.counters.get("availability", device="sos-7", state="offline") == 1

@@ -19,6 +19,7 @@ from gateway.core.config import GatewayConfig
 from gateway.core.model import Alert, AlertState, DeviceEvent, Notify
 from gateway.ops.private_servers import Mosquitto, VictoriaMetrics
 from gateway.ops.store_query import Series, export, export_url
+from gateway.sinks.points import ALERT_STATE_CODE
 from gateway.supervisor import Gateway
 from simulators.duty_officer import ConsoleLogin, DutyOfficer
 from simulators.scenarios import SCENARIOS
@@ -26,6 +27,7 @@ from simulators.site import SITE, SimulatedSite
 
 INTAKE_WAIT_S = 10.0  # for the broker, the HTTP receiver and the serial ports
 ALERT_MATCH = '{__name__=~"sc_alert_state_code"}'
+_STATE_OF_CODE = {code: state for state, code in ALERT_STATE_CODE.items()}
 DEMO_USER = "demo"  # the console's login for whoever watches the demo
 OFFICER_USER = "duty-office"  # the simulated duty officer's, who acknowledges on the console
 
@@ -187,8 +189,8 @@ async def _show_points(console: Console, store_url: str, alert: Alert) -> None:
     series: list[Series] = []
     for _ in range(50):  # until the store has the acknowledgement's point (about 1 s)
         series = await asyncio.to_thread(export, store_url, ALERT_MATCH)
-        if any(s.labels.get("device") == alert.device and s.labels.get("state") == "acknowledged"
-               and alert.ts in s.timestamps for s in series):
+        if any(s.labels.get("device") == alert.device and alert.ts in s.timestamps
+               for s in series):  # the acknowledgement's point: stamped with its time
             break
         await asyncio.sleep(0.1)
     console.print("Alert points read back from VictoriaMetrics with:")
@@ -196,7 +198,8 @@ async def _show_points(console: Console, store_url: str, alert: Alert) -> None:
     table = Table("device", "state", "state_code", "timestamp (ms)")
     for s in series:
         for value, ts in zip(s.values, s.timestamps, strict=True):
-            table.add_row(s.labels.get("device", ""), s.labels.get("state", ""),
+            state = _STATE_OF_CODE.get(int(value))
+            table.add_row(s.labels.get("device", ""), state.value if state else "?",
                           f"{value:g}", str(ts))
     console.print(table)
 

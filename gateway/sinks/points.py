@@ -48,9 +48,11 @@ class PointMaker:
     def line(self, record: Record) -> str | None:
         """The record's point, or None for records that have no point (acks, text-only)."""
         if isinstance(record, Alert):
+            # one series per rule and key, whatever the alert and its state: an alert's id
+            # or state as a tag would add series with every alert, for ever (see
+            # docs/data-model.md); `since` tells one alert of a key from the next
             measurement = "sc_alert"
-            tags = {"rule": record.rule, "severity": record.severity.value,
-                    "state": record.state.value, "alert": record.id}
+            tags = {"rule": record.rule, "severity": record.severity.value}
             fields: dict[str, int | float] = {
                 "state_code": ALERT_STATE_CODE[record.state], "since": record.since}
             if _numeric(record.value):

@@ -151,10 +151,26 @@ rules:
 def test_transitions_never_go_back_in_time() -> None:
     sim = Sim(SOS)
     sim.event("elder-1", "press", 100)
-    # a record stamped earlier (a device clock behind) counts at the engine's time
+    # a record stamped earlier (a device clock behind) counts after the transition before
+    # it: each transition of a key has a time of its own (its own point in the store)
     out = sim.engine.on_event(make_event(sim.alerts[0].kind, "elder-1", "cancel",
                                          sim.alerts[0].ts - 50_000))
-    assert out[0].ts == sim.alerts[0].ts
+    assert out[0].ts == sim.alerts[0].ts + 1
+
+
+def test_a_keys_transitions_in_one_millisecond_get_times_of_their_own() -> None:
+    sim = Sim(SOS)
+    (fired,) = sim.event("elder-1", "press", 100)
+    (acked,) = sim.ack("sos", "elder-1", 100)
+    (resolved,) = sim.event("elder-1", "cancel", 100)
+    (again,) = sim.event("elder-1", "press", 100)
+    assert [(a.state, a.ts - fired.ts) for a in (fired, acked, resolved, again)] == [
+        (FIRING, 0), (ACKED, 1), (RESOLVED, 2), (FIRING, 3)]
+    assert again.since == again.ts
+    assert again.id != fired.id
+    # a later time is kept as it is
+    (later,) = sim.event("elder-1", "cancel", 200)
+    assert later.ts - fired.ts == 100_000
 
 
 def test_a_person_resolves_by_hand_where_the_rule_allows_it() -> None:

@@ -47,7 +47,7 @@ ACTIVE_ALARMS = InfluxQuery(
         '"state_code" FROM ('
         'SELECT last("state_code") AS "state_code", "since" FROM "sc_alert" '
         "WHERE " + _IN_BUILDING + " "
-        'GROUP BY "alert", "device", "kind", "rule", "severity", ' + _LOCATION + ") "
+        'GROUP BY "device", "kind", "rule", "severity", ' + _LOCATION + ") "
         'WHERE "state_code" < 3'
     ),
 )
@@ -63,13 +63,14 @@ ALARM_STATES = InfluxQuery(
     ),
 )
 
-# every alert has exactly one firing transition, so counting those counts alerts
+# every alert has exactly one firing transition (state code 1), so counting those counts
+# alerts
 ALARM_COUNTS = InfluxQuery(
     name="alarm_counts",
     result_format="table",
     text=(
         'SELECT count("state_code") AS "alarms" FROM "sc_alert" '
-        "WHERE \"state\" = 'firing' AND $timeFilter AND " + _IN_BUILDING + " "
+        'WHERE "state_code" = 1 AND $timeFilter AND ' + _IN_BUILDING + " "
         'GROUP BY "kind", "severity"'
     ),
 )
@@ -113,7 +114,8 @@ BUILDINGS = InfluxQuery(
     text='SHOW TAG VALUES WITH KEY = "building"',
 )
 
-# alert rules: one series per alert or device, so each fires and resolves on its own
+# alert rules: one series per alert (a rule and its key) or device, so each fires and
+# resolves on its own
 CRITICAL_UNACKNOWLEDGED = InfluxQuery(
     name="critical_unacknowledged",
     result_format="time_series",
@@ -121,8 +123,8 @@ CRITICAL_UNACKNOWLEDGED = InfluxQuery(
         'SELECT "state_code" FROM ('
         'SELECT last("state_code") AS "state_code" FROM "sc_alert" '
         "WHERE \"severity\" = 'critical' "
-        'GROUP BY "alert", "device", "rule") '
-        'WHERE "state_code" = 1 GROUP BY "alert", "device", "rule"'
+        'GROUP BY "device", "rule") '
+        'WHERE "state_code" = 1 GROUP BY "device", "rule"'
     ),
 )
 
