@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Literal
 
+import msgspec
 import pytest
 from aiohttp import web
 
@@ -195,6 +196,12 @@ def test_points_are_deterministic_and_escaped() -> None:
     assert maker.line(alert) == (
         "sc_alert,building=3\\,A,device=e1,floor=5,kind=elder_button,rule=elder.sos,"
         "severity=critical,site=c\\ 1,unit=1 since=4i,state_code=2i,value=1.0 5"
+    )
+    # the key's next transition, without a numeric value: the same series, no `value`
+    resolved = msgspec.structs.replace(alert, ts=6, state=AlertState.RESOLVED, value="x")
+    assert maker.line(resolved) == (
+        "sc_alert,building=3\\,A,device=e1,floor=5,kind=elder_button,rule=elder.sos,"
+        "severity=critical,site=c\\ 1,unit=1 since=4i,state_code=3i 6"
     )
 
 

@@ -20,6 +20,7 @@ from gateway.core.model import (
     Reading,
     Record,
     Scalar,
+    Severity,
 )
 
 ALERT_STATE_CODE = {AlertState.FIRING: 1, AlertState.ACKNOWLEDGED: 2, AlertState.RESOLVED: 3}
@@ -27,6 +28,7 @@ ALERT_STATE_CODE = {AlertState.FIRING: 1, AlertState.ACKNOWLEDGED: 2, AlertState
 _STATUS_EVENTS = {"online": 1.0, "offline": 0.0}
 
 FIELD_KEYS_KEPT = 10_000  # escaped field names remembered: names come from profiles
+SERIES_KEPT = 10_000  # alert series remembered (one per rule and key)
 _KEY_ESCAPES = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ ", "\n": " "})
 _MEASUREMENT_ESCAPES = str.maketrans({",": r"\,", " ": r"\ ", "\n": " "})
 
@@ -42,6 +44,8 @@ class PointMaker:
         self._extra = dict(tags or {})
         # a reading's measurement and tags depend on its device alone: made once per device
         self._reading_series: dict[tuple[DeviceKind, str], str] = {}
+        # an alert's measurement and tags depend on its rule and key: made once per pair
+        self._alert_series: dict[tuple[str, Severity, DeviceKind, str], str] = {}
         # a field name as line protocol writes it (escaped, then `=`): made once per name
         self._field_keys: dict[str, str] = {}
 
@@ -51,17 +55,23 @@ class PointMaker:
             # one series per rule and key, whatever the alert and its state: an alert's id
             # or state as a tag would add series with every alert, for ever (see
             # docs/data-model.md); `since` tells one alert of a key from the next
-            measurement = "sc_alert"
-            tags = {"rule": record.rule, "severity": record.severity.value}
-            fields: dict[str, int | float] = {
-                "state_code": ALERT_STATE_CODE[record.state], "since": record.since}
-            if _numeric(record.value):
-                # always a float: InfluxDB refuses a field whose type changes between points
-                fields["value"] = float(_number(record.value))
-        elif isinstance(record, DeviceEvent):
+            pair = (record.rule, record.severity, record.kind, record.device)
+            series = self._alert_series.get(pair)
+            if series is None:
+                series = _series("sc_alert", self._tags(
+                    record, {"rule": record.rule, "severity": record.severity.value}))
+                if len(self._alert_series) < SERIES_KEPT:
+                    self._alert_series[pair] = series
+            # the fields in `_fields`' order; the value always a float: InfluxDB refuses a
+            # field whose type changes between points
+            value = (f",value={float(_number(record.value))!r}" if _numeric(record.value)
+                     else "")
+            return (f"{series} since={record.since}i,"
+                    f"state_code={ALERT_STATE_CODE[record.state]}i{value} {record.ts}")
+        if isinstance(record, DeviceEvent):
             measurement = "sc_event"
             tags = {"type": record.type, "class": record.cls.value}
-            fields = {"count": 1}
+            fields: dict[str, int | float] = {"count": 1}
             # floats, so a field never changes type between points (InfluxDB refuses that)
             fields.update({k: float(_number(v)) for k, v in record.fields.items()
                            if _numeric(v)})
