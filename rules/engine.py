@@ -429,7 +429,8 @@ class RuleEngine:
     # -- time ----------------------------------------------------------------------------
 
     def _advance(self, target: int) -> None:
-        self._life.forget_ended(target)
+        if self._life.ended:  # most records: nothing resolved in this millisecond
+            self._life.forget_ended(target)
         if self._unstarted:
             # absence is measured from the first moment the engine knows the time
             for rule_id, device in sorted(self._unstarted):

@@ -21,16 +21,7 @@ from gateway.sinks.points import ALERT_STATE_CODE, PointMaker
 from gateway.sinks.store_sink import StoreSink
 from gateway.sinks.store_writer import InfluxV1Writer, StoreWriteError, writer_for
 from tests.helpers import eventually, unique_site
-from tests.rules.sim import Sim
-
-SOS = """
-rules:
-  - id: sos
-    match: {kind: elder_button, type: press}
-    clear: {type: cancel}
-    severity: critical
-    message: "SOS {device}"
-"""
+from tests.rules.sim import Sim, default_pack
 
 
 def _config(store: InfluxDB1, database: str, **extra: Any) -> StoreConfig:
@@ -104,12 +95,12 @@ async def test_alerts_of_one_key_share_one_series_and_keep_every_transition(
 ) -> None:
     database = unique_site("v1")
     influxdb1.create_database(database)
-    sim = Sim(SOS)
+    sim = Sim(default_pack())
     for n in range(20):  # twenty presses and cancels, the last press in the same ms as all
         sim.event("elder-1", "press", n * 10)
         sim.event("elder-1", "cancel", n * 10 + 5)
     sim.event("elder-1", "press", 195)  # fired again in the cancel's millisecond
-    sim.ack("sos", "elder-1", 195)
+    sim.ack("elder.sos", "elder-1", 195)
     alerts = sim.alerts
     assert len(alerts) == 42
     assert len({a.ts for a in alerts}) == 42
