@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import json
 import random
+import socket
 import sys
 import time
 from collections import Counter
@@ -31,6 +32,8 @@ from typing import Any
 import aiomqtt
 
 from bench.footprint import devices as footprint_devices
+
+NO_DELAY = (socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 Body = Callable[[random.Random, str], dict[str, Any]]
 
@@ -189,8 +192,12 @@ async def run(port: int, site: str, count: int, seconds: float, rates: Rates) ->
     def topics(kind: str) -> list[str]:
         return [topic for _, topic in by_kind.get(kind, [])]
 
+    # the devices' publisher sends each message as it is made (Nagle's algorithm off, as
+    # the broker and the gateway have it): a press does not wait for the acknowledgement
+    # of the reading before it
     async with aiomqtt.Client("127.0.0.1", port, identifier="bench-compound-day",
-                              max_inflight_messages=64) as client:
+                              max_inflight_messages=64,
+                              socket_options=[NO_DELAY]) as client:
         client.pending_calls_threshold = 1000
         await client.subscribe(f"sc/{site}/alerts/elder.sos/+", qos=1)
         print(json.dumps({"ready": True}), flush=True)

@@ -76,24 +76,10 @@ async def _start(start: Callable[[], None]) -> None:
         raise
 
 
-class Broker(Mosquitto):
-    """The test broker with Nagle's algorithm off on its client sockets.
-
-    Mosquitto leaves it on by default; a stream of small messages then waits for delayed
-    acknowledgements (tens of milliseconds on every hop). Every system measured shares
-    this broker, and a deployment that cares about alarm latency sets the same option.
-    """
-
-    def command(self) -> list[str]:
-        argv = super().command()
-        conf = self.workdir / "mosquitto.conf"
-        conf.write_text(conf.read_text() + "set_tcp_nodelay true\n")
-        return argv
-
-
 @contextlib.asynccontextmanager
 async def servers(workdir: Path) -> AsyncIterator[Servers]:
-    mosquitto = Broker(workdir / "mosquitto")
+    # Nagle's algorithm off on its client sockets, as the installed broker has it
+    mosquitto = Mosquitto(workdir / "mosquitto")
     store = VictoriaMetrics(workdir / "victoria-metrics")
     try:
         await _start(mosquitto.start)

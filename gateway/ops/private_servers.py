@@ -187,6 +187,7 @@ class Mosquitto(_Process):
             f"allow_anonymous {'false' if self.passwords else 'true'}",
             "max_queued_messages 100000",
             f"max_inflight_messages {self.max_inflight}",
+            "set_tcp_nodelay true",  # as the installed broker's
             f"persistence {'true' if self.persistence else 'false'}",
             f"persistence_location {self.workdir}/",
             # with persistence: sessions on disk within a second by default

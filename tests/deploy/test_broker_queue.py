@@ -39,6 +39,12 @@ def test_the_broker_queue_bounds_are_the_operators_with_persistence_on() -> None
     assert default["max_queued_bytes"] == str(64 * 2**20)
 
 
+def test_the_broker_writes_each_message_without_waiting_for_acknowledgements() -> None:
+    # Nagle's algorithm off: an alert written behind an unacknowledged reading goes out at
+    # once (test_broker.py runs Mosquitto on the installed file with it)
+    assert _settings(_render())["set_tcp_nodelay"] == "true"
+
+
 def _session(client_id: str) -> Properties:
     properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
     properties.SessionExpiryInterval = 3600
