@@ -429,7 +429,7 @@ class RuleEngine:
     # -- time ----------------------------------------------------------------------------
 
     def _advance(self, target: int) -> None:
-        if self._life.ended:  # most records: nothing resolved in this millisecond
+        if self._life.ended:  # most records: no resolution the time has not passed yet
             self._life.forget_ended(target)
         if self._unstarted:
             # absence is measured from the first moment the engine knows the time

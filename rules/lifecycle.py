@@ -168,7 +168,7 @@ class Lifecycle:
 
     def forget_ended(self, now: int) -> None:
         """The engine's time moved to `now`: resolutions before it no longer matter."""
-        if self.ended and now > self._ended_max:
+        if now > self._ended_max:
             self.ended.clear()
 
     # -- timers ----------------------------------------------------------------------
