@@ -111,6 +111,12 @@ def parse_json(data: bytes | bytearray | str) -> Any:
         raise MalformedJsonError(str(exc)) from exc
     except RecursionError as exc:
         raise MalformedJsonError(f"nested deeper than {MAX_DEPTH} levels") from exc
+    if (type(data) is bytes and type(body) is dict and data.count(b":") == len(body)
+            and b"[" not in data and b"\\" not in data):
+        # the common payload, one object of numbers and strings, in three scans of the
+        # bytes: as many ':' as keys decoded means each ':' is a key's own and none was
+        # given twice, and with no list (and no key inside) it is not nested deeper
+        return body
     keys, depth, quoted = _shape(body)
     if depth > MAX_DEPTH:
         raise MalformedJsonError(f"nested deeper than {MAX_DEPTH} levels")

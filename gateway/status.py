@@ -61,7 +61,8 @@ class StatusBoard:
         if entry is None:
             return
         entry.last_seen = now
-        self.set(device, Status.ONLINE)
+        if entry.status is not Status.ONLINE:  # per message: mostly online already
+            self.set(device, Status.ONLINE)
 
     def unreachable(self, device: str) -> None:
         """A bridge says it lost `device`: offline now, whatever its heartbeat."""

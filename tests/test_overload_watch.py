@@ -12,7 +12,7 @@ from gateway.core.inbound import Inbound
 from gateway.core.kinds import MODELS
 from gateway.core.model import DEVICE_KINDS, DeviceKind
 from gateway.link import dispatch
-from gateway.link.dispatch import Dispatch
+from gateway.link.dispatch import LOOK_EVERY, Dispatch
 from gateway.link.routes import Routes
 from gateway.memory_ceiling import HIGH, LOW, MemoryCeiling, intake_bytes
 from gateway.overload import OverloadWatch, Turn
@@ -199,6 +199,35 @@ async def test_a_session_of_qos0_messages_is_held_too_while_what_follows_is_behi
     inbox = Dispatch(routes, Counters(), ManualClock(), lambda mid, qos: None, paused.append,
                      behind=lambda: True)
     inbox.deliver(Inbound("t/a", b"x", 0, False, 0))
+    assert paused == [True]
+    await inbox.close()
+
+
+async def test_qos0_messages_look_at_what_follows_once_per_look_every() -> None:
+    routes = Routes()
+    routes.add("t/#", lambda message: None)
+    looks: list[int] = []
+    behind = [False]
+    delivered = [0]
+
+    def looked() -> bool:
+        looks.append(delivered[0])
+        return behind[0]
+
+    paused: list[bool] = []
+    inbox = Dispatch(routes, Counters(), ManualClock(), lambda mid, qos: None, paused.append,
+                     behind=looked)
+    for n in range(1, 2 * LOOK_EVERY + 2):
+        delivered[0] = n
+        inbox.deliver(Inbound("t/a", b"x", 0, False, 0))
+    # the first message looks, then every LOOK_EVERY-th after it
+    assert looks == [1, 1 + LOOK_EVERY, 1 + 2 * LOOK_EVERY]
+    assert paused == []
+    behind[0] = True
+    for n in range(2 * LOOK_EVERY + 2, 3 * LOOK_EVERY + 2):
+        delivered[0] = n
+        inbox.deliver(Inbound("t/a", b"x", 0, False, 0))
+    assert looks[-1] == 1 + 3 * LOOK_EVERY  # held at the next look
     assert paused == [True]
     await inbox.close()
 

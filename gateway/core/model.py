@@ -91,6 +91,10 @@ class _IdSource:
     def reseed(self) -> None:
         self.prefix = os.urandom(5).hex()
         self.count = itertools.count(int.from_bytes(os.urandom(5)))
+        # the millisecond of the last id and the id's head it made: under load many
+        # readings share a millisecond, and its digits are written once for all of them
+        self.head_ms = -1
+        self.head = ""
 
 
 _ids = _IdSource()
@@ -99,7 +103,11 @@ _ids = _IdSource()
 def new_id(ts_ms: int) -> str:
     """A unique, time-ordered id: 12 hex digits of milliseconds, then 10 of the process's
     random prefix and 10 of its counter."""
-    return f"{ts_ms & _MS_MASK:012x}{_ids.prefix}{next(_ids.count) & _COUNT_MASK:010x}"
+    ids = _ids
+    if ts_ms != ids.head_ms:
+        ids.head = f"{ts_ms & _MS_MASK:012x}{ids.prefix}"
+        ids.head_ms = ts_ms
+    return f"{ids.head}{next(ids.count) & _COUNT_MASK:010x}"
 
 
 # The records are never tracked by the garbage collector (`gc=False`): they hold strings,

@@ -21,11 +21,14 @@ class Signal(asyncio.Event):
         self._firsts: list[asyncio.Future[None]] = []  # first_of waiters to wake
 
     def set(self) -> None:
-        super().set()
-        firsts, self._firsts = self._firsts, []
-        for waiter in firsts:
-            if not waiter.done():
-                waiter.set_result(None)
+        # set for every reading pushed, mostly while it is set already: then nothing to do
+        if not self.is_set():
+            super().set()
+        if self._firsts:
+            firsts, self._firsts = self._firsts, []
+            for waiter in firsts:
+                if not waiter.done():
+                    waiter.set_result(None)
 
     def _join(self, waiter: asyncio.Future[None]) -> None:
         self._firsts.append(waiter)

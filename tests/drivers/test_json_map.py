@@ -54,6 +54,14 @@ def test_deep_nesting_and_repeated_keys_are_malformed_json() -> None:
     with pytest.raises(MalformedJsonError, match="'action' appears twice"):
         parse_json(b'{"action": "long", "action": "single", "x": "\\u003a"}')
     assert parse_json(b'{"a:b": ["c:d", {"e": "\\u003a"}]}') == {"a:b": ["c:d", {"e": ":"}]}
+    # one object of scalars, the common payload, is read without walking it: the same
+    # verdicts as the walk
+    assert parse_json(b'{"t": 36.6, "mask": 1, "id": "g-1", "x": {}}') == {
+        "t": 36.6, "mask": 1, "id": "g-1", "x": {}}
+    with pytest.raises(MalformedJsonError, match="'t' appears twice"):
+        parse_json(b'{"t": 36.6, "t": 36.6}')
+    with pytest.raises(MalformedJsonError, match="'t' appears twice"):
+        parse_json(b'{"t": 36.6, "t": 36.6, "at": "\\u003a"}')
 
 
 def _problems(mapping: dict[str, Any], kind: DeviceKind, body: dict[str, Any]
