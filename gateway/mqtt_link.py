@@ -20,6 +20,7 @@ from gateway.core.clock import Clock
 from gateway.core.config import BROKER_MESSAGE_LIMIT, BrokerConfig
 from gateway.core.counters import Counters
 from gateway.core.inbound import Handler, Inbound
+from gateway.core.right_of_way import RightOfWay
 from gateway.core.waiting import first_of
 from gateway.link.connection import (
     FAILURE,
@@ -78,8 +79,10 @@ class MqttLink:
         *,
         max_bytes: int = NO_BYTE_BOUND,
         behind: Callable[[], bool] | None = None,
+        right_of_way: RightOfWay | None = None,
     ) -> None:
         self._config = config
+        self._right_of_way = right_of_way  # an alarm on its way: a few packets a turn
         self._behind = behind  # what follows is too far behind: read no more meanwhile
         self._max_bytes = max_bytes  # payload bytes read and not yet handled, at most
         self._tight = False
@@ -324,7 +327,7 @@ class MqttLink:
             None if self._will is None else (self._will.topic, self._will.payload), password,
             inbox.deliver, self._counters, receive_maximum=PIPELINE, max_packet=MAX_PACKET,
             max_inflight=self.max_inflight, pace_s=self.pace_s, behind=inbox.behind,
-            refused=self._refused)
+            refused=self._refused, right_of_way=self._right_of_way)
         try:
             await connection.open()
             if connection.broker_receive_maximum < self.max_inflight:

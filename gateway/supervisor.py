@@ -47,6 +47,7 @@ from gateway.core.model import (
     Reading,
     new_id,
 )
+from gateway.core.right_of_way import RightOfWay
 from gateway.core.telemetry import TelemetryBuffer
 from gateway.core.timeline import Timeline
 from gateway.core.topics import Topics
@@ -126,6 +127,8 @@ class Gateway:
         self.telemetry = TelemetryBuffer(config.journal.telemetry_capacity, self.counters)
         self._telemetry_hold = config.journal.telemetry_capacity // 2
         self.board = StatusBoard()
+        # an alarm on its way to the broker: the work that only moves readings steps aside
+        self.right_of_way = RightOfWay()
         # the process's memory: each broker session holds a bounded share of it, and reads
         # sparingly near the ceiling
         self.memory = MemoryCeiling(int(config.limits.memory_mb * mb), self.clock,
@@ -138,16 +141,18 @@ class Gateway:
             self.clock,
             self.counters,
             max_bytes=held,
+            right_of_way=self.right_of_way,
         )
         self.memory.listeners.append(self.link.tighten)
         self.contacts = load_contacts(config.contacts_file) if config.contacts_file else None
         self.rules = RuleEngine(load_pack(rule_sources(config), self.contacts, builtin=True),
                                 directory_from_config(config), self.contacts)
         self.runner = RuleRunner(self.journal, self.rules, self.telemetry, self.clock,
-                                 self._feedback, self.counters)
+                                 self._feedback, self.counters, right_of_way=self.right_of_way)
         self.mqtt_sink = MqttSink(self.link, self.journal, self.telemetry, self.board,
                                   self.topics, self.counters, self.clock,
-                                  config.broker.replay_window_s)
+                                  config.broker.replay_window_s,
+                                  right_of_way=self.right_of_way)
         self.store_sink = StoreSink(
             config.store,
             writer or writer_for(config.store, os.environ),
@@ -156,6 +161,7 @@ class Gateway:
             self.telemetry,
             self.clock,
             self.counters,
+            right_of_way=self.right_of_way,
         )
         # outside platforms, each behind its sharing policy, with a cursor of its own
         self.upstreams: list[UpstreamSink] = []
@@ -191,7 +197,8 @@ class Gateway:
         if bulk_devices:
             self.bulk_link = MqttLink(config.broker, f"{config.client_id}-bulk", None,
                                       self.clock, self.counters, max_bytes=held,
-                                      behind=self._downstream_behind)
+                                      behind=self._downstream_behind,
+                                      right_of_way=self.right_of_way)
             self.memory.listeners.append(self.bulk_link.tighten)
             self.bulk_ingress = self._ingress(self.bulk_link, bulk_devices, BULK_PREFIX, None)
             self.link.read_elsewhere(self.bulk_ingress.topics)
@@ -247,11 +254,12 @@ class Gateway:
             ts = self._events_timeline.stamp(event.device, event.ts)
             stamped.append(event if ts == event.ts else msgspec.structs.replace(event, ts=ts))
         alarm = next((e for e in stamped if e.cls is DeliveryClass.ALARM), None)
+        claim = None if alarm is None else self.right_of_way.claim()
         try:
-            if alarm is None:
+            if claim is None:
                 await self.journal.commit(stamped, receipt=receipt)
             else:
-                await self._journal_alarm(stamped, receipt)
+                self.right_of_way.journalled(claim, await self._journal_alarm(stamped, receipt))
         except JournalFullError as exc:
             for event in stamped:
                 self.counters.inc("dropped", cls=event.cls.value, reason=exc.reason)
@@ -270,6 +278,9 @@ class Gateway:
             for event in stamped:
                 self.counters.inc("dropped", cls=event.cls.value, reason=exc.reason)
             raise
+        finally:
+            if claim is not None and claim.through is None:  # not journalled: no way to keep
+                self.right_of_way.end(claim)
         if self._alarm_refused and alarm is not None:
             self._alarm_refused = False
             log.warning("alarms are journalled again")
@@ -278,13 +289,14 @@ class Gateway:
             self.counters.inc("events_accepted", cls=event.cls.value)
 
     async def _journal_alarm(self, events: list[DeviceEvent], receipt: Receipt | None
-                             ) -> None:
+                             ) -> int:
         """An alarm's message goes to the rules, which journal it in one commit with the
-        alert it raises; while they are not running, to the journal alone."""
+        alert it raises; while they are not running, to the journal alone. Returns the
+        commit's last record."""
         try:
-            await self.runner.alarm(events, receipt)
+            return (await self.runner.alarm(events, receipt, whole=True))[-1]
         except AlarmLaneClosedError:
-            await self.journal.commit(events, receipt=receipt)
+            return (await self.journal.commit(events, receipt=receipt))[-1]
 
     def reading(self, reading: Reading) -> None:
         # the driver marked the device seen for the message that carried it (Intake.seen):

@@ -48,6 +48,7 @@ from gateway.core.clock import Clock
 from gateway.core.counters import Counters
 from gateway.core.journaling import Batch, LineFront, Receipt, RecordLog
 from gateway.core.model import AckCommand, Alert, DeliveryClass, DeviceEvent, Reading, Record
+from gateway.core.right_of_way import RightOfWay
 from gateway.core.telemetry import TelemetryBuffer
 from gateway.core.waiting import first_of
 from rules.seam import TimedRuleSet
@@ -91,8 +92,13 @@ class RuleRunner:
         counters: Counters,
         batch: int = 256,
         readings_batch: int = 1024,
+        *,
+        right_of_way: RightOfWay | None = None,
     ) -> None:
         self._journal = journal
+        # while an alarm is on its way, turns over readings wait (the alarm lane does not)
+        self._right_of_way = right_of_way
+        self._aside: asyncio.Future[None] | None = None  # a turn stepped aside until this
         self.rules = rules
         self._telemetry = telemetry
         self._clock = clock
@@ -148,10 +154,11 @@ class RuleRunner:
                                        state=rows)
             self._saved_cursor = self._cursor
 
-    async def alarm(self, events: Sequence[DeviceEvent], receipt: Receipt | None = None
-                    ) -> list[int]:
+    async def alarm(self, events: Sequence[DeviceEvent], receipt: Receipt | None = None,
+                    *, whole: bool = False) -> list[int]:
         """Journal one message's events (an alarm among them) in one commit with the alerts
-        the rules make of them; returns their sequence numbers.
+        the rules make of them; returns their sequence numbers (`whole`: those of every
+        record of the commit, the alerts' too).
 
         Raises AlarmLaneClosedError, before anything was journalled, when the task is not
         running; and what the journal raises when the commit failed.
@@ -161,8 +168,10 @@ class RuleRunner:
         done: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
         self._alarms.append(_Alarm(events, receipt, done))
         self._wake.set()
+        if self._aside is not None and not self._aside.done():
+            self._aside.set_result(None)
         seqs = await done
-        return seqs[: len(events)]
+        return seqs if whole else seqs[: len(events)]
 
     async def run(self) -> None:
         if self._stale:
@@ -186,6 +195,15 @@ class RuleRunner:
         return await self._journal.read_after(self._cursor, self._batch)
 
     async def _turn(self) -> None:
+        if self._right_of_way is not None and self._right_of_way.held and not self._alarms:
+            # an alarm is on its way: the readings wait until it is published (or another
+            # alarm comes, which the next turn takes)
+            self._aside = self._right_of_way.cleared()
+            try:
+                await self._aside
+            finally:
+                self._aside = None
+            return
         batch = await self._read()
         alarms = [e.record.ts for e in batch.entries if _alarm(e.record)]
         readings, readings_upto = self._readings_before(max(alarms) if alarms else None)

@@ -39,6 +39,9 @@ async def test_press_gives_retained_firing_alert_then_ack_then_store_points(
         await eventually(lambda: bool(gateway.rules.active()), what="alert raised")
         await eventually(lambda: gateway.mqtt_sink.cursor >= gateway.journal.last_seq,
                          what="alert published")
+        # the press claimed the way for the readings' work, and its publication ended it
+        way = gateway.right_of_way
+        assert (way.held, way.claims, way.expired) == (False, 1, 0)
         async with Watcher(mosquitto.port, f"sc/{site}/gateway/status", "late-status") as late:
             status = await late.next(lambda s: True)
         assert (status.payload, status.retain) == (b"online", True)
@@ -92,6 +95,9 @@ async def test_alarm_raised_while_broker_is_down_is_published_after_it_returns(
         _press(gateway, 17)
         await eventually(lambda: bool(gateway.rules.active()), what="alert raised offline")
         assert gateway.mqtt_sink.cursor < gateway.journal.last_seq  # held in the journal
+        # not published: the claim on the readings' work ends by itself
+        await eventually(lambda: not gateway.right_of_way.held, what="the way cleared")
+        assert (gateway.right_of_way.claims, gateway.right_of_way.expired) == (1, 1)
 
         mosquitto.start()  # same port, no persistence: the broker forgot everything
         async with Watcher(mosquitto.port, f"sc/{site}/#", "after-restart") as watcher:

@@ -111,11 +111,11 @@ class _DiesAtTheCommit:
         self._alarm = gateway.runner.alarm
         gateway.runner.alarm = self  # type: ignore[method-assign]
 
-    async def __call__(self, events: Sequence[DeviceEvent], receipt: Receipt | None = None
-                       ) -> list[int]:
+    async def __call__(self, events: Sequence[DeviceEvent], receipt: Receipt | None = None,
+                       *, whole: bool = False) -> list[int]:
         if not any(e.type == "alarm" for e in events):
-            return await self._alarm(events, receipt)
-        done = await self._alarm(events, receipt) if self._after else []
+            return await self._alarm(events, receipt, whole=whole)
+        done = await self._alarm(events, receipt, whole=whole) if self._after else []
         self.reached.set()
         await asyncio.Event().wait()  # killed here
         return done

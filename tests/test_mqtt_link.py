@@ -14,7 +14,9 @@ import pytest
 from gateway.core.clock import SystemClock
 from gateway.core.config import BrokerConfig
 from gateway.core.counters import Counters
+from gateway.core.right_of_way import RightOfWay
 from gateway.link import dispatch
+from gateway.link.connection import ASIDE_BURST
 from gateway.mqtt_link import Inbound, LastWill, LinkDownError, MqttLink
 from gateway.ops.private_servers import Mosquitto
 from tests.helpers import eventually
@@ -279,3 +281,48 @@ async def test_a_broker_with_room_keeps_the_configured_in_flight_limit(
     assert mosquitto.max_inflight == 1000
     assert link.max_inflight == 1000
     assert session.number == 1
+
+
+async def test_while_an_alarm_is_on_its_way_a_turn_handles_a_few_packets(
+    mosquitto: Mosquitto,
+) -> None:
+    """With the way claimed, the link handles ASIDE_BURST packets a turn of the loop, not
+    READ_BURST; every message still comes in, in order."""
+    way = RightOfWay(max_claim_s=60.0)
+    link = MqttLink(BrokerConfig(port=mosquitto.port), "gw-aside", None, SystemClock(),
+                    Counters(), right_of_way=way)
+    link.pace_s = 0.3  # each read takes all that came meanwhile: many packets at once
+    turn = 0
+    per_turn: dict[int, int] = {}
+    seen: list[bytes] = []
+
+    def handle(message: Inbound) -> None:
+        seen.append(message.payload)
+        per_turn[turn] = per_turn.get(turn, 0) + 1
+
+    async def count_turns() -> None:
+        nonlocal turn
+        while True:
+            turn += 1
+            await asyncio.sleep(0)  # once per turn of the loop
+
+    link.subscribe("dev/+/telemetry", handle)
+    counting = asyncio.create_task(count_turns(), name="test.turns")
+    try:
+        async with _running(link), _source(mosquitto.port) as source:
+            for held in (True, False):
+                claim = way.claim() if held else None
+                per_turn.clear()
+                sent = [f"{held}-{i}".encode() for i in range(300)]
+                for payload in sent:
+                    await source.publish("dev/a/telemetry", payload, qos=0)
+                await eventually(lambda s=sent: seen[-300:] == s,  # type: ignore[misc]
+                                 what="300 messages, in order")
+                if claim is not None:
+                    assert max(per_turn.values()) <= ASIDE_BURST
+                    way.end(claim)
+                else:
+                    assert max(per_turn.values()) > ASIDE_BURST
+    finally:
+        counting.cancel()
+        await asyncio.gather(counting, return_exceptions=True)

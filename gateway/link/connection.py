@@ -29,6 +29,7 @@ import mqtt5
 from gateway.core.config import BrokerConfig
 from gateway.core.counters import Counters
 from gateway.core.inbound import Inbound
+from gateway.core.right_of_way import RightOfWay
 from gateway.link.frames import MalformedPacketError, packet_bounds
 from gateway.link.tls import client_tls
 
@@ -36,6 +37,8 @@ log = logging.getLogger(__name__)
 
 READ_BURST = 128  # packets handled in one turn at most: bounds how long a turn takes (1024
 # held the loop for 0.1-0.5 s while a queued backlog drained, and an alarm's alert with it)
+ASIDE_BURST = 16  # packets a turn while an alarm is on its way to the broker: its turns are
+# short, and an alarm in the stream behind still comes in
 READ_AHEAD = 256 * 1024  # bytes of whole packets waiting in the buffer: the socket waits
 MQTT_RECEIVE_MAXIMUM = 65_535  # a CONNACK without one: the protocol's default
 MISC_EVERY_S = 1.0  # keep-alive bookkeeping (a PINGREQ due, a PINGRESP overdue)
@@ -94,8 +97,10 @@ class BrokerConnection(asyncio.Protocol):
         pace_s: float,
         behind: Callable[[bool], None] = lambda behind: None,
         refused: Callable[[str, str], None] = lambda topic, reason: None,
+        right_of_way: RightOfWay | None = None,
     ) -> None:
         self._config = config
+        self._right_of_way = right_of_way
         self._refused = refused  # told (topic, reason) of each QoS 1 publish refused
         self._deliver = deliver
         # told whether the broker holds more than the gateway reads: a read that took a
@@ -377,6 +382,8 @@ class BrokerConnection(asyncio.Protocol):
         end = len(buffer)
         at = taken = 0
         more = starved = False
+        way = self._right_of_way
+        burst = ASIDE_BURST if way is not None and way.held else READ_BURST
         try:
             while not self._held and not self._paused and not self.lost.done():
                 bounds = packet_bounds(buffer, at, end)
@@ -386,7 +393,7 @@ class BrokerConnection(asyncio.Protocol):
                             f"a packet of {bounds[1]} bytes (at most {self._max_packet})")
                     starved = True
                     break
-                if taken == READ_BURST:
+                if taken == burst:
                     more = True
                     break
                 header, size = bounds

@@ -25,6 +25,7 @@ from typing import Any
 from gateway.core.clock import Clock
 from gateway.core.counters import Counters
 from gateway.core.model import Alert, DeviceEvent, Reading, encode
+from gateway.core.right_of_way import RightOfWay
 from gateway.core.telemetry import TelemetryBuffer
 from gateway.core.topics import Topics
 from gateway.core.waiting import first_of
@@ -82,8 +83,12 @@ class MqttSink:
         replay_window_s: float,
         batch: int = 500,  # within the link's QoS 1 messages in flight (1000)
         telemetry_batch: int = 2000,
+        *,
+        right_of_way: RightOfWay | None = None,
     ) -> None:
         self._clock = clock
+        # told when an alarm's records are published; telemetry waits while one is on its way
+        self._right_of_way = right_of_way
         self._window_s = replay_window_s
         self._link = link
         self._journal = journal
@@ -382,6 +387,8 @@ class MqttSink:
         self._in_flight.append(_Sent(first, batch.upto, devices, len(sends),
                                      self._link.send_all(session, sends)))
         self._sent = batch.upto
+        if self._right_of_way is not None and self._right_of_way.held:
+            self._right_of_way.published(batch.upto)
         return True
 
     async def _settle(self) -> bool:
@@ -449,6 +456,8 @@ class MqttSink:
         self._counters.inc("mqtt_replayed", len(sends))
 
     async def _publish_telemetry(self, session: Session) -> bool:
+        if self._right_of_way is not None and self._right_of_way.held:
+            return False  # an alarm on its way: a journalled record will end the wait
         readings, upto = self._telemetry.peek(CONSUMER, self._telemetry_batch)
         if not readings:
             return False

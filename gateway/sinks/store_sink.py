@@ -22,6 +22,7 @@ from gateway.core.clock import Clock
 from gateway.core.config import StoreConfig
 from gateway.core.counters import Counters
 from gateway.core.model import DeliveryClass, Record, delivery_class
+from gateway.core.right_of_way import RightOfWay
 from gateway.core.telemetry import TelemetryBuffer
 from gateway.core.waiting import Signal, first_of
 from gateway.journal import Batch, Journal
@@ -57,8 +58,12 @@ class StoreSink:
         telemetry: TelemetryBuffer,
         clock: Clock,
         counters: Counters,
+        *,
+        right_of_way: RightOfWay | None = None,
     ) -> None:
         self._config = config
+        # while an alarm is on its way to the broker, a batch without one waits
+        self._right_of_way = right_of_way
         self._writer = writer
         self._points = points
         self._journal = journal
@@ -146,7 +151,8 @@ class StoreSink:
                 self._urgent_wait()
                 batch = await self._read(size)
         readings, tele_upto = self._telemetry.peek(CONSUMER, max(size - len(batch.entries), 0))
-        lines = await self._lines([*(e.record for e in batch.entries), *readings])
+        lines = await self._lines([*(e.record for e in batch.entries), *readings],
+                                  step_aside=not self._urgent(batch))
         if lines:
             await self._write_until_accepted(lines)
             await self._replay_if_reconnected()
@@ -197,13 +203,17 @@ class StoreSink:
             return 0.0
         return (1 - self._urgent_tokens) * URGENT_GAP_S
 
-    async def _lines(self, records: list[Record]) -> list[str]:
+    async def _lines(self, records: list[Record], *, step_aside: bool = False) -> list[str]:
         """Line protocol for `records`, a slice per turn of the event loop: a large batch
-        made in one go held up everything else (alarms too) for tens of milliseconds."""
+        made in one go held up everything else (alarms too) for tens of milliseconds.
+        `step_aside`: no slice is made while an alarm is on its way to the broker."""
         lines: list[str] = []
+        way = self._right_of_way if step_aside else None
         for first in range(0, len(records), LINES_PER_TURN):
             if first:
                 await asyncio.sleep(0)
+            if way is not None and way.held:
+                await way.cleared()
             lines += [line for record in records[first:first + LINES_PER_TURN]
                       if (line := self._points.line(record))]
         return lines

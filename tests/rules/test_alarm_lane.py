@@ -16,10 +16,11 @@ from gateway.core.counters import Counters
 from gateway.core.journaling import Receipt
 from gateway.core.kinds import make_event
 from gateway.core.model import Alert, AlertState, DeviceEvent, DeviceKind, Reading, Record
+from gateway.core.right_of_way import RightOfWay
 from gateway.core.telemetry import TelemetryBuffer
 from gateway.journal import Journal, NotJournalledError
 from rules.engine import RuleEngine
-from rules.runner import CONSUMER, AlarmLaneClosedError, RuleRunner
+from rules.runner import CONSUMER, READINGS_BATCH_S, AlarmLaneClosedError, RuleRunner
 from tests.helpers import eventually, refuse_commits
 from tests.rules.sim import CONTACTS, DIRECTORY, T0, default_pack
 
@@ -213,3 +214,38 @@ async def test_an_alarm_the_rules_fail_on_is_handed_back_to_the_intake(
         assert journal.last_seq == 0
         with pytest.raises(AlarmLaneClosedError):
             await runner.alarm([_press()])
+
+
+async def test_readings_wait_while_an_alarm_is_on_its_way_and_the_alarm_does_not(
+        tmp_path: Path) -> None:
+    """With the way claimed, a turn over readings steps aside; the alarm's own turn goes
+    on (taking only the readings from before it), and the readings are evaluated once the
+    claim ends."""
+    seen: list[Alert] = []
+    clock = ManualClock(T0)
+    telemetry = TelemetryBuffer(10, Counters())
+    way = RightOfWay(call_later=clock.call_later)
+    async with Journal(tmp_path / "journal.db") as journal:
+        runner = RuleRunner(journal, RuleEngine(default_pack(), DIRECTORY, CONTACTS),
+                            telemetry, clock, seen.append, Counters(), right_of_way=way)
+        await runner.restore()
+        task = await _started(runner)
+        try:
+            claim = way.claim()
+            telemetry.push(Reading(id="r1", ts=T0 + 50, kind=DeviceKind.TEMP_GATE,
+                                   device="gate-1", values={"body_temp_c": 38.5}))
+            # were it not held, the reading would be taken READINGS_BATCH_S after it came
+            await asyncio.sleep(READINGS_BATCH_S * 5)
+            assert runner.stats.evaluations == 0
+            assert len(telemetry) == 1
+            seqs = await runner.alarm([_press(ts=T0)], whole=True)
+            assert [(a.rule, a.state) for a in seen] == [("elder.sos", AlertState.FIRING)]
+            assert len(seqs) > 1  # the press and what it made: its alert among them
+            assert seqs[-1] == journal.last_seq
+            way.journalled(claim, seqs[-1])
+            way.published(seqs[-1])
+            await eventually(lambda: any(a.rule == "temp_gate.fever" for a in seen),
+                             what="the fever evaluated once the way is clear")
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
