@@ -23,6 +23,7 @@ from gateway.core.inbound import Handler, Inbound
 from gateway.core.right_of_way import RightOfWay
 from gateway.core.waiting import first_of
 from gateway.link.connection import (
+    ASIDE_BURST,
     FAILURE,
     BrokerConnection,
     BrokerUnavailableError,
@@ -107,6 +108,8 @@ class MqttLink:
         # too: read at once, a lane flooded by one device cost its other alarms more
         # (docs/benchmarks.md, "Medians of 3: footprint, compound day and the floods")
         self.pace_s = READ_PACE_S
+        # packets a turn while an alarm is on its way (0: none until it is published)
+        self.aside_burst = ASIDE_BURST
         # told (topic, reason) of every QoS 1 publish the broker refused in its PUBACK,
         # before the publisher hears that it was answered
         self.refusals: list[Callable[[str, str], None]] = []
@@ -327,7 +330,8 @@ class MqttLink:
             None if self._will is None else (self._will.topic, self._will.payload), password,
             inbox.deliver, self._counters, receive_maximum=PIPELINE, max_packet=MAX_PACKET,
             max_inflight=self.max_inflight, pace_s=self.pace_s, behind=inbox.behind,
-            refused=self._refused, right_of_way=self._right_of_way)
+            refused=self._refused, right_of_way=self._right_of_way,
+            aside_burst=self.aside_burst)
         try:
             await connection.open()
             if connection.broker_receive_maximum < self.max_inflight:

@@ -199,6 +199,7 @@ class Gateway:
                                       self.clock, self.counters, max_bytes=held,
                                       behind=self._downstream_behind,
                                       right_of_way=self.right_of_way)
+            self.bulk_link.aside_burst = 0  # readings alone: none while an alarm is on its way
             self.memory.listeners.append(self.bulk_link.tighten)
             self.bulk_ingress = self._ingress(self.bulk_link, bulk_devices, BULK_PREFIX, None)
             self.link.read_elsewhere(self.bulk_ingress.topics)

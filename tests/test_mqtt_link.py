@@ -326,3 +326,30 @@ async def test_while_an_alarm_is_on_its_way_a_turn_handles_a_few_packets(
     finally:
         counting.cancel()
         await asyncio.gather(counting, return_exceptions=True)
+
+
+async def test_a_session_of_readings_alone_handles_none_while_an_alarm_is_on_its_way(
+    mosquitto: Mosquitto,
+) -> None:
+    """`aside_burst` 0 (the bulk session): the messages wait in the buffer until the way
+    is clear, then every one comes in, in order."""
+    way = RightOfWay(max_claim_s=60.0)
+    link = MqttLink(BrokerConfig(port=mosquitto.port), "gw-aside-bulk", None, SystemClock(),
+                    Counters(), right_of_way=way)
+    link.aside_burst = 0
+    link.pace_s = 0.0
+    seen: list[bytes] = []
+    link.subscribe("dev/+/telemetry", lambda m: seen.append(m.payload))
+    async with _running(link), _source(mosquitto.port) as source:
+        await source.publish("dev/a/telemetry", b"before", qos=0)
+        await eventually(lambda: seen == [b"before"], what="a message before the claim")
+        claim = way.claim()
+        sent = [str(i).encode() for i in range(100)]
+        for payload in sent:
+            await source.publish("dev/a/telemetry", payload, qos=0)
+        await source.publish("dev/a/telemetry", b"marker", qos=0)
+        await asyncio.sleep(0.5)  # read long since: the link reads as soon as data comes
+        assert seen == [b"before"]
+        way.end(claim)
+        await eventually(lambda: len(seen) == 102, what="every message once the way is clear")
+    assert seen == [b"before", *sent, b"marker"]

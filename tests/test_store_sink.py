@@ -258,3 +258,53 @@ async def test_an_alarm_cuts_the_batch_interval_short(
     assert "type=alarm" in store_server.bodies[0]
     assert "type=low_battery" in store_server.bodies[1]
     assert "type=alarm" not in store_server.bodies[1]
+
+
+async def test_readings_wait_while_an_alarm_is_on_its_way_and_the_alarm_does_not(
+    tmp_path: Path, store_server: ScriptedStore
+) -> None:
+    from gateway.core.clock import ManualClock
+    from gateway.core.right_of_way import RightOfWay
+
+    config = StoreConfig(url=f"http://127.0.0.1:{store_server.port}", flush_interval_s=60,
+                         retry_min_s=0.01, retry_max_s=0.05)
+    counters = Counters()
+    clock = ManualClock()
+    telemetry = TelemetryBuffer(10, counters)
+    way = RightOfWay(call_later=ManualClock().call_later)  # a claim that never runs out
+
+    def reading(n: int) -> Reading:
+        return Reading(id=f"r{n}", ts=1000 + n, kind=DeviceKind.TEMP_GATE, device="gate-1",
+                       values={"body_temp_c": 36.5})
+
+    async with Journal(tmp_path / "j.db") as journal:
+        sink = StoreSink(config, InfluxWriter(config, "t"), PointMaker("c1", lambda d: None),
+                         journal, telemetry, clock, counters, right_of_way=way)
+        task = asyncio.create_task(sink.run())
+        try:
+            claim = way.claim()
+            telemetry.push(reading(1))
+            await eventually(lambda: clock.deadlines() == [60.0],
+                             what="the sink waiting out its interval")
+            clock.advance(60)
+            await asyncio.sleep(0.3)  # the way clear, the reading would be written by now
+            assert store_server.bodies == []
+            # an alarm's batch goes at once, held or not (and takes the reading along)
+            await journal.append(make_event(DeviceKind.SMOKE, "s1", "alarm", 1001))
+            await eventually(lambda: len(store_server.bodies) == 1, what="the alarm written")
+            telemetry.push(reading(2))
+            await eventually(lambda: clock.deadlines() == [120.0],
+                             what="the sink waiting out its next interval")
+            clock.advance(60)
+            await asyncio.sleep(0.3)
+            assert len(store_server.bodies) == 1
+            way.end(claim)
+            await eventually(lambda: len(store_server.bodies) == 2,
+                             what="the reading written once the way is clear")
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    assert "type=alarm" in store_server.bodies[0]
+    assert "gate-1" in store_server.bodies[0]
+    assert "type=alarm" not in store_server.bodies[1]
+    assert "gate-1" in store_server.bodies[1]

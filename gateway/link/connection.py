@@ -37,8 +37,8 @@ log = logging.getLogger(__name__)
 
 READ_BURST = 128  # packets handled in one turn at most: bounds how long a turn takes (1024
 # held the loop for 0.1-0.5 s while a queued backlog drained, and an alarm's alert with it)
-ASIDE_BURST = 16  # packets a turn while an alarm is on its way to the broker: its turns are
-# short, and an alarm in the stream behind still comes in
+ASIDE_BURST = 16  # packets a turn while an alarm is on its way to the broker, on a session
+# that may carry alarms too: its turns are short, and an alarm in the stream still comes in
 READ_AHEAD = 256 * 1024  # bytes of whole packets waiting in the buffer: the socket waits
 MQTT_RECEIVE_MAXIMUM = 65_535  # a CONNACK without one: the protocol's default
 MISC_EVERY_S = 1.0  # keep-alive bookkeeping (a PINGREQ due, a PINGRESP overdue)
@@ -98,9 +98,11 @@ class BrokerConnection(asyncio.Protocol):
         behind: Callable[[bool], None] = lambda behind: None,
         refused: Callable[[str, str], None] = lambda topic, reason: None,
         right_of_way: RightOfWay | None = None,
+        aside_burst: int = ASIDE_BURST,
     ) -> None:
         self._config = config
         self._right_of_way = right_of_way
+        self._aside_burst = aside_burst  # packets a turn while an alarm is on its way
         self._refused = refused  # told (topic, reason) of each QoS 1 publish refused
         self._deliver = deliver
         # told whether the broker holds more than the gateway reads: a read that took a
@@ -383,7 +385,13 @@ class BrokerConnection(asyncio.Protocol):
         at = taken = 0
         more = starved = False
         way = self._right_of_way
-        burst = ASIDE_BURST if way is not None and way.held else READ_BURST
+        burst = READ_BURST
+        if way is not None and way.held:
+            burst = self._aside_burst
+            if not burst:  # a session without alarms: none until the way is clear
+                way.when_clear(self._schedule)
+                self._sync_reading()
+                return
         try:
             while not self._held and not self._paused and not self.lost.done():
                 bounds = packet_bounds(buffer, at, end)

@@ -150,6 +150,13 @@ class StoreSink:
                 await asyncio.sleep(wait)
                 self._urgent_wait()
                 batch = await self._read(size)
+        way = self._right_of_way
+        while way is not None and way.held and not self._urgent(batch):
+            # an alarm on its way to the broker: this batch waits, unless the alarm (or
+            # another) is journalled meanwhile, which goes at once
+            self._journal_wake.clear()
+            await first_of(way.cleared(), self._journal_wake)
+            batch = await self._read(size)
         readings, tele_upto = self._telemetry.peek(CONSUMER, max(size - len(batch.entries), 0))
         lines = await self._lines([*(e.record for e in batch.entries), *readings],
                                   step_aside=not self._urgent(batch))
@@ -206,14 +213,16 @@ class StoreSink:
     async def _lines(self, records: list[Record], *, step_aside: bool = False) -> list[str]:
         """Line protocol for `records`, a slice per turn of the event loop: a large batch
         made in one go held up everything else (alarms too) for tens of milliseconds.
-        `step_aside`: no slice is made while an alarm is on its way to the broker."""
+        `step_aside`: while an alarm is on its way to the broker, the next slice waits
+        (until a record is journalled: an alarm's write goes once this batch is done)."""
         lines: list[str] = []
         way = self._right_of_way if step_aside else None
         for first in range(0, len(records), LINES_PER_TURN):
             if first:
                 await asyncio.sleep(0)
-            if way is not None and way.held:
-                await way.cleared()
+                if way is not None and way.held:
+                    self._journal_wake.clear()
+                    await first_of(way.cleared(), self._journal_wake)
             lines += [line for record in records[first:first + LINES_PER_TURN]
                       if (line := self._points.line(record))]
         return lines
