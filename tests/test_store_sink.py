@@ -11,7 +11,7 @@ import msgspec
 import pytest
 from aiohttp import web
 
-from gateway.core.clock import SystemClock
+from gateway.core.clock import ManualClock, SystemClock
 from gateway.core.config import Location, StoreConfig
 from gateway.core.counters import Counters
 from gateway.core.kinds import make_event
@@ -24,6 +24,7 @@ from gateway.core.model import (
     Scalar,
     Severity,
 )
+from gateway.core.right_of_way import RightOfWay
 from gateway.core.telemetry import TelemetryBuffer
 from gateway.journal import Journal
 from gateway.ops.private_servers import free_port
@@ -125,8 +126,6 @@ async def test_a_batch_the_store_refuses_is_counted_and_passed(
 async def test_after_a_new_connection_the_window_before_is_written_again(
     tmp_path: Path, store_server: ScriptedStore
 ) -> None:
-    from gateway.core.clock import ManualClock
-
     config = StoreConfig(url=f"http://127.0.0.1:{store_server.port}", flush_interval_s=60,
                          retry_min_s=0.01, retry_max_s=0.05, replay_window_s=10)
     counters = Counters()
@@ -222,18 +221,24 @@ def test_reading_points_keep_their_escapes_and_float_fields_device_after_device(
     assert maker.line(text_only) is None
 
 
+def _sink_every_minute(store: ScriptedStore, journal: Journal, clock: ManualClock,
+                       telemetry: TelemetryBuffer | None = None,
+                       right_of_way: RightOfWay | None = None) -> StoreSink:
+    """A sink whose batches wait 60 s of `clock` to fill."""
+    config = StoreConfig(url=f"http://127.0.0.1:{store.port}", flush_interval_s=60,
+                         retry_min_s=0.01, retry_max_s=0.05)
+    counters = Counters()
+    return StoreSink(config, InfluxWriter(config, "t"), PointMaker("c1", lambda d: None),
+                     journal, TelemetryBuffer(10, counters) if telemetry is None else telemetry,
+                     clock, counters, right_of_way=right_of_way)
+
+
 async def test_an_alarm_cuts_the_batch_interval_short(
     tmp_path: Path, store_server: ScriptedStore
 ) -> None:
-    from gateway.core.clock import ManualClock
-
-    config = StoreConfig(url=f"http://127.0.0.1:{store_server.port}", flush_interval_s=60,
-                         retry_min_s=0.01, retry_max_s=0.05)
-    counters = Counters()
     clock = ManualClock()
     async with Journal(tmp_path / "j.db") as journal:
-        sink = StoreSink(config, InfluxWriter(config, "t"), PointMaker("c1", lambda d: None),
-                         journal, TelemetryBuffer(10, counters), clock, counters)
+        sink = _sink_every_minute(store_server, journal, clock)
         task = asyncio.create_task(sink.run())
         try:
             await journal.append(make_event(DeviceKind.SMOKE, "s1", "low_battery", 1000))
@@ -263,14 +268,8 @@ async def test_an_alarm_cuts_the_batch_interval_short(
 async def test_readings_wait_while_an_alarm_is_on_its_way_and_the_alarm_does_not(
     tmp_path: Path, store_server: ScriptedStore
 ) -> None:
-    from gateway.core.clock import ManualClock
-    from gateway.core.right_of_way import RightOfWay
-
-    config = StoreConfig(url=f"http://127.0.0.1:{store_server.port}", flush_interval_s=60,
-                         retry_min_s=0.01, retry_max_s=0.05)
-    counters = Counters()
     clock = ManualClock()
-    telemetry = TelemetryBuffer(10, counters)
+    telemetry = TelemetryBuffer(10, Counters())
     way = RightOfWay(call_later=ManualClock().call_later)  # a claim that never runs out
 
     def reading(n: int) -> Reading:
@@ -278,8 +277,7 @@ async def test_readings_wait_while_an_alarm_is_on_its_way_and_the_alarm_does_not
                        values={"body_temp_c": 36.5})
 
     async with Journal(tmp_path / "j.db") as journal:
-        sink = StoreSink(config, InfluxWriter(config, "t"), PointMaker("c1", lambda d: None),
-                         journal, telemetry, clock, counters, right_of_way=way)
+        sink = _sink_every_minute(store_server, journal, clock, telemetry, way)
         task = asyncio.create_task(sink.run())
         try:
             claim = way.claim()
