@@ -80,3 +80,15 @@ async def test_when_clear_calls_at_once_when_no_claim_is_held() -> None:
     way.when_clear(lambda: calls.append(1))
     assert calls == [1]
     assert way.cleared().done()
+
+
+async def test_a_claim_whose_records_were_published_before_it_heard_of_them_ends() -> None:
+    """The MQTT sink may publish the alarm's commit in the turn before the intake hears
+    that it is journalled."""
+    way = _way(ManualClock())
+    claim = way.claim()
+    way.published(7)
+    assert way.held
+    way.journalled(claim, 7)
+    assert not way.held
+    assert way.expired == 0

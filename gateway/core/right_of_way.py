@@ -45,6 +45,7 @@ class RightOfWay:
         self._call_later = call_later  # the event loop's when None
         self._claims: list[Claim] = []
         self._on_clear: list[Callable[[], None]] = []
+        self._published = 0  # the last journal record the MQTT sink told of, while held
         self.claims = 0  # claims made
         self.expired = 0  # claims ended by MAX_CLAIM_S, not by their alarm's publication
 
@@ -64,9 +65,12 @@ class RightOfWay:
     def journalled(self, claim: Claim, last_seq: int) -> None:
         """The alarm is journalled, its records up to `last_seq`."""
         claim.through = last_seq
+        if last_seq <= self._published:  # the MQTT sink was quicker than the intake
+            self.end(claim)
 
     def published(self, upto: int) -> None:
         """The MQTT sink published the journal's records up to `upto`."""
+        self._published = max(self._published, upto)
         for claim in [c for c in self._claims if c.through is not None and c.through <= upto]:
             self.end(claim)
 
