@@ -150,16 +150,15 @@ class StoreSink:
                 await asyncio.sleep(wait)
                 self._urgent_wait()
                 batch = await self._read(size)
-        way = self._right_of_way
-        while way is not None and way.held and not self._urgent(batch):
-            # an alarm on its way to the broker: this batch waits, unless the alarm (or
-            # another) is journalled meanwhile, which goes at once
-            self._journal_wake.clear()
-            await first_of(way.cleared(), self._journal_wake)
+        urgent = self._urgent(batch)
+        while not urgent and await self._gave_way():
+            # this batch waited for an alarm on its way to the broker; the alarm (or
+            # another) journalled meanwhile goes at once
             batch = await self._read(size)
+            urgent = self._urgent(batch)
         readings, tele_upto = self._telemetry.peek(CONSUMER, max(size - len(batch.entries), 0))
         lines = await self._lines([*(e.record for e in batch.entries), *readings],
-                                  step_aside=not self._urgent(batch))
+                                  step_aside=not urgent)
         if lines:
             await self._write_until_accepted(lines)
             await self._replay_if_reconnected()
@@ -216,16 +215,24 @@ class StoreSink:
         `step_aside`: while an alarm is on its way to the broker, the next slice waits
         (until a record is journalled: an alarm's write goes once this batch is done)."""
         lines: list[str] = []
-        way = self._right_of_way if step_aside else None
         for first in range(0, len(records), LINES_PER_TURN):
             if first:
                 await asyncio.sleep(0)
-                if way is not None and way.held:
-                    self._journal_wake.clear()
-                    await first_of(way.cleared(), self._journal_wake)
+                if step_aside:
+                    await self._gave_way()
             lines += [line for record in records[first:first + LINES_PER_TURN]
                       if (line := self._points.line(record))]
         return lines
+
+    async def _gave_way(self) -> bool:
+        """While an alarm is on its way to the broker, wait until it is published or a
+        record is journalled; whether there was one to wait for."""
+        way = self._right_of_way
+        if way is None or not way.held:
+            return False
+        self._journal_wake.clear()
+        await first_of(way.cleared(), self._journal_wake)
+        return True
 
     @staticmethod
     def _urgent(batch: Batch) -> bool:
