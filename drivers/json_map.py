@@ -7,6 +7,7 @@ and which path carries a card number (pseudonymised here, before anything else s
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -213,9 +214,13 @@ class JsonMapper:
         self._specs = MODELS[kind].readings
         self._pseudonymise = pseudonymise
         self._last: dict[int, Any] = {}  # last value seen per on_change event entry
-        # the mapping's readings as plain tuples: read for every message of the device
-        self._readings = [(r.path, "." not in r.path, r.reading, r.scale, r.offset,
-                           self._specs[r.reading]) for r in mapping.readings]
+        # the mapping's readings as plain tuples, each with its range (-inf, inf: none)
+        # spelled out: read for every message of the device, ReadingSpec.checked inlined
+        self._readings = [
+            (r.path, "." not in r.path, r.reading, r.scale, r.offset, spec,
+             -math.inf if spec.low is None else spec.low,
+             math.inf if spec.high is None else spec.high, spec.integer)
+            for r in mapping.readings for spec in (self._specs[r.reading],)]
         # a mapping of readings alone (a temperature gate's) skips the card and events
         self._readings_only = mapping.card is None and not mapping.events
 
@@ -226,20 +231,27 @@ class JsonMapper:
             return out
         values: dict[str, Scalar] = {}
         bad: set[str] = set()  # paths already reported
-        for path, top_level, name, scale, offset, spec in self._readings:
+        for path, top_level, name, scale, offset, spec, low, high, integer in self._readings:
             raw = body.get(path, _MISSING) if top_level else lookup(body, path)
             if raw is _MISSING or raw is None:
                 continue
-            if isinstance(raw, bool):
+            kind = type(raw)
+            if kind is bool:
                 raw = int(raw)
-            if not isinstance(raw, int | float):
+            elif kind is not int and kind is not float:
                 bad.add(path)
                 out.problems.append(("bad_value", f"{path}={shown(raw)} is not a number"))
                 continue
-            try:
-                values[name] = spec.checked(name, raw * scale + offset)
-            except OutOfRangeError as exc:
-                out.problems.append(("out_of_range", str(exc)))
+            value = raw * scale + offset
+            # ReadingSpec.checked without its two calls; what is not plainly within the
+            # range (a NaN, an infinity) goes through it
+            if low <= value <= high:
+                values[name] = round(value) if integer else round(value, 6)
+            else:
+                try:
+                    values[name] = spec.checked(name, value)
+                except OutOfRangeError as exc:
+                    out.problems.append(("out_of_range", str(exc)))
         if self._readings_only:
             if values:
                 out.reading = Reading(id=new_id(ts), ts=ts, kind=self._kind,

@@ -178,23 +178,28 @@ class MqttIngress:
                          "ignored (the device should publish without the retain flag)")
             return None
         payload = message.payload
-        if not isinstance(payload, bytes | bytearray | str) or not payload:
+        if ((type(payload) is not bytes and not isinstance(payload, bytearray | str))
+                or not payload):
             self._reject(device.id, topic, "empty_payload", "the payload is empty")
             return None
         if len(payload) > self._max_payload:
             self._reject(device.id, topic, "payload_too_large", f"{len(payload)} bytes, more "
                          f"than broker.max_payload_bytes ({self._max_payload})")
             return None
-        raw = payload.encode() if isinstance(payload, str) else bytes(payload)
-        throttled_before = route.throttle is not None and _readings_alone(raw, route.event_keys)
+        throttle = route.throttle
+        throttled_before = throttle is not None and _readings_alone(
+            payload.encode() if isinstance(payload, str) else bytes(payload), route.event_keys)
         if throttled_before:
-            assert route.throttle is not None
-            if not route.throttle.allow(self._clock.monotonic()):
+            assert throttle is not None
+            if not throttle.allow(self._clock.monotonic()):
                 # readings alone, beyond the device's rate: not worth parsing under a flood
                 self._intake.seen(device.id)
                 self._throttled(route)
                 return None
-        receipt = self._receipt(message, payload, route)
+        if message.qos == 0 or self._receipts is None or not self._window_ms:
+            receipt: Receipt | None = _NO_RECEIPT  # as `_receipt` has it, without the call
+        else:
+            receipt = self._receipt(message, payload, route)
         if receipt is None:
             self._counters.inc_key(route.redelivered)
             return None

@@ -78,8 +78,42 @@ class RuleEngine:
 
     def on_reading(self, reading: Reading) -> list[Alert]:
         """Transitions caused by a reading (and by timers due before it)."""
+        if self._quiet(reading):
+            return []
         return self._record(reading.kind, reading.device, reading.id, reading.ts, READING,
                             reading.values)
+
+    def _quiet(self, reading: Reading) -> bool:
+        """Whether `reading` changes nothing, as most do: no timer due before it, and for
+        every rule of its kind no slot of its key and a condition it does not meet. Then
+        only the engine's time moves to it, as `_record` would have it, in fewer steps."""
+        rules = self._quiet_rules.get(reading.kind)
+        if rules is None or self._state.owed or self._unstarted:
+            return False
+        now = self._state.now
+        at = reading.ts if now is None or reading.ts > now else now
+        if self._timers and self._timers[0][0] <= at:
+            return False
+        device, values, states = reading.device, reading.values, self._state.rules
+        for rule in rules:
+            admitted, key = self._admitted.get((rule.id, device)) or self._admitted_key(
+                rule, device)
+            if not admitted:
+                continue
+            if key is None or key in states[rule.id].slots:
+                return False
+            assert rule.condition is not None
+            try:
+                if rule.condition.test(values):
+                    return False
+            except KeyError:
+                continue  # the reading does not carry what the condition reads
+            except Exception:  # counted as an expression error on the way of `_record`
+                return False
+        if self._life.ended:
+            self._life.forget_ended(at)
+        self._state.now = at
+        return True
 
     def on_ack(self, ack: AckCommand) -> list[Alert]:
         """Acknowledge the firing alert of `ack.rule` on `ack.device` (a device or place key);
@@ -239,6 +273,13 @@ class RuleEngine:
         self._stateless = {r.id for r in pack.rules if r.absence_ms is None and not any(
             c is not None and c.rate_field is not None
             for c in (r.condition, r.clear.condition, r.at_once))}
+        # kinds whose readings go only to such rules, with a condition on the values: a
+        # reading of one is mostly quiet (`_quiet`)
+        self._quiet_rules = {
+            kind: rules for (kind, type_), rules in routes.items()
+            if type_ == READING and all(
+                r.id in self._stateless and r.condition is not None
+                and r.condition.rate_per_ms is None for r in rules)}
         self._bind()
 
     def _bind(self) -> None:

@@ -49,12 +49,17 @@ class TelemetryBuffer:
                     self._positions[consumer] = evicted
                     self._counters.inc("dropped", cls="telemetry", reason="buffer_full",
                                        sink=consumer)
-        self._items.append(reading)
+        items = self._items
+        items.append(reading)
         for event in self._listeners.values():
-            event.set()
-        for consumer, size, full in self._full:
-            if not full.is_set() and self.pending(consumer) >= size:
-                full.set()
+            if event.armed:  # mostly set already, no one waiting: nothing to do
+                event.set()
+        if self._full:
+            last = self._first_seq + len(items) - 1
+            positions = self._positions
+            for consumer, size, full in self._full:
+                if full.armed and last - positions[consumer] >= size:
+                    full.set()
 
     def peek(self, consumer: str, limit: int) -> tuple[list[Reading], int]:
         """Up to `limit` readings the consumer has not taken, and the position after them."""

@@ -19,9 +19,12 @@ class Signal(asyncio.Event):
     def __init__(self) -> None:
         super().__init__()
         self._firsts: list[asyncio.Future[None]] = []  # first_of waiters to wake
+        # whether `set` has anything to do: False while set with no one to wake. Read as
+        # an attribute, for one who would set it for every reading pushed
+        self.armed = True
 
     def set(self) -> None:
-        # set for every reading pushed, mostly while it is set already: then nothing to do
+        self.armed = False
         if not self.is_set():
             super().set()
         if self._firsts:
@@ -30,8 +33,13 @@ class Signal(asyncio.Event):
                 if not waiter.done():
                     waiter.set_result(None)
 
+    def clear(self) -> None:
+        super().clear()
+        self.armed = True
+
     def _join(self, waiter: asyncio.Future[None]) -> None:
         self._firsts.append(waiter)
+        self.armed = True
 
     def _leave(self, waiter: asyncio.Future[None]) -> None:
         if waiter in self._firsts:

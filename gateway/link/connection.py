@@ -47,6 +47,9 @@ FULL_READ = 64 * 1024  # a read of this much found the socket fuller still: the 
 # a backlog for the gateway (asyncio reads up to 256 KiB at a time)
 FAILURE = 0x80  # reason codes from this one on are failures
 PUBLISH = 3
+# a fixed header's first byte: the packet type and the QoS bits, and those of a QoS 0 PUBLISH
+QOS0_MASK = 0xF6
+QOS0_PUBLISH = 0x30
 
 
 class BrokerUnavailableError(Exception):
@@ -386,6 +389,7 @@ class BrokerConnection(asyncio.Protocol):
         more = starved = False
         way = self._right_of_way
         burst = READ_BURST
+        read, deliver, publish_type = mqtt5.read, self._deliver, mqtt5.PublishPacket
         if way is not None and way.held:
             burst = self._aside_burst
             if not burst:  # a session without alarms: none until the way is clear
@@ -405,9 +409,28 @@ class BrokerConnection(asyncio.Protocol):
                     more = True
                     break
                 header, size = bounds
-                self._handle(buffer[at:at + size], header)  # a copy: the buffer moves on
+                packet = buffer[at:at + size]  # a copy: the buffer moves on
                 at += size
                 taken += 1
+                if packet[0] & QOS0_MASK != QOS0_PUBLISH:
+                    self._handle(packet, header)
+                    continue
+                # a QoS 0 message, most of what a loaded gateway reads: to the dispatch
+                # from here, without the general path's steps
+                try:
+                    decoded = read(memoryview(packet))[0]
+                except (KeyboardInterrupt, SystemExit):
+                    raise
+                except BaseException as exc:  # as in _handle
+                    self._refused_publish(packet, header, f"{type(exc).__name__}: {exc}")
+                    continue
+                if type(decoded) is not publish_type:
+                    self._handle(packet, header)  # not what its header said: the general way
+                    continue
+                try:
+                    deliver(Inbound(decoded.topic, decoded.payload, 0, decoded.retain, 0))
+                except Exception:  # the dispatch counts its own; the stream goes on
+                    log.exception("dispatching a message on %s failed", decoded.topic)
         except MalformedPacketError as exc:
             self._counters.inc("mqtt_rejected", reason="malformed_stream")
             why = str(exc)

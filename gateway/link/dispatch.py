@@ -117,7 +117,11 @@ class Dispatch:
                     or self._qos0_bytes + size > self._max_bytes):  # a QoS 0 flood is cut
                 self._counters.inc("dropped", cls="telemetry", reason="incoming_backlog")
                 return
-            held = self._accept(message)
+            if message.topic in self.chains:
+                held = self._accept(message)
+            else:  # as `_accept`, for a topic with nothing in flight: most messages
+                work = self._start(message)
+                held = None if work is None else self._chain(message, None, work)
             if held is not None and size:
                 self._qos0_bytes += size
                 held.add_done_callback(functools.partial(self._qos0_done, size))
@@ -187,6 +191,12 @@ class Dispatch:
         work = self._start(message) if previous is None else None
         if previous is None and work is None:
             return None
+        return self._chain(message, previous, work)
+
+    def _chain(self, message: Inbound, previous: asyncio.Task[None] | None,
+               work: Work | None) -> asyncio.Task[None]:
+        """A task finishing `message` after `previous`, the topic's last until it ends."""
+        topic = message.topic
         task = asyncio.create_task(self._finish(previous, message, work),
                                    name=f"gw.mqtt.in[{topic}]")
         self.chains[topic] = task

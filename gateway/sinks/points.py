@@ -51,6 +51,8 @@ class PointMaker:
 
     def line(self, record: Record) -> str | None:
         """The record's point, or None for records that have no point (acks, text-only)."""
+        if type(record) is Reading:  # most records: the general checks below come after
+            return self._reading_line(record)
         if isinstance(record, Alert):
             # one series per rule and key, whatever the alert and its state: an alert's id
             # or state as a tag would add series with every alert, for ever (see
@@ -79,20 +81,23 @@ class PointMaker:
                 # a tag cannot be last()-ed: the device's current status needs a field
                 fields["online"] = _STATUS_EVENTS[record.type]
         elif isinstance(record, Reading):
-            # the v2 write API of VictoriaMetrics keeps numeric fields only; text stays on MQTT
-            field_part = self._reading_fields(record.values)
-            if not field_part:
-                return None
-            key = (record.kind, record.device)  # the member: `.value` is a slow property
-            series = self._reading_series.get(key)
-            if series is None:
-                series = _series(f"sc_{record.kind.value}", self._tags(record, {}))
-                self._reading_series[key] = series
-            return f"{series} {field_part} {record.ts}"
+            return self._reading_line(record)
         else:  # acks and notification intents are commands, not measurements
             assert isinstance(record, AckCommand | Notify)
             return None
         return f"{_series(measurement, self._tags(record, tags))} {_fields(fields)} {record.ts}"
+
+    def _reading_line(self, record: Reading) -> str | None:
+        # the v2 write API of VictoriaMetrics keeps numeric fields only; text stays on MQTT
+        field_part = self._reading_fields(record.values)
+        if not field_part:
+            return None
+        key = (record.kind, record.device)  # the member: `.value` is a slow property
+        series = self._reading_series.get(key)
+        if series is None:
+            series = _series(f"sc_{record.kind.value}", self._tags(record, {}))
+            self._reading_series[key] = series
+        return f"{series} {field_part} {record.ts}"
 
     def _reading_fields(self, values: dict[str, Scalar]) -> str:
         """A reading's numeric values as line protocol fields, every one a float (as
