@@ -93,6 +93,8 @@ class Decoded:
 
 _MISSING = object()
 _json = msgspec.json.Decoder()
+ROUNDED_KEPT = 4096  # values remembered rounded, for all devices: forgotten all at once
+_ROUNDED: dict[float, float] = {}
 
 
 class MalformedJsonError(ValueError):
@@ -246,7 +248,19 @@ class JsonMapper:
             # ReadingSpec.checked without its two calls; what is not plainly within the
             # range (a NaN, an infinity) goes through it
             if low <= value <= high:
-                values[name] = round(value) if integer else round(value, 6)
+                if integer:
+                    values[name] = round(value)
+                else:
+                    # `round(value, 6)`, remembered: it takes as long as the rest of the
+                    # reading's checks, and a device's values repeat (0.1 °C steps)
+                    rounded = _ROUNDED.get(value)
+                    if rounded is None:
+                        rounded = round(value, 6)
+                        if value:  # not a zero: 0.0 and -0.0 are one key
+                            if len(_ROUNDED) >= ROUNDED_KEPT:
+                                _ROUNDED.clear()
+                            _ROUNDED[value] = rounded
+                    values[name] = rounded
             else:
                 try:
                     values[name] = spec.checked(name, value)

@@ -91,23 +91,26 @@ class _IdSource:
     def reseed(self) -> None:
         self.prefix = os.urandom(5).hex()
         self.count = itertools.count(int.from_bytes(os.urandom(5)))
-        # the millisecond of the last id and the id's head it made: under load many
-        # readings share a millisecond, and its digits are written once for all of them
-        self.head_ms = -1
-        self.head = ""
+        # (millisecond, counter >> 8, the id's first 30 digits they make): under load many
+        # ids share both, and those digits are written once for all of them. One tuple,
+        # replaced whole: an id made in another thread meanwhile reads a consistent one
+        self.stem: tuple[int, int, str] = (-1, -1, "")
 
 
 _ids = _IdSource()
+_LOW_DIGITS: Final = tuple(f"{low:02x}" for low in range(256))  # the counter's last two
 
 
 def new_id(ts_ms: int) -> str:
     """A unique, time-ordered id: 12 hex digits of milliseconds, then 10 of the process's
     random prefix and 10 of its counter."""
     ids = _ids
-    if ts_ms != ids.head_ms:
-        ids.head = f"{ts_ms & _MS_MASK:012x}{ids.prefix}"
-        ids.head_ms = ts_ms
-    return f"{ids.head}{next(ids.count) & _COUNT_MASK:010x}"
+    count = next(ids.count) & _COUNT_MASK
+    high = count >> 8
+    stem = ids.stem
+    if stem[0] != ts_ms or stem[1] != high:
+        stem = ids.stem = (ts_ms, high, f"{ts_ms & _MS_MASK:012x}{ids.prefix}{high:08x}")
+    return stem[2] + _LOW_DIGITS[count & 0xFF]
 
 
 # The records are never tracked by the garbage collector (`gc=False`): they hold strings,

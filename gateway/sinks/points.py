@@ -29,6 +29,8 @@ _STATUS_EVENTS = {"online": 1.0, "offline": 0.0}
 
 FIELD_KEYS_KEPT = 10_000  # escaped field names remembered: names come from profiles
 SERIES_KEPT = 10_000  # alert series remembered (one per rule and key)
+FLOAT_TEXTS_KEPT = 4096  # float values remembered as text: forgotten all at once
+_EXACT = 2**53  # integers up to this are floats exactly
 _KEY_ESCAPES = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ ", "\n": " "})
 _MEASUREMENT_ESCAPES = str.maketrans({",": r"\,", " ": r"\ ", "\n": " "})
 
@@ -48,6 +50,7 @@ class PointMaker:
         self._alert_series: dict[tuple[str, Severity, DeviceKind, str], str] = {}
         # a field name as line protocol writes it (escaped, then `=`): made once per name
         self._field_keys: dict[str, str] = {}
+        self._float_texts: dict[float, str] = {}  # a float value as line protocol writes it
 
     def line(self, record: Record) -> str | None:
         """The record's point, or None for records that have no point (acks, text-only)."""
@@ -103,19 +106,27 @@ class PointMaker:
         """A reading's numeric values as line protocol fields, every one a float (as
         `_fields` writes them), sorted; "" when none is numeric."""
         keys = self._field_keys
+        texts = self._float_texts
         parts = []
         for name in sorted(values):
             value = values[name]
             # the common types first, without the general checks (which cost a reading
             # a microsecond): a float that is not finite has no point; nan - nan is nan
             if type(value) is float:
-                if value - value != 0.0:
-                    continue
-                text = repr(value)
+                text = texts.get(value)  # a device's values repeat: the text is remembered
+                if text is None:
+                    if value - value != 0.0:
+                        continue
+                    text = repr(value)
+                    if value:  # not a zero: 0.0 and -0.0 are one key
+                        if len(texts) >= FLOAT_TEXTS_KEPT:
+                            texts.clear()
+                        texts[value] = text
             elif type(value) is bool:
                 text = "1.0" if value else "0.0"
             elif type(value) is int:
-                text = repr(float(value))
+                # as repr(float(value)) writes it, exact below 2**53 (and without exponent)
+                text = f"{value}.0" if -_EXACT < value < _EXACT else repr(float(value))
             elif _numeric(value):
                 text = repr(float(_number(value)))
             else:
