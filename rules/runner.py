@@ -352,7 +352,12 @@ class RuleRunner:
         neither)."""
         from_readings = False
         journalled: bool | None = None
-        if not batch.entries:  # readings alone, as most turns under load
+        ahead = self._ahead  # evaluated with their alarm's commit already
+        # the records the rules read: alerts and notifications (most of what a loaded
+        # gateway journals) change nothing and leave the readings' way as if they were not
+        records = [(e.seq, e.record) for e in batch.entries
+                   if isinstance(e.record, EVALUATED) and not (ahead and e.seq in ahead)]
+        if not records:  # readings alone, as most turns under load
             on_reading = self.rules.on_reading
             for reading in readings:
                 try:
@@ -364,8 +369,6 @@ class RuleRunner:
                 if found:
                     transitions += found
             return from_readings, False if readings else None
-        ahead = self._ahead  # evaluated with their alarm's commit already
-        records = ((e.seq, e.record) for e in batch.entries if not ahead or e.seq not in ahead)
         for seq, record in heapq.merge(records, ((0, r) for r in readings), key=_ts):
             if journalled is not None and journalled is not bool(seq):
                 from_readings |= self._take_changes(changes, journalled)
@@ -498,6 +501,9 @@ def _settle(future: asyncio.Future[None]) -> None:
 
 def _alarm(record: Record) -> bool:
     return isinstance(record, DeviceEvent) and record.cls is DeliveryClass.ALARM
+
+
+EVALUATED = (DeviceEvent, AckCommand, Reading)  # the records `_evaluate` gives the rules
 
 
 def _ts(item: tuple[int, Record]) -> int:
