@@ -93,7 +93,7 @@ class Decoded:
 
 _MISSING = object()
 _json = msgspec.json.Decoder()
-ROUNDED_KEPT = 4096  # values remembered rounded, for all devices: forgotten all at once
+ROUNDED_KEPT = 1024  # values remembered rounded, for all devices: forgotten all at once
 _ROUNDED: dict[float, float] = {}
 
 
@@ -229,6 +229,35 @@ class JsonMapper:
             for r in mapping.readings for spec in (self._specs[r.reading],)]
         # a mapping of readings alone (a temperature gate's) skips the card and events
         self._readings_only = mapping.card is None and not mapping.events
+        # ... and when they are all at the top level, its payloads have a quick way
+        self._quick = ([(path, name, scale, offset, low, high, integer)
+                        for path, _, name, scale, offset, _, low, high, integer
+                        in self._readings]
+                       if self._readings_only and all(t[1] for t in self._readings) else None)
+
+    def quick(self, body: Any, ts: int) -> Reading | None:
+        """The reading of a payload with nothing to say about it, the common case: a mapping
+        of readings alone at the top level, and each value there a number within its range.
+        None for anything else: `decode` then tells what it is, and what was wrong."""
+        readings = self._quick
+        if readings is None or type(body) is not dict:
+            return None
+        values: dict[str, Scalar] = {}
+        for path, name, scale, offset, low, high, integer in readings:
+            raw = body.get(path)
+            if raw is None:  # missing, or null: no value
+                continue
+            kind = type(raw)
+            if kind is not float and kind is not int:  # a flag given as true/false too
+                return None
+            value = raw * scale + offset
+            if not low <= value <= high:
+                return None
+            values[name] = round(value) if integer else _rounded(value)
+        if not values:
+            return None
+        return Reading(id=new_id(ts), ts=ts, kind=self._kind, device=self._device,
+                       values=values)
 
     def decode(self, body: Any, ts: int) -> Decoded:
         out = Decoded()
@@ -252,19 +281,7 @@ class JsonMapper:
             # ReadingSpec.checked without its two calls; what is not plainly within the
             # range (a NaN, an infinity) goes through it
             if low <= value <= high:
-                if integer:
-                    values[name] = round(value)
-                else:
-                    # `round(value, 6)`, remembered: it takes as long as the rest of the
-                    # reading's checks, and a device's values repeat (0.1 °C steps)
-                    rounded = _ROUNDED.get(value)
-                    if rounded is None:
-                        rounded = round(value, 6)
-                        if value:  # not a zero: 0.0 and -0.0 are one key
-                            if len(_ROUNDED) >= ROUNDED_KEPT:
-                                _ROUNDED.clear()
-                            _ROUNDED[value] = rounded
-                    values[name] = rounded
+                values[name] = round(value) if integer else _rounded(value)
             else:
                 try:
                     values[name] = spec.checked(name, value)
@@ -326,6 +343,19 @@ class JsonMapper:
             out.reading = Reading(id=new_id(ts), ts=ts, kind=self._kind, device=self._device,
                                   values=values)
         return out
+
+
+def _rounded(value: float) -> float:
+    """`round(value, 6)`, remembered: it takes as long as the rest of a value's checks, and
+    a device's values repeat (a gate's in steps of 0.1 °C)."""
+    rounded = _ROUNDED.get(value)
+    if rounded is None:
+        rounded = round(value, 6)
+        if value:  # not a zero: 0.0 and -0.0 are one key
+            if len(_ROUNDED) >= ROUNDED_KEPT:
+                _ROUNDED.clear()
+            _ROUNDED[value] = rounded
+    return rounded
 
 
 SHOWN_CHARS = 40  # of a bad value, in a rejection's detail

@@ -56,6 +56,7 @@ log = logging.getLogger(__name__)
 RECEIPT_PREFIX = "mqtt:"  # receipt keys: the broker's packet id
 THROTTLE_LOG_S = 60.0  # a throttled device is logged at most this often
 _NO_RECEIPT = Receipt("", b"", 0)  # a message that cannot come again (QoS 0)
+_NO_EVENTS: list[DeviceEvent] = []  # read, never added to
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,22 +209,30 @@ class MqttIngress:
         except MalformedJsonError as exc:
             self._reject(device.id, topic, "malformed_json", f"not JSON: {exc}")
             return None
-        decoded = route.mapper.decode(body, self._clock.now_ms())
-        for reason, detail in decoded.problems:
-            self._reject(device.id, topic, reason, detail)
-        if decoded.problems and decoded.reading is None and not decoded.events:
-            return None
+        ts = self._clock.now_ms()
+        reading = route.mapper.quick(body, ts)  # a reading with nothing to say, mostly
+        events: list[DeviceEvent] = _NO_EVENTS
+        if reading is None:
+            decoded = route.mapper.decode(body, ts)
+            for reason, detail in decoded.problems:
+                self._reject(device.id, topic, reason, detail)
+            reading, events = decoded.reading, decoded.events
+            if decoded.problems and reading is None and not events:
+                return None
+            clean = not decoded.problems
+        else:
+            clean = True
         self._intake.seen(device.id)
-        if not decoded.problems:
+        if clean:
             self._counters.recovered(device.id)
-        if (not decoded.events and route.throttle is not None and not throttled_before
-                and not route.throttle.allow(self._clock.monotonic())):
+        if (not events and throttle is not None and not throttled_before
+                and not throttle.allow(self._clock.monotonic())):
             self._throttled(route)  # readings alone: an event, an alarm first, always passes
             return None
-        if decoded.reading is not None:
-            self._intake.reading(decoded.reading)
-        if decoded.events:
-            return self._journal(route, decoded.events, receipt, message.qos == 0)
+        if reading is not None:
+            self._intake.reading(reading)
+        if events:
+            return self._journal(route, events, receipt, message.qos == 0)
         if receipt is not _NO_RECEIPT and self._receipts is not None:
             self._receipts.note(receipt)  # a reading is not journalled: kept in memory
         self._counters.inc_key(route.accepted)

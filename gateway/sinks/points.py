@@ -29,7 +29,7 @@ _STATUS_EVENTS = {"online": 1.0, "offline": 0.0}
 
 FIELD_KEYS_KEPT = 10_000  # escaped field names remembered: names come from profiles
 SERIES_KEPT = 10_000  # alert series remembered (one per rule and key)
-FLOAT_TEXTS_KEPT = 4096  # float values remembered as text: forgotten all at once
+FLOAT_TEXTS_KEPT = 1024  # float values remembered as text: forgotten all at once
 _EXACT = 2**53  # integers up to this are floats exactly
 _KEY_ESCAPES = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ ", "\n": " "})
 _MEASUREMENT_ESCAPES = str.maketrans({",": r"\,", " ": r"\ ", "\n": " "})

@@ -5,10 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from drivers.json_map import JsonMap, JsonMapper, MalformedJsonError, parse_json
 from drivers.pseudonym import Pseudonymiser
 from gateway.core.model import DeviceKind
+
+_ABSENT = object()  # a key left out of the payload
 
 
 def test_an_ignored_path_cannot_be_mapped() -> None:
@@ -98,3 +102,60 @@ def test_a_huge_bad_value_is_cut_short_in_the_problem() -> None:
     assert reason == "bad_value"
     assert len(detail) < 200
     assert "10000002 characters" in detail
+
+
+GATE = JsonMap.model_validate({"readings": [
+    {"path": "body_temp_c", "reading": "body_temp_c"},
+    {"path": "mask", "reading": "mask"},
+    {"path": "passage_count", "reading": "passage_count"},
+    {"path": "temp_x10", "reading": "body_temp_c", "scale": 0.1}]})
+# what a gate's payload may hold under each key: numbers in and out of range, flags,
+# text, null, and nothing at all
+gate_values = st.one_of(st.none(), st.booleans(), st.integers(-5, 10**6),
+                        st.floats(allow_nan=False, allow_infinity=False, width=32),
+                        st.sampled_from([36.5, 37.3, 38.25, 0.0, -0.0, 1, 0, 365]),
+                        st.text(max_size=3), st.just(_ABSENT))
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.fixed_dictionaries({key: gate_values for key in
+                              ("body_temp_c", "mask", "passage_count", "temp_x10")}))
+def test_the_quick_way_reads_a_payload_as_decode_does_or_leaves_it(body: dict[str, Any]
+                                                                     ) -> None:
+    """`quick` gives the reading `decode` gives, for a payload `decode` finds nothing wrong
+    with, and leaves any other payload to `decode`."""
+    body = {key: value for key, value in body.items() if value is not _ABSENT}
+    mapper = JsonMapper(GATE, DeviceKind.TEMP_GATE, "gate-1")
+    quick = mapper.quick(body, 1_765_000_000_000)
+    decoded = mapper.decode(body, 1_765_000_000_000)
+    if quick is None:
+        assert decoded.problems or decoded.reading is None or any(
+            type(v) is bool for v in body.values())
+        return
+    assert not decoded.problems
+    assert decoded.reading is not None
+    assert (quick.ts, quick.kind, quick.device) == (decoded.reading.ts, decoded.reading.kind,
+                                                    decoded.reading.device)
+    assert quick.values == decoded.reading.values
+    assert [type(v) for v in quick.values.values()] == [
+        type(v) for v in decoded.reading.values.values()]
+    assert quick.id != decoded.reading.id
+
+
+def test_a_gates_usual_payload_takes_the_quick_way_and_others_do_not() -> None:
+    mapper = JsonMapper(GATE, DeviceKind.TEMP_GATE, "gate-1")
+    reading = mapper.quick({"body_temp_c": 36.5, "mask": 1, "passage_count": 7, "seq": 3}, 5)
+    assert reading is not None
+    assert reading.values == {"body_temp_c": 36.5, "mask": 1, "passage_count": 7}
+    assert mapper.quick({"body_temp_c": 50.0}, 5) is None  # out of range: decode says so
+    assert mapper.quick({"body_temp_c": "hot"}, 5) is None
+    assert mapper.quick([36.5], 5) is None
+    assert mapper.quick({"seq": 3}, 5) is None  # no reading at all
+    nested = JsonMapper(JsonMap.model_validate({"readings": [
+        {"path": "data.t", "reading": "body_temp_c"}]}), DeviceKind.TEMP_GATE, "gate-2")
+    assert nested.quick({"data": {"t": 36.5}}, 5) is None  # a path into the payload
+    events = JsonMapper(JsonMap.model_validate({
+        "readings": [{"path": "t", "reading": "body_temp_c"}],
+        "events": [{"path": "fever", "equals": True, "event": "fever"}]}),
+        DeviceKind.TEMP_GATE, "gate-3")
+    assert events.quick({"t": 36.5}, 5) is None  # a mapping with events
