@@ -198,6 +198,7 @@ class Gateway:
             self.bulk_link = MqttLink(config.broker, f"{config.client_id}-bulk", None,
                                       self.clock, self.counters, max_bytes=held,
                                       behind=self._downstream_behind,
+                                      moved=self.telemetry.when_taken,
                                       right_of_way=self.right_of_way)
             self.bulk_link.aside_burst = 0  # readings alone: none while an alarm is on its way
             self.memory.listeners.append(self.bulk_link.tighten)

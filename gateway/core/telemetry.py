@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 from collections import deque
+from collections.abc import Callable
 
 from gateway.core.counters import Counters
 from gateway.core.model import Reading
@@ -24,6 +25,7 @@ class TelemetryBuffer:
         self._positions: dict[str, int] = {}  # last sequence number each consumer took
         self._listeners: dict[str, Signal] = {}
         self._full: list[tuple[str, int, Signal]] = []  # (consumer, size, event)
+        self._on_take: list[Callable[[], None]] = []  # called once, at the next take
         self._counters = counters
 
     def register(self, consumer: str) -> Signal:
@@ -68,8 +70,16 @@ class TelemetryBuffer:
         out = list(itertools.islice(self._items, start, start + limit))
         return out, pos + len(out)
 
+    def when_taken(self, callback: Callable[[], None]) -> None:
+        """Call `callback` once, the next time a consumer takes readings."""
+        self._on_take.append(callback)
+
     def take(self, consumer: str, upto: int) -> None:
         """Mark readings up to position `upto` as delivered by the consumer."""
+        if self._on_take:
+            callbacks, self._on_take = self._on_take, []
+            for callback in callbacks:
+                callback()
         self._positions[consumer] = max(self._positions[consumer], upto)
         # what every consumer has delivered is not kept: memory follows the real backlog
         done = min(self._positions.values())

@@ -31,6 +31,7 @@ from tests.webhook import webhook
 
 QUEUED = 16_000  # readings the broker holds for the gateway's bulk session
 CHUNK = 500
+STORM_PACE_S = 0.05  # the bulk session's reads, at most one per this (READ_PACE_S otherwise)
 
 
 async def _pile_up(port: int, topic: str) -> None:
@@ -73,9 +74,15 @@ async def _storm(tmp_path: Path, mosquitto: Mosquitto, monkeypatch: pytest.Monke
                          and gateway.bulk_link.connected, what="both sessions connected")
     await _pile_up(mosquitto.port, gate_topic)
     overloaded = f"sc/{site}/alerts/gateway.overloaded/gateway"
+    stormed = Gateway(config)
+    # the bulk session read at most every 50 ms: the backlog then stays in the socket for
+    # several reads, whatever the machine's load. Otherwise, on a loaded machine, the
+    # gateway reads faster than the broker writes and never counts as behind
+    assert stormed.bulk_link is not None
+    stormed.bulk_link.pace_s = STORM_PACE_S
     async with Watcher(mosquitto.port, overloaded, "duty-office") as office, \
             Watcher(mosquitto.port, f"sc/{site}/alerts/elder.sos/sos-1", "sos") as sos, \
-            running(Gateway(config)) as gateway:
+            running(stormed) as gateway:
         ages: list[float] = []
         words: list[str] = []
 
