@@ -80,13 +80,9 @@ class MqttLink:
         *,
         max_bytes: int = NO_BYTE_BOUND,
         behind: Callable[[], bool] | None = None,
-        moved: Callable[[Callable[[], None]], None] | None = None,
         right_of_way: RightOfWay | None = None,
     ) -> None:
         self._config = config
-        # registers a callback for the next time what follows took something on: a held
-        # session looks again then, not only at the next look due
-        self._moved = moved
         self._right_of_way = right_of_way  # an alarm on its way: a few packets a turn
         self._behind = behind  # what follows is too far behind: read no more meanwhile
         self._max_bytes = max_bytes  # payload bytes read and not yet handled, at most
@@ -328,7 +324,7 @@ class MqttLink:
                          lambda mid, qos: connection.ack(mid, qos),
                          lambda paused: connection.pause_reading(paused),
                          max_bytes=self._max_bytes, tight=self._tight,
-                         behind=self._behind, moved=self._moved)
+                         behind=self._behind)
         connection = BrokerConnection(
             cfg, self._identifier,
             None if self._will is None else (self._will.topic, self._will.payload), password,

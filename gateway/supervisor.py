@@ -198,7 +198,6 @@ class Gateway:
             self.bulk_link = MqttLink(config.broker, f"{config.client_id}-bulk", None,
                                       self.clock, self.counters, max_bytes=held,
                                       behind=self._downstream_behind,
-                                      moved=self.telemetry.when_moved,
                                       right_of_way=self.right_of_way)
             self.bulk_link.aside_burst = 0  # readings alone: none while an alarm is on its way
             self.memory.listeners.append(self.bulk_link.tighten)
@@ -641,7 +640,7 @@ class Gateway:
         """Whether the rules, the MQTT sink or a working store are too far behind for the
         bulk session to read more (called per message read there: a few subtractions)."""
         return (self.journal.last_seq - self.mqtt_sink.published > HOLD_RECORDS
-                or self.runner.unevaluated() > HOLD_READINGS
+                or self.telemetry.pending(RULES) > HOLD_READINGS
                 or self._telemetry_behind())
 
     def _telemetry_behind(self) -> bool:
@@ -661,7 +660,7 @@ class Gateway:
         devices: the rules are too far behind, or the MQTT sink is while the broker is there
         (without it the alerts wait for the broker, not for the pushes, and the journal
         goes on taking what the devices push)."""
-        return (self.runner.unevaluated() > HOLD_READINGS
+        return (self.telemetry.pending(RULES) > HOLD_READINGS
                 or (self.link.connected
                     and self.journal.last_seq - self.mqtt_sink.published > HOLD_RECORDS)
                 or self._telemetry_behind())

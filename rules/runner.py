@@ -101,9 +101,6 @@ class RuleRunner:
         self._aside: asyncio.Future[None] | None = None  # a turn stepped aside until this
         self.rules = rules
         self._telemetry = telemetry
-        # the readings evaluated, through this position of the telemetry ring; they are
-        # taken once what they made is committed
-        self._evaluated = 0
         self._clock = clock
         self._on_transition = on_transition
         self._counters = counters
@@ -231,7 +228,6 @@ class RuleRunner:
         changes = Changes()
         from_readings, journalled = self._evaluate_in_order(batch, readings, changes,
                                                             transitions)
-        self._evaluated_through(readings_upto)
         if due:
             # timers run only once the journal is caught up: no record is overtaken
             transitions += self.rules.on_time(self._clock.now_ms())
@@ -320,7 +316,6 @@ class RuleRunner:
         transitions: list[Alert] = []
         changes = Changes()
         self._evaluate_in_order(batch, readings, changes, transitions)
-        self._evaluated_through(readings_upto)
         for event in alarm.events:
             transitions += self._evaluate(0, event)
         notifications = self.rules.take_notifications()
@@ -403,20 +398,9 @@ class RuleRunner:
             self._stale = True
             raise
 
-    def _evaluated_through(self, upto: int | None) -> None:
-        if upto is not None and upto > self._evaluated:
-            self._evaluated = upto
-            self._telemetry.moved()  # a session held for the rules may read again
-
-    def unevaluated(self) -> int:
-        """Readings in the ring the rules have not evaluated yet: those evaluated and
-        waiting for their commit are not behind."""
-        return self._telemetry.pending_beyond(CONSUMER, self._evaluated)
-
     async def _rewind(self) -> None:
         """Back to the state, cursor and readings the journal holds, after a failed commit."""
         rows = await self._journal.read_states(PREFIX)
-        self._evaluated = 0  # the readings not taken are evaluated again
         self._cursor = self._saved_cursor
         self._lazy, self._lazy_since, self._replayable = {}, None, {}
         self.rules.restore_rows(rows)  # with the notifications it still owed then

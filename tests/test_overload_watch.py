@@ -5,15 +5,12 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
-
 from gateway.console.catalogue import CATALOGUES
 from gateway.core.clock import ManualClock
 from gateway.core.counters import Counters
 from gateway.core.inbound import Inbound
 from gateway.core.kinds import MODELS
 from gateway.core.model import DEVICE_KINDS, DeviceKind
-from gateway.core.telemetry import TelemetryBuffer
 from gateway.link import dispatch
 from gateway.link.dispatch import LOOK_EVERY, Dispatch
 from gateway.link.routes import Routes
@@ -245,41 +242,3 @@ def test_a_gap_in_the_samples_starts_the_hold_again() -> None:
     assert not watch.overloaded
     assert len(_watched(watch, 61.5, 70.5, readings=60)) == 1
     assert watch.overloaded  # watched for the hold time without a gap
-
-
-async def test_a_held_session_reads_again_once_what_follows_took_readings(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    """Held because what follows is behind, a session looks again when a consumer takes
-    readings, not only at the next look due (here an hour away: only the take can do it)."""
-    monkeypatch.setattr(dispatch, "RECHECK_S", 3600.0)
-    counters = Counters()
-    telemetry = TelemetryBuffer(100, counters)
-    telemetry.register("rules")
-    behind = [True]
-    routes = Routes()
-    routes.add("t/#", lambda message: None)
-    paused: list[bool] = []
-    inbox = Dispatch(routes, counters, ManualClock(), lambda mid, qos: None, paused.append,
-                     behind=lambda: behind[0], moved=telemetry.when_moved)
-    inbox.deliver(Inbound("t/a", b"x", 0, False, 0))  # the first message looks
-    assert paused == [True]
-    for _ in range(5):
-        await asyncio.sleep(0)
-    assert paused == [True]  # nothing taken yet: still held
-    behind[0] = False
-    telemetry.take("rules", 0)
-    await asyncio.sleep(0)
-    assert paused == [True, False]
-    # held again, and a take while still behind keeps it held, and looks again later
-    behind[0] = True
-    for _ in range(dispatch.LOOK_EVERY):
-        inbox.deliver(Inbound("t/a", b"x", 0, False, 0))
-    assert paused == [True, False, True]
-    telemetry.take("rules", 0)
-    await asyncio.sleep(0)
-    assert paused == [True, False, True]
-    behind[0] = False
-    telemetry.take("rules", 0)
-    await asyncio.sleep(0)
-    assert paused == [True, False, True, False]
-    await inbox.close()

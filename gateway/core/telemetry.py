@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import itertools
 from collections import deque
-from collections.abc import Callable
 
 from gateway.core.counters import Counters
 from gateway.core.model import Reading
@@ -25,7 +24,6 @@ class TelemetryBuffer:
         self._positions: dict[str, int] = {}  # last sequence number each consumer took
         self._listeners: dict[str, Signal] = {}
         self._full: list[tuple[str, int, Signal]] = []  # (consumer, size, event)
-        self._on_move: list[Callable[[], None]] = []  # called once, at the next move
         self._counters = counters
 
     def register(self, consumer: str) -> Signal:
@@ -70,22 +68,8 @@ class TelemetryBuffer:
         out = list(itertools.islice(self._items, start, start + limit))
         return out, pos + len(out)
 
-    def when_moved(self, callback: Callable[[], None]) -> None:
-        """Call `callback` once, the next time a consumer takes readings or says it moved
-        on (`moved`)."""
-        self._on_move.append(callback)
-
-    def moved(self) -> None:
-        """A consumer got on with its readings (the rules evaluated some, to be taken after
-        their commit): what waits for that looks again."""
-        if self._on_move:
-            callbacks, self._on_move = self._on_move, []
-            for callback in callbacks:
-                callback()
-
     def take(self, consumer: str, upto: int) -> None:
         """Mark readings up to position `upto` as delivered by the consumer."""
-        self.moved()
         self._positions[consumer] = max(self._positions[consumer], upto)
         # what every consumer has delivered is not kept: memory follows the real backlog
         done = min(self._positions.values())
@@ -95,11 +79,6 @@ class TelemetryBuffer:
 
     def pending(self, consumer: str) -> int:
         return self._first_seq + len(self._items) - 1 - self._positions[consumer]
-
-    def pending_beyond(self, consumer: str, position: int) -> int:
-        """Readings after both `position` and what `consumer` took."""
-        return (self._first_seq + len(self._items) - 1
-                - max(position, self._positions[consumer]))
 
     def oldest_pending_ts(self, consumer: str) -> int | None:
         """The time (epoch ms) of the oldest reading `consumer` has not taken, if any."""

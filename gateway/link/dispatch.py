@@ -77,7 +77,6 @@ class Dispatch:
         max_bytes: int = NO_BYTE_BOUND,
         tight: bool = False,
         behind: Callable[[], bool] | None = None,
-        moved: Callable[[Callable[[], None]], None] | None = None,
     ) -> None:
         self._routes = routes
         # payload bytes held at most, QoS 1 (reading stops) and QoS 0 (more are dropped) each
@@ -86,11 +85,7 @@ class Dispatch:
         # whether what follows the handlers (the rules, the sinks) is too far behind for
         # this connection to read more: it is held until they catch up
         self._downstream = behind
-        # registers a callback for when what follows next took something on: reading is
-        # held only as long as it is behind, not until the next look due (RECHECK_S)
-        self._moved = moved
-        self._waiting_move = False  # a callback registered with `moved`, not called yet
-        self._recheck: asyncio.Handle | None = None
+        self._recheck: asyncio.TimerHandle | None = None
         self._look_in = 1  # QoS 0 messages until the next look at what follows: the first
         self._counters = counters
         self._clock = clock
@@ -155,18 +150,7 @@ class Dispatch:
             return False
         if self._recheck is None:
             self._recheck = asyncio.get_running_loop().call_later(RECHECK_S, self._again)
-            if self._moved is not None and not self._waiting_move:
-                self._waiting_move = True
-                self._moved(self._caught_up)
         return True
-
-    def _caught_up(self) -> None:
-        """What follows took something on: look again now rather than at the look due
-        (waiting for it left the loop idle while the broker's messages waited)."""
-        self._waiting_move = False
-        if isinstance(self._recheck, asyncio.TimerHandle):
-            self._recheck.cancel()
-            self._recheck = asyncio.get_running_loop().call_soon(self._again)
 
     def _again(self) -> None:
         self._recheck = None
@@ -339,7 +323,6 @@ class Dispatch:
     async def close(self) -> None:
         if self._recheck is not None:
             self._recheck.cancel()
-            self._recheck = None  # a callback registered with `moved` finds nothing to do
         for task in self.handlers:
             task.cancel()
         await asyncio.gather(*self.handlers, return_exceptions=True)
