@@ -94,6 +94,10 @@ class Decoded:
 _MISSING = object()
 _json = msgspec.json.Decoder()
 ROUNDED_KEPT = 1024  # values remembered rounded, for all devices: forgotten all at once
+_NO_LOW, _NO_HIGH = -math.inf, math.inf  # the bounds of a range that has none
+# compiled readings by their content, shared by the devices mapped alike (bounded by the
+# configuration's mappings)
+_SHARED: dict[tuple[Any, ...], tuple[Any, ...]] = {}
 _ROUNDED: dict[float, float] = {}
 
 
@@ -221,29 +225,27 @@ class JsonMapper:
         self._pseudonymise = pseudonymise
         self._last: dict[int, Any] = {}  # last value seen per on_change event entry
         # the mapping's readings as plain tuples, each with its range (-inf, inf: none)
-        # spelled out: read for every message of the device, ReadingSpec.checked inlined
-        self._readings = [
+        # spelled out: read for every message of the device, ReadingSpec.checked inlined.
+        # One copy for all the devices mapped alike: a compound has hundreds of them
+        readings = tuple(
             (r.path, "." not in r.path, r.reading, r.scale, r.offset, spec,
-             -math.inf if spec.low is None else spec.low,
-             math.inf if spec.high is None else spec.high, spec.integer)
-            for r in mapping.readings for spec in (self._specs[r.reading],)]
+             _NO_LOW if spec.low is None else spec.low,
+             _NO_HIGH if spec.high is None else spec.high, spec.integer)
+            for r in mapping.readings for spec in (self._specs[r.reading],))
+        self._readings = _SHARED.setdefault(readings, readings)
         # a mapping of readings alone (a temperature gate's) skips the card and events
         self._readings_only = mapping.card is None and not mapping.events
         # ... and when they are all at the top level, its payloads have a quick way
-        self._quick = ([(path, name, scale, offset, low, high, integer)
-                        for path, _, name, scale, offset, _, low, high, integer
-                        in self._readings]
-                       if self._readings_only and all(t[1] for t in self._readings) else None)
+        self._quick = self._readings_only and all(t[1] for t in self._readings)
 
     def quick(self, body: Any, ts: int) -> Reading | None:
         """The reading of a payload with nothing to say about it, the common case: a mapping
         of readings alone at the top level, and each value there a number within its range.
         None for anything else: `decode` then tells what it is, and what was wrong."""
-        readings = self._quick
-        if readings is None or type(body) is not dict:
+        if not self._quick or type(body) is not dict:
             return None
         values: dict[str, Scalar] = {}
-        for path, name, scale, offset, low, high, integer in readings:
+        for path, _, name, scale, offset, _, low, high, integer in self._readings:
             raw = body.get(path)
             if raw is None:  # missing, or null: no value
                 continue

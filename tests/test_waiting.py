@@ -86,3 +86,27 @@ async def test_a_cancelled_wait_leaves_its_futures_and_forgets_its_waiter() -> N
     assert await asyncio.wait_for(signal.wait(), 0.1)
     signal.clear()
     assert not signal.is_set()
+
+
+async def test_a_signal_is_armed_unless_setting_it_would_do_nothing() -> None:
+    """`armed` tells one who sets a signal per reading whether `set` has anything to do:
+    not while it is set with no one waiting."""
+    signal = Signal()
+    assert signal.armed
+    signal.set()
+    assert not signal.armed
+    signal.clear()
+    assert signal.armed
+    signal.set()
+    waiter = asyncio.ensure_future(first_of(signal))
+    await asyncio.sleep(0)
+    assert waiter.done()  # set already: the wait returned at once
+    signal.clear()
+    waiter = asyncio.ensure_future(first_of(signal))
+    await asyncio.sleep(0)
+    assert signal.armed
+    assert not waiter.done()
+    signal.set()
+    assert not signal.armed
+    await asyncio.sleep(0)
+    assert waiter.done()
