@@ -18,6 +18,35 @@ from rules.loader import pack_from_text
 from rules.notify import Notify
 from tests.rules.sim import CONTACTS, DIRECTORY, T0
 
+# two rules the quiet readings are tested on by themselves as well
+TILT = """\
+  - id: tilt
+    match: {kind: manhole, type: reading}
+    condition: {field: tilt_deg, above: 10}
+    for: 3s
+    clear: {field: tilt_deg, below: 5}
+    min_refire: 20s
+    message: "tilt {value}"
+    escalation: steps
+"""
+FEVER = """\
+  - id: fever
+    match: {kind: temp_gate, type: reading}
+    condition: "body_temp_c >= 37.3"
+    consecutive: 2
+    at_once: "body_temp_c >= 38"
+    clear: {after: 2m}
+    message: "fever {value}"
+"""
+ESCALATIONS = """\
+escalations:
+  steps:
+    steps:
+      - {after: 0s, notify: duty_office}
+      - {after: 1m, notify: family}
+    repeat: 3m
+"""
+
 PACK = pack_from_text("""
 rules:
   - id: sos
@@ -46,37 +75,18 @@ rules:
     match: {kind: access, type: duress}
     clear: {latch: true}
     message: "duress"
-  - id: tilt
-    match: {kind: manhole, type: reading}
-    condition: {field: tilt_deg, above: 10}
-    for: 3s
-    clear: {field: tilt_deg, below: 5}
-    min_refire: 20s
-    message: "tilt {value}"
-    escalation: steps
+""" + TILT + """\
   - id: heat
     match: {kind: smoke, type: reading}
     condition: {rate: temperature_c, per: 1m, above: 8}
     key: building
     message: "heat {value}"
-  - id: fever
-    match: {kind: temp_gate, type: reading}
-    condition: "body_temp_c >= 37.3"
-    consecutive: 2
-    at_once: "body_temp_c >= 38"
-    clear: {after: 2m}
-    message: "fever {value}"
+""" + FEVER + """\
   - id: silent
     match: {kind: temp_gate, type: any}
     absence: 5m
     message: "silent"
-escalations:
-  steps:
-    steps:
-      - {after: 0s, notify: duty_office}
-      - {after: 1m, notify: family}
-    repeat: 3m
-""")
+""" + ESCALATIONS)
 
 EVENTS = {
     "elder-1": ["press", "long_press", "cancel"],
@@ -215,29 +225,7 @@ def test_notification_ids_are_unique(sequence: list[Op]) -> None:
 
 # the fever rule without the gate's absence rule: a gate's readings go to the fever rule
 # alone, and most of them take the quiet way (`RuleEngine._quiet`)
-FEVER_ALONE = pack_from_text("""
-rules:
-  - id: fever
-    match: {kind: temp_gate, type: reading}
-    condition: "body_temp_c >= 37.3"
-    consecutive: 2
-    at_once: "body_temp_c >= 38"
-    clear: {after: 2m}
-    message: "fever {value}"
-    escalation: steps
-  - id: tilt
-    match: {kind: manhole, type: reading}
-    condition: {field: tilt_deg, above: 10}
-    for: 3s
-    clear: {field: tilt_deg, below: 5}
-    min_refire: 20s
-    message: "tilt {value}"
-escalations:
-  steps:
-    steps:
-      - {after: 0s, notify: duty_office}
-    repeat: 3m
-""")
+FEVER_ALONE = pack_from_text("rules:\n" + FEVER + TILT + ESCALATIONS)
 
 
 @pytest.mark.parametrize("pack", [PACK, FEVER_ALONE], ids=["all rules", "fever alone"])
