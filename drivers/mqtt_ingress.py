@@ -154,6 +154,8 @@ class MqttIngress:
         self._counters = counters
         self._receipts = receipts
         self._window_ms = round(redelivery_window_s * 1000)
+        # whether a QoS 1 message's receipt is looked up and kept: known at start
+        self._keeps_receipts = receipts is not None and self._window_ms > 0
         self._max_payload = max_payload_bytes
 
     @property
@@ -197,9 +199,8 @@ class MqttIngress:
                 self._intake.seen(device.id)
                 self._throttled(route)
                 return None
-        if message.qos == 0 or self._receipts is None or not self._window_ms:
-            receipt: Receipt | None = _NO_RECEIPT  # as `_receipt` has it, without the call
-        else:
+        receipt: Receipt | None = _NO_RECEIPT  # a QoS 0 message cannot come again
+        if message.qos and self._keeps_receipts:
             receipt = self._receipt(message, payload, route)
         if receipt is None:
             self._counters.inc_key(route.redelivered)
@@ -240,10 +241,9 @@ class MqttIngress:
 
     def _receipt(self, message: Inbound, payload: bytes | bytearray | str,
                  route: _Route) -> Receipt | None:
-        """The receipt to journal with the message's events; None when it is the broker's
-        redelivery of a message journalled already."""
-        if message.qos == 0 or self._receipts is None or not self._window_ms:
-            return _NO_RECEIPT
+        """The receipt to journal with a QoS 1 message's events (receipts kept); None when
+        it is the broker's redelivery of a message journalled already."""
+        assert self._receipts is not None
         raw = payload.encode() if isinstance(payload, str) else payload
         digest = hashlib.blake2b(route.digest_prefix + raw, digest_size=16).digest()
         key = f"{self._prefix}{message.mid}"
